@@ -1,0 +1,45 @@
+"""The ``winback`` command line: thin wiring over features, training and serving.
+
+Each command group lives in ``winback/commands/<group>.py``; this module only
+assembles them. Heavy imports (MLflow, BentoML, LightGBM) happen inside the
+commands that need them, so ``winback --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from winback import __version__, disable_telemetry
+
+disable_telemetry()
+
+app = typer.Typer(
+    name="winback",
+    help="Churn, VIP-potential and win-back models from a shop's transaction log.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"winback {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """winback: point-in-time features, LightGBM models, retention lists."""
+
+
+data_app = typer.Typer(help="Simulate, load and validate shop data.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()
