@@ -1,0 +1,180 @@
+"""Request and response models of the service (pydantic, with examples for the OpenAPI page).
+
+Field names are the project's vocabulary: ``customer_id``, ``churn_risk``,
+``vip_potential``, ``reactivation_probability``, ``expected_value``, ``tier``.
+Request models hide input values from validation errors so that a bad request
+never writes customer data into the logs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Target = Literal["churn", "vip", "reactivation"]
+
+_REQUEST = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+
+class ScoresRequest(BaseModel):
+    """Look up the stored scores of one or more customers."""
+
+    model_config = ConfigDict(
+        **_REQUEST,
+        json_schema_extra={"examples": [{"customer_ids": ["C000123", "C000456"]}]},
+    )
+
+    customer_ids: list[str] = Field(min_length=1, max_length=1000)
+    explain: bool = Field(
+        default=True,
+        description="Compute reasons now for customers that have none stored (~2 ms each).",
+    )
+
+
+class CustomerScores(BaseModel):
+    """The scores of one customer as of the score table's date."""
+
+    customer_id: str
+    as_of: dt.date
+    churn_risk: float | None = Field(description="Probability of no order within the horizon.")
+    vip_potential: float | None = Field(description="Probability of reaching a VIP tier.")
+    reactivation_probability: float | None = Field(
+        description="Probability that a lapsed customer orders again within the horizon."
+    )
+    expected_value: float | None = Field(
+        description="Expected gross margin over the horizon (see serving.scoring.expected_value)."
+    )
+    tier: str | None
+    is_active: bool
+    is_lapsed: bool
+    is_vip: bool
+    reasons: dict[str, list[str] | None] = Field(
+        description="Top reasons per target, strongest first; null where not scored."
+    )
+    model_versions: dict[str, str | None]
+    feature_sets: dict[str, str | None]
+    scored_at: dt.datetime
+
+
+class ScoresResponse(BaseModel):
+    """Found customers and the ids that are not in the score table."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "scores": [
+                        {
+                            "customer_id": "C000123",
+                            "as_of": "2024-03-31",
+                            "churn_risk": 0.72,
+                            "vip_potential": 0.03,
+                            "reactivation_probability": None,
+                            "expected_value": 12.4,
+                            "tier": "silver",
+                            "is_active": True,
+                            "is_lapsed": False,
+                            "is_vip": False,
+                            "reasons": {
+                                "churn": ["no order for 140 days, 3x the usual gap"],
+                                "vip": None,
+                                "reactivation": None,
+                            },
+                            "model_versions": {"churn": "3", "vip": "2", "reactivation": "1"},
+                            "feature_sets": {
+                                "churn": "churn_v1",
+                                "vip": "vip_v1",
+                                "reactivation": "reactivation_v1",
+                            },
+                            "scored_at": "2024-04-01T02:00:00Z",
+                        }
+                    ],
+                    "not_found": ["C999999"],
+                }
+            ]
+        }
+    )
+
+    scores: list[CustomerScores]
+    not_found: list[str]
+
+
+class ScoreRowsRequest(BaseModel):
+    """Feature rows to score, row-wise (``rows``) or column-wise (``columns``, faster)."""
+
+    model_config = ConfigDict(
+        **_REQUEST,
+        json_schema_extra={
+            "examples": [
+                {
+                    "rows": [{"days_since_last_order": 140.0, "orders_365d": 3.0}],
+                    "targets": ["churn"],
+                },
+                {"columns": {"days_since_last_order": [140.0, 12.0], "orders_365d": [3.0, 9.0]}},
+            ]
+        },
+    )
+
+    rows: list[dict[str, Any]] | None = Field(default=None, max_length=100_000)
+    columns: dict[str, list[Any]] | None = None
+    targets: list[Target] | None = Field(
+        default=None,
+        description="Targets to score (default all three); rows need the union of their "
+        "feature sets' columns, exactly.",
+    )
+    explain: bool = Field(default=False, description="Also return top reasons (~2 ms a row).")
+
+
+class ScoreRowsResponse(BaseModel):
+    """Scores of posted rows, column-wise, in the order of the rows."""
+
+    rows: int
+    scores: dict[str, list[float]] = Field(
+        description="Score name (churn_risk, vip_potential, reactivation_probability) → values."
+    )
+    reasons: dict[str, list[list[str]]] | None = None
+    model_versions: dict[str, str]
+    feature_sets: dict[str, str]
+
+
+class ModelInfo(BaseModel):
+    """One served model."""
+
+    target: Target
+    name: str
+    version: str
+    feature_set: str
+    feature_columns: list[str]
+    trained_at: str | None
+    metrics: dict[str, float]
+
+
+class ScoreTableInfo(BaseModel):
+    """The score table answering lookups."""
+
+    as_of: dt.date
+    rows: int
+    model_versions: dict[str, str | None]
+    stale_targets: list[str] = Field(
+        description="Targets whose stored scores came from another model version than the "
+        "served one: rerun `winback score`."
+    )
+
+
+class ModelsResponse(BaseModel):
+    """What the service is serving."""
+
+    models: list[ModelInfo]
+    score_table: ScoreTableInfo
+
+
+class ErrorResponse(BaseModel):
+    """Error body of 4xx answers; column lists are filled for bad feature rows."""
+
+    error: str
+    not_found: list[str] | None = None
+    missing: list[str] | None = None
+    unexpected: list[str] | None = None
+    wrong_dtypes: dict[str, dict[str, str]] | None = None

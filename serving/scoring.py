@@ -1,0 +1,720 @@
+"""Batch scoring: features for every customer as of a date, scored by the champion models.
+
+The score table has one row per customer known at ``as_of``:
+
+``customer_id, as_of, churn_risk, vip_potential, reactivation_probability,
+expected_value, tier, is_active, is_lapsed, is_vip, trailing_margin,
+churn_reasons, vip_reasons, reactivation_reasons, churn_model_version,
+vip_model_version, reactivation_model_version, churn_feature_set,
+vip_feature_set, reactivation_feature_set, scored_at``
+
+Each score is given only inside its model's population (the customers the model
+was trained on): ``churn_risk`` for active customers, ``vip_potential`` for
+active customers who are not VIP yet, ``reactivation_probability`` for lapsed
+customers; elsewhere it is missing, never a made-up number. Reasons cost about
+2 ms a row (SHAP), so only the ``explain_top`` highest-scored customers of each
+target get them in batch; the service explains other customers on request.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+
+from features.feature_sets import FeatureSet
+from features.schema import ShopTables
+from serving import store
+from serving.config import SCORE_COLUMNS, TARGETS, ServingConfig
+
+logger = logging.getLogger("winback.serving.scoring")
+
+#: Context columns of the scoring frame that the score table carries along.
+CONTEXT_COLUMNS = ("is_active", "is_lapsed", "is_vip", "tier", "trailing_margin")
+
+
+class ServingSetupError(RuntimeError):
+    """Something scoring or serving needs is missing; the message says how to create it."""
+
+
+class ScoringModel(Protocol):
+    """What serving needs from a model (``training.model.WinbackClassifier`` has it)."""
+
+    feature_set_: FeatureSet
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray: ...
+
+    def contributions(self, X: pd.DataFrame) -> pd.DataFrame: ...
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """One loaded model with where it came from."""
+
+    target: str
+    model: Any
+    name: str
+    version: str
+    trained_at: str | None = None
+    metrics: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def feature_set(self) -> FeatureSet:
+        return self.model.feature_set_
+
+
+@dataclass(frozen=True)
+class ServedModels:
+    """The models of the three targets, loaded once."""
+
+    models: Mapping[str, ServedModel]
+
+    def __getitem__(self, target: str) -> ServedModel:
+        return self.models[target]
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        return tuple(t for t in TARGETS if t in self.models)
+
+    def feature_set(self, targets: Sequence[str] | None = None) -> FeatureSet:
+        """The union of the targets' feature sets (order: first appearance)."""
+        targets = self.targets if targets is None else tuple(targets)
+        columns: dict[str, str] = {}
+        for target in targets:
+            for name, dtype in self.models[target].feature_set.columns:
+                columns.setdefault(name, dtype)
+        name = "+".join(self.models[t].feature_set.name for t in targets)
+        return FeatureSet(name, tuple(columns.items()))
+
+    def versions(self) -> dict[str, str]:
+        return {t: m.version for t, m in self.models.items()}
+
+    def feature_set_names(self) -> dict[str, str]:
+        return {t: m.feature_set.name for t, m in self.models.items()}
+
+
+# --------------------------------------------------------------------- models
+
+
+def _train_command(target: str) -> str:
+    return f"winback train --target {target}"
+
+
+def check_registry_exists(tracking_uri: str) -> None:
+    """Fail fast when the tracking URI points at a SQLite file that does not exist.
+
+    MLflow would otherwise create an empty registry and report no champion,
+    hiding the real cause (wrong working directory or no training yet).
+    """
+    if tracking_uri.startswith("sqlite:///"):
+        path = Path(tracking_uri[len("sqlite:///") :])
+        if not path.exists():
+            raise ServingSetupError(
+                f"no MLflow model registry at {str(path)!r}: train the models first "
+                f"({'; '.join(_train_command(t) for t in TARGETS)}) in this working "
+                f"directory, or set MLFLOW_TRACKING_URI / WINBACK_HOME to where they were trained"
+            )
+
+
+def load_served_models(
+    config: ServingConfig, *, targets: Sequence[str] = TARGETS, tracking_uri: str | None = None
+) -> ServedModels:
+    """Load each target's champion (or its pinned version) from the MLflow registry.
+
+    Raises
+    ------
+    ServingSetupError
+        When the registry, a champion or a pinned version is missing, naming the
+        command that creates it.
+    """
+    from mlflow.tracking import MlflowClient
+
+    from training import registry, tracking
+
+    if tracking_uri is None:
+        tracking_uri = tracking.configure_tracking(tracking_config(config))
+    check_registry_exists(tracking_uri)
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    loaded = {}
+    for target in targets:
+        name = registry.registered_model_name(target)
+        pinned = config.model_versions.get(target)
+        if pinned is not None:
+            try:
+                version = client.get_model_version(name, str(pinned))
+            except Exception as exc:  # MLflow raises its own RestException subclasses
+                raise ServingSetupError(
+                    f"pinned model version {name} v{pinned} (target {target!r}) is not in the "
+                    f"registry at {tracking_uri}: list versions with `winback models list` or "
+                    f"unpin it (WINBACK_MODEL_VERSIONS)"
+                ) from exc
+        else:
+            version = registry.champion(target)
+            if version is None:
+                raise ServingSetupError(
+                    f"no champion model for target {target!r} ({name}@champion) in the registry "
+                    f"at {tracking_uri}: create one with `{_train_command(target)}`"
+                )
+        model = tracking.load_model(f"models:/{name}/{version.version}")
+        loaded[target] = ServedModel(
+            target=target,
+            model=model,
+            name=name,
+            version=str(version.version),
+            trained_at=_run_started_at(client, version.run_id),
+            metrics=_version_metrics(version, client),
+        )
+        logger.info(
+            "loaded %s version %s (feature set %s)", name, version.version, model.feature_set_.name
+        )
+    return ServedModels(loaded)
+
+
+def tracking_config(config: ServingConfig) -> Any:
+    """The ``training.tracking.TrackingConfig`` of the served working directory.
+
+    ``MLFLOW_TRACKING_URI`` wins when set; otherwise ``<home>/mlruns``.
+    """
+    from training.tracking import TrackingConfig
+
+    return TrackingConfig(root=str(config.home / "mlruns"))
+
+
+def _run_started_at(client: Any, run_id: str | None) -> str | None:
+    if not run_id:
+        return None
+    try:
+        start = client.get_run(run_id).info.start_time
+    except Exception:  # a deleted run must not stop serving
+        return None
+    return dt.datetime.fromtimestamp(start / 1000, tz=dt.UTC).isoformat() if start else None
+
+
+def _version_metrics(version: Any, client: Any) -> dict[str, float]:
+    """Test metrics of a model version: its ``metric.*`` tags, else its run's metrics."""
+    out = {}
+    for key, value in (getattr(version, "tags", None) or {}).items():
+        if key.startswith("metric."):
+            try:
+                out[key[len("metric.") :]] = float(value)
+            except ValueError:
+                continue
+    if out or not getattr(version, "run_id", None):
+        return out
+    try:
+        metrics = client.get_run(version.run_id).data.metrics
+    except Exception:
+        return {}
+    return {k: float(v) for k, v in metrics.items() if k.startswith("test")}
+
+
+# -------------------------------------------------------------------- scoring
+
+
+def predict_scores(
+    models: ServedModels, features: pd.DataFrame, targets: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """Calibrated probabilities of each target for every row of ``features``.
+
+    Each model sees exactly the columns of its own feature set, checked with
+    ``FeatureSet.check`` (a missing or mistyped column raises, never NaN-fills).
+    """
+    targets = models.targets if targets is None else tuple(targets)
+    out = {}
+    for target in targets:
+        served = models[target]
+        fs = served.feature_set
+        fs.check(features)
+        X = features[fs.names]
+        out[SCORE_COLUMNS[target]] = np.asarray(served.model.predict_proba(X), dtype="float64")
+    return pd.DataFrame(out, index=features.index)
+
+
+def populations(context: pd.DataFrame) -> dict[str, pd.Series]:
+    """Which customers each model scores: churn and VIP among active, reactivation among lapsed."""
+    missing = [c for c in ("is_active", "is_lapsed", "is_vip") if c not in context.columns]
+    if missing:
+        raise ValueError(f"the scoring frame lacks the population columns {missing}")
+    active = context["is_active"].fillna(False).astype(bool)
+    lapsed = context["is_lapsed"].fillna(False).astype(bool)
+    vip = context["is_vip"].fillna(False).astype(bool)
+    return {"churn": active, "vip": active & ~vip, "reactivation": lapsed}
+
+
+def expected_value(
+    churn_risk: np.ndarray | pd.Series,
+    reactivation_probability: np.ndarray | pd.Series,
+    is_lapsed: np.ndarray | pd.Series,
+    trailing_margin: np.ndarray | pd.Series,
+    typical_margin: float,
+    *,
+    horizon_days: int = 90,
+) -> np.ndarray:
+    """Expected gross margin of each customer over the next ``horizon_days``.
+
+    * active customers: ``(1 - churn_risk) * trailing_margin * horizon_days / 365``
+      — the margin they earned in the last 12 months, at the same daily rate,
+      if they stay;
+    * lapsed customers: ``reactivation_probability * typical_margin * horizon_days / 365``
+      — a returning customer is worth a typical active customer's 12-month margin
+      (``typical_margin``, the median among active customers), at that rate.
+
+    Missing where the score it needs is missing (a customer outside both
+    populations, or a missing margin).
+    """
+    if horizon_days <= 0:
+        raise ValueError(f"horizon_days must be positive, got {horizon_days}")
+    share = horizon_days / 365.0
+    churn = np.asarray(churn_risk, dtype="float64")
+    react = np.asarray(reactivation_probability, dtype="float64")
+    lapsed = np.asarray(is_lapsed, dtype=bool)
+    margin = np.asarray(trailing_margin, dtype="float64")
+    active_value = (1.0 - churn) * margin * share
+    lapsed_value = react * float(typical_margin) * share
+    return np.where(lapsed, lapsed_value, active_value)
+
+
+def reason_texts(model: Any, features: pd.DataFrame, *, top: int = 3) -> list[list[str]]:
+    """Plain-language reasons (strongest first) for each row, from the model's SHAP values.
+
+    Uses ``training.reasons.reason_codes`` on ``model.contributions``; about
+    2 ms a row, so call it for the customers a request or a list needs.
+    """
+    from training.reasons import reason_codes
+
+    if len(features) == 0:
+        return []
+    X = features[model.feature_set_.names]
+    contributions = model.contributions(X)
+    result = reason_codes(contributions, X, top=top)
+    return _as_texts(result, len(X))
+
+
+def _as_texts(result: Any, n: int) -> list[list[str]]:
+    """Normalise what ``reason_codes`` returns (a frame or lists of reasons) to text lists."""
+    if isinstance(result, pd.DataFrame):
+        cols = [c for c in result.columns if str(c).startswith("reason_") and str(c)[7:].isdigit()]
+        cols.sort(key=lambda c: int(str(c)[7:]))
+        values = result[cols].to_numpy(dtype=object)
+        return [
+            [str(v) for v in row if v is not None and not pd.isna(v) and v != ""] for row in values
+        ]
+    texts = []
+    for reasons in result:
+        row = []
+        for reason in reasons:
+            text = getattr(reason, "text", None)
+            row.append(str(text if text is not None else reason))
+        texts.append(row)
+    if len(texts) != n:
+        raise ValueError(f"reason_codes returned {len(texts)} rows for {n} customers")
+    return texts
+
+
+def _reason_column(target: str) -> str:
+    return f"{target}_reasons"
+
+
+def top_scored(scores: pd.Series, n: int) -> pd.Index:
+    """The index of the ``n`` highest non-missing scores (ties broken by index order)."""
+    valid = scores.dropna()
+    if n <= 0 or valid.empty:
+        return valid.index[:0]
+    order = np.lexsort((np.arange(len(valid)), -valid.to_numpy()))
+    return valid.index[order[:n]]
+
+
+def score_table(
+    frame: pd.DataFrame,
+    models: ServedModels,
+    *,
+    as_of: dt.date,
+    horizon_days: int = 90,
+    explain_top: int = 1000,
+    top_reasons: int = 3,
+    scored_at: dt.datetime | None = None,
+) -> pd.DataFrame:
+    """The score table of one date from a scoring frame (features + context columns).
+
+    ``frame`` is indexed by ``customer_id`` and holds each model's feature
+    columns plus ``is_active, is_lapsed, is_vip, tier, trailing_margin`` (what
+    ``features.training_table.build_scoring_frame`` returns).
+    """
+    missing = [c for c in CONTEXT_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ValueError(
+            f"the scoring frame lacks the columns {missing}; build it with "
+            f"features.training_table.build_scoring_frame"
+        )
+    scored_at = scored_at or dt.datetime.now(dt.UTC)
+    masks = populations(frame)
+    out = pd.DataFrame(index=frame.index)
+    out["as_of"] = pd.Series([as_of] * len(frame), index=frame.index, dtype="object")
+    for target in TARGETS:
+        column = SCORE_COLUMNS[target]
+        values = pd.Series(np.nan, index=frame.index, dtype="float64")
+        mask = masks[target].to_numpy()
+        if target in models.models and mask.any():
+            values[mask] = predict_scores(models, frame.loc[mask], [target])[column].to_numpy()
+        out[column] = values
+    lapsed = masks["reactivation"]
+    margin = frame["trailing_margin"].astype("float64")
+    active_margin = margin[masks["churn"]].dropna()
+    typical = float(active_margin.median()) if len(active_margin) else np.nan
+    out["expected_value"] = expected_value(
+        out["churn_risk"],
+        out["reactivation_probability"],
+        lapsed,
+        margin,
+        typical,
+        horizon_days=horizon_days,
+    )
+    out["tier"] = frame["tier"].astype("string")
+    for col in ("is_active", "is_lapsed", "is_vip"):
+        out[col] = frame[col].fillna(False).astype(bool)
+    out["trailing_margin"] = margin
+    for target in TARGETS:
+        reasons = pd.Series([None] * len(frame), index=frame.index, dtype="object")
+        if target in models.models and explain_top > 0:
+            chosen = top_scored(out[SCORE_COLUMNS[target]], explain_top)
+            if len(chosen):
+                texts = reason_texts(models[target].model, frame.loc[chosen], top=top_reasons)
+                reasons.loc[chosen] = pd.Series(texts, index=chosen, dtype="object")
+        out[_reason_column(target)] = reasons
+    for target in TARGETS:
+        served = models.models.get(target)
+        out[f"{target}_model_version"] = served.version if served else None
+        out[f"{target}_feature_set"] = served.feature_set.name if served else None
+    out["scored_at"] = pd.Timestamp(scored_at).tz_convert("UTC")
+    out.index.name = "customer_id"
+    return out.reset_index()
+
+
+def score_customers(
+    tables: ShopTables,
+    as_of: dt.date,
+    models: ServedModels,
+    config: ServingConfig | None = None,
+    *,
+    scored_at: dt.datetime | None = None,
+) -> store.ScoreTableVersion:
+    """Build features as of ``as_of``, score everyone and write the versioned score table.
+
+    This is what ``winback score --as-of DATE`` runs. A rerun for the same date
+    replaces that version.
+    """
+    from features.training_table import build_scoring_frame
+
+    config = config or ServingConfig()
+    feature_set = models.feature_set()
+    frame = build_scoring_frame(tables, as_of, feature_set)
+    table = score_table(
+        frame,
+        models,
+        as_of=as_of,
+        horizon_days=config.horizon_days,
+        explain_top=config.explain_top,
+        top_reasons=config.top_reasons,
+        scored_at=scored_at,
+    )
+    features = frame[feature_set.names]
+    return store.write_score_table(table, features, config.score_path, as_of)
+
+
+# ------------------------------------------------------------------- lookups
+
+#: Columns of a looked-up customer that are returned as they are stored.
+RECORD_COLUMNS = (
+    "churn_risk",
+    "vip_potential",
+    "reactivation_probability",
+    "expected_value",
+    "tier",
+    "is_active",
+    "is_lapsed",
+    "is_vip",
+)
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-ready Python value (NaN/NA → None, numpy scalars → Python)."""
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [str(v) for v in value]
+    if pd.isna(value):
+        return None
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+@dataclass
+class ScoreLookup:
+    """The latest score table held in memory for lookups by customer id."""
+
+    as_of: dt.date
+    table: pd.DataFrame
+    features: pd.DataFrame | None = None
+
+    @classmethod
+    def load(cls, score_dir: Path, *, with_features: bool = True) -> ScoreLookup:
+        """Load the newest score table (and its features) from ``score_dir``.
+
+        Raises
+        ------
+        ServingSetupError
+            When there is no score table, naming the command that writes one.
+        """
+        as_of = store.latest_version(score_dir)
+        if as_of is None:
+            raise ServingSetupError(
+                f"no score table in {str(score_dir)!r}: write one with "
+                f"`winback score --as-of YYYY-MM-DD` (or set WINBACK_SCORE_DIR to where it is)"
+            )
+        table = store.read_scores(score_dir, as_of)
+        table["customer_id"] = table["customer_id"].astype("string")
+        table = table.set_index("customer_id")
+        features = store.read_features(score_dir, as_of) if with_features else None
+        if features is not None:
+            features.index = features.index.astype("string")
+        return cls(as_of=as_of, table=table, features=features)
+
+    def model_versions(self) -> dict[str, str | None]:
+        """The model versions the stored scores were computed with."""
+        out: dict[str, str | None] = {}
+        for target in TARGETS:
+            col = f"{target}_model_version"
+            if col in self.table.columns and len(self.table):
+                out[target] = _plain(self.table[col].iloc[0])
+            else:
+                out[target] = None
+        return out
+
+    def find(self, customer_ids: Sequence[str]) -> tuple[list[str], list[str]]:
+        """Split ``customer_ids`` into known and unknown ids (duplicates dropped, order kept)."""
+        ids = list(dict.fromkeys(str(c) for c in customer_ids))
+        positions = self.table.index.get_indexer(ids)
+        found = [c for c, p in zip(ids, positions, strict=True) if p >= 0]
+        unknown = [c for c, p in zip(ids, positions, strict=True) if p < 0]
+        return found, unknown
+
+    def records(
+        self,
+        customer_ids: Sequence[str],
+        *,
+        models: ServedModels | None = None,
+        explain: bool = True,
+        top_reasons: int = 3,
+    ) -> list[dict[str, Any]]:
+        """One record per (known) customer id: scores, tier, reasons and provenance.
+
+        Reasons missing from the table are computed now from the stored features
+        when ``explain`` and ``models`` are given (only for the scores the
+        customer has).
+        """
+        rows = self.table.loc[list(customer_ids)]
+        reasons = {t: rows[_reason_column(t)].tolist() for t in TARGETS}
+        if explain and models is not None and self.features is not None:
+            for target in models.targets:
+                need = [
+                    i
+                    for i, (r, s) in enumerate(
+                        zip(reasons[target], rows[SCORE_COLUMNS[target]], strict=True)
+                    )
+                    if (r is None or (not isinstance(r, (list, np.ndarray)) and pd.isna(r)))
+                    and not pd.isna(s)
+                ]
+                if need:
+                    ids = [rows.index[i] for i in need]
+                    texts = reason_texts(
+                        models[target].model, self.features.loc[ids], top=top_reasons
+                    )
+                    for i, text in zip(need, texts, strict=True):
+                        reasons[target][i] = text
+        out = []
+        for i, customer_id in enumerate(rows.index):
+            row = rows.iloc[i]
+            record: dict[str, Any] = {"customer_id": str(customer_id), "as_of": self.as_of}
+            for col in RECORD_COLUMNS:
+                record[col] = _plain(row[col]) if col in rows.columns else None
+            record["reasons"] = {
+                t: (_plain(reasons[t][i]) if reasons[t][i] is not None else None) for t in TARGETS
+            }
+            record["model_versions"] = {t: _plain(row.get(f"{t}_model_version")) for t in TARGETS}
+            record["feature_sets"] = {t: _plain(row.get(f"{t}_feature_set")) for t in TARGETS}
+            record["scored_at"] = pd.Timestamp(row["scored_at"]).to_pydatetime()
+            out.append(record)
+        return out
+
+
+def stale_targets(lookup: ScoreLookup, models: ServedModels) -> dict[str, tuple[str | None, str]]:
+    """Targets whose stored scores came from another model version than the one served."""
+    stored = lookup.model_versions()
+    return {
+        t: (stored.get(t), m.version)
+        for t, m in models.models.items()
+        if stored.get(t) != m.version
+    }
+
+
+def union_columns(models: ServedModels, targets: Iterable[str] | None = None) -> dict[str, str]:
+    """Feature name → dtype over the given targets' feature sets."""
+    return models.feature_set(None if targets is None else list(targets)).dtypes
+
+
+# -------------------------------------------------------------- posted rows
+
+
+class RowsInvalid(ValueError):
+    """Posted feature rows do not match the feature set; names every offending column.
+
+    Attributes
+    ----------
+    missing, unexpected
+        Columns absent from / not part of the feature set.
+    wrong_dtypes
+        Column → (expected, what was sent).
+    incomplete_rows
+        Column → positions of the rows that lack it (first few), for row-wise input
+        where some rows have a column and others do not.
+    """
+
+    def __init__(
+        self,
+        feature_set: str,
+        *,
+        missing: Sequence[str] = (),
+        unexpected: Sequence[str] = (),
+        wrong_dtypes: Mapping[str, tuple[str, str]] | None = None,
+        incomplete_rows: Mapping[str, list[int]] | None = None,
+        detail: str = "",
+    ) -> None:
+        self.feature_set = feature_set
+        self.missing = sorted(missing)
+        self.unexpected = sorted(unexpected)
+        self.wrong_dtypes = dict(wrong_dtypes or {})
+        self.incomplete_rows = dict(incomplete_rows or {})
+        parts = [detail] if detail else []
+        if self.missing:
+            parts.append(f"missing columns {self.missing}")
+        if self.unexpected:
+            parts.append(f"unexpected columns {self.unexpected}")
+        if self.wrong_dtypes:
+            parts.append(
+                "wrong types "
+                + ", ".join(
+                    f"{c}: expected {e}, got {g}" for c, (e, g) in sorted(self.wrong_dtypes.items())
+                )
+            )
+        if self.incomplete_rows:
+            parts.append(
+                "columns missing from some rows "
+                + ", ".join(f"{c} (rows {r})" for c, r in sorted(self.incomplete_rows.items()))
+            )
+        super().__init__(f"feature set {feature_set!r}: " + "; ".join(parts))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "error": str(self),
+            "feature_set": self.feature_set,
+            "missing": self.missing,
+            "unexpected": self.unexpected,
+            "wrong_dtypes": {
+                c: {"expected": e, "got": g} for c, (e, g) in self.wrong_dtypes.items()
+            },
+            "incomplete_rows": self.incomplete_rows,
+        }
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _typed_column(values: Sequence[Any], expected: str) -> tuple[Any, str | None]:
+    """``values`` converted to the feature dtype, or the name of the offending type.
+
+    Numbers (or null) for numeric features; strings (or null) for categoricals.
+    Nothing is coerced: ``"12"`` for a numeric feature is an error, not 12.
+    """
+    if expected == "category":
+        bad = next((v for v in values if v is not None and not isinstance(v, str)), None)
+        if bad is not None:
+            return None, type(bad).__name__
+        return pd.array(values, dtype="string"), None
+    bad = next((v for v in values if v is not None and not _is_number(v)), None)
+    if bad is not None:
+        return None, type(bad).__name__
+    return np.array([np.nan if v is None else v for v in values], dtype="float64"), None
+
+
+def rows_to_frame(
+    feature_set: FeatureSet,
+    *,
+    rows: Sequence[Mapping[str, Any]] | None = None,
+    columns: Mapping[str, Sequence[Any]] | None = None,
+) -> pd.DataFrame:
+    """Posted feature values as a typed frame, checked against ``feature_set``.
+
+    Give either ``rows`` (a list of ``{feature: value}``) or ``columns``
+    (``{feature: [values]}``). Every feature of the set must be present in every
+    row, nothing else may be; ``null`` is a legitimate missing value (LightGBM
+    handles it), an absent key is not. Raises :class:`RowsInvalid` naming the
+    columns.
+    """
+    if (rows is None) == (columns is None):
+        raise RowsInvalid(feature_set.name, detail="send exactly one of 'rows' or 'columns'")
+    expected = feature_set.dtypes
+    if rows is not None:
+        if len(rows) == 0:
+            raise RowsInvalid(feature_set.name, detail="no rows sent")
+        keys: dict[str, None] = {}
+        for row in rows:
+            keys.update(dict.fromkeys(row))
+        present = set(keys)
+        incomplete: dict[str, list[int]] = {}
+        width = len(keys)
+        for i, row in enumerate(rows):
+            if len(row) != width:
+                for col in keys:
+                    if col not in row and col in expected:
+                        lacking = incomplete.setdefault(col, [])
+                        if len(lacking) < 5:
+                            lacking.append(i)
+        data = {col: [row.get(col) for row in rows] for col in expected if col in present}
+    else:
+        present = set(columns)
+        lengths = {c: len(v) for c, v in columns.items()}
+        if len(set(lengths.values())) > 1:
+            raise RowsInvalid(feature_set.name, detail=f"columns have different lengths {lengths}")
+        if not lengths or next(iter(lengths.values())) == 0:
+            raise RowsInvalid(feature_set.name, detail="no rows sent")
+        incomplete = {}
+        data = {col: list(columns[col]) for col in expected if col in present}
+    missing = [c for c in expected if c not in present]
+    unexpected = [c for c in present if c not in expected]
+    wrong: dict[str, tuple[str, str]] = {}
+    typed: dict[str, Any] = {}
+    for col, values in data.items():
+        converted, bad_type = _typed_column(values, expected[col])
+        if bad_type is not None:
+            wrong[col] = (expected[col], bad_type)
+        else:
+            typed[col] = converted
+    if missing or unexpected or wrong or incomplete:
+        raise RowsInvalid(
+            feature_set.name,
+            missing=missing,
+            unexpected=unexpected,
+            wrong_dtypes=wrong,
+            incomplete_rows=incomplete,
+        )
+    frame = pd.DataFrame(typed, columns=feature_set.names)
+    feature_set.check(frame, allow_extra=False)
+    return frame
