@@ -1,0 +1,217 @@
+"""Typed, frozen configuration of a training run, loaded from one TOML file.
+
+Every key has a default that works out of the box, so ``winback train`` needs no
+file at all; a file only overrides what it names. Unknown keys and bad values are
+rejected with a message naming the key, so a typo never silently trains the
+default model.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+Target = Literal["churn", "vip", "reactivation"]
+
+#: Metrics the promotion gate may compare, with whether higher is better.
+GATE_METRICS: dict[str, bool] = {
+    "roc_auc": True,
+    "pr_auc": True,
+    "log_loss": False,
+    "brier": False,
+    "ece": False,
+    "lift_at_10": True,
+    "capture_at_10": True,
+}
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class LightGBMParams(_Frozen):
+    """LightGBM hyper-parameters (scikit-learn API names) used when not tuning.
+
+    ``n_estimators`` is an upper bound: early stopping on the validation period
+    picks the number of trees actually kept.
+    """
+
+    n_estimators: int = Field(1000, gt=0)
+    learning_rate: float = Field(0.05, gt=0, le=1)
+    num_leaves: int = Field(31, ge=2)
+    max_depth: int = Field(-1, ge=-1)
+    min_child_samples: int = Field(50, ge=1)
+    subsample: float = Field(0.8, gt=0, le=1)
+    subsample_freq: int = Field(1, ge=0)
+    colsample_bytree: float = Field(0.8, gt=0, le=1)
+    reg_alpha: float = Field(0.0, ge=0)
+    reg_lambda: float = Field(1.0, ge=0)
+    min_split_gain: float = Field(0.0, ge=0)
+
+
+class TrackingSettings(_Frozen):
+    """Where MLflow records runs and the model registry (see ``training.tracking.TrackingConfig``).
+
+    ``root`` is the local folder (relative to the working directory) holding the
+    SQLite store, artifacts and Optuna studies; ``None`` URIs keep the defaults
+    under it (or ``MLFLOW_TRACKING_URI`` when set). ``register_model = false``
+    logs runs without touching the registry.
+    """
+
+    root: str = "mlruns"
+    tracking_uri: str | None = None
+    registry_uri: str | None = None
+    artifact_root: str | None = None
+    register_model: bool = True
+
+
+class TrainConfig(_Frozen):
+    """Everything that decides what a training run does.
+
+    Time layout: cutoffs every ``cutoff_every_days`` (``cutoff_count`` of them,
+    or as many as the data allows when ``None``), each labelled over the
+    following ``horizon_days``. The latest ``test_cutoffs`` test, the
+    ``validation_cutoffs`` before them validate (early stopping, calibration),
+    the rest train — with a gap of ``horizon_days`` between the groups so no
+    training label is observed after the validation cutoff (see
+    ``training.split``).
+    """
+
+    target: Target = "churn"
+    feature_set: str | None = Field(
+        None, description="Feature set name; the target's default set when None."
+    )
+    horizon_days: int = Field(90, gt=0, le=3650)
+    cutoff_every_days: int = Field(30, gt=0)
+    cutoff_count: int | None = Field(12, ge=3)
+    validation_cutoffs: int = Field(1, ge=1)
+    test_cutoffs: int = Field(1, ge=1)
+    seed: int = 42
+    num_threads: int = Field(2, ge=1)
+    lightgbm: LightGBMParams = LightGBMParams()
+    early_stopping_rounds: int = Field(50, ge=1)
+    eval_metric: Literal["auc", "binary_logloss"] = "auc"
+    tune_trials: int = Field(0, ge=0)
+    tune_timeout_seconds: float | None = Field(None, gt=0)
+    calibration: Literal["auto", "isotonic", "sigmoid"] = "auto"
+    gate_metric: str = "roc_auc"
+    gate_min_improvement: float = Field(0.0, ge=0)
+    contact_cost: float = Field(1.0, ge=0)
+    offer_value: float = Field(10.0, ge=0)
+    bgnbd_feature_experiment: bool = True
+    label: dict[str, Any] = Field(
+        default_factory=dict, description="Keyword arguments of features.labels.LabelConfig."
+    )
+    tracking: TrackingSettings = TrackingSettings()
+
+    @field_validator("gate_metric")
+    @classmethod
+    def _known_gate_metric(cls, value: str) -> str:
+        if value not in GATE_METRICS:
+            raise ValueError(f"unknown gate metric {value!r}; choose one of {sorted(GATE_METRICS)}")
+        return value
+
+    @model_validator(mode="after")
+    def _label_config_valid(self) -> TrainConfig:
+        if "horizon_days" in self.label and self.label["horizon_days"] != self.horizon_days:
+            raise ValueError(
+                f"label.horizon_days ({self.label['horizon_days']}) differs from horizon_days "
+                f"({self.horizon_days}); set horizon_days only"
+            )
+        try:
+            label_config(self)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"label: {exc}") from None
+        return self
+
+    @property
+    def gate_higher_is_better(self) -> bool:
+        """Whether a larger ``gate_metric`` means a better model."""
+        return GATE_METRICS[self.gate_metric]
+
+
+class ConfigError(ValueError):
+    """A training config file is missing, unreadable or invalid."""
+
+
+def _describe(error: ValidationError, source: str) -> str:
+    lines = [f"invalid training config {source}:"]
+    for err in error.errors():
+        key = ".".join(str(p) for p in err["loc"])
+        if not key:
+            lines.append(f"  {err['msg'].removeprefix('Value error, ')}")
+        elif err["type"] == "extra_forbidden":
+            lines.append(f"  {key}: unknown key (check the spelling; see TrainConfig)")
+        else:
+            lines.append(f"  {key}: {err['msg']} (got {err.get('input')!r})")
+    return "\n".join(lines)
+
+
+def train_config_from_dict(data: dict[str, Any], *, source: str = "") -> TrainConfig:
+    """Validate a mapping into a :class:`TrainConfig`, raising :class:`ConfigError`.
+
+    Accepts either the keys at the top level or under a ``[train]`` table, so the
+    same file can later hold other sections.
+    """
+    if "train" in data and isinstance(data["train"], dict):
+        data = data["train"]
+    try:
+        return TrainConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, source or "(dict)")) from None
+
+
+def load_train_config(path: str | Path | None = None, **overrides: Any) -> TrainConfig:
+    """The training config from a TOML file (defaults when ``path`` is None).
+
+    ``overrides`` (e.g. ``target="vip"``, ``tune_trials=20``) win over the file;
+    ``None`` values are ignored so CLI options left unset keep the file's value.
+    """
+    data: dict[str, Any] = {}
+    source = "(defaults)"
+    if path is not None:
+        path = Path(path)
+        source = str(path)
+        if not path.is_file():
+            raise ConfigError(
+                f"training config file {path} does not exist; pass an existing TOML file"
+            )
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"training config file {path} is not valid TOML: {exc}") from None
+        if "train" in data and isinstance(data["train"], dict):
+            data = data["train"]
+    data = {**data, **{k: v for k, v in overrides.items() if v is not None}}
+    return train_config_from_dict(data, source=source)
+
+
+def label_column(target: str) -> str:
+    """The training table's label column of a target (``churn`` → ``churned`` ...)."""
+    from features.training_table import TARGETS
+
+    if target not in TARGETS:
+        raise ValueError(f"unknown target {target!r}; choose one of {sorted(TARGETS)}")
+    return TARGETS[target]
+
+
+def label_config(config: TrainConfig):
+    """The ``features.labels.LabelConfig`` of a training config (horizon from ``horizon_days``)."""
+    from features.labels import LabelConfig
+    from features.tiers import TierConfig
+
+    options = {k: v for k, v in config.label.items() if k != "horizon_days"}
+    tiers = options.pop("tiers", None)
+    if isinstance(tiers, dict):
+        tiers = dict(tiers)
+        if "bands" in tiers:
+            tiers["bands"] = tuple((str(n), float(f)) for n, f in tiers["bands"])
+        if "vip_tiers" in tiers:
+            tiers["vip_tiers"] = tuple(tiers["vip_tiers"])
+        options["tiers"] = TierConfig(**tiers)
+    elif tiers is not None:
+        options["tiers"] = tiers
+    return LabelConfig(horizon_days=config.horizon_days, **options)
