@@ -25,9 +25,10 @@ Definitions (all windows in whole days, ending on the cutoff day):
 * ``became_vip``: an active, non-VIP customer who is VIP at ``cutoff +
   horizon_days`` (tiers recomputed at that date among the customers active then);
 * ``future_revenue``: ``amount`` of purchase lines minus ``amount`` of returned
-  lines in the horizon; ``future_margin`` the same with ``margin_amount`` (return
-  lines carry the margin given back, as positive as it was sold). Without a
-  ``margin_amount`` column it falls back to revenue, with a warning;
+  lines in the horizon; ``future_margin``: the sum of ``margin_amount`` over the
+  same lines (a return line's margin is already signed, usually negative: the
+  margin given back plus handling). Without a ``margin_amount`` column it falls
+  back to revenue, with a warning;
 * ``future_orders``: orders in the horizon.
 
 Each label is a nullable boolean that is ``<NA>`` outside its population, so the
@@ -47,6 +48,7 @@ import pandas as pd
 from features.engine import connect
 from features.schema import ShopTables
 from features.tiers import (
+    CUTOFF_DTYPE,
     TierConfig,
     as_dates,
     day_start,
@@ -145,7 +147,7 @@ SELECT
     b.cutoff AS cutoff,
     t.customer_id AS customer_id,
     SUM(CASE WHEN {is_return} THEN -t.amount ELSE t.amount END) AS future_revenue,
-    SUM(CASE WHEN {is_return} THEN -{margin} ELSE {margin} END) AS future_margin,
+    SUM({margin}) AS future_margin,
     COUNT(DISTINCT CASE WHEN {is_return} THEN NULL ELSE t.order_id END) AS future_orders
 FROM bounds AS b
 JOIN transactions AS t
@@ -195,7 +197,7 @@ def _status(
     """customer_status from trailing values and tiers already computed (for these dates or more)."""
     register_cutoffs(con, dates)
     status = con.sql(status_sql(tables, config)).df()
-    status["cutoff"] = status["cutoff"].astype("datetime64[us]")
+    status["cutoff"] = status["cutoff"].astype(CUTOFF_DTYPE)
     status["customer_id"] = status["customer_id"].astype("string")
     status = status.set_index(["cutoff", "customer_id"]).sort_index()
     status = status.astype({"is_active": "bool", "is_lapsed": "bool"})
@@ -235,7 +237,7 @@ def build_labels(
     Returns
     -------
     pandas.DataFrame
-        MultiIndex ``(cutoff, customer_id)`` (cutoff as midnight ``datetime64[us]``)
+        MultiIndex ``(cutoff, customer_id)`` (cutoff as midnight ``datetime64[s]``)
         over customers with an order on or before the cutoff. Columns: the status
         columns of :func:`customer_status`; ``churned``, ``became_vip``,
         ``reactivated`` (nullable ``boolean``, ``<NA>`` outside their population);
@@ -261,7 +263,7 @@ def build_labels(
 
     register_cutoffs(con, dates)
     outcomes = con.sql(outcomes_sql(tables, config)).df()
-    outcomes["cutoff"] = outcomes["cutoff"].astype("datetime64[us]")
+    outcomes["cutoff"] = outcomes["cutoff"].astype(CUTOFF_DTYPE)
     outcomes["customer_id"] = outcomes["customer_id"].astype("string")
     outcomes = outcomes.set_index(["cutoff", "customer_id"])
 

@@ -4,8 +4,9 @@ One definition of "VIP" for the whole system: labels (``became_vip``) and
 serving (tiers on the score table, "how much more margin reaches the next
 tier") both use this module.
 
-A customer's value is their **trailing-12-month margin**: gross margin of their
-purchases minus the margin of their returns, over the ``window_days`` days up to
+A customer's value is their **trailing-12-month margin**: the summed
+``margin_amount`` of their purchase and return lines (a return line's margin is
+its signed effect, usually negative), over the ``window_days`` days up to
 and including the date. Tiers are percentile bands of that value among the
 customers *active at the date*, i.e. those with at least one purchase in the same
 window. Margin, not revenue, so a heavy discounter or returner is not a VIP.
@@ -23,6 +24,9 @@ import pandas as pd
 
 from features.engine import connect
 from features.schema import ShopTables
+
+#: dtype of the ``cutoff`` index level, the same as ``features.build`` uses.
+CUTOFF_DTYPE = "datetime64[s]"
 
 #: The default bands: (name, cumulative top fraction of active customers).
 DEFAULT_BANDS: tuple[tuple[str, float], ...] = (
@@ -116,24 +120,30 @@ def as_dates(values: Iterable[object] | object) -> list[dt.date]:
 
 
 def register_cutoffs(con: duckdb.DuckDBPyConnection, dates: Iterable[dt.date]) -> None:
-    """Register ``dates`` as the relation ``cutoffs`` (one column ``cutoff DATE``)."""
-    frame = pd.DataFrame({"cutoff": pd.to_datetime(list(dates)).astype("datetime64[us]")})
-    con.register("_winback_cutoffs", frame)
-    con.execute(
-        "CREATE OR REPLACE TEMP VIEW cutoffs AS "
-        "SELECT CAST(cutoff AS DATE) AS cutoff FROM _winback_cutoffs"
-    )
+    """(Re)create the temp table ``cutoffs`` (one column ``cutoff DATE``) holding ``dates``.
+
+    The same relation ``features.build`` queries, so both can share a connection.
+    """
+    con.execute("CREATE OR REPLACE TEMP TABLE cutoffs (cutoff DATE)")
+    con.executemany("INSERT INTO cutoffs VALUES (?)", [(d,) for d in dates])
 
 
 def purchase_expressions(tables: ShopTables) -> tuple[str, str]:
-    """SQL for "this line is a return" and "this line's margin" given the columns present.
+    """SQL for "this line is a return" and "this line's signed margin", given the columns present.
 
-    Without ``is_return`` every line is a purchase; without ``margin_amount`` margin
-    falls back to ``amount`` (revenue), which callers should say when they report.
+    Return lines carry a positive ``amount`` (subtracted from revenue) but a
+    ``margin_amount`` that is already the line's effect on margin (usually
+    negative: the margin given back, plus handling), so margin is summed as is,
+    as the simulator writes it. Without ``is_return`` every line is a purchase;
+    without ``margin_amount`` margin falls back to signed revenue, which callers
+    should say when they report.
     """
     columns = set(tables.transactions.columns)
     is_return = "COALESCE(t.is_return, FALSE)" if "is_return" in columns else "FALSE"
-    margin = "t.margin_amount" if "margin_amount" in columns else "t.amount"
+    if "margin_amount" in columns:
+        margin = "COALESCE(t.margin_amount, 0.0)"
+    else:
+        margin = f"CASE WHEN {is_return} THEN -t.amount ELSE t.amount END"
     return is_return, margin
 
 
@@ -158,7 +168,7 @@ SELECT
     b.cutoff AS cutoff,
     t.customer_id AS customer_id,
     SUM(CASE WHEN {is_return} THEN -t.amount ELSE t.amount END) AS trailing_revenue,
-    SUM(CASE WHEN {is_return} THEN -{margin} ELSE {margin} END) AS trailing_margin,
+    SUM({margin}) AS trailing_margin,
     COUNT(DISTINCT CASE WHEN {is_return} THEN NULL ELSE t.order_id END) AS trailing_orders
 FROM bounds AS b
 JOIN transactions AS t
@@ -192,8 +202,9 @@ def trailing_value(
     Returns
     -------
     pandas.DataFrame
-        MultiIndex ``(cutoff, customer_id)`` (cutoff as midnight ``datetime64[us]``),
-        columns ``trailing_margin``, ``trailing_revenue`` (purchases minus returns)
+        MultiIndex ``(cutoff, customer_id)`` (cutoff as midnight ``datetime64[s]``),
+        columns ``trailing_margin`` (summed signed margin), ``trailing_revenue``
+        (purchases minus returns)
         and ``trailing_orders``, one row per customer with at least one purchase in
         the window: the population tiers are ranked in.
     """
@@ -202,7 +213,7 @@ def trailing_value(
     con = connect(tables) if con is None else con
     register_cutoffs(con, as_dates(dates))
     frame = con.sql(trailing_value_sql(tables, window_days)).df()
-    frame["cutoff"] = frame["cutoff"].astype("datetime64[us]")
+    frame["cutoff"] = frame["cutoff"].astype(CUTOFF_DTYPE)
     frame["customer_id"] = frame["customer_id"].astype("string")
     frame["trailing_orders"] = frame["trailing_orders"].astype("int64")
     for name in ("trailing_margin", "trailing_revenue"):

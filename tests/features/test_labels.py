@@ -56,7 +56,7 @@ def shop(rows: list[tuple], *, margin: bool = True) -> ShopTables:
 HAND_ROWS = [
     # A: active (ordered 03-21), VIP (margin 100); only a return in the horizon -> churned.
     ("A", "a1", "2024-03-21 10:00", 200.0, 100.0, False),
-    ("A", "a1", "2024-04-10 10:00", 5.0, 2.0, True),
+    ("A", "a1", "2024-04-10 10:00", 5.0, -2.0, True),
     # B: active; orders at the very first instant of the horizon -> not churned; becomes VIP.
     ("B", "b1", "2024-03-21 10:00", 80.0, 50.0, False),
     ("B", "b2", "2024-04-01 00:00", 900.0, 500.0, False),
@@ -81,7 +81,7 @@ HAND_ROWS = [
     ("I", "i1", "2023-12-01 09:00", 50.0, 20.0, False),
     # J: lapsed, only a return in the horizon -> not reactivated, negative revenue.
     ("J", "j1", "2023-11-15 09:00", 50.0, 20.0, False),
-    ("J", "j1", "2024-04-05 09:00", 50.0, 20.0, True),
+    ("J", "j1", "2024-04-05 09:00", 50.0, -20.0, True),
 ]
 
 
@@ -201,7 +201,7 @@ def brute_force_labels(tables: ShopTables, cutoff: dt.date, config: LabelConfig)
         margins = {}
         for cid, g in window.groupby("customer_id"):
             if (~g.is_return).any():
-                margins[cid] = float(np.where(g.is_return, -g.margin_amount, g.margin_amount).sum())
+                margins[cid] = float(g.margin_amount.sum())
         n = len(margins)
         vip_share = dict(config.tiers.bands)[config.tiers.vip_tiers[-1]]
         return {
@@ -227,7 +227,7 @@ def brute_force_labels(tables: ShopTables, cutoff: dt.date, config: LabelConfig)
             "became_vip": (cid in vip_end) if active and cid not in vip_now else pd.NA,
             "is_vip": cid in vip_now,
             "future_revenue": float((sign * future.amount).sum()),
-            "future_margin": float((sign * future.margin_amount).sum()),
+            "future_margin": float(future.margin_amount.sum()),
             "future_orders": orders,
         }
     return pd.DataFrame.from_dict(rows, orient="index")

@@ -130,11 +130,11 @@ def _tables() -> ShopTables:
     rows = [
         # (customer, order, ordered_at, amount, margin, is_return)
         ("a", "1", "2024-01-01 00:00", 100.0, 40.0, False),  # first instant of a 31-day window
-        ("a", "1", "2024-01-20 00:00", 10.0, 4.0, True),  # a return: subtracted
+        ("a", "1", "2024-01-20 00:00", 10.0, -4.0, True),  # a return: margin signed
         ("b", "2", "2023-12-31 23:59", 500.0, 300.0, False),  # just before the window
         ("b", "3", "2024-01-31 23:59", 50.0, 20.0, False),  # last minute of the date
         ("c", "4", "2024-02-01 00:00", 70.0, 30.0, False),  # after the date
-        ("d", "5", "2024-01-15 00:00", 70.0, 30.0, True),  # only a return: not active
+        ("d", "5", "2024-01-15 00:00", 70.0, -30.0, True),  # only a return: not active
     ]
     frame = pd.DataFrame(
         rows,
