@@ -10,6 +10,7 @@ from __future__ import annotations
 import typer
 
 from winback import __version__, disable_telemetry
+from winback.commands import data, simulate
 
 disable_telemetry()
 
@@ -38,6 +39,8 @@ def main(
 
 
 data_app = typer.Typer(help="Simulate, load and validate shop data.", no_args_is_help=True)
+data_app.command("simulate")(simulate.simulate)
+data_app.command("validate")(data.validate)
 app.add_typer(data_app, name="data")
 
 
