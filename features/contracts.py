@@ -15,9 +15,9 @@ A row failing several checks is counted once, under the first reason in this
 order (columns within a step in schema order):
 
 1. ``missing_<column>`` -- a required value is null, empty or a null token
-   (``""``, ``"nan"``, ``"null"``, ``"none"``, ``"n/a"``, ...); an optional
-   ``quantity`` or ``is_return`` cell that is missing while the column is present
-   is also reported here for ``quantity`` (int64 cannot hold a gap).
+   (``""``, ``"nan"``, ``"null"``, ``"none"``, ``"n/a"``, ...); also a gap in an
+   optional ``quantity`` column (int64 cannot hold one). A gap in an optional
+   ``is_return`` column reads as ``False`` (and is counted in the notes).
 2. ``unparseable_<column>`` -- a value is present but is not an id, timestamp,
    number, integer or boolean (``inf`` is not a number; ``2.5`` is not an id).
 3. ``future_<column>`` -- a timestamp after ``now``.
