@@ -335,9 +335,12 @@ def empty_tracking_db(tmp_path_factory) -> Path:
     """An MLflow SQLite store with its schema created once (migrations take seconds)."""
     from mlflow import MlflowClient
 
-    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
-    uri = f"sqlite:///{path}"
-    MlflowClient(uri, uri).search_experiments()
+    folder = tmp_path_factory.getbasetemp() / "mlflow-template"
+    path = folder / "mlflow.db"
+    if not path.exists():  # shared by every test module importing this fixture
+        folder.mkdir(exist_ok=True)
+        uri = f"sqlite:///{path}"
+        MlflowClient(uri, uri).search_experiments()
     return path
 
 
