@@ -8,6 +8,8 @@ on naive timestamps; time-zone arithmetic they do not).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import duckdb
 import pandas as pd
 
@@ -51,4 +53,80 @@ def connect(
             continue
         con.register(f"_winback_{name}", _as_naive_utc(frame))
         con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM _winback_{name}")
+    return con
+
+
+def table_columns(con: duckdb.DuckDBPyConnection) -> dict[str, list[str]]:
+    """Column names of each contract table visible on ``con`` (absent tables left out)."""
+    out: dict[str, list[str]] = {}
+    for name in SCHEMAS:
+        try:
+            cursor = con.execute(f"SELECT * FROM {name} LIMIT 0")
+        except duckdb.CatalogException:
+            continue
+        out[name] = [d[0] for d in cursor.description]
+        cursor.fetchall()
+    return out
+
+
+def _parquet_source(directory: Path, name: str) -> str | None:
+    single = directory / f"{name}.parquet"
+    if single.is_file():
+        return str(single)
+    folder = directory / name
+    if folder.is_dir() and any(folder.glob("*.parquet")):
+        return str(folder / "*.parquet")
+    return None
+
+
+def connect_parquet(
+    directory: str | Path,
+    con: duckdb.DuckDBPyConnection | None = None,
+    *,
+    threads: int | None = None,
+    memory_limit: str | None = None,
+) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection with contract views reading Parquet files in place.
+
+    Each contract table is read from ``<directory>/<name>.parquet`` (or every
+    ``*.parquet`` in ``<directory>/<name>/``) without going through pandas, so
+    tables larger than memory stream out-of-core. Time-zone-aware timestamp
+    columns become naive UTC, as in :func:`connect`. Absent files mean absent
+    tables.
+
+    Parameters
+    ----------
+    directory
+        Folder holding the Parquet files (at least ``transactions``).
+    con, threads, memory_limit
+        As in :func:`connect`.
+    """
+    directory = Path(directory)
+    con = con if con is not None else duckdb.connect()
+    if threads is not None:
+        con.execute(f"SET threads = {int(threads)}")
+    if memory_limit is not None:
+        con.execute("SET memory_limit = ?", [memory_limit])
+    found = False
+    for name in SCHEMAS:
+        source = _parquet_source(directory, name)
+        if source is None:
+            continue
+        found = found or name == "transactions"
+        quoted = source.replace("'", "''")
+        described = con.execute(f"DESCRIBE SELECT * FROM read_parquet('{quoted}')").fetchall()
+        select = ", ".join(
+            f'timezone(\'UTC\', "{col}") AS "{col}"'
+            if str(kind).upper().startswith("TIMESTAMP WITH TIME ZONE")
+            else f'"{col}"'
+            for col, kind, *_ in described
+        )
+        con.execute(
+            f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT {select} FROM read_parquet('{quoted}')"
+        )
+    if not found:
+        raise FileNotFoundError(
+            f"no transactions.parquet (or transactions/*.parquet) in {directory}: "
+            "write the canonical transactions table there first"
+        )
     return con

@@ -87,3 +87,112 @@ class FeatureSet:
     @classmethod
     def from_dict(cls, data: dict) -> FeatureSet:
         return cls(data["name"], tuple((str(c), str(d)) for c, d in data["columns"]))
+
+
+# --- Versioned feature sets -------------------------------------------------------------
+# Frozen lists: never edit a released set, add a ``_V2`` instead (a model records the
+# set it was trained on, and serving checks frames against exactly that list).
+
+_F = "float64"
+_C = "category"
+
+_RECENCY_FREQUENCY = (
+    ("days_since_last_order", _F),
+    ("tenure_days", _F),
+    ("order_count", _F),
+    ("order_count_30d", _F),
+    ("order_count_90d", _F),
+    ("order_count_180d", _F),
+    ("order_count_365d", _F),
+    ("order_count_trend_90d", _F),
+    ("order_count_share_90d_of_180d", _F),
+    ("order_count_share_180d_of_365d", _F),
+    ("purchase_day_count", _F),
+    ("purchase_gap_mean_days", _F),
+    ("purchase_gap_std_days", _F),
+    ("overdue_ratio", _F),
+)
+_MONETARY_MARGIN = (
+    ("spend_amount", _F),
+    ("spend_30d_amount", _F),
+    ("spend_90d_amount", _F),
+    ("spend_180d_amount", _F),
+    ("spend_365d_amount", _F),
+    ("spend_trend_90d", _F),
+    ("spend_share_90d_of_180d", _F),
+    ("spend_share_180d_of_365d", _F),
+    ("order_value_mean_amount", _F),
+    ("order_value_max_amount", _F),
+    ("order_value_std_amount", _F),
+    ("total_margin_amount", _F),
+    ("margin_365d_amount", _F),
+    ("margin_rate", _F),
+    ("full_price_spend_share", _F),
+    ("discount_rate", _F),
+    ("discounted_order_share", _F),
+    ("high_margin_spend_share", _F),
+)
+_CATEGORIES = (
+    ("category_count", _F),
+    ("top_category_spend_share", _F),
+    ("category_concentration_share", _F),
+)
+_RETURNS = (
+    ("returned_line_count", _F),
+    ("returned_line_count_365d", _F),
+    ("returned_amount", _F),
+    ("return_rate", _F),
+)
+_SUPPORT = (
+    ("support_ticket_count", _F),
+    ("support_ticket_count_90d", _F),
+    ("days_since_last_support_ticket", _F),
+)
+_ADVOCACY = (
+    ("referral_count", _F),
+    ("referral_count_365d", _F),
+    ("review_count", _F),
+    ("review_rating_mean", _F),
+    ("days_since_last_review", _F),
+)
+_STATIC = (("region", _C), ("acquisition_channel", _C))
+
+#: Churn: every behavioural signal, including support friction and recent engagement.
+CHURN_FEATURES_V1 = FeatureSet(
+    "churn_features_v1",
+    _RECENCY_FREQUENCY + _MONETARY_MARGIN + _CATEGORIES + _RETURNS + _SUPPORT + _ADVOCACY + _STATIC,
+)
+
+#: VIP potential: value, margin, breadth and advocacy; support timing left out.
+VIP_FEATURES_V1 = FeatureSet(
+    "vip_features_v1",
+    _RECENCY_FREQUENCY
+    + _MONETARY_MARGIN
+    + _CATEGORIES
+    + _RETURNS
+    + (("support_ticket_count", _F),)
+    + (("referral_count", _F), ("referral_count_365d", _F), ("review_count", _F))
+    + (("review_rating_mean", _F),)
+    + _STATIC,
+)
+
+#: Reactivation of lapsed customers: how lapsed, how they used to buy (discounts), friction.
+REACTIVATION_FEATURES_V1 = FeatureSet(
+    "reactivation_features_v1",
+    _RECENCY_FREQUENCY + _MONETARY_MARGIN + _CATEGORIES + _RETURNS + _SUPPORT + _ADVOCACY + _STATIC,
+)
+
+#: Every released feature set by name.
+FEATURE_SETS: dict[str, FeatureSet] = {
+    fs.name: fs for fs in (CHURN_FEATURES_V1, VIP_FEATURES_V1, REACTIVATION_FEATURES_V1)
+}
+
+
+def get_feature_set(name: str) -> FeatureSet:
+    """The released feature set called ``name``; ``KeyError`` listing the known ones."""
+    try:
+        return FEATURE_SETS[name]
+    except KeyError:
+        raise KeyError(
+            f"no feature set named {name!r}; known sets: {sorted(FEATURE_SETS)}"
+        ) from None

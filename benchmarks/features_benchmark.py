@@ -1,0 +1,215 @@
+"""Benchmark: the full feature set vs the RFM summaries of lifetimes and PyMC-Marketing.
+
+Builds every registered feature for 1M customers / 10M order lines read from
+Parquet, and in the same run the 4-column RFM summary of ``lifetimes``
+(``summary_data_from_transaction_data``) and PyMC-Marketing
+(``clv.utils.rfm_summary``) on the same file, each in its own process, and
+prints wall time and peak memory (max RSS) of each.
+
+lifetimes and PyMC-Marketing are never project dependencies: they live in a
+separate virtual environment, made once with::
+
+    uv venv /tmp/winback-bench-peers --python 3.11
+    VIRTUAL_ENV=/tmp/winback-bench-peers uv pip install lifetimes pymc-marketing pyarrow
+
+(or pass ``--install-peers`` and this script runs those two commands).
+
+Run::
+
+    uv run --frozen python benchmarks/features_benchmark.py            # 1M / 10M
+    uv run --frozen python benchmarks/features_benchmark.py --customers 100000 --lines 1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from datetime import date
+from pathlib import Path
+
+PEERS_VENV = Path("/tmp/winback-bench-peers")
+CUTOFF = date(2024, 12, 31)
+
+
+def write_shop(directory: Path, customers: int, lines: int, seed: int = 0) -> None:
+    """Write a random shop (transactions, customers, tickets, referrals, reviews) as Parquet."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(seed)
+    directory.mkdir(parents=True, exist_ok=True)
+    start = np.datetime64("2022-01-01T00:00:00", "us")
+    span_us = np.int64(3 * 365 * 86_400 * 1_000_000)
+    ids = np.array([f"C{i:07d}" for i in range(customers)], dtype=object)
+    orders = lines // 3
+    order_customer = rng.integers(0, customers, orders)
+    order_time = start + rng.integers(0, span_us, orders).astype("timedelta64[us]")
+    line_order = np.sort(rng.integers(0, orders, lines))
+    amount = np.round(rng.gamma(2.0, 20.0, lines), 2)
+    is_return = rng.random(lines) < 0.05
+    category = rng.integers(0, 12, lines)
+    margin = np.round(amount * (0.1 + 0.04 * category), 2)
+    discount = np.where(rng.random(lines) < 0.3, np.round(amount * 0.2, 2), 0.0)
+    tz = pa.timestamp("us", tz="UTC")
+    pq.write_table(
+        pa.table(
+            {
+                "customer_id": pa.array(ids[order_customer[line_order]], pa.string()),
+                "order_id": pa.array(np.char.add("O", line_order.astype(str)), pa.string()),
+                "ordered_at": pa.array(order_time[line_order]).cast(tz),
+                "amount": amount,
+                "is_return": is_return,
+                "margin_amount": margin,
+                "discount_amount": discount,
+                "category": pa.array(np.char.add("cat", category.astype(str)), pa.string()),
+            }
+        ),
+        directory / "transactions.parquet",
+    )
+    pq.write_table(
+        pa.table(
+            {
+                "customer_id": pa.array(ids, pa.string()),
+                "region": pa.array(rng.choice(["north", "south", "east", "west"], customers)),
+                "acquisition_channel": pa.array(
+                    rng.choice(["ads", "organic", "referral"], customers)
+                ),
+            }
+        ),
+        directory / "customers.parquet",
+    )
+    for name, column, extra in (
+        ("support_tickets", "opened_at", "ticket_id"),
+        ("referrals", "referred_at", None),
+        ("reviews", "reviewed_at", "rating"),
+    ):
+        n = customers // 2
+        cols = {
+            "customer_id": pa.array(ids[rng.integers(0, customers, n)], pa.string()),
+            column: pa.array(start + rng.integers(0, span_us, n).astype("timedelta64[us]")).cast(
+                tz
+            ),
+        }
+        if extra == "ticket_id":
+            cols[extra] = pa.array(np.char.add("T", np.arange(n).astype(str)), pa.string())
+        elif extra == "rating":
+            cols[extra] = rng.integers(1, 6, n).astype(float)
+        pq.write_table(pa.table(cols), directory / f"{name}.parquet")
+
+
+OURS = """
+import json, resource, sys, time
+from datetime import date
+t0 = time.perf_counter()
+from features.build import build_feature_table_from
+from features.engine import connect_parquet
+con = connect_parquet(sys.argv[1], threads=int(sys.argv[3]))
+frame = build_feature_table_from(con, [date.fromisoformat(sys.argv[2])])
+seconds = time.perf_counter() - t0
+print(json.dumps({"seconds": seconds, "rows": len(frame), "columns": frame.shape[1],
+                  "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+PEER = """
+import json, resource, sys, time
+import pandas as pd
+t0 = time.perf_counter()
+frame = pd.read_parquet(sys.argv[1] + "/transactions.parquet",
+                        columns=["customer_id", "ordered_at", "amount", "is_return"])
+frame = frame[~frame["is_return"]]
+frame["ordered_at"] = frame["ordered_at"].dt.tz_localize(None)
+end = pd.Timestamp(sys.argv[2]) + pd.Timedelta(days=1) - pd.Timedelta(microseconds=1)
+if sys.argv[3] == "lifetimes":
+    from lifetimes.utils import summary_data_from_transaction_data as summary
+    out = summary(frame, "customer_id", "ordered_at", monetary_value_col="amount",
+                  observation_period_end=end, freq="D")
+else:
+    from pymc_marketing.clv.utils import rfm_summary as summary
+    out = summary(frame, "customer_id", "ordered_at", monetary_value_col="amount",
+                  observation_period_end=end, time_unit="D")
+seconds = time.perf_counter() - t0
+print(json.dumps({"seconds": seconds, "rows": len(out), "columns": out.shape[1],
+                  "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def run(python: str, code: str, *args: str) -> dict:
+    """Run ``code`` in a fresh interpreter and return its JSON report (or the error)."""
+    proc = subprocess.run(
+        [python, "-c", textwrap.dedent(code), *args],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+        env={**os.environ, "OMP_NUM_THREADS": "2"},
+    )
+    if proc.returncode != 0:
+        return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr else "failed"}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def install_peers() -> None:
+    """Make the peers' virtual environment (see the module docstring)."""
+    subprocess.run(["uv", "venv", str(PEERS_VENV), "--python", "3.11"], check=True)
+    subprocess.run(
+        ["uv", "pip", "install", "lifetimes", "pymc-marketing", "pyarrow"],
+        check=True,
+        env={**os.environ, "VIRTUAL_ENV": str(PEERS_VENV)},
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--customers", type=int, default=1_000_000)
+    parser.add_argument("--lines", type=int, default=10_000_000)
+    parser.add_argument("--data", type=Path, default=None, help="Parquet folder (made if absent)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--install-peers", action="store_true")
+    parser.add_argument("--skip-peers", action="store_true")
+    args = parser.parse_args()
+
+    data = args.data or Path(f"/tmp/winback-bench-{args.customers}-{args.lines}")
+    if not (data / "transactions.parquet").exists():
+        t0 = time.perf_counter()
+        write_shop(data, args.customers, args.lines)
+        print(f"wrote {data} in {time.perf_counter() - t0:.1f} s")
+    print(f"load: {os.getloadavg()}  cores: {os.cpu_count()}")
+    results = {
+        "winback (DuckDB, all features)": run(
+            sys.executable, OURS, str(data), str(CUTOFF), str(args.threads)
+        )
+    }
+    if not args.skip_peers:
+        if args.install_peers and not PEERS_VENV.exists():
+            install_peers()
+        peer_python = PEERS_VENV / "bin" / "python"
+        for peer in ("lifetimes", "pymc-marketing"):
+            if peer_python.exists():
+                results[f"{peer} RFM summary"] = run(
+                    str(peer_python), PEER, str(data), str(CUTOFF), peer
+                )
+            else:
+                results[f"{peer} RFM summary"] = {
+                    "error": f"no {peer_python}: pass --install-peers"
+                }
+    print(
+        f"\n{args.customers:,} customers, {args.lines:,} lines, cutoff {CUTOFF}, threads {args.threads}"
+    )
+    print(f"{'what':38} {'wall s':>8} {'peak MiB':>9} {'rows':>10} {'cols':>5}")
+    for name, r in results.items():
+        if "error" in r:
+            print(f"{name:38} error: {r['error']}")
+        else:
+            print(
+                f"{name:38} {r['seconds']:8.2f} {r['peak_mib']:9.0f} {r['rows']:10,} {r['columns']:5}"
+            )
+    print(f"load after: {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,357 @@
+"""Build point-in-time features for one or many cutoffs in one DuckDB query.
+
+The definitions in ``features.families`` are portable SQL aggregates; this
+module composes the ones requested into a single query over the contract views
+registered by ``features.engine`` and a ``cutoffs`` relation (one ``DATE``
+column), so a training table over 30 cutoffs is one query, not 30.
+
+Point in time: an event belongs to a cutoff when its timestamp is before the
+start of the day after the cutoff (``*_at < cutoff + 1 day``); ``age_days``
+is the whole number of days from the event's date to the cutoff date. The
+population of a cutoff is every customer with at least one purchase
+(non-return) line on or before it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection, Mapping, Sequence
+from datetime import date, datetime
+
+import duckdb
+import pandas as pd
+
+from features.engine import connect, table_columns
+from features.feature_sets import FeatureSet
+from features.registry import RELATIONS, FeatureDefinition, resolve
+from features.schema import SCHEMAS, ShopTables
+
+logger = logging.getLogger(__name__)
+
+KEYS = ("cutoff", "customer_id")
+
+# Relations in dependency order; each is a CTE named ``rel_<name>``.
+_EVENT_TABLES = {
+    "support_tickets": ("opened_at", ()),
+    "referrals": ("referred_at", ()),
+    "reviews": ("reviewed_at", ("rating",)),
+}
+
+
+def _age_days(column: str) -> str:
+    return f"date_diff('day', CAST({column} AS DATE), c.cutoff)"
+
+
+def _on_or_before_cutoff(column: str) -> str:
+    return f"{column} < CAST(c.cutoff AS TIMESTAMP) + INTERVAL 1 DAY"
+
+
+def _lines_sql(tx_columns: Collection[str]) -> str:
+    is_return = "COALESCE(t.is_return, FALSE)" if "is_return" in tx_columns else "FALSE"
+    extra = ""
+    if "margin_amount" in tx_columns:
+        extra += ", t.margin_amount"
+    if "discount_amount" in tx_columns:
+        extra += ", COALESCE(t.discount_amount, 0.0) AS discount_amount"
+    if "category" in tx_columns:
+        extra += ", t.category"
+    return (
+        "SELECT c.cutoff, t.customer_id, t.order_id, "
+        f"{_age_days('t.ordered_at')} AS age_days, t.amount, {is_return} AS is_return{extra}\n"
+        "  FROM transactions AS t JOIN cutoffs AS c ON " + _on_or_before_cutoff("t.ordered_at")
+    )
+
+
+def _orders_sql(tx_columns: Collection[str]) -> str:
+    parts = [
+        "SUM(CASE WHEN is_return THEN 0 ELSE 1 END) AS order_purchase_lines",
+        "SUM(CASE WHEN is_return THEN 0.0 ELSE amount END) AS order_amount",
+        "MAX(CASE WHEN is_return THEN NULL ELSE age_days END) AS order_age_days",
+    ]
+    if "is_return" in tx_columns:
+        parts += [
+            "SUM(CASE WHEN is_return THEN 1 ELSE 0 END) AS order_returned_lines",
+            "SUM(CASE WHEN is_return AND age_days < 365 THEN 1 ELSE 0 END)"
+            " AS order_returned_lines_365d",
+            "SUM(CASE WHEN is_return THEN amount ELSE 0.0 END) AS order_returned_amount",
+        ]
+    if "margin_amount" in tx_columns:
+        parts += [
+            "SUM(CASE WHEN is_return THEN 0.0 ELSE margin_amount END) AS order_margin_amount",
+            "SUM(CASE WHEN is_return OR age_days >= 365 THEN 0.0 ELSE margin_amount END)"
+            " AS order_margin_365d_amount",
+        ]
+    if "discount_amount" in tx_columns:
+        parts += [
+            "SUM(CASE WHEN is_return THEN 0.0 ELSE discount_amount END) AS order_discount_amount",
+            "SUM(CASE WHEN NOT is_return AND discount_amount = 0 THEN amount ELSE 0.0 END)"
+            " AS order_full_price_amount",
+            "MAX(CASE WHEN NOT is_return AND discount_amount > 0 THEN 1 ELSE 0 END)"
+            " AS order_discounted",
+        ]
+    return (
+        "SELECT cutoff, customer_id, order_id,\n    "
+        + ",\n    ".join(parts)
+        + "\n  FROM rel_lines GROUP BY cutoff, customer_id, order_id"
+    )
+
+
+_ORDER_DAYS_SQL = (
+    "SELECT cutoff, customer_id, order_age_days,\n"
+    "    LAG(order_age_days) OVER (PARTITION BY cutoff, customer_id ORDER BY order_age_days DESC)"
+    " - order_age_days AS gap_days\n"
+    "  FROM (SELECT DISTINCT cutoff, customer_id, order_age_days FROM rel_orders"
+    " WHERE order_purchase_lines > 0) AS d"
+)
+
+
+def _category_sql(tx_columns: Collection[str]) -> list[tuple[str, str]]:
+    margin = "margin_amount" in tx_columns
+    raw = (
+        "SELECT cutoff, customer_id, category, SUM(amount) AS category_amount"
+        + (", SUM(margin_amount) AS category_margin_amount" if margin else "")
+        + "\n  FROM rel_lines WHERE NOT is_return AND category IS NOT NULL"
+        " GROUP BY cutoff, customer_id, category"
+    )
+    if not margin:
+        return [("rel_customer_categories", raw)]
+    rates = (
+        "SELECT r.cutoff, r.category, CASE WHEN r.rate > s.rate THEN 1 ELSE 0 END AS high_margin\n"
+        "  FROM (SELECT cutoff, category, SUM(category_margin_amount)"
+        " / NULLIF(SUM(category_amount), 0) AS rate\n"
+        "        FROM rel_category_spend GROUP BY cutoff, category) AS r\n"
+        "  JOIN (SELECT cutoff, SUM(category_margin_amount) / NULLIF(SUM(category_amount), 0)"
+        " AS rate\n"
+        "        FROM rel_category_spend GROUP BY cutoff) AS s ON s.cutoff = r.cutoff"
+    )
+    joined = (
+        "SELECT p.cutoff, p.customer_id, p.category, p.category_amount, m.high_margin\n"
+        "  FROM rel_category_spend AS p JOIN rel_category_margin AS m"
+        " ON m.cutoff = p.cutoff AND m.category = p.category"
+    )
+    return [
+        ("rel_category_spend", raw),
+        ("rel_category_margin", rates),
+        ("rel_customer_categories", joined),
+    ]
+
+
+def _event_sql(table: str) -> str:
+    time_column, extra = _EVENT_TABLES[table]
+    cols = "".join(f", e.{c}" for c in extra)
+    return (
+        f"SELECT c.cutoff, e.customer_id, {_age_days('e.' + time_column)} AS age_days{cols}\n"
+        f"  FROM {table} AS e JOIN cutoffs AS c ON {_on_or_before_cutoff('e.' + time_column)}"
+    )
+
+
+def feature_query(
+    definitions: Sequence[FeatureDefinition], columns: Mapping[str, Collection[str]]
+) -> str:
+    """The SQL text computing ``definitions`` for every cutoff in the ``cutoffs`` relation.
+
+    Parameters
+    ----------
+    definitions
+        Features to compute (all computable from ``columns``; see ``registry.resolve``).
+    columns
+        Column names of each present contract table.
+
+    Returns
+    -------
+    str
+        One ``SELECT`` returning ``cutoff``, ``customer_id`` and one column per
+        feature in the given order, sorted by ``(cutoff, customer_id)``. It is
+        DuckDB SQL that ``sqlglot.transpile(sql, read="duckdb", write="spark")``
+        turns into Spark SQL.
+    """
+    tx = columns["transactions"]
+    by_relation: dict[str, list[FeatureDefinition]] = {r: [] for r in RELATIONS}
+    for d in definitions:
+        by_relation[d.relation].append(d)
+    # Dependencies of derived features are computed (but not returned) as well.
+    from features.registry import registry
+
+    chosen = {d.name for d in definitions}
+    for d in definitions:
+        for dep in d.depends_on:
+            if dep not in chosen:
+                chosen.add(dep)
+                by_relation[registry()[dep].relation].insert(0, registry()[dep])
+
+    ctes: list[tuple[str, str]] = [("rel_lines", _lines_sql(tx)), ("rel_orders", _orders_sql(tx))]
+    if by_relation["order_days"]:
+        ctes.append(("rel_order_days", _ORDER_DAYS_SQL))
+    if by_relation["customer_categories"]:
+        ctes += _category_sql(tx)
+    for table in _EVENT_TABLES:
+        if by_relation[table]:
+            ctes.append((f"rel_{table}", _event_sql(table)))
+
+    population = "SUM(CASE WHEN order_purchase_lines > 0 THEN 1 ELSE 0 END)"
+    joined_cols = ["agg_orders.cutoff", "agg_orders.customer_id"]
+    joins: list[str] = []
+    for relation, defs in by_relation.items():
+        if relation == "derived" or (not defs and relation != "orders"):
+            continue
+        keys = ("customer_id",) if relation == "customers" else KEYS
+        source = "customers" if relation == "customers" else f"rel_{relation}"
+        select = ", ".join(keys) + "".join(f",\n    {d.expression} AS {d.name}" for d in defs)
+        group = ", ".join(keys)
+        having = f"\n  HAVING {population} > 0" if relation == "orders" else ""
+        ctes.append(
+            (f"agg_{relation}", f"SELECT {select}\n  FROM {source} GROUP BY {group}{having}")
+        )
+        for d in defs:
+            col = f"agg_{relation}.{d.name}"
+            joined_cols.append(f"COALESCE({col}, 0) AS {d.name}" if d.zero_when_absent else col)
+        if relation != "orders":
+            on = " AND ".join(f"agg_{relation}.{k} = agg_orders.{k}" for k in keys)
+            joins.append(f"  LEFT JOIN agg_{relation} ON {on}")
+    ctes.append(
+        (
+            "joined",
+            "SELECT " + ",\n    ".join(joined_cols) + "\n  FROM agg_orders\n" + "\n".join(joins),
+        )
+    )
+    outputs = [
+        f"{d.expression} AS {d.name}" if d.relation == "derived" else d.name for d in definitions
+    ]
+    body = ",\n".join(f"{name} AS (\n  {sql}\n)" for name, sql in ctes)
+    return (
+        f"WITH {body}\nSELECT cutoff, customer_id"
+        + "".join(f",\n  {o}" for o in outputs)
+        + "\nFROM joined\nORDER BY cutoff, customer_id"
+    )
+
+
+def _as_dates(cutoffs: Sequence[date]) -> list[date]:
+    out = []
+    for cutoff in cutoffs:
+        if isinstance(cutoff, datetime):
+            if (cutoff.hour, cutoff.minute, cutoff.second, cutoff.microsecond) != (0, 0, 0, 0):
+                raise ValueError(
+                    f"cutoff {cutoff!r} has a time of day; a cutoff is a calendar date "
+                    "(pass cutoff.date())"
+                )
+            cutoff = cutoff.date()
+        if not isinstance(cutoff, date):
+            raise TypeError(f"cutoff {cutoff!r} is not a datetime.date")
+        out.append(cutoff)
+    if not out:
+        raise ValueError("no cutoffs given: pass at least one datetime.date")
+    return sorted(set(out))
+
+
+def _requested(feature_set: FeatureSet | None) -> list[str] | None:
+    return None if feature_set is None else feature_set.names
+
+
+def _canonical(frame: pd.DataFrame, definitions: Sequence[FeatureDefinition]) -> pd.DataFrame:
+    frame = frame.copy()
+    frame["cutoff"] = pd.to_datetime(frame["cutoff"]).astype("datetime64[s]")
+    frame["customer_id"] = frame["customer_id"].astype("string")
+    for d in definitions:
+        if d.dtype == "category":
+            values = frame[d.name].astype("string")
+            categories = sorted(values.dropna().unique())
+            frame[d.name] = pd.Categorical(values, categories=categories)
+        else:
+            frame[d.name] = pd.to_numeric(frame[d.name]).astype("float64")
+    return frame.set_index(list(KEYS))
+
+
+def build_feature_table_from(
+    con: duckdb.DuckDBPyConnection,
+    cutoffs: Sequence[date],
+    *,
+    feature_set: FeatureSet | None = None,
+) -> pd.DataFrame:
+    """Features for every cutoff from contract views already registered on ``con``.
+
+    Use this with ``features.engine.connect_parquet`` to read Parquet files
+    directly; :func:`build_feature_table` registers pandas tables first.
+    Omitted features (absent table or column) are logged and listed in
+    ``frame.attrs["omitted_features"]``.
+    """
+    dates = _as_dates(cutoffs)
+    columns = table_columns(con)
+    if "transactions" not in columns:
+        raise ValueError(
+            "no 'transactions' view on the connection: register the tables with "
+            "features.engine.connect or connect_parquet first"
+        )
+    definitions, notes = resolve(_requested(feature_set), columns)
+    for note in notes:
+        logger.warning(note)
+    con.execute("CREATE OR REPLACE TEMP TABLE cutoffs (cutoff DATE)")
+    con.executemany("INSERT INTO cutoffs VALUES (?)", [(d,) for d in dates])
+    frame = con.execute(feature_query(definitions, columns)).df()
+    out = _canonical(frame, definitions)
+    out.attrs["omitted_features"] = list(notes)
+    return out
+
+
+def build_feature_table(
+    tables: ShopTables,
+    cutoffs: Sequence[date],
+    *,
+    feature_set: FeatureSet | None = None,
+    con: duckdb.DuckDBPyConnection | None = None,
+) -> pd.DataFrame:
+    """Features of every customer at every cutoff: a training table in one query.
+
+    Parameters
+    ----------
+    tables
+        Validated shop tables; absent tables omit their features (with a note).
+    cutoffs
+        Calendar dates; features use events on or before each.
+    feature_set
+        The features to compute (in its order); every registered one when ``None``.
+    con
+        DuckDB connection to register the tables on; a new one by default.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by ``(cutoff, customer_id)`` (``datetime64[s]``, string), sorted,
+        one ``float64`` or ``category`` column per feature. Undefined values
+        (e.g. gap spread with one purchase day) are NaN, never a fake 0.
+    """
+    return build_feature_table_from(connect(tables, con), cutoffs, feature_set=feature_set)
+
+
+def build_features(
+    tables: ShopTables,
+    cutoff: date,
+    *,
+    feature_set: FeatureSet | None = None,
+    con: duckdb.DuckDBPyConnection | None = None,
+) -> pd.DataFrame:
+    """Features of every customer as of one cutoff, indexed by ``customer_id``.
+
+    See :func:`build_feature_table`; this is the same for a single cutoff.
+    """
+    table = build_feature_table(tables, [cutoff], feature_set=feature_set, con=con)
+    out = table.droplevel("cutoff")
+    out.attrs = dict(table.attrs)
+    return out
+
+
+def available_features(tables: ShopTables) -> tuple[list[str], list[str]]:
+    """Registered features computable from ``tables``, and a note per omitted one.
+
+    Returns
+    -------
+    (names, notes)
+        Available feature names in registry order, and one line per omitted
+        feature naming the absent table or column.
+    """
+    columns = {
+        name: [str(c) for c in frame.columns]
+        for name, frame in tables.present().items()
+        if name in SCHEMAS
+    }
+    definitions, notes = resolve(None, columns)
+    return [d.name for d in definitions], notes

@@ -1,0 +1,45 @@
+"""Breadth and concentration of what a customer buys.
+
+Relation ``customer_categories``: one row per (cutoff, customer, category)
+with ``category_amount``, the value of the customer's purchased lines in that
+category (lines without a category are left out).
+"""
+
+from __future__ import annotations
+
+from features.registry import FeatureDefinition
+
+FAMILY = "categories"
+CATEGORY = "transactions.category"
+
+FEATURES: tuple[FeatureDefinition, ...] = (
+    FeatureDefinition(
+        "category_count",
+        FAMILY,
+        "float64",
+        "customer_categories",
+        "COUNT(*)",
+        "Distinct product categories bought.",
+        columns=(CATEGORY,),
+        zero_when_absent=True,
+    ),
+    FeatureDefinition(
+        "top_category_spend_share",
+        FAMILY,
+        "float64",
+        "customer_categories",
+        "MAX(category_amount) / NULLIF(SUM(category_amount), 0)",
+        "Share of categorised spend in the customer's largest category; missing without it.",
+        columns=(CATEGORY,),
+    ),
+    FeatureDefinition(
+        "category_concentration_share",
+        FAMILY,
+        "float64",
+        "customer_categories",
+        "SUM(category_amount * category_amount)"
+        " / NULLIF(SUM(category_amount) * SUM(category_amount), 0)",
+        "Herfindahl index of spend over categories (1 = one category); missing without spend.",
+        columns=(CATEGORY,),
+    ),
+)

@@ -1,0 +1,137 @@
+"""Spend, its trend, order values, margin and discount behaviour.
+
+Relations: ``orders`` (one row per order: ``order_amount`` = value of its
+non-return lines, ``order_age_days``, and where the optional columns exist
+``order_margin_amount``, ``order_margin_365d_amount``,
+``order_discount_amount``, ``order_full_price_amount``, ``order_discounted``);
+``customer_categories`` (spend per customer and category, with
+``high_margin`` = 1 when the category's shop-wide margin rate up to the cutoff
+is above the shop's overall margin rate up to the cutoff).
+"""
+
+from __future__ import annotations
+
+from features.registry import FeatureDefinition
+
+FAMILY = "monetary_margin"
+WINDOWS_DAYS = (30, 90, 180, 365)
+
+SPEND = "SUM(order_amount)"
+PURCHASE_VALUE = "CASE WHEN order_purchase_lines > 0 THEN order_amount END"
+MARGIN = "transactions.margin_amount"
+DISCOUNT = "transactions.discount_amount"
+
+
+def spend_within(days: int) -> str:
+    """SQL summing purchase value of the orders placed in the last ``days`` days."""
+    return f"SUM(CASE WHEN order_age_days < {days} THEN order_amount ELSE 0 END)"
+
+
+def _feature(
+    name: str, relation: str, expression: str, description: str, **kw
+) -> FeatureDefinition:
+    return FeatureDefinition(name, FAMILY, "float64", relation, expression, description, **kw)
+
+
+FEATURES: tuple[FeatureDefinition, ...] = (
+    _feature("spend_amount", "orders", SPEND, "Value of all purchased (non-return) lines."),
+    *(
+        _feature(
+            f"spend_{days}d_amount",
+            "orders",
+            spend_within(days),
+            f"Value of purchased lines of orders placed in the last {days} days.",
+        )
+        for days in WINDOWS_DAYS
+    ),
+    _feature(
+        "spend_trend_90d",
+        "orders",
+        f"(365.0 / 90.0) * {spend_within(90)} / NULLIF({spend_within(365)}, 0)",
+        "Spend rate of the last 90 days over the 365-day average rate (1 = steady); "
+        "missing without spend in 365 days.",
+    ),
+    _feature(
+        "spend_share_90d_of_180d",
+        "orders",
+        f"{spend_within(90)} / NULLIF({spend_within(180)}, 0)",
+        "Share of the last 6 months' spend in the last 3 months; missing without spend in 180 days.",
+    ),
+    _feature(
+        "spend_share_180d_of_365d",
+        "orders",
+        f"{spend_within(180)} / NULLIF({spend_within(365)}, 0)",
+        "Share of the last 12 months' spend in the last 6 months; "
+        "missing without spend in 365 days.",
+    ),
+    _feature(
+        "order_value_mean_amount",
+        "orders",
+        f"AVG({PURCHASE_VALUE})",
+        "Mean value of a purchase order.",
+    ),
+    _feature(
+        "order_value_max_amount",
+        "orders",
+        f"MAX({PURCHASE_VALUE})",
+        "Largest purchase order value.",
+    ),
+    _feature(
+        "order_value_std_amount",
+        "orders",
+        f"STDDEV_SAMP({PURCHASE_VALUE})",
+        "Sample standard deviation of purchase order values; missing with one order.",
+    ),
+    _feature(
+        "total_margin_amount",
+        "orders",
+        "SUM(order_margin_amount)",
+        "Gross margin of all purchased lines.",
+        columns=(MARGIN,),
+    ),
+    _feature(
+        "margin_365d_amount",
+        "orders",
+        "SUM(order_margin_365d_amount)",
+        "Gross margin of purchased lines in the last 365 days.",
+        columns=(MARGIN,),
+    ),
+    _feature(
+        "margin_rate",
+        "orders",
+        f"SUM(order_margin_amount) / NULLIF({SPEND}, 0)",
+        "Gross margin over spend; missing when spend is 0.",
+        columns=(MARGIN,),
+    ),
+    _feature(
+        "full_price_spend_share",
+        "orders",
+        f"SUM(order_full_price_amount) / NULLIF({SPEND}, 0)",
+        "Share of spend on lines bought without discount; missing when spend is 0.",
+        columns=(DISCOUNT,),
+    ),
+    _feature(
+        "discount_rate",
+        "orders",
+        f"SUM(order_discount_amount) / NULLIF({SPEND} + SUM(order_discount_amount), 0)",
+        "Discount given over list value (spend + discount) of purchased lines.",
+        columns=(DISCOUNT,),
+    ),
+    _feature(
+        "discounted_order_share",
+        "orders",
+        "SUM(CASE WHEN order_purchase_lines > 0 THEN order_discounted ELSE 0 END)"
+        " / NULLIF(SUM(CASE WHEN order_purchase_lines > 0 THEN 1 ELSE 0 END), 0)",
+        "Share of purchase orders with a discounted line (1 = discount-only buyer).",
+        columns=(DISCOUNT,),
+    ),
+    _feature(
+        "high_margin_spend_share",
+        "customer_categories",
+        "SUM(CASE WHEN high_margin = 1 THEN category_amount ELSE 0 END)"
+        " / NULLIF(SUM(category_amount), 0)",
+        "Share of spend in high-margin categories (shop-wide category margin rate up to the "
+        "cutoff above the shop's overall rate); missing without categorised spend.",
+        columns=(MARGIN, "transactions.category"),
+    ),
+)
