@@ -154,7 +154,11 @@ def day_start(days: int, column: str = "cutoff") -> str:
 
 
 def trailing_value_sql(tables: ShopTables, window_days: int = 365) -> str:
-    """The SQL behind :func:`trailing_value`, over the relations ``transactions`` and ``cutoffs``."""
+    """The SQL behind :func:`trailing_value`, over the relations ``transactions`` and ``cutoffs``.
+
+    Lines are summed per customer and day first, so the range join with the
+    cutoffs touches one row per customer-day instead of one per line.
+    """
     is_return, margin = purchase_expressions(tables)
     return f"""
 WITH bounds AS (
@@ -163,18 +167,27 @@ WITH bounds AS (
         {day_start(1 - int(window_days))} AS window_start,
         {day_start(1)} AS window_end
     FROM cutoffs
+),
+daily AS (
+    SELECT
+        t.customer_id AS customer_id,
+        CAST(CAST(t.ordered_at AS DATE) AS TIMESTAMP) AS day_start,
+        SUM(CASE WHEN {is_return} THEN -t.amount ELSE t.amount END) AS revenue,
+        SUM({margin}) AS margin,
+        SUM(CASE WHEN {is_return} THEN 0 ELSE 1 END) AS purchase_lines
+    FROM transactions AS t
+    GROUP BY t.customer_id, CAST(CAST(t.ordered_at AS DATE) AS TIMESTAMP)
 )
 SELECT
     b.cutoff AS cutoff,
-    t.customer_id AS customer_id,
-    SUM(CASE WHEN {is_return} THEN -t.amount ELSE t.amount END) AS trailing_revenue,
-    SUM({margin}) AS trailing_margin,
-    COUNT(DISTINCT CASE WHEN {is_return} THEN NULL ELSE t.order_id END) AS trailing_orders
+    d.customer_id AS customer_id,
+    SUM(d.revenue) AS trailing_revenue,
+    SUM(d.margin) AS trailing_margin
 FROM bounds AS b
-JOIN transactions AS t
-    ON t.ordered_at >= b.window_start AND t.ordered_at < b.window_end
-GROUP BY b.cutoff, t.customer_id
-HAVING COUNT(DISTINCT CASE WHEN {is_return} THEN NULL ELSE t.order_id END) > 0
+JOIN daily AS d
+    ON d.day_start >= b.window_start AND d.day_start < b.window_end
+GROUP BY b.cutoff, d.customer_id
+HAVING SUM(d.purchase_lines) > 0
 """
 
 
@@ -203,10 +216,9 @@ def trailing_value(
     -------
     pandas.DataFrame
         MultiIndex ``(cutoff, customer_id)`` (cutoff as midnight ``datetime64[s]``),
-        columns ``trailing_margin`` (summed signed margin), ``trailing_revenue``
-        (purchases minus returns)
-        and ``trailing_orders``, one row per customer with at least one purchase in
-        the window: the population tiers are ranked in.
+        columns ``trailing_margin`` (summed signed margin) and ``trailing_revenue``
+        (purchases minus returns), one row per customer with at least one purchase
+        in the window: the population tiers are ranked in.
     """
     if window_days < 1:
         raise ValueError(f"window_days must be >= 1, got {window_days}")
@@ -215,11 +227,10 @@ def trailing_value(
     frame = con.sql(trailing_value_sql(tables, window_days)).df()
     frame["cutoff"] = frame["cutoff"].astype(CUTOFF_DTYPE)
     frame["customer_id"] = frame["customer_id"].astype("string")
-    frame["trailing_orders"] = frame["trailing_orders"].astype("int64")
     for name in ("trailing_margin", "trailing_revenue"):
         frame[name] = frame[name].astype("float64").fillna(0.0)
     frame = frame.set_index(["cutoff", "customer_id"]).sort_index()
-    return frame[["trailing_margin", "trailing_revenue", "trailing_orders"]]
+    return frame[["trailing_margin", "trailing_revenue"]]
 
 
 def _check_values(trailing: pd.Series) -> np.ndarray:
