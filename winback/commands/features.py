@@ -1,0 +1,231 @@
+"""``winback features build`` and ``winback features table``: features and training tables to Parquet.
+
+The lead mounts :data:`app` as ``winback features`` in ``winback/cli.py``. Both
+commands load a shop with ``features.sources.load_shop`` (file, folder or
+database, optional column mapping), show progress on stderr, write Parquet
+atomically (a temp file in the same folder, then a rename) and print a summary.
+Heavy imports happen inside the commands so ``winback --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+app = typer.Typer(
+    help="Point-in-time features and training tables (features + labels) to Parquet.",
+    no_args_is_help=True,
+)
+
+DataOption = Annotated[
+    Path,
+    typer.Option("--data", help="Shop data: CSV/Parquet file, folder of tables, DuckDB/SQLite."),
+]
+MappingOption = Annotated[
+    str | None,
+    typer.Option("--mapping", help="Built-in column mapping (online-retail) or a TOML file."),
+]
+OutOption = Annotated[Path, typer.Option("--out", help="Parquet file to write.")]
+
+
+def parse_cutoffs(spec: str) -> dict[str, object]:
+    """``--cutoffs`` as keyword arguments: ``every:30``, ``count:12``, both, or dates.
+
+    ``"every:30,count:12"`` -> ``{"every_days": 30, "count": 12}``;
+    ``"2024-01-31,2024-02-29"`` -> ``{"dates": [date(2024, 1, 31), date(2024, 2, 29)]}``.
+    """
+    parts = [p.strip() for p in spec.split(",") if p.strip()]
+    if not parts:
+        raise typer.BadParameter("--cutoffs is empty: give every:30, count:12 or dates")
+    if all(":" in p for p in parts):
+        out: dict[str, object] = {}
+        keys = {"every": "every_days", "count": "count"}
+        for part in parts:
+            key, _, value = part.partition(":")
+            if key not in keys or not value.isdigit() or int(value) < 1:
+                raise typer.BadParameter(
+                    f"--cutoffs part {part!r}: expected every:N or count:N with N >= 1"
+                )
+            out[keys[key]] = int(value)
+        return out
+    try:
+        return {"dates": sorted({dt.date.fromisoformat(p) for p in parts})}
+    except ValueError as exc:
+        raise typer.BadParameter(
+            f"--cutoffs {spec!r}: expected every:N, count:N or dates like 2024-01-31 ({exc})"
+        ) from exc
+
+
+def write_parquet_atomic(frame, out: Path) -> None:
+    """Write ``frame`` to ``out`` via a temp file in the same folder and a rename."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        frame.to_parquet(tmp, index=False)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+def _load(path: Path, mapping: str | None, err: Console):
+    """The shop's contract tables, with a note when rows were quarantined."""
+    from features.sources import load_shop
+
+    validation = load_shop(path, mapping)
+    summary = validation.summary()
+    quarantined = int(summary.drop_duplicates("table")["rows_quarantined"].sum())
+    if quarantined:
+        err.print(
+            f"[yellow]{quarantined:,} row(s) quarantined[/]; "
+            f"see them with `winback data validate {path}`"
+        )
+    return validation.tables
+
+
+def _summary(title: str, rows: dict[str, str]) -> Table:
+    table = Table(title=title, show_header=False)
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    for key, value in rows.items():
+        table.add_row(key, value)
+    return table
+
+
+def _fail(err: Console, exc: Exception) -> typer.Exit:
+    err.print(f"[red]error:[/] {exc}")
+    return typer.Exit(code=1)
+
+
+def pd_date(day: dt.date):
+    """A cutoff as the ``datetime64[s]`` midnight features and labels use."""
+    import pandas as pd
+
+    return pd.Timestamp(day).as_unit("s")
+
+
+@app.command("build")
+def build(
+    data: DataOption,
+    out: OutOption,
+    mapping: MappingOption = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of", help="Cutoff date (UTC), e.g. 2024-01-31; default: last data date."
+        ),
+    ] = None,
+) -> None:
+    """Features of every known customer as of a date, with status and tier, to Parquet."""
+    from features.contracts import ContractError
+    from features.labels import STATUS_COLUMNS
+    from features.training_table import build_scoring_frame, data_dates
+
+    console, err = Console(), Console(stderr=True)
+    try:
+        with _progress(err) as progress:
+            step = progress.add_task(f"Loading {data}", total=None)
+            tables = _load(data, mapping, err)
+            cutoff = dt.date.fromisoformat(as_of) if as_of else data_dates(tables)[1]
+            progress.update(step, description=f"Building features as of {cutoff}")
+            frame = build_scoring_frame(tables, cutoff)
+            progress.update(step, description=f"Writing {out}")
+            frame = frame.reset_index()
+            frame.insert(0, "cutoff", pd_date(cutoff))
+            write_parquet_atomic(frame, out)
+            progress.update(step, description="Done")
+    except (ContractError, ValueError, OSError) as exc:
+        raise _fail(err, exc) from exc
+    console.print(
+        _summary(
+            f"Features as of {cutoff} -> {out}",
+            {
+                "rows": f"{len(frame):,}",
+                "customers": f"{frame['customer_id'].nunique():,}",
+                "feature columns": f"{frame.shape[1] - len(STATUS_COLUMNS) - 2}",
+                "active": f"{frame['is_active'].mean():.1%}",
+                "lapsed": f"{frame['is_lapsed'].mean():.1%}",
+                "VIP": f"{frame['is_vip'].mean():.1%}",
+            },
+        )
+    )
+
+
+@app.command("table")
+def table(
+    data: DataOption,
+    out: OutOption,
+    target: Annotated[str, typer.Option("--target", help="churn, vip or reactivation.")] = "churn",
+    cutoffs: Annotated[
+        str,
+        typer.Option(
+            "--cutoffs",
+            help="every:30 (all observed cutoffs 30 days apart), count:12, both "
+            "(every:30,count:12), or dates 2024-01-31,2024-02-29.",
+        ),
+    ] = "every:30",
+    horizon_days: Annotated[
+        int, typer.Option("--horizon-days", min=1, help="Label horizon after each cutoff.")
+    ] = 90,
+    mapping: MappingOption = None,
+) -> None:
+    """A training table for one target over many cutoffs (features + label) to Parquet."""
+    from features.contracts import ContractError
+    from features.labels import LabelConfig
+    from features.training_table import TARGETS, build_training_table, monthly_cutoffs
+
+    console, err = Console(), Console(stderr=True)
+    if target not in TARGETS:
+        raise typer.BadParameter(f"--target {target!r}: choose one of {sorted(TARGETS)}")
+    spec = parse_cutoffs(cutoffs)
+    try:
+        label_config = LabelConfig(horizon_days=horizon_days)
+        with _progress(err) as progress:
+            step = progress.add_task(f"Loading {data}", total=None)
+            tables = _load(data, mapping, err)
+            if "dates" in spec:
+                dates = spec["dates"]
+            else:
+                dates = monthly_cutoffs(tables, horizon_days, **spec)
+            progress.update(
+                step,
+                description=f"Building {target} table over {len(dates)} cutoff(s) "
+                f"({dates[0]} to {dates[-1]})",
+            )
+            frame = build_training_table(tables, target, dates, label_config=label_config)
+            label = frame.attrs["label"]
+            progress.update(step, description=f"Writing {out}")
+            flat = frame.reset_index()
+            write_parquet_atomic(flat, out)
+            progress.update(step, description="Done")
+    except (ContractError, ValueError, OSError) as exc:
+        raise _fail(err, exc) from exc
+    console.print(
+        _summary(
+            f"{target} training table -> {out}",
+            {
+                "rows": f"{len(flat):,}",
+                "customers": f"{flat['customer_id'].nunique():,}",
+                "cutoffs": f"{len(dates)} ({dates[0]} to {dates[-1]})",
+                "horizon": f"{horizon_days} days",
+                f"{label} rate": f"{frame[label].mean():.1%}" if len(frame) else "n/a",
+            },
+        )
+    )
