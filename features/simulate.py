@@ -40,7 +40,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -631,9 +630,19 @@ def simulate_shop(config: SimulationConfig = SimulationConfig()) -> SimulatedSho
     category[other] = rng_lines.choice(n_cat, size=len(other), p=cat_p)
     rank_w = 1.0 / np.arange(1, config.products_per_category + 1)
     rank_cdf = np.cumsum(rank_w) / rank_w.sum()
-    product = category * config.products_per_category + np.minimum(
+    rank = np.minimum(
         np.searchsorted(rank_cdf, rng_lines.random(n_l)), config.products_per_category - 1
     )
+    product = category * config.products_per_category + rank
+    # one line per product and order: move a repeated product to the next one
+    for _ in range(config.products_per_category):
+        repeated = np.zeros(n_l, dtype=bool)
+        for lag in range(1, 5):
+            repeated[lag:] |= (product[lag:] == product[:-lag]) & (l_order[lag:] == l_order[:-lag])
+        if not repeated.any():
+            break
+        rank[repeated] = (rank[repeated] + 1) % config.products_per_category
+        product = category * config.products_per_category + rank
     quantity = 1 + rng_lines.poisson(0.4, n_l)
     ds_line = discount_sensitive[l_cust]
     discounted = rng_lines.random(n_l) < np.where(ds_line, 0.75, 0.12)
@@ -973,15 +982,18 @@ def _arrow_table(frame: pd.DataFrame, *, keep_index: bool = False) -> pa.Table:
         return pa.Table.from_pandas(frame, preserve_index=keep_index)
 
 
+def _temporary_path(path: Path) -> Path:
+    """A sibling temp file for an atomic write (created with the default permissions)."""
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
 def _write_atomic(table: pa.Table, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = _temporary_path(path)
     try:
         pq.write_table(table, tmp)
         os.replace(tmp, path)
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        tmp.unlink(missing_ok=True)
 
 
 def write_shop(shop: SimulatedShop, out_dir: Path) -> dict[str, Path]:
@@ -1014,14 +1026,9 @@ def write_shop(shop: SimulatedShop, out_dir: Path) -> dict[str, Path]:
         _write_atomic(_arrow_table(frame, keep_index=keep_index), path)
         paths[name] = path
     path = out_dir / "simulation.json"
-    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".simulation.json.", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(
-            {"config": shop.config.to_dict(), "source": shop.tables.source},
-            fh,
-            indent=2,
-            sort_keys=True,
-        )
+    tmp = _temporary_path(path)
+    payload = {"config": shop.config.to_dict(), "source": shop.tables.source}
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True))
     os.replace(tmp, path)
     paths["simulation"] = path
     return paths

@@ -107,6 +107,8 @@ def test_first_seen_is_the_first_order_and_orders_have_one_to_five_lines(small_s
     assert set(lines.unique()) == {1, 2, 3, 4, 5}
     owners = purchases.groupby("order_id")["customer_id"].nunique()
     assert (owners == 1).all()
+    assert not purchases.duplicated(["order_id", "product_id"]).any()
+    assert not small_shop.tables.transactions.duplicated().any()
 
 
 def test_returns_refer_to_earlier_purchases_of_the_same_order(small_shop):
