@@ -10,7 +10,7 @@ from __future__ import annotations
 import typer
 
 from winback import __version__, disable_telemetry
-from winback.commands import config, data, simulate
+from winback.commands import config, data, features, simulate
 
 disable_telemetry()
 
@@ -42,6 +42,7 @@ data_app = typer.Typer(help="Simulate, load and validate shop data.", no_args_is
 data_app.command("simulate")(simulate.simulate)
 data_app.command("validate")(data.validate)
 app.add_typer(data_app, name="data")
+app.add_typer(features.app, name="features")
 app.add_typer(config.app, name="config")
 
 
