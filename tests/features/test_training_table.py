@@ -10,6 +10,7 @@ import typer
 from typer.testing import CliRunner
 
 from features.build import build_feature_table
+from features.feature_sets import CHURN_FEATURES_V1
 from features.labels import LabelConfig, build_labels, customer_status
 from features.training_table import (
     TARGETS,
@@ -166,9 +167,14 @@ def test_cli_build_writes_features_as_of_the_last_data_date(small_shop, small_sh
 def test_cli_table_writes_one_row_per_cutoff_and_customer(small_shop, small_shop_dir, tmp_path):
     out = tmp_path / "churn.parquet"
     args = ["table", "--data", str(small_shop_dir), "--out", str(out), "--target", "churn"]
-    result = CliRunner().invoke(app, [*args, "--cutoffs", "every:60,count:2"])
+    result = CliRunner().invoke(
+        app, [*args, "--cutoffs", "every:60,count:2", "--feature-set", "churn_features_v1"]
+    )
     assert result.exit_code == 0, result.output
     frame = pd.read_parquet(out)
+    features = frame.columns[2:-3].tolist()
+    assert features == CHURN_FEATURES_V1.subset(features).names
+    assert set(features) <= set(CHURN_FEATURES_V1.names)
     expected = monthly_cutoffs(small_shop.tables, 90, every_days=60, count=2)
     assert frame["cutoff"].drop_duplicates().dt.date.tolist() == expected
     assert not frame.duplicated(["cutoff", "customer_id"]).any()
@@ -179,3 +185,5 @@ def test_cli_table_writes_one_row_per_cutoff_and_customer(small_shop, small_shop
     late = CliRunner().invoke(app, [*args, "--cutoffs", too_late])
     assert late.exit_code == 1
     assert too_late in late.output and "horizon" in late.output
+    unknown = CliRunner().invoke(app, [*args, "--feature-set", "nope_v9"])
+    assert unknown.exit_code != 0 and "churn_features_v1" in unknown.output

@@ -33,6 +33,25 @@ MappingOption = Annotated[
     typer.Option("--mapping", help="Built-in column mapping (online-retail) or a TOML file."),
 ]
 OutOption = Annotated[Path, typer.Option("--out", help="Parquet file to write.")]
+FeatureSetOption = Annotated[
+    str | None,
+    typer.Option(
+        "--feature-set",
+        help="A released feature set, e.g. churn_features_v1; default: every registered feature.",
+    ),
+]
+
+
+def resolve_feature_set(name: str | None):
+    """The released feature set called ``name`` (``None`` for every registered feature)."""
+    if name is None:
+        return None
+    from features.feature_sets import get_feature_set
+
+    try:
+        return get_feature_set(name)
+    except KeyError as exc:
+        raise typer.BadParameter(str(exc.args[0]), param_hint="--feature-set") from exc
 
 
 def parse_cutoffs(spec: str) -> dict[str, object]:
@@ -132,6 +151,7 @@ def build(
             "--as-of", help="Cutoff date (UTC), e.g. 2024-01-31; default: last data date."
         ),
     ] = None,
+    feature_set: FeatureSetOption = None,
 ) -> None:
     """Features of every known customer as of a date, with status and tier, to Parquet."""
     from features.contracts import ContractError
@@ -139,13 +159,20 @@ def build(
     from features.training_table import build_scoring_frame, data_dates
 
     console, err = Console(), Console(stderr=True)
+    chosen = resolve_feature_set(feature_set)
+    try:
+        day = dt.date.fromisoformat(as_of) if as_of else None
+    except ValueError as exc:
+        raise typer.BadParameter(
+            f"{as_of!r} is not a date like 2024-01-31", param_hint="--as-of"
+        ) from exc
     try:
         with _progress(err) as progress:
             step = progress.add_task(f"Loading {data}", total=None)
             tables = _load(data, mapping, err)
-            cutoff = dt.date.fromisoformat(as_of) if as_of else data_dates(tables)[1]
+            cutoff = day if day is not None else data_dates(tables)[1]
             progress.update(step, description=f"Building features as of {cutoff}")
-            frame = build_scoring_frame(tables, cutoff)
+            frame = build_scoring_frame(tables, cutoff, chosen)
             progress.update(step, description=f"Writing {out}")
             frame = frame.reset_index()
             frame.insert(0, "cutoff", pd_date(cutoff))
@@ -185,6 +212,7 @@ def table(
         int, typer.Option("--horizon-days", min=1, help="Label horizon after each cutoff.")
     ] = 90,
     mapping: MappingOption = None,
+    feature_set: FeatureSetOption = None,
 ) -> None:
     """A training table for one target over many cutoffs (features + label) to Parquet."""
     from features.contracts import ContractError
@@ -195,6 +223,7 @@ def table(
     if target not in TARGETS:
         raise typer.BadParameter(f"--target {target!r}: choose one of {sorted(TARGETS)}")
     spec = parse_cutoffs(cutoffs)
+    chosen = resolve_feature_set(feature_set)
     try:
         label_config = LabelConfig(horizon_days=horizon_days)
         with _progress(err) as progress:
@@ -209,7 +238,9 @@ def table(
                 description=f"Building {target} table over {len(dates)} cutoff(s) "
                 f"({dates[0]} to {dates[-1]})",
             )
-            frame = build_training_table(tables, target, dates, label_config=label_config)
+            frame = build_training_table(
+                tables, target, dates, feature_set=chosen, label_config=label_config
+            )
             label = frame.attrs["label"]
             progress.update(step, description=f"Writing {out}")
             flat = frame.reset_index()
