@@ -323,6 +323,16 @@ def _days(config: SimulationConfig, stamps: pd.Series) -> np.ndarray:
     return np.where(values.isna().to_numpy(), np.inf, out)
 
 
+def _interleave(
+    first: np.ndarray, second: np.ndarray, pos_first: np.ndarray, pos_second: np.ndarray, n: int
+) -> np.ndarray:
+    """One array of length ``n`` with ``first`` at ``pos_first`` and ``second`` at ``pos_second``."""
+    out = np.empty(n, dtype=first.dtype)
+    out[pos_first] = first
+    out[pos_second] = second
+    return out
+
+
 def _poisson_times(
     rng: np.random.Generator, starts: np.ndarray, ends: np.ndarray, max_rate: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -674,20 +684,20 @@ def simulate_shop(config: SimulationConfig = SimulationConfig()) -> SimulatedSho
     pos_p = np.arange(n_l) + np.cumsum(np.bincount(insert_at, minlength=n_l + 1))[:n_l]
     n_tx = n_l + len(r)
 
-    def merged(purchase_values: np.ndarray, return_values: np.ndarray) -> np.ndarray:
-        out = np.empty(n_tx, dtype=purchase_values.dtype)
-        out[pos_p] = purchase_values
-        out[pos_r] = return_values
-        return out
-
-    all_line = merged(np.arange(n_l), r)
-    all_t = merged(l_t, r_t)
-    all_ret = merged(np.zeros(n_l, bool), np.ones(len(r), bool))
-    all_amount = merged(amount, amount[r])
-    all_margin = merged(
-        margin_amount, np.round(-margin_amount[r] - config.return_handling_share * amount[r], 2)
+    positions = (pos_p, pos_r, n_tx)
+    all_line = _interleave(np.arange(n_l), r, *positions)
+    all_t = _interleave(l_t, r_t, *positions)
+    all_ret = _interleave(np.zeros(n_l, bool), np.ones(len(r), bool), *positions)
+    all_amount = _interleave(amount, amount[r], *positions)
+    all_margin = _interleave(
+        margin_amount,
+        np.round(-margin_amount[r] - config.return_handling_share * amount[r], 2),
+        *positions,
     )
-    all_discount = merged(discount_amount, np.zeros(len(r)))
+    all_discount = _interleave(discount_amount, np.zeros(len(r)), *positions)
+    del share, list_value, discounted, disc_rate, margin_rate, ds_line, l_offer, offer_disc
+    del positions, pos_p, pos_r
+    del rank, ret_p, insert_at, amount, discount_amount, margin_amount, l_t
 
     # ---- ids and categorical labels as Arrow strings
     cust_width = max(7, len(str(n)))
@@ -718,6 +728,7 @@ def simulate_shop(config: SimulationConfig = SimulationConfig()) -> SimulatedSho
             "channel": _take(pa.array(CHANNELS), o_channel[l_order[all_line]]),
         }
     )
+    del all_t, all_amount, all_margin, all_discount, all_ret
     del tx_cust, all_line
 
     customers = pd.DataFrame(
