@@ -449,7 +449,7 @@ def simulate_shop(config: SimulationConfig = SimulationConfig()) -> SimulatedSho
     """
     streams = [np.random.default_rng(s) for s in np.random.SeedSequence(config.seed).spawn(8)]
     rng_cust, rng_orders, rng_camp, rng_lines, rng_ret, rng_tick, rng_rev, rng_ref = streams
-    n, D = config.customers, float(config.days)
+    n, period_end = config.customers, float(config.days)
     season = _season_by_day(config, config.days)
 
     # ---- customers and their latent parameters
@@ -496,8 +496,8 @@ def simulate_shop(config: SimulationConfig = SimulationConfig()) -> SimulatedSho
     stage_at[:, 1] = stage_at[:, 0] + stage_gaps[:, 0]
     stage_at[:, 2] = stage_at[:, 1] + stage_gaps[:, 1]
     dropout = np.where(is_decliner, stage_at[:, 2] + stage_gaps[:, 2], first_leave)
-    dropout = np.where(dropout < D, dropout, np.inf)
-    stage_at = np.where(stage_at < D, stage_at, np.inf)
+    dropout = np.where(dropout < period_end, dropout, np.inf)
+    stage_at = np.where(stage_at < period_end, stage_at, np.inf)
     is_advocate = rng_cust.random(n) < np.where(
         is_vip, config.vip_advocate_share, config.advocate_share
     )
@@ -529,7 +529,7 @@ def simulate_shop(config: SimulationConfig = SimulationConfig()) -> SimulatedSho
     )
 
     # ---- natural orders: first order at acquisition, then thinned Poisson candidates
-    alive_end = np.minimum(dropout, D)
+    alive_end = np.minimum(dropout, period_end)
     max_rate = purchase_rate * season.max() * rate_growth
     owner, times = _poisson_times(rng_orders, acquired, alive_end, max_rate)
     day = np.minimum(times.astype(np.int64), config.days - 1)
@@ -547,15 +547,15 @@ def simulate_shop(config: SimulationConfig = SimulationConfig()) -> SimulatedSho
     contact_parts, burst_cust, burst_t, burst_offer = [], [], [], []
     last_burst = np.full(n, -np.inf)
     for k, cdate in enumerate(sorted(config.campaign_dates)):
-        T = (cdate - config.start).days + 0.375  # 09:00 UTC
+        contact_at = (cdate - config.start).days + 0.375  # 09:00 UTC
         offer_idx = k % len(config.campaign_offers)
         offer = config.campaign_offers[offer_idx]
-        cand = np.flatnonzero(acquired < T)
+        cand = np.flatnonzero(acquired < contact_at)
         last_all = last_burst.copy()
-        before = nat_t < T
+        before = nat_t < contact_at
         np.maximum.at(last_all, nat_cust[before], nat_t[before])
         last = last_all[cand]
-        recency = T - last
+        recency = contact_at - last
         sel = (recency >= config.lapse_days) & (recency <= config.max_lapse_days)
         idx, recency = cand[sel], recency[sel]
         m = len(idx)
@@ -571,15 +571,15 @@ def simulate_shop(config: SimulationConfig = SimulationConfig()) -> SimulatedSho
             * offer_factor
             * np.exp(-(recency - config.lapse_days) / config.treatment_recency_days)
         )
-        window = min(T + config.response_days, D) - T
+        window = min(contact_at + config.response_days, period_end) - contact_at
         n_burst = rng_camp.poisson(beta * window / config.response_days)
         b_owner = np.repeat(np.arange(m), n_burst)
-        b_t = T + rng_camp.random(len(b_owner)) * window
+        b_t = contact_at + rng_camp.random(len(b_owner)) * window
         p0 = 1.0 - _no_purchase_probability(
-            lat, idx, T, min(T + config.reactivation_days, D), config
+            lat, idx, contact_at, min(contact_at + config.reactivation_days, period_end), config
         )
         p1 = 1.0 - (1.0 - p0) * np.exp(-beta * window / config.response_days)
-        in_window = (nat_t > T) & (nat_t <= T + config.reactivation_days)
+        in_window = (nat_t > contact_at) & (nat_t <= contact_at + config.reactivation_days)
         y0 = np.bincount(nat_cust[in_window], minlength=n)[idx] > 0
         y1 = y0 | (n_burst > 0)
         t_owner = treated[b_owner]
@@ -591,10 +591,10 @@ def simulate_shop(config: SimulationConfig = SimulationConfig()) -> SimulatedSho
             {
                 "customer": idx,
                 "campaign": np.full(m, k),
-                "contacted_at": np.full(m, T),
+                "contacted_at": np.full(m, contact_at),
                 "treated": treated,
                 "offer": np.full(m, offer_idx),
-                "alive_at_contact": dropout[idx] > T,
+                "alive_at_contact": dropout[idx] > contact_at,
                 "days_since_last_order": recency,
                 "treatment_rate": beta,
                 "probability_control": p0,
@@ -675,7 +675,7 @@ def simulate_shop(config: SimulationConfig = SimulationConfig()) -> SimulatedSho
     )
     r = np.flatnonzero(rng_ret.random(n_l) < ret_p)
     r_t = l_t[r] + rng_ret.uniform(2.0, 30.0, len(r))
-    r, r_t = r[r_t < D], r_t[r_t < D]
+    r, r_t = r[r_t < period_end], r_t[r_t < period_end]
     by_time = np.argsort(r_t, kind="stable")
     r, r_t = r[by_time], r_t[by_time]
     # merge the (few) return lines into the time-ordered purchase lines
@@ -773,7 +773,7 @@ def simulate_shop(config: SimulationConfig = SimulationConfig()) -> SimulatedSho
     rv_cust = o_cust[purchase_orders]
     rv_t = o_t[purchase_orders] + rng_rev.uniform(1.0, 21.0, len(purchase_orders))
     rv_stage = o_stage[purchase_orders]
-    rv_ok = rv_t < D
+    rv_ok = rv_t < period_end
     rv_cust, rv_t, rv_stage = rv_cust[rv_ok], rv_t[rv_ok], rv_stage[rv_ok]
     rv_mean = rating_mean[rv_cust] - np.where(rv_stage > 0, config.rating_decline_drop, 0.0)
     rating = np.clip(np.round(rng_rev.normal(rv_mean, 0.8)), 1, 5)
