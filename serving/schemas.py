@@ -23,7 +23,7 @@ class ScoresRequest(BaseModel):
 
     model_config = ConfigDict(
         **_REQUEST,
-        json_schema_extra={"examples": [{"customer_ids": ["C000123", "C000456"]}]},
+        json_schema_extra={"example": {"customer_ids": ["C000123", "C000456"]}},
     )
 
     customer_ids: list[str] = Field(min_length=1, max_length=1000)
@@ -63,37 +63,35 @@ class ScoresResponse(BaseModel):
 
     model_config = ConfigDict(
         json_schema_extra={
-            "examples": [
-                {
-                    "scores": [
-                        {
-                            "customer_id": "C000123",
-                            "as_of": "2024-03-31",
-                            "churn_risk": 0.72,
-                            "vip_potential": 0.03,
-                            "reactivation_probability": None,
-                            "expected_value": 12.4,
-                            "tier": "silver",
-                            "is_active": True,
-                            "is_lapsed": False,
-                            "is_vip": False,
-                            "reasons": {
-                                "churn": ["no order for 140 days, 3x the usual gap"],
-                                "vip": None,
-                                "reactivation": None,
-                            },
-                            "model_versions": {"churn": "3", "vip": "2", "reactivation": "1"},
-                            "feature_sets": {
-                                "churn": "churn_v1",
-                                "vip": "vip_v1",
-                                "reactivation": "reactivation_v1",
-                            },
-                            "scored_at": "2024-04-01T02:00:00Z",
-                        }
-                    ],
-                    "not_found": ["C999999"],
-                }
-            ]
+            "example": {
+                "scores": [
+                    {
+                        "customer_id": "C000123",
+                        "as_of": "2024-03-31",
+                        "churn_risk": 0.72,
+                        "vip_potential": 0.03,
+                        "reactivation_probability": None,
+                        "expected_value": 12.4,
+                        "tier": "silver",
+                        "is_active": True,
+                        "is_lapsed": False,
+                        "is_vip": False,
+                        "reasons": {
+                            "churn": ["no order for 140 days, 3x the usual gap"],
+                            "vip": None,
+                            "reactivation": None,
+                        },
+                        "model_versions": {"churn": "3", "vip": "2", "reactivation": "1"},
+                        "feature_sets": {
+                            "churn": "churn_v1",
+                            "vip": "vip_v1",
+                            "reactivation": "reactivation_v1",
+                        },
+                        "scored_at": "2024-04-01T02:00:00Z",
+                    }
+                ],
+                "not_found": ["C999999"],
+            }
         }
     )
 
@@ -106,14 +104,13 @@ class ScoreRowsRequest(BaseModel):
 
     model_config = ConfigDict(
         **_REQUEST,
+        # BentoML's OpenAPI schema takes one ``example``; the columnar form is in the docstring:
+        # {"columns": {"days_since_last_order": [140.0, 12.0], "orders_365d": [3.0, 9.0]}}
         json_schema_extra={
-            "examples": [
-                {
-                    "rows": [{"days_since_last_order": 140.0, "orders_365d": 3.0}],
-                    "targets": ["churn"],
-                },
-                {"columns": {"days_since_last_order": [140.0, 12.0], "orders_365d": [3.0, 9.0]}},
-            ]
+            "example": {
+                "rows": [{"days_since_last_order": 140.0, "orders_365d": 3.0}],
+                "targets": ["churn"],
+            }
         },
     )
 

@@ -1,0 +1,229 @@
+"""The BentoML service CRM systems call: scores by customer id, scores of posted rows, models.
+
+Start it with ``winback serve`` (or ``bentoml serve serving.service:WinbackService``).
+At start it loads, once, the champion model of each target (or the versions
+pinned in ``WINBACK_MODEL_VERSIONS``) from the MLflow registry and the newest
+score table; if either is missing it refuses to start and says which command
+creates it. Every path except ``/healthz``, ``/livez`` and ``/readyz`` needs an
+API key (see ``serving.auth``).
+
+Endpoints are thin: each delegates to a plain function of this module taking the
+:class:`ServingState`, so further endpoints (the retention lists of issue #6) are
+a method plus a function.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import anyio.to_thread
+import bentoml
+import pandas as pd
+from starlette.responses import JSONResponse
+
+from serving.auth import ApiKeyMiddleware, load_api_keys
+from serving.batching import FrameBatcher, Overloaded
+from serving.config import SCORE_COLUMNS, TARGETS, ServingConfig
+from serving.schemas import (
+    ModelInfo,
+    ModelsResponse,
+    ScoreRowsRequest,
+    ScoreRowsResponse,
+    ScoresRequest,
+    ScoresResponse,
+    ScoreTableInfo,
+)
+from serving.scoring import (
+    RowsInvalid,
+    ScoreLookup,
+    ServedModels,
+    load_served_models,
+    predict_scores,
+    reason_texts,
+    rows_to_frame,
+    stale_targets,
+)
+
+logger = logging.getLogger("winback.serving.service")
+
+
+@dataclass
+class ServingState:
+    """Everything the endpoints read: config, models, the score table, the row batcher."""
+
+    config: ServingConfig
+    models: ServedModels
+    lookup: ScoreLookup
+    batcher: FrameBatcher
+
+    @classmethod
+    def load(cls, config: ServingConfig, models: ServedModels | None = None) -> ServingState:
+        """Load models and the newest score table; raise ``ServingSetupError`` if missing."""
+        models = models if models is not None else load_served_models(config)
+        lookup = ScoreLookup.load(config.score_path, with_features=config.explain_on_request)
+        stale = stale_targets(lookup, models)
+        for target, (stored, served) in stale.items():
+            logger.warning(
+                "score table %s has %s scores from model version %s but version %s is served: "
+                "rerun `winback score --as-of %s` to refresh it",
+                lookup.as_of,
+                target,
+                stored,
+                served,
+                lookup.as_of,
+            )
+
+        def predict(key: tuple[str, ...], frame: pd.DataFrame) -> pd.DataFrame:
+            return predict_scores(models, frame, key)
+
+        batcher = FrameBatcher(
+            predict,
+            max_batch_rows=config.max_batch_rows,
+            max_queued=config.max_queued_requests,
+        )
+        return cls(config=config, models=models, lookup=lookup, batcher=batcher)
+
+
+def error_response(status: int, message: str, **extra: Any) -> JSONResponse:
+    """A JSON error body ``{"error": message, ...}`` with ``status``."""
+    return JSONResponse({"error": message, **extra}, status_code=status)
+
+
+async def lookup_scores(
+    state: ServingState, request: ScoresRequest
+) -> ScoresResponse | JSONResponse:
+    """Stored scores for the requested ids; 404 when none of them is known."""
+    found, unknown = state.lookup.find(request.customer_ids)
+    if not found:
+        return error_response(
+            404,
+            f"none of the {len(unknown)} customer ids is in the score table of "
+            f"{state.lookup.as_of}",
+            not_found=unknown,
+        )
+    explain = request.explain and state.config.explain_on_request
+
+    def build() -> list[dict[str, Any]]:
+        return state.lookup.records(
+            found, models=state.models, explain=explain, top_reasons=state.config.top_reasons
+        )
+
+    records = await anyio.to_thread.run_sync(build) if explain else build()
+    return ScoresResponse(scores=records, not_found=unknown)
+
+
+async def score_posted_rows(
+    state: ServingState, request: ScoreRowsRequest
+) -> ScoreRowsResponse | JSONResponse:
+    """Scores of posted feature rows; 400 naming the columns when they do not fit."""
+    targets = tuple(dict.fromkeys(request.targets)) if request.targets else state.models.targets
+    feature_set = state.models.feature_set(targets)
+    try:
+        frame = rows_to_frame(feature_set, rows=request.rows, columns=request.columns)
+    except RowsInvalid as exc:
+        logger.info("rejected posted rows: %s", exc)
+        return JSONResponse(exc.to_dict(), status_code=400)
+    try:
+        scores = await state.batcher.submit(targets, frame)
+    except Overloaded as exc:
+        return error_response(503, str(exc))
+    reasons = None
+    if request.explain:
+
+        def explain() -> dict[str, list[list[str]]]:
+            return {
+                t: reason_texts(state.models[t].model, frame, top=state.config.top_reasons)
+                for t in targets
+            }
+
+        reasons = await anyio.to_thread.run_sync(explain)
+    return ScoreRowsResponse(
+        rows=len(frame),
+        scores={c: scores[c].tolist() for c in scores.columns},
+        reasons=reasons,
+        model_versions={t: state.models[t].version for t in targets},
+        feature_sets={t: state.models[t].feature_set.name for t in targets},
+    )
+
+
+def describe_models(state: ServingState) -> ModelsResponse:
+    """The served models (versions, feature sets, test metrics) and the score table."""
+    models = [
+        ModelInfo(
+            target=m.target,
+            name=m.name,
+            version=m.version,
+            feature_set=m.feature_set.name,
+            feature_columns=m.feature_set.names,
+            trained_at=m.trained_at,
+            metrics=dict(m.metrics),
+        )
+        for m in (state.models[t] for t in state.models.targets)
+    ]
+    table = ScoreTableInfo(
+        as_of=state.lookup.as_of,
+        rows=len(state.lookup.table),
+        model_versions=state.lookup.model_versions(),
+        stale_targets=sorted(stale_targets(state.lookup, state.models)),
+    )
+    return ModelsResponse(models=models, score_table=table)
+
+
+def _telemetry_off() -> None:
+    for key in ("MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK", "BENTOML_DO_NOT_TRACK"):
+        os.environ.setdefault(key, "true")
+
+
+@bentoml.service(
+    name="winback",
+    workers=1,
+    traffic={"timeout": 60, "max_concurrency": 512},
+)
+class WinbackService:
+    """Churn risk, VIP potential and reactivation probability with reasons, for CRM systems."""
+
+    def __init__(self) -> None:
+        _telemetry_off()
+        config = ServingConfig.from_env()
+        load_api_keys(config)  # fail fast: never start a service nobody may call
+        self.state = ServingState.load(config)
+        logger.info(
+            "winback service ready: score table %s (%d customers), models %s",
+            self.state.lookup.as_of,
+            len(self.state.lookup.table),
+            self.state.models.versions(),
+        )
+
+    def __is_ready__(self) -> bool:
+        return self.state is not None
+
+    @bentoml.api(route="/scores", input_spec=ScoresRequest)
+    async def scores(self, **kwargs: Any) -> ScoresResponse:
+        """Stored scores (with reasons) of customers by id; unknown ids listed in `not_found`, 404 if all are unknown."""
+        return await lookup_scores(self.state, ScoresRequest.model_construct(**kwargs))
+
+    @bentoml.api(route="/score_rows", input_spec=ScoreRowsRequest)
+    async def score_rows(self, **kwargs: Any) -> ScoreRowsResponse:
+        """Score posted feature rows with the served models; 400 naming the columns if they do not match the feature sets."""
+        return await score_posted_rows(self.state, ScoreRowsRequest.model_construct(**kwargs))
+
+    @bentoml.api(route="/models")
+    def models(self) -> ModelsResponse:
+        """The served model versions per target, their feature sets, training time and test metrics."""
+        return describe_models(self.state)
+
+
+WinbackService.add_asgi_middleware(ApiKeyMiddleware)
+
+__all__ = [
+    "SCORE_COLUMNS",
+    "TARGETS",
+    "ServingState",
+    "WinbackService",
+    "describe_models",
+    "lookup_scores",
+    "score_posted_rows",
+]

@@ -1,0 +1,175 @@
+"""``winback score`` and ``winback serve``: batch scoring and the HTTP service.
+
+Plain Typer command functions; ``winback/cli.py`` mounts them. Heavy imports
+(MLflow, BentoML, LightGBM) happen inside the commands.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import typer
+
+from serving.config import (
+    ENV_API_KEY_FILE,
+    ENV_API_KEYS,
+    ENV_EXPLAIN_ON_REQUEST,
+    ENV_HOME,
+    ENV_MODEL_VERSIONS,
+    ENV_SCORE_DIR,
+    ServingConfig,
+    format_model_versions,
+    parse_model_versions,
+)
+
+_DEFAULT = ServingConfig()
+
+
+def _load_tables(data: Path | None, mapping: str | None):
+    """The shop's validated tables: from ``data``, or the demo's simulated shop."""
+    if data is None:
+        from features.simulate import SimulationConfig, simulate_shop
+
+        typer.echo("no --data given: scoring the demo's simulated shop (SimulationConfig())")
+        return simulate_shop(SimulationConfig()).tables
+    from features.sources import load_shop
+
+    return load_shop(data, mapping=mapping).tables
+
+
+def _parse_date(value: str | None, tables) -> dt.date:
+    if value is None:
+        return tables.last_event_at().date()
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"--as-of {value!r} is not a date: use YYYY-MM-DD") from None
+
+
+def score(
+    as_of: str | None = typer.Option(
+        None, "--as-of", help="Score as of this date (YYYY-MM-DD); default: last transaction day."
+    ),
+    data: Path | None = typer.Option(
+        None, "--data", help="Shop data (file, folder or DuckDB); default: the demo simulated shop."
+    ),
+    mapping: str | None = typer.Option(
+        None, "--mapping", help="Column mapping: a built-in name (online-retail) or a TOML file."
+    ),
+    score_dir: Path = typer.Option(
+        _DEFAULT.score_dir, "--score-dir", help="Where the versioned score tables go."
+    ),
+    explain_top: int = typer.Option(
+        _DEFAULT.explain_top,
+        "--explain-top",
+        help="Customers per target given reasons (highest scores first; ~2 ms each).",
+    ),
+    horizon_days: int = typer.Option(_DEFAULT.horizon_days, "--horizon-days"),
+    model_versions: str | None = typer.Option(
+        None, "--model-versions", help="Pin registry versions, e.g. 'churn=3,vip=2'."
+    ),
+) -> None:
+    """Score every customer as of a date with the champion models and write the score table."""
+    from serving.scoring import ServingSetupError, load_served_models, score_customers
+
+    try:
+        config = ServingConfig(
+            score_dir=score_dir,
+            explain_top=explain_top,
+            horizon_days=horizon_days,
+            model_versions=parse_model_versions(model_versions or ""),
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    started = time.perf_counter()
+    try:
+        models = load_served_models(config)
+    except ServingSetupError as exc:
+        typer.secho(str(exc), fg="red", err=True)
+        raise typer.Exit(1) from None
+    tables = _load_tables(data, mapping)
+    date = _parse_date(as_of, tables)
+    version = score_customers(tables, date, models, config)
+    versions = ", ".join(f"{t} v{v}" for t, v in models.versions().items())
+    typer.echo(
+        f"scored {version.rows:,} customers as of {date} with {versions} "
+        f"in {time.perf_counter() - started:.1f} s -> {version.scores_path}"
+    )
+
+
+def serving_environment(
+    config: ServingConfig, *, api_keys: str | None = None, base: dict | None = None
+) -> dict[str, str]:
+    """The environment of a served process (what :meth:`ServingConfig.from_env` reads)."""
+    env = dict(os.environ if base is None else base)
+    for key in ("MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK", "BENTOML_DO_NOT_TRACK"):
+        env.setdefault(key, "true")
+    env[ENV_HOME] = str(config.home.resolve())
+    env[ENV_SCORE_DIR] = str(config.score_dir)
+    env[ENV_EXPLAIN_ON_REQUEST] = "1" if config.explain_on_request else "0"
+    if config.api_key_file is not None:
+        env[ENV_API_KEY_FILE] = str(config.api_key_file.resolve())
+    if api_keys:
+        env[ENV_API_KEYS] = api_keys
+    if config.model_versions:
+        env[ENV_MODEL_VERSIONS] = format_model_versions(config.model_versions)
+    return env
+
+
+def serve_command(config: ServingConfig) -> list[str]:
+    """The ``bentoml serve`` command line for ``config``."""
+    bentoml = shutil.which("bentoml", path=str(Path(sys.executable).parent)) or "bentoml"
+    return [
+        bentoml,
+        "serve",
+        "serving.service:WinbackService",
+        "--host",
+        config.host,
+        "--port",
+        str(config.port),
+    ]
+
+
+def serve(
+    host: str = typer.Option(_DEFAULT.host, "--host", help="Interface to listen on (loopback)."),
+    port: int = typer.Option(_DEFAULT.port, "--port"),
+    score_dir: Path = typer.Option(_DEFAULT.score_dir, "--score-dir"),
+    api_key_file: Path | None = typer.Option(
+        None, "--api-key-file", help=f"File with one API key per line (or set {ENV_API_KEYS})."
+    ),
+    model_versions: str | None = typer.Option(
+        None, "--model-versions", help="Serve pinned versions, e.g. 'churn=3'."
+    ),
+    no_explain: bool = typer.Option(
+        False, "--no-explain", help="Never compute reasons at request time."
+    ),
+) -> None:
+    """Start the BentoML service (scores by id, scores of posted rows, models) on HOST:PORT."""
+    try:
+        config = ServingConfig(
+            host=host,
+            port=port,
+            score_dir=score_dir,
+            api_key_file=api_key_file,
+            model_versions=parse_model_versions(model_versions or ""),
+            explain_on_request=not no_explain,
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    from serving.auth import ApiKeysMissing, load_api_keys
+
+    try:
+        load_api_keys(config)
+    except ApiKeysMissing as exc:
+        typer.secho(str(exc), fg="red", err=True)
+        raise typer.Exit(1) from None
+    env = serving_environment(config)
+    typer.echo(f"starting winback service on http://{host}:{port} (Ctrl+C stops it)")
+    result = subprocess.run(serve_command(config), env=env, check=False)
+    raise typer.Exit(result.returncode)
