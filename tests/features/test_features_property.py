@@ -1,0 +1,102 @@
+"""Hypothesis: events strictly after the cutoff day never change any feature."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import duckdb
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from features.build import build_features
+from features.schema import ShopTables
+from tests.features.reference_features import random_shop
+
+CUTOFF = date(2022, 9, 30)
+AFTER = pd.Timestamp("2022-10-01T00:00:00Z")  # the first instant that is not on or before CUTOFF
+
+
+@pytest.fixture(scope="module")
+def shop() -> ShopTables:
+    return random_shop(customers=40, seed=5, days=540)
+
+
+@pytest.fixture(scope="module")
+def con():
+    connection = duckdb.connect()
+    connection.execute("SET threads = 1")
+    return connection
+
+
+@pytest.fixture(scope="module")
+def baseline(shop, con) -> pd.DataFrame:
+    return build_features(shop, CUTOFF, con=con)
+
+
+later = st.integers(min_value=0, max_value=400 * 86_400).map(
+    lambda s: AFTER + pd.Timedelta(seconds=s)
+)
+edit = st.one_of(
+    st.tuples(st.just("add_line"), st.integers(0, 60), later, st.floats(0, 500), st.booleans()),
+    st.tuples(st.just("change_line"), st.integers(0, 10_000), st.floats(0, 500), st.booleans()),
+    st.tuples(st.just("drop_line"), st.integers(0, 10_000)),
+    st.tuples(
+        st.just("add_event"),
+        st.sampled_from(["support_tickets", "referrals", "reviews"]),
+        st.integers(0, 60),
+        later,
+    ),
+    st.tuples(st.just("move_event"), st.sampled_from(["support_tickets", "reviews"]), later),
+)
+
+
+def apply(shop: ShopTables, edits: list[tuple]) -> ShopTables:
+    """The shop with every edit applied; each one touches only events after the cutoff."""
+    tx = shop.transactions.copy()
+    others = {n: getattr(shop, n).copy() for n in ("support_tickets", "referrals", "reviews")}
+    time_of = {"support_tickets": "opened_at", "referrals": "referred_at", "reviews": "reviewed_at"}
+    for kind, *args in edits:
+        late = tx.index[tx["ordered_at"] >= AFTER]
+        if kind == "add_line":
+            customer, at, amount, is_return = args
+            row = tx.iloc[[0]].copy()
+            row["customer_id"] = f"c{customer:05d}"
+            row["order_id"] = f"new{len(tx)}"
+            row["ordered_at"] = at
+            row["amount"] = amount
+            row["is_return"] = is_return
+            row["category"] = "brand_new_category"
+            row["margin_amount"] = amount * 0.9
+            tx = pd.concat([tx, row], ignore_index=True)
+        elif kind == "change_line" and len(late):
+            index, amount, is_return = args
+            target = late[index % len(late)]
+            tx.loc[target, ["amount", "is_return"]] = [amount, is_return]
+            tx.loc[target, "order_id"] = tx.loc[tx.index[0], "order_id"]  # join an earlier order
+        elif kind == "drop_line" and len(late):
+            tx = tx.drop(index=late[args[0] % len(late)])
+        elif kind == "add_event":
+            name, customer, at = args
+            frame = others[name]
+            row = frame.iloc[[0]].copy()
+            row["customer_id"] = f"c{customer:05d}"
+            row[time_of[name]] = at
+            others[name] = pd.concat([frame, row], ignore_index=True)
+        elif kind == "move_event":
+            name, at = args
+            frame = others[name]
+            frame.loc[frame[time_of[name]] >= AFTER, time_of[name]] = at
+    return ShopTables(transactions=tx, customers=shop.customers, **others)
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(edits=st.lists(edit, min_size=1, max_size=6))
+def test_events_after_the_cutoff_never_change_a_feature(shop, con, baseline, edits):
+    changed = build_features(apply(shop, edits), CUTOFF, con=con)
+    pd.testing.assert_frame_equal(changed, baseline, check_categorical=False, rtol=1e-12)
