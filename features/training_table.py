@@ -27,6 +27,13 @@ from features.tiers import as_dates
 #: Target name -> label column of ``features.labels.build_labels``.
 TARGETS: dict[str, str] = {"churn": "churned", "vip": "became_vip", "reactivation": "reactivated"}
 
+#: Who each target's rows are (the label is ``<NA>`` for everyone else).
+POPULATIONS: dict[str, str] = {
+    "churn": "customers active at the cutoff (is_active)",
+    "vip": "customers active and not VIP at the cutoff (is_active & ~is_vip)",
+    "reactivation": "customers lapsed at the cutoff (is_lapsed)",
+}
+
 #: Outcome columns carried into every training table (for value weighting).
 VALUE_COLUMNS = ("future_margin", "future_revenue")
 
@@ -123,7 +130,7 @@ def build_training_table(
         MultiIndex ``(cutoff, customer_id)``, one row per customer in the target's
         population at each cutoff; the feature columns, then the label column
         (``churned``, ``became_vip`` or ``reactivated``, bool), ``future_margin`` and
-        ``future_revenue``. ``attrs`` holds ``target``, ``label``, ``horizon_days``,
+        ``future_revenue``. ``attrs`` holds ``target``, ``label``, ``population``, ``horizon_days``,
         ``feature_set`` and ``omitted_features``.
 
     Raises
@@ -163,6 +170,7 @@ def build_training_table(
     table.attrs = {
         "target": target,
         "label": label,
+        "population": POPULATIONS[target],
         "horizon_days": label_config.horizon_days,
         "feature_set": None if feature_set is None else feature_set.name,
         "omitted_features": list(features.attrs.get("omitted_features", [])),

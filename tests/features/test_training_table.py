@@ -13,6 +13,7 @@ from features.build import build_feature_table
 from features.feature_sets import CHURN_FEATURES_V1
 from features.labels import LabelConfig, build_labels, customer_status
 from features.training_table import (
+    POPULATIONS,
     TARGETS,
     build_scoring_frame,
     build_training_table,
@@ -73,6 +74,7 @@ def test_hand_table_populations_and_labels():
         "B": True, "C": False, "D": False, "E": False, "G": False,
     }  # fmt: skip
     assert vip.attrs["target"] == "vip" and vip.attrs["horizon_days"] == 30
+    assert vip.attrs["population"] == POPULATIONS["vip"]
 
 
 def test_unobserved_cutoffs_and_unknown_targets_are_refused():

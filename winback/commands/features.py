@@ -116,6 +116,11 @@ def _load(path: Path, mapping: str | None, err: Console):
             f"[yellow]{quarantined:,} row(s) quarantined[/]; "
             f"see them with `winback data validate {path}`"
         )
+    if "margin_amount" not in validation.tables.transactions.columns:
+        err.print(
+            "[yellow]no margin_amount column[/]: tiers and future_margin use revenue "
+            "(amount) instead; map a margin column to rank customers by margin"
+        )
     return validation.tables
 
 
