@@ -305,6 +305,34 @@ def tier_thresholds(trailing: pd.Series, config: TierConfig = TierConfig()) -> p
     return pd.Series(out, dtype="float64", name="threshold_margin")
 
 
+def margin_to_next_tier(trailing: pd.Series, config: TierConfig = TierConfig()) -> pd.DataFrame:
+    """For each customer, the next better tier and the extra trailing margin that reaches it.
+
+    The "near-VIP" nudge: ``margin_to_next_tier = threshold(next_tier) - margin``
+    from :func:`tier_thresholds`, always > 0; ``<NA>``/NaN for the best band.
+
+    Returns
+    -------
+    pandas.DataFrame
+        With the index of ``trailing``: ``tier``, ``next_tier`` (string) and
+        ``margin_to_next_tier`` (float).
+    """
+    tiers = assign_tiers(trailing, config)
+    thresholds = tier_thresholds(trailing, config)
+    names = config.names
+    better = {names[i + 1]: names[i] for i in range(len(names) - 1)}
+    next_tier = tiers.map(better).astype("string")
+    needed = next_tier.map(thresholds.to_dict()).astype("float64")
+    return pd.DataFrame(
+        {
+            "tier": tiers,
+            "next_tier": next_tier,
+            "margin_to_next_tier": needed - trailing.astype("float64"),
+        },
+        index=trailing.index,
+    )
+
+
 def tiers_by_cutoff(trailing: pd.DataFrame, config: TierConfig = TierConfig()) -> pd.DataFrame:
     """Tier and VIP flag of every row of a :func:`trailing_value` frame, ranked per cutoff."""
     if trailing.empty:

@@ -15,6 +15,7 @@ from features.tiers import (
     ABCD_GRADES,
     TierConfig,
     assign_tiers,
+    margin_to_next_tier,
     tier_thresholds,
     tiers_by_cutoff,
     trailing_value,
@@ -40,6 +41,10 @@ def test_assign_tiers_by_hand():
     }  # fmt: skip
     assert tiers.dtype == "string"
     assert tier_thresholds(trailing, SMALL).to_dict() == {"p": 10.0, "g": 9.0, "s": 7.0}
+    gap = margin_to_next_tier(trailing, SMALL)
+    assert gap.loc[["b", "c", "j", "g"], "next_tier"].tolist() == ["p", "g", "s", "s"]
+    assert gap.loc[["b", "c", "j", "g"], "margin_to_next_tier"].tolist() == [1.0, 0.5, 1.0, 10.0]
+    assert pd.isna(gap.loc["a", "next_tier"]) and np.isnan(gap.loc["a", "margin_to_next_tier"])
 
 
 def test_ties_share_the_better_band_whatever_the_order():
@@ -86,6 +91,9 @@ def test_tiers_are_monotone_in_margin_and_agree_with_thresholds(values):
     for name, threshold in thresholds.items():
         at_least = rank <= SMALL.names.index(name)
         assert at_least.equals(trailing >= threshold)
+    # Everyone but the best band needs strictly more margin to move up.
+    gap = margin_to_next_tier(trailing, SMALL)["margin_to_next_tier"]
+    assert (gap[tiers != "p"] > 0).all() and gap[tiers == "p"].isna().all()
     # Without ties a band or better holds exactly ceil(fraction * n) customers.
     if trailing.is_unique:
         for name, fraction in SMALL.bands:
