@@ -1,0 +1,126 @@
+"""``winback train``: train, evaluate and gate one model from the command line.
+
+Mounted by ``winback/cli.py`` as ``app.command("train")(train)``. Heavy imports
+(LightGBM, MLflow) happen inside the command, so ``winback --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import typer
+
+TARGETS = ("churn", "vip", "reactivation")
+
+
+def load_training_data(data: Path | None, mapping: str | None, *, seed: int) -> tuple[Any, Any]:
+    """``(tables, truth)`` for a training run.
+
+    * no ``data``: a simulated shop of the demo's default size (truth kept, so
+      the oracle is scored);
+    * a folder written by the simulator (it holds ``simulation.json``): its
+      tables and truth;
+    * anything else: ``features.sources.load_shop`` (file, folder or database,
+      with an optional column mapping); no truth.
+    """
+    if data is None:
+        from features.simulate import SimulationConfig, simulate_shop
+
+        shop = simulate_shop(SimulationConfig(seed=seed))
+        return shop.tables, shop
+    if not data.exists():
+        raise FileNotFoundError(f"--data {data} does not exist: pass a file, folder or database")
+    if data.is_dir() and (data / "simulation.json").exists() and mapping is None:
+        from features.simulate import read_shop
+
+        shop = read_shop(data)
+        return shop.tables, shop
+    from features.sources import load_shop
+
+    return load_shop(data, mapping).tables, None
+
+
+def _fmt(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def comparison_rich_table(result: Any):
+    """A rich table of the model, baselines and oracle on the test cutoff."""
+    from rich.table import Table
+
+    comparison = result.comparison
+    table = Table(title=f"{result.target}: test cutoff {result.split['test_cutoffs'][-1]}")
+    table.add_column("scorer")
+    for column in comparison.columns:
+        table.add_column(column, justify="right")
+    for name, row in comparison.iterrows():
+        style = "bold" if name == "model" else ("dim" if name == "oracle" else None)
+        table.add_row(str(name), *(_fmt(v) for v in row.tolist()), style=style)
+    return table
+
+
+def train(
+    target: str = typer.Option("churn", "--target", "-t", help="churn, vip or reactivation."),
+    data: Path | None = typer.Option(
+        None,
+        "--data",
+        "-d",
+        help="Shop data: a file, folder or database (default: a simulated demo shop).",
+    ),
+    mapping: str | None = typer.Option(
+        None, "--mapping", "-m", help="Column mapping: a built-in name or a TOML file."
+    ),
+    tune: int | None = typer.Option(
+        None, "--tune", min=0, help="Optuna trials (default: the config's tune_trials, 0)."
+    ),
+    config: Path | None = typer.Option(
+        None, "--config", "-c", help="Training config TOML (defaults when omitted)."
+    ),
+    seed: int | None = typer.Option(None, "--seed", help="Random seed (default: the config's)."),
+) -> None:
+    """Train a model, compare it with the baselines and gate it into the registry."""
+    from rich.console import Console
+
+    from training.config import ConfigError, load_train_config
+
+    console = Console()
+    if target not in TARGETS:
+        console.print(f"[red]--target {target!r} is not one of {', '.join(TARGETS)}[/red]")
+        raise typer.Exit(2)
+    try:
+        train_config = load_train_config(config, target=target, tune_trials=tune, seed=seed)
+    except ConfigError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+
+    from training.pipeline import train_target
+
+    def progress(message: str) -> None:
+        console.print(f"[cyan]›[/cyan] {message}")
+
+    try:
+        progress("loading data" if data else "simulating the demo shop")
+        tables, truth = load_training_data(data, mapping, seed=train_config.seed)
+        result = train_target(tables, train_config, truth=truth, progress=progress)
+    except (FileNotFoundError, ValueError) as exc:
+        console.print(f"[red]training failed: {exc}[/red]")
+        raise typer.Exit(2) from None
+
+    console.print(comparison_rich_table(result))
+    if result.bgnbd_feature is not None:
+        b = result.bgnbd_feature
+        verdict = "helps" if b["helps"] else "does not help"
+        console.print(
+            f"BG/NBD expected purchases as a feature {verdict}: test ROC-AUC "
+            f"{b['roc_auc_without']:.4f} → {b['roc_auc_with']:.4f}"
+        )
+    console.print(f"calibration: {result.calibration_method}; MLflow run {result.run_id}")
+    if result.model_version is not None:
+        word = "[green]champion[/green]" if result.gate_promoted else "[yellow]challenger[/yellow]"
+        console.print(
+            f"winback-{result.target} version {result.model_version} is {word}: {result.gate_reason}"
+        )
