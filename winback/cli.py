@@ -10,7 +10,7 @@ from __future__ import annotations
 import typer
 
 from winback import __version__, disable_telemetry
-from winback.commands import config, data, features, simulate
+from winback.commands import config, data, features, models, serving, simulate, train
 
 disable_telemetry()
 
@@ -43,6 +43,10 @@ data_app.command("simulate")(simulate.simulate)
 data_app.command("validate")(data.validate)
 app.add_typer(data_app, name="data")
 app.add_typer(features.app, name="features")
+app.command("train")(train.train)
+app.add_typer(models.app, name="models")
+app.command("score")(serving.score)
+app.command("serve")(serving.serve)
 app.add_typer(config.app, name="config")
 
 
