@@ -259,8 +259,8 @@ def transactions(draw) -> list[tuple]:
 
 LABELS = ["churned", "reactivated", "became_vip"]
 OUTCOMES = ["future_revenue", "future_margin", "future_orders"]
-FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-FASTER = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FASTER = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @FAST
