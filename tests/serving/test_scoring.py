@@ -443,3 +443,69 @@ def test_batcher_refuses_when_too_many_wait_and_propagates_errors():
     outcomes = asyncio.run(main())
     assert sum(isinstance(o, Overloaded) for o in outcomes) == 3
     assert sum(isinstance(o, pd.DataFrame) for o in outcomes) == 2
+
+
+# ------------------------------------------------- end to end on a simulated shop
+
+
+def test_score_customers_on_the_small_shop(small_shop, tmp_path):
+    """Real features (build_scoring_frame) through real models into the store, rerun included."""
+    from features.feature_sets import (
+        CHURN_FEATURES_V1,
+        REACTIVATION_FEATURES_V1,
+        VIP_FEATURES_V1,
+    )
+    from features.training_table import build_scoring_frame
+    from serving.scoring import score_customers
+    from training.model import WinbackClassifier
+
+    tables = small_shop.tables
+    sets = {
+        "churn": CHURN_FEATURES_V1,
+        "vip": VIP_FEATURES_V1,
+        "reactivation": REACTIVATION_FEATURES_V1,
+    }
+    union = ServedModels(
+        {t: ServedModel(t, LinearModel(fs, {}), t, "0") for t, fs in sets.items()}
+    ).feature_set()
+    as_of = dt.date(2025, 9, 30)
+    frame = build_scoring_frame(tables, as_of, union)
+    train = frame  # the models only need to be real LightGBM models of these feature sets
+    label = (train["days_since_last_order"].fillna(999) > 60).to_numpy().astype(int)
+    models = {}
+    for target, fs in sets.items():
+        model = WinbackClassifier(fs, n_estimators=10, num_leaves=4, calibration="none")
+        models[target] = ServedModel(target, model.fit(train[fs.names], label), f"w-{target}", "1")
+    models = ServedModels(models)
+    config = ServingConfig(home=tmp_path, explain_top=5)
+
+    first = score_customers(tables, as_of, models, config)
+    table = store.read_scores(config.score_path, as_of).set_index("customer_id")
+    assert first.rows == len(frame) == len(table)
+    assert set(table.index) == set(frame.index.astype(str))
+    status = frame.set_index(frame.index.astype(str)).loc[table.index]
+    assert table["churn_risk"].notna().tolist() == status["is_active"].fillna(False).tolist()
+    assert (
+        table["reactivation_probability"].notna().tolist()
+        == status["is_lapsed"].fillna(False).tolist()
+    )
+    assert table["churn_risk"].dropna().between(0, 1).all()
+    pd.testing.assert_series_equal(
+        table["tier"].astype("string"),
+        status["tier"].astype("string"),
+        check_names=False,
+        check_index=False,
+    )
+    for target in ("churn", "vip", "reactivation"):
+        explained = table[f"{target}_reasons"].dropna()
+        assert len(explained) == 5
+        top = table[f"{target}_risk" if target == "churn" else "vip_potential"]
+        if target == "churn":
+            assert set(explained.index) <= set(top.nlargest(5, keep="all").index)
+    assert set(table["churn_feature_set"]) == {"churn_features_v1"}
+    assert list(store.read_features(config.score_path, as_of).columns) == union.names
+    con = duckdb.connect(str(store.catalogue_path(config.score_path)), read_only=True)
+    try:
+        assert con.execute("SELECT count(*) FROM latest_scores").fetchall()[0][0] == first.rows
+    finally:
+        con.close()
