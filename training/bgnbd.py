@@ -87,6 +87,44 @@ def bgnbd_log_likelihood(
     return a1 + a2 + np.logaddexp(a3, a4)
 
 
+def _log_likelihood_and_gradient(
+    x: np.ndarray, t_x: np.ndarray, t: np.ndarray, r: float, alpha: float, a: float, b: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-customer log-likelihood and its gradient in (r, alpha, a, b), shape (n, 4).
+
+    With ``A3 = -(r+x) log(alpha+T)`` (alive at T) and, for x > 0,
+    ``A4 = log a - log(b+x-1) - (r+x) log(alpha+t_x)`` (dropped out at t_x), the
+    likelihood is ``A1 + A2 + log(exp A3 + exp A4)``; ``s4`` is the posterior
+    weight of the dropout branch.
+    """
+    ll = bgnbd_log_likelihood(x, t_x, t, r=r, alpha=alpha, a=a, b=b)
+    has = x > 0
+    a3 = -(r + x) * np.log(alpha + t)
+    a4 = np.full_like(x, -np.inf)
+    a4[has] = np.log(a) - np.log(b + x[has] - 1) - (r + x[has]) * np.log(alpha + t_x[has])
+    s4 = np.where(has, special.expit(a4 - a3), 0.0)
+    s3 = 1.0 - s4
+    safe_b = np.where(has, b + x - 1, 1.0)
+    grad = np.empty((x.size, 4))
+    grad[:, 0] = (
+        special.digamma(r + x)
+        - special.digamma(r)
+        + np.log(alpha)
+        - s3 * np.log(alpha + t)
+        - s4 * np.log(alpha + t_x)
+    )
+    grad[:, 1] = r / alpha - s3 * (r + x) / (alpha + t) - s4 * (r + x) / (alpha + t_x)
+    grad[:, 2] = special.digamma(a + b) - special.digamma(a + b + x) + s4 / a
+    grad[:, 3] = (
+        special.digamma(b + x)
+        - special.digamma(a + b + x)
+        - special.digamma(b)
+        + special.digamma(a + b)
+        - s4 / safe_b
+    )
+    return ll, grad
+
+
 @dataclass(frozen=True)
 class BgNbdParams:
     """Fitted BG/NBD parameters (time unit: days unless stated otherwise)."""
@@ -134,17 +172,21 @@ class BetaGeoFitter:
         scale = max(float(np.mean(t)), 1e-9)  # alpha is a time scale: start it at the mean age
         n = float(weights.sum())
 
-        def objective(log_params: np.ndarray) -> float:
-            r, alpha, a, b = np.exp(log_params)
-            ll = bgnbd_log_likelihood(ux, utx, ut, r=r, alpha=alpha, a=a, b=b)
-            penalty = self.penalizer_coef * float(np.sum(log_params**2))
-            value = -float(np.dot(weights, ll)) / n + penalty
-            return value if np.isfinite(value) else 1e10
+        def objective(log_params: np.ndarray) -> tuple[float, np.ndarray]:
+            params = np.exp(log_params)
+            ll, grad = _log_likelihood_and_gradient(ux, utx, ut, *params)
+            if not np.all(np.isfinite(ll)):
+                return 1e10, np.zeros(4)
+            value = -float(np.dot(weights, ll)) / n
+            # chain rule to log-parameters, plus the L2 penalty
+            gradient = -(weights @ grad) / n * params + 2 * self.penalizer_coef * log_params
+            return value + self.penalizer_coef * float(np.sum(log_params**2)), gradient
 
         start = np.log([1.0, scale, 1.0, 1.0])
         result = optimize.minimize(
             objective,
             start,
+            jac=True,
             method="L-BFGS-B",
             bounds=[(-12.0, 12.0), (-12.0, np.log(scale) + 12.0), (-12.0, 12.0), (-12.0, 12.0)],
             options={"maxiter": self.max_iter},
@@ -255,6 +297,14 @@ def _cutoff_date(cutoff) -> pd.Timestamp:
     return ts.normalize()
 
 
+def cutoff_days(values) -> pd.DatetimeIndex:
+    """Cutoffs (dates, timestamps, tz-aware or not) as naive midnight ``datetime64[us]``."""
+    days = pd.DatetimeIndex(pd.to_datetime(pd.Index(values)))
+    if days.tz is not None:
+        days = days.tz_convert("UTC").tz_localize(None)
+    return days.as_unit("us").normalize()
+
+
 def rfm_summary(
     tables: ShopTables, cutoff, *, con: duckdb.DuckDBPyConnection | None = None
 ) -> pd.DataFrame:
@@ -334,11 +384,12 @@ def bgnbd_expected_purchases(
     missing = [c for c in RFM_COLUMNS if c not in rfm.columns]
     if missing:
         raise ValueError(f"rfm is missing columns {missing}; build it with rfm_summary_at_cutoffs")
-    train_days = {_cutoff_date(c) for c in train_cutoffs}
-    level = pd.DatetimeIndex([_cutoff_date(c) for c in rfm.index.get_level_values("cutoff")])
-    in_train = level.isin(list(train_days))
+    train_days = cutoff_days(list(train_cutoffs))
+    in_train = cutoff_days(rfm.index.get_level_values("cutoff")).isin(train_days)
     if not in_train.any():
-        raise ValueError(f"none of the train cutoffs {sorted(train_days)} is in rfm's cutoffs")
+        raise ValueError(
+            f"none of the train cutoffs {[str(d.date()) for d in train_days]} is in rfm's cutoffs"
+        )
     train = rfm[in_train]
     fitter = BetaGeoFitter(penalizer_coef=penalizer_coef).fit(
         train["frequency"], train["recency"], train["T"]

@@ -203,3 +203,20 @@ def test_expected_purchases_feature_uses_train_cutoffs_only():
     assert (base > 0).all()
     with pytest.raises(ValueError, match="none of the train cutoffs"):
         bgnbd_expected_purchases(rfm, train_cutoffs=["2020-01-01"], horizon_days=90)
+
+
+def test_gradient_matches_finite_differences():
+    from training.bgnbd import _log_likelihood_and_gradient
+
+    x = np.array([0.0, 1.0, 4.0, 2.0])
+    t_x = np.array([0.0, 3.0, 20.0, 29.5])
+    T = np.array([10.0, 12.0, 35.0, 30.0])
+    params = np.array([0.7, 9.0, 0.8, 2.2])
+    _, grad = _log_likelihood_and_gradient(x, t_x, T, *params)
+    for k in range(4):
+        step = np.zeros(4)
+        step[k] = 1e-6 * params[k]
+        names = ["r", "alpha", "a", "b"]
+        up = bgnbd_log_likelihood(x, t_x, T, **dict(zip(names, params + step, strict=True)))
+        down = bgnbd_log_likelihood(x, t_x, T, **dict(zip(names, params - step, strict=True)))
+        np.testing.assert_allclose(grad[:, k], (up - down) / (2 * step[k]), rtol=1e-5, atol=1e-8)
