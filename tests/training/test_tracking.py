@@ -499,3 +499,24 @@ def test_winback_classifier_round_trip_keeps_probabilities_contributions_and_cal
     )
     served = mlflow.pyfunc.load_model(uri).predict(encode_model_input(frame, FEATURES))
     np.testing.assert_array_equal(np.asarray(served), fitted_classifier.predict_proba(frame))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    texts=st.lists(st.one_of(st.none(), st.text(max_size=12)), min_size=1, max_size=40),
+    start=st.integers(0, 5),
+)
+def test_string_hash_is_by_value_across_dtypes_and_slices(texts, start):
+    from training.tracking import _string_hash
+
+    strings = pd.Series(texts, dtype="string")
+    hashed = _string_hash(strings)
+    np.testing.assert_array_equal(_string_hash(strings.astype(object)), hashed)
+    np.testing.assert_array_equal(_string_hash(strings.astype("category")), hashed)
+    np.testing.assert_array_equal(_string_hash(strings.iloc[start:]), hashed[start:])
+    # equal values hash equal, different values (including missing) hash differently
+    by_value: dict = {}
+    for value, h in zip(texts, hashed, strict=True):
+        by_value.setdefault(value, set()).add(int(h))
+    assert all(len(hs) == 1 for hs in by_value.values())
+    assert len({next(iter(hs)) for hs in by_value.values()}) == len(by_value)

@@ -63,7 +63,7 @@ def _connect(tracking_uri: str | None, config: Path | None) -> str:
         except ConfigError as exc:
             raise _fail(str(exc)) from None
         tracking = train_config.tracking
-        for key in ("tracking_uri", "artifact_root"):
+        for key in ("root", "tracking_uri", "registry_uri", "artifact_root"):
             value = getattr(tracking, key, None)
             if value:
                 settings[key] = value
