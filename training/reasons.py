@@ -52,11 +52,23 @@ def _pct_change(ratio: float) -> str:
 
 
 def humanize(feature: str) -> str:
-    """``order_count_90d`` -> ``order count 90d``; units at the end dropped (``_amount``)."""
+    """``order_count_90d`` -> ``order count 90d``; the unit words ``_days``/``_share`` dropped
+    (the value's formatting shows the unit)."""
     words = feature.split("_")
-    if words[-1] in ("amount", "days", "share") and len(words) > 1:
+    if words[-1] in ("days", "share") and len(words) > 1:
         words = words[:-1]
     return " ".join(words)
+
+
+def format_value(feature: str, value: float) -> str:
+    """A value in its feature's unit: shares and rates as %, days whole, amounts without cents."""
+    if feature.endswith(("_rate", "_share")):
+        return f"{value:.0%}"
+    if feature.endswith("_days"):
+        return _count(value, "day")
+    if feature.endswith("_amount"):
+        return f"{value:,.0f}"
+    return f"{value:,.3g}"
 
 
 def _days_since_last_order(row, high):
@@ -160,6 +172,13 @@ def _returned_lines(row, high):
     return None if math.isnan(n) else f"{_count(n, 'returned item')} in the last year"
 
 
+def _returned_amount(row, high):
+    amount = _num(row.get("returned_amount"))
+    if math.isnan(amount):
+        return None
+    return f"{'returned a lot' if high else 'returned little'} ({amount:,.0f} in returns)"
+
+
 def _discounted_orders(row, high):
     share = _num(row.get("discounted_order_share"))
     if math.isnan(share):
@@ -217,6 +236,7 @@ REASON_TEMPLATES: dict[str, Template] = {
     "days_since_last_support_ticket": _last_ticket,
     "return_rate": _return_rate,
     "returned_line_count_365d": _returned_lines,
+    "returned_amount": _returned_amount,
     "discounted_order_share": _discounted_orders,
     "review_rating_mean": _review_rating,
     "referral_count_365d": _referrals,
@@ -232,7 +252,7 @@ def generic_reason(feature: str, value: object, high: bool) -> str:
         return f"no {name} on record"
     if isinstance(value, str):
         return f"{name}: {value}"
-    return f"{name} is {'high' if high else 'low'} ({_num(value):,.3g})"
+    return f"{name} is {'high' if high else 'low'} ({format_value(feature, _num(value))})"
 
 
 class _Row(Mapping):

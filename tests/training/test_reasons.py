@@ -87,8 +87,16 @@ def test_ties_break_by_column_order():
 
 
 def test_generic_fallback():
-    assert generic_reason("order_value_max_amount", 250.0, True) == "order value max is high (250)"
-    assert generic_reason("margin_rate", 0.1, False) == "margin rate is low (0.1)"
+    assert (
+        generic_reason("order_value_max_amount", 1250.4, True)
+        == "order value max amount is high (1,250)"
+    )
+    assert generic_reason("margin_rate", 0.1, False) == "margin rate is low (10%)"
+    assert generic_reason("full_price_spend_share", 0.25, False) == "full price spend is low (25%)"
+    assert (
+        generic_reason("purchase_gap_std_days", 41.6, True) == "purchase gap std is high (42 days)"
+    )
+    assert generic_reason("review_count", 3.0, True) == "review count is high (3)"
     assert generic_reason("review_rating_mean", np.nan, False) == "no review rating mean on record"
     assert generic_reason("region", "north", False) == "region: north"
 
