@@ -484,3 +484,41 @@ def build_list(
     out["group"] = out["group"].astype("string")
     out["tier"] = out["tier"].astype("string")
     return out
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def uplift_estimates(
+    model: Any, features: pd.DataFrame, scores: pd.DataFrame | None = None
+) -> pd.Series:
+    """Estimated uplift of a contact for each (lapsed, when ``scores`` given) customer.
+
+    ``model`` is a ``training.uplift.UpliftModel``; ``features`` the score table's
+    feature values by ``customer_id``. Only lapsed customers are estimated when
+    the score table is given (the uplift model learnt from lapsed contacts).
+    """
+    frame = features
+    if scores is not None:
+        s = _score_frame(scores)
+        lapsed = s.index[s["is_lapsed"].astype(bool).to_numpy()]
+        frame = features.loc[features.index.intersection(lapsed)]
+    if len(frame) == 0:
+        return pd.Series(dtype="float64", name="uplift")
+    values = model.predict_uplift(frame)
+    index = pd.Index(frame.index.astype("string"), name="customer_id")
+    return pd.Series(np.asarray(values, dtype="float64"), index=index, name="uplift")
+
+
+def list_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """A list as JSON-ready records (missing values as ``None``)."""
+    clean = frame.astype("object").where(frame.notna(), None)
+    return [
+        {k: (v.item() if isinstance(v, np.generic) else v) for k, v in row.items()}
+        for row in clean.to_dict(orient="records")
+    ]
+
+
+def list_csv(frame: pd.DataFrame) -> str:
+    """A list as CSV text (header = the list's column names)."""
+    return frame.to_csv(index=False)

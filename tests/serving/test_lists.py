@@ -210,3 +210,49 @@ def test_errors_name_the_problem() -> None:
 def test_list_config_round_trip() -> None:
     config = ListConfig(tiers=TIERS, control_share=0.2)
     assert ListConfig.from_dict(config.to_dict()) == config
+
+
+def test_cli_builds_saves_and_measures_a_list(small_shop, small_shop_dir, tmp_path) -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    from serving import store
+    from winback.commands.lists import app, measure
+
+    # a stand-in score table over the simulated shop's customers (no trained models needed)
+    ids = small_shop.tables.transactions["customer_id"].drop_duplicates().astype(str).tolist()
+    scores, features = _large_scores(len(ids), seed=5)
+    scores["customer_id"] = ids
+    features.index = pd.Index(ids, name="customer_id")
+    as_of = pd.Timestamp("2025-06-30").date()
+    scores["as_of"] = as_of
+    store.write_score_table(scores, features, tmp_path / "scores", as_of)
+
+    runner = CliRunner()
+    args = ["--score-dir", str(tmp_path / "scores"), "--list-dir", str(tmp_path / "lists")]
+    result = runner.invoke(
+        app, ["winback", *args, "--top", "400", "--format", "json", "--no-mlflow"]
+    )
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.stdout)
+    assert len(body["rows"]) == 400
+    assert sum(r["group"] == "control" for r in body["rows"]) == 40
+    assert list_ids(tmp_path / "lists") == [body["list_id"]]
+
+    bad = runner.invoke(app, ["at-risk", *args, "--budget", "100", "--no-mlflow"])
+    assert bad.exit_code != 0 and "contact-cost" in bad.output
+
+    cli = typer.Typer()
+    cli.command()(measure)
+    measured = runner.invoke(
+        cli,
+        [body["list_id"], "--as-of", "2025-08-31", "--data", str(small_shop_dir),
+         "--list-dir", str(tmp_path / "lists"), "--format", "json"],
+    )  # fmt: skip
+    assert measured.exit_code == 0, measured.output
+    report = json.loads(measured.stdout)
+    metrics = {m["metric"]: m for m in report["metrics"]}
+    assert set(metrics) == {"reactivation_rate", "revenue_per_customer", "margin_per_customer"}
+    assert metrics["reactivation_rate"]["n_control"] == 40
+    folder = tmp_path / "lists" / body["list_id"]
+    assert (folder / "measurement_2025-08-31.png").is_file()

@@ -1,0 +1,278 @@
+"""``winback lists ...`` and ``winback measure``: retention lists and campaign measurement.
+
+``winback lists at-risk|winback|vip-potential|near-vip`` builds a list from the
+newest (or ``--as-of``) score table, holds out a random control group, saves it
+under a new list id (Parquet + CSV + manifest, logged to MLflow) and prints or
+writes it. ``winback measure LIST_ID --as-of DATE`` compares the list's treated
+and control customers on what they did after the list date.
+
+Plain Typer functions; ``winback/cli.py`` mounts ``app`` as ``winback lists`` and
+:func:`measure` as ``winback measure``. Heavy imports happen inside the commands.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import typer
+
+from serving.config import ServingConfig
+
+DEFAULT_LIST_DIR = Path("winback_output/lists")
+_DEFAULT = ServingConfig()
+
+app = typer.Typer(
+    help="Retention and win-back lists with reasons, actions and control groups.",
+    no_args_is_help=True,
+)
+
+
+def _score_version(score_dir: Path, as_of: str | None) -> dt.date:
+    from serving import store
+
+    if as_of is not None:
+        try:
+            date = dt.date.fromisoformat(as_of)
+        except ValueError:
+            raise typer.BadParameter(f"--as-of {as_of!r} is not a date: use YYYY-MM-DD") from None
+        if date not in store.score_versions(score_dir):
+            raise typer.BadParameter(
+                f"no score table of {date} in {score_dir}: run `winback score --as-of {date}` "
+                f"(available: {[str(d) for d in store.score_versions(score_dir)]})"
+            )
+        return date
+    latest = store.latest_version(score_dir)
+    if latest is None:
+        typer.secho(
+            f"no score table in {score_dir}: run `winback score --as-of YYYY-MM-DD` first",
+            fg="red",
+            err=True,
+        )
+        raise typer.Exit(1)
+    return latest
+
+
+def run_list(
+    kind: str,
+    *,
+    score_dir: Path,
+    list_dir: Path,
+    as_of: str | None,
+    top: int | None,
+    budget: float | None,
+    contact_cost: float,
+    profit_optimal: bool,
+    control_share: float,
+    uplift_model: str | None,
+    output_format: str,
+    out: Path | None,
+    log_to_mlflow: bool,
+) -> None:
+    """Build, save and emit one list (what every ``winback lists`` command runs)."""
+
+    from serving import store
+    from serving.list_store import create_list
+    from serving.lists import ListConfig, list_csv, list_records, uplift_estimates
+    from serving.targeting import TargetingConfig
+
+    if output_format not in ("csv", "json", "parquet"):
+        raise typer.BadParameter(f"--format {output_format!r}: use csv, json or parquet")
+    if output_format == "parquet" and out is None:
+        raise typer.BadParameter("--format parquet needs --out FILE")
+    try:
+        targeting = TargetingConfig(
+            top=top, budget=budget, contact_cost=contact_cost, profit_optimal=profit_optimal
+        )
+        config = ListConfig(control_share=control_share)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    date = _score_version(score_dir, as_of)
+    scores = store.read_scores(score_dir, date)
+    try:
+        features = store.read_features(score_dir, date)
+        features.index = features.index.astype("string")
+    except FileNotFoundError:
+        features = None
+    uplift = None
+    if uplift_model is not None:
+        from training.uplift import load_uplift_model
+
+        if features is None:
+            raise typer.BadParameter("--uplift-model needs the score table's feature file")
+        uplift = uplift_estimates(load_uplift_model(uplift_model), features, scores)
+    versions = {
+        t: (str(scores[f"{t}_model_version"].iloc[0]) if len(scores) else None)
+        for t in ("churn", "vip", "reactivation")
+        if f"{t}_model_version" in scores.columns
+    }
+    if uplift_model is not None:
+        versions["uplift"] = uplift_model
+    frame, manifest = create_list(
+        kind,
+        scores,
+        list_dir,
+        as_of=date,
+        features=features,
+        uplift=uplift,
+        config=config,
+        targeting=targeting,
+        model_versions=versions,
+        log_to_mlflow=log_to_mlflow,
+    )
+    typer.echo(
+        f"list {manifest.list_id}: {manifest.rows:,} customers "
+        f"({manifest.treatment_rows:,} treatment, {manifest.control_rows:,} control) "
+        f"from scores as of {date} -> {list_dir / manifest.list_id}",
+        err=True,
+    )
+    if output_format == "parquet":
+        frame.to_parquet(out, index=False)
+        return
+    text = (
+        list_csv(frame)
+        if output_format == "csv"
+        else json.dumps(
+            {"list_id": manifest.list_id, "rows": list_records(frame)}, default=str, indent=1
+        )
+    )
+    if out is None:
+        typer.echo(text)
+    else:
+        Path(out).write_text(text, encoding="utf-8")
+
+
+def _command(kind: str, summary: str):
+    def command(
+        top: int | None = typer.Option(None, "--top", help="Keep the best N customers."),
+        budget: float | None = typer.Option(
+            None, "--budget", help="Money for contacts (needs --contact-cost)."
+        ),
+        contact_cost: float = typer.Option(0.0, "--contact-cost", help="Cost of one contact."),
+        profit_optimal: bool = typer.Option(
+            False,
+            "--profit-optimal",
+            help="Contact while expected incremental margin exceeds the contact cost.",
+        ),
+        control_share: float = typer.Option(
+            0.1, "--control-share", help="Share held out as a random control group."
+        ),
+        output_format: str = typer.Option("csv", "--format", help="csv, json or parquet."),
+        out: Path | None = typer.Option(None, "--out", help="Write here instead of stdout."),
+        as_of: str | None = typer.Option(
+            None, "--as-of", help="Score table date (YYYY-MM-DD); default: the newest."
+        ),
+        score_dir: Path = typer.Option(_DEFAULT.score_dir, "--score-dir"),
+        list_dir: Path = typer.Option(DEFAULT_LIST_DIR, "--list-dir", help="Where lists go."),
+        uplift_model: str | None = typer.Option(
+            None,
+            "--uplift-model",
+            help="Uplift model (file or runs:/<run_id>) for the winback list.",
+        ),
+        mlflow: bool = typer.Option(
+            True, "--mlflow/--no-mlflow", help="Log the list as a run of 'winback-lists'."
+        ),
+    ) -> None:
+        run_list(
+            kind,
+            score_dir=score_dir,
+            list_dir=list_dir,
+            as_of=as_of,
+            top=top,
+            budget=budget,
+            contact_cost=contact_cost,
+            profit_optimal=profit_optimal,
+            control_share=control_share,
+            uplift_model=uplift_model,
+            output_format=output_format,
+            out=out,
+            log_to_mlflow=mlflow,
+        )
+
+    command.__doc__ = summary
+    command.__name__ = kind.replace("-", "_")
+    return command
+
+
+app.command("at-risk")(
+    _command("at-risk", "Active customers ranked by value at risk (churn risk x value).")
+)
+app.command("winback")(
+    _command(
+        "winback",
+        "Lapsed customers ranked by expected incremental margin (uplift x value when an "
+        "uplift model is given).",
+    )
+)
+app.command("vip-potential")(
+    _command("vip-potential", "Active non-VIPs most likely to become VIP.")
+)
+app.command("near-vip")(
+    _command("near-vip", "Customers just under the next tier, with the margin that reaches it.")
+)
+
+
+def measure(
+    list_id: str = typer.Argument(..., help="The list id printed when the list was made."),
+    as_of: str = typer.Option(..., "--as-of", help="Measure up to this date (YYYY-MM-DD)."),
+    data: Path | None = typer.Option(
+        None, "--data", help="Shop data (file, folder or DuckDB); default: the demo simulated shop."
+    ),
+    mapping: str | None = typer.Option(
+        None, "--mapping", help="Column mapping: a built-in name (online-retail) or a TOML file."
+    ),
+    list_dir: Path = typer.Option(DEFAULT_LIST_DIR, "--list-dir"),
+    output_format: str = typer.Option("table", "--format", help="table or json."),
+) -> None:
+    """Treated vs control of a saved list: rates, revenue and margin per customer, with 95% CIs."""
+    from serving.list_store import list_folder, read_list
+    from serving.measurement import measure_list, plot_measurement
+
+    try:
+        frame, manifest = read_list(list_dir, list_id)
+    except (FileNotFoundError, ValueError) as exc:
+        typer.secho(str(exc), fg="red", err=True)
+        raise typer.Exit(1) from None
+    if data is None:
+        from features.simulate import SimulationConfig, simulate_shop
+
+        typer.echo("no --data given: measuring on the demo's simulated shop", err=True)
+        tables = simulate_shop(SimulationConfig()).tables
+    else:
+        from features.sources import load_shop
+
+        tables = load_shop(data, mapping=mapping).tables
+    try:
+        report = measure_list(
+            tables,
+            frame,
+            list_id=manifest.list_id,
+            kind=manifest.kind,
+            list_date=manifest.list_date,
+            as_of=as_of,
+        )
+    except ValueError as exc:
+        typer.secho(str(exc), fg="red", err=True)
+        raise typer.Exit(1) from None
+    folder = list_folder(list_dir, manifest.list_id)
+    stem = f"measurement_{report.as_of.isoformat()}"
+    (folder / f"{stem}.json").write_text(json.dumps(report.to_dict(), indent=2), encoding="utf-8")
+    figure = plot_measurement(report.groups, title=f"{manifest.list_id} as of {report.as_of}")
+    figure.savefig(folder / f"{stem}.png", dpi=110)
+    if output_format == "json":
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+        return
+    typer.echo(
+        f"{manifest.list_id} ({manifest.kind}), list date {manifest.list_date}, "
+        f"measured to {report.as_of}"
+    )
+    for row in report.comparison.itertuples():
+        scale, unit = (100.0, "%") if row.kind == "rate" else (1.0, "")
+        typer.echo(
+            f"  {row.metric:<22} treatment {row.treatment * scale:9.2f}{unit}  "
+            f"control {row.control * scale:9.2f}{unit}  difference "
+            f"{row.difference * scale:+8.2f}{unit} [{row.ci_low * scale:+.2f}, "
+            f"{row.ci_high * scale:+.2f}]  (n = {row.n_treatment:,} / {row.n_control:,})"
+        )
+    typer.echo(f"plot: {folder / (stem + '.png')}")
