@@ -509,3 +509,33 @@ def test_score_customers_on_the_small_shop(small_shop, tmp_path):
         assert con.execute("SELECT count(*) FROM latest_scores").fetchall()[0][0] == first.rows
     finally:
         con.close()
+
+
+def test_score_command_writes_the_table_with_the_registry_champions(
+    small_shop_dir, tmp_path_factory, tmp_path, monkeypatch
+):
+    """``winback score`` (the Typer command): champions from the registry, data from a folder."""
+    import typer
+    from typer.testing import CliRunner
+
+    from tests.serving.test_service_http import shared_serving_home
+    from winback.commands.serving import score
+
+    home = shared_serving_home(tmp_path_factory)
+    monkeypatch.chdir(home)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    app = typer.Typer()
+    app.command()(score)
+    app.command("other")(lambda: None)  # two commands: Typer keeps "score" as a subcommand
+    out = tmp_path / "scores"
+    args = ["score", "--as-of", "2025-09-30", "--data", str(small_shop_dir)]
+    result = CliRunner().invoke(app, [*args, "--score-dir", str(out), "--explain-top", "3"])
+    assert result.exit_code == 0, result.output
+    assert "as of 2025-09-30" in result.output
+    table = store.read_scores(out, dt.date(2025, 9, 30))
+    assert set(table["churn_model_version"]) == {"1"}
+    assert table["churn_reasons"].notna().sum() == 3
+
+    bad = CliRunner().invoke(app, [*args, "--score-dir", str(out), "--model-versions", "churn=9"])
+    assert bad.exit_code == 1
+    assert "winback-churn v9" in bad.output

@@ -24,19 +24,19 @@ FEATURES = FeatureSet(
     "http_test_v1",
     (
         ("days_since_last_order", "float64"),
-        ("orders_365d", "float64"),
-        ("margin_365d", "float64"),
-        ("channel", "category"),
+        ("order_count_365d", "float64"),
+        ("margin_365d_amount", "float64"),
+        ("region", "category"),
     ),
 )
 VIP_FEATURES = FeatureSet(
     "http_test_vip_v1",
-    (("orders_365d", "float64"), ("margin_365d", "float64")),
+    (("order_count_365d", "float64"), ("margin_365d_amount", "float64")),
 )
 #: Which feature drives each tiny model, and in which direction.
 DRIVERS = {
     "churn": ("days_since_last_order", 1.0),
-    "vip": ("margin_365d", 1.0),
+    "vip": ("margin_365d_amount", 1.0),
     "reactivation": ("days_since_last_order", -1.0),
 }
 
@@ -46,9 +46,9 @@ def synthetic_features(n: int, seed: int) -> pd.DataFrame:
     frame = pd.DataFrame(
         {
             "days_since_last_order": rng.uniform(0, 400, n),
-            "orders_365d": rng.poisson(4, n).astype("float64"),
-            "margin_365d": rng.gamma(2.0, 50.0, n),
-            "channel": pd.array(rng.choice(["web", "app", "store"], n), dtype="string"),
+            "order_count_365d": rng.poisson(4, n).astype("float64"),
+            "margin_365d_amount": rng.gamma(2.0, 50.0, n),
+            "region": pd.array(rng.choice(["north", "south", "east"], n), dtype="string"),
         },
         index=pd.Index([f"C{i:05d}" for i in range(n)], dtype="string", name="customer_id"),
     )
@@ -102,7 +102,7 @@ def make_serving_home(home: Path, customers: int = 300) -> Path:
     frame["is_lapsed"] = ~frame["is_active"]
     frame["is_vip"] = frame["is_active"] & (rng.uniform(size=customers) < 0.05)
     frame["tier"] = np.where(frame["is_vip"], "gold", "standard")
-    frame["trailing_margin"] = frame["margin_365d"]
+    frame["trailing_margin"] = frame["margin_365d_amount"]
     table = score_table(frame, models, as_of=AS_OF, explain_top=5)
     write_score_table(table, frame[models.feature_set().names], serving_config.score_path, AS_OF)
     return home
@@ -260,8 +260,8 @@ def test_score_rows_matches_the_models_in_process(client, serving_home):
 def test_score_rows_columnar_one_target_with_reasons(client):
     frame = synthetic_features(5, 3)
     columns = {
-        "orders_365d": frame["orders_365d"].tolist(),
-        "margin_365d": frame["margin_365d"].tolist(),
+        "order_count_365d": frame["order_count_365d"].tolist(),
+        "margin_365d_amount": frame["margin_365d_amount"].tolist(),
     }
     response = client.post(
         "/score_rows",
@@ -278,10 +278,10 @@ def test_score_rows_columnar_one_target_with_reasons(client):
 @pytest.mark.parametrize(
     ("change", "named"),
     [
-        (lambda r: r.pop("orders_365d"), ["orders_365d"]),
+        (lambda r: r.pop("order_count_365d"), ["order_count_365d"]),
         (lambda r: r.update(postcode="AB1"), ["postcode"]),
-        (lambda r: r.update(margin_365d="lots"), ["margin_365d"]),
-        (lambda r: r.update(channel=3), ["channel"]),
+        (lambda r: r.update(margin_365d_amount="lots"), ["margin_365d_amount"]),
+        (lambda r: r.update(region=3), ["region"]),
     ],
 )
 def test_bad_rows_get_a_400_naming_the_columns(client, change, named):
@@ -382,7 +382,7 @@ def test_pinned_version_that_does_not_exist_is_named(serving_home, monkeypatch):
 
 def test_no_customer_data_in_logs(client, serving_home, caplog):
     rows = _rows(2)
-    rows[0]["margin_365d"] = "secret-value-123"
+    rows[0]["margin_365d_amount"] = "secret-value-123"
     with caplog.at_level("DEBUG"):
         client.post("/score_rows", json={"rows": rows}, headers=AUTH)
         client.post("/scores", json={"customer_ids": "not-a-list-secret"}, headers=AUTH)
