@@ -134,6 +134,15 @@ class SimulationConfig:
     discount_sensitive_treatment_factor: float = 2.2
     full_price_treatment_factor: float = 0.6
     treatment_recency_days: float = 300.0
+    # behaviour shift (off by default): from the start of ``shift_date`` every
+    # customer's natural purchase rate is multiplied by ``shift_purchase_rate_factor``
+    # and dropout hazards by ``shift_dropout_factor`` (discount-sensitive customers'
+    # by ``shift_discount_sensitive_dropout_factor`` instead), e.g. a competitor's
+    # discount war; monitoring tests drift detection and model decay with it
+    shift_date: date | None = None
+    shift_purchase_rate_factor: float = 1.0
+    shift_dropout_factor: float = 1.0
+    shift_discount_sensitive_dropout_factor: float = 1.0
 
     def __post_init__(self) -> None:
         problems = []
@@ -179,6 +188,15 @@ class SimulationConfig:
                 problems.append(f"campaign dates {a} and {b} are closer than response_days")
         if not self.campaign_offers:
             problems.append("campaign_offers needs at least one offer")
+        if self.shift_date is not None and not self.start < self.shift_date <= self.end:
+            problems.append(f"shift_date {self.shift_date} is outside ({self.start}, {self.end}]")
+        for name in (
+            "shift_purchase_rate_factor",
+            "shift_dropout_factor",
+            "shift_discount_sensitive_dropout_factor",
+        ):
+            if not getattr(self, name) > 0:
+                problems.append(f"{name} must be > 0, got {getattr(self, name)}")
         if problems:
             raise ValueError("invalid SimulationConfig: " + "; ".join(problems))
 
@@ -207,7 +225,7 @@ class SimulationConfig:
             if f.name not in data:
                 continue
             value = data[f.name]
-            if f.name in ("start", "end"):
+            if f.name in ("start", "end") or (f.name == "shift_date" and value is not None):
                 value = date.fromisoformat(value)
             elif f.name == "campaign_dates":
                 value = tuple(date.fromisoformat(v) for v in value)
@@ -244,6 +262,9 @@ class _Latent:
     rate_growth: np.ndarray
     spend_growth: np.ndarray
     ramp_days: np.ndarray
+    # behaviour shift: day it starts (inf: none) and per-customer dropout factor after it
+    shift_day: float = np.inf
+    shift_dropout: np.ndarray | None = None
 
 
 # --------------------------------------------------------------------------- helpers
@@ -281,6 +302,27 @@ def _stage(lat: _Latent, idx: np.ndarray, t: np.ndarray | float) -> np.ndarray:
         t_sub = t[sub] if np.ndim(t) else t
         out[sub] = (st[:, 0] <= t_sub).astype(np.int8) + (st[:, 1] <= t_sub) + (st[:, 2] <= t_sub)
     return out
+
+
+def _shift_latent(
+    config: SimulationConfig, discount_sensitive: np.ndarray | None
+) -> tuple[float, np.ndarray | None]:
+    """Day the behaviour shift starts (inf when off) and each customer's dropout factor after it."""
+    if config.shift_date is None:
+        return np.inf, None
+    factor = np.where(
+        discount_sensitive,
+        config.shift_discount_sensitive_dropout_factor,
+        config.shift_dropout_factor,
+    )
+    return float((config.shift_date - config.start).days), factor
+
+
+def _purchase_shift(config: SimulationConfig, lat: _Latent, t: np.ndarray) -> np.ndarray | float:
+    """Factor of the natural purchase rate at times ``t`` (1 before the shift or without one)."""
+    if lat.shift_dropout is None:
+        return 1.0
+    return np.where(t >= lat.shift_day, config.shift_purchase_rate_factor, 1.0)
 
 
 def _stage_factors(config: SimulationConfig) -> np.ndarray:
@@ -385,9 +427,12 @@ def _no_purchase_probability(
     for day, lo, hi in days:
         if hi <= lo:
             continue
-        rate = mu + lam * season[day] * _growth(lat, sel, day + 0.5, lat.rate_growth)
+        lam_d, mu_d = lam, mu
+        if day >= lat.shift_day:  # days split at midnight, the shift starts at one
+            lam_d, mu_d = lam * config.shift_purchase_rate_factor, mu * lat.shift_dropout[sel]
+        rate = mu_d + lam_d * season[day] * _growth(lat, sel, day + 0.5, lat.rate_growth)
         leave = -np.expm1(-rate * (hi - lo))
-        dead_quiet += survive * mu * leave / rate
+        dead_quiet += survive * mu_d * leave / rate
         survive *= 1.0 - leave
     out[alive & ~dec] = survive + dead_quiet
 
@@ -400,7 +445,7 @@ def _no_purchase_probability(
     stage = _stage(lat, sel, start)
     q = tuple((stage == s).astype(float) for s in range(4)) + (np.zeros(m),)
 
-    def deriv(q: tuple, phi: np.ndarray) -> tuple:
+    def deriv(q: tuple, phi: np.ndarray, nu: np.ndarray) -> tuple:
         h, s1, s2, s3, _ = q
         return (
             -(nu + phi) * h,
@@ -417,12 +462,15 @@ def _no_purchase_probability(
         if hi <= lo:
             continue
         phi = lam * season[day] * _growth(lat, sel, day + 0.5, lat.rate_growth)
+        nu_d = nu
+        if day >= lat.shift_day:
+            phi, nu_d = phi * config.shift_purchase_rate_factor, nu * lat.shift_dropout[sel]
         dt = (hi - lo) / steps_per_day
         for _ in range(steps_per_day):
-            k1 = deriv(q, phi)
-            k2 = deriv(step(q, k1, dt / 2), phi)
-            k3 = deriv(step(q, k2, dt / 2), phi)
-            k4 = deriv(step(q, k3, dt), phi)
+            k1 = deriv(q, phi, nu_d)
+            k2 = deriv(step(q, k1, dt / 2), phi, nu_d)
+            k3 = deriv(step(q, k2, dt / 2), phi, nu_d)
+            k4 = deriv(step(q, k3, dt), phi, nu_d)
             q = tuple(
                 a + dt / 6.0 * (b1 + 2 * b2 + 2 * b3 + b4)
                 for a, b1, b2, b3, b4 in zip(q, k1, k2, k3, k4, strict=True)
@@ -490,6 +538,12 @@ def simulate_shop(config: SimulationConfig = SimulationConfig()) -> SimulatedSho
     spend_growth = np.where(is_vip, rng_cust.uniform(*config.vip_spend_growth, n), 1.0)
     ramp_days = np.where(is_vip, rng_cust.uniform(*config.vip_ramp_days, n), 1.0)
     first_leave = acquired + rng_cust.exponential(1.0, n) / dropout_rate
+    shift_day, shift_dropout = _shift_latent(config, discount_sensitive)
+    if shift_dropout is not None:  # memoryless: the time left after the shift scales by 1/factor
+        pivot = np.maximum(acquired, shift_day)
+        first_leave = np.where(
+            first_leave > pivot, pivot + (first_leave - pivot) / shift_dropout, first_leave
+        )
     stage_gaps = rng_cust.exponential(config.decline_stage_days, (n, 3))
     stage_at = np.full((n, 3), np.inf)
     stage_at[:, 0] = np.where(is_decliner, first_leave, np.inf)
@@ -526,19 +580,25 @@ def simulate_shop(config: SimulationConfig = SimulationConfig()) -> SimulatedSho
         rate_growth=rate_growth,
         spend_growth=spend_growth,
         ramp_days=ramp_days,
+        shift_day=shift_day,
+        shift_dropout=shift_dropout,
     )
 
     # ---- natural orders: first order at acquisition, then thinned Poisson candidates
     alive_end = np.minimum(dropout, period_end)
-    max_rate = purchase_rate * season.max() * rate_growth
+    peak = season.max()
+    if shift_dropout is not None:
+        peak *= max(1.0, config.shift_purchase_rate_factor)
+    max_rate = purchase_rate * peak * rate_growth
     owner, times = _poisson_times(rng_orders, acquired, alive_end, max_rate)
     day = np.minimum(times.astype(np.int64), config.days - 1)
     intensity = (
         season[day]
         * _growth(lat, owner, day + 0.5, rate_growth)
         * _stage_factors(config)[_stage(lat, owner, times)]
+        * _purchase_shift(config, lat, times)
     )
-    keep = rng_orders.random(len(owner)) * season.max() * rate_growth[owner] < intensity
+    keep = rng_orders.random(len(owner)) * peak * rate_growth[owner] < intensity
     nat_cust = np.concatenate((np.arange(n, dtype=np.int64), owner[keep]))
     nat_t = np.concatenate((acquired, times[keep]))
     del owner, times, day, intensity, keep
@@ -904,7 +964,13 @@ def simulate_shop(config: SimulationConfig = SimulationConfig()) -> SimulatedSho
 def _latent_from_truth(truth: pd.DataFrame, config: SimulationConfig) -> _Latent:
     """Rebuild the latent parameters (in days) from a truth frame."""
     stage_at = np.column_stack([_days(config, truth[f"decline_stage_{k}_at"]) for k in (1, 2, 3)])
+    sensitive = (
+        truth["discount_sensitive"].to_numpy(bool) if config.shift_date is not None else None
+    )
+    shift_day, shift_dropout = _shift_latent(config, sensitive)
     return _Latent(
+        shift_day=shift_day,
+        shift_dropout=shift_dropout,
         acquired=_days(config, truth["acquired_at"]),
         dropout=_days(config, truth["dropout_at"]),
         purchase_rate=truth["purchase_rate_per_year"].to_numpy(float) / DAYS_PER_YEAR,
