@@ -102,6 +102,7 @@ class TrainConfig(_Frozen):
     contact_cost: float = Field(1.0, ge=0)
     offer_value: float = Field(10.0, ge=0)
     bgnbd_feature_experiment: bool = True
+    report: bool = Field(True, description="Make the plots and the HTML model report.")
     label: dict[str, Any] = Field(
         default_factory=dict, description="Keyword arguments of features.labels.LabelConfig."
     )

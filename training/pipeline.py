@@ -288,6 +288,99 @@ def comparison_table(
     return frame.reindex(columns=[c for c in SUMMARY_METRICS if c in frame.columns])
 
 
+def plots_and_report(
+    *,
+    model: WinbackClassifier,
+    split: TimeSplit,
+    feature_set: FeatureSet,
+    label: str,
+    config: TrainConfig,
+    comparison: pd.DataFrame,
+    metrics: dict[str, float],
+    baseline_test_scores: dict[str, np.ndarray],
+    data_summary: dict[str, Any],
+    notes: list[str],
+    max_explained: int = 2000,
+) -> tuple[dict[str, Any], str]:
+    """The run's figures (name → matplotlib figure) and its self-contained HTML report.
+
+    SHAP contributions and reasons use at most ``max_explained`` test customers
+    (a seeded sample): ``pred_contrib`` is the slow part of a report.
+    """
+    from training import plots
+    from training.metrics import expected_calibration_error, lift_table, profit_curve
+    from training.reasons import reason_codes, reason_frequencies
+    from training.report import render_model_report
+
+    X_test, y_test = xy(split.test, feature_set, label)
+    p_test = model.predict_proba(X_test)
+    scores = {"model": p_test, **baseline_test_scores}
+    sample = X_test
+    if len(X_test) > max_explained:
+        sample = X_test.sample(max_explained, random_state=config.seed)
+    contributions = model.contributions(sample)
+    curves = {
+        name: profit_curve(
+            y_test, score, contact_cost=config.contact_cost, offer_value=config.offer_value
+        )
+        for name, score in scores.items()
+    }
+    figures: dict[str, Any] = {
+        "reliability": plots.plot_reliability(y_test, p_test),
+        "roc_pr": plots.plot_roc_pr(y_test, scores),
+        "gains": plots.plot_gains(y_test, scores),
+        "profit_curve": plots.plot_profit_curve(curves),
+        "feature_importance": plots.plot_feature_importance(model.feature_importance()),
+        "shap_summary": plots.plot_shap_summary(contributions, sample),
+        "model_vs_baselines": plots.plot_model_vs_baselines(comparison, metric="roc_auc"),
+    }
+    uncalibrated = model.predict_uncalibrated(X_test)
+    calibration = {
+        "method": model.calibration_method_,
+        "fitted on": "validation cutoffs "
+        + ", ".join(c.date().isoformat() for c in split.validation_cutoffs),
+        **{
+            f"cross-fitted {method} {name}": value
+            for method, scores_ in model.calibration_scores_.items()
+            for name, value in scores_.items()
+        },
+        "test Brier before / after": f"{np.mean((uncalibrated - y_test) ** 2):.4f} / "
+        f"{metrics['brier']:.4f}",
+        "test ECE before / after": f"{expected_calibration_error(y_test, uncalibrated):.4f} / "
+        f"{metrics['ece']:.4f}",
+    }
+    label_summary = {
+        "label": label,
+        "horizon_days": config.horizon_days,
+        "base rate train": float(split.train[label].mean()),
+        "base rate validation": float(split.validation[label].mean()),
+        "base rate test": float(split.test[label].mean()),
+    }
+    segments = None
+    if feature_set.categorical:
+        column = feature_set.categorical[0]
+        frame = pd.DataFrame(
+            {column: X_test[column].astype("string").fillna("(missing)"), "y": y_test, "p": p_test}
+        )
+        segments = frame.groupby(column, observed=True).agg(
+            customers=("y", "size"), observed_rate=("y", "mean"), mean_predicted=("p", "mean")
+        )
+    html = render_model_report(
+        target=config.target,
+        metrics=metrics,
+        comparison=comparison,
+        figures={name.replace("_", " "): fig for name, fig in figures.items()},
+        data_summary=data_summary,
+        label_summary=label_summary,
+        calibration=calibration,
+        lift=lift_table(y_test, p_test),
+        reasons=reason_frequencies(reason_codes(contributions, sample)),
+        segments=segments,
+        notes=notes,
+    )
+    return figures, html
+
+
 # ---------------------------------------------------------------- wiring
 
 
@@ -438,11 +531,12 @@ def train_target(
         comparison = comparison_table(metrics, baselines, oracle)
         mlflow.log_table(comparison.reset_index(names="scorer"), "comparison.json")
 
-        report_path = None
-
         say("logging the model and applying the promotion gate")
         champion_metrics = champion_metrics_on(target, split.test, label, config)
         model_uri = tracking.log_model(model, input_example=X_train.head(5))
+        from training.reference import log_training_reference
+
+        log_training_reference(target, X_train, feature_set, p_test)  # drift monitoring
         version = decision = None
         if settings.register_model:
             version = register(
@@ -461,6 +555,47 @@ def train_target(
                 }
             )
         mlflow.set_tag("model_uri", model_uri)
+
+        report_path = None
+        if config.report:
+            say("plots and the model report")
+            notes = [f"test cutoff {split.test_cutoff.date()}; gap {split.gap_days} days"]
+            if decision is not None:
+                notes.append(
+                    f"gate: version {version} {'promoted' if decision.promote else 'kept as challenger'} — {decision.reason}"
+                )
+            if bgnbd is not None:
+                notes.append(
+                    "BG/NBD expected purchases as a feature "
+                    + ("helps" if bgnbd["helps"] else "does not help")
+                    + f": test ROC-AUC {bgnbd['roc_auc_without']:.4f} → {bgnbd['roc_auc_with']:.4f}"
+                )
+            figures, html = plots_and_report(
+                model=model,
+                split=split,
+                feature_set=feature_set,
+                label=label,
+                config=config,
+                comparison=comparison,
+                metrics=metrics,
+                baseline_test_scores=baseline_test_scores,
+                data_summary={
+                    "source": tables.source or "(in memory)",
+                    "data fingerprint": fingerprint,
+                    "feature set": f"{feature_set.name} ({len(feature_set.names)} features)",
+                    "omitted features": ", ".join(table.attrs.get("omitted_features", []))
+                    or "none",
+                    **{
+                        k: ", ".join(v) if isinstance(v, list) else v
+                        for k, v in split.describe().items()
+                    },
+                },
+                notes=notes,
+            )
+            tracking.log_figures(figures)
+            mlflow.log_text(html, "report/model_report.html")
+            report_path = f"{run.info.artifact_uri}/report/model_report.html"
+            _close(figures)
 
     return TrainResult(
         target=target,
@@ -483,3 +618,10 @@ def train_target(
         model=model,
         report_path=report_path,
     )
+
+
+def _close(figures: dict[str, Any]) -> None:
+    """Drop the figures' canvases (Agg figures hold no pyplot state; this frees memory)."""
+    for figure in figures.values():
+        fig = getattr(figure, "figure", figure)
+        fig.clear()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
@@ -152,6 +154,7 @@ def test_end_to_end_runs_record_gate_and_reproduce(small_shop, tmp_path, monkeyp
         root,
         lightgbm={"n_estimators": 1, "num_leaves": 2, "colsample_bytree": 0.1},
         bgnbd_feature_experiment=False,
+        report=False,
     )
     first = train_target(small_shop.tables, weak, truth=small_shop, progress=steps.append)
     assert first.gate_promoted and first.model_version == "1" and "first model" in first.gate_reason
@@ -163,7 +166,9 @@ def test_end_to_end_runs_record_gate_and_reproduce(small_shop, tmp_path, monkeyp
     assert second.model_version == "2" and second.metrics["roc_auc"] > first.metrics["roc_auc"]
     assert second.champion_metrics["roc_auc"] == pytest.approx(first.metrics["roc_auc"])
 
-    third = train_target(small_shop.tables, config, truth=small_shop)
+    third = train_target(
+        small_shop.tables, config.model_copy(update={"report": False}), truth=small_shop
+    )
     assert third.metrics == second.metrics  # same seed, same data: bitwise equal metrics
     assert third.best_params == second.best_params  # the Optuna study resumed, no new trials
     assert not third.gate_promoted and third.gate_reason.startswith("equal")
@@ -194,11 +199,51 @@ def test_end_to_end_runs_record_gate_and_reproduce(small_shop, tmp_path, monkeyp
     assert len(children) == 2  # one nested run per Optuna trial
     artifacts = {a.path for a in client.list_artifacts(second.run_id)}
     assert {"config.json", "feature_set.json", "split.json", "comparison.json"} <= artifacts
+    plots = {a.path for a in client.list_artifacts(second.run_id, "plots")}
+    assert {"plots/reliability.png", "plots/shap_summary.png", "plots/profit_curve.png"} <= plots
+    report = client.download_artifacts(second.run_id, "report/model_report.html", str(tmp_path))
+    html = Path(report).read_text(encoding="utf-8")
+    assert "Model vs baselines" in html and "data:image/png;base64," in html
+    assert second.report_path.endswith("report/model_report.html") and third.report_path is None
     third_version = client.get_model_version("winback-churn", third.model_version)
     assert third_version.tags["role"] == "challenger"
 
     # the registered champion is the fitted model, calibrator included
     champion = registry.load_champion("churn")
-    X = small_shop.tables and second.model.feature_set_
-    assert champion.feature_set_ == X
+    assert champion.feature_set_ == second.model.feature_set_
+    X_test = second.model.feature_set_.names
+    assert X_test == second.feature_set.names
     assert champion.calibration_method_ == second.calibration_method
+
+
+# ---------------------------------------------------------------- command line
+
+
+def cli_app():
+    import typer
+
+    from winback.commands.train import train
+
+    app = typer.Typer()
+    app.command("train")(train)
+    app.callback()(lambda: None)
+    return app
+
+
+def test_cli_broken_config_exits_2_naming_the_key(tmp_path):
+    from typer.testing import CliRunner
+
+    config = write(tmp_path, "[train]\nearly_stoping_rounds = 5\n")
+    result = CliRunner().invoke(cli_app(), ["train", "--config", str(config)])
+    assert result.exit_code == 2
+    assert "early_stoping_rounds: unknown key" in " ".join(result.output.split())
+
+
+def test_cli_rejects_unknown_target_and_missing_data(tmp_path):
+    from typer.testing import CliRunner
+
+    runner = CliRunner()
+    result = runner.invoke(cli_app(), ["train", "--target", "upsell"])
+    assert result.exit_code == 2 and "churn, vip, reactivation" in result.output
+    result = runner.invoke(cli_app(), ["train", "--data", str(tmp_path / "nope.csv")])
+    assert result.exit_code == 2 and "does not exist" in " ".join(result.output.split())
