@@ -10,7 +10,7 @@ from __future__ import annotations
 import typer
 
 from winback import __version__, disable_telemetry
-from winback.commands import config, data, features, models, serving, simulate, train
+from winback.commands import config, data, demo, features, models, serving, simulate, train
 
 disable_telemetry()
 
@@ -41,6 +41,7 @@ def main(
 data_app = typer.Typer(help="Simulate, load and validate shop data.", no_args_is_help=True)
 data_app.command("simulate")(simulate.simulate)
 data_app.command("validate")(data.validate)
+app.command("demo")(demo.demo)
 app.add_typer(data_app, name="data")
 app.add_typer(features.app, name="features")
 app.command("train")(train.train)

@@ -1,0 +1,140 @@
+"""``winback demo``: the whole job on the built-in simulated shop (or your data)."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import typer
+
+
+def _fmt(value) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def demo(
+    config: Path | None = typer.Option(
+        None, "--config", "-c", help="Config file (default: ./winback.toml if present)."
+    ),
+    data: str | None = typer.Option(
+        None, "--data", help="Your shop's data instead of the simulated shop."
+    ),
+    mapping: str | None = typer.Option(
+        None, "--mapping", help="Column mapping for --data: a built-in name or a TOML file."
+    ),
+    customers: int | None = typer.Option(
+        None, "--customers", min=100, help="Size of the simulated shop (default: the config's)."
+    ),
+    tune: int | None = typer.Option(
+        None, "--tune", min=0, help="Optuna trials per model (default: the config's)."
+    ),
+) -> None:
+    """Simulate a shop, validate it, train the three models, score everyone, write the lists."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from winback.config import ConfigError, load_config
+
+    console = Console()
+    try:
+        effective = load_config(config)
+    except ConfigError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    updates = {}
+    if data is not None:
+        updates["data"] = effective.data.model_copy(update={"path": data, "mapping": mapping})
+    if customers is not None:
+        from dataclasses import replace
+
+        updates["simulation"] = replace(effective.simulation, customers=customers)
+    if tune is not None:
+        updates["demo"] = effective.demo.model_copy(update={"tune_trials": tune})
+    effective = effective.model_copy(update=updates)
+
+    from winback.demo import run_demo
+
+    steps = ["data", *(f"train {t}" for t in effective.demo.targets), "score", "lists"]
+    started = time.perf_counter()
+    with Progress(
+        TextColumn("[bold]{task.fields[step]:<20}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+        console=console,
+    ) as bar:
+        task = bar.add_task("", total=len(steps), step="starting")
+        seen: list[str] = []
+
+        def step(name: str) -> None:
+            if seen:
+                bar.advance(task)
+            seen.append(name)
+            bar.update(task, step=name, description="")
+
+        def progress(message: str) -> None:
+            bar.update(task, description=message[:70])
+
+        try:
+            result = run_demo(effective, progress=progress, step=step)
+        except (ValueError, FileNotFoundError) as exc:
+            console.print(f"[red]demo failed: {exc}[/red]")
+            raise typer.Exit(2) from None
+        bar.update(task, completed=len(steps), step="done", description="")
+    wall = time.perf_counter() - started
+    _print_summary(console, result, wall)
+
+
+def _print_summary(console, result, wall: float) -> None:
+    from rich.table import Table
+
+    table = Table(title="Models on their test cutoff (ROC-AUC / PR-AUC)")
+    table.add_column("target")
+    table.add_column("model", justify="right")
+    table.add_column("best baseline", justify="right")
+    table.add_column("oracle", justify="right")
+    table.add_column("registry")
+    for target, trained in result.training.items():
+        comparison = trained.comparison
+        model = comparison.loc["model"]
+        baselines = comparison.drop(index=[i for i in ("model", "oracle") if i in comparison.index])
+        best = baselines["roc_auc"].idxmax() if len(baselines) else None
+        oracle = comparison.loc["oracle", "roc_auc"] if "oracle" in comparison.index else None
+        table.add_row(
+            target,
+            f"{_fmt(model['roc_auc'])} / {_fmt(model['pr_auc'])}",
+            f"{best}: {_fmt(baselines.loc[best, 'roc_auc'])}" if best else "–",
+            _fmt(oracle),
+            f"v{trained.model_version} " + ("champion" if trained.gate_promoted else "challenger"),
+        )
+    console.print(table)
+    where = Table(title=f"winback demo finished in {wall:.0f} s", show_header=False)
+    where.add_column("what")
+    where.add_column("where")
+    if result.data_dir is not None:
+        where.add_row("simulated shop", str(result.data_dir))
+    per_table = result.validation.drop_duplicates("table")
+    where.add_row(
+        "rows validated",
+        f"{int(per_table['rows_in'].sum()):,} in = {int(per_table['rows_accepted'].sum()):,} "
+        f"accepted + {int(per_table['rows_quarantined'].sum()):,} quarantined "
+        f"(report: {result.output_dir / 'validation'})",
+    )
+    for target, trained in result.training.items():
+        if trained.report_path:
+            where.add_row(f"{target} model report", str(trained.report_path))
+    if result.score_version is not None:
+        where.add_row("score table", str(result.score_version.scores_path))
+    for name, saved in result.lists.items():
+        where.add_row(f"list {name}", str(saved))
+    where.add_row("MLflow runs", result.tracking_uri)
+    where.add_row(
+        "open the MLflow UI",
+        f"uv run --frozen mlflow ui --backend-store-uri {result.tracking_uri}",
+    )
+    where.add_row("start the service", "WINBACK_API_KEYS=change-me uv run --frozen winback serve")
+    console.print(where)

@@ -1,0 +1,127 @@
+"""The whole job in one call: what ``winback demo`` runs.
+
+Steps, each a call into the stage that owns it: simulate (or load) the shop
+and validate it, train and gate the three models, score every customer, and
+write the retention lists. This module only wires them and collects a summary;
+it owns no logic of its own.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from winback.config import WinbackConfig
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class DemoResult:
+    """What the demo produced and where it put it."""
+
+    output_dir: Path
+    data_dir: Path | None
+    validation: pd.DataFrame
+    training: dict[str, Any] = field(default_factory=dict)
+    score_version: Any = None
+    lists: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    tracking_uri: str = ""
+
+
+def load_or_simulate(config: WinbackConfig, out_dir: Path, progress: Progress):
+    """``(validation, truth, data_dir)``: the configured data, or a simulated shop written to disk.
+
+    The simulated shop goes through the same loader and contract as a user's
+    data, so the demo exercises the boundary a real shop meets.
+    """
+    from features.sources import load_shop
+
+    if config.data.path is not None:
+        progress(f"loading {config.data.path}")
+        return load_shop(config.data.path, config.data.mapping), None, None
+    from features.simulate import simulate_shop, write_shop
+
+    progress(f"simulating a shop of {config.simulation.customers:,} customers")
+    shop = simulate_shop(config.simulation)
+    data_dir = out_dir / "data"
+    write_shop(shop, data_dir)
+    progress("validating the simulated shop")
+    return load_shop(data_dir), shop, data_dir
+
+
+def run_demo(
+    config: WinbackConfig,
+    *,
+    progress: Progress = lambda message: None,
+    step: Callable[[str], None] = lambda name: None,
+) -> DemoResult:
+    """Run the whole job with ``config``; ``step`` is called as each step starts."""
+    from features.contracts import write_quarantine
+    from serving.scoring import load_served_models, score_customers
+    from training.pipeline import train_target
+    from training.tracking import configure_tracking
+
+    out_dir = Path(config.demo.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+
+    started = time.perf_counter()
+    step("data")
+    validation, shop, data_dir = load_or_simulate(config, out_dir, progress)
+    tables = validation.tables
+    write_quarantine(validation, out_dir / "validation")
+    timings["data"] = time.perf_counter() - started
+    result = DemoResult(out_dir, data_dir, validation.summary())
+
+    for target in config.demo.targets:
+        started = time.perf_counter()
+        step(f"train {target}")
+        train_config = config.train.model_copy(
+            update={"target": target, "tune_trials": config.demo.tune_trials}
+        )
+        result.training[target] = train_target(
+            tables, train_config, truth=shop, progress=lambda m, t=target: progress(f"{t}: {m}")
+        )
+        timings[f"train {target}"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    step("score")
+    serving_config = config.serving.model_copy(update={"horizon_days": config.train.horizon_days})
+    result.tracking_uri = configure_tracking(_tracking_config(config))
+    models = load_served_models(serving_config, targets=config.demo.targets)
+    as_of = tables.last_event_at().date()
+    progress(f"scoring every customer as of {as_of}")
+    result.score_version = score_customers(tables, as_of, models, serving_config)
+    timings["score"] = time.perf_counter() - started
+
+    result.lists = _write_lists(config, serving_config, tables, result, progress, step, timings)
+    result.timings = timings
+    return result
+
+
+def _tracking_config(config: WinbackConfig):
+    from training.tracking import TrackingConfig
+
+    settings = config.train.tracking
+    return TrackingConfig(
+        root=settings.root,
+        tracking_uri=settings.tracking_uri,
+        registry_uri=settings.registry_uri,
+        artifact_root=settings.artifact_root,
+    )
+
+
+def _write_lists(config, serving_config, tables, result, progress, step, timings) -> dict:
+    """The retention lists (issue #6) once the list builders exist."""
+    try:
+        from serving import lists  # noqa: F401
+    except ImportError:
+        return {}
+    return {}
