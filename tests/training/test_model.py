@@ -216,3 +216,49 @@ def test_feature_set_is_inferred_when_not_given(data):
     assert model.feature_set_ == infer_feature_set(X)
     assert model.feature_set_.categorical == ["region"]
     assert model.feature_importance().index[0] == "days_since_last_order"
+
+
+# ---------------------------------------------------------------- on the simulator
+
+
+@pytest.fixture(scope="module")
+def simulated():
+    """A churn model fitted on a small simulated shop, and its test period."""
+    from features.labels import LabelConfig
+    from features.simulate import SimulationConfig, simulate_shop
+    from features.training_table import build_training_table, monthly_cutoffs
+    from training.split import time_split
+
+    shop = simulate_shop(SimulationConfig(customers=1500, seed=11))
+    cutoffs = monthly_cutoffs(shop.tables, 60, 30, count=7)
+    table = build_training_table(
+        shop.tables, "churn", cutoffs, label_config=LabelConfig(horizon_days=60)
+    )
+    split = time_split(table, gap_days=60)
+    names = [c for c in table.columns if c not in ("churned", "future_margin", "future_revenue")]
+    model = small_model(n_estimators=100, min_child_samples=40)
+    model.set_params(feature_set=infer_feature_set(table[names]))
+    model.fit(
+        split.train[names],
+        split.train["churned"],
+        eval_set=(split.validation[names], split.validation["churned"]),
+    )
+    return model, split.test[names], split.test["churned"].to_numpy()
+
+
+def test_simulated_churn_model_ranks_customers(simulated):
+    model, X_test, y_test = simulated
+    assert roc_auc_score(y_test, model.predict_proba(X_test)) > 0.65
+
+
+@pytest.mark.parametrize("extra_days", [30, 90, 180])
+def test_simulated_longer_since_last_order_never_lowers_churn_risk_on_average(
+    simulated, extra_days
+):
+    model, X_test, _ = simulated
+    later = X_test.copy()
+    later["days_since_last_order"] += extra_days
+    # the overdue ratio is days since the last order over the usual gap: it grows too
+    gap = X_test["purchase_gap_mean_days"].where(X_test["purchase_gap_mean_days"] > 0)
+    later["overdue_ratio"] = later["days_since_last_order"] / gap
+    assert model.predict_proba(later).mean() >= model.predict_proba(X_test).mean()
