@@ -88,6 +88,16 @@ def test_errors_exit_2_with_a_message(two_versions, args, message):
     assert champion("churn").version == 1
 
 
+def test_missing_store_is_not_created_and_exits_2(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    for args in (["list"], ["rollback", "churn"], ["promote", "vip", "1"]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2
+        assert "no MLflow store at" in result.output and "mlruns" in result.output
+    assert not (tmp_path / "mlruns").exists()
+
+
 def test_broken_config_file_exits_2_naming_the_key(tracking, tmp_path):
     config = tmp_path / "train.toml"
     config.write_text('target = "churn"\n[tracking]\ntracking_url = "sqlite:///x.db"\n')

@@ -69,7 +69,15 @@ def _connect(tracking_uri: str | None, config: Path | None) -> str:
                 settings[key] = value
     if tracking_uri:
         settings["tracking_uri"] = tracking_uri
-    return configure_tracking(TrackingConfig(**settings))
+    tracking_config = TrackingConfig(**settings)
+    uri = tracking_config.resolved_tracking_uri()
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
+        # a read-and-move command should not create an empty store in a random folder
+        raise _fail(
+            f"no MLflow store at {uri}; run this from the folder where `winback train` ran "
+            "(it holds mlruns/), or pass --tracking-uri"
+        )
+    return configure_tracking(tracking_config)
 
 
 def _check_target(target: str) -> str:
