@@ -110,9 +110,10 @@ t0 = time.perf_counter()
 from features.build import build_feature_table_from
 from features.engine import connect_parquet
 con = connect_parquet(sys.argv[1], threads=int(sys.argv[3]))
+con.execute("SET enable_progress_bar = false")
 frame = build_feature_table_from(con, [date.fromisoformat(sys.argv[2])])
 seconds = time.perf_counter() - t0
-print(json.dumps({"seconds": seconds, "rows": len(frame), "columns": frame.shape[1],
+print(json.dumps({"seconds": seconds, "cpu_seconds": time.process_time(), "rows": len(frame), "columns": frame.shape[1],
                   "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
@@ -134,7 +135,7 @@ else:
     out = summary(frame, "customer_id", "ordered_at", monetary_value_col="amount",
                   observation_period_end=end, time_unit="D")
 seconds = time.perf_counter() - t0
-print(json.dumps({"seconds": seconds, "rows": len(out), "columns": out.shape[1],
+print(json.dumps({"seconds": seconds, "cpu_seconds": time.process_time(), "rows": len(out), "columns": out.shape[1],
                   "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
@@ -150,7 +151,8 @@ def run(python: str, code: str, *args: str) -> dict:
     )
     if proc.returncode != 0:
         return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr else "failed"}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    report = [line for line in proc.stdout.splitlines() if line.startswith('{"seconds"')]
+    return json.loads(report[-1])
 
 
 def install_peers() -> None:
@@ -200,13 +202,14 @@ def main() -> None:
     print(
         f"\n{args.customers:,} customers, {args.lines:,} lines, cutoff {CUTOFF}, threads {args.threads}"
     )
-    print(f"{'what':38} {'wall s':>8} {'peak MiB':>9} {'rows':>10} {'cols':>5}")
+    print(f"{'what':38} {'wall s':>8} {'cpu s':>7} {'peak MiB':>9} {'rows':>10} {'cols':>5}")
     for name, r in results.items():
         if "error" in r:
             print(f"{name:38} error: {r['error']}")
         else:
             print(
-                f"{name:38} {r['seconds']:8.2f} {r['peak_mib']:9.0f} {r['rows']:10,} {r['columns']:5}"
+                f"{name:38} {r['seconds']:8.2f} {r['cpu_seconds']:7.2f} {r['peak_mib']:9.0f}"
+                f" {r['rows']:10,} {r['columns']:5}"
             )
     print(f"load after: {os.getloadavg()}")
 

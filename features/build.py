@@ -64,14 +64,14 @@ def _lines_sql(tx_columns: Collection[str]) -> str:
 
 def _orders_sql(tx_columns: Collection[str]) -> str:
     parts = [
-        "SUM(CASE WHEN is_return THEN 0 ELSE 1 END) AS order_purchase_lines",
+        "COUNT(CASE WHEN NOT is_return THEN 1 END) AS order_purchase_lines",
         "SUM(CASE WHEN is_return THEN 0.0 ELSE amount END) AS order_amount",
         "MAX(CASE WHEN is_return THEN NULL ELSE age_days END) AS order_age_days",
     ]
     if "is_return" in tx_columns:
         parts += [
-            "SUM(CASE WHEN is_return THEN 1 ELSE 0 END) AS order_returned_lines",
-            "SUM(CASE WHEN is_return AND age_days < 365 THEN 1 ELSE 0 END)"
+            "SUM(CASE WHEN is_return THEN 1.0 ELSE 0.0 END) AS order_returned_lines",
+            "SUM(CASE WHEN is_return AND age_days < 365 THEN 1.0 ELSE 0.0 END)"
             " AS order_returned_lines_365d",
             "SUM(CASE WHEN is_return THEN amount ELSE 0.0 END) AS order_returned_amount",
         ]
@@ -96,12 +96,14 @@ def _orders_sql(tx_columns: Collection[str]) -> str:
     )
 
 
-_ORDER_DAYS_SQL = (
-    "SELECT cutoff, customer_id, order_age_days,\n"
-    "    LAG(order_age_days) OVER (PARTITION BY cutoff, customer_id ORDER BY order_age_days DESC)"
-    " - order_age_days AS gap_days\n"
-    "  FROM (SELECT DISTINCT cutoff, customer_id, order_age_days FROM rel_orders"
-    " WHERE order_purchase_lines > 0) AS d"
+# Orders in time order with the days since the previous purchase order: 0 for another
+# order the same day, so the non-zero gaps are the gaps between distinct purchase days.
+# Return-only orders (no age) sort last and get no gap.
+_ORDER_GAPS_SQL = (
+    "SELECT *,\n"
+    "    LAG(order_age_days) OVER (PARTITION BY cutoff, customer_id"
+    " ORDER BY order_age_days DESC NULLS LAST) - order_age_days AS gap_days\n"
+    "  FROM rel_order_lines"
 )
 
 
@@ -179,16 +181,22 @@ def feature_query(
                 chosen.add(dep)
                 by_relation[registry()[dep].relation].insert(0, registry()[dep])
 
-    ctes: list[tuple[str, str]] = [("rel_lines", _lines_sql(tx)), ("rel_orders", _orders_sql(tx))]
+    ctes: list[tuple[str, str]] = [("rel_lines", _lines_sql(tx))]
+    # ``order_days`` features aggregate the same rows as ``orders`` once the gaps are added:
+    # one window over orders, no second grouping and no extra join.
     if by_relation["order_days"]:
-        ctes.append(("rel_order_days", _ORDER_DAYS_SQL))
+        ctes += [("rel_order_lines", _orders_sql(tx)), ("rel_orders", _ORDER_GAPS_SQL)]
+        by_relation["orders"] += by_relation.pop("order_days")
+    else:
+        ctes.append(("rel_orders", _orders_sql(tx)))
+        by_relation.pop("order_days")
     if by_relation["customer_categories"]:
         ctes += _category_sql(tx)
     for table in _EVENT_TABLES:
         if by_relation[table]:
             ctes.append((f"rel_{table}", _event_sql(table)))
 
-    population = "SUM(CASE WHEN order_purchase_lines > 0 THEN 1 ELSE 0 END)"
+    population = "COUNT(CASE WHEN order_purchase_lines > 0 THEN 1 END)"
     joined_cols = ["agg_orders.cutoff", "agg_orders.customer_id"]
     joins: list[str] = []
     for relation, defs in by_relation.items():

@@ -28,7 +28,7 @@ FEATURES: tuple[FeatureDefinition, ...] = (
     _feature(
         "referral_count_365d",
         "referrals",
-        "SUM(CASE WHEN age_days < 365 THEN 1 ELSE 0 END)",
+        "COUNT(CASE WHEN age_days < 365 THEN 1 END)",
         "Referrals made in the last 365 days.",
         zero_when_absent=True,
     ),

@@ -120,8 +120,8 @@ FEATURES: tuple[FeatureDefinition, ...] = (
     _feature(
         "discounted_order_share",
         "orders",
-        "SUM(CASE WHEN order_purchase_lines > 0 THEN order_discounted ELSE 0 END)"
-        " / NULLIF(SUM(CASE WHEN order_purchase_lines > 0 THEN 1 ELSE 0 END), 0)",
+        "COUNT(CASE WHEN order_purchase_lines > 0 AND order_discounted = 1 THEN 1 END)"
+        " / NULLIF(COUNT(CASE WHEN order_purchase_lines > 0 THEN 1 END), 0)",
         "Share of purchase orders with a discounted line (1 = discount-only buyer).",
         columns=(DISCOUNT,),
     ),

@@ -2,8 +2,10 @@
 
 Relations (built by ``features.build``): ``orders`` has one row per order with
 ``order_purchase_lines``, ``order_amount`` and ``order_age_days`` (whole days
-from the order's date to the cutoff, 0 on the cutoff day); ``order_days`` has
-one row per distinct purchase day with ``gap_days`` to the previous one.
+from the order's date to the cutoff, 0 on the cutoff day); ``order_days`` is
+the same rows in time order with ``gap_days``, the days since the previous
+purchase order (0 for a second order the same day), so the non-zero gaps are
+the gaps between distinct purchase days.
 A window of ``w`` days holds the events with ``0 <= age_days < w``.
 """
 
@@ -17,7 +19,7 @@ WINDOWS_DAYS = (30, 90, 180, 365)
 
 def orders_within(days: int) -> str:
     """SQL counting purchase orders placed in the last ``days`` days."""
-    return f"SUM(CASE WHEN order_purchase_lines > 0 AND order_age_days < {days} THEN 1 ELSE 0 END)"
+    return f"COUNT(CASE WHEN order_purchase_lines > 0 AND order_age_days < {days} THEN 1 END)"
 
 
 def _feature(
@@ -42,7 +44,7 @@ FEATURES: tuple[FeatureDefinition, ...] = (
     _feature(
         "order_count",
         "orders",
-        "SUM(CASE WHEN order_purchase_lines > 0 THEN 1 ELSE 0 END)",
+        "COUNT(CASE WHEN order_purchase_lines > 0 THEN 1 END)",
         "Distinct purchase orders (order_id with a non-return line), all history.",
     ),
     *(
@@ -78,20 +80,20 @@ FEATURES: tuple[FeatureDefinition, ...] = (
     _feature(
         "purchase_day_count",
         "order_days",
-        "COUNT(*)",
+        "1 + COUNT(CASE WHEN gap_days > 0 THEN 1 END)",
         "Distinct days with a purchase order.",
     ),
     _feature(
         "purchase_gap_mean_days",
         "order_days",
-        "AVG(gap_days)",
+        "AVG(CASE WHEN gap_days > 0 THEN gap_days END)",
         "Mean days between consecutive purchase days, (last - first) / (days - 1); "
         "missing with one purchase day.",
     ),
     _feature(
         "purchase_gap_std_days",
         "order_days",
-        "STDDEV_SAMP(gap_days)",
+        "STDDEV_SAMP(CASE WHEN gap_days > 0 THEN gap_days END)",
         "Sample standard deviation of the days between purchase days; "
         "missing with fewer than three purchase days.",
     ),

@@ -58,7 +58,7 @@ FEATURES: tuple[FeatureDefinition, ...] = (
     _feature(
         "support_ticket_count_90d",
         "support_tickets",
-        "SUM(CASE WHEN age_days < 90 THEN 1 ELSE 0 END)",
+        "COUNT(CASE WHEN age_days < 90 THEN 1 END)",
         "Support tickets opened in the last 90 days.",
         zero_when_absent=True,
     ),

@@ -160,3 +160,11 @@ def test_parquet_views_give_the_same_features_as_pandas_tables(shop, tmp_path):
 def test_parquet_folder_without_transactions_is_refused(tmp_path):
     with pytest.raises(FileNotFoundError, match="transactions"):
         connect_parquet(tmp_path)
+
+
+def test_every_registered_feature_is_listed_in_the_docs():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "features.md").read_text()
+    missing = [n for n in feature_names() if f"| `{n}` |" not in text]
+    assert not missing, f"add {missing} to docs/features.md (see the registry)"
