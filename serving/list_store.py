@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import json
 import os
 import re
@@ -26,9 +27,12 @@ import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+import anyio.to_thread
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from serving.lists import LIST_KINDS
 
@@ -315,3 +319,121 @@ def rebuild_list(
         config=ListConfig.from_dict(parameters.get("list", {})),
         targeting=TargetingConfig(**parameters.get("targeting", {})),
     )
+
+
+# ------------------------------------------------------------------- HTTP
+
+#: Environment variable naming the uplift model the service's winback lists use.
+ENV_UPLIFT_MODEL = "WINBACK_UPLIFT_MODEL"
+#: Where the service saves lists, relative to its home.
+SERVICE_LIST_DIR = Path("winback_output/lists")
+
+
+class ListRequest(BaseModel):
+    """Build a list now from the served score table (``POST /lists``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["at-risk", "winback", "vip-potential", "near-vip"] = Field(
+        description="Which list: at-risk, winback, vip-potential or near-vip."
+    )
+    top: int | None = Field(default=None, ge=0, description="Keep the best N customers.")
+    budget: float | None = Field(default=None, ge=0, description="Money for contacts.")
+    contact_cost: float = Field(default=0.0, ge=0, description="Cost of one contact.")
+    profit_optimal: bool = Field(
+        default=False, description="Contact while expected incremental margin exceeds the cost."
+    )
+    control_share: float = Field(default=0.1, ge=0, lt=1, description="Random hold-out share.")
+    format: Literal["json", "csv"] = Field(default="json", description="json or csv.")
+    log_to_mlflow: bool = Field(default=True, description="Log the list to 'winback-lists'.")
+
+
+class SavedListRequest(BaseModel):
+    """Fetch a saved list by id (``POST /lists/saved``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    list_id: str = Field(description="The id returned when the list was made.")
+    format: Literal["json", "csv"] = Field(default="json", description="json or csv.")
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_uplift_model(location: str) -> Any:
+    from training.uplift import load_uplift_model
+
+    return load_uplift_model(location)
+
+
+def _list_body(frame: pd.DataFrame, manifest: ListManifest, output_format: str) -> Response:
+    from serving.lists import list_csv, list_records
+
+    if output_format == "csv":
+        return PlainTextResponse(
+            list_csv(frame),
+            media_type="text/csv",
+            headers={"X-List-Id": manifest.list_id},
+        )
+    body = {"manifest": manifest.to_dict(), "rows": list_records(frame)}
+    return Response(json.dumps(body, default=str), media_type="application/json")
+
+
+async def list_endpoint(state: Any, request: ListRequest) -> Response:
+    """Build, save (and log) a list from the service's score table; JSON or CSV.
+
+    ``state`` is ``serving.service.ServingState``. Winback lists use the uplift
+    model named by ``WINBACK_UPLIFT_MODEL`` (a file or ``runs:/<run_id>``) when set.
+    """
+    from serving.lists import ListConfig, uplift_estimates
+    from serving.scoring import tracking_config
+    from serving.targeting import TargetingConfig
+
+    try:
+        targeting = TargetingConfig(
+            top=request.top,
+            budget=request.budget,
+            contact_cost=request.contact_cost,
+            profit_optimal=request.profit_optimal,
+        )
+    except ValueError as exc:
+        return JSONResponse({"error": str(exc)}, status_code=400)
+    lookup = state.lookup
+    list_dir = Path(state.config.home) / SERVICE_LIST_DIR
+
+    def build() -> tuple[pd.DataFrame, ListManifest]:
+        uplift = None
+        location = os.environ.get(ENV_UPLIFT_MODEL)
+        versions = dict(lookup.model_versions())
+        if request.kind == "winback" and location and lookup.features is not None:
+            uplift = uplift_estimates(_cached_uplift_model(location), lookup.features, lookup.table)
+            versions["uplift"] = location
+        return create_list(
+            request.kind,
+            lookup.table,
+            list_dir,
+            as_of=lookup.as_of,
+            features=lookup.features,
+            uplift=uplift,
+            config=ListConfig(control_share=request.control_share),
+            targeting=targeting,
+            model_versions=versions,
+            log_to_mlflow=request.log_to_mlflow,
+            tracking=tracking_config(state.config),
+        )
+
+    frame, manifest = await anyio.to_thread.run_sync(build)
+    return _list_body(frame, manifest, request.format)
+
+
+def saved_list_endpoint(state: Any, request: SavedListRequest) -> Response:
+    """A saved list by id (404 naming the id when unknown, 400 for a malformed id)."""
+    list_dir = Path(state.config.home) / SERVICE_LIST_DIR
+    try:
+        frame, manifest = read_list(list_dir, request.list_id)
+    except ValueError as exc:
+        return JSONResponse({"error": str(exc)}, status_code=400)
+    except FileNotFoundError:
+        return JSONResponse(
+            {"error": f"no saved list {request.list_id!r}", "list_id": request.list_id},
+            status_code=404,
+        )
+    return _list_body(frame, manifest, request.format)

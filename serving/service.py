@@ -27,6 +27,7 @@ from starlette.responses import JSONResponse
 from serving.auth import ApiKeyMiddleware, load_api_keys
 from serving.batching import FrameBatcher, Overloaded
 from serving.config import SCORE_COLUMNS, TARGETS, ServingConfig
+from serving.list_store import ListRequest, SavedListRequest, list_endpoint, saved_list_endpoint
 from serving.schemas import (
     ModelInfo,
     ModelsResponse,
@@ -104,7 +105,11 @@ async def lookup_scores(
             f"{state.lookup.as_of}",
             not_found=unknown,
         )
-    explain = request.explain and state.config.explain_on_request
+    explain = (
+        request.explain
+        and state.config.explain_on_request
+        and state.lookup.needs_reasons(found, state.models)
+    )
 
     def build() -> list[dict[str, Any]]:
         return state.lookup.records(
@@ -135,7 +140,12 @@ async def score_posted_rows(
 
         def explain() -> dict[str, list[list[str]]]:
             return {
-                t: reason_texts(state.models[t].model, frame, top=state.config.top_reasons)
+                t: reason_texts(
+                    state.models[t].model,
+                    frame,
+                    top=state.config.top_reasons,
+                    reference=state.lookup.reference,
+                )
                 for t in targets
             }
 
@@ -214,6 +224,16 @@ class WinbackService:
     def models(self) -> ModelsResponse:
         """The served model versions per target, their feature sets, training time and test metrics."""
         return describe_models(self.state)
+
+    @bentoml.api(route="/lists", input_spec=ListRequest)
+    async def lists(self, **kwargs: Any) -> dict[str, Any]:
+        """Build a retention list (at-risk, winback, vip-potential, near-vip) with a control group, save it under a new id; JSON or CSV."""
+        return await list_endpoint(self.state, ListRequest.model_construct(**kwargs))
+
+    @bentoml.api(route="/lists/saved", input_spec=SavedListRequest)
+    def saved_list(self, **kwargs: Any) -> dict[str, Any]:
+        """A saved list by id (JSON or CSV); 404 when the id is unknown."""
+        return saved_list_endpoint(self.state, SavedListRequest.model_construct(**kwargs))
 
 
 WinbackService.add_asgi_middleware(ApiKeyMiddleware)
