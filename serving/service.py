@@ -105,11 +105,7 @@ async def lookup_scores(
             f"{state.lookup.as_of}",
             not_found=unknown,
         )
-    explain = (
-        request.explain
-        and state.config.explain_on_request
-        and state.lookup.needs_reasons(found, state.models)
-    )
+    explain = request.explain and state.config.explain_on_request
 
     def build() -> list[dict[str, Any]]:
         return state.lookup.records(
@@ -140,12 +136,7 @@ async def score_posted_rows(
 
         def explain() -> dict[str, list[list[str]]]:
             return {
-                t: reason_texts(
-                    state.models[t].model,
-                    frame,
-                    top=state.config.top_reasons,
-                    reference=state.lookup.reference,
-                )
+                t: reason_texts(state.models[t].model, frame, top=state.config.top_reasons)
                 for t in targets
             }
 
