@@ -280,7 +280,29 @@ def expected_value(
     return np.where(lapsed, lapsed_value, active_value)
 
 
-def reason_texts(model: Any, features: pd.DataFrame, *, top: int = 3) -> list[list[str]]:
+def feature_reference(features: pd.DataFrame) -> dict[str, float]:
+    """Median of every numeric feature: what a reason calls "high" or "low" against.
+
+    Computed over the whole scored population, so a customer's reasons do not
+    depend on which other customers are explained in the same call.
+    """
+    out = {}
+    for column in features.columns:
+        dtype = features[column].dtype
+        if pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype):
+            value = features[column].median()
+            if not pd.isna(value):
+                out[column] = float(value)
+    return out
+
+
+def reason_texts(
+    model: Any,
+    features: pd.DataFrame,
+    *,
+    top: int = 3,
+    reference: Mapping[str, float] | None = None,
+) -> list[list[str]]:
     """Plain-language reasons (strongest first) for each row, from the model's SHAP values.
 
     Uses ``training.reasons.reason_codes`` on ``model.contributions``; about
@@ -292,7 +314,7 @@ def reason_texts(model: Any, features: pd.DataFrame, *, top: int = 3) -> list[li
         return []
     X = features[model.feature_set_.names]
     contributions = model.contributions(X)
-    result = reason_codes(contributions, X, top=top)
+    result = reason_codes(contributions, X, top=top, reference=reference)
     return _as_texts(result, len(X))
 
 
@@ -379,12 +401,18 @@ def score_table(
     for col in ("is_active", "is_lapsed", "is_vip"):
         out[col] = frame[col].fillna(False).astype(bool)
     out["trailing_margin"] = margin
+    reference = feature_reference(frame[models.feature_set().names]) if explain_top > 0 else None
     for target in TARGETS:
         reasons = pd.Series([None] * len(frame), index=frame.index, dtype="object")
         if target in models.models and explain_top > 0:
             chosen = top_scored(out[SCORE_COLUMNS[target]], explain_top)
             if len(chosen):
-                texts = reason_texts(models[target].model, frame.loc[chosen], top=top_reasons)
+                texts = reason_texts(
+                    models[target].model,
+                    frame.loc[chosen],
+                    top=top_reasons,
+                    reference=reference,
+                )
                 reasons.loc[chosen] = pd.Series(texts, index=chosen, dtype="object")
         out[_reason_column(target)] = reasons
     for target in TARGETS:
@@ -446,7 +474,7 @@ def _plain(value: Any) -> Any:
     """A JSON-ready Python value (NaN/NA → None, numpy scalars → Python)."""
     if value is None:
         return None
-    if isinstance(value, (list, tuple, np.ndarray)):
+    if isinstance(value, list | tuple | np.ndarray):
         return [str(v) for v in value]
     if pd.isna(value):
         return None
@@ -455,13 +483,40 @@ def _plain(value: Any) -> Any:
     return value
 
 
-@dataclass
 class ScoreLookup:
-    """The latest score table held in memory for lookups by customer id."""
+    """The latest score table held in memory for fast lookups by customer id.
 
-    as_of: dt.date
-    table: pd.DataFrame
-    features: pd.DataFrame | None = None
+    Built once at service start: a dict from id to row position and one numpy
+    array per column, so a lookup costs microseconds instead of a pandas
+    ``.loc`` (milliseconds).
+    """
+
+    def __init__(
+        self, as_of: dt.date, table: pd.DataFrame, features: pd.DataFrame | None = None
+    ) -> None:
+        self.as_of = as_of
+        self.table = table
+        self.features = features
+        ids = table.index.astype(str)
+        self._positions: dict[str, int] = dict(zip(ids, range(len(ids)), strict=True))
+        self._ids = np.asarray(ids, dtype=object)
+        wanted = [
+            *RECORD_COLUMNS,
+            *(_reason_column(t) for t in TARGETS),
+            *(f"{t}_model_version" for t in TARGETS),
+            *(f"{t}_feature_set" for t in TARGETS),
+        ]
+        self._columns: dict[str, np.ndarray] = {
+            c: table[c].to_numpy(dtype=object) for c in wanted if c in table.columns
+        }
+        self._scored_at = np.asarray(
+            pd.to_datetime(table["scored_at"], utc=True).dt.to_pydatetime(), dtype=object
+        )
+        self._feature_rows: np.ndarray | None = None
+        self.reference: dict[str, float] | None = None
+        if features is not None:
+            self._feature_rows = features.index.astype(str).get_indexer(ids)
+            self.reference = feature_reference(features)
 
     @classmethod
     def load(cls, score_dir: Path, *, with_features: bool = True) -> ScoreLookup:
@@ -482,28 +537,35 @@ class ScoreLookup:
         table["customer_id"] = table["customer_id"].astype("string")
         table = table.set_index("customer_id")
         features = store.read_features(score_dir, as_of) if with_features else None
-        if features is not None:
-            features.index = features.index.astype("string")
         return cls(as_of=as_of, table=table, features=features)
 
     def model_versions(self) -> dict[str, str | None]:
         """The model versions the stored scores were computed with."""
         out: dict[str, str | None] = {}
         for target in TARGETS:
-            col = f"{target}_model_version"
-            if col in self.table.columns and len(self.table):
-                out[target] = _plain(self.table[col].iloc[0])
-            else:
-                out[target] = None
+            column = self._columns.get(f"{target}_model_version")
+            out[target] = _plain(column[0]) if column is not None and len(column) else None
         return out
 
     def find(self, customer_ids: Sequence[str]) -> tuple[list[str], list[str]]:
         """Split ``customer_ids`` into known and unknown ids (duplicates dropped, order kept)."""
         ids = list(dict.fromkeys(str(c) for c in customer_ids))
-        positions = self.table.index.get_indexer(ids)
-        found = [c for c, p in zip(ids, positions, strict=True) if p >= 0]
-        unknown = [c for c, p in zip(ids, positions, strict=True) if p < 0]
+        found = [c for c in ids if c in self._positions]
+        unknown = [c for c in ids if c not in self._positions]
         return found, unknown
+
+    def needs_reasons(self, customer_ids: Sequence[str], models: ServedModels) -> bool:
+        """Whether any of these (known) customers has a score without stored reasons."""
+        for target in models.targets:
+            reasons = self._columns.get(_reason_column(target))
+            scores = self._columns.get(SCORE_COLUMNS[target])
+            if reasons is None or scores is None:
+                continue
+            for c in customer_ids:
+                p = self._positions[c]
+                if reasons[p] is None and not pd.isna(scores[p]):
+                    return True
+        return False
 
     def records(
         self,
@@ -517,39 +579,47 @@ class ScoreLookup:
 
         Reasons missing from the table are computed now from the stored features
         when ``explain`` and ``models`` are given (only for the scores the
-        customer has).
+        customer has), against the whole table's feature medians.
         """
-        rows = self.table.loc[list(customer_ids)]
-        reasons = {t: rows[_reason_column(t)].tolist() for t in TARGETS}
-        if explain and models is not None and self.features is not None:
+        positions = [self._positions[str(c)] for c in customer_ids]
+        reasons: dict[str, list[Any]] = {}
+        for target in TARGETS:
+            column = self._columns.get(_reason_column(target))
+            reasons[target] = [None if column is None else _plain(column[p]) for p in positions]
+        if explain and models is not None and self._feature_rows is not None:
             for target in models.targets:
+                scores = self._columns[SCORE_COLUMNS[target]]
                 need = [
                     i
-                    for i, (r, s) in enumerate(
-                        zip(reasons[target], rows[SCORE_COLUMNS[target]], strict=True)
-                    )
-                    if (r is None or (not isinstance(r, (list, np.ndarray)) and pd.isna(r)))
-                    and not pd.isna(s)
+                    for i, p in enumerate(positions)
+                    if reasons[target][i] is None
+                    and not pd.isna(scores[p])
+                    and self._feature_rows[p] >= 0
                 ]
                 if need:
-                    ids = [rows.index[i] for i in need]
+                    rows = self._feature_rows[[positions[i] for i in need]]
                     texts = reason_texts(
-                        models[target].model, self.features.loc[ids], top=top_reasons
+                        models[target].model,
+                        self.features.iloc[rows],
+                        top=top_reasons,
+                        reference=self.reference,
                     )
                     for i, text in zip(need, texts, strict=True):
                         reasons[target][i] = text
         out = []
-        for i, customer_id in enumerate(rows.index):
-            row = rows.iloc[i]
-            record: dict[str, Any] = {"customer_id": str(customer_id), "as_of": self.as_of}
+        for i, p in enumerate(positions):
+            record: dict[str, Any] = {"customer_id": self._ids[p], "as_of": self.as_of}
             for col in RECORD_COLUMNS:
-                record[col] = _plain(row[col]) if col in rows.columns else None
-            record["reasons"] = {
-                t: (_plain(reasons[t][i]) if reasons[t][i] is not None else None) for t in TARGETS
+                column = self._columns.get(col)
+                record[col] = None if column is None else _plain(column[p])
+            record["reasons"] = {t: reasons[t][i] for t in TARGETS}
+            record["model_versions"] = {
+                t: _plain(self._columns[f"{t}_model_version"][p]) for t in TARGETS
             }
-            record["model_versions"] = {t: _plain(row.get(f"{t}_model_version")) for t in TARGETS}
-            record["feature_sets"] = {t: _plain(row.get(f"{t}_feature_set")) for t in TARGETS}
-            record["scored_at"] = pd.Timestamp(row["scored_at"]).to_pydatetime()
+            record["feature_sets"] = {
+                t: _plain(self._columns[f"{t}_feature_set"][p]) for t in TARGETS
+            }
+            record["scored_at"] = self._scored_at[p]
             out.append(record)
         return out
 

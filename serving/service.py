@@ -105,7 +105,11 @@ async def lookup_scores(
             f"{state.lookup.as_of}",
             not_found=unknown,
         )
-    explain = request.explain and state.config.explain_on_request
+    explain = (
+        request.explain
+        and state.config.explain_on_request
+        and state.lookup.needs_reasons(found, state.models)
+    )
 
     def build() -> list[dict[str, Any]]:
         return state.lookup.records(
@@ -136,7 +140,12 @@ async def score_posted_rows(
 
         def explain() -> dict[str, list[list[str]]]:
             return {
-                t: reason_texts(state.models[t].model, frame, top=state.config.top_reasons)
+                t: reason_texts(
+                    state.models[t].model,
+                    frame,
+                    top=state.config.top_reasons,
+                    reference=state.lookup.reference,
+                )
                 for t in targets
             }
 
