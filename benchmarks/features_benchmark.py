@@ -109,7 +109,7 @@ from datetime import date
 t0 = time.perf_counter()
 from features.build import build_feature_table_from
 from features.engine import connect_parquet
-con = connect_parquet(sys.argv[1], threads=int(sys.argv[3]))
+con = connect_parquet(sys.argv[1], threads=int(sys.argv[3]), memory_limit=sys.argv[4])
 con.execute("SET enable_progress_bar = false")
 frame = build_feature_table_from(con, [date.fromisoformat(sys.argv[2])])
 seconds = time.perf_counter() - t0
@@ -171,6 +171,7 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=10_000_000)
     parser.add_argument("--data", type=Path, default=None, help="Parquet folder (made if absent)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--memory-limit", default="1GB", help="DuckDB memory_limit for ours")
     parser.add_argument("--install-peers", action="store_true")
     parser.add_argument("--skip-peers", action="store_true")
     args = parser.parse_args()
@@ -183,7 +184,7 @@ def main() -> None:
     print(f"load: {os.getloadavg()}  cores: {os.cpu_count()}")
     results = {
         "winback (DuckDB, all features)": run(
-            sys.executable, OURS, str(data), str(CUTOFF), str(args.threads)
+            sys.executable, OURS, str(data), str(CUTOFF), str(args.threads), args.memory_limit
         )
     }
     if not args.skip_peers:
@@ -200,7 +201,7 @@ def main() -> None:
                     "error": f"no {peer_python}: pass --install-peers"
                 }
     print(
-        f"\n{args.customers:,} customers, {args.lines:,} lines, cutoff {CUTOFF}, threads {args.threads}"
+        f"\n{args.customers:,} customers, {args.lines:,} lines, cutoff {CUTOFF}, threads {args.threads}, DuckDB memory_limit {args.memory_limit}"
     )
     print(f"{'what':38} {'wall s':>8} {'cpu s':>7} {'peak MiB':>9} {'rows':>10} {'cols':>5}")
     for name, r in results.items():

@@ -256,7 +256,7 @@ def _requested(feature_set: FeatureSet | None) -> list[str] | None:
 
 
 def _canonical(frame: pd.DataFrame, definitions: Sequence[FeatureDefinition]) -> pd.DataFrame:
-    frame = frame.copy()
+    """Canonical dtypes and index, in place on the (freshly fetched) result frame."""
     frame["cutoff"] = pd.to_datetime(frame["cutoff"]).astype("datetime64[s]")
     frame["customer_id"] = frame["customer_id"].astype("string")
     for d in definitions:
@@ -264,9 +264,9 @@ def _canonical(frame: pd.DataFrame, definitions: Sequence[FeatureDefinition]) ->
             values = frame[d.name].astype("string")
             categories = sorted(values.dropna().unique())
             frame[d.name] = pd.Categorical(values, categories=categories)
-        else:
+        elif frame[d.name].dtype != "float64":
             frame[d.name] = pd.to_numeric(frame[d.name]).astype("float64")
-    return frame.set_index(list(KEYS))
+    return frame.set_index(list(KEYS))  # copy-on-write: the columns are not copied
 
 
 def build_feature_table_from(
