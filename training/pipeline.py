@@ -536,7 +536,7 @@ def train_target(
         model_uri = tracking.log_model(model, input_example=X_train.head(5))
         from training.reference import log_training_reference
 
-        log_training_reference(target, X_train, feature_set, p_test)  # drift monitoring
+        log_training_reference(target, X_test, feature_set, p_test)  # drift monitoring
         version = decision = None
         if settings.register_model:
             version = register(
