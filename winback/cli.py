@@ -10,7 +10,18 @@ from __future__ import annotations
 import typer
 
 from winback import __version__, disable_telemetry
-from winback.commands import config, data, demo, features, models, serving, simulate, train
+from winback.commands import (
+    config,
+    data,
+    demo,
+    features,
+    lists,
+    models,
+    monitor,
+    serving,
+    simulate,
+    train,
+)
 
 disable_telemetry()
 
@@ -48,6 +59,10 @@ app.command("train")(train.train)
 app.add_typer(models.app, name="models")
 app.command("score")(serving.score)
 app.command("serve")(serving.serve)
+app.add_typer(lists.app, name="lists")
+app.command("measure")(lists.measure)
+app.add_typer(monitor.app, name="monitor")
+app.command("retrain")(monitor.retrain)
 app.add_typer(config.app, name="config")
 
 
