@@ -437,3 +437,61 @@ def saved_list_endpoint(state: Any, request: SavedListRequest) -> Response:
             status_code=404,
         )
     return _list_body(frame, manifest, request.format)
+
+
+def create_list_from_score_table(
+    kind: str,
+    score_dir: Path,
+    list_dir: Path,
+    as_of: dt.date,
+    *,
+    config: Any = None,
+    targeting: Any = None,
+    uplift_model: str | Path | None = None,
+    log_to_mlflow: bool = False,
+) -> tuple[pd.DataFrame, ListManifest]:
+    """Build and save a list from a stored score table (and its feature file).
+
+    What ``winback lists <kind>`` and ``winback demo`` run: reads the score table
+    of ``as_of``, estimates uplift with ``uplift_model`` when given (win-back
+    lists), records the model versions the scores came from, and calls
+    :func:`create_list`.
+    """
+    from serving import store
+    from serving.lists import uplift_estimates
+
+    scores = store.read_scores(score_dir, as_of)
+    try:
+        features = store.read_features(score_dir, as_of)
+        features.index = features.index.astype("string")
+    except FileNotFoundError:
+        features = None
+    uplift = None
+    if uplift_model is not None:
+        from training.uplift import load_uplift_model
+
+        if features is None:
+            raise FileNotFoundError(
+                f"the uplift model needs the feature file of the score table of {as_of} in "
+                f"{score_dir}: rerun `winback score --as-of {as_of}`"
+            )
+        uplift = uplift_estimates(load_uplift_model(uplift_model), features, scores)
+    versions: dict[str, Any] = {
+        t: (str(scores[f"{t}_model_version"].iloc[0]) if len(scores) else None)
+        for t in ("churn", "vip", "reactivation")
+        if f"{t}_model_version" in scores.columns
+    }
+    if uplift_model is not None:
+        versions["uplift"] = str(uplift_model)
+    return create_list(
+        kind,
+        scores,
+        list_dir,
+        as_of=as_of,
+        features=features,
+        uplift=uplift,
+        config=config,
+        targeting=targeting,
+        model_versions=versions,
+        log_to_mlflow=log_to_mlflow,
+    )

@@ -33,6 +33,7 @@ class DemoResult:
     lists: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     tracking_uri: str = ""
+    uplift_qini: float | None = None
 
 
 def load_or_simulate(config: WinbackConfig, out_dir: Path, progress: Progress):
@@ -119,9 +120,36 @@ def _tracking_config(config: WinbackConfig):
 
 
 def _write_lists(config, serving_config, tables, result, progress, step, timings) -> dict:
-    """The retention lists (issue #6) once the list builders exist."""
-    try:
-        from serving import lists  # noqa: F401
-    except ImportError:
-        return {}
-    return {}
+    """The three retention lists, each with a control group, saved under a list id.
+
+    Where past campaigns exist, an uplift model is fitted on them first so the
+    win-back list prefers customers who come back *because* of the contact.
+    """
+    from serving.list_store import create_list_from_score_table
+
+    started = time.perf_counter()
+    step("lists")
+    out_dir = Path(config.demo.output_dir)
+    uplift_path = None
+    if tables.campaign_contacts is not None and len(tables.campaign_contacts):
+        from training.uplift import fit_campaign_uplift, save_uplift_model
+
+        progress("fitting the uplift model on past campaigns")
+        uplift, _ = fit_campaign_uplift(tables)
+        uplift_path = save_uplift_model(uplift.model, out_dir / "models" / "uplift.pkl")
+        result.uplift_qini = uplift.qini_test
+    saved = {}
+    as_of = result.score_version.as_of
+    for kind in ("at-risk", "winback", "vip-potential"):
+        progress(f"list {kind}")
+        frame, manifest = create_list_from_score_table(
+            kind,
+            serving_config.score_path,
+            out_dir / "lists",
+            as_of,
+            uplift_model=uplift_path if kind == "winback" else None,
+            log_to_mlflow=True,
+        )
+        saved[kind] = manifest
+    timings["lists"] = time.perf_counter() - started
+    return saved

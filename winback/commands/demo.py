@@ -129,8 +129,14 @@ def _print_summary(console, result, wall: float) -> None:
             where.add_row(f"{target} model report", str(trained.report_path))
     if result.score_version is not None:
         where.add_row("score table", str(result.score_version.scores_path))
-    for name, saved in result.lists.items():
-        where.add_row(f"list {name}", str(saved))
+    for kind, manifest in result.lists.items():
+        where.add_row(
+            f"list {kind}",
+            f"{manifest.list_id}: {manifest.rows:,} customers "
+            f"({manifest.control_rows:,} control) in {result.output_dir / 'lists'}",
+        )
+    if result.uplift_qini is not None:
+        where.add_row("uplift model", f"held-out Qini {result.uplift_qini:.4f}")
     where.add_row("MLflow runs", result.tracking_uri)
     where.add_row(
         "open the MLflow UI",

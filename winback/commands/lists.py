@@ -72,9 +72,8 @@ def run_list(
 ) -> None:
     """Build, save and emit one list (what every ``winback lists`` command runs)."""
 
-    from serving import store
-    from serving.list_store import create_list
-    from serving.lists import ListConfig, list_csv, list_records, uplift_estimates
+    from serving.list_store import create_list_from_score_table
+    from serving.lists import ListConfig, list_csv, list_records
     from serving.targeting import TargetingConfig
 
     if output_format not in ("csv", "json", "parquet"):
@@ -89,38 +88,19 @@ def run_list(
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     date = _score_version(score_dir, as_of)
-    scores = store.read_scores(score_dir, date)
     try:
-        features = store.read_features(score_dir, date)
-        features.index = features.index.astype("string")
-    except FileNotFoundError:
-        features = None
-    uplift = None
-    if uplift_model is not None:
-        from training.uplift import load_uplift_model
-
-        if features is None:
-            raise typer.BadParameter("--uplift-model needs the score table's feature file")
-        uplift = uplift_estimates(load_uplift_model(uplift_model), features, scores)
-    versions = {
-        t: (str(scores[f"{t}_model_version"].iloc[0]) if len(scores) else None)
-        for t in ("churn", "vip", "reactivation")
-        if f"{t}_model_version" in scores.columns
-    }
-    if uplift_model is not None:
-        versions["uplift"] = uplift_model
-    frame, manifest = create_list(
-        kind,
-        scores,
-        list_dir,
-        as_of=date,
-        features=features,
-        uplift=uplift,
-        config=config,
-        targeting=targeting,
-        model_versions=versions,
-        log_to_mlflow=log_to_mlflow,
-    )
+        frame, manifest = create_list_from_score_table(
+            kind,
+            score_dir,
+            list_dir,
+            date,
+            config=config,
+            targeting=targeting,
+            uplift_model=uplift_model,
+            log_to_mlflow=log_to_mlflow,
+        )
+    except FileNotFoundError as exc:
+        raise typer.BadParameter(str(exc)) from None
     typer.echo(
         f"list {manifest.list_id}: {manifest.rows:,} customers "
         f"({manifest.treatment_rows:,} treatment, {manifest.control_rows:,} control) "
