@@ -137,10 +137,15 @@ def load_served_models(
 
     from training import registry, tracking
 
-    if tracking_uri is None:
-        tracking_uri = tracking.configure_tracking(tracking_config(config))
-    check_registry_exists(tracking_uri)
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    track = (
+        tracking_config(config)
+        if tracking_uri is None
+        else tracking.TrackingConfig(root=str(config.home / "mlruns"), tracking_uri=tracking_uri)
+    )
+    tracking_uri = track.resolved_tracking_uri()
+    check_registry_exists(tracking_uri)  # before MLflow creates an empty store
+    tracking.configure_tracking(track)
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=track.resolved_registry_uri())
     loaded = {}
     for target in targets:
         name = registry.registered_model_name(target)
@@ -155,7 +160,7 @@ def load_served_models(
                     f"unpin it (WINBACK_MODEL_VERSIONS)"
                 ) from exc
         else:
-            version = registry.champion(target)
+            version = registry.champion(target, client=client)
             if version is None:
                 raise ServingSetupError(
                     f"no champion model for target {target!r} ({name}@champion) in the registry "
