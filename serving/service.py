@@ -27,6 +27,7 @@ from starlette.responses import JSONResponse
 from serving.auth import ApiKeyMiddleware, load_api_keys
 from serving.batching import FrameBatcher, Overloaded
 from serving.config import SCORE_COLUMNS, TARGETS, ServingConfig
+from serving.drift import DriftRequest, drift_endpoint
 from serving.list_store import ListRequest, SavedListRequest, list_endpoint, saved_list_endpoint
 from serving.schemas import (
     ModelInfo,
@@ -234,6 +235,11 @@ class WinbackService:
     def saved_list(self, **kwargs: Any) -> dict[str, Any]:
         """A saved list by id (JSON or CSV); 404 when the id is unknown."""
         return saved_list_endpoint(self.state, SavedListRequest.model_construct(**kwargs))
+
+    @bentoml.api(route="/drift", input_spec=DriftRequest)
+    def drift(self, **kwargs: Any) -> dict[str, Any]:
+        """PSI of each feature and score of a stored score table vs the served models' training data."""
+        return drift_endpoint(self.state, DriftRequest.model_construct(**kwargs))
 
 
 WinbackService.add_asgi_middleware(ApiKeyMiddleware)
