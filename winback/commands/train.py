@@ -14,6 +14,18 @@ import typer
 
 TARGETS = ("churn", "vip", "reactivation")
 
+#: Short column headers so the comparison fits an 80-column terminal.
+HEADERS = {
+    "roc_auc": "AUC",
+    "pr_auc": "PR-AUC",
+    "log_loss": "logloss",
+    "brier": "Brier",
+    "ece": "ECE",
+    "lift_at_10": "lift@10",
+    "capture_at_10": "capt@10",
+    "expected_maximum_profit": "EMP",
+}
+
 
 def load_training_data(data: Path | None, mapping: str | None, *, seed: int) -> tuple[Any, Any]:
     """``(tables, truth)`` for a training run.
@@ -45,7 +57,7 @@ def load_training_data(data: Path | None, mapping: str | None, *, seed: int) -> 
 def _fmt(value: Any) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
-    return f"{value:.4f}" if isinstance(value, float) else str(value)
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
 def comparison_rich_table(result: Any):
@@ -56,7 +68,7 @@ def comparison_rich_table(result: Any):
     table = Table(title=f"{result.target}: test cutoff {result.split['test_cutoffs'][-1]}")
     table.add_column("scorer")
     for column in comparison.columns:
-        table.add_column(column, justify="right")
+        table.add_column(HEADERS.get(column, column), justify="right")
     for name, row in comparison.iterrows():
         style = "bold" if name == "model" else ("dim" if name == "oracle" else None)
         table.add_row(str(name), *(_fmt(v) for v in row.tolist()), style=style)
