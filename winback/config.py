@@ -146,3 +146,20 @@ def config_as_toml(config: WinbackConfig) -> str:
     import tomli_w
 
     return tomli_w.dumps(config_as_dict(config))
+
+
+def load_sections(path: str | Path | None) -> WinbackConfig:
+    """The sections of a config file that may also be a bare ``[train]``-only file.
+
+    ``winback train --config FILE`` accepts a file with only training keys at the
+    top level; such a file has no other sections, so the rest are the defaults.
+    """
+    if path is None:
+        return WinbackConfig()
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    if set(data) & set(WinbackConfig.model_fields):
+        return config_from_dict(data, source=str(path))
+    return WinbackConfig()

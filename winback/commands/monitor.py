@@ -24,11 +24,11 @@ _DEFAULT = ServingConfig()
 app = typer.Typer(help="Drift of scoring runs and live performance of served scores.")
 
 
-def _tables(data: Path | None, mapping: str | None, *, seed: int = 0):
+def _tables(data: Path | None, mapping: str | None):
     """``(tables, truth)`` from ``--data`` (the demo's simulated shop when omitted)."""
-    from winback.commands.train import load_training_data
+    from winback.shop import load_tables
 
-    return load_training_data(data, mapping, seed=seed)
+    return load_tables(data, mapping)
 
 
 def _date(value: str | None, option: str) -> dt.date | None:
@@ -170,8 +170,7 @@ def retrain(
         )
 
     def load():
-        built = build()
-        return _tables(data, mapping, seed=built.train.seed)
+        return _tables(data, mapping)
 
     code, report, message = run_retrain(
         load, build, progress=lambda m: typer.echo(f"› {m}", err=True)

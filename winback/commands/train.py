@@ -27,33 +27,6 @@ HEADERS = {
 }
 
 
-def load_training_data(data: Path | None, mapping: str | None, *, seed: int) -> tuple[Any, Any]:
-    """``(tables, truth)`` for a training run.
-
-    * no ``data``: a simulated shop of the demo's default size (truth kept, so
-      the oracle is scored);
-    * a folder written by the simulator (it holds ``simulation.json``): its
-      tables and truth;
-    * anything else: ``features.sources.load_shop`` (file, folder or database,
-      with an optional column mapping); no truth.
-    """
-    if data is None:
-        from features.simulate import SimulationConfig, simulate_shop
-
-        shop = simulate_shop(SimulationConfig(seed=seed))
-        return shop.tables, shop
-    if not data.exists():
-        raise FileNotFoundError(f"--data {data} does not exist: pass a file, folder or database")
-    if data.is_dir() and (data / "simulation.json").exists() and mapping is None:
-        from features.simulate import read_shop
-
-        shop = read_shop(data)
-        return shop.tables, shop
-    from features.sources import load_shop
-
-    return load_shop(data, mapping).tables, None
-
-
 def _fmt(value: Any) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
@@ -103,20 +76,26 @@ def train(
     if target not in TARGETS:
         console.print(f"[red]--target {target!r} is not one of {', '.join(TARGETS)}[/red]")
         raise typer.Exit(2)
+    from winback.config import ConfigError as FileConfigError
+    from winback.config import find_config_file, load_sections
+
     try:
-        train_config = load_train_config(config, target=target, tune_trials=tune, seed=seed)
-    except ConfigError as exc:
+        path = find_config_file(config)
+        train_config = load_train_config(path, target=target, tune_trials=tune, seed=seed)
+        sections = load_sections(path)
+    except (ConfigError, FileConfigError) as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
 
     from training.pipeline import train_target
+    from winback.shop import load_tables
 
     def progress(message: str) -> None:
         console.print(f"[cyan]›[/cyan] {message}")
 
     try:
         progress("loading data" if data else "simulating the demo shop")
-        tables, truth = load_training_data(data, mapping, seed=train_config.seed)
+        tables, truth = load_tables(data, mapping, config=sections)
         result = train_target(tables, train_config, truth=truth, progress=progress)
     except (FileNotFoundError, ValueError) as exc:
         console.print(f"[red]training failed: {exc}[/red]")

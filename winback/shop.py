@@ -1,0 +1,49 @@
+"""Where a command's shop data comes from, decided in one place.
+
+``--data PATH`` wins; otherwise the ``[data]`` section of ``winback.toml``;
+otherwise the simulated shop of the ``[simulation]`` section — so ``winback
+train``, ``winback score`` and ``winback demo`` all see the same default shop.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from features.schema import ShopTables
+
+
+def load_tables(
+    data: str | Path | None = None,
+    mapping: str | None = None,
+    *,
+    config: Any = None,
+) -> tuple[ShopTables, Any]:
+    """``(tables, truth)``: validated tables, and the simulator's ground truth when simulated.
+
+    ``truth`` is the :class:`features.simulate.SimulatedShop` for a simulated shop
+    (generated now, or a folder written by ``winback data simulate``) and ``None``
+    for a user's data.
+    """
+    if config is None:
+        from winback.config import load_config
+
+        config = load_config()
+    if data is None and config.data.path is not None:
+        data, mapping = config.data.path, mapping or config.data.mapping
+    if data is None:
+        from features.simulate import simulate_shop
+
+        shop = simulate_shop(config.simulation)
+        return shop.tables, shop
+    data = Path(data)
+    if not data.exists():
+        raise FileNotFoundError(f"--data {data} does not exist: pass a file, folder or database")
+    if data.is_dir() and (data / "simulation.json").exists() and mapping is None:
+        from features.simulate import read_shop
+
+        shop = read_shop(data)
+        return shop.tables, shop
+    from features.sources import load_shop
+
+    return load_shop(data, mapping).tables, None
