@@ -26,7 +26,8 @@ from starlette.responses import JSONResponse
 
 from serving.auth import ApiKeyMiddleware, load_api_keys
 from serving.batching import FrameBatcher, Overloaded
-from serving.config import SCORE_COLUMNS, TARGETS, ServingConfig
+from serving.config import HEALTH_PATHS, SCORE_COLUMNS, TARGETS, ServingConfig
+from serving.console import console_public_paths, mount_console
 from serving.drift import DriftRequest, drift_endpoint
 from serving.list_store import ListRequest, SavedListRequest, list_endpoint, saved_list_endpoint
 from serving.schemas import (
@@ -242,7 +243,10 @@ class WinbackService:
         return drift_endpoint(self.state, DriftRequest.model_construct(**kwargs))
 
 
-WinbackService.add_asgi_middleware(ApiKeyMiddleware)
+mount_console(WinbackService)  # the retention console at /console (static, no data)
+WinbackService.add_asgi_middleware(
+    ApiKeyMiddleware, exempt_paths=HEALTH_PATHS | console_public_paths()
+)
 
 __all__ = [
     "SCORE_COLUMNS",
