@@ -22,6 +22,15 @@ The generating process, in days since ``start`` (midnight UTC)
   ``decline_stage_days``) with purchase factors ``decline_stage_factors``
   before dropping out; declining customers open more support tickets and give
   lower ratings.
+* Realism defaults: most churn is gradual, as in real retail (customers buy
+  less often, complain and review worse for months before they stop), so
+  ``decliner_share`` is 0.8 (the other 20% leave suddenly: a move, a
+  competitor), stages last ``decline_stage_days`` = 45 days on average
+  (about 4.5 months of decline), and a declining customer opens tickets at
+  ``ticket_decline_factor`` = 12 times their usual rate (about 6 a year) and
+  reviews ``review_decline_factor`` = 4 times as often. The sudden leavers and
+  each customer's true purchase rate stay unobservable, so the oracle (which
+  knows them) keeps an edge no model can close.
 * Win-back campaigns contact customers lapsed for ``lapse_days`` or more, hold
   out a random control group, and add to each treated customer a burst of
   win-back orders: a Poisson process of ``treatment_rate / response_days`` per
@@ -97,8 +106,8 @@ class SimulationConfig:
     vip_spend_growth: tuple[float, float] = (1.5, 2.5)
     vip_ramp_days: tuple[float, float] = (180.0, 540.0)
     vip_dropout_factor: float = 0.3
-    decliner_share: float = 0.35
-    decline_stage_days: float = 30.0
+    decliner_share: float = 0.8
+    decline_stage_days: float = 45.0
     decline_stage_factors: tuple[float, float, float] = (0.6, 0.35, 0.15)
     # order lines
     categories: tuple[str, ...] = ("grocery", "electronics", "home", "sports", "fashion", "beauty")
@@ -113,9 +122,9 @@ class SimulationConfig:
     return_rate: float = 0.07
     return_handling_share: float = 0.1
     ticket_rate_per_year: float = 0.5
-    ticket_decline_factor: float = 6.0
+    ticket_decline_factor: float = 12.0
     review_share: float = 0.1
-    review_decline_factor: float = 2.5
+    review_decline_factor: float = 4.0
     rating_decline_drop: float = 1.8
     advocate_share: float = 0.06
     vip_advocate_share: float = 0.3
