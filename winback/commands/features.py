@@ -42,6 +42,52 @@ FeatureSetOption = Annotated[
 ]
 
 
+EngineOption = Annotated[
+    str,
+    typer.Option(
+        "--engine",
+        help="duckdb (one machine, default) or spark (the same SQL on a Spark session).",
+    ),
+]
+SparkMasterOption = Annotated[
+    str | None,
+    typer.Option(
+        "--spark-master",
+        envvar="WINBACK_SPARK_MASTER",
+        help="Spark master for --engine spark (default local[2]; e.g. spark://host:7077, yarn).",
+    ),
+]
+
+
+def check_engine(engine: str) -> str:
+    """``--engine`` in lower case, or a clear error naming the choices."""
+    chosen = engine.lower()
+    if chosen not in ("duckdb", "spark"):
+        raise typer.BadParameter(f"{engine!r}: choose duckdb or spark", param_hint="--engine")
+    return chosen
+
+
+def spark_connection(data: Path, mapping: str | None, master: str | None, err: Console):
+    """A ``SparkConnection`` with the shop's tables registered.
+
+    A folder of canonical Parquet tables (``transactions.parquet`` or
+    ``transactions/*.parquet``) without a mapping is read by Spark in place;
+    anything else is loaded and validated as for DuckDB, then handed to Spark.
+    """
+    from features.spark_engine import SparkConfig, SparkConnection, spark_session
+
+    try:
+        connection = SparkConnection(spark_session(SparkConfig.from_env(master)))
+    except RuntimeError as exc:  # no PySpark or no Java: the message says what to install
+        raise _fail(err, exc) from exc
+    canonical = (data / "transactions.parquet").is_file() or (data / "transactions").is_dir()
+    if data.is_dir() and canonical and mapping is None:
+        connection.register_parquet(data)
+    else:
+        connection.register_shop(_load(data, mapping, err))
+    return connection
+
+
 def resolve_feature_set(name: str | None):
     """The released feature set called ``name`` (``None`` for every registered feature)."""
     if name is None:
@@ -157,6 +203,8 @@ def build(
         ),
     ] = None,
     feature_set: FeatureSetOption = None,
+    engine: EngineOption = "duckdb",
+    spark_master: SparkMasterOption = None,
 ) -> None:
     """Features of every known customer as of a date, with status and tier, to Parquet."""
     from features.contracts import ContractError
@@ -165,6 +213,7 @@ def build(
 
     console, err = Console(), Console(stderr=True)
     chosen = resolve_feature_set(feature_set)
+    engine = check_engine(engine)
     try:
         day = dt.date.fromisoformat(as_of) if as_of else None
     except ValueError as exc:
@@ -174,10 +223,18 @@ def build(
     try:
         with _progress(err) as progress:
             step = progress.add_task(f"Loading {data}", total=None)
-            tables = _load(data, mapping, err)
-            cutoff = day if day is not None else data_dates(tables)[1]
-            progress.update(step, description=f"Building features as of {cutoff}")
-            frame = build_scoring_frame(tables, cutoff, chosen)
+            if engine == "spark":
+                from features.spark_engine import build_scoring_frame_spark
+
+                connection = spark_connection(data, mapping, spark_master, err)
+                cutoff = day if day is not None else data_dates(connection.outline())[1]
+                progress.update(step, description=f"Building features as of {cutoff} on Spark")
+                frame = build_scoring_frame_spark(connection, cutoff, chosen)
+            else:
+                tables = _load(data, mapping, err)
+                cutoff = day if day is not None else data_dates(tables)[1]
+                progress.update(step, description=f"Building features as of {cutoff}")
+                frame = build_scoring_frame(tables, cutoff, chosen)
             progress.update(step, description=f"Writing {out}")
             frame = frame.reset_index()
             frame.insert(0, "cutoff", pd_date(cutoff))
@@ -218,6 +275,8 @@ def table(
     ] = 90,
     mapping: MappingOption = None,
     feature_set: FeatureSetOption = None,
+    engine: EngineOption = "duckdb",
+    spark_master: SparkMasterOption = None,
 ) -> None:
     """A training table for one target over many cutoffs (features + label) to Parquet."""
     from features.contracts import ContractError
@@ -229,11 +288,16 @@ def table(
         raise typer.BadParameter(f"--target {target!r}: choose one of {sorted(TARGETS)}")
     spec = parse_cutoffs(cutoffs)
     chosen = resolve_feature_set(feature_set)
+    engine = check_engine(engine)
     try:
         label_config = LabelConfig(horizon_days=horizon_days)
         with _progress(err) as progress:
             step = progress.add_task(f"Loading {data}", total=None)
-            tables = _load(data, mapping, err)
+            if engine == "spark":
+                connection = spark_connection(data, mapping, spark_master, err)
+                tables = connection.outline()
+            else:
+                tables = _load(data, mapping, err)
             if "dates" in spec:
                 dates = spec["dates"]
             else:
@@ -243,9 +307,16 @@ def table(
                 description=f"Building {target} table over {len(dates)} cutoff(s) "
                 f"({dates[0]} to {dates[-1]})",
             )
-            frame = build_training_table(
-                tables, target, dates, feature_set=chosen, label_config=label_config
-            )
+            if engine == "spark":
+                from features.spark_engine import build_training_table_spark
+
+                frame = build_training_table_spark(
+                    connection, target, dates, feature_set=chosen, label_config=label_config
+                )
+            else:
+                frame = build_training_table(
+                    tables, target, dates, feature_set=chosen, label_config=label_config
+                )
             label = frame.attrs["label"]
             progress.update(step, description=f"Writing {out}")
             flat = frame.reset_index()

@@ -74,10 +74,23 @@ def score(
     model_versions: str | None = typer.Option(
         None, "--model-versions", help="Pin registry versions, e.g. 'churn=3,vip=2'."
     ),
+    engine: str = typer.Option(
+        "duckdb",
+        "--engine",
+        help="duckdb (in process, default) or spark (features and model scoring on Spark).",
+    ),
+    spark_master: str | None = typer.Option(
+        None,
+        "--spark-master",
+        envvar="WINBACK_SPARK_MASTER",
+        help="Spark master for --engine spark (default local[2]).",
+    ),
 ) -> None:
     """Score every customer as of a date with the champion models and write the score table."""
     from serving.scoring import ServingSetupError, load_served_models, score_customers
 
+    if engine.lower() not in ("duckdb", "spark"):
+        raise typer.BadParameter(f"{engine!r}: choose duckdb or spark", param_hint="--engine")
     try:
         config = ServingConfig(
             score_dir=score_dir,
@@ -93,14 +106,47 @@ def score(
     except ServingSetupError as exc:
         typer.secho(str(exc), fg="red", err=True)
         raise typer.Exit(1) from None
-    tables = _load_tables(data, mapping)
-    date = _parse_date(as_of, tables)
-    version = score_customers(tables, date, models, config)
+    if engine.lower() == "spark":
+        version, date = _score_on_spark(data, mapping, as_of, models, config, spark_master)
+    else:
+        tables = _load_tables(data, mapping)
+        date = _parse_date(as_of, tables)
+        version = score_customers(tables, date, models, config)
     versions = ", ".join(f"{t} v{v}" for t, v in models.versions().items())
     typer.echo(
         f"scored {version.rows:,} customers as of {date} with {versions} "
         f"in {time.perf_counter() - started:.1f} s -> {version.scores_path}"
     )
+
+
+def _score_on_spark(data, mapping, as_of, models, config, master):
+    """``winback score --engine spark``: register the data on Spark, score there, write the store.
+
+    A folder of canonical Parquet tables (no mapping) is read by Spark in place;
+    anything else is loaded and validated as for DuckDB, then sent to Spark.
+    """
+    from features.spark_engine import SparkConfig, SparkConnection, spark_session
+    from serving.spark_scoring import score_customers_spark
+
+    try:
+        connection = SparkConnection(spark_session(SparkConfig.from_env(master)))
+    except RuntimeError as exc:
+        typer.secho(str(exc), fg="red", err=True)
+        raise typer.Exit(1) from None
+    canonical = (
+        data is not None
+        and data.is_dir()
+        and mapping is None
+        and ((data / "transactions.parquet").is_file() or (data / "transactions").is_dir())
+    )
+    if canonical:
+        connection.register_parquet(data)
+        tables = connection.outline()  # columns and the data's date range, no values
+    else:
+        tables = _load_tables(data, mapping)
+        connection.register_shop(tables)
+    date = _parse_date(as_of, tables)
+    return score_customers_spark(connection, date, models, config), date
 
 
 def serving_environment(
