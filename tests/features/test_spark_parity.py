@@ -87,6 +87,27 @@ def test_outline_gives_the_data_range(connection, shop_with_gaps):
     )
 
 
+def test_parquet_folder_and_warehouse_tables_register_the_contract_views(
+    spark, small_shop, small_shop_dir
+):
+    from_files = SparkConnection(spark)
+    views = from_files.register_parquet(small_shop_dir)
+    assert set(views) == set(small_shop.tables.present())
+    for name, frame in small_shop.tables.present().items():
+        assert views[name] == list(frame.columns)
+    assert from_files.outline().last_event_at() == small_shop.tables.last_event_at()
+
+    spark.read.parquet(str(small_shop_dir / "transactions.parquet")).createOrReplaceTempView(
+        "warehouse_order_lines"
+    )
+    from_tables = SparkConnection(spark)
+    assert from_tables.register_tables({"transactions": "warehouse_order_lines"}) == {
+        "transactions": views["transactions"]
+    }
+    with pytest.raises(ValueError, match="'transactions'"):
+        SparkConnection(spark).register_tables({"customers": "warehouse_order_lines"})
+
+
 def test_unregistered_table_is_absent_and_wrong_columns_are_named(spark):
     con = SparkConnection(spark)
     with pytest.raises(ValueError, match="'ordered_at'"):
