@@ -206,7 +206,7 @@
     $("list-title").textContent = `${KIND_TITLES[m.kind] || m.kind} · ${m.list_id}`;
     $("list-summary").textContent =
       `${m.rows} customers (${m.treatment_rows} treatment, ${m.control_rows} control hold-out) ` +
-      `from scores as of ${m.as_of}; made ${m.generated_at}.`;
+      `from scores as of ${m.as_of}; made ${String(m.generated_at).replace("T", " ").slice(0, 16)} UTC.`;
     $("list-panel").hidden = false;
     $("chart-panel").hidden = false;
     render();
@@ -370,7 +370,7 @@
 
   function drawGains(rows, kind) {
     const box = $("chart-gains");
-    const W = 360, H = 240, L = 42, R = 12, T = 12, B = 36;
+    const W = 360, H = 240, L = 42, R = 20, T = 12, B = 36;
     const svg = newSvg(W, H, "gains chart");
     const x = (v) => L + v * (W - L - R);
     const y = (v) => H - B - v * (H - T - B);
