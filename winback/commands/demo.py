@@ -143,4 +143,7 @@ def _print_summary(console, result, wall: float) -> None:
         f"uv run --frozen mlflow ui --backend-store-uri {result.tracking_uri}",
     )
     where.add_row("start the service", "WINBACK_API_KEYS=change-me uv run --frozen winback serve")
+    where.add_row(
+        "open the retention console", "http://127.0.0.1:3000/console/ (enter the key: change-me)"
+    )
     console.print(where)
