@@ -32,15 +32,12 @@ _DEFAULT = ServingConfig()
 
 
 def _load_tables(data: Path | None, mapping: str | None):
-    """The shop's validated tables: from ``data``, or the demo's simulated shop."""
+    """The shop's validated tables: ``--data``, else winback.toml's [data], else its simulated shop."""
+    from winback.shop import load_tables
+
     if data is None:
-        from features.simulate import SimulationConfig, simulate_shop
-
-        typer.echo("no --data given: scoring the demo's simulated shop (SimulationConfig())")
-        return simulate_shop(SimulationConfig()).tables
-    from features.sources import load_shop
-
-    return load_shop(data, mapping=mapping).tables
+        typer.echo("no --data given: scoring the shop of winback.toml ([data] or [simulation])")
+    return load_tables(data, mapping)[0]
 
 
 def _parse_date(value: str | None, tables) -> dt.date:
