@@ -63,7 +63,7 @@ def test_notebook_is_committed_without_outputs(path: Path):
     problems = stored_outputs(notebook)
     assert not problems, (
         f"{path.name} holds outputs ({'; '.join(problems)}): clear them before committing "
-        f"(`jupyter nbconvert --clear-output --inplace {path}` or 'Clear All Outputs')"
+        f"('Clear All Outputs' in Jupyter or VS Code, then save)"
     )
 
 
