@@ -202,8 +202,21 @@ def _parquet_source(directory: Path, name: str) -> Path | None:
 
 
 def _arrow_table(frame: pd.DataFrame) -> pa.Table:
-    """A pandas contract table as Arrow (NaN → null, the index dropped)."""
-    return pa.Table.from_pandas(frame, preserve_index=False)
+    """A pandas contract table as Arrow (NaN → null, the index dropped, timestamps in UTC).
+
+    Time-zone-aware columns go through naive UTC: pyarrow's own conversion of
+    them uses an accessor pandas 3.1 deprecates.
+    """
+    aware = [c for c, d in frame.dtypes.items() if isinstance(d, pd.DatetimeTZDtype)]
+    naive = frame.copy(deep=False)
+    for name in aware:
+        naive[name] = frame[name].dt.tz_convert("UTC").dt.tz_localize(None)
+    table = pa.Table.from_pandas(naive, preserve_index=False)
+    for name in aware:
+        i = table.column_names.index(name)
+        unit = table.schema.field(name).type.unit
+        table = table.set_column(i, name, table[name].cast(pa.timestamp(unit, tz="UTC")))
+    return table
 
 
 class SparkConnection:
