@@ -17,8 +17,6 @@ from serving.console import (
 from tests.serving import test_service_http as shared
 
 # the served working directory (three champion models and a score table) of test_service_http
-serving_home = shared.serving_home
-client = shared.client
 AUTH = shared.AUTH
 
 

@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from starlette.testclient import TestClient
 
 from features.feature_sets import FeatureSet
 
@@ -116,28 +115,6 @@ def shared_serving_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
         make_serving_home(home)
         (home / ".ready").touch()
     return home
-
-
-@pytest.fixture(scope="session")
-def serving_home(tmp_path_factory) -> Path:
-    return shared_serving_home(tmp_path_factory)
-
-
-@pytest.fixture(scope="session")
-def client(serving_home):
-    from serving.service import WinbackService
-
-    mp = pytest.MonkeyPatch()
-    mp.setenv("WINBACK_HOME", str(serving_home))
-    mp.setenv("WINBACK_API_KEYS", f"other-key,{API_KEY}")
-    mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-    mp.delenv("WINBACK_API_KEY_FILE", raising=False)
-    mp.delenv("WINBACK_MODEL_VERSIONS", raising=False)
-    try:
-        with TestClient(WinbackService.to_asgi()) as test_client:
-            yield test_client
-    finally:
-        mp.undo()
 
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
