@@ -1,0 +1,243 @@
+"""Benchmark: every feature for ~100M simulated transactions with DuckDB under a memory limit.
+
+Generates the simulated shop in chunks (``--chunks`` x ``--customers``
+customers, one seed per chunk, ~12 order lines per customer), each chunk's ids
+prefixed with its number (``K3-C0000001``) so customers and orders never
+collide, written as ``<data>/<table>/part-<k>.parquet``. Then, in a fresh
+process, builds every registered feature as of the last data day straight from
+the Parquet files (``features.engine.connect_parquet``) with DuckDB's
+``memory_limit`` and a spill directory, writing the feature table to Parquet
+with ``COPY`` so the result never has to fit in memory either. Prints wall
+time, CPU time and the peak resident memory of that process
+(``resource.getrusage(RUSAGE_SELF).ru_maxrss``), plus the machine's load.
+
+Run (heavy: ~10 GB of disk, tens of minutes on 2 cores)::
+
+    df -h /work
+    uv run --frozen python benchmarks/out_of_core_benchmark.py --data /work/bench-data/winback-100m
+    uv run --frozen python benchmarks/out_of_core_benchmark.py --chunks 1 --customers 100000  # quick
+
+The data is deleted afterwards unless ``--keep``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ID_COLUMNS = ("customer_id", "order_id", "ticket_id", "referred_customer_id")
+
+
+def peak_rss_gib() -> float:
+    """Peak resident memory of this process in GiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+
+
+def generate_chunk(data: Path, chunk: int, customers: int, seed: int) -> dict[str, int]:
+    """Simulate one chunk and write each table to ``<data>/<table>/part-<chunk>.parquet``."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from features.simulate import SimulationConfig, simulate_shop
+
+    shop = simulate_shop(SimulationConfig(customers=customers, seed=seed))
+    counts = {}
+    prefix = f"K{chunk}-"
+    for name, frame in shop.tables.present().items():
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        for column in ID_COLUMNS:
+            if column in table.column_names:
+                i = table.column_names.index(column)
+                ids = pc.binary_join_element_wise(prefix, table[column].cast(pa.string()), "")
+                table = table.set_column(i, column, ids)
+        folder = data / name
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".part-{chunk}.tmp"
+        pq.write_table(table, tmp, row_group_size=1_000_000)
+        os.replace(tmp, folder / f"part-{chunk}.parquet")
+        counts[name] = table.num_rows
+    return counts
+
+
+def build_features_duckdb(
+    data: Path, out: Path, memory_limit: str, threads: int, temp_dir: Path
+) -> dict[str, object]:
+    """Every feature as of the last data day, from Parquet to Parquet, under ``memory_limit``."""
+    import datetime as dt
+
+    from features.build import feature_query
+    from features.engine import connect_parquet, table_columns
+    from features.registry import resolve
+
+    started, cpu = time.perf_counter(), time.process_time()
+    con = connect_parquet(data, threads=threads, memory_limit=memory_limit)
+    con.execute("SET temp_directory = ?", [str(temp_dir)])
+    con.execute("SET preserve_insertion_order = false")
+    lines, last = con.execute("SELECT count(*), max(ordered_at) FROM transactions").fetchall()[0]
+    cutoff = last.date() if isinstance(last, dt.datetime) else last
+    columns = table_columns(con)
+    definitions, notes = resolve(None, columns)
+    con.execute("CREATE OR REPLACE TEMP TABLE cutoffs (cutoff DATE)")
+    con.execute("INSERT INTO cutoffs VALUES (?)", [cutoff])
+    sql = feature_query(definitions, columns)
+    quoted = str(out).replace("'", "''")
+    con.execute(f"COPY ({sql}) TO '{quoted}' (FORMAT parquet)")
+    rows = con.execute(f"SELECT count(*) FROM read_parquet('{quoted}')").fetchall()[0][0]
+    return {
+        "engine": "duckdb",
+        "lines": int(lines),
+        "customers": int(rows),
+        "features": len(definitions),
+        "cutoff": str(cutoff),
+        "memory_limit": memory_limit,
+        "threads": threads,
+        "seconds": round(time.perf_counter() - started, 1),
+        "cpu_seconds": round(time.process_time() - cpu, 1),
+        "peak_rss_gib": round(peak_rss_gib(), 2),
+        "omitted": notes,
+    }
+
+
+def _child(args: list[str]) -> dict:
+    """Run this script's worker in a fresh process (its own peak RSS) and read its JSON line."""
+    result = subprocess.run(
+        [sys.executable, __file__, *args], check=True, capture_output=True, text=True
+    )
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def copy_chunk(data: Path, source: int, chunk: int) -> int:
+    """Write chunk ``chunk`` as a copy of chunk ``source`` with its own id prefix; return its lines.
+
+    The copy's customers and orders are new ids (``K<chunk>-...``) with the same
+    behaviour as the source's, so the feature build does the same work as for
+    freshly simulated customers, at a fraction of the simulator's cost.
+    """
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    lines = 0
+    for folder in sorted(p for p in data.iterdir() if p.is_dir() and p.name != "duckdb-spill"):
+        part = folder / f"part-{source}.parquet"
+        if not part.exists():
+            continue
+        table = pq.read_table(part)
+        for column in ID_COLUMNS:
+            if column in table.column_names:
+                i = table.column_names.index(column)
+                ids = pc.replace_substring_regex(table[column], f"^K{source}-", f"K{chunk}-")
+                table = table.set_column(i, column, ids)
+        tmp = folder / f".part-{chunk}.tmp"
+        pq.write_table(table, tmp, row_group_size=1_000_000)
+        os.replace(tmp, folder / f"part-{chunk}.parquet")
+        if folder.name == "transactions":
+            lines = table.num_rows
+    return lines
+
+
+def generate(data: Path, chunks: int, customers: int, seeds: int | None = None) -> int:
+    """Generate the chunks not already on disk; return the number of order lines.
+
+    The first ``seeds`` chunks are simulated (one seed each); later ones copy
+    them with new ids (see :func:`copy_chunk`).
+    """
+    seeds = chunks if seeds is None else max(1, min(seeds, chunks))
+    lines = 0
+    for chunk in range(chunks):
+        if (data / "transactions" / f"part-{chunk}.parquet").exists():
+            import pyarrow.parquet as pq
+
+            lines += pq.ParquetFile(
+                data / "transactions" / f"part-{chunk}.parquet"
+            ).metadata.num_rows
+            continue
+        started = time.perf_counter()
+        if chunk >= seeds:
+            copied = copy_chunk(data, chunk % seeds, chunk)
+            lines += copied
+            print(
+                f"chunk {chunk}: {copied:,} lines copied from chunk {chunk % seeds} with new ids "
+                f"in {time.perf_counter() - started:.0f} s",
+                flush=True,
+            )
+            continue
+        info = _child(["_chunk", str(data), str(chunk), str(customers)])
+        lines += info["transactions"]
+        print(
+            f"chunk {chunk}: {info['transactions']:,} lines, {customers:,} customers "
+            f"in {time.perf_counter() - started:.0f} s (peak {info['peak_rss_gib']:.1f} GiB)",
+            flush=True,
+        )
+    return lines
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "_chunk":
+        data, chunk, customers = Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+        counts = generate_chunk(data, chunk, customers, seed=1000 + chunk)
+        print(json.dumps({**counts, "peak_rss_gib": peak_rss_gib()}))
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "_duckdb":
+        data, out, limit, threads, tmp = sys.argv[2:7]
+        print(
+            json.dumps(build_features_duckdb(Path(data), Path(out), limit, int(threads), Path(tmp)))
+        )
+        return
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=Path("/work/bench-data/winback-100m"))
+    parser.add_argument("--chunks", type=int, default=9)
+    parser.add_argument("--customers", type=int, default=1_000_000, help="customers per chunk")
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        default=None,
+        help="simulate only this many chunks and fill the rest with re-id'd copies "
+        "(the simulator takes minutes per 1M customers on a loaded machine)",
+    )
+    parser.add_argument("--memory-limit", default="4GB")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--keep", action="store_true", help="keep the generated data")
+    args = parser.parse_args()
+
+    print(
+        f"load before: {os.getloadavg()[0]:.1f} (1 min), disk free: "
+        f"{shutil.disk_usage(args.data.parent if args.data.parent.exists() else '/').free / 1e9:.0f} GB"
+    )
+    args.data.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    lines = generate(args.data, args.chunks, args.customers, args.seeds)
+    print(f"generated {lines:,} order lines in {time.perf_counter() - started:.0f} s", flush=True)
+    on_disk = sum(f.stat().st_size for f in args.data.rglob("*.parquet")) / 1e9
+    spill = args.data / "duckdb-spill"
+    spill.mkdir(exist_ok=True)
+    out = args.data / "features.parquet"
+    load = os.getloadavg()[0]
+    result = _child(
+        ["_duckdb", str(args.data), str(out), args.memory_limit, str(args.threads), str(spill)]
+    )
+    result["load_1min_before"] = round(load, 1)
+    result["load_1min_after"] = round(os.getloadavg()[0], 1)
+    result["parquet_gb"] = round(on_disk, 2)
+    print(json.dumps(result, indent=2))
+    print(
+        f"\nDuckDB, {result['lines']:,} lines -> {result['customers']:,} customers x "
+        f"{result['features']} features: {result['seconds']} s wall, {result['cpu_seconds']} s CPU "
+        f"(all threads), peak RSS {result['peak_rss_gib']} GiB under memory_limit={args.memory_limit}, "
+        f"{args.threads} threads; load {load:.1f} -> {result['load_1min_after']}"
+    )
+    if not args.keep:
+        shutil.rmtree(args.data)
+        print(f"deleted {args.data}")
+
+
+if __name__ == "__main__":
+    main()
