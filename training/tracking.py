@@ -168,8 +168,16 @@ def configure_tracking(config: TrackingConfig | None = None) -> str:
     artifact_root = config.resolved_artifact_root()
     if artifact_root.startswith("file://"):
         Path(_file_uri_to_path(artifact_root)).mkdir(parents=True, exist_ok=True)
+    # MLflow copies the URI into MLFLOW_TRACKING_URI (for subprocesses); left there,
+    # every later TrackingConfig in this process would take it for the user's
+    # choice and write to this store. Keep the environment as the user set it.
+    user_choice = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(config.resolved_registry_uri())
+    if user_choice is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = user_choice
     return uri
 
 

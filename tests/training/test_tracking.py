@@ -520,3 +520,18 @@ def test_string_hash_is_by_value_across_dtypes_and_slices(texts, start):
         by_value.setdefault(value, set()).add(int(h))
     assert all(len(hs) == 1 for hs in by_value.values())
     assert len({next(iter(hs)) for hs in by_value.values()}) == len(by_value)
+
+
+def test_configure_tracking_leaves_the_environment_as_the_user_set_it(tmp_path, monkeypatch):
+    """MLflow writes MLFLOW_TRACKING_URI itself; a later store must not inherit it."""
+    import os
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    first = configure_tracking(TrackingConfig(root=str(tmp_path / "a")))
+    assert "MLFLOW_TRACKING_URI" not in os.environ
+    second = TrackingConfig(root=str(tmp_path / "b")).resolved_tracking_uri()
+    assert first != second and second.endswith("/b/mlflow.db")
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///chosen.db")
+    configure_tracking(TrackingConfig(root=str(tmp_path / "c")))
+    assert os.environ["MLFLOW_TRACKING_URI"] == "sqlite:///chosen.db"
