@@ -507,11 +507,10 @@ def build_training_table_spark(
 
     The same checks (known target, observed horizons), columns and ``attrs``.
     """
-    from features.training_table import POPULATIONS, TARGETS, VALUE_COLUMNS, unobserved_cutoffs
+    from features.training_table import TARGETS, join_training_table, unobserved_cutoffs
 
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r}: choose one of {sorted(TARGETS)}")
-    label = TARGETS[target]
     dates = as_dates(cutoffs)
     if not dates:
         raise ValueError("no cutoffs given: pass at least one date (see monthly_cutoffs)")
@@ -525,26 +524,7 @@ def build_training_table_spark(
         )
     labels = build_labels(outline, dates, label_config, con=connection)
     features = build_feature_table_spark(connection, dates, feature_set=feature_set)
-    population = labels.loc[labels[label].notna(), [label, *VALUE_COLUMNS]]
-    missing = population.index.difference(features.index)
-    if len(missing):
-        raise ValueError(
-            f"{len(missing)} labelled (cutoff, customer_id) rows have no features, e.g. "
-            f"{missing[0]}: features and labels disagree on who is known at a cutoff"
-        )
-    table = features.loc[population.index].copy()
-    table[label] = population[label].astype("bool")
-    for name in VALUE_COLUMNS:
-        table[name] = population[name]
-    table.attrs = {
-        "target": target,
-        "label": label,
-        "population": POPULATIONS[target],
-        "horizon_days": label_config.horizon_days,
-        "feature_set": None if feature_set is None else feature_set.name,
-        "omitted_features": list(features.attrs.get("omitted_features", [])),
-    }
-    return table
+    return join_training_table(features, labels, target, label_config, feature_set)
 
 
 def feature_query_spark(connection: SparkConnection, feature_set: FeatureSet | None = None) -> str:

@@ -141,7 +141,6 @@ def build_training_table(
     """
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r}: choose one of {sorted(TARGETS)}")
-    label = TARGETS[target]
     dates = as_dates(cutoffs)
     if not dates:
         raise ValueError("no cutoffs given: pass at least one date (see monthly_cutoffs)")
@@ -155,7 +154,22 @@ def build_training_table(
     con = connect(tables) if con is None else con
     labels = build_labels(tables, dates, label_config, con=con)
     features = build_feature_table(tables, dates, feature_set=feature_set, con=con)
+    return join_training_table(features, labels, target, label_config, feature_set)
 
+
+def join_training_table(
+    features: pd.DataFrame,
+    labels: pd.DataFrame,
+    target: str,
+    label_config: LabelConfig,
+    feature_set: FeatureSet | None = None,
+) -> pd.DataFrame:
+    """Features of the target's labelled population joined with its label and future value.
+
+    The last step of :func:`build_training_table`, shared by every engine (DuckDB
+    here, Spark in ``features.spark_engine``).
+    """
+    label = TARGETS[target]
     population = labels.loc[labels[label].notna(), [label, *VALUE_COLUMNS]]
     missing = population.index.difference(features.index)
     if len(missing):
