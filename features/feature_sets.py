@@ -188,6 +188,34 @@ FEATURE_SETS: dict[str, FeatureSet] = {
 }
 
 
+#: The targets that have released feature sets.
+TARGETS = ("churn", "vip", "reactivation")
+
+
+def latest_feature_set(target: str) -> FeatureSet:
+    """The highest released version of ``target``'s feature set.
+
+    Training uses it as the default so a new version (``_V2``) is picked up
+    without touching the pipeline; a model records the exact set it used.
+
+    Parameters
+    ----------
+    target
+        ``"churn"``, ``"vip"`` or ``"reactivation"``.
+    """
+    if target not in TARGETS:
+        raise ValueError(f"unknown target {target!r}; expected one of {list(TARGETS)}")
+    prefix = f"{target}_features_v"
+    versions = {
+        int(name[len(prefix) :]): fs
+        for name, fs in FEATURE_SETS.items()
+        if name.startswith(prefix) and name[len(prefix) :].isdigit()
+    }
+    if not versions:
+        raise KeyError(f"no released feature set for target {target!r} (looked for {prefix}N)")
+    return versions[max(versions)]
+
+
 def get_feature_set(name: str) -> FeatureSet:
     """The released feature set called ``name``; ``KeyError`` listing the known ones."""
     try:

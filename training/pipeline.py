@@ -81,7 +81,7 @@ class TrainResult:
 
 
 def resolve_feature_set(config: TrainConfig) -> FeatureSet | None:
-    """The configured feature set, the target's default (``<TARGET>_FEATURES_V1``), or None.
+    """The configured feature set, else the target's newest released set.
 
     ``None`` means every registered feature (the training table decides).
     """
@@ -95,7 +95,7 @@ def resolve_feature_set(config: TrainConfig) -> FeatureSet | None:
                 "are available; remove the key to use every registered feature"
             )
         return get(config.feature_set)
-    return getattr(feature_sets, f"{config.target.upper()}_FEATURES_V1", None)
+    return feature_sets.latest_feature_set(config.target)
 
 
 def table_feature_set(table: pd.DataFrame, requested: FeatureSet | None, target: str) -> FeatureSet:
