@@ -481,18 +481,12 @@ def build_scoring_frame_spark(
     label_config: LabelConfig = LabelConfig(),
 ) -> pd.DataFrame:
     """``features.training_table.build_scoring_frame`` on Spark: features plus status columns."""
-    dates = as_dates(as_of)
-    if len(dates) != 1:
-        raise ValueError(f"as_of must be one date, got {as_of!r}")
+    from features.training_table import join_scoring_frame, one_date
+
+    dates = one_date(as_of)
     features = build_feature_table_spark(connection, dates, feature_set=feature_set)
     status = customer_status_spark(connection, dates, label_config)
-    frame = features.join(status, how="left").droplevel("cutoff")
-    frame.attrs = {
-        "as_of": str(dates[0]),
-        "feature_set": None if feature_set is None else feature_set.name,
-        "omitted_features": list(features.attrs.get("omitted_features", [])),
-    }
-    return frame
+    return join_scoring_frame(features, status, dates[0], feature_set)
 
 
 def build_training_table_spark(

@@ -210,15 +210,34 @@ def build_scoring_frame(
         ``features.labels.customer_status``), so serving can pick each model's
         population and show tiers with the same definitions training used.
     """
-    dates = as_dates(as_of)
-    if len(dates) != 1:
-        raise ValueError(f"as_of must be one date, got {as_of!r}")
+    dates = one_date(as_of)
     con = connect(tables) if con is None else con
     features = build_feature_table(tables, dates, feature_set=feature_set, con=con)
     status = customer_status(tables, dates, label_config, con=con)
+    return join_scoring_frame(features, status, dates[0], feature_set)
+
+
+def one_date(as_of: object) -> list[dt.date]:
+    """``as_of`` as a one-element list of dates; ``ValueError`` for anything else."""
+    dates = as_dates(as_of)
+    if len(dates) != 1:
+        raise ValueError(f"as_of must be one date, got {as_of!r}")
+    return dates
+
+
+def join_scoring_frame(
+    features: pd.DataFrame,
+    status: pd.DataFrame,
+    as_of: dt.date,
+    feature_set: FeatureSet | None = None,
+) -> pd.DataFrame:
+    """Features at one cutoff joined with each customer's status, indexed by ``customer_id``.
+
+    The last step of :func:`build_scoring_frame`, shared by every engine.
+    """
     frame = features.join(status, how="left").droplevel("cutoff")
     frame.attrs = {
-        "as_of": str(dates[0]),
+        "as_of": str(as_of),
         "feature_set": None if feature_set is None else feature_set.name,
         "omitted_features": list(features.attrs.get("omitted_features", [])),
     }
