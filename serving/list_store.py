@@ -17,6 +17,7 @@ experiment ``winback-lists`` (:func:`log_list`), when asked.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import functools
 import json
@@ -321,6 +322,69 @@ def rebuild_list(
     )
 
 
+# ---------------------------------------------------------------- settings
+
+#: Environment variable naming the config file the service's lists read.
+ENV_CONFIG = "WINBACK_CONFIG"
+#: The config file looked for in the service's home when ``WINBACK_CONFIG`` is unset.
+CONFIG_FILE = "winback.toml"
+
+
+def configured_list_config(settings: Any, train: Any) -> Any:
+    """The ``ListConfig`` of ``[lists]`` settings, with ``[train]``'s tiers and horizon.
+
+    Tiers are configured once, for the labels (``[train.label.tiers]``); lists
+    show the same tiers, and value customers over the models' horizon.
+    """
+    from training.config import label_config
+
+    return settings.list_config(tiers=label_config(train).tiers, horizon_days=train.horizon_days)
+
+
+def list_settings_from_file(path: Path | None) -> tuple[Any, Any]:
+    """``(ListSettings, ListConfig)`` from a ``winback.toml`` (defaults when ``path`` is None).
+
+    What the service reads on every list request, so an edited rule applies to
+    the next list without a restart. ``ValueError`` names the file and the key.
+    """
+    import tomllib
+
+    from pydantic import ValidationError
+
+    from serving.lists import ListSettings
+    from training.config import TrainConfig, train_config_from_dict
+
+    if path is None:
+        settings, train = ListSettings(), TrainConfig()
+        return settings, configured_list_config(settings, train)
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ValueError(f"cannot read the config file {path}: {exc}") from None
+    try:
+        settings = ListSettings.model_validate(data.get("lists", {}))
+    except ValidationError as exc:
+        where = "; ".join(
+            f"lists.{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors()
+        )
+        raise ValueError(f"invalid [lists] section in {path}: {where}") from None
+    train = train_config_from_dict(data.get("train", {}), source=str(path))
+    return settings, configured_list_config(settings, train)
+
+
+def service_config_file(home: Path, environ: Mapping[str, str] | None = None) -> Path | None:
+    """The service's config file: ``WINBACK_CONFIG``, else ``<home>/winback.toml`` if present."""
+    env = os.environ if environ is None else environ
+    if env.get(ENV_CONFIG):
+        path = Path(env[ENV_CONFIG])
+        if not path.is_file():
+            raise ValueError(f"{ENV_CONFIG}={path} does not exist; point it at a winback.toml")
+        return path
+    default = Path(home) / CONFIG_FILE
+    return default if default.is_file() else None
+
+
 # ------------------------------------------------------------------- HTTP
 
 #: Environment variable naming the uplift model the service's winback lists use.
@@ -339,11 +403,15 @@ class ListRequest(BaseModel):
     )
     top: int | None = Field(default=None, ge=0, description="Keep the best N customers.")
     budget: float | None = Field(default=None, ge=0, description="Money for contacts.")
-    contact_cost: float = Field(default=0.0, ge=0, description="Cost of one contact.")
+    contact_cost: float | None = Field(
+        default=None, ge=0, description="Cost of one contact (default: [lists] contact_cost)."
+    )
     profit_optimal: bool = Field(
         default=False, description="Contact while expected incremental margin exceeds the cost."
     )
-    control_share: float = Field(default=0.1, ge=0, lt=1, description="Random hold-out share.")
+    control_share: float | None = Field(
+        default=None, ge=0, lt=1, description="Random hold-out share (default: [lists])."
+    )
     format: Literal["json", "csv"] = Field(default="json", description="json or csv.")
     log_to_mlflow: bool = Field(default=True, description="Log the list to 'winback-lists'.")
 
@@ -383,17 +451,25 @@ async def list_endpoint(state: Any, request: ListRequest) -> Response:
     ``state`` is ``serving.service.ServingState``. Winback lists use the uplift
     model named by ``WINBACK_UPLIFT_MODEL`` (a file or ``runs:/<run_id>``) when set.
     """
-    from serving.lists import ListConfig, uplift_estimates
+    from serving.lists import uplift_estimates
     from serving.scoring import tracking_config
     from serving.targeting import TargetingConfig
 
     try:
+        settings, config = list_settings_from_file(service_config_file(state.config.home))
+    except ValueError as exc:
+        return JSONResponse({"error": str(exc)}, status_code=500)
+    try:
         targeting = TargetingConfig(
             top=request.top,
             budget=request.budget,
-            contact_cost=request.contact_cost,
+            contact_cost=(
+                settings.contact_cost if request.contact_cost is None else request.contact_cost
+            ),
             profit_optimal=request.profit_optimal,
         )
+        if request.control_share is not None:
+            config = dataclasses.replace(config, control_share=request.control_share)
     except ValueError as exc:
         return JSONResponse({"error": str(exc)}, status_code=400)
     lookup = state.lookup
@@ -413,7 +489,7 @@ async def list_endpoint(state: Any, request: ListRequest) -> Response:
             as_of=lookup.as_of,
             features=lookup.features,
             uplift=uplift,
-            config=ListConfig(control_share=request.control_share),
+            config=config,
             targeting=targeting,
             model_versions=versions,
             log_to_mlflow=request.log_to_mlflow,

@@ -28,9 +28,17 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from features.tiers import TierConfig, margin_to_next_tier, tier_thresholds
-from serving.actions import ActionConfig, suggest_actions
+from serving.actions import (
+    DEFAULT_RULES,
+    ActionConfig,
+    ActionRule,
+    Condition,
+    Operator,
+    suggest_actions,
+)
 from serving.control import assign_groups
 from serving.targeting import TargetingConfig, apply_targeting
 
@@ -164,6 +172,109 @@ class ListConfig:
         if "actions" in data:
             kwargs["actions"] = ActionConfig.from_dict(data["actions"])
         return cls(**kwargs)
+
+
+# ------------------------------------------------------------ [lists] settings
+
+#: ``[column, operator, value]`` as written in a rule's ``conditions``.
+ConditionTriple = tuple[str, Operator, float | str | tuple[str, ...]]
+
+
+class RuleSettings(BaseModel):
+    """One action rule as written in ``[[lists.rules]]``: conditions are ``[column, op, value]``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(min_length=1)
+    action: str = Field(min_length=1)
+    conditions: tuple[ConditionTriple, ...] = Field(min_length=1)
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _values_fit_operators(self) -> RuleSettings:
+        for column, op, value in self.conditions:
+            if (op == "in") != isinstance(value, tuple):
+                want = "a list of values" if op == "in" else "a single number or text"
+                raise ValueError(
+                    f"rule {self.name!r}: condition [{column!r}, {op!r}, {value!r}] needs {want}"
+                )
+        return self
+
+    def rule(self) -> ActionRule:
+        """The :class:`serving.actions.ActionRule` this entry describes."""
+        return ActionRule(
+            self.name,
+            self.action,
+            tuple(Condition(column, op, value) for column, op, value in self.conditions),
+            self.description,
+        )
+
+    @classmethod
+    def of(cls, rule: ActionRule) -> RuleSettings:
+        """The settings entry of an :class:`ActionRule` (what ``config show`` prints)."""
+        return cls(
+            name=rule.name,
+            action=rule.action,
+            conditions=tuple((c.column, c.op, c.value) for c in rule.conditions),
+            description=rule.description,
+        )
+
+
+class ListSettings(BaseModel):
+    """The ``[lists]`` section of ``winback.toml``: action rules and list defaults.
+
+    Tiers are not here: lists show the tiers training labels with
+    (``[train.label.tiers]``), so the two can never disagree. The defaults are
+    :data:`serving.actions.DEFAULT_RULES` and :class:`ListConfig`'s.
+
+    Attributes
+    ----------
+    control_share
+        Share of each list held out as a random control group (``--control-share``
+        and the API's ``control_share`` override it).
+    contact_cost
+        Cost of one contact, for ``--budget`` and ``--profit-optimal``
+        (``--contact-cost`` overrides it).
+    n_strata, near_vip_max_gap_share, assumed_effect_share
+        As in :class:`ListConfig`.
+    default_action
+        Suggested when no rule fires.
+    rules
+        Ordered action rules, first match wins; each ``name``, ``action``,
+        ``description`` and ``conditions = [[column, op, value], ...]`` with op one
+        of ``>= > <= < == != in`` (``in`` takes a list).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    control_share: float = Field(0.1, ge=0.0, lt=1.0)
+    contact_cost: float = Field(0.0, ge=0.0)
+    n_strata: int = Field(10, ge=1)
+    near_vip_max_gap_share: float = Field(0.25, gt=0.0, le=1.0)
+    assumed_effect_share: float = Field(0.1, ge=0.0, le=1.0)
+    default_action: str = Field("reminder", min_length=1)
+    rules: tuple[RuleSettings, ...] = tuple(RuleSettings.of(r) for r in DEFAULT_RULES)
+
+    @model_validator(mode="after")
+    def _rules_valid(self) -> ListSettings:
+        self.actions()  # unique names, 'default' reserved: ActionConfig says which
+        return self
+
+    def actions(self) -> ActionConfig:
+        """The ordered rules as a :class:`serving.actions.ActionConfig`."""
+        return ActionConfig(tuple(r.rule() for r in self.rules), self.default_action)
+
+    def list_config(self, *, tiers: TierConfig | None = None, horizon_days: int = 90) -> ListConfig:
+        """The :class:`ListConfig` of these settings with the configured tiers and horizon."""
+        return ListConfig(
+            horizon_days=horizon_days,
+            tiers=tiers or TierConfig(),
+            actions=self.actions(),
+            control_share=self.control_share,
+            n_strata=self.n_strata,
+            near_vip_max_gap_share=self.near_vip_max_gap_share,
+            assumed_effect_share=self.assumed_effect_share,
+        )
 
 
 # ------------------------------------------------------------------- inputs

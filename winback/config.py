@@ -1,7 +1,8 @@
 """One configuration file for every stage: ``winback.toml``.
 
 Each stage owns its typed, frozen settings (``features.simulate.SimulationConfig``,
-``training.config.TrainConfig``, ``serving.config.ServingConfig``); this module
+``training.config.TrainConfig``, ``serving.config.ServingConfig``,
+``serving.lists.ListSettings``); this module
 only assembles them from one TOML file with a section per stage, validates them
 and reports errors by key (``train.horizon_days: ...``). Every key has a
 working default, so no file is needed at all.
@@ -22,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from features.simulate import SimulationConfig
 from serving.config import ServingConfig
+from serving.lists import ListConfig, ListSettings
 from training.config import TrainConfig
 
 DEFAULT_CONFIG_FILE = "winback.toml"
@@ -69,7 +71,15 @@ class WinbackConfig(BaseModel):
     simulation: SimulationConfig = SimulationConfig()
     train: TrainConfig = TrainConfig()
     serving: ServingConfig = ServingConfig()
+    lists: ListSettings = ListSettings()
     demo: DemoSettings = DemoSettings()
+
+
+def list_config(config: WinbackConfig) -> ListConfig:
+    """The lists' settings: ``[lists]`` with the tiers and horizon of ``[train]`` (one place each)."""
+    from serving.list_store import configured_list_config
+
+    return configured_list_config(config.lists, config.train)
 
 
 def _describe(error: ValidationError, source: str) -> str:

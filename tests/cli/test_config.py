@@ -74,3 +74,63 @@ def test_config_show_rejects_bad_file(tmp_path, monkeypatch):
 def test_missing_config_file_is_an_error(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "nope.toml")
+
+
+def test_lists_section_defaults_are_the_action_defaults():
+    from serving.actions import DEFAULT_RULES, ActionConfig
+    from serving.lists import ListConfig
+    from winback.config import list_config
+
+    assert WinbackConfig().lists.actions() == ActionConfig(DEFAULT_RULES)
+    assert list_config(WinbackConfig()) == ListConfig()
+
+
+def test_lists_tiers_and_horizon_come_from_train():
+    config = config_from_dict(
+        {
+            "train": {
+                "horizon_days": 60,
+                "label": {"tiers": {"bands": [["A", 0.1], ["B", 0.4]], "rest": "C",
+                                    "vip_tiers": ["A"]}},
+            },
+            "lists": {"control_share": 0.3},
+        }
+    )  # fmt: skip
+    from winback.config import list_config
+
+    lists = list_config(config)
+    assert lists.horizon_days == 60
+    assert [name for name, _ in lists.tiers.bands] == ["A", "B"]
+    assert lists.control_share == 0.3
+
+
+@pytest.mark.parametrize(
+    ("rule", "key"),
+    [
+        ({"name": "x", "action": "y", "conditions": [["tier", "~", 1]]}, "lists.rules.0.conditions.0.1"),
+        ({"name": "x", "acton": "y", "conditions": [["tier", ">", 1]]}, "lists.rules.0.acton: unknown key"),
+        ({"name": "x", "action": "y", "conditions": [["tier", "in", "gold"]]}, "needs a list"),
+        ({"name": "default", "action": "y", "conditions": [["tier", ">", 1]]}, "reserved"),
+    ],
+)  # fmt: skip
+def test_broken_list_rules_name_the_key(rule, key):
+    with pytest.raises(ConfigError) as err:
+        config_from_dict({"lists": {"rules": [rule]}}, source="x.toml")
+    assert key in str(err.value)
+
+
+def test_config_show_prints_the_lists_section(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "winback.toml").write_text(
+        '[lists]\ncontact_cost = 1.5\n[[lists.rules]]\nname = "vip"\naction = "call"\n'
+        'conditions = [["tier", "in", ["gold"]]]\n'
+    )
+    result = runner.invoke(app, ["config", "show"])
+    assert result.exit_code == 0, result.output
+    shown = tomllib.loads(result.output)["lists"]
+    assert shown["contact_cost"] == 1.5
+    assert shown["rules"] == [
+        {"name": "vip", "action": "call", "conditions": [["tier", "in", ["gold"]]],
+         "description": ""}
+    ]  # fmt: skip
+    assert shown["control_share"] == 0.1

@@ -62,29 +62,48 @@ def run_list(
     as_of: str | None,
     top: int | None,
     budget: float | None,
-    contact_cost: float,
+    contact_cost: float | None,
     profit_optimal: bool,
-    control_share: float,
+    control_share: float | None,
     uplift_model: str | None,
     output_format: str,
     out: Path | None,
     log_to_mlflow: bool,
+    config_file: Path | None = None,
 ) -> None:
-    """Build, save and emit one list (what every ``winback lists`` command runs)."""
+    """Build, save and emit one list (what every ``winback lists`` command runs).
+
+    Rules, control share and contact cost come from ``[lists]`` of the config
+    file (``--config``, else ``./winback.toml``, else defaults), tiers and
+    horizon from ``[train]``; ``--control-share`` and ``--contact-cost`` override.
+    """
+    import dataclasses
 
     from serving.list_store import create_list_from_score_table
-    from serving.lists import ListConfig, list_csv, list_records
+    from serving.lists import list_csv, list_records
     from serving.targeting import TargetingConfig
+    from winback.config import ConfigError, list_config, load_config
 
     if output_format not in ("csv", "json", "parquet"):
         raise typer.BadParameter(f"--format {output_format!r}: use csv, json or parquet")
     if output_format == "parquet" and out is None:
         raise typer.BadParameter("--format parquet needs --out FILE")
     try:
+        effective = load_config(config_file)
+    except ConfigError as exc:
+        typer.secho(str(exc), fg="red", err=True)
+        raise typer.Exit(2) from None
+    settings = effective.lists
+    try:
         targeting = TargetingConfig(
-            top=top, budget=budget, contact_cost=contact_cost, profit_optimal=profit_optimal
+            top=top,
+            budget=budget,
+            contact_cost=settings.contact_cost if contact_cost is None else contact_cost,
+            profit_optimal=profit_optimal,
         )
-        config = ListConfig(control_share=control_share)
+        config = list_config(effective)
+        if control_share is not None:
+            config = dataclasses.replace(config, control_share=control_share)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     date = _score_version(score_dir, as_of)
@@ -129,14 +148,18 @@ def _command(kind: str, summary: str):
         budget: float | None = typer.Option(
             None, "--budget", help="Money for contacts (needs --contact-cost)."
         ),
-        contact_cost: float = typer.Option(0.0, "--contact-cost", help="Cost of one contact."),
+        contact_cost: float | None = typer.Option(
+            None, "--contact-cost", help="Cost of one contact (default: [lists] contact_cost)."
+        ),
         profit_optimal: bool = typer.Option(
             False,
             "--profit-optimal",
             help="Contact while expected incremental margin exceeds the contact cost.",
         ),
-        control_share: float = typer.Option(
-            0.1, "--control-share", help="Share held out as a random control group."
+        control_share: float | None = typer.Option(
+            None,
+            "--control-share",
+            help="Share held out as a random control group (default: [lists] control_share).",
         ),
         output_format: str = typer.Option("csv", "--format", help="csv, json or parquet."),
         out: Path | None = typer.Option(None, "--out", help="Write here instead of stdout."),
@@ -153,6 +176,9 @@ def _command(kind: str, summary: str):
         mlflow: bool = typer.Option(
             True, "--mlflow/--no-mlflow", help="Log the list as a run of 'winback-lists'."
         ),
+        config: Path | None = typer.Option(
+            None, "--config", "-c", help="Config file (default: ./winback.toml if present)."
+        ),
     ) -> None:
         run_list(
             kind,
@@ -168,6 +194,7 @@ def _command(kind: str, summary: str):
             output_format=output_format,
             out=out,
             log_to_mlflow=mlflow,
+            config_file=config,
         )
 
     command.__doc__ = summary
