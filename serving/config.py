@@ -29,6 +29,11 @@ ENV_API_KEYS = "WINBACK_API_KEYS"
 ENV_API_KEY_FILE = "WINBACK_API_KEY_FILE"
 ENV_MODEL_VERSIONS = "WINBACK_MODEL_VERSIONS"
 ENV_EXPLAIN_ON_REQUEST = "WINBACK_EXPLAIN_ON_REQUEST"
+ENV_MEASUREMENT_DATA = "WINBACK_MEASUREMENT_DATA"
+ENV_MEASUREMENT_MAPPING = "WINBACK_MEASUREMENT_MAPPING"
+#: ``measurement_data`` value meaning the built-in simulated shop (what ``winback measure``
+#: reads without ``--data``).
+SIMULATED_DATA = "simulated"
 
 #: Paths that answer without an API key (load balancers and orchestrators probe them).
 HEALTH_PATHS: frozenset[str] = frozenset({"/healthz", "/livez", "/readyz"})
@@ -67,6 +72,13 @@ class ServingConfig(BaseModel):
     max_queued_requests
         Posted-row requests allowed to wait; beyond it the service answers 503
         and clients retry.
+    measurement_data
+        The shop data ``POST /lists/measurement`` reads what listed customers did
+        after the list date from: what ``winback measure --data`` takes (a file,
+        folder or DuckDB; relative to ``home``), or ``"simulated"`` for the built-in
+        simulated shop. ``None``: the service cannot measure lists and says so.
+    measurement_mapping
+        Column mapping of ``measurement_data`` (``winback measure --mapping``).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -84,6 +96,8 @@ class ServingConfig(BaseModel):
     explain_on_request: bool = True
     max_batch_rows: int = Field(default=20_000, gt=0)
     max_queued_requests: int = Field(default=256, gt=0)
+    measurement_data: str | None = None
+    measurement_mapping: str | None = None
 
     @field_validator("model_versions")
     @classmethod
@@ -101,13 +115,22 @@ class ServingConfig(BaseModel):
         """The score directory, resolved against ``home``."""
         return self.score_dir if self.score_dir.is_absolute() else self.home / self.score_dir
 
+    @property
+    def measurement_path(self) -> Path | None:
+        """``measurement_data`` resolved against ``home`` (``None`` if unset or simulated)."""
+        if self.measurement_data is None or self.measurement_data == SIMULATED_DATA:
+            return None
+        path = Path(self.measurement_data)
+        return path if path.is_absolute() else self.home / path
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> ServingConfig:
         """The configuration of a served process, from ``WINBACK_*`` environment variables.
 
         ``WINBACK_HOME`` (working dir), ``WINBACK_SCORE_DIR``, ``WINBACK_API_KEY_FILE``,
-        ``WINBACK_MODEL_VERSIONS`` (``churn=3,vip=2``) and
-        ``WINBACK_EXPLAIN_ON_REQUEST`` (``0``/``1``); keys themselves are read by
+        ``WINBACK_MODEL_VERSIONS`` (``churn=3,vip=2``),
+        ``WINBACK_EXPLAIN_ON_REQUEST`` (``0``/``1``), ``WINBACK_MEASUREMENT_DATA`` and
+        ``WINBACK_MEASUREMENT_MAPPING``; keys themselves are read by
         :func:`serving.auth.load_api_keys`.
         """
         env = os.environ if environ is None else environ
@@ -126,6 +149,10 @@ class ServingConfig(BaseModel):
                 "true",
                 "yes",
             }
+        if env.get(ENV_MEASUREMENT_DATA):
+            values["measurement_data"] = env[ENV_MEASUREMENT_DATA]
+        if env.get(ENV_MEASUREMENT_MAPPING):
+            values["measurement_mapping"] = env[ENV_MEASUREMENT_MAPPING]
         values.update(overrides)
         return cls(**values)
 

@@ -146,6 +146,17 @@ class ModelInfo(BaseModel):
     feature_columns: list[str]
     trained_at: str | None
     metrics: dict[str, float]
+    run_id: str | None = Field(default=None, description="The MLflow run that trained it.")
+    test_metrics: dict[str, float] = Field(
+        default_factory=dict, description="The run's test metrics (names without 'test_')."
+    )
+    baselines: dict[str, dict[str, float]] = Field(
+        default_factory=dict,
+        description="Baseline -> metric -> value on the same test cutoff (the run's baseline_*).",
+    )
+    oracle: dict[str, float] | None = Field(
+        default=None, description="The simulator's true probabilities scored (simulated data)."
+    )
 
 
 class ScoreTableInfo(BaseModel):
@@ -175,3 +186,62 @@ class ErrorResponse(BaseModel):
     missing: list[str] | None = None
     unexpected: list[str] | None = None
     wrong_dtypes: dict[str, dict[str, str]] | None = None
+
+
+class MeasurementRequest(BaseModel):
+    """Measure a saved list: treated versus control after the list date (``POST /lists/measurement``)."""
+
+    model_config = ConfigDict(
+        **_REQUEST,
+        json_schema_extra={
+            "example": {"list_id": "winback-20251231T090000Z-3fa2c1", "as_of": "2026-03-31"}
+        },
+    )
+
+    list_id: str = Field(description="The id returned when the list was made.")
+    as_of: str | None = Field(
+        default=None,
+        description="Measure up to this date (YYYY-MM-DD, after the list date); default: the "
+        "last day of the measurement data.",
+    )
+    confidence: float = Field(default=0.95, gt=0.5, lt=1.0, description="Interval level.")
+
+
+class MetricComparison(BaseModel):
+    """One metric, treated versus control: values, difference, its interval and p-value."""
+
+    metric: str
+    kind: Literal["rate", "mean"]
+    treatment: float | None
+    control: float | None
+    difference: float | None
+    ci_low: float | None
+    ci_high: float | None
+    p_value: float | None
+    n_treatment: int
+    n_control: int
+
+
+class GroupValue(BaseModel):
+    """One group's value of one metric with its own interval (Wilson for rates, t for means)."""
+
+    group: str
+    metric: str
+    kind: Literal["rate", "mean"]
+    value: float | None
+    ci_low: float | None
+    ci_high: float | None
+    n: int
+
+
+class MeasurementResponse(BaseModel):
+    """A measured list: per metric the comparison and each group's value with its interval."""
+
+    list_id: str
+    kind: str
+    list_date: dt.date
+    as_of: dt.date
+    data_until: dt.date = Field(description="The last transaction day of the measurement data.")
+    confidence: float
+    metrics: list[MetricComparison]
+    groups: list[GroupValue]

@@ -30,7 +30,10 @@ from serving.config import HEALTH_PATHS, SCORE_COLUMNS, TARGETS, ServingConfig
 from serving.console import console_public_paths, mount_console
 from serving.drift import DriftRequest, drift_endpoint
 from serving.list_store import ListRequest, SavedListRequest, list_endpoint, saved_list_endpoint
+from serving.measurement_api import measurement_endpoint
+from serving.model_baselines import served_comparisons
 from serving.schemas import (
+    MeasurementRequest,
     ModelInfo,
     ModelsResponse,
     ScoreRowsRequest,
@@ -162,7 +165,8 @@ async def score_posted_rows(
 
 
 def describe_models(state: ServingState) -> ModelsResponse:
-    """The served models (versions, feature sets, test metrics) and the score table."""
+    """The served models (versions, feature sets, test metrics vs baselines) and the score table."""
+    comparisons = served_comparisons(state.config, state.models)
     models = [
         ModelInfo(
             target=m.target,
@@ -172,6 +176,7 @@ def describe_models(state: ServingState) -> ModelsResponse:
             feature_columns=m.feature_set.names,
             trained_at=m.trained_at,
             metrics=dict(m.metrics),
+            **comparisons[m.target].to_fields(),
         )
         for m in (state.models[t] for t in state.models.targets)
     ]
@@ -224,7 +229,7 @@ class WinbackService:
 
     @bentoml.api(route="/models")
     def models(self) -> ModelsResponse:
-        """The served model versions per target, their feature sets, training time and test metrics."""
+        """The served model versions per target, their feature sets, training time, test metrics and baselines."""
         return describe_models(self.state)
 
     @bentoml.api(route="/lists", input_spec=ListRequest)
@@ -236,6 +241,11 @@ class WinbackService:
     def saved_list(self, **kwargs: Any) -> dict[str, Any]:
         """A saved list by id (JSON or CSV); 404 when the id is unknown."""
         return saved_list_endpoint(self.state, SavedListRequest.model_construct(**kwargs))
+
+    @bentoml.api(route="/lists/measurement", input_spec=MeasurementRequest)
+    async def measurement(self, **kwargs: Any) -> dict[str, Any]:
+        """Treated vs control of a saved list after its date (rates, revenue and margin per customer, with CIs); 404 unknown list, 400 bad date, 409 when the service has no measurement data."""
+        return await measurement_endpoint(self.state, MeasurementRequest(**kwargs))
 
     @bentoml.api(route="/drift", input_spec=DriftRequest)
     def drift(self, **kwargs: Any) -> dict[str, Any]:

@@ -1,0 +1,115 @@
+"""Each served model's test metrics next to its baselines', read from its MLflow run.
+
+``winback train`` logs, in the run of every model, its test metrics
+(``test_<metric>``), each baseline's metrics on the same test cutoff
+(``baseline_<name>_<metric>``) and, on simulated data, the oracle's
+(``oracle_<metric>``; see ``training.pipeline``). ``/models`` and the console's
+model panel show them side by side, so a person sees whether the champion beats
+the simple rules it must beat.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+logger = logging.getLogger("winback.serving.model_baselines")
+
+TEST_PREFIX = "test_"
+BASELINE_PREFIX = "baseline_"
+ORACLE_PREFIX = "oracle_"
+
+
+@dataclass(frozen=True)
+class RunComparison:
+    """A model's test metrics, its baselines' and the oracle's (``None`` for real data)."""
+
+    run_id: str | None = None
+    test_metrics: Mapping[str, float] = field(default_factory=dict)
+    baselines: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    oracle: Mapping[str, float] | None = None
+
+    def to_fields(self) -> dict[str, Any]:
+        """The additive ``ModelInfo`` fields."""
+        return {
+            "run_id": self.run_id,
+            "test_metrics": dict(self.test_metrics),
+            "baselines": {name: dict(values) for name, values in self.baselines.items()},
+            "oracle": None if self.oracle is None else dict(self.oracle),
+        }
+
+
+def split_baseline_metric(key: str, metric_names: Iterable[str]) -> tuple[str, str] | None:
+    """``("rfm_recency", "roc_auc")`` from ``baseline_rfm_recency_roc_auc``.
+
+    Baseline and metric names both contain underscores, so the metric is the
+    longest known metric name the key ends with; ``None`` when none fits.
+    """
+    if not key.startswith(BASELINE_PREFIX):
+        return None
+    rest = key[len(BASELINE_PREFIX) :]
+    for metric in sorted(set(metric_names), key=len, reverse=True):
+        suffix = f"_{metric}"
+        if rest.endswith(suffix) and len(rest) > len(suffix):
+            return rest[: -len(suffix)], metric
+    return None
+
+
+def run_comparison(metrics: Mapping[str, float], run_id: str | None = None) -> RunComparison:
+    """Split a training run's metrics into the model's test metrics, baselines and oracle.
+
+    The metric names known are those of the model's ``test_*`` metrics (the
+    baselines are scored with the same function), so a baseline metric the model
+    lacks is left out rather than misread.
+    """
+    test = {
+        k[len(TEST_PREFIX) :]: float(v) for k, v in metrics.items() if k.startswith(TEST_PREFIX)
+    }
+    baselines: dict[str, dict[str, float]] = {}
+    for key, value in metrics.items():
+        parts = split_baseline_metric(key, test)
+        if parts is not None:
+            name, metric = parts
+            baselines.setdefault(name, {})[metric] = float(value)
+    oracle = {
+        k[len(ORACLE_PREFIX) :]: float(v)
+        for k, v in metrics.items()
+        if k.startswith(ORACLE_PREFIX) and k[len(ORACLE_PREFIX) :] in test
+    }
+    return RunComparison(
+        run_id=run_id,
+        test_metrics=test,
+        baselines=dict(sorted(baselines.items())),
+        oracle=oracle or None,
+    )
+
+
+def served_comparisons(config: Any, models: Any) -> dict[str, RunComparison]:
+    """The :class:`RunComparison` of each served model, by target, from the registry's runs.
+
+    ``config`` is the ``ServingConfig`` (its MLflow store), ``models`` the
+    ``ServedModels``. A model whose run cannot be read gets an empty comparison
+    (logged): the model panel must never take the service down.
+    """
+    from mlflow.tracking import MlflowClient
+
+    from serving.scoring import tracking_config
+
+    track = tracking_config(config)
+    client = MlflowClient(
+        tracking_uri=track.resolved_tracking_uri(), registry_uri=track.resolved_registry_uri()
+    )
+    out: dict[str, RunComparison] = {}
+    for target in models.targets:
+        served = models[target]
+        try:
+            run_id = client.get_model_version(served.name, served.version).run_id
+            metrics = client.get_run(run_id).data.metrics if run_id else {}
+        except Exception as exc:  # MLflow raises its own exception types
+            logger.warning("cannot read the run of %s v%s: %s", served.name, served.version, exc)
+            out[target] = RunComparison()
+            continue
+        out[target] = run_comparison(metrics, run_id)
+    return out
