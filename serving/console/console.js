@@ -36,7 +36,28 @@
     "near-vip": "Near-VIP list",
   };
 
+  /** Names of the measured metrics (POST /lists/measurement). */
+  const METRIC_LABELS = {
+    reactivation_rate: "Reactivation rate",
+    retention_rate: "Retention rate",
+    purchase_rate: "Purchase rate",
+    revenue_per_customer: "Revenue per customer",
+    margin_per_customer: "Margin per customer",
+  };
+  /** Metrics in the model panel's baseline table, in this order, when the runs have them. */
+  const BASELINE_METRICS = [
+    "roc_auc",
+    "pr_auc",
+    "lift_at_10",
+    "capture_at_10",
+    "brier",
+    "log_loss",
+    "expected_maximum_profit",
+  ];
+  const LOWER_IS_BETTER = new Set(["brier", "log_loss", "ece"]);
+
   const state = {
+    measurement: null, // the last POST /lists/measurement answer for the shown list
     list: null, // {manifest, rows}
     sortKey: "rank",
     sortDir: 1,
@@ -196,6 +217,8 @@
 
   function setList(body) {
     state.list = { manifest: body.manifest, rows: body.rows };
+    state.measurement = null;
+    $("measure-panel").hidden = true;
     state.sortKey = "rank";
     state.sortDir = 1;
     state.page = 0;
@@ -486,6 +509,133 @@
     drawScores(rows, kind);
   }
 
+  // ------------------------------------------------------------------ measurement
+
+  function formatMeasured(kind, value) {
+    if (value === null || value === undefined) return "–";
+    return kind === "rate" ? `${(100 * value).toFixed(1)}%` : Number(value).toFixed(2);
+  }
+
+  function formatDifference(kind, value) {
+    if (value === null || value === undefined) return "–";
+    const sign = value > 0 ? "+" : "";
+    return kind === "rate" ? `${sign}${(100 * value).toFixed(1)} pp` : `${sign}${value.toFixed(2)}`;
+  }
+
+  async function measureList(event) {
+    event.preventDefault();
+    if (!state.list) return;
+    const body = { list_id: state.list.manifest.list_id };
+    const asOf = $("measure-as-of").value;
+    if (asOf) body.as_of = asOf;
+    const button = $("measure");
+    button.disabled = true;
+    showMessage("Measuring the list against the service's transactions…", "info");
+    await guarded(async () => {
+      const response = await api("/lists/measurement", body);
+      setMeasurement(await response.json());
+      clearMessage();
+    });
+    button.disabled = false;
+  }
+
+  function setMeasurement(body) {
+    state.measurement = body;
+    const level = Math.round(100 * body.confidence);
+    const first = body.metrics[0] || {};
+    $("measure-title").textContent = `Treated vs control · ${body.list_id}`;
+    $("measure-summary").textContent =
+      `${first.n_treatment ?? "–"} treated and ${first.n_control ?? "–"} control customers: ` +
+      `what they did after the list date ${body.list_date} up to ${body.as_of} ` +
+      `(data until ${body.data_until}). Whiskers and intervals: ${level}% confidence.`;
+    drawMeasurement(body);
+    const tbody = $("measure-body");
+    tbody.replaceChildren();
+    for (const m of body.metrics) {
+      const tr = document.createElement("tr");
+      tr.dataset.metric = m.metric;
+      const interval =
+        m.ci_low === null || m.ci_high === null
+          ? "–"
+          : `${formatDifference(m.kind, m.ci_low)} to ${formatDifference(m.kind, m.ci_high)}`;
+      const cells = [
+        METRIC_LABELS[m.metric] || m.metric,
+        formatMeasured(m.kind, m.treatment),
+        formatMeasured(m.kind, m.control),
+        formatDifference(m.kind, m.difference),
+        interval,
+        m.p_value === null ? "–" : Number(m.p_value).toFixed(3),
+        `${m.n_treatment} / ${m.n_control}`,
+      ];
+      cells.forEach((text, i) => {
+        const td = document.createElement("td");
+        td.textContent = text;
+        if (i > 0) td.classList.add("num");
+        tr.appendChild(td);
+      });
+      tbody.appendChild(tr);
+    }
+    $("measure-panel").hidden = false;
+  }
+
+  /** Treated and control bars per metric, each with its own scale and CI whiskers. */
+  function drawMeasurement(body) {
+    const metrics = body.metrics.map((m) => m.metric);
+    const W = 560, H = 250, T = 34, B = 40, gap = 18;
+    const n = Math.max(1, metrics.length);
+    const width = (W - gap * (n - 1)) / n;
+    const svg = newSvg(W, H, "treated vs control with confidence intervals");
+    metrics.forEach((metric, k) => {
+      const left = k * (width + gap);
+      const groups = ["treatment", "control"].map(
+        (g) => body.groups.find((row) => row.group === g && row.metric === metric) || null
+      );
+      const numbers = groups.flatMap((g) => (g ? [g.value, g.ci_low, g.ci_high] : []))
+        .filter((v) => v !== null && Number.isFinite(v));
+      let lo = Math.min(0, ...numbers);
+      let hi = Math.max(0, ...numbers);
+      if (hi - lo < 1e-12) hi = lo + 1;
+      const y = (v) => H - B - ((v - lo) / (hi - lo)) * (H - T - B);
+      const kind = (body.metrics.find((m) => m.metric === metric) || {}).kind;
+      svg.appendChild(
+        svgEl("text", { x: left + width / 2, y: 12, "text-anchor": "middle", class: "title" },
+          METRIC_LABELS[metric] || metric)
+      );
+      svg.appendChild(svgEl("line", { x1: left, x2: left + width, y1: y(0), y2: y(0), class: "zero" }));
+      groups.forEach((g, i) => {
+        const name = i === 0 ? "treatment" : "control";
+        const slot = width / 2;
+        const x0 = left + i * slot + slot * 0.2;
+        const w = slot * 0.6;
+        svg.appendChild(
+          svgEl("text", { x: x0 + w / 2, y: H - B + 14, "text-anchor": "middle" }, name)
+        );
+        if (!g || g.value === null) return;
+        const top = Math.min(y(g.value), y(0));
+        const rect = svgEl("rect", {
+          x: x0, y: top, width: w, height: Math.max(1, Math.abs(y(g.value) - y(0))),
+          class: i === 0 ? "bar" : "bar-control",
+          "data-group": name,
+          "data-metric": metric,
+        });
+        rect.appendChild(svgEl("title", {}, `${name}: ${formatMeasured(kind, g.value)}`));
+        svg.appendChild(rect);
+        if (g.ci_low !== null && g.ci_high !== null) {
+          const cx = x0 + w / 2;
+          const attrs = { class: "whisker", "data-group": name, "data-metric": metric };
+          svg.appendChild(svgEl("line", { x1: cx, x2: cx, y1: y(g.ci_low), y2: y(g.ci_high), ...attrs }));
+          for (const v of [g.ci_low, g.ci_high]) {
+            svg.appendChild(svgEl("line", { x1: cx - 6, x2: cx + 6, y1: y(v), y2: y(v), class: "whisker" }));
+          }
+        }
+        svg.appendChild(
+          svgEl("text", { x: x0 + w / 2, y: H - B + 28, "text-anchor": "middle" }, formatMeasured(kind, g.value))
+        );
+      });
+    });
+    $("chart-measure").replaceChildren(svg);
+  }
+
   // ------------------------------------------------------------------ model status
 
   function formatMetrics(metrics) {
@@ -548,8 +698,72 @@
         tr.appendChild(flag);
         tbody.appendChild(tr);
       }
+      renderBaselines(body.models);
       clearMessage();
     });
+  }
+
+  /** One row per scorer (model, each baseline, oracle) and target, metrics as columns. */
+  function renderBaselines(models) {
+    const present = new Set(models.flatMap((m) => Object.keys(m.test_metrics || {})));
+    const columns = BASELINE_METRICS.filter((c) => present.has(c));
+    const head = $("baselines-head");
+    head.replaceChildren();
+    for (const label of ["Target", "Scorer", ...columns.map((c) => c.replaceAll("_", " "))]) {
+      const th = document.createElement("th");
+      th.textContent = label;
+      head.appendChild(th);
+    }
+    const tbody = $("baselines-body");
+    tbody.replaceChildren();
+    if (!columns.length) {
+      const tr = document.createElement("tr");
+      const td = document.createElement("td");
+      td.colSpan = 2;
+      td.textContent = "The models' MLflow runs hold no test metrics or baselines.";
+      tr.appendChild(td);
+      tbody.appendChild(tr);
+      return;
+    }
+    for (const model of models) {
+      const scorers = [[`model v${model.version}`, "model", model.test_metrics || {}]];
+      for (const [name, values] of Object.entries(model.baselines || {})) {
+        scorers.push([`baseline: ${name}`, "baseline", values]);
+      }
+      if (model.oracle) scorers.push(["oracle (true probabilities)", "oracle", model.oracle]);
+      const best = {};
+      for (const column of columns) {
+        const values = scorers
+          .filter(([, role]) => role !== "oracle")
+          .map(([, , v]) => v[column])
+          .filter((v) => v !== undefined && v !== null);
+        if (values.length) {
+          best[column] = LOWER_IS_BETTER.has(column) ? Math.min(...values) : Math.max(...values);
+        }
+      }
+      scorers.forEach(([label, role, values], i) => {
+        const tr = document.createElement("tr");
+        tr.dataset.target = model.target;
+        tr.dataset.scorer = role === "baseline" ? label.slice("baseline: ".length) : role;
+        tr.className = `scorer-${role}${i === 0 ? " target-first" : ""}`;
+        const cells = [i === 0 ? model.target : "", label];
+        for (const text of cells) {
+          const td = document.createElement("td");
+          td.textContent = text;
+          tr.appendChild(td);
+        }
+        for (const column of columns) {
+          const td = document.createElement("td");
+          const v = values[column];
+          td.dataset.column = column;
+          td.className = "num";
+          td.textContent = v === undefined || v === null ? "–" : Number(v).toFixed(3);
+          if (role !== "oracle" && v !== undefined && v === best[column]) td.classList.add("best");
+          tr.appendChild(td);
+        }
+        tbody.appendChild(tr);
+      });
+    }
   }
 
   // ------------------------------------------------------------------ wiring
@@ -581,6 +795,7 @@
     $("list-form").addEventListener("submit", pullList);
     $("saved-form").addEventListener("submit", openSaved);
     $("download").addEventListener("click", downloadCsv);
+    $("measure-form").addEventListener("submit", measureList);
     $("refresh-status").addEventListener("click", loadStatus);
     for (const id of ["filter-tier", "filter-action", "filter-group"]) {
       $(id).addEventListener("change", () => {
@@ -609,6 +824,8 @@
   // Read-only view for people debugging in the browser's console (and the browser test).
   window.winbackConsole = {
     currentList: () => (state.list ? JSON.parse(JSON.stringify(state.list)) : null),
+    currentMeasurement: () =>
+      state.measurement ? JSON.parse(JSON.stringify(state.measurement)) : null,
   };
 
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);

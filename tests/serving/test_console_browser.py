@@ -8,16 +8,22 @@ goes to ``test-artifacts/console.png`` (gitignored).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import httpx
+import numpy as np
+import pandas as pd
 import pytest
 
 from tests.serving import test_serve_smoke
-from tests.serving.test_service_http import API_KEY
+from tests.serving.test_measurement_api import log_baselines
+from tests.serving.test_service_http import API_KEY, AS_OF, shared_serving_home
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -32,11 +38,87 @@ CHROMIUM_ARGS = [
 ]
 INSTALL_TIMEOUT_S = 900
 STEP_TIMEOUT_MS = 60_000  # one page action; generous for a loaded 2-core machine
-SCREENSHOT = Path(__file__).resolve().parents[2] / "test-artifacts" / "console.png"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+SCREENSHOT = ARTIFACTS / "console.png"
+MEASURE_SCREENSHOT = ARTIFACTS / "console_measurement.png"
+PATH_TIMING = ARTIFACTS / "console_path.json"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
+DATA_UNTIL = "2024-06-30"
 
-# a real `bentoml serve` of the shared serving home, on a free loopback port
-server = test_serve_smoke.server
+
+def measurement_transactions(home: Path) -> pd.DataFrame:
+    """Orders of the score table's customers before and after its date (the campaign window)."""
+    ids = pd.read_parquet(home / "winback_output" / "scores" / f"scores_{AS_OF}.parquet")[
+        "customer_id"
+    ].astype(str)
+    rng = np.random.default_rng(11)
+    rows = []
+    for i, customer in enumerate(ids):
+        rows.append((customer, f"b{i}", "2024-01-15 10:00:00", 50.0))
+        if rng.uniform() < 0.35:
+            day = 1 + int(rng.integers(0, 90))
+            when = pd.Timestamp(AS_OF) + pd.Timedelta(days=day, hours=10)
+            rows.append((customer, f"a{i}", str(when), float(rng.gamma(2.0, 30.0))))
+    rows.append((ids.iloc[0], "last", f"{DATA_UNTIL} 12:00:00", 10.0))
+    frame = pd.DataFrame(rows, columns=["customer_id", "order_id", "ordered_at", "amount"])
+    frame["ordered_at"] = pd.to_datetime(frame["ordered_at"]).dt.tz_localize("UTC")
+    frame["margin_amount"] = frame["amount"] * 0.3
+    return frame
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """A real ``bentoml serve`` of the shared home, with baselines in the runs and
+    measurement data (``WINBACK_MEASUREMENT_DATA``), on a free loopback port."""
+    home = shared_serving_home(tmp_path_factory)
+    log_baselines(home)
+    data = tmp_path_factory.mktemp("measurement-data") / "transactions.parquet"
+    measurement_transactions(home).to_parquet(data, index=False)
+    port = test_serve_smoke.free_port()
+    env = {
+        **os.environ,
+        "BENTOML_DO_NOT_TRACK": "true",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "DO_NOT_TRACK": "true",
+        "WINBACK_HOME": str(home),
+        "WINBACK_API_KEYS": API_KEY,
+        "WINBACK_MEASUREMENT_DATA": str(data),
+    }
+    for key in ("MLFLOW_TRACKING_URI", "WINBACK_SCORE_DIR", "WINBACK_MEASUREMENT_MAPPING"):
+        env.pop(key, None)
+    log = (home / f"serve-console-{port}.log").open("w")
+    command = [test_serve_smoke._bentoml(), "serve", "serving.service:WinbackService"]
+    process = subprocess.Popen(
+        [*command, "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + test_serve_smoke.STARTUP_TIMEOUT_S
+    try:
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"bentoml serve exited with {process.returncode}: see {log.name}")
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"service not ready in time: see {log.name}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
+        log.close()
 
 
 def install_chromium() -> str | None:
@@ -122,6 +204,7 @@ def _check_rows(shown: list[dict[str, str]], records: list[dict]) -> None:
 def test_console_pulls_shows_and_downloads_a_winback_list(server, browser) -> None:
     context, page = _new_page(browser)
     try:
+        started = time.perf_counter()
         page.goto(f"{server}/console/")
         page.wait_for_selector("body[data-ready='true']")
         assert page.title().startswith("winback")
@@ -144,6 +227,16 @@ def test_console_pulls_shows_and_downloads_a_winback_list(server, browser) -> No
         page.click("#pull")
         page.wait_for_selector("#list-body tr")
         assert page.is_hidden("#message")
+        with page.expect_download() as first:
+            page.click("#download")
+        first_download = first.value
+        first_download.path()  # the file is complete
+        path_seconds = time.perf_counter() - started  # open page -> key -> pull -> download
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        PATH_TIMING.write_text(
+            json.dumps({"open_key_pull_download_seconds": round(path_seconds, 2)}) + "\n"
+        )
+        print(f"console path (open page, key, win-back list, download): {path_seconds:.1f} s")
 
         pulled = page.evaluate("() => window.winbackConsole.currentList()")
         list_id = pulled["manifest"]["list_id"]
@@ -194,6 +287,8 @@ def test_console_pulls_shows_and_downloads_a_winback_list(server, browser) -> No
             timeout=30,
         )
         assert Path(download.path()).read_bytes() == csv.content
+        assert Path(first_download.path()).read_bytes() == csv.content
+        assert first_download.suggested_filename == f"{list_id}.csv"
         assert csv.text.splitlines()[0].startswith("list_id,rank,customer_id,tier")
 
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
@@ -220,5 +315,84 @@ def test_console_says_clearly_when_the_key_is_missing_or_wrong(server, browser) 
         assert page.text_content("#key-state") == "no key"  # the wrong key is not kept
         assert page.locator("#models-body tr").count() == 0
         assert page.evaluate("() => sessionStorage.getItem('winback.apiKey')") is None
+    finally:
+        context.close()
+
+
+def test_console_measures_a_saved_list_and_shows_model_baselines(server, browser) -> None:
+    made = httpx.post(
+        f"{server}/lists",
+        json={"kind": "winback", "top": 120, "control_share": 0.3, "log_to_mlflow": False},
+        headers=AUTH,
+        timeout=60,
+    ).json()
+    list_id = made["manifest"]["list_id"]
+    api = httpx.post(
+        f"{server}/lists/measurement",
+        json={"list_id": list_id, "as_of": DATA_UNTIL},
+        headers=AUTH,
+        timeout=60,
+    ).json()
+    models = httpx.post(f"{server}/models", headers=AUTH, timeout=30).json()["models"]
+    context, page = _new_page(browser)
+    try:
+        page.goto(f"{server}/console/")
+        page.wait_for_selector("body[data-ready='true']")
+        page.fill("#api-key", API_KEY)
+        page.click("#key-save")
+
+        # the model panel: each champion next to its baselines and the oracle
+        page.wait_for_selector("#baselines-body tr[data-scorer='oracle']")
+        for model in models:
+            rows = page.eval_on_selector_all(
+                f"#baselines-body tr[data-target='{model['target']}']",
+                "rows => rows.map(r => [r.dataset.scorer, "
+                "r.querySelector(\"td[data-column='roc_auc']\").textContent])",
+            )
+            expected = [("model", model["test_metrics"]["roc_auc"])]
+            expected += [(name, v["roc_auc"]) for name, v in model["baselines"].items()]
+            expected += [("oracle", model["oracle"]["roc_auc"])]
+            assert rows == [[scorer, f"{value:.3f}"] for scorer, value in expected]
+            assert len(expected) == 4  # model, logistic, rfm_recency, oracle
+        assert "2024-03-31" in page.text_content("#score-table-info")  # the scoring date
+
+        # open the saved list and measure it
+        page.fill("#saved-id", list_id)
+        page.click("#open-saved")
+        page.wait_for_selector(f"#list-title:has-text('{list_id}')")
+        assert page.is_hidden("#measure-panel")
+        page.fill("#measure-as-of", DATA_UNTIL)
+        page.click("#measure")
+        page.wait_for_selector("#measure-panel:not([hidden])")
+        assert page.is_hidden("#message")
+        shown = page.evaluate("() => window.winbackConsole.currentMeasurement()")
+        assert shown == api  # exactly what the API answers
+        metrics = [m["metric"] for m in api["metrics"]]
+        assert metrics == ["reactivation_rate", "revenue_per_customer", "margin_per_customer"]
+        # treated and control bars with CI whiskers, one pair per metric
+        for group, css in (("treatment", "rect.bar"), ("control", "rect.bar-control")):
+            bars = page.locator(f"#chart-measure svg {css}[data-group='{group}']")
+            assert bars.count() == 3
+            assert page.locator(f"#chart-measure line.whisker[data-group='{group}']").count() == 3
+        table = page.eval_on_selector_all(
+            "#measure-body tr",
+            "rows => rows.map(r => [r.dataset.metric, ...[...r.cells].map(c => c.textContent)])",
+        )
+        assert [row[0] for row in table] == metrics
+        rate = api["metrics"][0]
+        assert table[0][2] == f"{100 * rate['treatment']:.1f}%"
+        assert table[0][3] == f"{100 * rate['control']:.1f}%"
+        assert table[0][7] == f"{rate['n_treatment']} / {rate['n_control']}"
+        revenue = api["metrics"][1]
+        assert table[1][2] == f"{revenue['treatment']:.2f}"
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(MEASURE_SCREENSHOT), full_page=True)
+        assert MEASURE_SCREENSHOT.stat().st_size > 10_000
+
+        # a date not after the list date is refused with the reason
+        page.fill("#measure-as-of", "2024-03-01")
+        page.click("#measure")
+        page.wait_for_selector("#message:has-text('must be after the list date')")
+        assert "400" in page.text_content("#message")
     finally:
         context.close()
