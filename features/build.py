@@ -35,6 +35,7 @@ _EVENT_TABLES = {
     "support_tickets": ("opened_at", ()),
     "referrals": ("referred_at", ()),
     "reviews": ("reviewed_at", ("rating",)),
+    "engagement_events": ("occurred_at", ("event_type",)),
 }
 
 

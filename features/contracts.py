@@ -27,7 +27,9 @@ order (columns within a step in schema order):
    :class:`ContractOptions`), ``zero_amount``, ``negative_discount_amount``,
    ``non_positive_quantity`` (a purchase line with quantity <= 0),
    ``rating_out_of_range`` (outside 1-5), ``invalid_group`` (not
-   treatment/control), ``self_referral``.
+   treatment/control), ``self_referral``, ``invalid_event_type`` (an
+   engagement event that is not one of ``features.schema.EVENT_TYPES``; case
+   is ignored).
 6. ``duplicate_row`` -- the same canonical values as an earlier accepted row;
    then key duplicates of an earlier accepted row: ``duplicate_customer_id``
    (customers), ``duplicate_ticket_id`` (support tickets),
@@ -47,7 +49,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.schema import GROUPS, SCHEMAS, Column, ShopTables, TableSchema
+from features.schema import EVENT_TYPES, GROUPS, SCHEMAS, Column, ShopTables, TableSchema
 
 #: Hidden input column with each row's 0-based row number in the original source.
 SOURCE_ROW_COLUMN = "__source_row__"
@@ -634,6 +636,7 @@ _VALUE_RULES = (
     "rating_out_of_range",
     "invalid_group",
     "self_referral",
+    "invalid_event_type",
 )
 
 
@@ -734,6 +737,18 @@ def _value_rules(
     elif table == "referrals" and "referred_customer_id" in values:
         same = (values["referred_customer_id"] == values["customer_id"]).fillna(False)
         reasons.flag(same.to_numpy(dtype=bool), "self_referral", "customer referred themself")
+    elif table == "engagement_events":
+        event_type = values["event_type"].str.lower()
+        values["event_type"] = event_type
+        reasons.flag(
+            ~event_type.isin(EVENT_TYPES).fillna(False).to_numpy(dtype=bool),
+            "invalid_event_type",
+            _describe(
+                "event_type=",
+                event_type,
+                f" is not one of {list(EVENT_TYPES)}; map the source's types to these",
+            ),
+        )
 
 
 def validate_shop(

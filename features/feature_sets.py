@@ -182,9 +182,37 @@ REACTIVATION_FEATURES_V1 = FeatureSet(
     _RECENCY_FREQUENCY + _MONETARY_MARGIN + _CATEGORIES + _RETURNS + _SUPPORT + _ADVOCACY + _STATIC,
 )
 
+_DIGITAL_ENGAGEMENT = (
+    ("days_since_last_engagement", _F),
+    ("engagement_count_30d", _F),
+    ("engagement_count_90d", _F),
+    ("engagement_count_365d", _F),
+    ("engagement_trend_30d", _F),
+    ("site_visit_count_90d", _F),
+    ("email_open_count_90d", _F),
+    ("email_click_count_90d", _F),
+    ("engagement_per_order_90d", _F),
+)
+
+#: V2 sets: V1 plus digital engagement (sessions, opens, clicks; omitted when the
+#: shop has no ``engagement_events`` table, and the model is fitted on the V1 subset).
+CHURN_FEATURES_V2 = FeatureSet("churn_features_v2", CHURN_FEATURES_V1.columns + _DIGITAL_ENGAGEMENT)
+VIP_FEATURES_V2 = FeatureSet("vip_features_v2", VIP_FEATURES_V1.columns + _DIGITAL_ENGAGEMENT)
+REACTIVATION_FEATURES_V2 = FeatureSet(
+    "reactivation_features_v2", REACTIVATION_FEATURES_V1.columns + _DIGITAL_ENGAGEMENT
+)
+
 #: Every released feature set by name.
 FEATURE_SETS: dict[str, FeatureSet] = {
-    fs.name: fs for fs in (CHURN_FEATURES_V1, VIP_FEATURES_V1, REACTIVATION_FEATURES_V1)
+    fs.name: fs
+    for fs in (
+        CHURN_FEATURES_V1,
+        VIP_FEATURES_V1,
+        REACTIVATION_FEATURES_V1,
+        CHURN_FEATURES_V2,
+        VIP_FEATURES_V2,
+        REACTIVATION_FEATURES_V2,
+    )
 }
 
 

@@ -28,6 +28,7 @@ RELATIONS: dict[str, str] = {
     "referrals": "referrals",
     "reviews": "reviews",
     "customers": "customers",
+    "engagement_events": "engagement_events",
     "derived": "transactions",
 }
 
@@ -96,6 +97,7 @@ class FeatureDefinition:
 def _collect() -> dict[str, FeatureDefinition]:
     from features.families import (
         categories,
+        digital_engagement,
         engagement_advocacy,
         monetary_margin,
         recency_frequency,
@@ -111,6 +113,7 @@ def _collect() -> dict[str, FeatureDefinition]:
         returns_support,
         engagement_advocacy,
         static_attributes,
+        digital_engagement,  # last: the V2 sets append it to V1 in this (registry) order
     ):
         for definition in module.FEATURES:
             if definition.name in out:

@@ -161,9 +161,39 @@ CAMPAIGN_CONTACTS = TableSchema(
     ),
 )
 
+#: The kinds of identified digital engagement an ``engagement_events`` row can record.
+EVENT_TYPES = ("site_visit", "app_session", "email_open", "email_click")
+
+ENGAGEMENT_EVENTS = TableSchema(
+    name="engagement_events",
+    time_column="occurred_at",
+    description=(
+        "Identified digital engagement: logged-in site visits and app sessions, e-mail"
+        " opens and clicks (disengagement precedes churn). Anonymous sessions are not in it."
+    ),
+    columns=(
+        Column("customer_id", "id", description="Who engaged (logged in or opened)."),
+        Column("occurred_at", "timestamp", description="When it happened (UTC)."),
+        Column(
+            "event_type",
+            "category",
+            description="'site_visit', 'app_session', 'email_open' or 'email_click'.",
+        ),
+        Column("channel", "category", required=False, description="Device or channel."),
+    ),
+)
+
 SCHEMAS: dict[str, TableSchema] = {
     s.name: s
-    for s in (TRANSACTIONS, CUSTOMERS, SUPPORT_TICKETS, REFERRALS, REVIEWS, CAMPAIGN_CONTACTS)
+    for s in (
+        TRANSACTIONS,
+        CUSTOMERS,
+        SUPPORT_TICKETS,
+        REFERRALS,
+        REVIEWS,
+        CAMPAIGN_CONTACTS,
+        ENGAGEMENT_EVENTS,
+    )
 }
 
 GROUPS = ("treatment", "control")
@@ -183,6 +213,7 @@ class ShopTables:
     referrals: pd.DataFrame | None = None
     reviews: pd.DataFrame | None = None
     campaign_contacts: pd.DataFrame | None = None
+    engagement_events: pd.DataFrame | None = None
     source: str = field(default="", compare=False)
 
     def present(self) -> dict[str, pd.DataFrame]:

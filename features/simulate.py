@@ -38,6 +38,28 @@ The generating process, in days since ``start`` (midnight UTC)
   (a treated customer can be revived for an order). ``treatment_rate`` depends
   on discount sensitivity, the offer and recency; unmovable customers have 0.
 
+* Digital engagement (``engagement_events``): identified site visits and app
+  sessions, e-mail opens and clicks. ``engagement_none_share`` = 25% of
+  customers never engage digitally (store-only, unsubscribed, never logged in:
+  zero events, so the signal is not universal). Everyone else has a
+  browse-to-buy ratio drawn from a gamma with mean ``engagement_per_order`` = 3
+  identified sessions or opens per order (shape ``engagement_per_order_shape``
+  = 2; most real sessions are anonymous and never reach the table). While
+  alive, events are a Poisson process with intensity ``ratio x`` the natural
+  purchase intensity, except that decline stages multiply it by
+  ``engagement_decline_stage_factors`` = (0.45, 0.2, 0.06), roughly the
+  purchase factors to the power 1.5: disengagement leads, a declining customer
+  stops browsing and opening faster than they stop buying. After dropout a
+  residual ``engagement_residual_share`` = 7% of the healthy rate (times the
+  season) goes on to the end of the period: newsletter opens and clicks by
+  people who no longer buy, so silence is not proof of death. A treated
+  win-back contact adds ``ratio x`` its burst rate for ``response_days``
+  (the customer comes back to look at the offer). Event types follow
+  ``engagement_type_shares`` (site visit, app session, e-mail open, e-mail
+  click: 34/18/42/6%, i.e. about one click per seven opens); residual events
+  are e-mail opens and clicks only. ``engagement = False`` leaves the table out.
+  Engagement never changes purchases, so the oracle below is unaffected.
+
 The oracle knows what the process knows at a cutoff: every customer's latent
 parameters and state (alive or not, decline stage) and the win-back bursts
 already started. It does not know future transitions or purchase times, so its
@@ -60,7 +82,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from features.schema import SCHEMAS, ShopTables
+from features.schema import EVENT_TYPES, SCHEMAS, ShopTables
 
 DAY_US = 86_400_000_000
 DAYS_PER_YEAR = 365.25
@@ -143,6 +165,14 @@ class SimulationConfig:
     discount_sensitive_treatment_factor: float = 2.2
     full_price_treatment_factor: float = 0.6
     treatment_recency_days: float = 300.0
+    # digital engagement (identified sessions, e-mail opens and clicks)
+    engagement: bool = True
+    engagement_none_share: float = 0.25
+    engagement_per_order: float = 3.0
+    engagement_per_order_shape: float = 2.0
+    engagement_decline_stage_factors: tuple[float, float, float] = (0.45, 0.2, 0.06)
+    engagement_residual_share: float = 0.07
+    engagement_type_shares: tuple[float, float, float, float] = (0.34, 0.18, 0.42, 0.06)
     # behaviour shift (off by default): from the start of ``shift_date`` every
     # customer's natural purchase rate is multiplied by ``shift_purchase_rate_factor``
     # and dropout hazards by ``shift_dropout_factor`` (discount-sensitive customers'
@@ -180,10 +210,31 @@ class SimulationConfig:
             "advocate_share",
             "favourite_category_share",
             "preferred_channel_share",
+            "engagement_none_share",
+            "engagement_residual_share",
         ):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 problems.append(f"{name} must be in [0, 1], got {value}")
+        if not (self.engagement_per_order > 0 and self.engagement_per_order_shape > 0):
+            problems.append("engagement_per_order and engagement_per_order_shape must be > 0")
+        if len(self.engagement_decline_stage_factors) != 3 or any(
+            not 0.0 <= e <= p
+            for e, p in zip(
+                self.engagement_decline_stage_factors, self.decline_stage_factors, strict=False
+            )
+        ):
+            problems.append(
+                "engagement_decline_stage_factors needs 3 values, each in [0, the matching"
+                f" decline_stage_factors {self.decline_stage_factors}] (disengagement leads),"
+                f" got {self.engagement_decline_stage_factors}"
+            )
+        shares = self.engagement_type_shares
+        if len(shares) != len(EVENT_TYPES) or min(shares) < 0 or sum(shares[2:]) <= 0:
+            problems.append(
+                f"engagement_type_shares needs {len(EVENT_TYPES)} non-negative shares"
+                f" ({', '.join(EVENT_TYPES)}) with some e-mail share, got {shares}"
+            )
         if self.vip_grower_share + self.decliner_share > 1:
             problems.append("vip_grower_share + decliner_share must be <= 1")
         if self.reactivation_days < self.response_days:
@@ -399,6 +450,86 @@ def _poisson_times(
     return owner, times
 
 
+def _engagement_ratio(config: SimulationConfig, rng: np.random.Generator, n: int) -> np.ndarray:
+    """Each customer's identified engagement events per order (0: never engages digitally)."""
+    engaged = rng.random(n) >= config.engagement_none_share
+    shape = config.engagement_per_order_shape
+    ratio = rng.gamma(shape, config.engagement_per_order / shape, n)
+    return np.where(engaged & config.engagement, ratio, 0.0)
+
+
+def _event_types(
+    rng: np.random.Generator, shares: tuple[float, ...] | np.ndarray, size: int
+) -> np.ndarray:
+    """Codes into ``EVENT_TYPES`` drawn with the given (unnormalised) shares."""
+    cdf = np.cumsum(shares) / np.sum(shares)
+    return np.minimum(np.searchsorted(cdf, rng.random(size), side="right"), len(cdf) - 1)
+
+
+def _engagement_times(
+    config: SimulationConfig,
+    rng: np.random.Generator,
+    lat: _Latent,
+    ratio: np.ndarray,
+    season: np.ndarray,
+    peak: float,
+    contacts: dict[str, np.ndarray],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Owner, time (days since start) and type code of every engagement event, unsorted.
+
+    Three thinned Poisson processes (see the module docstring): alive
+    engagement at ``ratio x`` the purchase intensity with the steeper
+    engagement decline factors; a residual after dropout; and a treated
+    win-back contact's burst.
+    """
+    n, period_end = len(ratio), float(config.days)
+    last_day = config.days - 1
+    # alive: the purchase intensity's factors, engagement's own stage factors
+    alive_end = np.minimum(lat.dropout, period_end)
+    owner, times = _poisson_times(
+        rng, lat.acquired, alive_end, ratio * lat.purchase_rate * peak * lat.rate_growth
+    )
+    day = np.minimum(times.astype(np.int64), last_day)
+    stage_factors = np.array((1.0, *config.engagement_decline_stage_factors))
+    intensity = (
+        season[day]
+        * _growth(lat, owner, day + 0.5, lat.rate_growth)
+        * stage_factors[_stage(lat, owner, times)]
+        * _purchase_shift(config, lat, times)
+    )
+    keep = rng.random(len(owner)) * peak * lat.rate_growth[owner] < intensity
+    alive_owner, alive_t = owner[keep], times[keep]
+    del owner, times, day, intensity, keep
+    # residual after dropout: newsletter opens and clicks by people who no longer buy
+    season_peak = float(season.max())
+    dead_from = np.where(np.isfinite(lat.dropout), lat.dropout, period_end)
+    rate = ratio * lat.purchase_rate * config.engagement_residual_share * season_peak
+    owner, times = _poisson_times(rng, dead_from, np.full(n, period_end), rate)
+    day = np.minimum(times.astype(np.int64), last_day)
+    keep = rng.random(len(owner)) * season_peak < season[day]
+    dead_owner, dead_t = owner[keep], times[keep]
+    # win-back bursts: a treated customer comes back to look at the offer
+    treated = contacts["treated"]
+    who = contacts["customer"][treated]
+    t0 = contacts["contacted_at"][treated]
+    window = np.minimum(t0 + config.response_days, period_end)
+    burst_rate = contacts["treatment_rate"][treated] / config.response_days * ratio[who]
+    b_index, burst_t = _poisson_times(rng, t0, window, burst_rate)
+    burst_owner = who[b_index]
+    shares = np.asarray(config.engagement_type_shares, dtype=float)
+    email_only = np.where(np.arange(len(shares)) >= EVENT_TYPES.index("email_open"), shares, 0.0)
+    types = np.concatenate(
+        (
+            _event_types(rng, shares, len(alive_owner)),
+            _event_types(rng, email_only, len(dead_owner)),
+            _event_types(rng, shares, len(burst_owner)),
+        )
+    )
+    owner = np.concatenate((alive_owner, dead_owner, burst_owner))
+    times = np.concatenate((alive_t, dead_t, burst_t))
+    return owner, times, types
+
+
 # --------------------------------------------------------------------------- oracle core
 
 
@@ -504,8 +635,10 @@ def simulate_shop(config: SimulationConfig = SimulationConfig()) -> SimulatedSho
     SimulatedShop
         Same config (seed included) -> identical frames.
     """
-    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(config.seed).spawn(8)]
-    rng_cust, rng_orders, rng_camp, rng_lines, rng_ret, rng_tick, rng_rev, rng_ref = streams
+    # A ninth stream for engagement: the first eight (and every other table) stay as they were.
+    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(config.seed).spawn(9)]
+    rng_cust, rng_orders, rng_camp, rng_lines, rng_ret, rng_tick, rng_rev, rng_ref = streams[:8]
+    rng_eng = streams[8]
     n, period_end = config.customers, float(config.days)
     season = _season_by_day(config, config.days)
 
@@ -921,6 +1054,29 @@ def simulate_shop(config: SimulationConfig = SimulationConfig()) -> SimulatedSho
         cp["treated"], contact_truth["outcome_treatment"], contact_truth["outcome_control"]
     )
 
+    # ---- digital engagement: sessions, opens and clicks
+    engagement_ratio = _engagement_ratio(config, rng_eng, n)
+    engagement_events = None
+    if config.engagement:
+        contacts = {
+            "customer": cp["customer"],
+            "contacted_at": cp["contacted_at"],
+            "treated": cp["treated"],
+            "treatment_rate": cp.get("treatment_rate", np.zeros(0)),
+        }
+        e_owner, e_t, e_type = _engagement_times(
+            config, rng_eng, lat, engagement_ratio, season, peak, contacts
+        )
+        e_sort = np.argsort(e_t, kind="stable")
+        engagement_events = pd.DataFrame(
+            {
+                "customer_id": _take(customer_ids, e_owner[e_sort]),
+                "occurred_at": _timestamps(config, e_t[e_sort]),
+                "event_type": _take(pa.array(EVENT_TYPES), e_type[e_sort]),
+            }
+        )
+        del e_owner, e_t, e_type, e_sort
+
     # ---- per-customer truth
     truth = pd.DataFrame(
         {
@@ -950,6 +1106,7 @@ def simulate_shop(config: SimulationConfig = SimulationConfig()) -> SimulatedSho
             "rating_mean": rating_mean,
             "favourite_category": _take(pa.array(config.categories), favourite_category),
             "preferred_channel": _take(pa.array(CHANNELS), preferred_channel),
+            "engagement_per_order": engagement_ratio,
         }
     )
     truth = truth.set_index("customer_id")
@@ -962,6 +1119,7 @@ def simulate_shop(config: SimulationConfig = SimulationConfig()) -> SimulatedSho
         referrals=referrals,
         reviews=reviews,
         campaign_contacts=campaign_contacts,
+        engagement_events=engagement_events,
         source=f"simulated(seed={config.seed}, customers={n})",
     )
     return SimulatedShop(tables=tables, truth=truth, contact_truth=contact_truth, config=config)

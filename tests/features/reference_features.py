@@ -14,7 +14,7 @@ from datetime import date, timedelta
 import numpy as np
 import pandas as pd
 
-from features.schema import SCHEMAS, ShopTables
+from features.schema import EVENT_TYPES, SCHEMAS, ShopTables
 
 UTC = "UTC"
 
@@ -101,7 +101,30 @@ def random_shop(
         support_tickets=canonical("support_tickets", tickets),
         referrals=canonical("referrals", referrals),
         reviews=canonical("reviews", reviews),
+        engagement_events=canonical(
+            "engagement_events", random_engagement(customers, seed, start, days)
+        ),
     )
+
+
+def random_engagement(customers: int, seed: int, start: date, days: int) -> list[dict]:
+    """Engagement events for ``random_shop``: a third of customers have none, others 0-12.
+
+    Its own random stream, so the other tables stay what they were before it existed.
+    """
+    rng = np.random.default_rng([seed, 1])
+    t0 = pd.Timestamp(start, tz=UTC)
+    rows = []
+    for c in range(customers):
+        if rng.random() < 1 / 3:
+            continue
+        for _ in range(rng.integers(0, 13)):
+            at = t0 + pd.Timedelta(
+                days=int(rng.integers(0, days)), seconds=int(rng.integers(0, 86400))
+            )
+            kind = EVENT_TYPES[int(rng.integers(0, len(EVENT_TYPES)))]
+            rows.append({"customer_id": f"c{c:05d}", "occurred_at": at, "event_type": kind})
+    return rows
 
 
 def _ages(times: pd.Series, cutoff: date) -> np.ndarray:
@@ -153,6 +176,7 @@ def reference_features(tables: ShopTables, cutoff: date) -> pd.DataFrame:
             ("support_tickets", "opened_at"),
             ("referrals", "referred_at"),
             ("reviews", "reviewed_at"),
+            ("engagement_events", "occurred_at"),
         )
     }
     by_customer = {k: g for k, g in lines.groupby("customer_id")}
@@ -260,6 +284,24 @@ def reference_features(tables: ShopTables, cutoff: date) -> pd.DataFrame:
             row["review_count"] = 0 if r is None else len(r)
             row["review_rating_mean"] = math.nan if r is None else float(r["rating"].mean())
             row["days_since_last_review"] = math.nan if r is None else int(r["age_days"].min())
+        engagement = events_by["engagement_events"]
+        if engagement is not None:
+            e = engagement.get(customer)
+            e_ages = [] if e is None else list(e["age_days"])
+            e_types = [] if e is None else list(e["event_type"])
+            recent = {
+                w: [k for a, k in zip(e_ages, e_types, strict=True) if a < w] for w in (30, 90, 365)
+            }
+            row["days_since_last_engagement"] = min(e_ages) if e_ages else math.nan
+            for w in (30, 90, 365):
+                row[f"engagement_count_{w}d"] = len(recent[w])
+            row["engagement_trend_30d"] = _ratio(len(recent[30]) / 30, len(recent[365]) / 365)
+            row["site_visit_count_90d"] = sum(
+                k in ("site_visit", "app_session") for k in recent[90]
+            )
+            row["email_open_count_90d"] = sum(k == "email_open" for k in recent[90])
+            row["email_click_count_90d"] = sum(k == "email_click" for k in recent[90])
+            row["engagement_per_order_90d"] = _ratio(len(recent[90]), count[90])
         rows[customer] = row
 
     out = pd.DataFrame.from_dict(rows, orient="index").astype("float64")

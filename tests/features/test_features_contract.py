@@ -28,7 +28,19 @@ from features.schema import SCHEMAS, ShopTables
 from tests.features.reference_features import random_shop
 
 CUTOFF = date(2023, 6, 30)
-UNITS = ("days_", "_days", "_amount", "_share", "_rate", "_ratio", "_count", "_mean", "_trend_90d")
+UNITS = (
+    "days_",
+    "_days",
+    "_amount",
+    "_share",
+    "_rate",
+    "_ratio",
+    "_count",
+    "_mean",
+    "_trend_90d",
+    "_trend_30d",
+    "_per_order",
+)
 #: Registered features deliberately in no released feature set (none so far).
 EXCLUDED_FROM_SETS: frozenset[str] = frozenset()
 FAMILIES = {
@@ -37,6 +49,7 @@ FAMILIES = {
     "categories",
     "returns_support",
     "engagement_advocacy",
+    "digital_engagement",
     "static_attributes",
 }
 

@@ -63,7 +63,25 @@ def tiny_shop() -> ShopTables:
                 {"customer_id": "A", "reviewed_at": "2024-07-02T10:00:00Z", "rating": 2.0},
             ],
         ),
+        engagement_events=canonical(
+            "engagement_events",
+            [
+                engagement("A", "2024-06-30T23:59:59Z", "site_visit"),  # age 0
+                engagement("A", "2024-06-20T10:00:00Z", "email_open"),  # age 10
+                engagement("A", "2024-05-15T10:00:00Z", "email_click"),  # age 46
+                engagement("A", "2024-04-10T10:00:00Z", "app_session"),  # age 81
+                engagement("A", "2023-12-01T10:00:00Z", "email_open"),  # age 212
+                engagement("A", "2024-07-01T00:00:00Z", "site_visit"),  # after the cutoff
+                engagement("B", "2023-07-01T10:00:00Z", "email_open"),  # age 365: outside 365d
+                engagement("B", "2023-07-02T10:00:00Z", "email_open"),  # age 364
+                engagement("C", "2024-06-29T10:00:00Z", "site_visit"),  # C never bought
+            ],
+        ),
     )
+
+
+def engagement(customer: str, at: str, event_type: str) -> dict:
+    return {"customer_id": customer, "occurred_at": at, "event_type": event_type}
 
 
 NAN = math.nan
@@ -117,6 +135,15 @@ EXPECTED = {
     "review_count": (1, 0),
     "review_rating_mean": (4.0, NAN),
     "days_since_last_review": (60, NAN),
+    "days_since_last_engagement": (0, 364),
+    "engagement_count_30d": (2, 0),
+    "engagement_count_90d": (4, 0),
+    "engagement_count_365d": (5, 1),
+    "engagement_trend_30d": ((2 / 30) / (5 / 365), 0.0),
+    "site_visit_count_90d": (2, 0),
+    "email_open_count_90d": (1, 0),
+    "email_click_count_90d": (1, 0),
+    "engagement_per_order_90d": (4 / 2, NAN),
 }
 
 

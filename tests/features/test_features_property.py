@@ -1,4 +1,8 @@
-"""Hypothesis: events strictly after the cutoff day never change any feature."""
+"""Hypothesis: events strictly after the cutoff day never change any feature.
+
+Edits touch transactions, tickets, referrals, reviews and engagement events (added, moved to
+another later time, or given another event type), always after the cutoff.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from features.build import build_features
-from features.schema import ShopTables
+from features.schema import EVENT_TYPES, SCHEMAS, ShopTables
 from tests.features.reference_features import random_shop
 
 CUTOFF = date(2022, 9, 30)
@@ -44,19 +48,25 @@ edit = st.one_of(
     st.tuples(st.just("drop_line"), st.integers(0, 10_000)),
     st.tuples(
         st.just("add_event"),
-        st.sampled_from(["support_tickets", "referrals", "reviews"]),
+        st.sampled_from(["support_tickets", "referrals", "reviews", "engagement_events"]),
         st.integers(0, 60),
         later,
     ),
-    st.tuples(st.just("move_event"), st.sampled_from(["support_tickets", "reviews"]), later),
+    st.tuples(
+        st.just("move_event"),
+        st.sampled_from(["support_tickets", "reviews", "engagement_events"]),
+        later,
+    ),
+    st.tuples(st.just("retype_engagement"), st.sampled_from(EVENT_TYPES)),
 )
 
 
 def apply(shop: ShopTables, edits: list[tuple]) -> ShopTables:
     """The shop with every edit applied; each one touches only events after the cutoff."""
     tx = shop.transactions.copy()
-    others = {n: getattr(shop, n).copy() for n in ("support_tickets", "referrals", "reviews")}
-    time_of = {"support_tickets": "opened_at", "referrals": "referred_at", "reviews": "reviewed_at"}
+    names = ("support_tickets", "referrals", "reviews", "engagement_events")
+    others = {n: getattr(shop, n).copy() for n in names}
+    time_of = {n: SCHEMAS[n].time_column for n in names}
     for kind, *args in edits:
         late = tx.index[tx["ordered_at"] >= AFTER]
         if kind == "add_line":
@@ -88,6 +98,9 @@ def apply(shop: ShopTables, edits: list[tuple]) -> ShopTables:
             name, at = args
             frame = others[name]
             frame.loc[frame[time_of[name]] >= AFTER, time_of[name]] = at
+        elif kind == "retype_engagement":
+            frame = others["engagement_events"]
+            frame.loc[frame["occurred_at"] >= AFTER, "event_type"] = args[0]
     return ShopTables(transactions=tx, customers=shop.customers, **others)
 
 

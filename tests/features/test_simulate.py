@@ -214,6 +214,7 @@ def test_write_and_read_round_trip(small_shop, small_shop_dir):
         "referrals.parquet",
         "reviews.parquet",
         "campaign_contacts.parquet",
+        "engagement_events.parquet",
         "truth.parquet",
         "contact_truth.parquet",
         "simulation.json",
