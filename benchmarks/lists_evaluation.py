@@ -5,7 +5,10 @@ Run from the project root::
     uv run --frozen python benchmarks/lists_evaluation.py [--customers 20000]
 
 1. Win-back list on the simulated shop (demo size): top-decile reactivation rate
-   vs the lapsed base rate, at a date whose 90-day horizon is observed.
+   vs the lapsed base rate, at a date whose 90-day horizon is observed; with the
+   released V1 reactivation features and with the newest set (V2 adds digital
+   engagement), so the engagement table's contribution shows.
+2.-3. use the newest reactivation feature set.
 2. Uplift ranking vs plain reactivation ranking on the last simulated campaign
    (models fitted on data before it): true incremental reactivations captured at
    the same list size, from the simulator's contact truth.
@@ -25,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.feature_sets import REACTIVATION_FEATURES_V1
+from features.feature_sets import REACTIVATION_FEATURES_V1, FeatureSet, latest_feature_set
 from features.labels import LabelConfig, build_labels
 from features.simulate import SimulationConfig, simulate_shop
 from features.training_table import build_scoring_frame, build_training_table
@@ -76,14 +79,12 @@ def contacted_in_horizon(tables, index: pd.MultiIndex, horizon_days: int) -> np.
     return out
 
 
-def train_reactivation(tables, last_cutoff: dt.date) -> WinbackClassifier:
+def train_reactivation(tables, last_cutoff: dt.date, feature_set: FeatureSet) -> WinbackClassifier:
     """A reactivation model on monthly cutoffs up to ``last_cutoff`` (labels end 90 days later)."""
     cutoffs = _cutoffs(last_cutoff, 18)
-    table = build_training_table(
-        tables, "reactivation", cutoffs, feature_set=REACTIVATION_FEATURES_V1
-    )
+    table = build_training_table(tables, "reactivation", cutoffs, feature_set=feature_set)
     table = table[~contacted_in_horizon(tables, table.index, HORIZON)]
-    fs = REACTIVATION_FEATURES_V1.subset(table.columns)
+    fs = feature_set.subset(table.columns)
     cutoff = table.index.get_level_values("cutoff")
     valid = cutoff >= pd.Timestamp(cutoffs[-3])
     model = WinbackClassifier(
@@ -139,10 +140,11 @@ def uplift_vs_reactivation(shop, model: WinbackClassifier) -> tuple[pd.DataFrame
     last_campaign = sorted(contacts["campaign_id"].unique())[-1]
     earlier = contacts[contacts["campaign_id"] != last_campaign]
     train_tables = replace(tables, campaign_contacts=earlier)
+    feature_set = latest_feature_set("reactivation")
     result, _ = fit_campaign_uplift(
-        train_tables, UpliftConfig(test_share=0.2), feature_set=REACTIVATION_FEATURES_V1
+        train_tables, UpliftConfig(test_share=0.2), feature_set=feature_set
     )
-    full = campaign_training_table(tables, feature_set=REACTIVATION_FEATURES_V1)
+    full = campaign_training_table(tables, feature_set=feature_set)
     target = full.xs(last_campaign, level="campaign_id", drop_level=False)
     truth = shop.contact_truth.set_index(["campaign_id", "customer_id"]).loc[target.index]
     uplift = result.model.predict_uplift(target[result.model.feature_names_])
@@ -202,15 +204,20 @@ def main() -> None:
     as_of = last_day - dt.timedelta(days=HORIZON)
     print(f"simulated shop: {args.customers:,} customers, data to {last_day}")
 
-    model = train_reactivation(tables, dt.date(2025, 5, 31))
-    decile = winback_top_decile(tables, model, as_of)
-    print(
-        f"\n1. win-back list as of {as_of} ({decile['lapsed']:,} lapsed customers, 90-day horizon)"
-    )
-    print(f"   lapsed base reactivation rate      {decile['base_rate']:.2%}")
-    for name in ("value-weighted", "by probability"):
-        rate = decile[name]
-        print(f"   top decile ({name:<15}) {rate:.2%}  = {rate / decile['base_rate']:.1f}x base")
+    latest = latest_feature_set("reactivation")
+    for feature_set in dict.fromkeys((REACTIVATION_FEATURES_V1, latest)):
+        model = train_reactivation(tables, dt.date(2025, 5, 31), feature_set)
+        decile = winback_top_decile(tables, model, as_of)
+        print(
+            f"\n1. win-back list as of {as_of} ({decile['lapsed']:,} lapsed customers,"
+            f" 90-day horizon), {feature_set.name} ({len(model.feature_set_.names)} columns)"
+        )
+        print(f"   lapsed base reactivation rate      {decile['base_rate']:.2%}")
+        for name in ("value-weighted", "by probability"):
+            rate = decile[name]
+            print(
+                f"   top decile ({name:<15}) {rate:.2%}  = {rate / decile['base_rate']:.2f}x base"
+            )
 
     table, n_contacts, campaign = uplift_vs_reactivation(shop, model)
     print(f"\n2. campaign {campaign} ({n_contacts:,} contacts); models fitted before it;")
@@ -218,7 +225,7 @@ def main() -> None:
     wide = table.pivot(index=["list_share", "list_size"], columns="ranking", values="true_incr")
     print(wide.round(1).to_string())
 
-    result, _ = fit_campaign_uplift(tables, UpliftConfig(), feature_set=REACTIVATION_FEATURES_V1)
+    result, _ = fit_campaign_uplift(tables, UpliftConfig(), feature_set=latest)
     print(
         "\n3. uplift model held-out Qini coefficient (area between Qini curve and random, per customer)"
     )

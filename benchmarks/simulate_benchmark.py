@@ -6,6 +6,8 @@ machine inflates wall time. Peak memory is the process's maximum resident set si
 imported libraries). Run with::
 
     uv run --frozen python benchmarks/simulate_benchmark.py --customers 1000000 [--out DIR]
+
+``--no-engagement`` simulates without the ``engagement_events`` table, to see its cost.
 """
 
 from __future__ import annotations
@@ -26,10 +28,16 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--write", action="store_true", help="also time write_shop (Parquet)")
     parser.add_argument("--out", type=Path, default=None, help="directory for --write")
+    parser.add_argument(
+        "--no-engagement", action="store_true", help="leave out the engagement_events table"
+    )
     args = parser.parse_args()
 
     started, cpu_started = time.perf_counter(), time.process_time()
-    shop = simulate_shop(SimulationConfig(customers=args.customers, seed=args.seed))
+    config = SimulationConfig(
+        customers=args.customers, seed=args.seed, engagement=not args.no_engagement
+    )
+    shop = simulate_shop(config)
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     rows = len(shop.tables.transactions)
     print(f"customers            {args.customers:>14,}")

@@ -330,3 +330,40 @@ def test_engagement_features_are_only_from_events_on_or_before_the_cutoff(shop):
         build_features(cut, cutoff, feature_set=names),
         build_features(early, cutoff, feature_set=names),
     )
+
+
+ENGAGEMENT_MAPPING = """
+name = "crm-export"
+[tables.transactions]
+source = "orders.csv"
+[tables.engagement_events]
+source = "web_log*.csv"
+[tables.engagement_events.columns]
+customer_id = "user"
+occurred_at = "ts"
+[tables.engagement_events.expressions]
+event_type = "CASE kind WHEN 'pageview' THEN 'site_visit' WHEN 'open' THEN 'email_open' ELSE kind END"
+"""
+
+
+def test_a_column_mapping_can_bring_engagement_events_into_the_contract(tmp_path):
+    (tmp_path / "crm.toml").write_text(ENGAGEMENT_MAPPING)
+    pd.DataFrame(
+        {
+            "customer_id": ["u1"],
+            "order_id": ["o1"],
+            "ordered_at": ["2024-01-01 10:00:00"],
+            "amount": [5.0],
+        }
+    ).to_csv(tmp_path / "orders.csv", index=False)
+    pd.DataFrame(
+        {
+            "user": ["u1", "u1", "u2"],
+            "ts": ["2024-01-02 10:00:00", "2024-01-03 10:00:00", "2024-01-04 10:00:00"],
+            "kind": ["pageview", "open", "sms"],
+        }
+    ).to_csv(tmp_path / "web_log_2024.csv", index=False)
+    validation = load_shop(tmp_path, tmp_path / "crm.toml", now=NOW)
+    result = validation.results["engagement_events"]
+    assert result.report.by_reason == {"invalid_event_type": 1}
+    assert result.table["event_type"].tolist() == ["site_visit", "email_open"]
