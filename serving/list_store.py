@@ -250,6 +250,7 @@ def create_list(
     generated_at: dt.datetime | None = None,
     log_to_mlflow: bool = False,
     tracking: Any = None,
+    notes: Mapping[str, Any] | None = None,
 ) -> tuple[pd.DataFrame, ListManifest]:
     """Build a list (``serving.lists.build_list``) under a new id, save it, optionally log it.
 
@@ -278,6 +279,7 @@ def create_list(
         "list": config.to_dict(),
         "targeting": targeting.to_dict(),
         "uplift": uplift is not None,
+        **dict(notes or {}),
     }
     manifest = save_list(
         frame,
@@ -432,6 +434,85 @@ def _cached_uplift_model(location: str) -> Any:
     return load_uplift_model(location)
 
 
+def registry_uplift_location(tracking: Any = None) -> str | None:
+    """``models:/winback-uplift/<version>`` of the champion uplift model, or None.
+
+    None when the MLflow store does not exist (no empty store is created) or
+    ``winback-uplift`` has no champion yet.
+    """
+    from training.tracking import TrackingConfig, configure_tracking
+    from training.uplift import champion_uplift_location
+
+    config = tracking or TrackingConfig()
+    uri = config.resolved_tracking_uri()
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        return None
+    configure_tracking(config)
+    return champion_uplift_location()
+
+
+@dataclass(frozen=True)
+class ListUplift:
+    """The uplift estimates a win-back list uses, and what the manifest says about them."""
+
+    estimates: pd.Series | None = None
+    model_version: str | None = None
+    note: str | None = None
+
+
+def list_uplift(
+    kind: str,
+    scores: pd.DataFrame,
+    features: pd.DataFrame | None,
+    *,
+    uplift_model: str | Path | None = None,
+    tracking: Any = None,
+    environ: Mapping[str, str] | None = None,
+) -> ListUplift:
+    """Uplift estimates for a list: the given model, else ``WINBACK_UPLIFT_MODEL``, else the champion.
+
+    Only ``winback`` lists use uplift. The champion of ``winback-uplift`` is
+    the default; when it cannot score this score table's features (a feature
+    file is missing, or was written for other columns) the list falls back to
+    reactivation x value and ``note`` says why. A model named explicitly must
+    work: its errors are raised. Registry and ``runs:/`` models are cached (they
+    never change); a file is read each time.
+    """
+    from serving.lists import uplift_estimates
+
+    if kind != "winback":
+        return ListUplift()
+    env = os.environ if environ is None else environ
+    location = str(uplift_model) if uplift_model is not None else env.get(ENV_UPLIFT_MODEL)
+    explicit = bool(location)
+    if not explicit:
+        location = registry_uplift_location(tracking)
+        if location is None:
+            return ListUplift()
+    version = location.removeprefix("models:/")
+    if features is None:
+        message = (
+            "the uplift model needs the score table's feature file: rerun "
+            "`winback score --as-of <date>`"
+        )
+        if explicit:
+            raise FileNotFoundError(message)
+        return ListUplift(note=f"{version} not used: {message}")
+    if location.startswith(("models:/", "runs:/")):
+        model = _cached_uplift_model(location)
+    else:
+        from training.uplift import load_uplift_model
+
+        model = load_uplift_model(location)
+    try:
+        estimates = uplift_estimates(model, features, scores)
+    except ValueError as exc:
+        if explicit:
+            raise
+        return ListUplift(note=f"{version} not used: {exc}")
+    return ListUplift(estimates=estimates, model_version=version)
+
+
 def _list_body(frame: pd.DataFrame, manifest: ListManifest, output_format: str) -> Response:
     from serving.lists import list_csv, list_records
 
@@ -448,10 +529,12 @@ def _list_body(frame: pd.DataFrame, manifest: ListManifest, output_format: str) 
 async def list_endpoint(state: Any, request: ListRequest) -> Response:
     """Build, save (and log) a list from the service's score table; JSON or CSV.
 
-    ``state`` is ``serving.service.ServingState``. Winback lists use the uplift
-    model named by ``WINBACK_UPLIFT_MODEL`` (a file or ``runs:/<run_id>``) when set.
+    ``state`` is ``serving.service.ServingState``. Rules and defaults come from
+    the service's ``winback.toml`` (:func:`service_config_file`), read on every
+    request. Winback lists use the uplift model named by ``WINBACK_UPLIFT_MODEL``
+    (a file, ``runs:/<run_id>`` or ``models:/...``) when set, else the
+    ``winback-uplift`` champion of the service's registry (:func:`list_uplift`).
     """
-    from serving.lists import uplift_estimates
     from serving.scoring import tracking_config
     from serving.targeting import TargetingConfig
 
@@ -475,25 +558,26 @@ async def list_endpoint(state: Any, request: ListRequest) -> Response:
     lookup = state.lookup
     list_dir = Path(state.config.home) / SERVICE_LIST_DIR
 
+    tracking = tracking_config(state.config)
+
     def build() -> tuple[pd.DataFrame, ListManifest]:
-        uplift = None
-        location = os.environ.get(ENV_UPLIFT_MODEL)
+        uplift = list_uplift(request.kind, lookup.table, lookup.features, tracking=tracking)
         versions = dict(lookup.model_versions())
-        if request.kind == "winback" and location and lookup.features is not None:
-            uplift = uplift_estimates(_cached_uplift_model(location), lookup.features, lookup.table)
-            versions["uplift"] = location
+        if uplift.model_version is not None:
+            versions["uplift"] = uplift.model_version
         return create_list(
             request.kind,
             lookup.table,
             list_dir,
             as_of=lookup.as_of,
             features=lookup.features,
-            uplift=uplift,
+            uplift=uplift.estimates,
             config=config,
             targeting=targeting,
             model_versions=versions,
             log_to_mlflow=request.log_to_mlflow,
-            tracking=tracking_config(state.config),
+            tracking=tracking,
+            notes={"uplift_note": uplift.note} if uplift.note else None,
         )
 
     frame, manifest = await anyio.to_thread.run_sync(build)
@@ -525,16 +609,17 @@ def create_list_from_score_table(
     targeting: Any = None,
     uplift_model: str | Path | None = None,
     log_to_mlflow: bool = False,
+    tracking: Any = None,
 ) -> tuple[pd.DataFrame, ListManifest]:
     """Build and save a list from a stored score table (and its feature file).
 
     What ``winback lists <kind>`` and ``winback demo`` run: reads the score table
-    of ``as_of``, estimates uplift with ``uplift_model`` when given (win-back
-    lists), records the model versions the scores came from, and calls
-    :func:`create_list`.
+    of ``as_of``, estimates uplift for win-back lists (``uplift_model``, else
+    ``WINBACK_UPLIFT_MODEL``, else the ``winback-uplift`` champion of the
+    ``tracking`` store: :func:`list_uplift`), records the model versions the
+    scores and uplift came from, and calls :func:`create_list`.
     """
     from serving import store
-    from serving.lists import uplift_estimates
 
     scores = store.read_scores(score_dir, as_of)
     try:
@@ -542,32 +627,28 @@ def create_list_from_score_table(
         features.index = features.index.astype("string")
     except FileNotFoundError:
         features = None
-    uplift = None
-    if uplift_model is not None:
-        from training.uplift import load_uplift_model
-
-        if features is None:
-            raise FileNotFoundError(
-                f"the uplift model needs the feature file of the score table of {as_of} in "
-                f"{score_dir}: rerun `winback score --as-of {as_of}`"
-            )
-        uplift = uplift_estimates(load_uplift_model(uplift_model), features, scores)
+    try:
+        uplift = list_uplift(kind, scores, features, uplift_model=uplift_model, tracking=tracking)
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"score table of {as_of} in {score_dir}: {exc}") from None
     versions: dict[str, Any] = {
         t: (str(scores[f"{t}_model_version"].iloc[0]) if len(scores) else None)
         for t in ("churn", "vip", "reactivation")
         if f"{t}_model_version" in scores.columns
     }
-    if uplift_model is not None:
-        versions["uplift"] = str(uplift_model)
+    if uplift.model_version is not None:
+        versions["uplift"] = uplift.model_version
     return create_list(
         kind,
         scores,
         list_dir,
         as_of=as_of,
         features=features,
-        uplift=uplift,
+        uplift=uplift.estimates,
         config=config,
         targeting=targeting,
         model_versions=versions,
         log_to_mlflow=log_to_mlflow,
+        tracking=tracking,
+        notes={"uplift_note": uplift.note} if uplift.note else None,
     )

@@ -1,6 +1,7 @@
 """The model registry: one registered model per target and a gated ``champion`` alias.
 
-Registered models are named ``winback-<target>``. Serving loads
+Registered models are named ``winback-<target>``, plus ``winback-uplift`` (the
+win-back uplift model, gated on held-out Qini by ``training.uplift``). Serving loads
 ``models:/winback-<target>@champion``. The alias only moves when a new version
 beats the current champion on the *same* test cutoff by the configured metric
 (:func:`gate`); otherwise the version is tagged ``role=challenger`` with the
@@ -38,8 +39,12 @@ HISTORY_TAG = "champion_history"
 #: How many champion moves the history keeps.
 HISTORY_LIMIT = 200
 
+#: What the registry holds: one model per target, and the win-back uplift model.
+REGISTERED_KINDS: tuple[str, ...] = (*TARGETS, "uplift")
+
 #: Whether a larger value of a metric means a better model.
 HIGHER_IS_BETTER: dict[str, bool] = {
+    "qini_test": True,
     "roc_auc": True,
     "pr_auc": True,
     "log_loss": False,
@@ -61,9 +66,9 @@ class NoChampionError(RegistryError):
 
 
 def registered_model_name(target: str) -> str:
-    """The registered model of a target: ``winback-churn``, ``winback-vip``, ``winback-reactivation``."""
-    if target not in TARGETS:
-        raise ValueError(f"unknown target {target!r}: expected one of {list(TARGETS)}")
+    """The registered model of a target: ``winback-churn``, ``-vip``, ``-reactivation``, ``-uplift``."""
+    if target not in REGISTERED_KINDS:
+        raise ValueError(f"unknown target {target!r}: expected one of {list(REGISTERED_KINDS)}")
     return f"winback-{target}"
 
 
@@ -247,6 +252,7 @@ def register(
     test_cutoff: date | datetime | str | pd.Timestamp,
     metrics: Mapping[str, float],
     client: MlflowClient | None = None,
+    tags: Mapping[str, str] | None = None,
 ) -> str:
     """Register the model logged in a run as a new version of ``winback-<target>``.
 
@@ -264,6 +270,8 @@ def register(
         or a full model URI.
     test_cutoff, metrics
         The test cutoff and the model's metrics on it.
+    tags
+        Further version tags (e.g. how the held-out part was drawn).
 
     Returns
     -------
@@ -273,7 +281,8 @@ def register(
     client = _client(client)
     name = registered_model_name(target)
     _ensure_registered_model(client, name, target)
-    tags = {
+    version_tags = {
+        **dict(tags or {}),
         "target": target,
         "test_cutoff": _cutoff_text(test_cutoff),
         "registered_at": _now(),
@@ -284,7 +293,7 @@ def register(
         },
     }
     version = client.create_model_version(
-        name, _model_source(client, run_id, artifact_path), run_id=run_id, tags=tags
+        name, _model_source(client, run_id, artifact_path), run_id=run_id, tags=version_tags
     )
     return str(version.version)
 
@@ -566,7 +575,7 @@ def list_models(
 ) -> list[ModelSummary]:
     """Every registered version of the winback models (one target, or all), newest first."""
     client = _client(client)
-    targets = [target] if target is not None else list(TARGETS)
+    targets = [target] if target is not None else list(REGISTERED_KINDS)
     out: list[ModelSummary] = []
     for each in targets:
         name = registered_model_name(each)

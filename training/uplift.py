@@ -16,8 +16,13 @@ groups (``campaign_contacts``) tell the two apart: the uplift of a customer is
   against targeting at random.
 * :func:`fit_uplift` wires split, fit and held-out Qini;
   :func:`log_uplift_model` saves the fitted model as an MLflow artifact of a run
-  in the experiment ``winback-uplift`` that the lists load with
-  :func:`load_uplift_model`.
+  in the experiment ``winback-uplift``;
+* :func:`train_uplift` (``winback train --target uplift``) fits, logs and
+  registers it as a version of the registered model ``winback-uplift``, whose
+  ``champion`` alias moves only through the registry's gate
+  (``training.registry.promote_if_better``) on held-out Qini: the current
+  champion is scored on the *same* held-out contacts. Win-back lists use that
+  champion by default (:func:`champion_uplift_location`, :func:`load_uplift_model`).
 """
 
 from __future__ import annotations
@@ -38,12 +43,16 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 
 from features.build import build_feature_table
-from features.feature_sets import FeatureSet
+from features.feature_sets import FeatureSet, latest_feature_set
 from features.schema import ShopTables
 
 #: MLflow experiment of uplift runs, and the artifact holding the pickled model.
 UPLIFT_EXPERIMENT = "winback-uplift"
 UPLIFT_ARTIFACT = "uplift_model/model.pkl"
+#: The uplift model's name in ``training.registry`` (registered model ``winback-uplift``).
+UPLIFT_TARGET = "uplift"
+#: The metric the registry gate compares (held-out Qini coefficient).
+GATE_METRIC = "qini_test"
 
 KEYS = ("campaign_id", "customer_id")
 
@@ -109,7 +118,10 @@ def campaign_training_table(
 
     Features are as of the day before the contact (``cutoff = contact date - 1``),
     so nothing on or after the contact day leaks in; the outcome is read from
-    ``(contacted_at, contacted_at + outcome_days]``.
+    ``(contacted_at, contacted_at + outcome_days]``. The features are
+    ``feature_set``'s, by default the newest reactivation set
+    (``features.feature_sets.latest_feature_set("reactivation")``): the uplift
+    model scores the same lapsed customers the reactivation model does.
 
     Returns
     -------
@@ -142,6 +154,7 @@ def campaign_training_table(
     contact_day = contacts["contacted_at"].dt.tz_convert("UTC").dt.floor("D").dt.tz_localize(None)
     cutoff = (contact_day - pd.Timedelta(days=1)).astype("datetime64[s]")
     dates = sorted({c.date() for c in cutoff})
+    feature_set = feature_set or latest_feature_set("reactivation")
     features = build_feature_table(tables, dates, feature_set=feature_set)
     keys = pd.MultiIndex.from_arrays(
         [cutoff, contacts["customer_id"].astype("string")], names=["cutoff", "customer_id"]
@@ -550,19 +563,25 @@ def save_uplift_model(model: UpliftModel, path: str | Path) -> Path:
 
 
 def load_uplift_model(location: str | Path) -> UpliftModel:
-    """An uplift model from a local pickle or an MLflow URI (``runs:/<run_id>/...``)."""
+    """An uplift model from a local pickle or an MLflow URI.
+
+    ``runs:/<run_id>`` (or a path inside the run) and registry URIs such as
+    ``models:/winback-uplift/3`` or ``models:/winback-uplift@champion`` work.
+    """
     text = str(location)
-    if "://" in text or text.startswith("runs:/"):
+    if "://" in text or text.startswith(("runs:/", "models:/")):
         import mlflow
 
         if text.startswith("runs:/") and text.rstrip("/").count("/") == 1:
             text = f"{text.rstrip('/')}/{UPLIFT_ARTIFACT}"
         text = mlflow.artifacts.download_artifacts(artifact_uri=text)
     path = Path(text)
+    if path.is_dir():  # a registered version is the folder holding the pickle
+        path = path / Path(UPLIFT_ARTIFACT).name
     if not path.is_file():
         raise FileNotFoundError(
-            f"no uplift model at {str(location)!r}: train one (training.uplift.log_uplift_model) "
-            f"or pass the runs:/<run_id> URI printed when it was logged"
+            f"no uplift model at {str(location)!r}: train one with `winback train --target "
+            f"uplift`, or pass a file, runs:/<run_id> or models:/winback-uplift/<version>"
         )
     with path.open("rb") as handle:
         model = pickle.load(handle)  # noqa: S301 - our own artifact
@@ -612,3 +631,144 @@ def log_uplift_model(
         if trained_at is not None:
             mlflow.set_tag("trained_at", trained_at.isoformat())
         return run.info.run_id
+
+
+# ---------------------------------------------------------------- registry
+
+
+def champion_uplift_location(*, client: Any = None) -> str | None:
+    """``models:/winback-uplift/<version>`` of the champion uplift model, or None without one.
+
+    Uses the tracking/registry URIs set by ``training.tracking.configure_tracking``.
+    """
+    from training.registry import champion
+
+    version = champion(UPLIFT_TARGET, client=client)
+    return None if version is None else f"models:/{version.name}/{version.version}"
+
+
+def champion_qini_on(
+    X: pd.DataFrame,
+    treatment: np.ndarray | pd.Series,
+    y: np.ndarray | pd.Series,
+    *,
+    client: Any = None,
+) -> tuple[str | None, float | None]:
+    """``(champion version, its Qini)`` on the given held-out contacts.
+
+    ``(None, None)`` without a champion; ``(version, None)`` when the champion
+    cannot score these rows (e.g. it was fitted on columns the table lacks), so
+    the gate keeps the new model a challenger rather than compare unlike things.
+    """
+    location = champion_uplift_location(client=client)
+    if location is None:
+        return None, None
+    version = location.rsplit("/", 1)[-1]
+    try:
+        uplift = load_uplift_model(location).predict_uplift(X)
+    except (FileNotFoundError, ValueError, TypeError):
+        return version, None
+    return version, qini_coefficient(np.asarray(y, dtype=bool), treatment, uplift)
+
+
+@dataclass(frozen=True)
+class UpliftTraining:
+    """A fitted, logged and registered uplift model and the gate's decision."""
+
+    result: UpliftResult
+    run_id: str
+    version: str
+    promoted: bool
+    reason: str
+    champion_version: str | None = None
+    champion_qini: float | None = None
+
+
+def register_uplift(
+    result: UpliftResult,
+    X: pd.DataFrame,
+    treatment: np.ndarray | pd.Series,
+    y: np.ndarray | pd.Series,
+    *,
+    test_cutoff: dt.date | dt.datetime | str | pd.Timestamp,
+    tracking: Any = None,
+    min_improvement: float = 0.0,
+    trained_at: dt.datetime | None = None,
+) -> UpliftTraining:
+    """Log a fitted uplift model, register it as ``winback-uplift`` and gate the champion.
+
+    ``X``, ``treatment`` and ``y`` are the rows ``result`` was fitted and tested
+    on (``result.test_mask`` picks the held-out ones). The current champion is
+    scored on the *same* held-out rows, and ``training.registry.promote_if_better``
+    moves the ``champion`` alias only if the new held-out Qini beats it by more
+    than zero and at least ``min_improvement``; otherwise the version is tagged
+    ``role=challenger`` with the reason.
+    """
+    from training.registry import GateConfig, promote_if_better, register
+    from training.tracking import TrackingConfig, configure_tracking
+
+    tracking = tracking or TrackingConfig()
+    run_id = log_uplift_model(result, tracking=tracking, trained_at=trained_at)
+    configure_tracking(tracking)
+    test = result.test_mask
+    champion_version, champion_qini = champion_qini_on(
+        X[test], np.asarray(treatment, dtype=bool)[test], np.asarray(y, dtype=bool)[test]
+    )
+    metrics = result.metrics()
+    version = register(
+        run_id,
+        UPLIFT_TARGET,
+        str(Path(UPLIFT_ARTIFACT).parent),
+        test_cutoff=test_cutoff,
+        metrics=metrics,
+        tags={
+            "test_split": (
+                f"customers hashed with seed {result.config.random_state}, "
+                f"test_share {result.config.test_share}"
+            ),
+            "learner": result.config.learner,
+        },
+    )
+    decision = promote_if_better(
+        UPLIFT_TARGET,
+        version,
+        metrics,
+        None if champion_qini is None else {GATE_METRIC: champion_qini},
+        GateConfig(metric=GATE_METRIC, min_improvement=min_improvement),
+    )
+    return UpliftTraining(
+        result=result,
+        run_id=run_id,
+        version=version,
+        promoted=decision.promote,
+        reason=decision.reason,
+        champion_version=champion_version,
+        champion_qini=champion_qini,
+    )
+
+
+def train_uplift(
+    tables: ShopTables,
+    config: UpliftConfig = UpliftConfig(),
+    *,
+    feature_set: FeatureSet | None = None,
+    tracking: Any = None,
+    min_improvement: float = 0.0,
+    trained_at: dt.datetime | None = None,
+) -> UpliftTraining:
+    """Fit on past campaigns (:func:`fit_campaign_uplift`), then :func:`register_uplift`.
+
+    What ``winback train --target uplift`` and ``winback demo`` run. The test
+    cutoff recorded with the version is the day of the last contact.
+    """
+    result, table = fit_campaign_uplift(tables, config, feature_set=feature_set)
+    return register_uplift(
+        result,
+        table[table.attrs["feature_columns"]],
+        table["treatment"].to_numpy(),
+        table["reactivated"].to_numpy(),
+        test_cutoff=pd.Timestamp(table["contacted_at"].max()),
+        tracking=tracking,
+        min_improvement=min_improvement,
+        trained_at=trained_at,
+    )

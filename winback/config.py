@@ -75,6 +75,19 @@ class WinbackConfig(BaseModel):
     demo: DemoSettings = DemoSettings()
 
 
+def tracking_config(train: TrainConfig) -> Any:
+    """The ``training.tracking.TrackingConfig`` of a ``[train.tracking]`` table."""
+    from training.tracking import TrackingConfig
+
+    settings = train.tracking
+    return TrackingConfig(
+        root=settings.root,
+        tracking_uri=settings.tracking_uri,
+        registry_uri=settings.registry_uri,
+        artifact_root=settings.artifact_root,
+    )
+
+
 def list_config(config: WinbackConfig) -> ListConfig:
     """The lists' settings: ``[lists]`` with the tiers and horizon of ``[train]`` (one place each)."""
     from serving.list_store import configured_list_config

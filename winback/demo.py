@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from winback.config import WinbackConfig
+from winback.config import WinbackConfig, list_config, tracking_config
 
 Progress = Callable[[str], None]
 
@@ -34,6 +34,8 @@ class DemoResult:
     timings: dict[str, float] = field(default_factory=dict)
     tracking_uri: str = ""
     uplift_qini: float | None = None
+    uplift_version: str | None = None
+    uplift_promoted: bool | None = None
 
 
 def load_or_simulate(config: WinbackConfig, out_dir: Path, progress: Progress):
@@ -95,7 +97,7 @@ def run_demo(
     started = time.perf_counter()
     step("score")
     serving_config = config.serving.model_copy(update={"horizon_days": config.train.horizon_days})
-    result.tracking_uri = configure_tracking(_tracking_config(config))
+    result.tracking_uri = configure_tracking(tracking_config(config.train))
     models = load_served_models(serving_config, targets=config.demo.targets)
     as_of = tables.last_event_at().date()
     progress(f"scoring every customer as of {as_of}")
@@ -107,39 +109,35 @@ def run_demo(
     return result
 
 
-def _tracking_config(config: WinbackConfig):
-    from training.tracking import TrackingConfig
-
-    settings = config.train.tracking
-    return TrackingConfig(
-        root=settings.root,
-        tracking_uri=settings.tracking_uri,
-        registry_uri=settings.registry_uri,
-        artifact_root=settings.artifact_root,
-    )
-
-
 def _write_lists(config, serving_config, tables, result, progress, step, timings) -> dict:
     """The three retention lists, each with a control group, saved under a list id.
 
-    Where past campaigns exist, an uplift model is fitted on them first so the
-    win-back list prefers customers who come back *because* of the contact.
+    Where past campaigns exist, an uplift model is fitted on them first and
+    registered as ``winback-uplift`` (gated on held-out Qini), so the win-back
+    list ranks by the champion's uplift: customers who come back *because* of
+    the contact first. Rules and list settings come from ``[lists]``.
     """
     from serving.list_store import create_list_from_score_table
+    from serving.targeting import TargetingConfig
 
     started = time.perf_counter()
     step("lists")
     out_dir = Path(config.demo.output_dir)
-    uplift_path = None
+    tracking = tracking_config(config.train)
     if tables.campaign_contacts is not None and len(tables.campaign_contacts):
-        from training.uplift import fit_campaign_uplift, save_uplift_model
+        from training.uplift import train_uplift
 
         progress("fitting the uplift model on past campaigns")
-        uplift, _ = fit_campaign_uplift(tables)
-        uplift_path = save_uplift_model(uplift.model, out_dir / "models" / "uplift.pkl")
-        result.uplift_qini = uplift.qini_test
+        uplift = train_uplift(
+            tables, tracking=tracking, min_improvement=config.train.gate_min_improvement
+        )
+        result.uplift_qini = uplift.result.qini_test
+        result.uplift_version = uplift.version
+        result.uplift_promoted = uplift.promoted
     saved = {}
     as_of = result.score_version.as_of
+    lists = list_config(config)
+    targeting = TargetingConfig(contact_cost=config.lists.contact_cost)
     for kind in ("at-risk", "winback", "vip-potential"):
         progress(f"list {kind}")
         frame, manifest = create_list_from_score_table(
@@ -147,8 +145,10 @@ def _write_lists(config, serving_config, tables, result, progress, step, timings
             serving_config.score_path,
             out_dir / "lists",
             as_of,
-            uplift_model=uplift_path if kind == "winback" else None,
+            config=lists,
+            targeting=targeting,
             log_to_mlflow=True,
+            tracking=tracking,
         )
         saved[kind] = manifest
     timings["lists"] = time.perf_counter() - started

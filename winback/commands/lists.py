@@ -118,7 +118,7 @@ def run_list(
             uplift_model=uplift_model,
             log_to_mlflow=log_to_mlflow,
         )
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, ValueError) as exc:
         raise typer.BadParameter(str(exc)) from None
     typer.echo(
         f"list {manifest.list_id}: {manifest.rows:,} customers "
@@ -126,6 +126,10 @@ def run_list(
         f"from scores as of {date} -> {list_dir / manifest.list_id}",
         err=True,
     )
+    if "uplift" in manifest.model_versions:
+        typer.echo(f"ranked by uplift from {manifest.model_versions['uplift']}", err=True)
+    elif manifest.parameters.get("uplift_note"):
+        typer.echo(manifest.parameters["uplift_note"], err=True)
     if output_format == "parquet":
         frame.to_parquet(out, index=False)
         return
@@ -171,7 +175,9 @@ def _command(kind: str, summary: str):
         uplift_model: str | None = typer.Option(
             None,
             "--uplift-model",
-            help="Uplift model (file or runs:/<run_id>) for the winback list.",
+            help="Uplift model for the winback list (file, runs:/<run_id> or "
+            "models:/winback-uplift/<version>); default: WINBACK_UPLIFT_MODEL, else the "
+            "winback-uplift champion.",
         ),
         mlflow: bool = typer.Option(
             True, "--mlflow/--no-mlflow", help="Log the list as a run of 'winback-lists'."

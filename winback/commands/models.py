@@ -22,7 +22,7 @@ app = typer.Typer(
 )
 
 #: Metrics shown by ``winback models list`` (those a version has).
-LIST_METRICS = ("roc_auc", "pr_auc", "log_loss", "brier", "ece")
+LIST_METRICS = ("roc_auc", "pr_auc", "log_loss", "brier", "ece", "qini_test")
 
 TrackingUriOption = Annotated[
     str | None,
@@ -81,10 +81,10 @@ def _connect(tracking_uri: str | None, config: Path | None) -> str:
 
 
 def _check_target(target: str) -> str:
-    from training.tracking import TARGETS
+    from training.registry import REGISTERED_KINDS
 
-    if target not in TARGETS:
-        raise _fail(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
+    if target not in REGISTERED_KINDS:
+        raise _fail(f"unknown target {target!r}; choose one of {', '.join(REGISTERED_KINDS)}")
     return target
 
 
@@ -117,7 +117,8 @@ def models_table(rows, uri: str) -> Table:
 @app.command("list")
 def list_command(
     target: Annotated[
-        str | None, typer.Option("--target", help="Only this target (churn, vip, reactivation).")
+        str | None,
+        typer.Option("--target", help="Only this target (churn, vip, reactivation, uplift)."),
     ] = None,
     tracking_uri: TrackingUriOption = None,
     config: ConfigOption = None,
@@ -142,7 +143,7 @@ def list_command(
 
 @app.command("promote")
 def promote_command(
-    target: Annotated[str, typer.Argument(help="churn, vip or reactivation.")],
+    target: Annotated[str, typer.Argument(help="churn, vip, reactivation or uplift.")],
     version: Annotated[str, typer.Argument(help="Registered version number to make champion.")],
     reason: Annotated[
         str, typer.Option("--reason", help="Why (recorded with your user name).")
@@ -171,7 +172,7 @@ def promote_command(
 
 @app.command("rollback")
 def rollback_command(
-    target: Annotated[str, typer.Argument(help="churn, vip or reactivation.")],
+    target: Annotated[str, typer.Argument(help="churn, vip, reactivation or uplift.")],
     tracking_uri: TrackingUriOption = None,
     config: ConfigOption = None,
 ) -> None:

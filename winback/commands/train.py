@@ -12,7 +12,7 @@ from typing import Any
 
 import typer
 
-TARGETS = ("churn", "vip", "reactivation")
+TARGETS = ("churn", "vip", "reactivation", "uplift")
 
 #: Short column headers so the comparison fits an 80-column terminal.
 HEADERS = {
@@ -49,7 +49,13 @@ def comparison_rich_table(result: Any):
 
 
 def train(
-    target: str = typer.Option("churn", "--target", "-t", help="churn, vip or reactivation."),
+    target: str = typer.Option(
+        "churn",
+        "--target",
+        "-t",
+        help="churn, vip, reactivation, or uplift (the win-back uplift model, fitted on "
+        "campaign_contacts and gated on held-out Qini).",
+    ),
     data: Path | None = typer.Option(
         None,
         "--data",
@@ -81,11 +87,17 @@ def train(
 
     try:
         path = find_config_file(config)
-        train_config = load_train_config(path, target=target, tune_trials=tune, seed=seed)
+        if target == "uplift":
+            train_config = load_train_config(path)
+        else:
+            train_config = load_train_config(path, target=target, tune_trials=tune, seed=seed)
         sections = load_sections(path)
     except (ConfigError, FileConfigError) as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
+    if target == "uplift":
+        train_uplift_command(console, data, mapping, train_config, sections, seed)
+        return
 
     from training.pipeline import train_target
     from winback.shop import load_tables
@@ -115,3 +127,33 @@ def train(
         console.print(
             f"winback-{result.target} version {result.model_version} is {word}: {result.gate_reason}"
         )
+
+
+def train_uplift_command(console, data, mapping, train_config, sections, seed: int | None) -> None:
+    """``winback train --target uplift``: fit on past campaigns, register, gate on Qini."""
+    from training.uplift import UpliftConfig, train_uplift
+    from winback.config import tracking_config
+    from winback.shop import load_tables
+
+    tracking = tracking_config(train_config)
+    config = UpliftConfig() if seed is None else UpliftConfig(random_state=seed)
+    try:
+        console.print(f"[cyan]›[/cyan] {'loading data' if data else 'simulating the demo shop'}")
+        tables, _ = load_tables(data, mapping, config=sections)
+        console.print("[cyan]›[/cyan] fitting the uplift model on campaign_contacts")
+        trained = train_uplift(
+            tables,
+            config,
+            tracking=tracking,
+            min_improvement=train_config.gate_min_improvement,
+        )
+    except (FileNotFoundError, ValueError) as exc:
+        console.print(f"[red]training failed: {exc}[/red]")
+        raise typer.Exit(2) from None
+    result = trained.result
+    console.print(
+        f"uplift ({config.learner}-learner): held-out Qini {result.qini_test:.4f} on "
+        f"{result.test_rows:,} contacts ({result.train_rows:,} to fit); MLflow run {trained.run_id}"
+    )
+    word = "[green]champion[/green]" if trained.promoted else "[yellow]challenger[/yellow]"
+    console.print(f"winback-uplift version {trained.version} is {word}: {trained.reason}")
