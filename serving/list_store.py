@@ -199,19 +199,16 @@ def log_list(manifest: ListManifest, list_dir: Path, *, tracking: Any = None) ->
     """
     import mlflow
 
-    from training.tracking import TrackingConfig, configure_tracking, flatten_params
+    from training.tracking import (
+        TrackingConfig,
+        configure_tracking,
+        ensure_named_experiment,
+        flatten_params,
+    )
 
     config = tracking or TrackingConfig()
     configure_tracking(config)
-    client = mlflow.MlflowClient()
-    experiment = client.get_experiment_by_name(LIST_EXPERIMENT)
-    if experiment is None:
-        experiment_id = client.create_experiment(
-            LIST_EXPERIMENT,
-            artifact_location=f"{config.resolved_artifact_root()}/{LIST_EXPERIMENT}",
-        )
-    else:
-        experiment_id = experiment.experiment_id
+    experiment_id = ensure_named_experiment(LIST_EXPERIMENT, config)
     folder = list_folder(list_dir, manifest.list_id)
     tags = {"list_id": manifest.list_id, "kind": manifest.kind, "as_of": manifest.as_of}
     with mlflow.start_run(experiment_id=experiment_id, run_name=manifest.list_id, tags=tags) as run:

@@ -201,17 +201,25 @@ def ensure_experiment(target: str, config: TrackingConfig | None = None) -> str:
     """
     import mlflow
 
-    config = config or TrackingConfig()
-    name = experiment_name(target)
-    client = mlflow.MlflowClient()
-    existing = client.get_experiment_by_name(name)
-    if existing is None:
-        location = f"{config.resolved_artifact_root()}/{name}"
-        experiment_id = client.create_experiment(name, artifact_location=location)
-    else:
-        experiment_id = existing.experiment_id
+    experiment_id = ensure_named_experiment(experiment_name(target), config)
     mlflow.set_experiment(experiment_id=experiment_id)
     return experiment_id
+
+
+def ensure_named_experiment(name: str, config: TrackingConfig | None = None) -> str:
+    """Create (if needed) the experiment ``name``, artifacts under ``<artifact_root>/<name>``; its id.
+
+    For the experiments that are not a target's (``winback-lists``, ``winback-uplift``).
+    """
+    import mlflow
+
+    config = config or TrackingConfig()
+    client = mlflow.MlflowClient()
+    existing = client.get_experiment_by_name(name)
+    if existing is not None:
+        return existing.experiment_id
+    location = f"{config.resolved_artifact_root()}/{name}"
+    return client.create_experiment(name, artifact_location=location)
 
 
 @contextlib.contextmanager

@@ -604,19 +604,16 @@ def log_uplift_model(
     """
     import mlflow
 
-    from training.tracking import TrackingConfig, configure_tracking, log_figures
+    from training.tracking import (
+        TrackingConfig,
+        configure_tracking,
+        ensure_named_experiment,
+        log_figures,
+    )
 
     config = tracking or TrackingConfig()
     configure_tracking(config)
-    client = mlflow.MlflowClient()
-    experiment = client.get_experiment_by_name(UPLIFT_EXPERIMENT)
-    if experiment is None:
-        experiment_id = client.create_experiment(
-            UPLIFT_EXPERIMENT,
-            artifact_location=f"{config.resolved_artifact_root()}/{UPLIFT_EXPERIMENT}",
-        )
-    else:
-        experiment_id = experiment.experiment_id
+    experiment_id = ensure_named_experiment(UPLIFT_EXPERIMENT, config)
     run_tags = {"kind": "uplift", "learner": result.config.learner, **(tags or {})}
     with mlflow.start_run(experiment_id=experiment_id, tags=run_tags) as run:
         params = {k: v for k, v in result.config.__dict__.items()}
