@@ -11,6 +11,8 @@ the simple rules it must beat.
 from __future__ import annotations
 
 import logging
+import math
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,6 +43,16 @@ class RunComparison:
         }
 
 
+#: Comparisons of registered versions already read (a finished run's metrics do not change).
+_CACHE: dict[tuple[str, str, str], RunComparison] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def _finite(metrics: Mapping[str, float]) -> dict[str, float]:
+    """The finite values (rank-only baselines have no log loss: NaN, which JSON cannot carry)."""
+    return {k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(float(v))}
+
+
 def split_baseline_metric(key: str, metric_names: Iterable[str]) -> tuple[str, str] | None:
     """``("rfm_recency", "roc_auc")`` from ``baseline_rfm_recency_roc_auc``.
 
@@ -64,9 +76,8 @@ def run_comparison(metrics: Mapping[str, float], run_id: str | None = None) -> R
     baselines are scored with the same function), so a baseline metric the model
     lacks is left out rather than misread.
     """
-    test = {
-        k[len(TEST_PREFIX) :]: float(v) for k, v in metrics.items() if k.startswith(TEST_PREFIX)
-    }
+    metrics = _finite(metrics)
+    test = {k[len(TEST_PREFIX) :]: v for k, v in metrics.items() if k.startswith(TEST_PREFIX)}
     baselines: dict[str, dict[str, float]] = {}
     for key, value in metrics.items():
         parts = split_baseline_metric(key, test)
@@ -91,7 +102,8 @@ def served_comparisons(config: Any, models: Any) -> dict[str, RunComparison]:
 
     ``config`` is the ``ServingConfig`` (its MLflow store), ``models`` the
     ``ServedModels``. A model whose run cannot be read gets an empty comparison
-    (logged): the model panel must never take the service down.
+    (logged): the model panel must never take the service down. Complete
+    comparisons are kept per registered version (reading a run costs ~0.1 s).
     """
     from mlflow.tracking import MlflowClient
 
@@ -102,8 +114,15 @@ def served_comparisons(config: Any, models: Any) -> dict[str, RunComparison]:
         tracking_uri=track.resolved_tracking_uri(), registry_uri=track.resolved_registry_uri()
     )
     out: dict[str, RunComparison] = {}
+    uri = track.resolved_tracking_uri()
     for target in models.targets:
         served = models[target]
+        key = (uri, served.name, str(served.version))
+        with _CACHE_LOCK:
+            cached = _CACHE.get(key)
+        if cached is not None:
+            out[target] = cached
+            continue
         try:
             run_id = client.get_model_version(served.name, served.version).run_id
             metrics = client.get_run(run_id).data.metrics if run_id else {}
@@ -112,4 +131,7 @@ def served_comparisons(config: Any, models: Any) -> dict[str, RunComparison]:
             out[target] = RunComparison()
             continue
         out[target] = run_comparison(metrics, run_id)
+        if out[target].test_metrics:  # a finished training run: keep it
+            with _CACHE_LOCK:
+                _CACHE[key] = out[target]
     return out

@@ -203,12 +203,14 @@ def test_run_comparison_from_hand_built_run_metrics() -> None:
         "baseline_rfm_recency_pr_auc": 0.30,
         "baseline_logistic_roc_auc": 0.78,
         "baseline_logistic_brier": 0.2,  # the model has no test_brier: left out
+        "test_log_loss": 0.5,
+        "baseline_rfm_recency_log_loss": float("nan"),  # rank-only baseline: no log loss
         "oracle_roc_auc": 0.86,
         "bgnbd_feature_roc_auc": 0.8,
         "tuning_best_validation_roc_auc": 0.84,
     }
     got = run_comparison(metrics, "run-1")
-    assert got.test_metrics == {"roc_auc": 0.81, "pr_auc": 0.42}
+    assert got.test_metrics == {"roc_auc": 0.81, "pr_auc": 0.42, "log_loss": 0.5}
     assert got.baselines == {
         "logistic": {"roc_auc": 0.78},
         "rfm_recency": {"roc_auc": 0.70, "pr_auc": 0.30},
