@@ -45,6 +45,7 @@ from sklearn.base import BaseEstimator
 from features.build import build_feature_table
 from features.feature_sets import FeatureSet, latest_feature_set
 from features.schema import ShopTables
+from training.model import WinbackClassifier, infer_feature_set
 
 #: MLflow experiment of uplift runs, and the artifact holding the pickled model.
 UPLIFT_EXPERIMENT = "winback-uplift"
@@ -192,6 +193,10 @@ def campaign_training_table(
 class UpliftModel(BaseEstimator):
     """T- or X-learner with LightGBM: estimated uplift of a contact on a binary outcome.
 
+    The outcome models are :class:`training.model.WinbackClassifier` (uncalibrated,
+    no early stopping), so LightGBM settings, categorical encoding and the
+    feature-set check are the churn/VIP/reactivation models' own.
+
     Parameters
     ----------
     learner
@@ -233,36 +238,28 @@ class UpliftModel(BaseEstimator):
         self.num_threads = num_threads
         self.random_state = random_state
 
-    def _params(self) -> dict[str, Any]:
-        return {
-            "n_estimators": self.n_estimators,
-            "learning_rate": self.learning_rate,
-            "num_leaves": self.num_leaves,
-            "min_child_samples": self.min_child_samples,
-            "subsample": self.subsample,
-            "subsample_freq": 1,
-            "colsample_bytree": self.colsample_bytree,
-            "reg_lambda": self.reg_lambda,
-            "n_jobs": self.num_threads,
-            "random_state": self.random_state,
-            "deterministic": True,
-            "force_row_wise": True,
-            "verbose": -1,
-        }
+    def _classifier(self, feature_set: FeatureSet | None) -> WinbackClassifier:
+        """An outcome model: the shared classifier, uncalibrated (uplift is a difference)."""
+        return WinbackClassifier(
+            feature_set,
+            n_estimators=self.n_estimators,
+            learning_rate=self.learning_rate,
+            num_leaves=self.num_leaves,
+            min_child_samples=self.min_child_samples,
+            subsample=self.subsample,
+            colsample_bytree=self.colsample_bytree,
+            reg_lambda=self.reg_lambda,
+            calibration="none",
+            num_threads=self.num_threads,
+            random_state=self.random_state,
+        )
 
-    def _encode(self, X: pd.DataFrame) -> pd.DataFrame:
-        missing = [c for c in self.feature_names_ if c not in X.columns]
-        if missing:
-            raise ValueError(
-                f"the uplift model needs the columns it was fitted on; missing {missing}"
-            )
-        out = X[self.feature_names_].copy()
-        for column, categories in self.categories_.items():
-            out[column] = pd.Categorical(out[column].astype("string"), categories=categories)
-        for column in out.columns:
-            if column not in self.categories_:
-                out[column] = pd.to_numeric(out[column], errors="coerce").astype("float64")
-        return out
+    def _regressor(self) -> lgb.LGBMRegressor:
+        """An X-learner effect model with exactly the outcome models' LightGBM settings."""
+        params = self._classifier(None)._lgbm().get_params()
+        for key in ("objective", "metric"):
+            params.pop(key, None)
+        return lgb.LGBMRegressor(**params)
 
     def fit(
         self,
@@ -286,39 +283,31 @@ class UpliftModel(BaseEstimator):
                     f"the {name} group ({int(mask.sum())} rows) has a single outcome class: "
                     f"an uplift model needs buyers and non-buyers in both groups"
                 )
-        self.feature_names_ = [str(c) for c in X.columns]
-        self.categories_ = {
-            str(c): sorted(X[c].dropna().astype(str).unique().tolist())
-            for c in X.columns
-            if isinstance(X[c].dtype, pd.CategoricalDtype)
-            or pd.api.types.is_string_dtype(X[c].dtype)
-            or X[c].dtype == object
-        }
-        Xe = self._encode(X)
+        feature_set = infer_feature_set(X, "uplift")
+        self.feature_names_ = feature_set.names
         self.propensity_ = float(t.mean())
-        self.model_control_ = lgb.LGBMClassifier(**self._params()).fit(Xe[~t], outcome[~t])
-        self.model_treatment_ = lgb.LGBMClassifier(**self._params()).fit(Xe[t], outcome[t])
+        self.model_control_ = self._classifier(feature_set).fit(X[~t], outcome[~t])
+        self.model_treatment_ = self._classifier(feature_set).fit(X[t], outcome[t])
         if self.learner == "x":
-            mu0 = self.model_control_.predict_proba(Xe)[:, 1]
-            mu1 = self.model_treatment_.predict_proba(Xe)[:, 1]
-            d_treated = outcome[t] - mu0[t]
-            d_control = mu1[~t] - outcome[~t]
-            self.effect_treated_ = lgb.LGBMRegressor(**self._params()).fit(Xe[t], d_treated)
-            self.effect_control_ = lgb.LGBMRegressor(**self._params()).fit(Xe[~t], d_control)
+            mu0 = self.model_control_.predict_proba(X)
+            mu1 = self.model_treatment_.predict_proba(X)
+            Xe = self.model_control_._encode(X)
+            self.effect_treated_ = self._regressor().fit(Xe[t], outcome[t] - mu0[t])
+            self.effect_control_ = self._regressor().fit(Xe[~t], mu1[~t] - outcome[~t])
         return self
 
     def predict_outcomes(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """``(P(y | control, x), P(y | treated, x))`` of each row."""
-        Xe = self._encode(X)
-        return (
-            self.model_control_.predict_proba(Xe)[:, 1],
-            self.model_treatment_.predict_proba(Xe)[:, 1],
-        )
+        return self.model_control_.predict_proba(X), self.model_treatment_.predict_proba(X)
 
     def predict_uplift(self, X: pd.DataFrame) -> np.ndarray:
-        """Estimated uplift of contacting each row (a difference of probabilities)."""
+        """Estimated uplift of contacting each row (a difference of probabilities).
+
+        Raises ``features.feature_sets.FeatureSetMismatch`` (a ``ValueError``)
+        naming the columns ``X`` lacks.
+        """
         if self.learner == "x":
-            Xe = self._encode(X)
+            Xe = self.model_control_._encode(X)
             tau_treated = self.effect_treated_.predict(Xe)
             tau_control = self.effect_control_.predict(Xe)
             g = self.propensity_
