@@ -450,6 +450,10 @@ def _poisson_times(
     return owner, times
 
 
+#: Customers per block when thinning engagement candidates (bounds the temporary memory).
+_ENGAGEMENT_BLOCK = 200_000
+
+
 def _engagement_ratio(config: SimulationConfig, rng: np.random.Generator, n: int) -> np.ndarray:
     """Each customer's identified engagement events per order (0: never engages digitally)."""
     engaged = rng.random(n) >= config.engagement_none_share
@@ -484,22 +488,28 @@ def _engagement_times(
     """
     n, period_end = len(ratio), float(config.days)
     last_day = config.days - 1
-    # alive: the purchase intensity's factors, engagement's own stage factors
+    # alive: the purchase intensity's factors, engagement's own stage factors; in blocks of
+    # customers so the thinning candidates (several per kept event) never all exist at once
     alive_end = np.minimum(lat.dropout, period_end)
-    owner, times = _poisson_times(
-        rng, lat.acquired, alive_end, ratio * lat.purchase_rate * peak * lat.rate_growth
-    )
-    day = np.minimum(times.astype(np.int64), last_day)
+    max_rate = ratio * lat.purchase_rate * peak * lat.rate_growth
     stage_factors = np.array((1.0, *config.engagement_decline_stage_factors))
-    intensity = (
-        season[day]
-        * _growth(lat, owner, day + 0.5, lat.rate_growth)
-        * stage_factors[_stage(lat, owner, times)]
-        * _purchase_shift(config, lat, times)
-    )
-    keep = rng.random(len(owner)) * peak * lat.rate_growth[owner] < intensity
-    alive_owner, alive_t = owner[keep], times[keep]
-    del owner, times, day, intensity, keep
+    alive_owner, alive_t = [], []
+    for lo in range(0, n, _ENGAGEMENT_BLOCK):
+        hi = min(n, lo + _ENGAGEMENT_BLOCK)
+        owner, times = _poisson_times(rng, lat.acquired[lo:hi], alive_end[lo:hi], max_rate[lo:hi])
+        owner += lo
+        day = np.minimum(times.astype(np.int64), last_day)
+        intensity = (
+            season[day]
+            * _growth(lat, owner, day + 0.5, lat.rate_growth)
+            * stage_factors[_stage(lat, owner, times)]
+            * _purchase_shift(config, lat, times)
+        )
+        keep = rng.random(len(owner)) * peak * lat.rate_growth[owner] < intensity
+        alive_owner.append(owner[keep])
+        alive_t.append(times[keep])
+        del owner, times, day, intensity, keep
+    alive_owner, alive_t = np.concatenate(alive_owner), np.concatenate(alive_t)
     # residual after dropout: newsletter opens and clicks by people who no longer buy
     season_peak = float(season.max())
     dead_from = np.where(np.isfinite(lat.dropout), lat.dropout, period_end)
