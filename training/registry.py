@@ -335,6 +335,11 @@ def load_champion(target: str, *, client: MlflowClient | None = None) -> Any:
         When no version holds the alias; the message names the registered model,
         the registry and the commands that create a champion.
     """
+    if target not in TARGETS:
+        raise ValueError(
+            f"load_champion loads the classifiers of {list(TARGETS)}; load the {target!r} "
+            f"champion with training.uplift.load_uplift_model(champion_uplift_location())"
+        )
     version = champion(target, client=client)
     if version is None:
         raise NoChampionError(_no_champion_message(target))

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from tests.training import test_tracking as shared
 from tests.training.test_uplift import _synthetic
-from training.registry import champion, champion_history, list_models
+from training.registry import champion, champion_history, list_models, load_champion
 from training.uplift import (
     UpliftConfig,
     champion_uplift_location,
@@ -45,6 +46,8 @@ def test_first_model_is_champion_and_lists_can_load_it(tracking) -> None:
     assert row.name == "winback-uplift" and row.is_champion
     assert row.metrics["qini_test"] == first.result.qini_test
     assert row.test_cutoff == "2025-06-30"
+    with pytest.raises(ValueError, match="load_uplift_model"):
+        load_champion("uplift")  # the classifier loader says where the uplift loader is
 
 
 def test_gate_compares_with_the_champion_on_the_same_held_out_rows(tracking) -> None:
