@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from serving import store
 from serving.list_store import read_manifest
+from tests.serving.test_lists import _large_scores
 from winback.cli import app
 
 runner = CliRunner()
@@ -32,32 +33,14 @@ CUSTOM = textwrap.dedent(
 
 
 def _score_table(folder, n: int = 200) -> None:
-    """A stand-in score table of ``n`` lapsed customers, half of them with a long tenure."""
-    rng = np.random.default_rng(7)
-    ids = [f"C{i:04d}" for i in range(n)]
-    scores = pd.DataFrame(
-        {
-            "customer_id": ids,
-            "churn_risk": np.nan,
-            "vip_potential": np.nan,
-            "reactivation_probability": rng.random(n),
-            "expected_value": 1.0,
-            "tier": None,
-            "is_active": False,
-            "is_lapsed": True,
-            "is_vip": False,
-            "trailing_margin": 0.0,
-            "as_of": pd.Timestamp("2025-06-30").date(),
-        }
-    )
-    features = pd.DataFrame(
-        {
-            "total_margin_amount": rng.gamma(2.0, 100.0, n),
-            "tenure_days": np.where(np.arange(n) % 2 == 0, 400.0, 100.0),
-        },
-        index=pd.Index(ids, name="customer_id"),
-    )
-    store.write_score_table(scores, features, folder, pd.Timestamp("2025-06-30").date())
+    """A stand-in score table of ``n`` lapsed customers, every other one with a long tenure."""
+    scores, features = _large_scores(n, seed=7)
+    scores["customer_id"] = [f"C{i:04d}" for i in range(n)]
+    features.index = pd.Index(scores["customer_id"], name="customer_id")
+    features["tenure_days"] = np.where(np.arange(n) % 2 == 0, 400.0, 100.0)
+    as_of = pd.Timestamp("2025-06-30").date()
+    scores["as_of"] = as_of
+    store.write_score_table(scores, features, folder, as_of)
 
 
 def _run(tmp_path, *extra: str):
