@@ -7,8 +7,8 @@ a file, folder or DuckDB as ``--data`` takes, with ``WINBACK_MEASUREMENT_MAPPING
 as ``--mapping``; or ``simulated`` for the built-in simulated shop ``winback
 measure`` falls back to). A service without a source answers 409 saying what to
 set; it never guesses. Answers: 404 for an unknown list id, 400 for a malformed
-id, a bad date or a date not after the list date, 422 when the list cannot be
-compared (e.g. no control group).
+id, a bad date, a date not after the list date or past the end of the data, 422
+when the list cannot be compared (e.g. no control group).
 """
 
 from __future__ import annotations
@@ -160,6 +160,13 @@ async def measurement_endpoint(state: Any, request: MeasurementRequest) -> JSONR
     except MeasurementUnavailable as exc:
         return _error(409, str(exc))
     data_until = tables.last_event_at().date()
+    if as_of is not None and as_of > data_until:
+        return _error(
+            400,
+            f"as_of {as_of} is after the last day of the measurement data ({data_until}): "
+            f"days without data would count as days without orders; measure up to "
+            f"{data_until} or load newer data",
+        )
     if as_of is None:
         as_of = data_until
         if as_of <= list_date:

@@ -128,6 +128,7 @@ def test_as_of_defaults_to_the_end_of_the_data(tmp_path) -> None:
         ({"list_id": LIST_ID, "as_of": "31/05/2024"}, 400, "use YYYY-MM-DD"),
         ({"list_id": LIST_ID, "as_of": "2024-03-31"}, 400, "must be after the list date"),
         ({"list_id": LIST_ID, "as_of": "2024-01-01"}, 400, "must be after the list date"),
+        ({"list_id": LIST_ID, "as_of": "2024-07-01"}, 400, "after the last day of the"),
     ],
 )
 def test_bad_requests_are_named(tmp_path, body, status, words) -> None:
