@@ -236,6 +236,7 @@ ENGAGEMENT_FEATURES = (
     "site_visit_count_90d",
     "email_open_count_90d",
     "email_click_count_90d",
+    "engagement_per_order_90d",
 )
 
 
@@ -260,7 +261,7 @@ def _engagement_count(window: str):
             return None
         if round(n) == 0:
             return f"no site visits or e-mail opens {period}"
-        events = _count(n, "visit or e-mail open", "visits and e-mail opens")
+        events = _count(n, "site, app or e-mail interaction", "site, app or e-mail interactions")
         return f"engaged {'often' if high else 'little'} ({events} {period})"
 
     return template
@@ -271,7 +272,15 @@ def _engagement_trend(row, high):
     if math.isnan(ratio):
         return "no site visits or e-mail opens in the last year"
     direction = "rising" if ratio >= 1 else "falling"
-    return f"visits {direction} vs last year ({_pct_change(ratio)})"
+    return f"visits and e-mail opens {direction} vs their yearly average ({_pct_change(ratio)})"
+
+
+def _engagement_per_order(row, high):
+    ratio = _num(row.get("engagement_per_order_90d"))
+    if math.isnan(ratio):
+        return None  # no order in 90 days: the order features say it
+    per_order = f"{ratio:.1f} visits or opens per order in the last 90 days"
+    return f"browses without buying ({per_order})" if high else f"buys on few visits ({per_order})"
 
 
 def _digital_count(column: str, noun: str, plural: str):
@@ -323,6 +332,7 @@ REASON_TEMPLATES: dict[str, Template] = {
     "engagement_count_90d": _engagement_count("90d"),
     "engagement_count_365d": _engagement_count("365d"),
     "engagement_trend_30d": _engagement_trend,
+    "engagement_per_order_90d": _engagement_per_order,
     "site_visit_count_90d": _digital_count("site_visit_count_90d", "site visit", "site visits"),
     "email_open_count_90d": _digital_count("email_open_count_90d", "e-mail open", "e-mail opens"),
     "email_click_count_90d": _digital_count(

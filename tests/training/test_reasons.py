@@ -104,8 +104,7 @@ def test_generic_fallback():
 
 
 def test_every_template_is_a_registered_feature_and_speaks():
-    # the digital-engagement features are being added to the registry in parallel
-    registered = set(feature_names()) | set(ENGAGEMENT_FEATURES)
+    registered = set(feature_names())
     assert set(REASON_TEMPLATES) <= registered, set(REASON_TEMPLATES) - registered
     assert set(ENGAGEMENT_FEATURES) <= set(REASON_TEMPLATES)
     for name, template in REASON_TEMPLATES.items():
@@ -232,22 +231,45 @@ def test_recency_words_are_true_for_any_gap(days, gap, high):
             "engagement_count_90d",
             14.0,
             True,
-            "engaged often (14 visits and e-mail opens in the last 90 days)",
+            "engaged often (14 site, app or e-mail interactions in the last 90 days)",
         ),
         (
             "engagement_count_365d",
             1.0,
             False,
-            "engaged little (1 visit or e-mail open in the last 365 days)",
+            "engaged little (1 site, app or e-mail interaction in the last 365 days)",
         ),
-        ("engagement_trend_30d", 0.6, False, "visits falling vs last year (-40%)"),
-        ("engagement_trend_30d", 1.25, True, "visits rising vs last year (+25%)"),
+        (
+            "engagement_trend_30d",
+            0.6,
+            False,
+            "visits and e-mail opens falling vs their yearly average (-40%)",
+        ),
+        (
+            "engagement_trend_30d",
+            1.25,
+            True,
+            "visits and e-mail opens rising vs their yearly average (+25%)",
+        ),
         ("engagement_trend_30d", np.nan, False, "no site visits or e-mail opens in the last year"),
         ("site_visit_count_90d", 0.0, False, "no site visits in the last 90 days"),
         ("site_visit_count_90d", 9.0, True, "9 site visits in the last 90 days"),
         ("email_open_count_90d", 2.0, False, "few e-mail opens (2 in the last 90 days)"),
         ("email_open_count_90d", 1.0, True, "1 e-mail open in the last 90 days"),
         ("email_click_count_90d", 0.0, True, "no e-mail clicks in the last 90 days"),
+        (
+            "engagement_per_order_90d",
+            12.0,
+            True,
+            "browses without buying (12.0 visits or opens per order in the last 90 days)",
+        ),
+        (
+            "engagement_per_order_90d",
+            0.5,
+            False,
+            "buys on few visits (0.5 visits or opens per order in the last 90 days)",
+        ),
+        ("engagement_per_order_90d", np.nan, True, None),
     ],
 )
 def test_engagement_sentences(feature, value, high, expected):
@@ -266,6 +288,6 @@ def test_engagement_reasons_through_customer_reasons():
     codes = reason_codes(contributions, features, top=2)
     assert codes.loc["e1", ["reason_1", "reason_2"]].tolist() == [
         "no site visit or e-mail open for 75 days",
-        "visits falling vs last year (-50%)",
+        "visits and e-mail opens falling vs their yearly average (-50%)",
     ]
     assert codes.loc["e2", "reason_1"] is None
