@@ -425,7 +425,12 @@ class SavedListRequest(BaseModel):
 
 
 @functools.lru_cache(maxsize=4)
-def _cached_uplift_model(location: str) -> Any:
+def _cached_uplift_model(location: str, store: str) -> Any:
+    """The model at an MLflow ``location`` of the ``store`` (tracking, registry URI) it is in.
+
+    The store is part of the key: ``models:/winback-uplift/1`` of one working
+    directory is not that of another.
+    """
     from training.uplift import load_uplift_model
 
     return load_uplift_model(location)
@@ -496,7 +501,11 @@ def list_uplift(
             raise FileNotFoundError(message)
         return ListUplift(note=f"{version} not used: {message}")
     if location.startswith(("models:/", "runs:/")):
-        model = _cached_uplift_model(location)
+        import mlflow
+
+        model = _cached_uplift_model(
+            location, f"{mlflow.get_tracking_uri()} {mlflow.get_registry_uri()}"
+        )
     else:
         from training.uplift import load_uplift_model
 
