@@ -29,6 +29,7 @@ ENV_API_KEYS = "WINBACK_API_KEYS"
 ENV_API_KEY_FILE = "WINBACK_API_KEY_FILE"
 ENV_MODEL_VERSIONS = "WINBACK_MODEL_VERSIONS"
 ENV_EXPLAIN_ON_REQUEST = "WINBACK_EXPLAIN_ON_REQUEST"
+ENV_PREDICT_THREADS = "WINBACK_PREDICT_THREADS"
 
 #: Paths that answer without an API key (load balancers and orchestrators probe them).
 HEALTH_PATHS: frozenset[str] = frozenset({"/healthz", "/livez", "/readyz"})
@@ -67,6 +68,15 @@ class ServingConfig(BaseModel):
     max_queued_requests
         Posted-row requests allowed to wait; beyond it the service answers 503
         and clients retry.
+    direct_rows
+        Posted-row requests of at least this many rows skip the micro-batcher
+        (batching cannot make them cheaper, only make them wait).
+    predict_threads
+        LightGBM threads per model call in the service. One: on two cores, a
+        second OpenMP thread per call mostly spins waiting for the first, and
+        concurrent calls already use both cores.
+    max_parallel_predictions
+        Model calls running at the same time (one per core is enough).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -84,6 +94,9 @@ class ServingConfig(BaseModel):
     explain_on_request: bool = True
     max_batch_rows: int = Field(default=20_000, gt=0)
     max_queued_requests: int = Field(default=256, gt=0)
+    direct_rows: int = Field(default=256, gt=0)
+    predict_threads: int = Field(default=1, ge=1)
+    max_parallel_predictions: int = Field(default=2, ge=1)
 
     @field_validator("model_versions")
     @classmethod
@@ -106,9 +119,9 @@ class ServingConfig(BaseModel):
         """The configuration of a served process, from ``WINBACK_*`` environment variables.
 
         ``WINBACK_HOME`` (working dir), ``WINBACK_SCORE_DIR``, ``WINBACK_API_KEY_FILE``,
-        ``WINBACK_MODEL_VERSIONS`` (``churn=3,vip=2``) and
-        ``WINBACK_EXPLAIN_ON_REQUEST`` (``0``/``1``); keys themselves are read by
-        :func:`serving.auth.load_api_keys`.
+        ``WINBACK_MODEL_VERSIONS`` (``churn=3,vip=2``),
+        ``WINBACK_EXPLAIN_ON_REQUEST`` (``0``/``1``) and ``WINBACK_PREDICT_THREADS``;
+        keys themselves are read by :func:`serving.auth.load_api_keys`.
         """
         env = os.environ if environ is None else environ
         values: dict = {}
@@ -126,6 +139,14 @@ class ServingConfig(BaseModel):
                 "true",
                 "yes",
             }
+        if env.get(ENV_PREDICT_THREADS):
+            text = env[ENV_PREDICT_THREADS].strip()
+            if not text.isdigit():
+                raise ValueError(
+                    f"{ENV_PREDICT_THREADS}={text!r} is not a whole number of LightGBM threads; "
+                    f"set it to e.g. 1"
+                )
+            values["predict_threads"] = int(text)
         values.update(overrides)
         return cls(**values)
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import operator
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -222,22 +223,84 @@ def _version_metrics(version: Any, client: Any) -> dict[str, float]:
 # -------------------------------------------------------------------- scoring
 
 
+def model_matrix(model: Any, features: pd.DataFrame) -> np.ndarray:
+    """The float64 matrix LightGBM sees for ``features``: the model's columns, categoricals as codes.
+
+    The same values ``WinbackClassifier._encode`` hands LightGBM through pandas
+    (a categorical becomes its position in the fitted ``categories_``, unknown or
+    missing values NaN), built directly as one C-ordered array: for a 1,000-row
+    request this is ~0.3 ms instead of ~15 ms of frame copies and conversions.
+    """
+    names = model.feature_set_.names
+    categories = model.categories_
+    matrix = np.empty((len(features), len(names)), dtype="float64")
+    for j, name in enumerate(names):
+        column = features[name]
+        if name in categories:
+            values = column.astype("string").to_numpy(dtype=object, na_value=None)
+            codes = pd.Index(categories[name], dtype=object).get_indexer(values)
+            matrix[:, j] = np.where(codes < 0, np.nan, codes)
+        else:
+            matrix[:, j] = column.to_numpy(dtype="float64", na_value=np.nan)
+    return matrix
+
+
+def _has_booster(model: Any) -> bool:
+    return all(
+        hasattr(model, a) for a in ("booster_", "categories_", "best_iteration_", "calibrator_")
+    )
+
+
+def predict_probability(
+    model: Any, features: pd.DataFrame, *, num_threads: int | None = None
+) -> np.ndarray:
+    """Calibrated probability of the positive class for every row, by the fastest safe route.
+
+    For a fitted ``WinbackClassifier`` the booster predicts on
+    :func:`model_matrix` with ``num_threads`` LightGBM threads (the model's own
+    setting when ``None``), then the fitted calibrator applies: exactly what
+    ``model.predict_proba`` returns, without its pandas round trip. Any other
+    model (a stand-in with only ``predict_proba``) is called as it is.
+    """
+    if not _has_booster(model):
+        return np.asarray(model.predict_proba(features[model.feature_set_.names]), dtype="float64")
+    threads = model.num_threads if num_threads is None else num_threads
+    raw = np.asarray(
+        model.booster_.predict(
+            model_matrix(model, features),
+            raw_score=True,
+            num_iteration=model.best_iteration_,
+            num_threads=threads,
+        ),
+        dtype="float64",
+    )
+    if model.calibrator_ is None:
+        return 1.0 / (1.0 + np.exp(-raw))
+    return np.asarray(model.calibrator_.predict(raw), dtype="float64")
+
+
 def predict_scores(
-    models: ServedModels, features: pd.DataFrame, targets: Sequence[str] | None = None
+    models: ServedModels,
+    features: pd.DataFrame,
+    targets: Sequence[str] | None = None,
+    *,
+    num_threads: int | None = None,
 ) -> pd.DataFrame:
     """Calibrated probabilities of each target for every row of ``features``.
 
     Each model sees exactly the columns of its own feature set, checked with
     ``FeatureSet.check`` (a missing or mistyped column raises, never NaN-fills).
+    ``num_threads`` caps LightGBM's threads per call (the service uses 1: on
+    two shared cores more threads only queue behind each other).
     """
     targets = models.targets if targets is None else tuple(targets)
     out = {}
     for target in targets:
         served = models[target]
-        fs = served.feature_set
-        fs.check(features)
-        X = features[fs.names]
-        out[SCORE_COLUMNS[target]] = np.asarray(served.model.predict_proba(X), dtype="float64")
+        served.feature_set.check(features)
+        out[SCORE_COLUMNS[target]] = predict_probability(
+            served.model, features, num_threads=num_threads
+        )
     return pd.DataFrame(out, index=features.index)
 
 
@@ -712,17 +775,27 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+#: The exact Python types JSON decoding yields for a number or a string (or null);
+#: a column of only these is checked with one C-level pass over its value types.
+_NUMBER_TYPES = frozenset({int, float, type(None)})
+_STRING_TYPES = frozenset({str, type(None)})
+
+
 def _typed_column(values: Sequence[Any], expected: str) -> tuple[Any, str | None]:
     """``values`` converted to the feature dtype, or the name of the offending type.
 
     Numbers (or null) for numeric features; strings (or null) for categoricals.
     Nothing is coerced: ``"12"`` for a numeric feature is an error, not 12.
     """
+    kinds = set(map(type, values))
     if expected == "category":
-        bad = next((v for v in values if v is not None and not isinstance(v, str)), None)
-        if bad is not None:
-            return None, type(bad).__name__
+        if not kinds <= _STRING_TYPES:
+            bad = next((v for v in values if v is not None and not isinstance(v, str)), None)
+            if bad is not None:
+                return None, type(bad).__name__
         return pd.array(values, dtype="string"), None
+    if kinds <= _NUMBER_TYPES:
+        return np.array(values, dtype="float64"), None  # None becomes NaN
     bad = next((v for v in values if v is not None and not _is_number(v)), None)
     if bad is not None:
         return None, type(bad).__name__
@@ -762,7 +835,13 @@ def rows_to_frame(
                         lacking = incomplete.setdefault(col, [])
                         if len(lacking) < 5:
                             lacking.append(i)
-        data = {col: [row.get(col) for row in rows] for col in expected if col in present}
+        wanted = [col for col in expected if col in present]
+        if incomplete or not wanted:
+            data = {col: [row.get(col) for row in rows] for col in wanted}
+        else:  # every row has every key: one C-level pass per row, then transpose
+            pick = operator.itemgetter(*wanted)
+            picked = map(pick, rows) if len(wanted) > 1 else ((pick(r),) for r in rows)
+            data = dict(zip(wanted, zip(*picked, strict=True), strict=True))
     else:
         present = set(columns)
         lengths = {c: len(v) for c, v in columns.items()}

@@ -14,6 +14,7 @@ a method plus a function.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 from dataclasses import dataclass
@@ -80,12 +81,14 @@ class ServingState:
             )
 
         def predict(key: tuple[str, ...], frame: pd.DataFrame) -> pd.DataFrame:
-            return predict_scores(models, frame, key)
+            return predict_scores(models, frame, key, num_threads=config.predict_threads)
 
         batcher = FrameBatcher(
             predict,
             max_batch_rows=config.max_batch_rows,
             max_queued=config.max_queued_requests,
+            direct_rows=config.direct_rows,
+            max_parallel=config.max_parallel_predictions,
         )
         return cls(config=config, models=models, lookup=lookup, batcher=batcher)
 
@@ -128,8 +131,17 @@ async def score_posted_rows(
     """Scores of posted feature rows; 400 naming the columns when they do not fit."""
     targets = tuple(dict.fromkeys(request.targets)) if request.targets else state.models.targets
     feature_set = state.models.feature_set(targets)
+
+    def build() -> pd.DataFrame:
+        return rows_to_frame(feature_set, rows=request.rows, columns=request.columns)
+
     try:
-        frame = rows_to_frame(feature_set, rows=request.rows, columns=request.columns)
+        # a large body is typed off the event loop, so lookups are not held up meanwhile
+        frame = (
+            await anyio.to_thread.run_sync(build)
+            if _posted_rows(request) >= state.config.direct_rows
+            else build()
+        )
     except RowsInvalid as exc:
         logger.info("rejected posted rows: %s", exc)
         return JSONResponse(exc.to_dict(), status_code=400)
@@ -161,6 +173,14 @@ async def score_posted_rows(
     )
 
 
+def _posted_rows(request: ScoreRowsRequest) -> int:
+    if request.rows is not None:
+        return len(request.rows)
+    if request.columns:
+        return max(len(values) for values in request.columns.values())
+    return 0
+
+
 def describe_models(state: ServingState) -> ModelsResponse:
     """The served models (versions, feature sets, test metrics) and the score table."""
     models = [
@@ -184,6 +204,19 @@ def describe_models(state: ServingState) -> ModelsResponse:
     return ModelsResponse(models=models, score_table=table)
 
 
+def freeze_loaded_objects() -> None:
+    """Move everything loaded so far out of the garbage collector's sight (``gc.freeze``).
+
+    The score table, models and lookup arrays are hundreds of thousands of
+    long-lived objects; every full collection walked them all (0.2-0.6 s on two
+    cores), stalling every request in flight: that pause was the by-id p99.
+    Frozen objects are never freed or scanned, which is right for state held for
+    the life of the process.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def _telemetry_off() -> None:
     for key in ("MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK", "BENTOML_DO_NOT_TRACK"):
         os.environ.setdefault(key, "true")
@@ -202,6 +235,7 @@ class WinbackService:
         config = ServingConfig.from_env()
         load_api_keys(config)  # fail fast: never start a service nobody may call
         self.state = ServingState.load(config)
+        freeze_loaded_objects()
         logger.info(
             "winback service ready: score table %s (%d customers), models %s",
             self.state.lookup.as_of,
