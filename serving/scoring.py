@@ -551,12 +551,22 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _plain_list(column: pd.Series) -> list[Any]:
+    """The column as JSON-ready Python values (what :func:`_plain` gives for each value)."""
+    dtype = column.dtype
+    if pd.api.types.is_float_dtype(dtype):
+        values = column.to_numpy(dtype="float64", na_value=np.nan).tolist()
+        return [None if v != v else v for v in values]  # v != v only for NaN
+    return [_plain(v) for v in column.to_numpy(dtype=object)]
+
+
 class ScoreLookup:
     """The latest score table held in memory for fast lookups by customer id.
 
-    Built once at service start: a dict from id to row position and one numpy
-    array per column, so a lookup costs microseconds instead of a pandas
-    ``.loc`` (milliseconds).
+    Built once at service start: a dict from id to row position and one list of
+    JSON-ready values per column (NaN already ``None``, numpy scalars already
+    Python), so a lookup is a few list indexings: microseconds, not a pandas
+    ``.loc`` (milliseconds) or a conversion per value per request.
     """
 
     def __init__(
@@ -574,12 +584,10 @@ class ScoreLookup:
             *(f"{t}_model_version" for t in TARGETS),
             *(f"{t}_feature_set" for t in TARGETS),
         ]
-        self._columns: dict[str, np.ndarray] = {
-            c: table[c].to_numpy(dtype=object) for c in wanted if c in table.columns
+        self._columns: dict[str, list[Any]] = {
+            c: _plain_list(table[c]) for c in wanted if c in table.columns
         }
-        self._scored_at = np.asarray(
-            pd.to_datetime(table["scored_at"], utc=True).dt.to_pydatetime(), dtype=object
-        )
+        self._scored_at = pd.to_datetime(table["scored_at"], utc=True).dt.to_pydatetime().tolist()
         self._feature_rows: np.ndarray | None = None
         self.reference: dict[str, float] | None = None
         if features is not None:
@@ -612,7 +620,7 @@ class ScoreLookup:
         out: dict[str, str | None] = {}
         for target in TARGETS:
             column = self._columns.get(f"{target}_model_version")
-            out[target] = _plain(column[0]) if column is not None and len(column) else None
+            out[target] = column[0] if column is not None and len(column) else None
         return out
 
     def find(self, customer_ids: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -631,7 +639,7 @@ class ScoreLookup:
                 continue
             for c in customer_ids:
                 p = self._positions[c]
-                if reasons[p] is None and not pd.isna(scores[p]):
+                if reasons[p] is None and scores[p] is not None:
                     return True
         return False
 
@@ -653,7 +661,9 @@ class ScoreLookup:
         reasons: dict[str, list[Any]] = {}
         for target in TARGETS:
             column = self._columns.get(_reason_column(target))
-            reasons[target] = [None if column is None else _plain(column[p]) for p in positions]
+            reasons[target] = [
+                None if column is None or column[p] is None else list(column[p]) for p in positions
+            ]
         if explain and models is not None and self._feature_rows is not None:
             for target in models.targets:
                 scores = self._columns[SCORE_COLUMNS[target]]
@@ -661,7 +671,7 @@ class ScoreLookup:
                     i
                     for i, p in enumerate(positions)
                     if reasons[target][i] is None
-                    and not pd.isna(scores[p])
+                    and scores[p] is not None
                     and self._feature_rows[p] >= 0
                 ]
                 if need:
@@ -679,14 +689,10 @@ class ScoreLookup:
             record: dict[str, Any] = {"customer_id": self._ids[p], "as_of": self.as_of}
             for col in RECORD_COLUMNS:
                 column = self._columns.get(col)
-                record[col] = None if column is None else _plain(column[p])
+                record[col] = None if column is None else column[p]
             record["reasons"] = {t: reasons[t][i] for t in TARGETS}
-            record["model_versions"] = {
-                t: _plain(self._columns[f"{t}_model_version"][p]) for t in TARGETS
-            }
-            record["feature_sets"] = {
-                t: _plain(self._columns[f"{t}_feature_set"][p]) for t in TARGETS
-            }
+            record["model_versions"] = {t: self._columns[f"{t}_model_version"][p] for t in TARGETS}
+            record["feature_sets"] = {t: self._columns[f"{t}_feature_set"][p] for t in TARGETS}
             record["scored_at"] = self._scored_at[p]
             out.append(record)
         return out

@@ -23,7 +23,7 @@ from typing import Any
 import anyio.to_thread
 import bentoml
 import pandas as pd
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
 from serving.auth import ApiKeyMiddleware, load_api_keys
 from serving.batching import FrameBatcher, Overloaded
@@ -39,6 +39,7 @@ from serving.schemas import (
     ScoresRequest,
     ScoresResponse,
     ScoreTableInfo,
+    scores_response_json,
 )
 from serving.scoring import (
     RowsInvalid,
@@ -98,10 +99,8 @@ def error_response(status: int, message: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"error": message, **extra}, status_code=status)
 
 
-async def lookup_scores(
-    state: ServingState, request: ScoresRequest
-) -> ScoresResponse | JSONResponse:
-    """Stored scores for the requested ids; 404 when none of them is known."""
+async def lookup_scores(state: ServingState, request: ScoresRequest) -> Response:
+    """Stored scores for the requested ids (a ``ScoresResponse`` body); 404 when none is known."""
     found, unknown = state.lookup.find(request.customer_ids)
     if not found:
         return error_response(
@@ -122,7 +121,7 @@ async def lookup_scores(
         )
 
     records = await anyio.to_thread.run_sync(build) if explain else build()
-    return ScoresResponse(scores=records, not_found=unknown)
+    return Response(scores_response_json(records, unknown), media_type="application/json")
 
 
 async def score_posted_rows(

@@ -8,7 +8,9 @@ models' own ``predict_proba``.
 
 from __future__ import annotations
 
+import datetime as dt
 import gc
+import json
 
 import numpy as np
 import pytest
@@ -88,3 +90,51 @@ def test_the_loaded_state_is_frozen_out_of_the_garbage_collector(client):
     # a full collection would otherwise walk the whole score table on every pass
     assert client.get("/readyz").status_code == 200
     assert gc.get_freeze_count() > 0
+
+
+def test_the_lookup_body_is_what_the_response_model_writes(serving_home, served):
+    from serving.schemas import ScoresResponse, scores_response_json
+    from serving.scoring import ScoreLookup
+
+    lookup = ScoreLookup.load(ServingConfig(home=serving_home).score_path)
+    ids = [str(c) for c in lookup.table.index[:40]]
+    records = lookup.records(ids, models=served, explain=True)
+    assert any(r["churn_risk"] is None for r in records)  # missing scores are covered
+    assert any(r["reasons"]["churn"] for r in records)  # and reasons
+    fast = json.loads(scores_response_json(records, ["NOPE-1"]))
+    model = ScoresResponse(scores=records, not_found=["NOPE-1"])
+    assert fast == json.loads(model.model_dump_json())
+
+
+@pytest.mark.parametrize(
+    "scored_at",
+    [
+        dt.datetime(2024, 4, 1, 2, 0, tzinfo=dt.UTC),
+        dt.datetime(2024, 4, 1, 2, 0, 0, 123456, tzinfo=dt.UTC),
+        dt.datetime(2024, 4, 1, 2, 0, tzinfo=dt.timezone(dt.timedelta(hours=2))),
+        dt.datetime(2024, 4, 1, 2, 0),
+    ],
+)
+def test_timestamps_are_written_as_pydantic_writes_them(scored_at):
+    from serving.schemas import ScoresResponse, scores_response_json
+
+    record = {
+        "customer_id": "C1",
+        "as_of": dt.date(2024, 3, 31),
+        "churn_risk": 1e-05,
+        "vip_potential": None,
+        "reactivation_probability": None,
+        "expected_value": 12.5,
+        "tier": "silver — ünïcode",
+        "is_active": True,
+        "is_lapsed": False,
+        "is_vip": False,
+        "reasons": {"churn": ["no order for 140 days"], "vip": None, "reactivation": None},
+        "model_versions": {"churn": "3", "vip": None, "reactivation": None},
+        "feature_sets": {"churn": "churn_v1", "vip": None, "reactivation": None},
+        "scored_at": scored_at,
+    }
+    fast = json.loads(scores_response_json([record], []))
+    slow = json.loads(ScoresResponse(scores=[record], not_found=[]).model_dump_json())
+    assert fast == slow  # numbers may be spelled differently (1e-05 / 0.00001), never valued
+    assert fast["scores"][0]["scored_at"] == slow["scores"][0]["scored_at"]
