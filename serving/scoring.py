@@ -22,6 +22,7 @@ import datetime as dt
 import logging
 import operator
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -285,22 +286,50 @@ def predict_scores(
     targets: Sequence[str] | None = None,
     *,
     num_threads: int | None = None,
+    pool: Executor | None = None,
+    row_chunks: int = 1,
+    min_chunk_rows: int = 256,
 ) -> pd.DataFrame:
     """Calibrated probabilities of each target for every row of ``features``.
 
     Each model sees exactly the columns of its own feature set, checked with
     ``FeatureSet.check`` (a missing or mistyped column raises, never NaN-fills).
-    ``num_threads`` caps LightGBM's threads per call (the service uses 1: on
-    two shared cores more threads only queue behind each other).
+    ``num_threads`` caps LightGBM's threads per call. With a ``pool`` (the
+    service's, one thread per core) the work runs there as one task per model
+    and row chunk (``row_chunks`` chunks of at least ``min_chunk_rows`` rows):
+    LightGBM releases the GIL, so one large request uses every core, while
+    concurrent requests share the same few threads instead of oversubscribing
+    the cores.
     """
     targets = models.targets if targets is None else tuple(targets)
-    out = {}
     for target in targets:
-        served = models[target]
-        served.feature_set.check(features)
-        out[SCORE_COLUMNS[target]] = predict_probability(
-            served.model, features, num_threads=num_threads
+        models[target].feature_set.check(features)
+    n = len(features)
+    chunk = max(min_chunk_rows, -(-n // max(row_chunks, 1)))
+    if pool is None or (n <= chunk and len(targets) == 1):
+        out = {
+            SCORE_COLUMNS[t]: predict_probability(
+                models[t].model, features, num_threads=num_threads
+            )
+            for t in targets
+        }
+        return pd.DataFrame(out, index=features.index)
+    jobs = {
+        (t, start): pool.submit(
+            predict_probability,
+            models[t].model,
+            features.iloc[start : start + chunk],
+            num_threads=num_threads,
         )
+        for t in targets
+        for start in range(0, n, chunk)
+    }
+    out = {
+        SCORE_COLUMNS[t]: np.concatenate(
+            [jobs[(t, start)].result() for start in range(0, n, chunk)]
+        )
+        for t in targets
+    }
     return pd.DataFrame(out, index=features.index)
 
 

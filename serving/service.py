@@ -17,6 +17,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,8 +82,19 @@ class ServingState:
                 lookup.as_of,
             )
 
+        pool = ThreadPoolExecutor(
+            max_workers=config.max_parallel_predictions, thread_name_prefix="winback-predict"
+        )
+
         def predict(key: tuple[str, ...], frame: pd.DataFrame) -> pd.DataFrame:
-            return predict_scores(models, frame, key, num_threads=config.predict_threads)
+            return predict_scores(
+                models,
+                frame,
+                key,
+                num_threads=config.predict_threads,
+                pool=pool,
+                row_chunks=config.max_parallel_predictions,
+            )
 
         batcher = FrameBatcher(
             predict,

@@ -211,3 +211,24 @@ def test_predict_threads_from_the_environment():
     assert config.predict_threads == 2
     with pytest.raises(ValueError, match="WINBACK_PREDICT_THREADS='two'"):
         ServingConfig.from_env({"WINBACK_PREDICT_THREADS": "two"})
+
+
+@pytest.mark.parametrize(("rows", "row_chunks"), [(5, 2), (700, 2), (700, 3), (1000, 1)])
+def test_predict_scores_on_a_pool_in_chunks_equals_one_call_per_model(fitted, rows, row_chunks):
+    from concurrent.futures import ThreadPoolExecutor
+
+    X, _ = _training_frame(rows, 3)
+    X.index = pd.Index([f"C{i}" for i in range(rows)], name="customer_id")
+    models = ServedModels(
+        {
+            "churn": ServedModel("churn", fitted, "winback-churn", "4"),
+            "vip": ServedModel("vip", _OnlyPredictProba(), "winback-vip", "1"),
+        }
+    )
+    alone = predict_scores(models, X, num_threads=1)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        pooled = predict_scores(
+            models, X, num_threads=1, pool=pool, row_chunks=row_chunks, min_chunk_rows=100
+        )
+    pd.testing.assert_frame_equal(pooled, alone)
+    assert list(pooled.columns) == ["churn_risk", "vip_potential"]
