@@ -1,13 +1,22 @@
 """Load test of the winback service on loopback: latency and throughput, with the in-process baseline.
 
 Starts ``bentoml serve serving.service:WinbackService`` on a free 127.0.0.1 port,
-then sends a fixed number of requests (bounded by a time limit) from an async
-client and prints p50/p99 latency, throughput and errors for
+then sends a fixed number of requests (bounded by a time limit) from
+``--concurrency`` clients and prints p50/p99 latency, throughput and errors for
 
 * a by-id lookup (one customer id per request),
-* 1,000 posted feature rows (column-wise and row-wise),
+* 1,000 posted feature rows (column-wise at 1 and at ``--row-concurrency``
+  clients, row-wise, and column-wise for the churn model alone),
 
-next to the in-process LightGBM predict time of the same 1,000 rows.
+next to the in-process predict time of the same 1,000 rows (the models' own
+``predict_proba`` and the service's path).
+
+Every request is timed, slow or failed: a non-200 answer (a 503 included; real
+clients retry it) counts as an error. The client runs on the same cores as the
+server, so it is kept light: ``--client threads`` (default) is one
+``http.client`` keep-alive connection per thread; ``--client httpx`` is the
+heavier async httpx client the first version used. The load average is printed
+with every scenario, because on a shared machine it moves the figures a lot.
 
 By default it builds a synthetic working directory in a temporary folder: three
 champion models (the released feature sets, 300 trees) in a fresh MLflow
@@ -23,12 +32,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import http.client
 import os
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -96,6 +107,17 @@ def build_home(home: Path, customers: int) -> None:
     frame["trailing_margin"] = rng.gamma(2.0, 60.0, customers)
     table = score_table(frame, models, as_of=AS_OF, explain_top=1000)
     write_score_table(table, frame[union.names], serving_config.score_path, AS_OF)
+
+
+def models_columns(home: Path, target: str) -> list[str]:
+    """The feature columns of ``target``'s served model (read from the registry)."""
+    from serving.config import ServingConfig
+    from serving.scoring import load_served_models
+    from training.tracking import TrackingConfig
+
+    uri = TrackingConfig(root=str(home / "mlruns")).resolved_tracking_uri()
+    models = load_served_models(ServingConfig(home=home), targets=[target], tracking_uri=uri)
+    return models[target].feature_set.names
 
 
 def free_port() -> int:
@@ -171,6 +193,62 @@ async def load(
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         wall = time.perf_counter() - started
+    return summarise(latencies, statuses, wall)
+
+
+def load_threads(
+    url: str, path: str, payloads: list, *, concurrency: int, time_limit_s: float
+) -> dict:
+    """Like :func:`load`, with one ``http.client`` keep-alive connection per thread.
+
+    Much less client CPU per request than httpx, which matters when client and
+    server share two cores.
+    """
+    host, port = url.removeprefix("http://").split(":")
+    headers = {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
+    queue = list(reversed(payloads))
+    lock = threading.Lock()
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    deadline = time.perf_counter() + time_limit_s
+
+    def worker() -> None:
+        conn = http.client.HTTPConnection(host, int(port), timeout=30)
+        try:
+            while time.perf_counter() < deadline:
+                with lock:
+                    if not queue:
+                        return
+                    body = queue.pop()
+                start = time.perf_counter()
+                try:
+                    conn.request("POST", path, body=body, headers=headers)
+                    response = conn.getresponse()
+                    response.read()
+                    status = response.status
+                except (OSError, http.client.HTTPException):
+                    status = -1
+                    conn.close()
+                    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+                elapsed = time.perf_counter() - start
+                with lock:
+                    latencies.append(elapsed)
+                    statuses[status] = statuses.get(status, 0) + 1
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - started
+    return summarise(latencies, statuses, wall)
+
+
+def summarise(latencies: list[float], statuses: dict[int, int], wall: float) -> dict:
+    """p50/p99 (ms) over every request sent, throughput and non-200 answers."""
     lat = np.array(latencies) * 1000
     return {
         "requests": len(latencies),
@@ -182,8 +260,33 @@ async def load(
     }
 
 
+def run_scenario(
+    client: str, url: str, path: str, payloads: list, *, concurrency: int, time_limit_s: float
+) -> dict:
+    """One scenario with the chosen client, plus the 1-minute load average after it."""
+    if client == "threads":
+        result = load_threads(
+            url, path, payloads, concurrency=concurrency, time_limit_s=time_limit_s
+        )
+    else:
+        result = asyncio.run(
+            load(url, path, payloads, concurrency=concurrency, time_limit_s=time_limit_s)
+        )
+    result["concurrency"] = concurrency
+    result["load_1m"] = os.getloadavg()[0]
+    return result
+
+
 def in_process_baseline(home: Path, frame: pd.DataFrame, repeats: int) -> dict[str, float]:
-    """In-process predict time of the same rows: three models, and the churn model alone."""
+    """In-process predict time of the same rows, in ms (p50/p99 over ``repeats``).
+
+    ``three_*``/``one_*``: the models' own ``predict_proba`` (three models / churn
+    alone); ``service_three_*``/``service_one_*``: the service's path
+    (``serving.scoring.predict_scores`` on its thread pool, one LightGBM thread
+    per task), when the served code has it.
+    """
+    import inspect
+
     from serving.config import ServingConfig
     from serving.scoring import load_served_models, predict_scores
     from training.tracking import TrackingConfig
@@ -191,21 +294,36 @@ def in_process_baseline(home: Path, frame: pd.DataFrame, repeats: int) -> dict[s
     uri = TrackingConfig(root=str(home / "mlruns")).resolved_tracking_uri()
     models = load_served_models(ServingConfig(home=home), tracking_uri=uri)
     churn = models["churn"].model
-    three, one = [], []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        predict_scores(models, frame)
-        three.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        churn.predict_proba(frame)
-        one.append(time.perf_counter() - start)
-    three_ms, one_ms = np.array(three) * 1000, np.array(one) * 1000
-    return {
-        "three_p50_ms": float(np.percentile(three_ms, 50)),
-        "three_p99_ms": float(np.percentile(three_ms, 99)),
-        "one_p50_ms": float(np.percentile(one_ms, 50)),
-        "one_p99_ms": float(np.percentile(one_ms, 99)),
+    calls = {
+        "three": lambda: [
+            models[t].model.predict_proba(frame[models[t].feature_set.names])
+            for t in models.targets
+        ],
+        "one": lambda: churn.predict_proba(frame[churn.feature_set_.names]),
     }
+    if "pool" in inspect.signature(predict_scores).parameters:
+        from concurrent.futures import ThreadPoolExecutor
+
+        config = ServingConfig()
+        pool = ThreadPoolExecutor(max_workers=config.max_parallel_predictions)
+        options = {
+            "num_threads": config.predict_threads,
+            "pool": pool,
+            "row_chunks": config.max_parallel_predictions,
+        }
+        calls["service_three"] = lambda: predict_scores(models, frame, **options)
+        calls["service_one"] = lambda: predict_scores(models, frame, ["churn"], **options)
+    out = {}
+    for name, call in calls.items():
+        call()
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            call()
+            times.append((time.perf_counter() - start) * 1000)
+        out[f"{name}_p50_ms"] = float(np.percentile(times, 50))
+        out[f"{name}_p99_ms"] = float(np.percentile(times, 99))
+    return out
 
 
 def main() -> None:
@@ -214,7 +332,11 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=100_000)
     parser.add_argument("--requests", type=int, default=2000, help="by-id requests")
     parser.add_argument("--row-requests", type=int, default=200, help="1,000-row requests")
-    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--concurrency", type=int, default=8, help="clients for by-id")
+    parser.add_argument(
+        "--row-concurrency", type=int, default=4, help="clients for 1,000-row requests"
+    )
+    parser.add_argument("--client", choices=["threads", "httpx"], default="threads")
     parser.add_argument("--time-limit", type=float, default=60.0, help="seconds per scenario")
     args = parser.parse_args()
     for key in ("BENTOML_DO_NOT_TRACK", "MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK"):
@@ -251,49 +373,72 @@ def main() -> None:
         for c in rng.choice(ids, max(args.requests // 10, 50))
     ]
 
+    churn_columns = models_columns(home, "churn")
+    churn_body = json.dumps(
+        {"columns": {c: plain[c].tolist() for c in churn_columns}, "targets": ["churn"]}
+    )
+
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log_path = home / f"bench-serve-{port}.log"
     process = start_server(home, port, log_path)
+    limit = args.time_limit
     try:
         wait_ready(url, process, 240)
-        asyncio.run(load(url, "/scores", id_bodies[:50], concurrency=2, time_limit_s=30))  # warm up
+        run_scenario(args.client, url, "/scores", id_bodies[:50], concurrency=2, time_limit_s=30)
+        run_scenario(
+            args.client, url, "/score_rows", [columns_body] * 5, concurrency=1, time_limit_s=30
+        )  # warm up
+        rc = args.row_concurrency
+        rr = args.row_requests
         results = {
-            "by-id lookup": asyncio.run(
-                load(
-                    url,
-                    "/scores",
-                    id_bodies,
-                    concurrency=args.concurrency,
-                    time_limit_s=args.time_limit,
-                )
+            "by-id lookup": run_scenario(
+                args.client,
+                url,
+                "/scores",
+                id_bodies,
+                concurrency=args.concurrency,
+                time_limit_s=limit,
             ),
-            "by-id + reasons on demand": asyncio.run(
-                load(
-                    url,
-                    "/scores",
-                    explain_bodies,
-                    concurrency=args.concurrency,
-                    time_limit_s=args.time_limit,
-                )
+            "by-id + reasons on demand": run_scenario(
+                args.client,
+                url,
+                "/scores",
+                explain_bodies,
+                concurrency=args.concurrency,
+                time_limit_s=limit,
             ),
-            "1,000 rows (columns)": asyncio.run(
-                load(
-                    url,
-                    "/score_rows",
-                    [columns_body] * args.row_requests,
-                    concurrency=max(args.concurrency // 2, 1),
-                    time_limit_s=args.time_limit,
-                )
+            "1,000 rows (columns)": run_scenario(
+                args.client,
+                url,
+                "/score_rows",
+                [columns_body] * rr,
+                concurrency=1,
+                time_limit_s=limit,
             ),
-            "1,000 rows (rows)": asyncio.run(
-                load(
-                    url,
-                    "/score_rows",
-                    [rows_body] * args.row_requests,
-                    concurrency=max(args.concurrency // 2, 1),
-                    time_limit_s=args.time_limit,
-                )
+            f"1,000 rows (columns) x{rc}": run_scenario(
+                args.client,
+                url,
+                "/score_rows",
+                [columns_body] * rr,
+                concurrency=rc,
+                time_limit_s=limit,
+            ),
+            f"1,000 rows (rows) x{rc}": run_scenario(
+                args.client,
+                url,
+                "/score_rows",
+                [rows_body] * rr,
+                concurrency=rc,
+                time_limit_s=limit,
+            ),
+            "1,000 rows churn only": run_scenario(
+                args.client,
+                url,
+                "/score_rows",
+                [churn_body] * rr,
+                concurrency=1,
+                time_limit_s=limit,
             ),
         }
     finally:
@@ -306,19 +451,30 @@ def main() -> None:
 
     print(
         f"\nwinback service on {url}, score table {as_of} ({len(ids):,} customers), "
-        f"concurrency {args.concurrency}"
+        f"client {args.client}"
     )
-    print(f"{'scenario':<28}{'requests':>9}{'p50 ms':>9}{'p99 ms':>9}{'req/s':>9}{'errors':>8}")
+    print(
+        f"{'scenario':<30}{'clients':>8}{'requests':>9}{'p50 ms':>9}{'p99 ms':>9}"
+        f"{'req/s':>8}{'errors':>7}{'load':>6}"
+    )
     for name, r in results.items():
         print(
-            f"{name:<28}{r['requests']:>9}{r['p50_ms']:>9.1f}{r['p99_ms']:>9.1f}"
-            f"{r['req_per_s']:>9.0f}{r['errors']:>8}  {r['statuses']}"
+            f"{name:<30}{r['concurrency']:>8}{r['requests']:>9}{r['p50_ms']:>9.1f}"
+            f"{r['p99_ms']:>9.1f}{r['req_per_s']:>8.0f}{r['errors']:>7}{r['load_1m']:>6.1f}"
+            f"  {r['statuses']}"
         )
     print(
-        f"in-process predict, same 1,000 rows: 3 models p50 {baseline['three_p50_ms']:.1f} / "
-        f"p99 {baseline['three_p99_ms']:.1f} ms; churn model alone p50 "
-        f"{baseline['one_p50_ms']:.1f} / p99 {baseline['one_p99_ms']:.1f} ms"
+        f"in-process, same 1,000 rows, models' predict_proba: 3 models p50 "
+        f"{baseline['three_p50_ms']:.1f} / p99 {baseline['three_p99_ms']:.1f} ms; churn alone "
+        f"p50 {baseline['one_p50_ms']:.1f} / p99 {baseline['one_p99_ms']:.1f} ms"
     )
+    if "service_three_p50_ms" in baseline:
+        print(
+            f"in-process, same 1,000 rows, service path (2-thread pool): 3 models p50 "
+            f"{baseline['service_three_p50_ms']:.1f} / p99 {baseline['service_three_p99_ms']:.1f}"
+            f" ms; churn alone p50 {baseline['service_one_p50_ms']:.1f} / p99 "
+            f"{baseline['service_one_p99_ms']:.1f} ms"
+        )
     print("targets (2 cores): by-id p99 <= 10 ms, 1,000 rows p99 <= 50 ms, >= 500 req/s, 0 errors")
     print("uptime:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
     if tmp is not None:

@@ -9,6 +9,12 @@ call runs, the frames that arrive wait and go together into the next call. At
 low load a request is scored at once (no added latency); under load batches grow
 up to ``max_batch_rows``. When more than ``max_queued`` requests wait, new ones
 are refused with :class:`Overloaded` (the service answers 503; clients retry).
+
+A request of ``direct_rows`` rows or more skips the queue: batching cannot make
+it cheaper (LightGBM's cost is per row), while waiting behind a merged batch
+would add that batch's whole time to its latency. Direct calls and batches share
+one limit of ``max_parallel`` model calls at a time (one per core), and direct
+calls count against ``max_queued`` too.
 """
 
 from __future__ import annotations
@@ -45,7 +51,12 @@ class FrameBatcher:
     max_batch_rows
         Upper bound on the rows of one call (a single larger request runs alone).
     max_queued
-        Requests allowed to wait before new ones get :class:`Overloaded`.
+        Requests allowed to wait (or run directly) before new ones get :class:`Overloaded`.
+    direct_rows
+        Requests of at least this many rows are predicted at once, not queued.
+    max_parallel
+        Model calls running at the same time (worker threads; LightGBM releases
+        the GIL, so two calls use two cores).
     """
 
     def __init__(
@@ -54,26 +65,55 @@ class FrameBatcher:
         *,
         max_batch_rows: int = 20_000,
         max_queued: int = 256,
+        direct_rows: int = 256,
+        max_parallel: int = 2,
     ) -> None:
+        if max_parallel < 1:
+            raise ValueError(f"max_parallel must be >= 1, got {max_parallel}")
         self.predict = predict
         self.max_batch_rows = max_batch_rows
         self.max_queued = max_queued
+        self.direct_rows = direct_rows
+        self.max_parallel = max_parallel
         self._queue: deque[_Pending] = deque()
         self._worker: asyncio.Task | None = None
+        self._limiter: anyio.CapacityLimiter | None = None
+        self._direct = 0
         self.batches = 0
         self.rows = 0
+        self.direct_calls = 0
 
     @property
     def queued(self) -> int:
-        return len(self._queue)
+        """Requests waiting in the queue or running directly."""
+        return len(self._queue) + self._direct
 
-    async def submit(self, key: Hashable, frame: pd.DataFrame) -> pd.DataFrame:
-        """Predict ``frame``, possibly together with other waiting frames."""
-        if len(self._queue) >= self.max_queued:
+    def _check_room(self) -> None:
+        if self.queued >= self.max_queued:
             raise Overloaded(
-                f"{len(self._queue)} scoring requests are waiting (limit {self.max_queued}); "
+                f"{self.queued} scoring requests are waiting (limit {self.max_queued}); "
                 f"retry shortly"
             )
+
+    def _calls(self) -> anyio.CapacityLimiter:
+        if self._limiter is None:  # created in the event loop that uses it
+            self._limiter = anyio.CapacityLimiter(self.max_parallel)
+        return self._limiter
+
+    async def submit(self, key: Hashable, frame: pd.DataFrame) -> pd.DataFrame:
+        """Predict ``frame``: at once if it is large, else possibly with other waiting frames."""
+        self._check_room()
+        if len(frame) >= self.direct_rows:
+            self._direct += 1
+            try:
+                result = await anyio.to_thread.run_sync(
+                    self.predict, key, frame, limiter=self._calls()
+                )
+            finally:
+                self._direct -= 1
+            self.direct_calls += 1
+            self.rows += len(frame)
+            return result
         loop = asyncio.get_running_loop()
         pending = _Pending(key, frame, loop.create_future())
         self._queue.append(pending)
@@ -101,7 +141,9 @@ class FrameBatcher:
             frames = [p.frame for p in batch]
             merged = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
             try:
-                result = await anyio.to_thread.run_sync(self.predict, batch[0].key, merged)
+                result = await anyio.to_thread.run_sync(
+                    self.predict, batch[0].key, merged, limiter=self._calls()
+                )
             except Exception as exc:
                 for p in batch:
                     if not p.future.done():

@@ -34,6 +34,7 @@ ENV_MEASUREMENT_MAPPING = "WINBACK_MEASUREMENT_MAPPING"
 #: ``measurement_data`` value meaning the built-in simulated shop (what ``winback measure``
 #: reads without ``--data``).
 SIMULATED_DATA = "simulated"
+ENV_PREDICT_THREADS = "WINBACK_PREDICT_THREADS"
 
 #: Paths that answer without an API key (load balancers and orchestrators probe them).
 HEALTH_PATHS: frozenset[str] = frozenset({"/healthz", "/livez", "/readyz"})
@@ -79,6 +80,15 @@ class ServingConfig(BaseModel):
         simulated shop. ``None``: the service cannot measure lists and says so.
     measurement_mapping
         Column mapping of ``measurement_data`` (``winback measure --mapping``).
+    direct_rows
+        Posted-row requests of at least this many rows skip the micro-batcher
+        (batching cannot make them cheaper, only make them wait).
+    predict_threads
+        LightGBM threads per model call in the service. One: on two cores, a
+        second OpenMP thread per call mostly spins waiting for the first, and
+        concurrent calls already use both cores.
+    max_parallel_predictions
+        Model calls running at the same time (one per core is enough).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -98,6 +108,9 @@ class ServingConfig(BaseModel):
     max_queued_requests: int = Field(default=256, gt=0)
     measurement_data: str | None = None
     measurement_mapping: str | None = None
+    direct_rows: int = Field(default=256, gt=0)
+    predict_threads: int = Field(default=1, ge=1)
+    max_parallel_predictions: int = Field(default=2, ge=1)
 
     @field_validator("model_versions")
     @classmethod
@@ -129,9 +142,9 @@ class ServingConfig(BaseModel):
 
         ``WINBACK_HOME`` (working dir), ``WINBACK_SCORE_DIR``, ``WINBACK_API_KEY_FILE``,
         ``WINBACK_MODEL_VERSIONS`` (``churn=3,vip=2``),
-        ``WINBACK_EXPLAIN_ON_REQUEST`` (``0``/``1``), ``WINBACK_MEASUREMENT_DATA`` and
-        ``WINBACK_MEASUREMENT_MAPPING``; keys themselves are read by
-        :func:`serving.auth.load_api_keys`.
+        ``WINBACK_EXPLAIN_ON_REQUEST`` (``0``/``1``), ``WINBACK_MEASUREMENT_DATA``,
+        ``WINBACK_MEASUREMENT_MAPPING`` and ``WINBACK_PREDICT_THREADS``; keys themselves
+        are read by :func:`serving.auth.load_api_keys`.
         """
         env = os.environ if environ is None else environ
         values: dict = {}
@@ -153,6 +166,14 @@ class ServingConfig(BaseModel):
             values["measurement_data"] = env[ENV_MEASUREMENT_DATA]
         if env.get(ENV_MEASUREMENT_MAPPING):
             values["measurement_mapping"] = env[ENV_MEASUREMENT_MAPPING]
+        if env.get(ENV_PREDICT_THREADS):
+            text = env[ENV_PREDICT_THREADS].strip()
+            if not text.isdigit():
+                raise ValueError(
+                    f"{ENV_PREDICT_THREADS}={text!r} is not a whole number of LightGBM threads; "
+                    f"set it to e.g. 1"
+                )
+            values["predict_threads"] = int(text)
         values.update(overrides)
         return cls(**values)
 

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import operator
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -222,22 +224,112 @@ def _version_metrics(version: Any, client: Any) -> dict[str, float]:
 # -------------------------------------------------------------------- scoring
 
 
+def model_matrix(model: Any, features: pd.DataFrame) -> np.ndarray:
+    """The float64 matrix LightGBM sees for ``features``: the model's columns, categoricals as codes.
+
+    The same values ``WinbackClassifier._encode`` hands LightGBM through pandas
+    (a categorical becomes its position in the fitted ``categories_``, unknown or
+    missing values NaN), built directly as one C-ordered array: for a 1,000-row
+    request this is ~0.3 ms instead of ~15 ms of frame copies and conversions.
+    """
+    names = model.feature_set_.names
+    categories = model.categories_
+    matrix = np.empty((len(features), len(names)), dtype="float64")
+    for j, name in enumerate(names):
+        column = features[name]
+        if name in categories:
+            values = column.astype("string").to_numpy(dtype=object, na_value=None)
+            codes = pd.Index(categories[name], dtype=object).get_indexer(values)
+            matrix[:, j] = np.where(codes < 0, np.nan, codes)
+        else:
+            matrix[:, j] = column.to_numpy(dtype="float64", na_value=np.nan)
+    return matrix
+
+
+def _has_booster(model: Any) -> bool:
+    return all(
+        hasattr(model, a) for a in ("booster_", "categories_", "best_iteration_", "calibrator_")
+    )
+
+
+def predict_probability(
+    model: Any, features: pd.DataFrame, *, num_threads: int | None = None
+) -> np.ndarray:
+    """Calibrated probability of the positive class for every row, by the fastest safe route.
+
+    For a fitted ``WinbackClassifier`` the booster predicts on
+    :func:`model_matrix` with ``num_threads`` LightGBM threads (the model's own
+    setting when ``None``), then the fitted calibrator applies: exactly what
+    ``model.predict_proba`` returns, without its pandas round trip. Any other
+    model (a stand-in with only ``predict_proba``) is called as it is.
+    """
+    if not _has_booster(model):
+        return np.asarray(model.predict_proba(features[model.feature_set_.names]), dtype="float64")
+    threads = model.num_threads if num_threads is None else num_threads
+    raw = np.asarray(
+        model.booster_.predict(
+            model_matrix(model, features),
+            raw_score=True,
+            num_iteration=model.best_iteration_,
+            num_threads=threads,
+        ),
+        dtype="float64",
+    )
+    if model.calibrator_ is None:
+        return 1.0 / (1.0 + np.exp(-raw))
+    return np.asarray(model.calibrator_.predict(raw), dtype="float64")
+
+
 def predict_scores(
-    models: ServedModels, features: pd.DataFrame, targets: Sequence[str] | None = None
+    models: ServedModels,
+    features: pd.DataFrame,
+    targets: Sequence[str] | None = None,
+    *,
+    num_threads: int | None = None,
+    pool: Executor | None = None,
+    row_chunks: int = 1,
+    min_chunk_rows: int = 256,
 ) -> pd.DataFrame:
     """Calibrated probabilities of each target for every row of ``features``.
 
     Each model sees exactly the columns of its own feature set, checked with
     ``FeatureSet.check`` (a missing or mistyped column raises, never NaN-fills).
+    ``num_threads`` caps LightGBM's threads per call. With a ``pool`` (the
+    service's, one thread per core) the work runs there as one task per model
+    and row chunk (``row_chunks`` chunks of at least ``min_chunk_rows`` rows):
+    LightGBM releases the GIL, so one large request uses every core, while
+    concurrent requests share the same few threads instead of oversubscribing
+    the cores.
     """
     targets = models.targets if targets is None else tuple(targets)
-    out = {}
     for target in targets:
-        served = models[target]
-        fs = served.feature_set
-        fs.check(features)
-        X = features[fs.names]
-        out[SCORE_COLUMNS[target]] = np.asarray(served.model.predict_proba(X), dtype="float64")
+        models[target].feature_set.check(features)
+    n = len(features)
+    chunk = max(min_chunk_rows, -(-n // max(row_chunks, 1)))
+    if pool is None or (n <= chunk and len(targets) == 1):
+        out = {
+            SCORE_COLUMNS[t]: predict_probability(
+                models[t].model, features, num_threads=num_threads
+            )
+            for t in targets
+        }
+        return pd.DataFrame(out, index=features.index)
+    jobs = {
+        (t, start): pool.submit(
+            predict_probability,
+            models[t].model,
+            features.iloc[start : start + chunk],
+            num_threads=num_threads,
+        )
+        for t in targets
+        for start in range(0, n, chunk)
+    }
+    out = {
+        SCORE_COLUMNS[t]: np.concatenate(
+            [jobs[(t, start)].result() for start in range(0, n, chunk)]
+        )
+        for t in targets
+    }
     return pd.DataFrame(out, index=features.index)
 
 
@@ -488,12 +580,22 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _plain_list(column: pd.Series) -> list[Any]:
+    """The column as JSON-ready Python values (what :func:`_plain` gives for each value)."""
+    dtype = column.dtype
+    if pd.api.types.is_float_dtype(dtype):
+        values = column.to_numpy(dtype="float64", na_value=np.nan).tolist()
+        return [None if v != v else v for v in values]  # v != v only for NaN
+    return [_plain(v) for v in column.to_numpy(dtype=object)]
+
+
 class ScoreLookup:
     """The latest score table held in memory for fast lookups by customer id.
 
-    Built once at service start: a dict from id to row position and one numpy
-    array per column, so a lookup costs microseconds instead of a pandas
-    ``.loc`` (milliseconds).
+    Built once at service start: a dict from id to row position and one list of
+    JSON-ready values per column (NaN already ``None``, numpy scalars already
+    Python), so a lookup is a few list indexings: microseconds, not a pandas
+    ``.loc`` (milliseconds) or a conversion per value per request.
     """
 
     def __init__(
@@ -511,12 +613,10 @@ class ScoreLookup:
             *(f"{t}_model_version" for t in TARGETS),
             *(f"{t}_feature_set" for t in TARGETS),
         ]
-        self._columns: dict[str, np.ndarray] = {
-            c: table[c].to_numpy(dtype=object) for c in wanted if c in table.columns
+        self._columns: dict[str, list[Any]] = {
+            c: _plain_list(table[c]) for c in wanted if c in table.columns
         }
-        self._scored_at = np.asarray(
-            pd.to_datetime(table["scored_at"], utc=True).dt.to_pydatetime(), dtype=object
-        )
+        self._scored_at = pd.to_datetime(table["scored_at"], utc=True).dt.to_pydatetime().tolist()
         self._feature_rows: np.ndarray | None = None
         self.reference: dict[str, float] | None = None
         if features is not None:
@@ -549,7 +649,7 @@ class ScoreLookup:
         out: dict[str, str | None] = {}
         for target in TARGETS:
             column = self._columns.get(f"{target}_model_version")
-            out[target] = _plain(column[0]) if column is not None and len(column) else None
+            out[target] = column[0] if column is not None and len(column) else None
         return out
 
     def find(self, customer_ids: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -568,7 +668,7 @@ class ScoreLookup:
                 continue
             for c in customer_ids:
                 p = self._positions[c]
-                if reasons[p] is None and not pd.isna(scores[p]):
+                if reasons[p] is None and scores[p] is not None:
                     return True
         return False
 
@@ -590,7 +690,9 @@ class ScoreLookup:
         reasons: dict[str, list[Any]] = {}
         for target in TARGETS:
             column = self._columns.get(_reason_column(target))
-            reasons[target] = [None if column is None else _plain(column[p]) for p in positions]
+            reasons[target] = [
+                None if column is None or column[p] is None else list(column[p]) for p in positions
+            ]
         if explain and models is not None and self._feature_rows is not None:
             for target in models.targets:
                 scores = self._columns[SCORE_COLUMNS[target]]
@@ -598,7 +700,7 @@ class ScoreLookup:
                     i
                     for i, p in enumerate(positions)
                     if reasons[target][i] is None
-                    and not pd.isna(scores[p])
+                    and scores[p] is not None
                     and self._feature_rows[p] >= 0
                 ]
                 if need:
@@ -616,14 +718,10 @@ class ScoreLookup:
             record: dict[str, Any] = {"customer_id": self._ids[p], "as_of": self.as_of}
             for col in RECORD_COLUMNS:
                 column = self._columns.get(col)
-                record[col] = None if column is None else _plain(column[p])
+                record[col] = None if column is None else column[p]
             record["reasons"] = {t: reasons[t][i] for t in TARGETS}
-            record["model_versions"] = {
-                t: _plain(self._columns[f"{t}_model_version"][p]) for t in TARGETS
-            }
-            record["feature_sets"] = {
-                t: _plain(self._columns[f"{t}_feature_set"][p]) for t in TARGETS
-            }
+            record["model_versions"] = {t: self._columns[f"{t}_model_version"][p] for t in TARGETS}
+            record["feature_sets"] = {t: self._columns[f"{t}_feature_set"][p] for t in TARGETS}
             record["scored_at"] = self._scored_at[p]
             out.append(record)
         return out
@@ -712,17 +810,27 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+#: The exact Python types JSON decoding yields for a number or a string (or null);
+#: a column of only these is checked with one C-level pass over its value types.
+_NUMBER_TYPES = frozenset({int, float, type(None)})
+_STRING_TYPES = frozenset({str, type(None)})
+
+
 def _typed_column(values: Sequence[Any], expected: str) -> tuple[Any, str | None]:
     """``values`` converted to the feature dtype, or the name of the offending type.
 
     Numbers (or null) for numeric features; strings (or null) for categoricals.
     Nothing is coerced: ``"12"`` for a numeric feature is an error, not 12.
     """
+    kinds = set(map(type, values))
     if expected == "category":
-        bad = next((v for v in values if v is not None and not isinstance(v, str)), None)
-        if bad is not None:
-            return None, type(bad).__name__
+        if not kinds <= _STRING_TYPES:
+            bad = next((v for v in values if v is not None and not isinstance(v, str)), None)
+            if bad is not None:
+                return None, type(bad).__name__
         return pd.array(values, dtype="string"), None
+    if kinds <= _NUMBER_TYPES:
+        return np.array(values, dtype="float64"), None  # None becomes NaN
     bad = next((v for v in values if v is not None and not _is_number(v)), None)
     if bad is not None:
         return None, type(bad).__name__
@@ -762,7 +870,13 @@ def rows_to_frame(
                         lacking = incomplete.setdefault(col, [])
                         if len(lacking) < 5:
                             lacking.append(i)
-        data = {col: [row.get(col) for row in rows] for col in expected if col in present}
+        wanted = [col for col in expected if col in present]
+        if incomplete or not wanted:
+            data = {col: [row.get(col) for row in rows] for col in wanted}
+        else:  # every row has every key: one C-level pass per row, then transpose
+            pick = operator.itemgetter(*wanted)
+            picked = map(pick, rows) if len(wanted) > 1 else ((pick(r),) for r in rows)
+            data = dict(zip(wanted, zip(*picked, strict=True), strict=True))
     else:
         present = set(columns)
         lengths = {c: len(v) for c, v in columns.items()}
