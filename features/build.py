@@ -15,11 +15,13 @@ population of a cutoff is every customer with at least one purchase
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import date, datetime
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from features.engine import connect, table_columns
 from features.feature_sets import FeatureSet
@@ -67,51 +69,51 @@ class _Shape:
         return f"{alias}.customer_id" if self.single else f"c.cutoff, {alias}.customer_id"
 
 
+def _is_return(tx_columns: Collection[str], alias: str) -> str:
+    return f"COALESCE({alias}.is_return, FALSE)" if "is_return" in tx_columns else "FALSE"
+
+
 def _lines_sql(tx_columns: Collection[str], shape: _Shape) -> str:
-    is_return = "COALESCE(t.is_return, FALSE)" if "is_return" in tx_columns else "FALSE"
+    """Every line on or before the cutoff, for the additive line sums (relation ``lines``).
+
+    Spend, margin, discount and returns are sums over lines, so they are aggregated
+    from the lines straight to the customer: no order grouping carries them.
+    """
     extra = ""
     if "margin_amount" in tx_columns:
         extra += ", t.margin_amount"
     if "discount_amount" in tx_columns:
         extra += ", COALESCE(t.discount_amount, 0.0) AS discount_amount"
     return (
-        f"SELECT {shape.select_keys('t')}, t.order_id, "
-        f"{shape.age_days('t.ordered_at')} AS age_days, t.amount, {is_return} AS is_return{extra}\n"
+        f"SELECT {shape.select_keys('t')}, {shape.age_days('t.ordered_at')} AS age_days,"
+        f" t.amount, {_is_return(tx_columns, 't')} AS is_return{extra}\n"
         f"  {shape.events('transactions', 't', 'ordered_at')}"
     )
 
 
 def _orders_sql(tx_columns: Collection[str], shape: _Shape) -> str:
+    """One narrow row per purchase order: its value, age and whether a line was discounted.
+
+    Only the purchase (non-return) lines are read, so every order row is a purchase
+    order and the customers with one are the population. The row carries only what
+    needs the order level (counts, order values, gaps); the line sums live in ``lines``.
+    """
     parts = [
-        "COUNT(CASE WHEN NOT is_return THEN 1 END) AS order_purchase_lines",
-        "SUM(CASE WHEN is_return THEN 0.0 ELSE amount END) AS order_amount",
-        "MAX(CASE WHEN is_return THEN NULL ELSE age_days END) AS order_age_days",
+        "SUM(t.amount) AS order_amount",
+        f"MAX({shape.age_days('t.ordered_at')}) AS order_age_days",
     ]
-    if "is_return" in tx_columns:
-        parts += [
-            "SUM(CASE WHEN is_return THEN 1.0 ELSE 0.0 END) AS order_returned_lines",
-            "SUM(CASE WHEN is_return AND age_days < 365 THEN 1.0 ELSE 0.0 END)"
-            " AS order_returned_lines_365d",
-            "SUM(CASE WHEN is_return THEN amount ELSE 0.0 END) AS order_returned_amount",
-        ]
-    if "margin_amount" in tx_columns:
-        parts += [
-            "SUM(CASE WHEN is_return THEN 0.0 ELSE margin_amount END) AS order_margin_amount",
-            "SUM(CASE WHEN is_return OR age_days >= 365 THEN 0.0 ELSE margin_amount END)"
-            " AS order_margin_365d_amount",
-        ]
     if "discount_amount" in tx_columns:
-        parts += [
-            "SUM(CASE WHEN is_return THEN 0.0 ELSE discount_amount END) AS order_discount_amount",
-            "SUM(CASE WHEN NOT is_return AND discount_amount = 0 THEN amount ELSE 0.0 END)"
-            " AS order_full_price_amount",
-            "MAX(CASE WHEN NOT is_return AND discount_amount > 0 THEN 1 ELSE 0 END)"
-            " AS order_discounted",
-        ]
+        parts.append(
+            "MAX(CASE WHEN COALESCE(t.discount_amount, 0.0) > 0 THEN 1 ELSE 0 END)"
+            " AS order_discounted"
+        )
+    purchased = f" AND NOT {_is_return(tx_columns, 't')}" if "is_return" in tx_columns else ""
+    keys = shape.select_keys("t")
     return (
-        f"SELECT {shape.by}, order_id,\n    "
+        f"SELECT {keys}, t.order_id,\n    "
         + ",\n    ".join(parts)
-        + f"\n  FROM rel_lines GROUP BY {shape.by}, order_id"
+        + f"\n  {shape.events('transactions', 't', 'ordered_at')}{purchased}"
+        + f"\n  GROUP BY {keys}, t.order_id"
     )
 
 
@@ -119,45 +121,50 @@ def _order_gaps_sql(shape: _Shape) -> str:
     """Orders in time order with the days since the previous purchase order (``gap_days``).
 
     0 for another order the same day, so the non-zero gaps are the gaps between
-    distinct purchase days. Return-only orders (no age) sort last and get no gap.
-    The window runs over the orders themselves, so ``order_days`` features are
-    aggregated with the ``orders`` ones: no second grouping, no extra join, and
-    the order relation is streamed once (never materialised).
+    distinct purchase days. The window runs over the narrow order rows themselves,
+    so ``order_days`` features are aggregated with the ``orders`` ones: no second
+    grouping, no extra join, and the order relation is streamed once.
     """
     return (
         "SELECT *,\n"
         f"    LAG(order_age_days) OVER (PARTITION BY {shape.by}"
-        " ORDER BY order_age_days DESC NULLS LAST) - order_age_days AS gap_days\n"
-        "  FROM rel_order_lines"
+        " ORDER BY order_age_days DESC) - order_age_days AS gap_days\n"
+        "  FROM rel_order_rows"
     )
 
 
 def _category_sql(tx_columns: Collection[str], shape: _Shape) -> list[tuple[str, str]]:
     margin = "margin_amount" in tx_columns
-    # Its own scan of the purchased, categorised lines rather than a second reader of
-    # ``rel_lines``: the scan reads four columns with the filter pushed into it, and the
-    # grouping no longer runs alongside the order grouping (half the peak memory, no spill).
-    purchased = " AND NOT COALESCE(t.is_return, FALSE)" if "is_return" in tx_columns else ""
-    raw = (
-        f"SELECT {shape.by}, category, SUM(amount) AS category_amount"
-        + (", SUM(margin_amount) AS category_margin_amount" if margin else "")
-        + f"\n  FROM (SELECT {shape.select_keys('t')}, t.category, t.amount"
-        + (", t.margin_amount" if margin else "")
-        + f"\n        {shape.events('transactions', 't', 'ordered_at')}"
-        + f"{purchased} AND t.category IS NOT NULL) AS l"
-        f"\n  GROUP BY {shape.by}, category"
+    # Narrow scans of the purchased, categorised lines (filter pushed into the scan).
+    # The shop-wide category margin rates get a scan of their own rather than a second
+    # reader of the (customer, category) grouping: a relation read twice is
+    # materialised, and that grouping has millions of rows.
+    purchased = f" AND NOT {_is_return(tx_columns, 't')}" if "is_return" in tx_columns else ""
+    scan = (
+        f"{shape.events('transactions', 't', 'ordered_at')}{purchased} AND t.category IS NOT NULL"
+    )
+    keys = shape.select_keys("t")
+    spend = (
+        f"SELECT {keys}, t.category, SUM(t.amount) AS category_amount\n"
+        f"  {scan}\n  GROUP BY {keys}, t.category"
     )
     if not margin:
-        return [("rel_customer_categories", raw)]
+        return [("rel_customer_categories", spend)]
+    cutoff_key = "" if shape.single else "c.cutoff, "
+    totals = (
+        f"SELECT {cutoff_key}t.category, SUM(t.amount) AS category_amount,"
+        " SUM(t.margin_amount) AS category_margin_amount\n"
+        f"  {scan}\n  GROUP BY {cutoff_key}t.category"
+    )
     if shape.single:
         rates = (
             "SELECT r.category, CASE WHEN r.rate > s.rate THEN 1 ELSE 0 END AS high_margin\n"
             "  FROM (SELECT category, SUM(category_margin_amount)"
             " / NULLIF(SUM(category_amount), 0) AS rate\n"
-            "        FROM rel_category_spend GROUP BY category) AS r\n"
+            "        FROM rel_category_totals GROUP BY category) AS r\n"
             "  CROSS JOIN (SELECT SUM(category_margin_amount) / NULLIF(SUM(category_amount), 0)"
             " AS rate\n"
-            "        FROM rel_category_spend) AS s"
+            "        FROM rel_category_totals) AS s"
         )
         on = "m.category = p.category"
     else:
@@ -166,10 +173,10 @@ def _category_sql(tx_columns: Collection[str], shape: _Shape) -> list[tuple[str,
             " CASE WHEN r.rate > s.rate THEN 1 ELSE 0 END AS high_margin\n"
             "  FROM (SELECT cutoff, category, SUM(category_margin_amount)"
             " / NULLIF(SUM(category_amount), 0) AS rate\n"
-            "        FROM rel_category_spend GROUP BY cutoff, category) AS r\n"
+            "        FROM rel_category_totals GROUP BY cutoff, category) AS r\n"
             "  JOIN (SELECT cutoff, SUM(category_margin_amount) / NULLIF(SUM(category_amount), 0)"
             " AS rate\n"
-            "        FROM rel_category_spend GROUP BY cutoff) AS s ON s.cutoff = r.cutoff"
+            "        FROM rel_category_totals GROUP BY cutoff) AS s ON s.cutoff = r.cutoff"
         )
         on = "m.cutoff = p.cutoff AND m.category = p.category"
     joined = (
@@ -178,8 +185,9 @@ def _category_sql(tx_columns: Collection[str], shape: _Shape) -> list[tuple[str,
         f"  FROM rel_category_spend AS p JOIN rel_category_margin AS m ON {on}"
     )
     return [
-        ("rel_category_spend", raw),
+        ("rel_category_totals", totals),
         ("rel_category_margin", rates),
+        ("rel_category_spend", spend),
         ("rel_customer_categories", joined),
     ]
 
@@ -198,6 +206,7 @@ def feature_query(
     columns: Mapping[str, Collection[str]],
     *,
     cutoff: date | None = None,
+    sort: bool = True,
 ) -> str:
     """The SQL text computing ``definitions`` for every cutoff in the ``cutoffs`` relation.
 
@@ -211,12 +220,15 @@ def feature_query(
         One cutoff date to compute instead: the query then reads no ``cutoffs``
         relation, filters the events against this date and groups by
         ``customer_id`` alone (faster; same values and columns).
+    sort
+        Whether the query ends with ``ORDER BY``; without it the rows come in no
+        particular order (for a caller that sorts the result more cheaply itself).
 
     Returns
     -------
     str
         One ``SELECT`` returning ``cutoff``, ``customer_id`` and one column per
-        feature in the given order, sorted by ``(cutoff, customer_id)``. It is
+        feature in the given order, sorted by ``(cutoff, customer_id)`` when ``sort``. It is
         DuckDB SQL that ``sqlglot.transpile(sql, read="duckdb", write="spark")``
         turns into Spark SQL.
     """
@@ -235,23 +247,24 @@ def feature_query(
                 by_relation[registry()[dep].relation].insert(0, registry()[dep])
 
     shape = _Shape(cutoff)
-    ctes: list[tuple[str, str]] = [("rel_lines", _lines_sql(tx, shape))]
+    ctes: list[tuple[str, str]] = []
     if by_relation["order_days"]:
         ctes += [
-            ("rel_order_lines", _orders_sql(tx, shape)),
+            ("rel_order_rows", _orders_sql(tx, shape)),
             ("rel_orders", _order_gaps_sql(shape)),
         ]
         by_relation["orders"] += by_relation.pop("order_days")
     else:
         ctes.append(("rel_orders", _orders_sql(tx, shape)))
         by_relation.pop("order_days")
+    if by_relation["lines"]:
+        ctes.append(("rel_lines", _lines_sql(tx, shape)))
     if by_relation["customer_categories"]:
         ctes += _category_sql(tx, shape)
     for table in _EVENT_TABLES:
         if by_relation[table]:
             ctes.append((f"rel_{table}", _event_sql(table, shape)))
 
-    population = "COUNT(CASE WHEN order_purchase_lines > 0 THEN 1 END)"
     joined_cols = [f"agg_orders.{k}" for k in shape.keys]
     joins: list[str] = []
     for relation, defs in by_relation.items():
@@ -261,10 +274,7 @@ def feature_query(
         source = "customers" if relation == "customers" else f"rel_{relation}"
         select = ", ".join(keys) + "".join(f",\n    {d.expression} AS {d.name}" for d in defs)
         group = ", ".join(keys)
-        having = f"\n  HAVING {population} > 0" if relation == "orders" else ""
-        ctes.append(
-            (f"agg_{relation}", f"SELECT {select}\n  FROM {source} GROUP BY {group}{having}")
-        )
+        ctes.append((f"agg_{relation}", f"SELECT {select}\n  FROM {source} GROUP BY {group}"))
         for d in defs:
             col = f"agg_{relation}.{d.name}"
             joined_cols.append(f"COALESCE({col}, 0) AS {d.name}" if d.zero_when_absent else col)
@@ -285,7 +295,8 @@ def feature_query(
     return (
         f"WITH {body}\nSELECT {head}"
         + "".join(f",\n  {o}" for o in outputs)
-        + f"\nFROM joined\nORDER BY {shape.by}"
+        + "\nFROM joined"
+        + (f"\nORDER BY {shape.by}" if sort else "")
     )
 
 
@@ -309,6 +320,24 @@ def _as_dates(cutoffs: Sequence[date]) -> list[date]:
 
 def _requested(feature_set: FeatureSet | None) -> list[str] | None:
     return None if feature_set is None else feature_set.names
+
+
+def _fetch(con: duckdb.DuckDBPyConnection, sql_for: Callable[[bool], str]) -> pd.DataFrame:
+    """The query's result as a pandas frame sorted by ``(cutoff, customer_id)``.
+
+    On DuckDB the result comes through Arrow and is sorted there: cheaper than
+    ``ORDER BY`` over every feature column plus ``df()``, and no Python string
+    objects are made. Other connections (``features.spark_engine``) sort in SQL.
+    """
+    if not isinstance(con, duckdb.DuckDBPyConnection):
+        return con.execute(sql_for(True)).df()
+    table = con.sql(sql_for(False)).to_arrow_table()
+    table = table.take(pc.sort_indices(table, [(k, "ascending") for k in KEYS]))
+    decimals = [i for i, f in enumerate(table.schema) if pa.types.is_decimal(f.type)]
+    for i in decimals:  # as df() gives them: float64, not Python Decimal objects
+        table = table.set_column(i, table.field(i).name, pc.cast(table.column(i), pa.float64()))
+    # Column by column, freeing each Arrow column once converted: a lower peak.
+    return table.to_pandas(date_as_object=False, split_blocks=True, self_destruct=True)
 
 
 def _canonical(frame: pd.DataFrame, definitions: Sequence[FeatureDefinition]) -> pd.DataFrame:
@@ -351,7 +380,7 @@ def build_feature_table_from(
     con.execute("CREATE OR REPLACE TEMP TABLE cutoffs (cutoff DATE)")
     con.executemany("INSERT INTO cutoffs VALUES (?)", [(d,) for d in dates])
     single = dates[0] if len(dates) == 1 else None
-    frame = con.execute(feature_query(definitions, columns, cutoff=single)).df()
+    frame = _fetch(con, lambda sort: feature_query(definitions, columns, cutoff=single, sort=sort))
     out = _canonical(frame, definitions)
     out.attrs["omitted_features"] = list(notes)
     return out

@@ -2,7 +2,7 @@
 
 A feature is a :class:`FeatureDefinition`. Its SQL ``expression`` is an
 aggregate over the rows of one *relation* (a point-in-time view of the events
-built by ``features.build``, one row per order, per purchase day, per
+built by ``features.build``, one row per purchase order, per order line, per
 ticket, ...), grouped by ``(cutoff, customer_id)``; or, for ``relation="derived"``,
 a scalar expression over other features named in ``depends_on``.
 
@@ -23,6 +23,7 @@ Dtype = Literal["float64", "category"]
 RELATIONS: dict[str, str] = {
     "orders": "transactions",
     "order_days": "transactions",
+    "lines": "transactions",
     "customer_categories": "transactions",
     "support_tickets": "support_tickets",
     "referrals": "referrals",

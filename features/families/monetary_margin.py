@@ -1,10 +1,11 @@
 """Spend, its trend, order values, margin and discount behaviour.
 
-Relations: ``orders`` (one row per order: ``order_amount`` = value of its
-non-return lines, ``order_age_days``, and where the optional columns exist
-``order_margin_amount``, ``order_margin_365d_amount``,
-``order_discount_amount``, ``order_full_price_amount``, ``order_discounted``);
-``customer_categories`` (spend per customer and category, with
+Relations: ``orders`` (one row per purchase order: ``order_amount`` = value of
+its non-return lines, ``order_age_days``, and ``order_discounted`` = 1 when one
+of them has a discount, where ``discount_amount`` exists); ``lines`` (one row per
+order line: ``age_days``, ``amount``, ``is_return``, and where the optional
+columns exist ``margin_amount`` and ``discount_amount``, missing discounts as 0),
+for the sums that need no order grouping; ``customer_categories`` (spend per customer and category, with
 ``high_margin`` = 1 when the category's shop-wide margin rate up to the cutoff
 is above the shop's overall margin rate up to the cutoff).
 """
@@ -16,8 +17,10 @@ from features.registry import FeatureDefinition
 FAMILY = "monetary_margin"
 WINDOWS_DAYS = (30, 90, 180, 365)
 
-SPEND = "SUM(order_amount)"
-PURCHASE_VALUE = "CASE WHEN order_purchase_lines > 0 THEN order_amount END"
+#: Value of the purchased lines, over the ``lines`` relation.
+SPEND = "SUM(CASE WHEN is_return THEN 0.0 ELSE amount END)"
+MARGIN_SUM = "SUM(CASE WHEN is_return THEN 0.0 ELSE margin_amount END)"
+DISCOUNT_SUM = "SUM(CASE WHEN is_return THEN 0.0 ELSE discount_amount END)"
 MARGIN = "transactions.margin_amount"
 DISCOUNT = "transactions.discount_amount"
 
@@ -34,7 +37,7 @@ def _feature(
 
 
 FEATURES: tuple[FeatureDefinition, ...] = (
-    _feature("spend_amount", "orders", SPEND, "Value of all purchased (non-return) lines."),
+    _feature("spend_amount", "lines", SPEND, "Value of all purchased (non-return) lines."),
     *(
         _feature(
             f"spend_{days}d_amount",
@@ -67,61 +70,61 @@ FEATURES: tuple[FeatureDefinition, ...] = (
     _feature(
         "order_value_mean_amount",
         "orders",
-        f"AVG({PURCHASE_VALUE})",
+        "AVG(order_amount)",
         "Mean value of a purchase order.",
     ),
     _feature(
         "order_value_max_amount",
         "orders",
-        f"MAX({PURCHASE_VALUE})",
+        "MAX(order_amount)",
         "Largest purchase order value.",
     ),
     _feature(
         "order_value_std_amount",
         "orders",
-        f"STDDEV_SAMP({PURCHASE_VALUE})",
+        "STDDEV_SAMP(order_amount)",
         "Sample standard deviation of purchase order values; missing with one order.",
     ),
     _feature(
         "total_margin_amount",
-        "orders",
-        "SUM(order_margin_amount)",
+        "lines",
+        MARGIN_SUM,
         "Gross margin of all purchased lines.",
         columns=(MARGIN,),
     ),
     _feature(
         "margin_365d_amount",
-        "orders",
-        "SUM(order_margin_365d_amount)",
+        "lines",
+        "SUM(CASE WHEN is_return OR age_days >= 365 THEN 0.0 ELSE margin_amount END)",
         "Gross margin of purchased lines in the last 365 days.",
         columns=(MARGIN,),
     ),
     _feature(
         "margin_rate",
-        "orders",
-        f"SUM(order_margin_amount) / NULLIF({SPEND}, 0)",
+        "lines",
+        f"{MARGIN_SUM} / NULLIF({SPEND}, 0)",
         "Gross margin over spend; missing when spend is 0.",
         columns=(MARGIN,),
     ),
     _feature(
         "full_price_spend_share",
-        "orders",
-        f"SUM(order_full_price_amount) / NULLIF({SPEND}, 0)",
+        "lines",
+        "SUM(CASE WHEN NOT is_return AND discount_amount = 0 THEN amount ELSE 0.0 END)"
+        f" / NULLIF({SPEND}, 0)",
         "Share of spend on lines bought without discount; missing when spend is 0.",
         columns=(DISCOUNT,),
     ),
     _feature(
         "discount_rate",
-        "orders",
-        f"SUM(order_discount_amount) / NULLIF({SPEND} + SUM(order_discount_amount), 0)",
+        "lines",
+        f"{DISCOUNT_SUM} / NULLIF({SPEND} + {DISCOUNT_SUM}, 0)",
         "Discount given over list value (spend + discount) of purchased lines.",
         columns=(DISCOUNT,),
     ),
     _feature(
         "discounted_order_share",
         "orders",
-        "COUNT(CASE WHEN order_purchase_lines > 0 AND order_discounted = 1 THEN 1 END)"
-        " / NULLIF(COUNT(CASE WHEN order_purchase_lines > 0 THEN 1 END), 0)",
+        "COUNT(CASE WHEN order_discounted = 1 THEN 1 END) / NULLIF(COUNT(*), 0)",
         "Share of purchase orders with a discounted line (1 = discount-only buyer).",
         columns=(DISCOUNT,),
     ),

@@ -1,8 +1,9 @@
 """Recency, tenure, order frequency, its trend, and the gaps between purchases.
 
-Relations (built by ``features.build``): ``orders`` has one row per order with
-``order_purchase_lines``, ``order_amount`` and ``order_age_days`` (whole days
-from the order's date to the cutoff, 0 on the cutoff day); ``order_days`` is
+Relations (built by ``features.build``): ``orders`` has one row per purchase
+order (an ``order_id`` with a non-return line) with ``order_amount`` and
+``order_age_days`` (whole days from the date of the order's purchase lines to the
+cutoff, 0 on the cutoff day; the oldest line's when they differ); ``order_days`` is
 the same rows in time order with ``gap_days``, the days since the previous
 purchase order (0 for a second order the same day), so the non-zero gaps are
 the gaps between distinct purchase days.
@@ -19,7 +20,7 @@ WINDOWS_DAYS = (30, 90, 180, 365)
 
 def orders_within(days: int) -> str:
     """SQL counting purchase orders placed in the last ``days`` days."""
-    return f"COUNT(CASE WHEN order_purchase_lines > 0 AND order_age_days < {days} THEN 1 END)"
+    return f"COUNT(CASE WHEN order_age_days < {days} THEN 1 END)"
 
 
 def _feature(
@@ -32,19 +33,19 @@ FEATURES: tuple[FeatureDefinition, ...] = (
     _feature(
         "days_since_last_order",
         "orders",
-        "MIN(CASE WHEN order_purchase_lines > 0 THEN order_age_days END)",
+        "MIN(order_age_days)",
         "Whole days from the last purchase order's date to the cutoff (recency).",
     ),
     _feature(
         "tenure_days",
         "orders",
-        "MAX(CASE WHEN order_purchase_lines > 0 THEN order_age_days END)",
+        "MAX(order_age_days)",
         "Whole days from the first purchase order's date to the cutoff.",
     ),
     _feature(
         "order_count",
         "orders",
-        "COUNT(CASE WHEN order_purchase_lines > 0 THEN 1 END)",
+        "COUNT(*)",
         "Distinct purchase orders (order_id with a non-return line), all history.",
     ),
     *(

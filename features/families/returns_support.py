@@ -1,7 +1,7 @@
 """Indirect costs: returned lines and support tickets.
 
-Relations: ``orders`` (``order_returned_lines``, ``order_returned_lines_365d``,
-``order_returned_amount``: the order's ``is_return`` lines) and
+Relations: ``lines`` (one row per order line with ``age_days``, ``amount`` and
+``is_return``) and
 ``support_tickets`` (one row per ticket opened by the cutoff, ``age_days``).
 """
 
@@ -11,6 +11,7 @@ from features.registry import FeatureDefinition
 
 FAMILY = "returns_support"
 IS_RETURN = "transactions.is_return"
+RETURNED = "SUM(CASE WHEN is_return THEN amount ELSE 0.0 END)"
 
 
 def _feature(
@@ -22,29 +23,29 @@ def _feature(
 FEATURES: tuple[FeatureDefinition, ...] = (
     _feature(
         "returned_line_count",
-        "orders",
-        "SUM(order_returned_lines)",
+        "lines",
+        "COUNT(CASE WHEN is_return THEN 1 END)",
         "Returned order lines (is_return), all history.",
         columns=(IS_RETURN,),
     ),
     _feature(
         "returned_line_count_365d",
-        "orders",
-        "SUM(order_returned_lines_365d)",
+        "lines",
+        "COUNT(CASE WHEN is_return AND age_days < 365 THEN 1 END)",
         "Returned order lines in the last 365 days.",
         columns=(IS_RETURN,),
     ),
     _feature(
         "returned_amount",
-        "orders",
-        "SUM(order_returned_amount)",
+        "lines",
+        RETURNED,
         "Value of returned lines.",
         columns=(IS_RETURN,),
     ),
     _feature(
         "return_rate",
-        "orders",
-        "SUM(order_returned_amount) / NULLIF(SUM(order_amount), 0)",
+        "lines",
+        f"{RETURNED} / NULLIF(SUM(CASE WHEN is_return THEN 0.0 ELSE amount END), 0)",
         "Returned value over purchased value; missing when spend is 0.",
         columns=(IS_RETURN,),
     ),
