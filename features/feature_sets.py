@@ -64,14 +64,14 @@ class FeatureSet:
 
     def check(self, frame: pd.DataFrame, *, allow_extra: bool = True) -> None:
         """Raise :class:`FeatureSetMismatch` naming every missing or mistyped column."""
-        present = set(frame.columns)
-        missing = [c for c in self.names if c not in present]
+        dtypes = dict(zip(frame.columns, frame.dtypes, strict=True))  # one pass, not per column
+        missing = [c for c in self.names if c not in dtypes]
         unexpected = [] if allow_extra else [c for c in frame.columns if c not in self.dtypes]
         wrong = {}
         for col, expected in self.columns:
-            if col not in present:
+            if col not in dtypes:
                 continue
-            got = frame[col].dtype
+            got = dtypes[col]
             if expected == "category":
                 ok = isinstance(got, pd.CategoricalDtype) or pd.api.types.is_string_dtype(got)
             else:
