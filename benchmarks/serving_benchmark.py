@@ -37,7 +37,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -126,19 +125,15 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(home: Path, port: int, log_path: Path) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "BENTOML_DO_NOT_TRACK": "true",
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-        "DO_NOT_TRACK": "true",
-        "WINBACK_HOME": str(home),
-        "WINBACK_API_KEYS": API_KEY,
-    }
+def start_server(home: Path, port: int, log_path: Path, workers: int) -> subprocess.Popen:
+    """``winback serve``'s command line and environment (``workers`` worker processes)."""
+    from serving.config import ServingConfig
+    from winback.commands.serving import serve_command, serving_environment
+
+    config = ServingConfig(home=home, port=port, workers=workers)
+    env = serving_environment(config, api_keys=API_KEY)
     env.pop("MLFLOW_TRACKING_URI", None)
-    bentoml = Path(sys.executable).parent / "bentoml"
-    command = [str(bentoml), "serve", "serving.service:WinbackService"]
-    command += ["--host", "127.0.0.1", "--port", str(port)]
+    command = serve_command(config)
     return subprocess.Popen(
         command,
         env=env,
@@ -337,6 +332,9 @@ def main() -> None:
         "--row-concurrency", type=int, default=4, help="clients for 1,000-row requests"
     )
     parser.add_argument("--client", choices=["threads", "httpx"], default="threads")
+    parser.add_argument(
+        "--workers", type=int, default=2, help="service worker processes (winback serve's default)"
+    )
     parser.add_argument("--time-limit", type=float, default=60.0, help="seconds per scenario")
     args = parser.parse_args()
     for key in ("BENTOML_DO_NOT_TRACK", "MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK"):
@@ -381,7 +379,7 @@ def main() -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log_path = home / f"bench-serve-{port}.log"
-    process = start_server(home, port, log_path)
+    process = start_server(home, port, log_path, args.workers)
     limit = args.time_limit
     try:
         wait_ready(url, process, 240)
@@ -451,7 +449,7 @@ def main() -> None:
 
     print(
         f"\nwinback service on {url}, score table {as_of} ({len(ids):,} customers), "
-        f"client {args.client}"
+        f"client {args.client}, {args.workers} worker(s)"
     )
     print(
         f"{'scenario':<30}{'clients':>8}{'requests':>9}{'p50 ms':>9}{'p99 ms':>9}"

@@ -146,6 +146,11 @@ def _score_on_spark(data, mapping, as_of, models, config, master):
     return score_customers_spark(connection, date, models, config), date
 
 
+#: BentoML's own settings as ``key=value`` pairs separated by spaces (how the worker count
+#: reaches ``bentoml serve``).
+BENTOML_CONFIG_OPTIONS = "BENTOML_CONFIG_OPTIONS"
+
+
 def serving_environment(
     config: ServingConfig, *, api_keys: str | None = None, base: dict | None = None
 ) -> dict[str, str]:
@@ -162,6 +167,8 @@ def serving_environment(
         env[ENV_API_KEYS] = api_keys
     if config.model_versions:
         env[ENV_MODEL_VERSIONS] = format_model_versions(config.model_versions)
+    options = env.get(BENTOML_CONFIG_OPTIONS, "").strip()
+    env[BENTOML_CONFIG_OPTIONS] = f"{options} services.winback.workers={config.workers}".strip()
     return env
 
 
@@ -192,6 +199,11 @@ def serve(
     no_explain: bool = typer.Option(
         False, "--no-explain", help="Never compute reasons at request time."
     ),
+    workers: int = typer.Option(
+        _DEFAULT.workers,
+        "--workers",
+        help="Worker processes (one per core; each loads the models).",
+    ),
 ) -> None:
     """Start the BentoML service (scores by id, scores of posted rows, models) on HOST:PORT."""
     try:
@@ -202,6 +214,7 @@ def serve(
             api_key_file=api_key_file,
             model_versions=parse_model_versions(model_versions or ""),
             explain_on_request=not no_explain,
+            workers=workers,
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
