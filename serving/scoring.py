@@ -251,7 +251,7 @@ class FeatureColumns:
         key = (name, tuple(categories))  # models trained on the same data share categories
         if key not in self._codes:
             values = self.frame[name].astype("string").to_numpy(dtype=object, na_value=None)
-            codes = pd.Categorical(values, categories=list(key[1])).codes
+            codes = pd.Index(key[1], dtype=object).get_indexer(values)
             self._codes[key] = np.where(codes < 0, np.nan, codes.astype("float64"))
         return self._codes[key]
 
