@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -74,51 +73,9 @@ def server(tmp_path_factory):
     log_baselines(home)
     data = tmp_path_factory.mktemp("measurement-data") / "transactions.parquet"
     measurement_transactions(home).to_parquet(data, index=False)
-    port = test_serve_smoke.free_port()
-    env = {
-        **os.environ,
-        "BENTOML_DO_NOT_TRACK": "true",
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-        "DO_NOT_TRACK": "true",
-        "WINBACK_HOME": str(home),
-        "WINBACK_API_KEYS": API_KEY,
-        "WINBACK_MEASUREMENT_DATA": str(data),
-    }
-    for key in ("MLFLOW_TRACKING_URI", "WINBACK_SCORE_DIR", "WINBACK_MEASUREMENT_MAPPING"):
-        env.pop(key, None)
-    log = (home / f"serve-console-{port}.log").open("w")
-    command = [test_serve_smoke._bentoml(), "serve", "serving.service:WinbackService"]
-    process = subprocess.Popen(
-        [*command, "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + test_serve_smoke.STARTUP_TIMEOUT_S
-    try:
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"bentoml serve exited with {process.returncode}: see {log.name}")
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"service not ready in time: see {log.name}")
-            time.sleep(0.5)
+    extra = {"WINBACK_MEASUREMENT_DATA": str(data)}
+    with test_serve_smoke.running_service(home, "serve-console", extra) as url:
         yield url
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=10)
-        log.close()
 
 
 def install_chromium() -> str | None:

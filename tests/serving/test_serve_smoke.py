@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -29,9 +31,15 @@ def _bentoml() -> str:
     return str(path) if path.exists() else "bentoml"
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    home = shared_serving_home(tmp_path_factory)
+@contextlib.contextmanager
+def running_service(
+    home: Path, log_name: str, extra_env: dict[str, str] | None = None
+) -> Iterator[str]:
+    """A real ``bentoml serve`` of ``home`` on a free loopback port until the block ends.
+
+    Yields the base URL once ``/readyz`` answers 200; fails the test (naming the
+    log file) when the process exits or is not ready in time.
+    """
     port = free_port()
     env = {
         **os.environ,
@@ -41,19 +49,18 @@ def server(tmp_path_factory):
         "WINBACK_HOME": str(home),
         "WINBACK_API_KEYS": API_KEY,
     }
-    env.pop("MLFLOW_TRACKING_URI", None)
-    env.pop("WINBACK_SCORE_DIR", None)
-    log = (home / f"serve-{port}.log").open("w")
+    for key in (
+        "MLFLOW_TRACKING_URI",
+        "WINBACK_SCORE_DIR",
+        "WINBACK_MEASUREMENT_DATA",
+        "WINBACK_MEASUREMENT_MAPPING",
+    ):
+        env.pop(key, None)
+    env.update(extra_env or {})
+    log = (home / f"{log_name}-{port}.log").open("w")
     process = subprocess.Popen(
-        [
-            _bentoml(),
-            "serve",
-            "serving.service:WinbackService",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
+        [_bentoml(), "serve", "serving.service:WinbackService"]
+        + ["--host", "127.0.0.1", "--port", str(port)],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -83,6 +90,12 @@ def server(tmp_path_factory):
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait(timeout=10)
         log.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with running_service(shared_serving_home(tmp_path_factory), "serve") as url:
+        yield url
 
 
 def test_real_server_answers_with_a_key_and_refuses_without(server, tmp_path_factory):
