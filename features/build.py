@@ -402,7 +402,8 @@ def build_feature_table(
     cutoffs
         Calendar dates; features use events on or before each.
     feature_set
-        The features to compute (in its order); every registered one when ``None``.
+        The features to compute; every registered one when ``None``. Columns come
+        out in registry order (select by name, e.g. ``frame[feature_set.names]``).
     con
         DuckDB connection to register the tables on; a new one by default.
 
