@@ -87,6 +87,13 @@ class FeatureDefinition:
                 f"feature {self.name!r}: a derived feature (and only one) lists depends_on"
             )
 
+    @classmethod
+    def numeric(
+        cls, family: str, name: str, relation: str, expression: str, description: str, **kw
+    ) -> FeatureDefinition:
+        """A ``float64`` feature of ``family`` (each family binds its name with ``partial``)."""
+        return cls(name, family, "float64", relation, expression, description, **kw)
+
     @property
     def tables(self) -> tuple[str, ...]:
         """Contract tables the feature reads (always ``transactions`` for the population)."""

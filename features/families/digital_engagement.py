@@ -10,6 +10,8 @@ are omitted, never filled with zeros.
 
 from __future__ import annotations
 
+from functools import partial
+
 from features.registry import FeatureDefinition
 
 FAMILY = "digital_engagement"
@@ -25,10 +27,7 @@ def events_within(days: int, types: tuple[str, ...] = ()) -> str:
     return f"COUNT(CASE WHEN {condition} THEN 1 END)"
 
 
-def _feature(
-    name: str, relation: str, expression: str, description: str, **kw
-) -> FeatureDefinition:
-    return FeatureDefinition(name, FAMILY, "float64", relation, expression, description, **kw)
+_feature = partial(FeatureDefinition.numeric, FAMILY)
 
 
 FEATURES: tuple[FeatureDefinition, ...] = (

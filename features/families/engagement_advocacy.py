@@ -6,15 +6,14 @@ cutoff with ``age_days`` (and ``rating`` for reviews).
 
 from __future__ import annotations
 
+from functools import partial
+
 from features.registry import FeatureDefinition
 
 FAMILY = "engagement_advocacy"
 
 
-def _feature(
-    name: str, relation: str, expression: str, description: str, **kw
-) -> FeatureDefinition:
-    return FeatureDefinition(name, FAMILY, "float64", relation, expression, description, **kw)
+_feature = partial(FeatureDefinition.numeric, FAMILY)
 
 
 FEATURES: tuple[FeatureDefinition, ...] = (

@@ -12,6 +12,8 @@ is above the shop's overall margin rate up to the cutoff).
 
 from __future__ import annotations
 
+from functools import partial
+
 from features.registry import FeatureDefinition
 
 FAMILY = "monetary_margin"
@@ -30,10 +32,7 @@ def spend_within(days: int) -> str:
     return f"SUM(CASE WHEN order_age_days < {days} THEN order_amount ELSE 0 END)"
 
 
-def _feature(
-    name: str, relation: str, expression: str, description: str, **kw
-) -> FeatureDefinition:
-    return FeatureDefinition(name, FAMILY, "float64", relation, expression, description, **kw)
+_feature = partial(FeatureDefinition.numeric, FAMILY)
 
 
 FEATURES: tuple[FeatureDefinition, ...] = (

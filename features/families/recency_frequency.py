@@ -12,6 +12,8 @@ A window of ``w`` days holds the events with ``0 <= age_days < w``.
 
 from __future__ import annotations
 
+from functools import partial
+
 from features.registry import FeatureDefinition
 
 FAMILY = "recency_frequency"
@@ -23,10 +25,7 @@ def orders_within(days: int) -> str:
     return f"COUNT(CASE WHEN order_age_days < {days} THEN 1 END)"
 
 
-def _feature(
-    name: str, relation: str, expression: str, description: str, **kw
-) -> FeatureDefinition:
-    return FeatureDefinition(name, FAMILY, "float64", relation, expression, description, **kw)
+_feature = partial(FeatureDefinition.numeric, FAMILY)
 
 
 FEATURES: tuple[FeatureDefinition, ...] = (

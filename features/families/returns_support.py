@@ -7,6 +7,8 @@ Relations: ``lines`` (one row per order line with ``age_days``, ``amount`` and
 
 from __future__ import annotations
 
+from functools import partial
+
 from features.registry import FeatureDefinition
 
 FAMILY = "returns_support"
@@ -14,10 +16,7 @@ IS_RETURN = "transactions.is_return"
 RETURNED = "SUM(CASE WHEN is_return THEN amount ELSE 0.0 END)"
 
 
-def _feature(
-    name: str, relation: str, expression: str, description: str, **kw
-) -> FeatureDefinition:
-    return FeatureDefinition(name, FAMILY, "float64", relation, expression, description, **kw)
+_feature = partial(FeatureDefinition.numeric, FAMILY)
 
 
 FEATURES: tuple[FeatureDefinition, ...] = (
