@@ -1,4 +1,4 @@
-"""Each served model's test metrics next to its baselines', read from its MLflow run.
+"""Each served model's test metrics next to its baselines', from its MLflow run's metrics.
 
 ``winback train`` logs, in the run of every model, its test metrics
 (``test_<metric>``), each baseline's metrics on the same test cutoff
@@ -10,14 +10,10 @@ the simple rules it must beat.
 
 from __future__ import annotations
 
-import logging
 import math
-import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-
-logger = logging.getLogger("winback.serving.model_baselines")
 
 TEST_PREFIX = "test_"
 BASELINE_PREFIX = "baseline_"
@@ -41,11 +37,6 @@ class RunComparison:
             "baselines": {name: dict(values) for name, values in self.baselines.items()},
             "oracle": None if self.oracle is None else dict(self.oracle),
         }
-
-
-#: Comparisons of registered versions already read (a finished run's metrics do not change).
-_CACHE: dict[tuple[str, str, str], RunComparison] = {}
-_CACHE_LOCK = threading.Lock()
 
 
 def _finite(metrics: Mapping[str, float]) -> dict[str, float]:
@@ -95,43 +86,3 @@ def run_comparison(metrics: Mapping[str, float], run_id: str | None = None) -> R
         baselines=dict(sorted(baselines.items())),
         oracle=oracle or None,
     )
-
-
-def served_comparisons(config: Any, models: Any) -> dict[str, RunComparison]:
-    """The :class:`RunComparison` of each served model, by target, from the registry's runs.
-
-    ``config`` is the ``ServingConfig`` (its MLflow store), ``models`` the
-    ``ServedModels``. A model whose run cannot be read gets an empty comparison
-    (logged): the model panel must never take the service down. Complete
-    comparisons are kept per registered version (reading a run costs ~0.1 s).
-    """
-    from mlflow.tracking import MlflowClient
-
-    from serving.scoring import tracking_config
-
-    track = tracking_config(config)
-    client = MlflowClient(
-        tracking_uri=track.resolved_tracking_uri(), registry_uri=track.resolved_registry_uri()
-    )
-    out: dict[str, RunComparison] = {}
-    uri = track.resolved_tracking_uri()
-    for target in models.targets:
-        served = models[target]
-        key = (uri, served.name, str(served.version))
-        with _CACHE_LOCK:
-            cached = _CACHE.get(key)
-        if cached is not None:
-            out[target] = cached
-            continue
-        try:
-            run_id = client.get_model_version(served.name, served.version).run_id
-            metrics = client.get_run(run_id).data.metrics if run_id else {}
-        except Exception as exc:  # MLflow raises its own exception types
-            logger.warning("cannot read the run of %s v%s: %s", served.name, served.version, exc)
-            out[target] = RunComparison()
-            continue
-        out[target] = run_comparison(metrics, run_id)
-        if out[target].test_metrics:  # a finished training run: keep it
-            with _CACHE_LOCK:
-                _CACHE[key] = out[target]
-    return out

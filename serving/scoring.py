@@ -65,6 +65,8 @@ class ServedModel:
     version: str
     trained_at: str | None = None
     metrics: Mapping[str, float] = field(default_factory=dict)
+    run_id: str | None = None
+    run_metrics: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def feature_set(self) -> FeatureSet:
@@ -169,13 +171,17 @@ def load_served_models(
                     f"at {tracking_uri}: create one with `{_train_command(target)}`"
                 )
         model = tracking.load_model(f"models:/{name}/{version.version}")
+        run = _training_run(client, version.run_id)
+        run_metrics = {} if run is None else {k: float(v) for k, v in run.data.metrics.items()}
         loaded[target] = ServedModel(
             target=target,
             model=model,
             name=name,
             version=str(version.version),
-            trained_at=_run_started_at(client, version.run_id),
-            metrics=_version_metrics(version, client),
+            trained_at=_run_started_at(run),
+            metrics=_version_metrics(version, run_metrics),
+            run_id=version.run_id,
+            run_metrics=run_metrics,
         )
         logger.info(
             "loaded %s version %s (feature set %s)", name, version.version, model.feature_set_.name
@@ -193,18 +199,24 @@ def tracking_config(config: ServingConfig) -> Any:
     return TrackingConfig(root=str(config.home / "mlruns"))
 
 
-def _run_started_at(client: Any, run_id: str | None) -> str | None:
+def _training_run(client: Any, run_id: str | None) -> Any:
+    """The MLflow run a model version came from, read once at load; ``None`` if unreadable."""
     if not run_id:
         return None
     try:
-        start = client.get_run(run_id).info.start_time
+        return client.get_run(run_id)
     except Exception:  # a deleted run must not stop serving
+        logger.warning("cannot read training run %s", run_id)
         return None
+
+
+def _run_started_at(run: Any) -> str | None:
+    start = None if run is None else run.info.start_time
     return dt.datetime.fromtimestamp(start / 1000, tz=dt.UTC).isoformat() if start else None
 
 
-def _version_metrics(version: Any, client: Any) -> dict[str, float]:
-    """Test metrics of a model version: its ``metric.*`` tags, else its run's metrics."""
+def _version_metrics(version: Any, run_metrics: Mapping[str, float]) -> dict[str, float]:
+    """Test metrics of a model version: its ``metric.*`` tags, else its run's ``test*`` metrics."""
     out = {}
     for key, value in (getattr(version, "tags", None) or {}).items():
         if key.startswith("metric."):
@@ -212,13 +224,9 @@ def _version_metrics(version: Any, client: Any) -> dict[str, float]:
                 out[key[len("metric.") :]] = float(value)
             except ValueError:
                 continue
-    if out or not getattr(version, "run_id", None):
+    if out:
         return out
-    try:
-        metrics = client.get_run(version.run_id).data.metrics
-    except Exception:
-        return {}
-    return {k: float(v) for k, v in metrics.items() if k.startswith("test")}
+    return {k: v for k, v in run_metrics.items() if k.startswith("test")}
 
 
 # -------------------------------------------------------------------- scoring

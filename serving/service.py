@@ -33,7 +33,7 @@ from serving.console import console_public_paths, mount_console
 from serving.drift import DriftRequest, drift_endpoint
 from serving.list_store import ListRequest, SavedListRequest, list_endpoint, saved_list_endpoint
 from serving.measurement_api import measurement_endpoint
-from serving.model_baselines import served_comparisons
+from serving.model_baselines import run_comparison
 from serving.schemas import (
     MeasurementRequest,
     ModelInfo,
@@ -197,7 +197,6 @@ def _posted_rows(request: ScoreRowsRequest) -> int:
 
 def describe_models(state: ServingState) -> ModelsResponse:
     """The served models (versions, feature sets, test metrics vs baselines) and the score table."""
-    comparisons = served_comparisons(state.config, state.models)
     models = [
         ModelInfo(
             target=m.target,
@@ -207,7 +206,7 @@ def describe_models(state: ServingState) -> ModelsResponse:
             feature_columns=m.feature_set.names,
             trained_at=m.trained_at,
             metrics=dict(m.metrics),
-            **comparisons[m.target].to_fields(),
+            **run_comparison(m.run_metrics, m.run_id).to_fields(),
         )
         for m in (state.models[t] for t in state.models.targets)
     ]

@@ -21,7 +21,6 @@ import pandas as pd
 import pytest
 
 from tests.serving import test_serve_smoke
-from tests.serving.test_measurement_api import log_baselines
 from tests.serving.test_service_http import API_KEY, AS_OF, shared_serving_home
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -67,10 +66,9 @@ def measurement_transactions(home: Path) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """A real ``bentoml serve`` of the shared home, with baselines in the runs and
-    measurement data (``WINBACK_MEASUREMENT_DATA``), on a free loopback port."""
+    """A real ``bentoml serve`` of the shared home with measurement data
+    (``WINBACK_MEASUREMENT_DATA``), on a free loopback port."""
     home = shared_serving_home(tmp_path_factory)
-    log_baselines(home)
     data = tmp_path_factory.mktemp("measurement-data") / "transactions.parquet"
     measurement_transactions(home).to_parquet(data, index=False)
     extra = {"WINBACK_MEASUREMENT_DATA": str(data)}

@@ -223,8 +223,8 @@ def test_run_comparison_from_hand_built_run_metrics() -> None:
 # ------------------------------------------------------------------ through HTTP
 
 
-def log_baselines(home: Path) -> dict[str, str]:
-    """Add test, baseline and oracle metrics to the shared home's champion runs (idempotent)."""
+def champion_runs(home: Path) -> dict[str, str]:
+    """The MLflow run id of each target's champion in the shared home."""
     from mlflow.tracking import MlflowClient
 
     from training import registry
@@ -234,23 +234,14 @@ def log_baselines(home: Path) -> dict[str, str]:
     client = MlflowClient(
         tracking_uri=track.resolved_tracking_uri(), registry_uri=track.resolved_registry_uri()
     )
-    runs = {}
-    for i, target in enumerate(("churn", "vip", "reactivation")):
-        version = registry.champion(target, client=client)
-        for key, value in {
-            "test_roc_auc": 0.80 + i / 100,
-            "test_pr_auc": 0.40,
-            "baseline_rfm_recency_roc_auc": 0.70,
-            "baseline_logistic_roc_auc": 0.75,
-            "oracle_roc_auc": 0.90,
-        }.items():
-            client.log_metric(version.run_id, key, value)
-        runs[target] = version.run_id
-    return runs
+    return {
+        target: registry.champion(target, client=client).run_id
+        for target in ("churn", "vip", "reactivation")
+    }
 
 
 def test_models_show_baselines_next_to_the_test_metrics(client, serving_home) -> None:
-    runs = log_baselines(serving_home)
+    runs = champion_runs(serving_home)
     body = client.post("/models", headers=AUTH).json()
     for model in body["models"]:
         assert model["run_id"] == runs[model["target"]]
