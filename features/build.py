@@ -322,22 +322,72 @@ def _requested(feature_set: FeatureSet | None) -> list[str] | None:
     return None if feature_set is None else feature_set.names
 
 
-def _fetch(con: duckdb.DuckDBPyConnection, sql_for: Callable[[bool], str]) -> pd.DataFrame:
-    """The query's result as a pandas frame sorted by ``(cutoff, customer_id)``.
+def _fetch(
+    con: duckdb.DuckDBPyConnection, sql_for: Callable[[bool], str]
+) -> pa.Table | pd.DataFrame:
+    """The query's result: an unsorted Arrow table on DuckDB, else a frame sorted in SQL.
 
-    On DuckDB the result comes through Arrow and is sorted there: cheaper than
-    ``ORDER BY`` over every feature column plus ``df()``, and no Python string
-    objects are made. Other connections (``features.spark_engine``) sort in SQL.
+    On DuckDB the rows are sorted afterwards by :func:`_frame_from_arrow`,
+    cheaper than ``ORDER BY`` over every feature column. Other connections
+    (``features.spark_engine``) sort in SQL and give a pandas frame.
     """
     if not isinstance(con, duckdb.DuckDBPyConnection):
         return con.execute(sql_for(True)).df()
-    table = con.sql(sql_for(False)).to_arrow_table()
-    table = table.take(pc.sort_indices(table, [(k, "ascending") for k in KEYS]))
-    decimals = [i for i, f in enumerate(table.schema) if pa.types.is_decimal(f.type)]
-    for i in decimals:  # as df() gives them: float64, not Python Decimal objects
-        table = table.set_column(i, table.field(i).name, pc.cast(table.column(i), pa.float64()))
-    # Column by column, freeing each Arrow column once converted: a lower peak.
-    return table.to_pandas(date_as_object=False, split_blocks=True, self_destruct=True)
+    return con.sql(sql_for(False)).to_arrow_table()
+
+
+def _categorical(column: pa.ChunkedArray) -> pd.Categorical:
+    """A string column as a categorical with sorted categories, by dictionary encoding."""
+    encoded = column.dictionary_encode().combine_chunks()
+    codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False)
+    values = pd.Categorical.from_codes(codes, categories=pd.Index(encoded.dictionary.to_pylist()))
+    return values.set_categories(sorted(values.categories))
+
+
+def _key_index(keys: pa.Table) -> pd.MultiIndex:
+    """The ``(cutoff, customer_id)`` index of sorted key rows, built from levels and codes.
+
+    Faster than ``set_index`` on a million rows: the levels are the sorted
+    distinct keys and the codes their positions (a hash lookup, no factorising
+    of the whole string column by pandas).
+    """
+    levels, codes = [], []
+    for name in KEYS:
+        column = keys.column(name)
+        level = pc.unique(column).sort() if column.num_chunks else pa.array([], column.type)
+        codes.append(pc.index_in(column, value_set=level).to_numpy())
+        levels.append(level)
+    cutoffs = pd.DatetimeIndex(levels[0].to_numpy(zero_copy_only=False)).astype("datetime64[s]")
+    customers = pd.Index(pd.array(levels[1], dtype="string"))
+    return pd.MultiIndex(
+        levels=[cutoffs, customers], codes=codes, names=list(KEYS), verify_integrity=False
+    )
+
+
+def _frame_from_arrow(table: pa.Table, definitions: Sequence[FeatureDefinition]) -> pd.DataFrame:
+    """The canonical frame (as :func:`_canonical` makes) from an unsorted Arrow result.
+
+    Rows are sorted by ``(cutoff, customer_id)`` through one index vector that
+    every column is taken with as NumPy (``float64``) or categorical codes; each
+    Arrow column is dropped once converted, so the peak holds one copy of the
+    result plus one column.
+    """
+    if len(table) and table.column("cutoff").num_chunks:
+        order = pc.sort_indices(table.select(list(KEYS)), [(k, "ascending") for k in KEYS])
+    else:
+        order = pa.array([], pa.int64())
+    index = _key_index(table.select(list(KEYS)).take(order))
+    positions = order.to_numpy()
+    data: dict[str, object] = {}
+    for d in definitions:
+        column = table.column(d.name)
+        if d.dtype == "category":
+            data[d.name] = _categorical(column.cast(pa.string())).take(positions)
+        else:
+            values = column.cast(pa.float64()).combine_chunks()
+            data[d.name] = values.to_numpy(zero_copy_only=False)[positions]
+        table = table.drop_columns([d.name])
+    return pd.DataFrame(data, index=index, copy=False)
 
 
 def _canonical(frame: pd.DataFrame, definitions: Sequence[FeatureDefinition]) -> pd.DataFrame:
@@ -380,8 +430,11 @@ def build_feature_table_from(
     con.execute("CREATE OR REPLACE TEMP TABLE cutoffs (cutoff DATE)")
     con.executemany("INSERT INTO cutoffs VALUES (?)", [(d,) for d in dates])
     single = dates[0] if len(dates) == 1 else None
-    frame = _fetch(con, lambda sort: feature_query(definitions, columns, cutoff=single, sort=sort))
-    out = _canonical(frame, definitions)
+    result = _fetch(con, lambda sort: feature_query(definitions, columns, cutoff=single, sort=sort))
+    if isinstance(result, pa.Table):
+        out = _frame_from_arrow(result, definitions)
+    else:
+        out = _canonical(result, definitions)
     out.attrs["omitted_features"] = list(notes)
     return out
 
