@@ -1156,7 +1156,8 @@ def arrow_to_columns(
             array = np.empty(len(column), dtype=object)
             array[:] = pc.cast(column, pa.string()).to_pylist()
         else:
-            array = pc.cast(column, pa.float64()).to_numpy()  # nulls become NaN
+            # unsafe: an integer beyond 2**53 is rounded, as JSON's numbers are, not an error
+            array = pc.cast(column, pa.float64(), safe=False).to_numpy()  # nulls become NaN
             array = np.array(array, dtype="float64")  # writable and owned, like JSON's
         arrays[name] = array
     return FeatureColumns.from_arrays(feature_set, arrays)

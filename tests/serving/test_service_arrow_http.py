@@ -169,6 +169,14 @@ def test_arrow_columns_are_the_columns_json_gives(table):
     pd.testing.assert_frame_equal(got, want.frame)
 
 
+def test_integers_beyond_float_precision_are_rounded_like_json_numbers():
+    big = [2**60 + 1, None, -(2**55) - 1]
+    table = pa.table({"orders": pa.array(big, pa.int64()), "channel": ["a", "b", None]})
+    got = arrow_to_columns(SMALL, arrow_body(table)).frame
+    want = rows_to_columns(SMALL, columns={"orders": big, "channel": ["a", "b", None]})
+    pd.testing.assert_frame_equal(got, want.frame)
+
+
 def test_an_all_null_arrow_column_is_missing_values_and_row_limits_hold():
     table = pa.table({"orders": pa.nulls(2), "channel": pa.nulls(2)})
     frame = arrow_to_columns(SMALL, arrow_body(table)).frame
