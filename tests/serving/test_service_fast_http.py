@@ -151,3 +151,11 @@ def test_only_the_two_scoring_paths_skip_tracing(client):
         assert excluded.url_disabled(f"http://127.0.0.1:3000{path}")
     for path in ("/models", "/lists", "/lists/saved", "/drift", "/scores/other"):
         assert not excluded.url_disabled(f"http://127.0.0.1:3000{path}")
+
+
+def test_the_server_parses_http_with_httptools():
+    # uvicorn's "auto" protocol (what `bentoml serve` uses) falls back to pure-Python h11
+    # without it: 15-20% more server CPU per lookup and ~40% fewer lookups/s on 2 cores
+    from uvicorn.protocols.http.auto import AutoHTTPProtocol
+
+    assert AutoHTTPProtocol.__name__ == "HttpToolsProtocol"
