@@ -6,7 +6,8 @@ then sends a fixed number of requests (bounded by a time limit) from
 
 * a by-id lookup (one customer id per request),
 * 1,000 posted feature rows (column-wise at 1 and at ``--row-concurrency``
-  clients, row-wise, and column-wise for the churn model alone),
+  clients, row-wise, as an Arrow IPC stream, and column-wise for the churn
+  model alone),
 
 next to the in-process predict time of the same 1,000 rows (the models' own
 ``predict_proba`` and the service's path).
@@ -46,6 +47,7 @@ import numpy as np
 import pandas as pd
 
 API_KEY = "benchmark-key"
+ARROW_STREAM = "application/vnd.apache.arrow.stream"
 AS_OF = dt.date(2025, 12, 31)
 
 
@@ -119,6 +121,17 @@ def models_columns(home: Path, target: str) -> list[str]:
     return models[target].feature_set.names
 
 
+def arrow_stream(frame: pd.DataFrame) -> bytes:
+    """``frame`` as an Arrow IPC stream: the binary body ``/score_rows`` also takes."""
+    import pyarrow as pa
+
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -160,7 +173,13 @@ def wait_ready(url: str, process: subprocess.Popen, timeout_s: float) -> None:
 
 
 async def load(
-    url: str, path: str, payloads: list, *, concurrency: int, time_limit_s: float
+    url: str,
+    path: str,
+    payloads: list,
+    *,
+    concurrency: int,
+    time_limit_s: float,
+    content_type: str = "application/json",
 ) -> dict:
     """Send every payload (``concurrency`` at a time, within ``time_limit_s``); time each."""
     import httpx
@@ -168,7 +187,7 @@ async def load(
     latencies: list[float] = []
     statuses: dict[int, int] = {}
     queue = list(reversed(payloads))
-    headers = {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
+    headers = {"Authorization": f"Bearer {API_KEY}", "Content-Type": content_type}
     deadline = time.perf_counter() + time_limit_s
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
@@ -192,7 +211,13 @@ async def load(
 
 
 def load_threads(
-    url: str, path: str, payloads: list, *, concurrency: int, time_limit_s: float
+    url: str,
+    path: str,
+    payloads: list,
+    *,
+    concurrency: int,
+    time_limit_s: float,
+    content_type: str = "application/json",
 ) -> dict:
     """Like :func:`load`, with one ``http.client`` keep-alive connection per thread.
 
@@ -200,7 +225,7 @@ def load_threads(
     server share two cores.
     """
     host, port = url.removeprefix("http://").split(":")
-    headers = {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
+    headers = {"Authorization": f"Bearer {API_KEY}", "Content-Type": content_type}
     queue = list(reversed(payloads))
     lock = threading.Lock()
     latencies: list[float] = []
@@ -256,17 +281,25 @@ def summarise(latencies: list[float], statuses: dict[int, int], wall: float) -> 
 
 
 def run_scenario(
-    client: str, url: str, path: str, payloads: list, *, concurrency: int, time_limit_s: float
+    client: str,
+    url: str,
+    path: str,
+    payloads: list,
+    *,
+    concurrency: int,
+    time_limit_s: float,
+    content_type: str = "application/json",
 ) -> dict:
     """One scenario with the chosen client, plus the 1-minute load average after it."""
+    options = {
+        "concurrency": concurrency,
+        "time_limit_s": time_limit_s,
+        "content_type": content_type,
+    }
     if client == "threads":
-        result = load_threads(
-            url, path, payloads, concurrency=concurrency, time_limit_s=time_limit_s
-        )
+        result = load_threads(url, path, payloads, **options)
     else:
-        result = asyncio.run(
-            load(url, path, payloads, concurrency=concurrency, time_limit_s=time_limit_s)
-        )
+        result = asyncio.run(load(url, path, payloads, **options))
     result["concurrency"] = concurrency
     result["load_1m"] = os.getloadavg()[0]
     return result
@@ -308,6 +341,24 @@ def in_process_baseline(home: Path, frame: pd.DataFrame, repeats: int) -> dict[s
         }
         calls["service_three"] = lambda: predict_scores(models, frame, **options)
         calls["service_one"] = lambda: predict_scores(models, frame, ["churn"], **options)
+        try:
+            from serving.schemas import ScoreRowsRequest
+            from serving.scoring import rows_to_columns
+        except ImportError:  # served code before typed columns
+            rows_to_columns = None
+        if rows_to_columns is not None:
+            import json
+
+            plain = frame.astype(object).where(frame.notna(), None)
+            body = json.dumps({"columns": plain.to_dict("list")}).encode()
+            union = models.feature_set()
+
+            def posted() -> object:
+                request = ScoreRowsRequest.model_validate_json(body)
+                columns = rows_to_columns(union, columns=request.columns)
+                return predict_scores(models, columns, **options)
+
+            calls["service_posted"] = posted
     out = {}
     for name, call in calls.items():
         call()
@@ -371,6 +422,7 @@ def main() -> None:
         for c in rng.choice(ids, max(args.requests // 10, 50))
     ]
 
+    arrow_body = arrow_stream(rows)
     churn_columns = models_columns(home, "churn")
     churn_body = json.dumps(
         {"columns": {c: plain[c].tolist() for c in churn_columns}, "targets": ["churn"]}
@@ -430,6 +482,15 @@ def main() -> None:
                 concurrency=rc,
                 time_limit_s=limit,
             ),
+            "1,000 rows (arrow)": run_scenario(
+                args.client,
+                url,
+                "/score_rows",
+                [arrow_body] * rr,
+                concurrency=1,
+                time_limit_s=limit,
+                content_type=ARROW_STREAM,
+            ),
             "1,000 rows churn only": run_scenario(
                 args.client,
                 url,
@@ -446,6 +507,7 @@ def main() -> None:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
     baseline = in_process_baseline(home, rows, repeats=50)
+    baseline_load = os.getloadavg()[0]
 
     print(
         f"\nwinback service on {url}, score table {as_of} ({len(ids):,} customers), "
@@ -464,14 +526,21 @@ def main() -> None:
     print(
         f"in-process, same 1,000 rows, models' predict_proba: 3 models p50 "
         f"{baseline['three_p50_ms']:.1f} / p99 {baseline['three_p99_ms']:.1f} ms; churn alone "
-        f"p50 {baseline['one_p50_ms']:.1f} / p99 {baseline['one_p99_ms']:.1f} ms"
+        f"p50 {baseline['one_p50_ms']:.1f} / p99 {baseline['one_p99_ms']:.1f} ms "
+        f"(load {baseline_load:.1f})"
     )
     if "service_three_p50_ms" in baseline:
         print(
             f"in-process, same 1,000 rows, service path (2-thread pool): 3 models p50 "
             f"{baseline['service_three_p50_ms']:.1f} / p99 {baseline['service_three_p99_ms']:.1f}"
             f" ms; churn alone p50 {baseline['service_one_p50_ms']:.1f} / p99 "
-            f"{baseline['service_one_p99_ms']:.1f} ms"
+            f"{baseline['service_one_p99_ms']:.1f} ms (load {baseline_load:.1f})"
+        )
+    if "service_posted_p50_ms" in baseline:
+        print(
+            f"in-process, same 1,000 rows from the JSON body (parse, type, 3 models): p50 "
+            f"{baseline['service_posted_p50_ms']:.1f} / p99 {baseline['service_posted_p99_ms']:.1f}"
+            f" ms (load {baseline_load:.1f})"
         )
     print("targets (2 cores): by-id p99 <= 10 ms, 1,000 rows p99 <= 50 ms, >= 500 req/s, 0 errors")
     print("uptime:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())

@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import anyio.to_thread
 import pandas as pd
@@ -32,10 +33,15 @@ class Overloaded(RuntimeError):
     """Too many requests are waiting; retry later."""
 
 
+def concat_frames(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """The frames' rows one after the other, numbered from 0 (the default merge)."""
+    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+
+
 @dataclass
 class _Pending:
     key: Hashable
-    frame: pd.DataFrame
+    frame: Any
     future: asyncio.Future
 
 
@@ -46,6 +52,9 @@ class FrameBatcher:
     ----------
     predict
         ``(key, frame) -> frame`` with one output row per input row (in order).
+        The input is whatever callers submit (anything with a length that
+        ``concat`` merges: a DataFrame by default, the service's typed
+        ``FeatureColumns``); the output is a DataFrame.
         Runs in a worker thread. Requests are batched only with requests of the
         same ``key`` (e.g. the same targets).
     max_batch_rows
@@ -57,16 +66,19 @@ class FrameBatcher:
     max_parallel
         Model calls running at the same time (worker threads; LightGBM releases
         the GIL, so two calls use two cores).
+    concat
+        Merges the inputs of waiting requests into one (in order).
     """
 
     def __init__(
         self,
-        predict: Callable[[Hashable, pd.DataFrame], pd.DataFrame],
+        predict: Callable[[Hashable, Any], pd.DataFrame],
         *,
         max_batch_rows: int = 20_000,
         max_queued: int = 256,
         direct_rows: int = 256,
         max_parallel: int = 2,
+        concat: Callable[[Sequence[Any]], Any] = concat_frames,
     ) -> None:
         if max_parallel < 1:
             raise ValueError(f"max_parallel must be >= 1, got {max_parallel}")
@@ -75,6 +87,7 @@ class FrameBatcher:
         self.max_queued = max_queued
         self.direct_rows = direct_rows
         self.max_parallel = max_parallel
+        self.concat = concat
         self._queue: deque[_Pending] = deque()
         self._worker: asyncio.Task | None = None
         self._limiter: anyio.CapacityLimiter | None = None
@@ -100,7 +113,7 @@ class FrameBatcher:
             self._limiter = anyio.CapacityLimiter(self.max_parallel)
         return self._limiter
 
-    async def submit(self, key: Hashable, frame: pd.DataFrame) -> pd.DataFrame:
+    async def submit(self, key: Hashable, frame: Any) -> pd.DataFrame:
         """Predict ``frame``: at once if it is large, else possibly with other waiting frames."""
         self._check_room()
         if len(frame) >= self.direct_rows:
@@ -139,7 +152,13 @@ class FrameBatcher:
         while self._queue:
             batch = self._take_batch()
             frames = [p.frame for p in batch]
-            merged = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+            try:
+                merged = self.concat(frames)
+            except Exception as exc:
+                for p in batch:
+                    if not p.future.done():
+                        p.future.set_exception(exc)
+                continue
             try:
                 result = await anyio.to_thread.run_sync(
                     self.predict, batch[0].key, merged, limiter=self._calls()

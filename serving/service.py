@@ -17,9 +17,11 @@ from __future__ import annotations
 import gc
 import logging
 import os
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qs
 
 import anyio.to_thread
 import bentoml
@@ -46,13 +48,16 @@ from serving.schemas import (
     scores_response_json,
 )
 from serving.scoring import (
+    ARROW_STREAM,
+    FeatureColumns,
     RowsInvalid,
     ScoreLookup,
     ServedModels,
+    arrow_to_columns,
     load_served_models,
     predict_scores,
     reason_texts,
-    rows_to_frame,
+    rows_to_columns,
     stale_targets,
 )
 
@@ -89,10 +94,10 @@ class ServingState:
             max_workers=config.max_parallel_predictions, thread_name_prefix="winback-predict"
         )
 
-        def predict(key: tuple[str, ...], frame: pd.DataFrame) -> pd.DataFrame:
+        def predict(key: tuple[str, ...], columns: FeatureColumns) -> pd.DataFrame:
             return predict_scores(
                 models,
-                frame,
+                columns,
                 key,
                 num_threads=config.predict_threads,
                 pool=pool,
@@ -105,6 +110,7 @@ class ServingState:
             max_queued=config.max_queued_requests,
             direct_rows=config.direct_rows,
             max_parallel=config.max_parallel_predictions,
+            concat=FeatureColumns.concat,
         )
         return cls(config=config, models=models, lookup=lookup, batcher=batcher)
 
@@ -146,45 +152,141 @@ async def score_posted_rows(
     targets = tuple(dict.fromkeys(request.targets)) if request.targets else state.models.targets
     feature_set = state.models.feature_set(targets)
 
-    def build() -> pd.DataFrame:
-        return rows_to_frame(feature_set, rows=request.rows, columns=request.columns)
+    def build() -> FeatureColumns:
+        return rows_to_columns(feature_set, rows=request.rows, columns=request.columns)
 
+    # a large body is typed off the event loop, so lookups are not held up meanwhile
+    large = _posted_rows(request) >= state.config.direct_rows
+    return await score_typed_rows(state, targets, build, in_thread=large, explain=request.explain)
+
+
+async def score_typed_rows(
+    state: ServingState,
+    targets: tuple[str, ...],
+    build: Callable[[], FeatureColumns],
+    *,
+    in_thread: bool,
+    explain: bool = False,
+) -> ScoreRowsResponse | JSONResponse:
+    """Type the rows with ``build`` (in a worker thread if ``in_thread``), score them, answer.
+
+    Shared by the JSON body (:func:`score_posted_rows`) and the Arrow body
+    (:func:`score_arrow_rows`): 400 naming the columns when they do not fit the
+    targets' feature sets, 503 when too many requests wait.
+    """
     try:
-        # a large body is typed off the event loop, so lookups are not held up meanwhile
-        frame = (
-            await anyio.to_thread.run_sync(build)
-            if _posted_rows(request) >= state.config.direct_rows
-            else build()
-        )
+        columns = await anyio.to_thread.run_sync(build) if in_thread else build()
     except RowsInvalid as exc:
         logger.info("rejected posted rows: %s", exc)
         return JSONResponse(exc.to_dict(), status_code=400)
     try:
-        scores = await state.batcher.submit(targets, frame)
+        scores = await state.batcher.submit(targets, columns)
     except Overloaded as exc:
         return error_response(503, str(exc))
     reasons = None
-    if request.explain:
+    if explain:
 
-        def explain() -> dict[str, list[list[str]]]:
+        def explain_rows() -> dict[str, list[list[str]]]:
             return {
                 t: reason_texts(
                     state.models[t].model,
-                    frame,
+                    columns.frame,
                     top=state.config.top_reasons,
                     reference=state.lookup.reference,
                 )
                 for t in targets
             }
 
-        reasons = await anyio.to_thread.run_sync(explain)
+        reasons = await anyio.to_thread.run_sync(explain_rows)
     return ScoreRowsResponse(
-        rows=len(frame),
+        rows=len(columns),
         scores={c: scores[c].tolist() for c in scores.columns},
         reasons=reasons,
         model_versions={t: state.models[t].version for t in targets},
         feature_sets={t: state.models[t].feature_set.name for t in targets},
     )
+
+
+#: Rows one Arrow body may hold (the JSON body's ``rows`` limit).
+MAX_ARROW_ROWS = 100_000
+#: Arrow bodies from this size on are read in a worker thread (~500 rows of 60 floats).
+ARROW_THREAD_BYTES = 256 * 1024
+
+
+async def score_arrow_rows(
+    state: ServingState, body: bytes, query: Mapping[str, list[str]]
+) -> Response:
+    """Scores of an Arrow IPC stream of feature columns; the same JSON answer as ``/score_rows``.
+
+    ``query`` holds the URL's ``targets`` (repeated or comma-separated; default
+    all) and ``explain`` (``true``/``false``). 400 for an unknown target or a
+    bad ``explain``, and for columns that do not fit, naming them.
+    """
+    wanted = [t.strip() for value in query.get("targets", []) for t in value.split(",")]
+    wanted = [t for t in wanted if t]
+    unknown = sorted(set(wanted) - set(state.models.targets))
+    if unknown:
+        return error_response(
+            400, f"unknown targets {unknown} in the query: use {list(state.models.targets)}"
+        )
+    flags = query.get("explain", ["false"])
+    if len(flags) != 1 or flags[0].lower() not in {"true", "false", "1", "0"}:
+        return error_response(400, f"explain={flags} in the query: use explain=true or false")
+    targets = tuple(dict.fromkeys(wanted)) if wanted else state.models.targets
+    feature_set = state.models.feature_set(targets)
+
+    def build() -> FeatureColumns:
+        return arrow_to_columns(feature_set, body, max_rows=MAX_ARROW_ROWS)
+
+    result = await score_typed_rows(
+        state,
+        targets,
+        build,
+        in_thread=len(body) >= ARROW_THREAD_BYTES,
+        explain=flags[0].lower() in {"true", "1"},
+    )
+    if isinstance(result, Response):
+        return result
+    return Response(result.model_dump_json(), media_type="application/json")
+
+
+class ArrowRowsMiddleware:
+    """``POST /score_rows`` with an Arrow IPC stream body, answered without BentoML's JSON input.
+
+    BentoML parses every body as JSON into the endpoint's pydantic model; an
+    Arrow body (``Content-Type: application/vnd.apache.arrow.stream``) carries
+    typed buffers instead, so a 1,000-row request skips ~3 ms of JSON parsing
+    and ~4 ms of per-value type checks. Added after the API-key middleware, so
+    it only ever sees requests with a valid key; every other request passes on.
+    """
+
+    def __init__(self, app: Any, path: str = "/score_rows") -> None:
+        self.app = app
+        self.path = path
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if (
+            scope["type"] != "http"
+            or scope.get("method") != "POST"
+            or scope.get("path") != self.path
+            or _media_type(scope) != ARROW_STREAM
+        ):
+            await self.app(scope, receive, send)
+            return
+        from starlette.requests import Request
+
+        request = Request(scope, receive)
+        body = await request.body()
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        response = await score_arrow_rows(bentoml.get_current_service().state, body, query)
+        await response(scope, receive, send)
+
+
+def _media_type(scope: dict) -> str:
+    for name, value in scope.get("headers", []):
+        if name == b"content-type":
+            return value.decode("latin-1").split(";")[0].strip().lower()
+    return ""
 
 
 def _posted_rows(request: ScoreRowsRequest) -> int:
@@ -238,10 +340,19 @@ def _telemetry_off() -> None:
         os.environ.setdefault(key, "true")
 
 
+#: Paths OpenTelemetry does not trace (regexes on the request URL): the two hot scoring
+#: paths. BentoML samples no trace unless ``tracing.sample_rate`` is set, yet it still
+#: built four unsampled spans per request: 0.33 of the 0.75 ms a lookup spent in the
+#: app (measured in-process). To trace them, override
+#: ``services.winback.tracing.excluded_urls`` in the BentoML configuration.
+UNTRACED_PATHS: tuple[str, ...] = ("/scores$", "/score_rows$")
+
+
 @bentoml.service(
     name="winback",
     workers=1,
     traffic={"timeout": 60, "max_concurrency": 512},
+    tracing={"excluded_urls": list(UNTRACED_PATHS)},
 )
 class WinbackService:
     """Churn risk, VIP potential and reactivation probability with reasons, for CRM systems."""
@@ -269,7 +380,7 @@ class WinbackService:
 
     @bentoml.api(route="/score_rows", input_spec=ScoreRowsRequest)
     async def score_rows(self, **kwargs: Any) -> ScoreRowsResponse:
-        """Score posted feature rows with the served models; 400 naming the columns if they do not match the feature sets."""
+        """Score posted feature rows with the served models; 400 naming the columns if they do not match the feature sets. Large posts may instead send an Arrow IPC stream (Content-Type application/vnd.apache.arrow.stream; targets and explain as query parameters) for the same answer."""
         return await score_posted_rows(self.state, ScoreRowsRequest.model_construct(**kwargs))
 
     @bentoml.api(route="/models")
@@ -302,13 +413,16 @@ mount_console(WinbackService)  # the retention console at /console (static, no d
 WinbackService.add_asgi_middleware(
     ApiKeyMiddleware, exempt_paths=HEALTH_PATHS | console_public_paths()
 )
+WinbackService.add_asgi_middleware(ArrowRowsMiddleware)  # inside the key check
 
 __all__ = [
+    "ARROW_STREAM",
     "SCORE_COLUMNS",
     "TARGETS",
     "ServingState",
     "WinbackService",
     "describe_models",
     "lookup_scores",
+    "score_arrow_rows",
     "score_posted_rows",
 ]

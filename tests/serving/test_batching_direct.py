@@ -121,3 +121,29 @@ def test_a_failing_direct_call_raises_to_its_caller_and_frees_its_place():
 def test_max_parallel_must_be_positive():
     with pytest.raises(ValueError, match="max_parallel must be >= 1, got 0"):
         FrameBatcher(_Recorder(), max_parallel=0)
+
+
+def test_a_custom_merge_feeds_the_batch_and_its_failure_reaches_every_caller():
+    seen: list[list[float]] = []
+
+    def predict(key, values: list[float]) -> pd.DataFrame:
+        seen.append(values)
+        return pd.DataFrame({"double": [2 * v for v in values]})
+
+    def merge(parts: list[list[float]]) -> list[float]:
+        if any(v < 0 for part in parts for v in part):
+            raise ValueError("cannot merge a negative value")
+        return [v for part in parts for v in part]
+
+    async def main(requests):
+        batcher = FrameBatcher(predict, direct_rows=100, max_queued=50, concat=merge)
+        return await asyncio.gather(
+            *(batcher.submit("k", r) for r in requests), return_exceptions=True
+        )
+
+    results = asyncio.run(main([[1.0, 2.0], [3.0], [4.0, 5.0]]))
+    assert [r["double"].tolist() for r in results] == [[2.0, 4.0], [6.0], [8.0, 10.0]]
+    assert sum(map(len, seen)) == 5 and len(seen) < 3  # the waiting ones went together
+    failed = asyncio.run(main([[1.0], [-1.0], [2.0]]))
+    merged_failures = [r for r in failed if isinstance(r, ValueError)]
+    assert merged_failures and all("negative" in str(r) for r in merged_failures)

@@ -138,3 +138,24 @@ def test_timestamps_are_written_as_pydantic_writes_them(scored_at):
     slow = json.loads(ScoresResponse(scores=[record], not_found=[]).model_dump_json())
     assert fast == slow  # numbers may be spelled differently (1e-05 / 0.00001), never valued
     assert fast["scores"][0]["scored_at"] == slow["scores"][0]["scored_at"]
+
+
+def test_only_the_two_scoring_paths_skip_tracing(client):
+    # BentoML builds four unsampled spans per request even with tracing off: the hot
+    # paths skip them; the configuration must have reached the running app
+    from bentoml._internal.configuration.containers import BentoMLContainer
+
+    assert client.get("/readyz").status_code == 200
+    excluded = BentoMLContainer.tracing_excluded_urls.get()
+    for path in ("/scores", "/score_rows"):
+        assert excluded.url_disabled(f"http://127.0.0.1:3000{path}")
+    for path in ("/models", "/lists", "/lists/saved", "/drift", "/scores/other"):
+        assert not excluded.url_disabled(f"http://127.0.0.1:3000{path}")
+
+
+def test_the_server_parses_http_with_httptools():
+    # uvicorn's "auto" protocol (what `bentoml serve` uses) falls back to pure-Python h11
+    # without it: 15-20% more server CPU per lookup and ~40% fewer lookups/s on 2 cores
+    from uvicorn.protocols.http.auto import AutoHTTPProtocol
+
+    assert AutoHTTPProtocol.__name__ == "HttpToolsProtocol"

@@ -1,8 +1,9 @@
 """The service's fast scoring path: same numbers as the models' own predict_proba, typed rows.
 
 ``predict_probability`` feeds LightGBM one matrix instead of the classifier's
-pandas round trip, and ``rows_to_frame`` checks a column's value types in one
-pass; both must give exactly what the slow, obvious route gives.
+pandas round trip, ``rows_to_columns`` checks a column's value types in one
+pass and hands the models typed arrays (no DataFrame in between); all must give
+exactly what the slow, obvious route gives.
 """
 
 from __future__ import annotations
@@ -13,15 +14,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from features.feature_sets import FeatureSet
+from features.feature_sets import FeatureSet, FeatureSetMismatch
 from serving.config import ServingConfig
 from serving.scoring import (
+    FeatureColumns,
     RowsInvalid,
     ServedModel,
     ServedModels,
     model_matrix,
     predict_probability,
     predict_scores,
+    rows_to_columns,
     rows_to_frame,
 )
 from training.model import WinbackClassifier
@@ -200,6 +203,62 @@ def test_rows_with_extra_keys_in_some_rows_name_them_and_the_gaps():
         rows_to_frame(FS, rows=rows)
     assert caught.value.unexpected == ["postcode"]
     assert caught.value.incomplete_rows == {"channel": [2]}
+
+
+# ---------------------------------------------------- typed columns, no frame
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(ROW, min_size=1, max_size=30))
+def test_typed_columns_score_exactly_like_the_frame(rows):
+    X, y = _training_frame(600, 5)
+    model = WinbackClassifier(FS, n_estimators=10, num_leaves=5, min_child_samples=10)
+    model.fit(X.iloc[:400], y[:400], eval_set=(X.iloc[400:], y[400:]))
+    models = ServedModels({"churn": ServedModel("churn", model, "winback-churn", "1")})
+    columns = rows_to_columns(FS, rows=rows)
+    frame = rows_to_frame(FS, rows=rows)
+    assert len(columns) == len(rows)
+    np.testing.assert_array_equal(model_matrix(model, columns), model_matrix(model, frame))
+    scores = predict_scores(models, columns)
+    pd.testing.assert_frame_equal(scores, predict_scores(models, frame))
+    np.testing.assert_array_equal(scores["churn_risk"], model.predict_proba(frame))
+
+
+def test_models_with_the_same_columns_and_categories_share_one_matrix(fitted):
+    narrow = WinbackClassifier(FeatureSet("narrow_v1", (("orders", "float64"),)), n_estimators=5)
+    X, y = _training_frame(300, 2)
+    narrow.fit(X[["orders"]], y)
+    posted = {"recency_days": [10.0, None], "channel": ["app", None], "orders": [1.0, 4.0]}
+    columns = rows_to_columns(FS, columns=posted)
+    first = model_matrix(fitted, columns)
+    assert model_matrix(fitted, columns) is first  # built once per request
+    assert model_matrix(narrow, columns) is not first
+    np.testing.assert_array_equal(model_matrix(narrow, columns), first[:, [2]])
+
+
+def test_typed_columns_name_what_a_model_lacks_or_gets_mistyped(fitted):
+    models = ServedModels({"churn": ServedModel("churn", fitted, "winback-churn", "4")})
+    narrow = FeatureSet("narrow_v1", (("orders", "float64"), ("recency_days", "category")))
+    columns = rows_to_columns(narrow, columns={"orders": [1.0, 2.0], "recency_days": ["a", None]})
+    with pytest.raises(FeatureSetMismatch) as caught:
+        predict_scores(models, columns)
+    assert caught.value.missing == ["channel"]
+    assert caught.value.wrong_dtypes == {"recency_days": ("float64", "category")}
+
+
+def test_merged_requests_keep_their_rows_in_order():
+    first = [{"recency_days": 1.0, "channel": "app", "orders": None}]
+    second = [
+        {"recency_days": None, "channel": None, "orders": 3},
+        {"recency_days": 7.5, "channel": "fax", "orders": 0},
+    ]
+    merged = FeatureColumns.concat(
+        [rows_to_columns(FS, rows=first), rows_to_columns(FS, rows=second)]
+    )
+    pd.testing.assert_frame_equal(merged.frame, rows_to_frame(FS, rows=first + second))
+    other = rows_to_columns(FeatureSet("other_v1", (("orders", "float64"),)), rows=[{"orders": 1}])
+    with pytest.raises(ValueError, match="different columns"):
+        FeatureColumns.concat([rows_to_columns(FS, rows=first), other])
 
 
 # ------------------------------------------------------------------ config
