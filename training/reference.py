@@ -143,7 +143,15 @@ def quantile_edges(values: pd.Series | np.ndarray, n_bins: int = 10) -> tuple[fl
     array = array[np.isfinite(array)]
     if array.size == 0:
         return ()
-    cuts = np.quantile(array, np.linspace(0, 1, n_bins + 1)[1:-1], method="linear")
+    # Linear-interpolated quantiles k / n_bins, with the position (n - 1) * k / n_bins
+    # computed from integers first: a whole position is then exact, so a quantile that
+    # equals a data value is that value (np.quantile's k / n_bins rounding can land
+    # 1e-10 below it and add an empty bin).
+    ordered = np.sort(array)
+    position = (ordered.size - 1) * np.arange(1, n_bins) / n_bins
+    lower = np.floor(position).astype("int64")
+    upper = np.minimum(lower + 1, ordered.size - 1)
+    cuts = ordered[lower] + (ordered[upper] - ordered[lower]) * (position - lower)
     # the largest value must fall in the last bin: drop cut points at or above it
     return tuple(float(c) for c in np.unique(cuts) if c < array.max())
 

@@ -120,6 +120,20 @@ def test_psi_matches_a_brute_force_loop(reference, current, n_bins):
     assert psi == pytest.approx(brute_force_psi(reference, current, n_bins, 1e-4), rel=1e-9)
 
 
+def test_a_quantile_equal_to_a_value_is_that_value_not_a_rounding_below_it():
+    """Position 7 * 5 / 7 is exactly 5: the 5/7 quantile of these values is 1.0, so no cut at 1.
+
+    np.quantile computes 7 * (5 / 7) = 4.9999999999 and cut at 0.9999999999 (an empty bin
+    that moved the PSI in the fourth digit; Hypothesis found it).
+    """
+    reference = [0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0]
+    assert quantile_edges(pd.Series(reference), n_bins=7) == (0.0,)
+    bins = column_bins("x", pd.Series(reference), n_bins=7)
+    current = [1.0, 6.0, float("nan"), 0.0, 0.0]
+    psi, _ = column_psi(bins, pd.Series(current), epsilon=1e-4)
+    assert psi == pytest.approx(brute_force_psi(reference, current, 7, 1e-4), rel=1e-9)
+
+
 # ---------------------------------------------------------------- simulated populations
 
 
