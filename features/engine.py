@@ -25,6 +25,25 @@ def _as_naive_utc(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _configured(
+    con: duckdb.DuckDBPyConnection | None, *, threads: int | None, memory_limit: str | None
+) -> duckdb.DuckDBPyConnection:
+    """``con`` (a new in-memory connection by default) with winback's DuckDB settings.
+
+    ``allocator_background_threads`` lets DuckDB's allocator hand freed memory
+    back to the system while and after a query runs; without it the memory of
+    a finished feature query stays resident, and the frame built from its
+    result comes on top (peak 1.9 GiB against 1.4 GiB on 1M customers).
+    """
+    con = con if con is not None else duckdb.connect()
+    con.execute("SET allocator_background_threads = true")
+    if threads is not None:
+        con.execute(f"SET threads = {int(threads)}")
+    if memory_limit is not None:
+        con.execute("SET memory_limit = ?", [memory_limit])
+    return con
+
+
 def connect(
     tables: ShopTables,
     con: duckdb.DuckDBPyConnection | None = None,
@@ -43,11 +62,7 @@ def connect(
     threads, memory_limit
         DuckDB settings; DuckDB's own defaults when ``None``.
     """
-    con = con if con is not None else duckdb.connect()
-    if threads is not None:
-        con.execute(f"SET threads = {int(threads)}")
-    if memory_limit is not None:
-        con.execute("SET memory_limit = ?", [memory_limit])
+    con = _configured(con, threads=threads, memory_limit=memory_limit)
     for name, frame in tables.present().items():
         if name not in SCHEMAS:
             continue
@@ -103,11 +118,7 @@ def connect_parquet(
         As in :func:`connect`.
     """
     directory = Path(directory)
-    con = con if con is not None else duckdb.connect()
-    if threads is not None:
-        con.execute(f"SET threads = {int(threads)}")
-    if memory_limit is not None:
-        con.execute("SET memory_limit = ?", [memory_limit])
+    con = _configured(con, threads=threads, memory_limit=memory_limit)
     found = False
     for name in SCHEMAS:
         source = _parquet_source(directory, name)
