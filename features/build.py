@@ -15,7 +15,7 @@ population of a cutoff is every customer with at least one purchase
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import date, datetime
 
 import duckdb
@@ -207,7 +207,6 @@ def feature_query(
     columns: Mapping[str, Collection[str]],
     *,
     cutoff: date | None = None,
-    sort: bool = True,
 ) -> str:
     """The SQL text computing ``definitions`` for every cutoff in the ``cutoffs`` relation.
 
@@ -221,15 +220,12 @@ def feature_query(
         One cutoff date to compute instead: the query then reads no ``cutoffs``
         relation, filters the events against this date and groups by
         ``customer_id`` alone (faster; same values and columns).
-    sort
-        Whether the query ends with ``ORDER BY``; without it the rows come in no
-        particular order (for a caller that sorts the result more cheaply itself).
 
     Returns
     -------
     str
         One ``SELECT`` returning ``cutoff``, ``customer_id`` and one column per
-        feature in the given order, sorted by ``(cutoff, customer_id)`` when ``sort``. It is
+        feature in the given order, sorted by ``(cutoff, customer_id)``. It is
         DuckDB SQL that ``sqlglot.transpile(sql, read="duckdb", write="spark")``
         turns into Spark SQL.
     """
@@ -297,7 +293,7 @@ def feature_query(
         f"WITH {body}\nSELECT {head}"
         + "".join(f",\n  {o}" for o in outputs)
         + "\nFROM joined"
-        + (f"\nORDER BY {shape.by}" if sort else "")
+        + f"\nORDER BY {shape.by}"
     )
 
 
@@ -323,9 +319,7 @@ def _requested(feature_set: FeatureSet | None) -> list[str] | None:
     return None if feature_set is None else feature_set.names
 
 
-def _fetch(
-    con: duckdb.DuckDBPyConnection, sql_for: Callable[[bool], str]
-) -> pa.Table | pd.DataFrame:
+def _fetch(con: duckdb.DuckDBPyConnection, sql: str) -> pa.Table | pd.DataFrame:
     """The query's result, sorted by ``(cutoff, customer_id)`` in SQL.
 
     On DuckDB it comes as an Arrow table (converted by :func:`_frame_from_arrow`,
@@ -335,8 +329,8 @@ def _fetch(
     miss per value, column after column.
     """
     if not isinstance(con, duckdb.DuckDBPyConnection):
-        return con.execute(sql_for(True)).df()
-    return con.sql(sql_for(True)).to_arrow_table()
+        return con.execute(sql).df()
+    return con.sql(sql).to_arrow_table()
 
 
 def _categorical(column: pa.ChunkedArray) -> pd.Categorical:
@@ -435,7 +429,7 @@ def build_feature_table_from(
     con.execute("CREATE OR REPLACE TEMP TABLE cutoffs (cutoff DATE)")
     con.executemany("INSERT INTO cutoffs VALUES (?)", [(d,) for d in dates])
     single = dates[0] if len(dates) == 1 else None
-    result = _fetch(con, lambda sort: feature_query(definitions, columns, cutoff=single, sort=sort))
+    result = _fetch(con, feature_query(definitions, columns, cutoff=single))
     if isinstance(result, pa.Table):
         out = _frame_from_arrow(result, definitions)
     else:
