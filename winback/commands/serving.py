@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -186,6 +187,36 @@ def serve_command(config: ServingConfig) -> list[str]:
     ]
 
 
+def run_forwarding_signals(command: list[str], env: dict[str, str] | None = None) -> int:
+    """Run ``command`` to its end, passing SIGTERM and SIGHUP on to it; its exit status.
+
+    The status is the command's exit code, or 128 + N when signal N ended it
+    (as a shell reports it).
+
+    A supervisor (systemd, Docker, ``kill``) stops ``winback serve`` by signalling
+    this process: without forwarding, it would exit and leave the BentoML server
+    running and holding the port. SIGINT (Ctrl+C) already reaches the server
+    from the terminal, so here it is ignored rather than sent twice (a second
+    interrupt forces BentoML to quit without a graceful shutdown).
+    """
+    process = subprocess.Popen(command, env=env)
+
+    def forward(signum: int, _frame: object) -> None:
+        process.send_signal(signum)
+
+    previous = {
+        signal.SIGTERM: signal.signal(signal.SIGTERM, forward),
+        signal.SIGHUP: signal.signal(signal.SIGHUP, forward),
+        signal.SIGINT: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    }
+    try:
+        code = process.wait()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    return 128 - code if code < 0 else code
+
+
 def serve(
     host: str = typer.Option(_DEFAULT.host, "--host", help="Interface to listen on (loopback)."),
     port: int = typer.Option(_DEFAULT.port, "--port"),
@@ -227,5 +258,4 @@ def serve(
         raise typer.Exit(1) from None
     env = serving_environment(config)
     typer.echo(f"starting winback service on http://{host}:{port} (Ctrl+C stops it)")
-    result = subprocess.run(serve_command(config), env=env, check=False)
-    raise typer.Exit(result.returncode)
+    raise typer.Exit(run_forwarding_signals(serve_command(config), env=env))
