@@ -15,6 +15,7 @@ import pytest
 from features.feature_sets import FeatureSet
 from serving.config import ServingConfig
 from serving.scoring import ARROW_STREAM, RowsInvalid, arrow_to_columns, rows_to_columns
+from tests.serving.test_service_fast_http import assert_scores_are_predict_proba
 from tests.serving.test_service_http import API_KEY, FEATURES, VIP_FEATURES, synthetic_features
 
 ARROW = {"Authorization": f"Bearer {API_KEY}", "Content-Type": ARROW_STREAM}
@@ -54,14 +55,7 @@ def test_an_arrow_body_scores_like_predict_proba(client, served, rows):
     body = response.json()
     assert body["rows"] == rows and body["reasons"] is None
     assert body["model_versions"] == {"churn": "1", "vip": "1", "reactivation": "1"}
-    for target, score in (
-        ("churn", "churn_risk"),
-        ("vip", "vip_potential"),
-        ("reactivation", "reactivation_probability"),
-    ):
-        model = served[target].model
-        expected = model.predict_proba(frame[model.feature_set_.names])
-        np.testing.assert_allclose(body["scores"][score], expected, rtol=0, atol=1e-12)
+    assert_scores_are_predict_proba(body, served, frame)
 
 
 def test_the_json_body_and_the_arrow_body_get_the_same_answer(client):

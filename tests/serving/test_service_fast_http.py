@@ -46,14 +46,7 @@ def test_a_large_body_scores_like_predict_proba(client, served, form):
     body = response.json()
     assert body["rows"] == LARGE
     assert body["reasons"] is None
-    for target, score in (
-        ("churn", "churn_risk"),
-        ("vip", "vip_potential"),
-        ("reactivation", "reactivation_probability"),
-    ):
-        model = served[target].model
-        expected = model.predict_proba(frame[model.feature_set_.names])
-        np.testing.assert_allclose(body["scores"][score], expected, rtol=0, atol=1e-12)
+    assert_scores_are_predict_proba(body, served, frame)
 
 
 def test_targets_select_the_models_and_the_columns_they_need(client, served):
@@ -159,3 +152,15 @@ def test_the_server_parses_http_with_httptools():
     from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
     assert AutoHTTPProtocol.__name__ == "HttpToolsProtocol"
+
+
+def assert_scores_are_predict_proba(body: dict, served, frame) -> None:
+    """Each target's posted-row scores equal its model's ``predict_proba`` on ``frame``."""
+    for target, score in (
+        ("churn", "churn_risk"),
+        ("vip", "vip_potential"),
+        ("reactivation", "reactivation_probability"),
+    ):
+        model = served[target].model
+        expected = model.predict_proba(frame[model.feature_set_.names])
+        np.testing.assert_allclose(body["scores"][score], expected, rtol=0, atol=1e-12)
