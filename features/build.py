@@ -319,20 +319,6 @@ def _requested(feature_set: FeatureSet | None) -> list[str] | None:
     return None if feature_set is None else feature_set.names
 
 
-def _fetch(con: duckdb.DuckDBPyConnection, sql: str) -> pa.Table | pd.DataFrame:
-    """The query's result, sorted by ``(cutoff, customer_id)`` in SQL.
-
-    On DuckDB it comes as an Arrow table (converted by :func:`_frame_from_arrow`,
-    with no Python string objects); other connections (``features.spark_engine``)
-    give a pandas frame. DuckDB's parallel sort of the result costs less than sorting
-    the fetched columns afterwards: a gather of 1M random rows is one cache
-    miss per value, column after column.
-    """
-    if not isinstance(con, duckdb.DuckDBPyConnection):
-        return con.execute(sql).df()
-    return con.sql(sql).to_arrow_table()
-
-
 def _categorical(column: pa.ChunkedArray) -> pd.Categorical:
     """A string column as a categorical with sorted categories, by dictionary encoding."""
     encoded = column.dictionary_encode().combine_chunks()
@@ -403,6 +389,22 @@ def _canonical(frame: pd.DataFrame, definitions: Sequence[FeatureDefinition]) ->
     return frame.set_index(list(KEYS))  # copy-on-write: the columns are not copied
 
 
+def _fetch(
+    con: duckdb.DuckDBPyConnection, sql: str, definitions: Sequence[FeatureDefinition]
+) -> pd.DataFrame:
+    """The query's result as the canonical frame, sorted by ``(cutoff, customer_id)`` in SQL.
+
+    On DuckDB it comes through Arrow (:func:`_frame_from_arrow`, no Python string
+    objects); other connections (``features.spark_engine``) give a pandas frame
+    (:func:`_canonical`). DuckDB's parallel sort of the result costs less than
+    sorting the fetched columns afterwards: a gather of 1M random rows is one
+    cache miss per value, column after column.
+    """
+    if not isinstance(con, duckdb.DuckDBPyConnection):
+        return _canonical(con.execute(sql).df(), definitions)
+    return _frame_from_arrow(con.sql(sql).to_arrow_table(), definitions)
+
+
 def build_feature_table_from(
     con: duckdb.DuckDBPyConnection,
     cutoffs: Sequence[date],
@@ -429,11 +431,7 @@ def build_feature_table_from(
     con.execute("CREATE OR REPLACE TEMP TABLE cutoffs (cutoff DATE)")
     con.executemany("INSERT INTO cutoffs VALUES (?)", [(d,) for d in dates])
     single = dates[0] if len(dates) == 1 else None
-    result = _fetch(con, feature_query(definitions, columns, cutoff=single))
-    if isinstance(result, pa.Table):
-        out = _frame_from_arrow(result, definitions)
-    else:
-        out = _canonical(result, definitions)
+    out = _fetch(con, feature_query(definitions, columns, cutoff=single), definitions)
     out.attrs["omitted_features"] = list(notes)
     return out
 
