@@ -39,9 +39,7 @@ order (columns within a step in schema order):
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -49,6 +47,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from features.publish import publish_file, publish_text
 from features.schema import EVENT_TYPES, GROUPS, SCHEMAS, Column, ShopTables, TableSchema
 
 #: Hidden input column with each row's 0-based row number in the original source.
@@ -791,18 +790,6 @@ def validate_shop(
     return ShopValidation(tables=tables, results=results)
 
 
-def _atomic_write(path: Path, write) -> None:
-    """Write through a temporary file in the same folder, then rename over ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_quarantine(validation: ShopValidation, out_dir: Path) -> dict[str, Path]:
     """Write ``<table>.quarantine.parquet`` per table and ``validation_report.json``.
 
@@ -815,7 +802,7 @@ def write_quarantine(validation: ShopValidation, out_dir: Path) -> dict[str, Pat
     written: dict[str, Path] = {}
     for name, result in validation.results.items():
         path = out_dir / f"{name}.quarantine.parquet"
-        _atomic_write(path, lambda p, q=result.quarantine: q.to_parquet(p, index=False))
+        publish_file(path, lambda p, q=result.quarantine: q.to_parquet(p, index=False))
         written[name] = path
     report = {
         "source": validation.tables.source,
@@ -826,7 +813,7 @@ def write_quarantine(validation: ShopValidation, out_dir: Path) -> dict[str, Pat
         },
     }
     path = out_dir / "validation_report.json"
-    _atomic_write(path, lambda p: p.write_text(json.dumps(report, indent=2) + "\n"))
+    publish_text(path, json.dumps(report, indent=2) + "\n")
     written["report"] = path
     return written
 

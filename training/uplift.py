@@ -27,9 +27,7 @@ groups (``campaign_contacts``) tell the two apart: the uplift of a customer is
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import os
 import pickle
 import tempfile
 from collections.abc import Sequence
@@ -44,6 +42,7 @@ from sklearn.base import BaseEstimator
 
 from features.build import build_feature_table
 from features.feature_sets import FeatureSet, latest_feature_set
+from features.publish import publish_bytes
 from features.schema import ShopTables
 from training.model import WinbackClassifier, infer_feature_set
 
@@ -538,16 +537,7 @@ def fit_campaign_uplift(
 def save_uplift_model(model: UpliftModel, path: str | Path) -> Path:
     """Pickle the model to ``path`` atomically (temporary file, then rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            pickle.dump(model, handle, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    publish_bytes(path, pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL))
     return path
 
 

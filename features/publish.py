@@ -1,0 +1,162 @@
+"""Publish files and folders by rename: a reader sees the old version or the new one, never half.
+
+Every file winback writes goes through here. A file is written to a temporary
+sibling (same folder, so the rename stays on one file system), flushed to disk
+with ``fsync``, renamed over its final name, and the folder is fsynced so the
+rename itself survives a power cut. A version folder (several files that belong
+together, e.g. features + scores + metadata) is filled under a temporary name
+and published by one rename of the whole folder.
+
+Temporary names start with a dot and end in ``.tmp``; :func:`remove_leftovers`
+deletes the ones a killed writer left behind. Files are created private
+(``0600``, folders ``0700``) by ``tempfile``: customer data is not world-readable
+by default.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+TEMP_SUFFIX = ".tmp"
+
+
+def fsync_directory(folder: str | os.PathLike) -> None:
+    """Flush a folder's entries (names created, renamed or removed) to disk."""
+    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_file(path: str | os.PathLike) -> None:
+    """Flush a file's contents to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(folder: str | os.PathLike) -> None:
+    """Flush every file and folder under ``folder`` (deepest first) to disk."""
+    for root, _dirs, files in os.walk(folder, topdown=False):
+        for name in files:
+            fsync_file(Path(root) / name)
+        fsync_directory(root)
+
+
+def publish_file(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
+    """Write ``path`` by ``write(temporary_path)``, fsync it, rename it into place.
+
+    ``write`` receives a path in the same folder and must write the whole file
+    there (e.g. ``lambda p: frame.to_parquet(p)``). On any error the temporary
+    file is removed and ``path`` is left as it was. Returns ``path``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        fsync_file(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_directory(path.parent)
+    return path
+
+
+def publish_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Publish ``data`` as the whole content of ``path`` (see :func:`publish_file`)."""
+    return publish_file(path, lambda p: p.write_bytes(data))
+
+
+def publish_text(path: str | os.PathLike, text: str) -> Path:
+    """Publish ``text`` (UTF-8) as the whole content of ``path`` (see :func:`publish_file`)."""
+    return publish_file(path, lambda p: p.write_text(text, encoding="utf-8"))
+
+
+def publish_folder(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
+    """Fill a new folder by ``write(temporary_folder)`` and publish it by one rename.
+
+    Every file in it is fsynced before the rename, so once ``path`` exists all of
+    its contents are on disk and complete. ``path`` must not exist yet (a version
+    folder is published once; a new version gets a new name): a
+    ``FileExistsError`` names it otherwise. On any error the temporary folder is
+    removed. Returns ``path``.
+    """
+    path = Path(path)
+    if path.exists():
+        raise FileExistsError(f"{path} already exists: a published folder is never overwritten")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX))
+    try:
+        write(tmp)
+        fsync_tree(tmp)
+        os.rename(tmp, path)  # fails rather than replaces when a non-empty path appeared
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    fsync_directory(path.parent)
+    return path
+
+
+def remove_folder(path: str | os.PathLike) -> None:
+    """Remove a published folder: renamed aside first, so it vanishes in one step."""
+    path = Path(path)
+    if not path.exists():
+        return
+    aside = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX))
+    os.replace(path, aside)
+    fsync_directory(path.parent)
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def is_temporary(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a temporary name of this module (a write in progress or abandoned)."""
+    name = Path(path).name
+    return name.startswith(".") and name.endswith(TEMP_SUFFIX)
+
+
+def remove_leftovers(folder: str | os.PathLike) -> list[Path]:
+    """Delete temporary files and folders a killed writer left in ``folder``; return them.
+
+    Call it only while holding the folder's write lock: a live writer's
+    temporary file looks the same as an abandoned one.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for entry in folder.iterdir():
+        if not is_temporary(entry):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                entry.unlink()
+        removed.append(entry)
+    return removed
+
+
+__all__ = [
+    "fsync_directory",
+    "fsync_file",
+    "fsync_tree",
+    "is_temporary",
+    "publish_bytes",
+    "publish_file",
+    "publish_folder",
+    "publish_text",
+    "remove_folder",
+    "remove_leftovers",
+]
