@@ -48,6 +48,7 @@ import numpy as np
 import pandas as pd
 
 from features.publish import publish_file, publish_text
+from features.redaction import redact_credentials
 from features.schema import EVENT_TYPES, GROUPS, SCHEMAS, Column, ShopTables, TableSchema
 
 #: Hidden input column with each row's 0-based row number in the original source.
@@ -786,7 +787,9 @@ def validate_shop(
         name: validate_table(frame, name, now=now, options=options.get(name))
         for name, frame in raw.items()
     }
-    tables = ShopTables(**{name: r.table for name, r in results.items()}, source=source)
+    tables = ShopTables(
+        **{name: r.table for name, r in results.items()}, source=redact_credentials(source)
+    )
     return ShopValidation(tables=tables, results=results)
 
 
@@ -805,7 +808,7 @@ def write_quarantine(validation: ShopValidation, out_dir: Path) -> dict[str, Pat
         publish_file(path, lambda p, q=result.quarantine: q.to_parquet(p, index=False))
         written[name] = path
     report = {
-        "source": validation.tables.source,
+        "source": redact_credentials(validation.tables.source),
         "tables": {name: r.report.to_dict() for name, r in validation.results.items()},
         "dtypes": {
             name: {c: str(d) for c, d in r.table.dtypes.items()}

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from features.feature_sets import FeatureSet
+from features.redaction import redact_credentials
 from features.schema import ShopTables
 from training.config import TrainConfig, label_column, label_config
 from training.model import WinbackClassifier, classifier_from_config, infer_feature_set
@@ -580,7 +581,7 @@ def train_target(
                 metrics=metrics,
                 baseline_test_scores=baseline_test_scores,
                 data_summary={
-                    "source": tables.source or "(in memory)",
+                    "source": redact_credentials(tables.source) or "(in memory)",
                     "data fingerprint": fingerprint,
                     "feature set": f"{feature_set.name} ({len(feature_set.names)} features)",
                     "omitted features": ", ".join(table.attrs.get("omitted_features", []))

@@ -32,6 +32,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from features.feature_sets import FeatureSet
+from features.redaction import redact_credentials
 from features.schema import ShopTables
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -482,9 +483,9 @@ def log_config(config: Any, *, artifact_file: str = "config.json") -> None:
     """Record a config in the active run: flattened as params, whole as a JSON artifact."""
     import mlflow
 
-    params = {k: v[:6000] for k, v in flatten_params(config).items()}
+    params = {k: redact_credentials(v)[:6000] for k, v in flatten_params(config).items()}
     mlflow.log_params(params)
-    mlflow.log_dict(_plain(config), artifact_file)
+    mlflow.log_text(redact_credentials(json.dumps(_plain(config), indent=2)), artifact_file)
 
 
 def log_feature_set(feature_set: FeatureSet) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import typer
 
+from features.publish import publish_file, publish_text
 from serving.config import ServingConfig
 
 DEFAULT_LIST_DIR = Path("winback_output/lists")
@@ -131,7 +132,7 @@ def run_list(
     elif manifest.parameters.get("uplift_note"):
         typer.echo(manifest.parameters["uplift_note"], err=True)
     if output_format == "parquet":
-        frame.to_parquet(out, index=False)
+        publish_file(out, lambda p: frame.to_parquet(p, index=False))
         return
     text = (
         list_csv(frame)
@@ -143,7 +144,7 @@ def run_list(
     if out is None:
         typer.echo(text)
     else:
-        Path(out).write_text(text, encoding="utf-8")
+        publish_text(out, text)
 
 
 def _command(kind: str, summary: str):
@@ -270,9 +271,9 @@ def measure(
         raise typer.Exit(1) from None
     folder = list_folder(list_dir, manifest.list_id)
     stem = f"measurement_{report.as_of.isoformat()}"
-    (folder / f"{stem}.json").write_text(json.dumps(report.to_dict(), indent=2), encoding="utf-8")
+    publish_text(folder / f"{stem}.json", json.dumps(report.to_dict(), indent=2))
     figure = plot_measurement(report.groups, title=f"{manifest.list_id} as of {report.as_of}")
-    figure.savefig(folder / f"{stem}.png", dpi=110)
+    publish_file(folder / f"{stem}.png", lambda p: figure.savefig(p, dpi=110, format="png"))
     if output_format == "json":
         typer.echo(json.dumps(report.to_dict(), indent=2))
         return
