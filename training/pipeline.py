@@ -534,7 +534,7 @@ def train_target(
 
         say("logging the model and applying the promotion gate")
         champion_metrics = champion_metrics_on(target, split.test, label, config)
-        model_uri = tracking.log_model(model, input_example=X_train.head(5))
+        model_uri = tracking.log_model(model, input_example=X_train)
         from training.reference import log_training_reference
 
         log_training_reference(target, X_test, feature_set, p_test)  # drift monitoring

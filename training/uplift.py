@@ -545,16 +545,22 @@ def load_uplift_model(location: str | Path) -> UpliftModel:
     """An uplift model from a local pickle or an MLflow URI.
 
     ``runs:/<run_id>`` (or a path inside the run) and registry URIs such as
-    ``models:/winback-uplift/3`` or ``models:/winback-uplift@champion`` work.
+    ``models:/winback-uplift/3`` or ``models:/winback-uplift@champion`` work; a
+    registered version is unpickled only when its file still has the SHA-256
+    recorded at registration (``training.integrity``).
     """
     text = str(location)
     if "://" in text or text.startswith(("runs:/", "models:/")):
-        import mlflow
+        from training.integrity import verified_download
 
         if text.startswith("runs:/") and text.rstrip("/").count("/") == 1:
             text = f"{text.rstrip('/')}/{UPLIFT_ARTIFACT}"
-        text = mlflow.artifacts.download_artifacts(artifact_uri=text)
-    path = Path(text)
+        with tempfile.TemporaryDirectory() as folder:
+            return _unpickle_uplift(verified_download(text, folder), location)
+    return _unpickle_uplift(Path(text), location)
+
+
+def _unpickle_uplift(path: Path, location: str | Path) -> UpliftModel:
     if path.is_dir():  # a registered version is the folder holding the pickle
         path = path / Path(UPLIFT_ARTIFACT).name
     if not path.is_file():
@@ -563,7 +569,7 @@ def load_uplift_model(location: str | Path) -> UpliftModel:
             f"uplift`, or pass a file, runs:/<run_id> or models:/winback-uplift/<version>"
         )
     with path.open("rb") as handle:
-        model = pickle.load(handle)  # noqa: S301 - our own artifact
+        model = pickle.load(handle)  # noqa: S301 - our own artifact, digest checked
     if not isinstance(model, UpliftModel):
         raise TypeError(f"{location} holds a {type(model).__name__}, not an UpliftModel")
     return model
