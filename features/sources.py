@@ -36,6 +36,7 @@ from features.contracts import (
     ShopValidation,
     validate_shop,
 )
+from features.erasure import ErasureRegistry
 from features.mappings import ColumnMapping, TableMapping, load_mapping, quote_identifier
 from features.redaction import redact_credentials
 from features.schema import SCHEMAS
@@ -300,7 +301,9 @@ def _read_database_table_safely(
         ) from None
 
 
-def apply_mapping(raw: pd.DataFrame, mapping: TableMapping, *, query_done: bool = False):
+def apply_mapping(
+    raw: pd.DataFrame, mapping: TableMapping, *, query_done: bool = False, table: str = ""
+):
     """The raw frame with the mapping's query, renames, expressions and exclusions applied.
 
     Runs in DuckDB with the raw frame as ``raw``; rows keep their ``source_row``
@@ -318,7 +321,8 @@ def apply_mapping(raw: pd.DataFrame, mapping: TableMapping, *, query_done: bool 
             base = "raw_queried"
         columns = [r[0] for r in con.sql(f"DESCRIBE SELECT * FROM {base}").fetchall()]
         visible = [c for c in columns if c != SOURCE_ROW_COLUMN]
-        sql = mapping.select_sql(visible, relation=base)
+        names = SCHEMAS[table].names if table in SCHEMAS else ()
+        sql = mapping.select_sql(visible, relation=base, contract_names=names)
         sql = sql.replace(
             f" FROM {base}", f", {quote_identifier(SOURCE_ROW_COLUMN)} FROM {base}", 1
         )
@@ -375,7 +379,9 @@ def read_shop(
                 )
             continue
         frame = _with_source_row(frame)
-        raw[table] = apply_mapping(frame, m, query_done=query_done) if m is not None else frame
+        raw[table] = (
+            apply_mapping(frame, m, query_done=query_done, table=table) if m is not None else frame
+        )
     if "transactions" not in raw:
         raise ContractError(
             f"no transactions table in {redact_credentials(location)}: expected a file or table named"
@@ -390,6 +396,7 @@ def load_shop(
     mapping: str | Path | ColumnMapping | None = None,
     *,
     now: pd.Timestamp | None = None,
+    erasures: ErasureRegistry | None = None,
 ) -> ShopValidation:
     """Load a shop from a file, folder or database, apply a mapping, and validate it.
 
@@ -404,6 +411,9 @@ def load_shop(
         already uses contract names.
     now
         Timestamps after it are quarantined; the current time by default.
+    erasures
+        The customers forgotten by ``winback forget``, whose rows are quarantined
+        as ``erased`` (counted, not kept); ``ErasureRegistry.default()`` when None.
 
     Returns
     -------
@@ -411,7 +421,14 @@ def load_shop(
         The contract tables and, per table, the quarantine and the report.
     """
     raw, options = read_shop(path, mapping)
-    return validate_shop(raw, now=now, options=options, source=redact_credentials(path))
+    registry = erasures if erasures is not None else ErasureRegistry.default()
+    return validate_shop(
+        raw,
+        now=now,
+        options=options,
+        source=redact_credentials(path),
+        erased=registry.mask if registry else None,
+    )
 
 
 __all__ = [
