@@ -16,10 +16,12 @@ by default.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 TEMP_SUFFIX = ".tmp"
@@ -148,7 +150,49 @@ def remove_leftovers(folder: str | os.PathLike) -> list[Path]:
     return removed
 
 
+class LockHeld(RuntimeError):
+    """Another process holds the lock (the message names it and the lock file)."""
+
+
+@contextlib.contextmanager
+def folder_lock(
+    folder: str | os.PathLike, *, name: str = ".lock", wait_seconds: float = 0.0
+) -> Iterator[Path]:
+    """Hold an exclusive lock on ``folder`` (a ``flock`` on ``folder/name``) for the block.
+
+    One writer per store: a second one waits up to ``wait_seconds`` (0: not at
+    all) and then raises :class:`LockHeld` naming the holder's process id. The
+    kernel releases the lock when its holder exits, even when killed, so a
+    crash never leaves a stale lock. Yields the lock file's path.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    deadline = time.monotonic() + max(wait_seconds, 0.0)
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    holder = os.pread(fd, 64, 0).decode(errors="replace").strip()
+                    raise LockHeld(
+                        f"{folder} is being written by another process"
+                        f"{' (pid ' + holder + ')' if holder else ''}; lock file {path}"
+                    ) from None
+                time.sleep(0.05)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield path
+    finally:
+        os.close(fd)  # closing the descriptor releases the flock
+
+
 __all__ = [
+    "LockHeld",
+    "folder_lock",
     "fsync_directory",
     "fsync_file",
     "fsync_tree",

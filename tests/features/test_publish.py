@@ -95,3 +95,35 @@ def test_publish_file_fsyncs_file_and_folder(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real(fd)))
     publish_text(tmp_path / "a.txt", "x")
     assert len(synced) == 2  # the file, then its folder
+
+
+def test_folder_lock_is_exclusive_and_released(tmp_path):
+    import subprocess
+    import sys
+    import time as clock
+
+    from features.publish import LockHeld, folder_lock
+
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from features.publish import folder_lock\n"
+            f"with folder_lock({str(tmp_path)!r}):\n"
+            "    print('held', flush=True); time.sleep(30)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        started = clock.monotonic()
+        with pytest.raises(LockHeld, match=f"pid {holder.pid}"):
+            with folder_lock(tmp_path, wait_seconds=0.3):
+                pass
+        assert clock.monotonic() - started >= 0.3
+    finally:
+        holder.kill()  # SIGKILL: the kernel releases the lock
+        holder.wait()
+    with folder_lock(tmp_path) as path:
+        assert path == tmp_path / ".lock"
