@@ -10,9 +10,12 @@ version has no digest.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
 import re
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,13 +52,32 @@ def model_digest(location: str | Path) -> str:
     return digest.hexdigest()
 
 
-def digest_of_uri(model_uri: str) -> str:
-    """The digest of a logged model (downloaded to a temporary folder to hash it)."""
+@contextlib.contextmanager
+def _quiet_download() -> Iterator[None]:
+    """No MLflow progress bar while we copy a model to check it (commands print their own)."""
+    key = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+    before = os.environ.get(key)
+    os.environ[key] = "false"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = before
+
+
+def _download(uri: str, dst_path: str | Path) -> Path:
     import mlflow
 
+    with _quiet_download():
+        return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst_path)))
+
+
+def digest_of_uri(model_uri: str) -> str:
+    """The digest of a logged model (downloaded to a temporary folder to hash it)."""
     with tempfile.TemporaryDirectory() as folder:
-        local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=folder)
-        return model_digest(local)
+        return model_digest(_download(model_uri, folder))
 
 
 def _registered_version(client: Any, uri: str) -> Any | None:
@@ -75,12 +97,11 @@ def verified_download(uri: str, dst_path: str | Path) -> Path:
     (``runs:/``, ``models:/m-...``, local paths) are not registered versions and
     are downloaded unchecked.
     """
-    import mlflow
     from mlflow import MlflowClient
 
     version = _registered_version(MlflowClient(), uri)
     if version is None:
-        return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst_path)))
+        return _download(uri, dst_path)
     label = f"{version.name} version {version.version}"
     expected = (version.tags or {}).get(DIGEST_TAG)
     if not expected:
@@ -89,7 +110,7 @@ def verified_download(uri: str, dst_path: str | Path) -> Path:
             f"winback will not unpickle it. Retrain (`winback train`) to register a checked version"
         )
     source = f"models:/{version.name}/{version.version}"
-    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(dst_path)))
+    local = _download(source, dst_path)
     actual = model_digest(local)
     if actual != expected:
         raise ModelIntegrityError(
