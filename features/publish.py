@@ -20,6 +20,7 @@ import fcntl
 import os
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -150,6 +151,10 @@ def remove_leftovers(folder: str | os.PathLike) -> list[Path]:
     return removed
 
 
+#: Locks held by this process, by (lock file, thread): re-entering one does not block.
+_HELD: set[tuple[str, int]] = set()
+
+
 class LockHeld(RuntimeError):
     """Another process holds the lock (the message names it and the lock file)."""
 
@@ -163,11 +168,17 @@ def folder_lock(
     One writer per store: a second one waits up to ``wait_seconds`` (0: not at
     all) and then raises :class:`LockHeld` naming the holder's process id. The
     kernel releases the lock when its holder exits, even when killed, so a
-    crash never leaves a stale lock. Yields the lock file's path.
+    crash never leaves a stale lock. The thread holding the lock may enter it
+    again (a command holding it around a store function that takes it too).
+    Yields the lock file's path.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
+    key = (str(path.resolve()), threading.get_ident())
+    if key in _HELD:  # re-entered by the thread holding it (e.g. a command around a store write)
+        yield path
+        return
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     deadline = time.monotonic() + max(wait_seconds, 0.0)
     try:
@@ -185,7 +196,11 @@ def folder_lock(
                 time.sleep(0.05)
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        yield path
+        _HELD.add(key)
+        try:
+            yield path
+        finally:
+            _HELD.discard(key)
     finally:
         os.close(fd)  # closing the descriptor releases the flock
 

@@ -127,3 +127,24 @@ def test_folder_lock_is_exclusive_and_released(tmp_path):
         holder.wait()
     with folder_lock(tmp_path) as path:
         assert path == tmp_path / ".lock"
+
+
+def test_folder_lock_is_reentrant_in_its_thread_only(tmp_path):
+    import threading
+
+    from features.publish import LockHeld, folder_lock
+
+    outcome = []
+
+    def other_thread():
+        try:
+            with folder_lock(tmp_path):
+                outcome.append("entered")
+        except LockHeld:
+            outcome.append("refused")
+
+    with folder_lock(tmp_path), folder_lock(tmp_path):
+        worker = threading.Thread(target=other_thread)
+        worker.start()
+        worker.join()
+    assert outcome == ["refused"]
