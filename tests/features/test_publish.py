@@ -118,9 +118,11 @@ def test_folder_lock_is_exclusive_and_released(tmp_path):
     try:
         assert holder.stdout.readline().strip() == "held"
         started = clock.monotonic()
-        with pytest.raises(LockHeld, match=f"pid {holder.pid}"):
-            with folder_lock(tmp_path, wait_seconds=0.3):
-                pass
+        with (
+            pytest.raises(LockHeld, match=f"pid {holder.pid}"),
+            folder_lock(tmp_path, wait_seconds=0.3),
+        ):
+            pass
         assert clock.monotonic() - started >= 0.3
     finally:
         holder.kill()  # SIGKILL: the kernel releases the lock
