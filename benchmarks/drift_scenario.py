@@ -62,7 +62,8 @@ def main() -> None:
     from serving.config import ServingConfig
     from serving.monitoring.backtest import BacktestConfig, backtest, plot_backtest
     from serving.monitoring.drift import drift_report, log_drift_report
-    from serving.scoring.predict import load_served_models, score_customers
+    from serving.scoring.models import load_served_models
+    from serving.scoring.table import score_customers
     from training.config import LightGBMParams, TrackingSettings, TrainConfig
     from training.pipeline import train_target
     from training.retrain import RetrainConfig, describe, run_retrain

@@ -72,8 +72,9 @@ def build_home(home: Path, customers: int) -> None:
 
     from features.feature_sets import CHURN_FEATURES_V1, REACTIVATION_FEATURES_V1, VIP_FEATURES_V1
     from serving.config import ServingConfig
-    from serving.scoring.predict import load_served_models, score_table
+    from serving.scoring.models import load_served_models
     from serving.scoring.store import write_score_table
+    from serving.scoring.table import score_table
     from training import registry, tracking
     from training.model import WinbackClassifier
 
@@ -113,7 +114,7 @@ def build_home(home: Path, customers: int) -> None:
 def models_columns(home: Path, target: str) -> list[str]:
     """The feature columns of ``target``'s served model (read from the registry)."""
     from serving.config import ServingConfig
-    from serving.scoring.predict import load_served_models
+    from serving.scoring.models import load_served_models
     from training.tracking import TrackingConfig
 
     uri = TrackingConfig(root=str(home / "mlruns")).resolved_tracking_uri()
@@ -316,7 +317,8 @@ def in_process_baseline(home: Path, frame: pd.DataFrame, repeats: int) -> dict[s
     import inspect
 
     from serving.config import ServingConfig
-    from serving.scoring.predict import load_served_models, predict_scores
+    from serving.scoring.models import load_served_models
+    from serving.scoring.predict import predict_scores
     from training.tracking import TrackingConfig
 
     uri = TrackingConfig(root=str(home / "mlruns")).resolved_tracking_uri()
@@ -343,7 +345,7 @@ def in_process_baseline(home: Path, frame: pd.DataFrame, repeats: int) -> dict[s
         calls["service_one"] = lambda: predict_scores(models, frame, ["churn"], **options)
         try:
             from serving.api.schemas import ScoreRowsRequest
-            from serving.scoring.predict import rows_to_columns
+            from serving.scoring.rows import rows_to_columns
         except ImportError:  # served code before typed columns
             rows_to_columns = None
         if rows_to_columns is not None:

@@ -67,7 +67,8 @@ def run_demo(
 ) -> DemoResult:
     """Run the whole job with ``config``; ``step`` is called as each step starts."""
     from features.contracts import write_quarantine
-    from serving.scoring.predict import load_served_models, score_customers
+    from serving.scoring.models import load_served_models
+    from serving.scoring.table import score_customers
     from training.pipeline import train_target
     from training.tracking import configure_tracking
 

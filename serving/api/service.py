@@ -47,19 +47,11 @@ from serving.config import HEALTH_PATHS, SCORE_COLUMNS, TARGETS, ServingConfig
 from serving.lists.store import ListRequest, SavedListRequest, list_endpoint, saved_list_endpoint
 from serving.monitoring.drift import DriftRequest, drift_endpoint
 from serving.scoring.baselines import run_comparison
-from serving.scoring.predict import (
-    ARROW_STREAM,
-    FeatureColumns,
-    RowsInvalid,
-    ScoreLookup,
-    ServedModels,
-    arrow_to_columns,
-    load_served_models,
-    predict_scores,
-    reason_texts,
-    rows_to_columns,
-    stale_targets,
-)
+from serving.scoring.lookup import ScoreLookup, stale_targets
+from serving.scoring.models import ServedModels, load_served_models
+from serving.scoring.predict import FeatureColumns, predict_scores
+from serving.scoring.reasons import reason_texts
+from serving.scoring.rows import ARROW_STREAM, RowsInvalid, arrow_to_columns, rows_to_columns
 
 logger = logging.getLogger("winback.serving.service")
 

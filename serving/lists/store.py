@@ -542,7 +542,7 @@ async def list_endpoint(state: Any, request: ListRequest) -> Response:
     ``winback-uplift`` champion of the service's registry (:func:`list_uplift`).
     """
     from serving.lists.targeting import TargetingConfig
-    from serving.scoring.predict import tracking_config
+    from serving.scoring.models import tracking_config
 
     try:
         settings, config = list_settings_from_file(service_config_file(state.config.home))

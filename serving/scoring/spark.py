@@ -25,7 +25,8 @@ import pyarrow as pa
 from features.feature_sets import FeatureSet
 from serving.config import SCORE_COLUMNS, TARGETS, ServingConfig
 from serving.scoring import store
-from serving.scoring.predict import ServedModel, ServedModels, populations, score_table
+from serving.scoring.models import ServedModel, ServedModels
+from serving.scoring.table import populations, score_table
 
 if TYPE_CHECKING:  # pragma: no cover
     from pyspark.sql import DataFrame as SparkDataFrame

@@ -85,7 +85,8 @@ def score(
     ),
 ) -> None:
     """Score every customer as of a date with the champion models and write the score table."""
-    from serving.scoring.predict import ServingSetupError, load_served_models, score_customers
+    from serving.scoring.models import ServingSetupError, load_served_models
+    from serving.scoring.table import score_customers
 
     if engine.lower() not in ("duckdb", "spark"):
         raise typer.BadParameter(f"{engine!r}: choose duckdb or spark", param_hint="--engine")

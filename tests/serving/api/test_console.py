@@ -51,7 +51,7 @@ def test_public_paths_are_exactly_the_page_and_its_assets() -> None:
 
 def test_console_files_ship_inside_the_serving_package() -> None:
     folder = console_directory()
-    assert folder.parts[-2:] == ("serving", "console")
+    assert folder.parts[-3:] == ("serving", "api", "console")
     for name in CONSOLE_FILES:
         assert (folder / name).stat().st_size > 0
 

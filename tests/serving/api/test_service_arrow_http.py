@@ -14,7 +14,7 @@ import pytest
 
 from features.feature_sets import FeatureSet
 from serving.config import ServingConfig
-from serving.scoring.predict import ARROW_STREAM, RowsInvalid, arrow_to_columns, rows_to_columns
+from serving.scoring.rows import ARROW_STREAM, RowsInvalid, arrow_to_columns, rows_to_columns
 from tests.serving.api.test_service_fast_http import assert_scores_are_predict_proba
 from tests.serving.api.test_service_http import API_KEY, FEATURES, VIP_FEATURES, synthetic_features
 
@@ -40,7 +40,7 @@ def _table(n: int, seed: int, names: list[str]) -> tuple[pa.Table, pd.DataFrame]
 
 @pytest.fixture(scope="module")
 def served(serving_home):
-    from serving.scoring.predict import load_served_models
+    from serving.scoring.models import load_served_models
     from training.tracking import TrackingConfig
 
     uri = TrackingConfig(root=str(serving_home / "mlruns")).resolved_tracking_uri()

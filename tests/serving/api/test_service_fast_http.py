@@ -23,7 +23,7 @@ LARGE = ServingConfig().direct_rows + 44
 
 @pytest.fixture(scope="module")
 def served(serving_home):
-    from serving.scoring.predict import load_served_models
+    from serving.scoring.models import load_served_models
     from training.tracking import TrackingConfig
 
     uri = TrackingConfig(root=str(serving_home / "mlruns")).resolved_tracking_uri()
@@ -87,7 +87,7 @@ def test_the_loaded_state_is_frozen_out_of_the_garbage_collector(client):
 
 def test_the_lookup_body_is_what_the_response_model_writes(serving_home, served):
     from serving.api.schemas import ScoresResponse, scores_response_json
-    from serving.scoring.predict import ScoreLookup
+    from serving.scoring.lookup import ScoreLookup
 
     lookup = ScoreLookup.load(ServingConfig(home=serving_home).score_path)
     ids = [str(c) for c in lookup.table.index[:40]]

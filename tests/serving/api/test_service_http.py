@@ -80,8 +80,9 @@ def make_serving_home(home: Path, customers: int = 300) -> Path:
     import mlflow
 
     from serving.config import ServingConfig
-    from serving.scoring.predict import load_served_models, score_table
+    from serving.scoring.models import load_served_models
     from serving.scoring.store import write_score_table
+    from serving.scoring.table import score_table
     from training import registry, tracking
     from training.model import WinbackClassifier
 
@@ -231,7 +232,8 @@ def _rows(n: int) -> list[dict]:
 
 def test_score_rows_matches_the_models_in_process(client, serving_home):
     from serving.config import ServingConfig
-    from serving.scoring.predict import load_served_models, predict_scores
+    from serving.scoring.models import load_served_models
+    from serving.scoring.predict import predict_scores
     from training.tracking import TrackingConfig
 
     rows = _rows(40)
@@ -325,7 +327,7 @@ def test_models_lists_versions_feature_sets_and_metrics(client):
 
 def test_start_fails_fast_naming_the_missing_score_table(serving_home, tmp_path, monkeypatch):
     from serving.api.service import WinbackService
-    from serving.scoring.predict import ServingSetupError
+    from serving.scoring.models import ServingSetupError
 
     monkeypatch.setenv("WINBACK_HOME", str(serving_home))
     monkeypatch.setenv("WINBACK_SCORE_DIR", str(tmp_path / "empty"))
@@ -337,7 +339,7 @@ def test_start_fails_fast_naming_the_missing_score_table(serving_home, tmp_path,
 
 def test_start_fails_fast_naming_the_missing_registry(tmp_path, monkeypatch):
     from serving.api.service import WinbackService
-    from serving.scoring.predict import ServingSetupError
+    from serving.scoring.models import ServingSetupError
 
     monkeypatch.setenv("WINBACK_HOME", str(tmp_path))
     monkeypatch.setenv("WINBACK_API_KEYS", API_KEY)
@@ -360,7 +362,7 @@ def test_start_fails_without_api_keys(serving_home, monkeypatch):
 
 def test_pinned_version_that_does_not_exist_is_named(serving_home, monkeypatch):
     from serving.api.service import WinbackService
-    from serving.scoring.predict import ServingSetupError
+    from serving.scoring.models import ServingSetupError
 
     monkeypatch.setenv("WINBACK_HOME", str(serving_home))
     monkeypatch.setenv("WINBACK_API_KEYS", API_KEY)

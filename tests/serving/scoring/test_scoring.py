@@ -16,21 +16,17 @@ from features.feature_sets import FeatureSet, FeatureSetMismatch
 from serving.api.batching import FrameBatcher, Overloaded
 from serving.config import ServingConfig, format_model_versions, parse_model_versions
 from serving.scoring import store
-from serving.scoring.predict import (
-    RowsInvalid,
-    ScoreLookup,
+from serving.scoring.lookup import ScoreLookup, stale_targets
+from serving.scoring.models import (
     ServedModel,
     ServedModels,
     ServingSetupError,
     check_registry_exists,
-    expected_value,
-    populations,
-    predict_scores,
-    rows_to_frame,
-    score_table,
-    stale_targets,
-    top_scored,
 )
+from serving.scoring.predict import predict_scores
+from serving.scoring.reasons import top_scored
+from serving.scoring.rows import RowsInvalid, rows_to_frame
+from serving.scoring.table import expected_value, populations, score_table
 
 FS = FeatureSet("tiny_v1", (("recency_days", "float64"), ("orders", "float64")))
 FS_CAT = FeatureSet(
@@ -456,7 +452,7 @@ def test_score_customers_on_the_small_shop(small_shop, tmp_path):
         VIP_FEATURES_V1,
     )
     from features.training_table import build_scoring_frame
-    from serving.scoring.predict import score_customers
+    from serving.scoring.table import score_customers
     from training.model import WinbackClassifier
 
     tables = small_shop.tables

@@ -16,17 +16,14 @@ from hypothesis import strategies as st
 
 from features.feature_sets import FeatureSet, FeatureSetMismatch
 from serving.config import ServingConfig
+from serving.scoring.models import ServedModel, ServedModels
 from serving.scoring.predict import (
     FeatureColumns,
-    RowsInvalid,
-    ServedModel,
-    ServedModels,
     model_matrix,
     predict_probability,
     predict_scores,
-    rows_to_columns,
-    rows_to_frame,
 )
+from serving.scoring.rows import RowsInvalid, rows_to_columns, rows_to_frame
 from training.model import WinbackClassifier
 
 FS = FeatureSet(

@@ -24,8 +24,9 @@ from features.simulate import SimulationConfig, simulate_shop
 from features.training_table import build_scoring_frame
 from serving.config import ServingConfig
 from serving.scoring import store
-from serving.scoring.predict import ServedModel, ServedModels, score_customers
+from serving.scoring.models import ServedModel, ServedModels
 from serving.scoring.spark import predict_partition, typed_features
+from serving.scoring.table import score_customers
 from training.model import WinbackClassifier
 
 AS_OF = dt.date(2025, 6, 30)
