@@ -32,7 +32,8 @@ from features.feature_sets import REACTIVATION_FEATURES_V1, FeatureSet, latest_f
 from features.labels import LabelConfig, build_labels
 from features.simulate import SimulationConfig, simulate_shop
 from features.training_table import build_scoring_frame, build_training_table
-from serving.lists.build import ListConfig, build_list
+from serving.lists.build import build_list
+from serving.lists.settings import ListConfig
 from serving.measurement.campaign import (
     HILLSTROM_ARMS,
     hillstrom_arm_results,

@@ -311,7 +311,7 @@ def in_process_baseline(home: Path, frame: pd.DataFrame, repeats: int) -> dict[s
 
     ``three_*``/``one_*``: the models' own ``predict_proba`` (three models / churn
     alone); ``service_three_*``/``service_one_*``: the service's path
-    (``serving.scoring.predict_scores`` on its thread pool, one LightGBM thread
+    (``serving.scoring.predict.predict_scores`` on its thread pool, one LightGBM thread
     per task), when the served code has it.
     """
     import inspect

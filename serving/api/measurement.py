@@ -1,7 +1,7 @@
 """``POST /lists/measurement``: treated versus control of a saved list, from the service.
 
 The service measures a list exactly as ``winback measure LIST_ID --as-of DATE``
-does (:func:`serving.measurement.measure_list`), reading the same kind of source:
+does (:func:`serving.measurement.campaign.measure_list`), reading the same kind of source:
 the shop data named by ``ServingConfig.measurement_data`` (``WINBACK_MEASUREMENT_DATA``:
 a file, folder or DuckDB as ``--data`` takes, with ``WINBACK_MEASUREMENT_MAPPING``
 as ``--mapping``; or ``simulated`` for the built-in simulated shop ``winback
@@ -14,7 +14,6 @@ when the list cannot be compared (e.g. no control group).
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import math
 from pathlib import Path
 from typing import Any
@@ -22,68 +21,13 @@ from typing import Any
 import anyio.to_thread
 from starlette.responses import JSONResponse
 
-from features.schema import ShopTables
 from serving.api.schemas import MeasurementRequest
-from serving.config import ENV_MEASUREMENT_DATA, ENV_MEASUREMENT_MAPPING, SIMULATED_DATA
 from serving.lists.store import SERVICE_LIST_DIR, read_list
-
-
-class MeasurementUnavailable(RuntimeError):
-    """The service has no (readable) transactions to measure lists against."""
+from serving.measurement.data import MeasurementUnavailable, measurement_tables
 
 
 def _error(status: int, message: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"error": message, **extra}, status_code=status)
-
-
-@functools.lru_cache(maxsize=2)
-def _load_tables(source: str, mapping: str | None, stamp: int) -> ShopTables:
-    """The validated tables of ``source`` (cached while the file's mtime ``stamp`` holds)."""
-    if source == SIMULATED_DATA:
-        from features.simulate import SimulationConfig, simulate_shop
-
-        return simulate_shop(SimulationConfig()).tables
-    path = Path(source)
-    if path.is_dir() and (path / "simulation.json").exists() and mapping is None:
-        from features.simulate import read_shop
-
-        return read_shop(path).tables
-    from features.sources import load_shop
-
-    return load_shop(path, mapping).tables
-
-
-def measurement_tables(config: Any) -> ShopTables:
-    """The shop tables measurement reads, from ``config.measurement_data`` (loaded once).
-
-    Raises
-    ------
-    MeasurementUnavailable
-        When no source is configured, the path does not exist or cannot be read,
-        naming the setting to fix.
-    """
-    if config.measurement_data is None:
-        raise MeasurementUnavailable(
-            f"this service has no transactions to measure lists against: start it with "
-            f"{ENV_MEASUREMENT_DATA}=<the shop data `winback measure --data` reads> (a file, "
-            f"folder or DuckDB, plus {ENV_MEASUREMENT_MAPPING} for a column mapping), or "
-            f"{ENV_MEASUREMENT_DATA}={SIMULATED_DATA} for the built-in simulated shop"
-        )
-    if config.measurement_data == SIMULATED_DATA:
-        return _load_tables(SIMULATED_DATA, None, 0)
-    path = config.measurement_path
-    if not path.exists():
-        raise MeasurementUnavailable(
-            f"{ENV_MEASUREMENT_DATA} names {str(path)!r}, which does not exist: point it at the "
-            f"shop data (file, folder or DuckDB) and restart the service"
-        )
-    try:
-        return _load_tables(str(path), config.measurement_mapping, path.stat().st_mtime_ns)
-    except (OSError, ValueError, KeyError) as exc:
-        raise MeasurementUnavailable(
-            f"cannot read the measurement data {str(path)!r} ({type(exc).__name__}: {exc}): "
-            f"check {ENV_MEASUREMENT_DATA} and {ENV_MEASUREMENT_MAPPING}"
-        ) from exc
 
 
 def parse_as_of(text: str) -> dt.date:
@@ -125,7 +69,7 @@ def measurement_body(report: Any, *, data_until: dt.date, confidence: float) -> 
 async def measurement_endpoint(state: Any, request: MeasurementRequest) -> JSONResponse:
     """Measure a saved list of the service against its measurement data.
 
-    ``state`` is ``serving.service.ServingState`` (its ``config`` names the home
+    ``state`` is ``serving.api.service.ServingState`` (its ``config`` names the home
     and the data). The list and the date are checked before any data is read.
     """
     from serving.measurement.campaign import measure_list

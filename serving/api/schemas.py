@@ -46,7 +46,7 @@ class CustomerScores(BaseModel):
         description="Probability that a lapsed customer orders again within the horizon."
     )
     expected_value: float | None = Field(
-        description="Expected gross margin over the horizon (see serving.scoring.expected_value)."
+        description="Expected gross margin over the horizon (see serving.scoring.table.expected_value)."
     )
     tier: str | None
     is_active: bool

@@ -5,7 +5,7 @@ At start it loads, once, the champion model of each target (or the versions
 pinned in ``WINBACK_MODEL_VERSIONS``) from the MLflow registry and the newest
 score table; if either is missing it refuses to start and says which command
 creates it. Every path except ``/healthz``, ``/livez`` and ``/readyz`` needs an
-API key (see ``serving.auth``).
+API key (see ``serving.api.auth``).
 
 Endpoints are thin: each delegates to a plain function of this module taking the
 :class:`ServingState`, so further endpoints (the retention lists of issue #6) are
@@ -31,6 +31,8 @@ from starlette.responses import JSONResponse, Response
 from serving.api.auth import ApiKeyMiddleware, load_api_keys
 from serving.api.batching import FrameBatcher, Overloaded
 from serving.api.console import console_public_paths, mount_console
+from serving.api.drift import DriftRequest, drift_endpoint
+from serving.api.lists import ListRequest, SavedListRequest, list_endpoint, saved_list_endpoint
 from serving.api.measurement import measurement_endpoint
 from serving.api.schemas import (
     MeasurementRequest,
@@ -44,8 +46,6 @@ from serving.api.schemas import (
     scores_response_json,
 )
 from serving.config import HEALTH_PATHS, SCORE_COLUMNS, TARGETS, ServingConfig
-from serving.lists.store import ListRequest, SavedListRequest, list_endpoint, saved_list_endpoint
-from serving.monitoring.drift import DriftRequest, drift_endpoint
 from serving.scoring.baselines import run_comparison
 from serving.scoring.lookup import ScoreLookup, stale_targets
 from serving.scoring.models import ServedModels, load_served_models

@@ -1,6 +1,6 @@
 """Retention and win-back lists: who to contact, why, how, and who to hold out.
 
-Four lists, each a pure function of the score table (``serving.scoring``) and
+Four lists, each a pure function of the score table (``serving.scoring.table``) and
 the feature values behind it:
 
 * ``at-risk`` — active customers ranked by **value at risk**:
@@ -15,31 +15,25 @@ the feature values behind it:
 
 Each row carries the customer's tier (margin bands, :class:`features.tiers.TierConfig`),
 the scores, the value the list is ranked by, the top reasons from the score
-table, a suggested action with the rule that chose it (``serving.actions``),
+table, a suggested action with the rule that chose it (``serving.lists.actions``),
 and ``group`` (``treatment``/``control``: a random hold-out stratified by score
-decile and seeded by the list id, ``serving.control``).
+decile and seeded by the list id, ``serving.lists.control``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from features.tiers import TierConfig, margin_to_next_tier, tier_thresholds
 from serving.lists.actions import (
-    DEFAULT_RULES,
-    ActionConfig,
-    ActionRule,
-    Condition,
-    Operator,
     suggest_actions,
 )
 from serving.lists.control import assign_groups
+from serving.lists.settings import ListConfig
 from serving.lists.targeting import TargetingConfig, apply_targeting
 
 #: The list kinds, as named on the command line and in the API.
@@ -79,204 +73,6 @@ KIND_COLUMNS = {
 }
 
 
-@dataclass(frozen=True)
-class ListConfig:
-    """How lists are built.
-
-    Parameters
-    ----------
-    horizon_days
-        Horizon of the values (the scores' horizon).
-    tiers
-        Tier bands shown on every row and used by ``near-vip`` (re-ranked from
-        the score table's trailing margin, so e.g. A/B/C/D grades work too).
-    actions
-        The suggested-action rules.
-    control_share
-        Share of each list held out as a random control group.
-    n_strata
-        Score strata of the control draw (10: deciles).
-    near_vip_max_gap_share
-        ``near-vip`` keeps customers whose margin is within this share below the
-        next tier's threshold (0.25: at least 75% of the way there).
-    assumed_effect_share
-        Where no uplift model measures it, the share of the value at stake a
-        contact is assumed to make incremental (for the profit-optimal cut of
-        ``at-risk``, ``vip-potential``, ``near-vip`` and ``winback`` without an
-        uplift model). Measure lists with ``winback measure`` and update it.
-    """
-
-    horizon_days: int = 90
-    tiers: TierConfig = field(default_factory=TierConfig)
-    actions: ActionConfig = field(default_factory=ActionConfig)
-    control_share: float = 0.1
-    n_strata: int = 10
-    near_vip_max_gap_share: float = 0.25
-    assumed_effect_share: float = 0.1
-
-    def __post_init__(self) -> None:
-        if self.horizon_days < 1:
-            raise ValueError(f"ListConfig.horizon_days must be >= 1, got {self.horizon_days}")
-        if not 0.0 <= self.control_share < 1.0:
-            raise ValueError(
-                f"ListConfig.control_share must be in [0, 1), got {self.control_share}"
-            )
-        if not 0.0 < self.near_vip_max_gap_share <= 1.0:
-            raise ValueError(
-                "ListConfig.near_vip_max_gap_share must be in (0, 1], got "
-                f"{self.near_vip_max_gap_share}"
-            )
-        if not 0.0 <= self.assumed_effect_share <= 1.0:
-            raise ValueError(
-                "ListConfig.assumed_effect_share must be in [0, 1], got "
-                f"{self.assumed_effect_share}"
-            )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "horizon_days": self.horizon_days,
-            "tiers": {
-                "bands": [list(b) for b in self.tiers.bands],
-                "rest": self.tiers.rest,
-                "vip_tiers": list(self.tiers.vip_tiers),
-                "window_days": self.tiers.window_days,
-            },
-            "actions": self.actions.to_dict(),
-            "control_share": self.control_share,
-            "n_strata": self.n_strata,
-            "near_vip_max_gap_share": self.near_vip_max_gap_share,
-            "assumed_effect_share": self.assumed_effect_share,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ListConfig:
-        """The inverse of :meth:`to_dict` (missing keys take their defaults)."""
-        kwargs: dict[str, Any] = {
-            k: data[k]
-            for k in (
-                "horizon_days",
-                "control_share",
-                "n_strata",
-                "near_vip_max_gap_share",
-                "assumed_effect_share",
-            )
-            if k in data
-        }
-        if "tiers" in data:
-            tiers = dict(data["tiers"])
-            if "bands" in tiers:
-                tiers["bands"] = tuple((str(n), float(f)) for n, f in tiers["bands"])
-            if "vip_tiers" in tiers:
-                tiers["vip_tiers"] = tuple(tiers["vip_tiers"])
-            kwargs["tiers"] = TierConfig(**tiers)
-        if "actions" in data:
-            kwargs["actions"] = ActionConfig.from_dict(data["actions"])
-        return cls(**kwargs)
-
-
-# ------------------------------------------------------------ [lists] settings
-
-#: ``[column, operator, value]`` as written in a rule's ``conditions``.
-ConditionTriple = tuple[str, Operator, float | str | tuple[str, ...]]
-
-
-class RuleSettings(BaseModel):
-    """One action rule as written in ``[[lists.rules]]``: conditions are ``[column, op, value]``."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    name: str = Field(min_length=1)
-    action: str = Field(min_length=1)
-    conditions: tuple[ConditionTriple, ...] = Field(min_length=1)
-    description: str = ""
-
-    @model_validator(mode="after")
-    def _values_fit_operators(self) -> RuleSettings:
-        for column, op, value in self.conditions:
-            if (op == "in") != isinstance(value, tuple):
-                want = "a list of values" if op == "in" else "a single number or text"
-                raise ValueError(
-                    f"rule {self.name!r}: condition [{column!r}, {op!r}, {value!r}] needs {want}"
-                )
-        return self
-
-    def rule(self) -> ActionRule:
-        """The :class:`serving.actions.ActionRule` this entry describes."""
-        return ActionRule(
-            self.name,
-            self.action,
-            tuple(Condition(column, op, value) for column, op, value in self.conditions),
-            self.description,
-        )
-
-    @classmethod
-    def of(cls, rule: ActionRule) -> RuleSettings:
-        """The settings entry of an :class:`ActionRule` (what ``config show`` prints)."""
-        return cls(
-            name=rule.name,
-            action=rule.action,
-            conditions=tuple((c.column, c.op, c.value) for c in rule.conditions),
-            description=rule.description,
-        )
-
-
-class ListSettings(BaseModel):
-    """The ``[lists]`` section of ``winback.toml``: action rules and list defaults.
-
-    Tiers are not here: lists show the tiers training labels with
-    (``[train.label.tiers]``), so the two can never disagree. The defaults are
-    :data:`serving.actions.DEFAULT_RULES` and :class:`ListConfig`'s.
-
-    Attributes
-    ----------
-    control_share
-        Share of each list held out as a random control group (``--control-share``
-        and the API's ``control_share`` override it).
-    contact_cost
-        Cost of one contact, for ``--budget`` and ``--profit-optimal``
-        (``--contact-cost`` overrides it).
-    n_strata, near_vip_max_gap_share, assumed_effect_share
-        As in :class:`ListConfig`.
-    default_action
-        Suggested when no rule fires.
-    rules
-        Ordered action rules, first match wins; each ``name``, ``action``,
-        ``description`` and ``conditions = [[column, op, value], ...]`` with op one
-        of ``>= > <= < == != in`` (``in`` takes a list).
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    control_share: float = Field(0.1, ge=0.0, lt=1.0)
-    contact_cost: float = Field(0.0, ge=0.0)
-    n_strata: int = Field(10, ge=1)
-    near_vip_max_gap_share: float = Field(0.25, gt=0.0, le=1.0)
-    assumed_effect_share: float = Field(0.1, ge=0.0, le=1.0)
-    default_action: str = Field("reminder", min_length=1)
-    rules: tuple[RuleSettings, ...] = tuple(RuleSettings.of(r) for r in DEFAULT_RULES)
-
-    @model_validator(mode="after")
-    def _rules_valid(self) -> ListSettings:
-        self.actions()  # unique names, 'default' reserved: ActionConfig says which
-        return self
-
-    def actions(self) -> ActionConfig:
-        """The ordered rules as a :class:`serving.actions.ActionConfig`."""
-        return ActionConfig(tuple(r.rule() for r in self.rules), self.default_action)
-
-    def list_config(self, *, tiers: TierConfig | None = None, horizon_days: int = 90) -> ListConfig:
-        """The :class:`ListConfig` of these settings with the configured tiers and horizon."""
-        return ListConfig(
-            horizon_days=horizon_days,
-            tiers=tiers or TierConfig(),
-            actions=self.actions(),
-            control_share=self.control_share,
-            n_strata=self.n_strata,
-            near_vip_max_gap_share=self.near_vip_max_gap_share,
-            assumed_effect_share=self.assumed_effect_share,
-        )
-
-
 # ------------------------------------------------------------------- inputs
 
 SCORE_TABLE_COLUMNS = (
@@ -293,7 +89,7 @@ SCORE_TABLE_COLUMNS = (
 )
 
 
-def _score_frame(scores: pd.DataFrame) -> pd.DataFrame:
+def score_frame(scores: pd.DataFrame) -> pd.DataFrame:
     """The score table indexed by ``customer_id`` (string), checked for the columns lists need."""
     frame = scores if "customer_id" in scores.columns else scores.reset_index()
     missing = [c for c in SCORE_TABLE_COLUMNS if c not in frame.columns]
@@ -365,7 +161,7 @@ def _ranked(frame: pd.DataFrame, by: str, *, ascending: bool = False) -> pd.Data
 
 def at_risk_candidates(scores: pd.DataFrame, config: ListConfig) -> pd.DataFrame:
     """Active customers with a churn risk, ranked by value at risk (best first)."""
-    s = _score_frame(scores)
+    s = score_frame(scores)
     pool = s[s["is_active"].astype(bool) & s["churn_risk"].notna()].copy()
     share = config.horizon_days / 365.0
     pool["value_if_retained"] = np.maximum(pool["trailing_margin"].astype("float64"), 0.0) * share
@@ -411,7 +207,7 @@ def winback_candidates(
     ``reactivation_probability x value_if_reactivated`` ranks, and the
     incremental margin is that times ``assumed_effect_share``.
     """
-    s = _score_frame(scores)
+    s = score_frame(scores)
     pool = s[s["is_lapsed"].astype(bool) & s["reactivation_probability"].notna()].copy()
     pool["value_if_reactivated"] = value_if_reactivated(s, features, config.horizon_days).reindex(
         pool.index
@@ -437,7 +233,7 @@ def winback_candidates(
 
 def vip_potential_candidates(scores: pd.DataFrame, config: ListConfig) -> pd.DataFrame:
     """Active customers not VIP yet, ranked by VIP potential (best first)."""
-    s = _score_frame(scores)
+    s = score_frame(scores)
     gap, thresholds = list_tiers(s, config.tiers)
     s["tier"] = gap["tier"]
     vip = s["tier"].isin(list(config.tiers.vip_tiers)).to_numpy(dtype=bool)
@@ -465,7 +261,7 @@ def near_vip_candidates(
     ``spend_to_next_tier`` converts the margin gap to spend at the customer's
     ``margin_rate`` (missing when the features lack it or it is not positive).
     """
-    s = _score_frame(scores)
+    s = score_frame(scores)
     gap, _ = list_tiers(s, config.tiers)
     ranked = s.drop(columns=["tier"]).join(gap)
     ranked = ranked[ranked["tier"].notna().to_numpy(dtype=bool)]
@@ -529,7 +325,7 @@ def build_list(
     kind
         ``at-risk``, ``winback``, ``vip-potential`` or ``near-vip``.
     scores
-        The score table (``serving.scoring.score_table``).
+        The score table (``serving.scoring.table.score_table``).
     list_id
         The list's id (seeds its control group: the same id gives the same groups).
     features
@@ -553,7 +349,7 @@ def build_list(
     ranked = candidates(kind, scores, config, features=features, uplift=uplift)
     targeted = apply_targeting(ranked, targeting, value_column="expected_incremental_margin")
     out = targeted.copy()
-    tiers, _ = list_tiers(_score_frame(scores), config.tiers)
+    tiers, _ = list_tiers(score_frame(scores), config.tiers)
     out["tier"] = tiers["tier"].reindex(out.index)
     reason_column = REASON_COLUMN[kind]
     raw_reasons = (
@@ -595,30 +391,6 @@ def build_list(
     out["group"] = out["group"].astype("string")
     out["tier"] = out["tier"].astype("string")
     return out
-
-
-# ---------------------------------------------------------------- helpers
-
-
-def uplift_estimates(
-    model: Any, features: pd.DataFrame, scores: pd.DataFrame | None = None
-) -> pd.Series:
-    """Estimated uplift of a contact for each (lapsed, when ``scores`` given) customer.
-
-    ``model`` is a ``training.uplift.UpliftModel``; ``features`` the score table's
-    feature values by ``customer_id``. Only lapsed customers are estimated when
-    the score table is given (the uplift model learnt from lapsed contacts).
-    """
-    frame = features
-    if scores is not None:
-        s = _score_frame(scores)
-        lapsed = s.index[s["is_lapsed"].astype(bool).to_numpy()]
-        frame = features.loc[features.index.intersection(lapsed)]
-    if len(frame) == 0:
-        return pd.Series(dtype="float64", name="uplift")
-    values = model.predict_uplift(frame)
-    index = pd.Index(frame.index.astype("string"), name="customer_id")
-    return pd.Series(np.asarray(values, dtype="float64"), index=index, name="uplift")
 
 
 def list_records(frame: pd.DataFrame) -> list[dict[str, Any]]:

@@ -2,7 +2,7 @@
 
 Each list lives in ``<list_dir>/<list_id>/``:
 
-* ``list.parquet`` and ``list.csv`` — the rows (``serving.lists.build_list``);
+* ``list.parquet`` and ``list.csv`` — the rows (``serving.lists.build.build_list``);
 * ``manifest.json`` — kind, as-of date of the scores, generation time, the
   parameters (list config, targeting), model versions and row counts per group.
 
@@ -17,9 +17,7 @@ experiment ``winback-lists`` (:func:`log_list`), when asked.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import datetime as dt
-import functools
 import json
 import os
 import re
@@ -28,14 +26,14 @@ import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-import anyio.to_thread
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
-from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from serving.lists.build import LIST_KINDS
+from serving.lists.build import LIST_KINDS, build_list
+from serving.lists.settings import ListConfig
+from serving.lists.targeting import TargetingConfig
+from serving.lists.uplift import list_uplift
 
 LIST_EXPERIMENT = "winback-lists"
 MANIFEST_NAME = "manifest.json"
@@ -249,14 +247,12 @@ def create_list(
     tracking: Any = None,
     notes: Mapping[str, Any] | None = None,
 ) -> tuple[pd.DataFrame, ListManifest]:
-    """Build a list (``serving.lists.build_list``) under a new id, save it, optionally log it.
+    """Build a list (``serving.lists.build.build_list``) under a new id, save it, optionally log it.
 
     What ``winback lists <kind>`` and the service's list endpoints run. The
     manifest records the list and targeting parameters, so :func:`rebuild_list`
     can reproduce the rows from the same scores.
     """
-    from serving.lists.build import ListConfig, build_list
-    from serving.lists.targeting import TargetingConfig
 
     config = config or ListConfig()
     targeting = targeting or TargetingConfig()
@@ -306,8 +302,6 @@ def rebuild_list(
     With the same score table (and uplift estimates) this equals the saved list,
     control group included: the audit trail of a list.
     """
-    from serving.lists.build import ListConfig, build_list
-    from serving.lists.targeting import TargetingConfig
 
     parameters = dict(manifest.parameters)
     return build_list(
@@ -321,288 +315,8 @@ def rebuild_list(
     )
 
 
-# ---------------------------------------------------------------- settings
-
-#: Environment variable naming the config file the service's lists read.
-ENV_CONFIG = "WINBACK_CONFIG"
-#: The config file looked for in the service's home when ``WINBACK_CONFIG`` is unset.
-CONFIG_FILE = "winback.toml"
-
-
-def configured_list_config(settings: Any, train: Any) -> Any:
-    """The ``ListConfig`` of ``[lists]`` settings, with ``[train]``'s tiers and horizon.
-
-    Tiers are configured once, for the labels (``[train.label.tiers]``); lists
-    show the same tiers, and value customers over the models' horizon.
-    """
-    from training.config import label_config
-
-    return settings.list_config(tiers=label_config(train).tiers, horizon_days=train.horizon_days)
-
-
-def list_settings_from_file(path: Path | None) -> tuple[Any, Any]:
-    """``(ListSettings, ListConfig)`` from a ``winback.toml`` (defaults when ``path`` is None).
-
-    What the service reads on every list request, so an edited rule applies to
-    the next list without a restart. ``ValueError`` names the file and the key.
-    """
-    import tomllib
-
-    from pydantic import ValidationError
-
-    from serving.lists.build import ListSettings
-    from training.config import TrainConfig, train_config_from_dict
-
-    if path is None:
-        settings, train = ListSettings(), TrainConfig()
-        return settings, configured_list_config(settings, train)
-    try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ValueError(f"cannot read the config file {path}: {exc}") from None
-    try:
-        settings = ListSettings.model_validate(data.get("lists", {}))
-    except ValidationError as exc:
-        where = "; ".join(
-            f"lists.{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
-            for e in exc.errors()
-        )
-        raise ValueError(f"invalid [lists] section in {path}: {where}") from None
-    train = train_config_from_dict(data.get("train", {}), source=str(path))
-    return settings, configured_list_config(settings, train)
-
-
-def service_config_file(home: Path, environ: Mapping[str, str] | None = None) -> Path | None:
-    """The service's config file: ``WINBACK_CONFIG``, else ``<home>/winback.toml`` if present."""
-    env = os.environ if environ is None else environ
-    if env.get(ENV_CONFIG):
-        path = Path(env[ENV_CONFIG])
-        if not path.is_file():
-            raise ValueError(f"{ENV_CONFIG}={path} does not exist; point it at a winback.toml")
-        return path
-    default = Path(home) / CONFIG_FILE
-    return default if default.is_file() else None
-
-
-# ------------------------------------------------------------------- HTTP
-
-#: Environment variable naming the uplift model the service's winback lists use.
-ENV_UPLIFT_MODEL = "WINBACK_UPLIFT_MODEL"
 #: Where the service saves lists, relative to its home.
 SERVICE_LIST_DIR = Path("winback_output/lists")
-
-
-class ListRequest(BaseModel):
-    """Build a list now from the served score table (``POST /lists``)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    kind: Literal["at-risk", "winback", "vip-potential", "near-vip"] = Field(
-        description="Which list: at-risk, winback, vip-potential or near-vip."
-    )
-    top: int | None = Field(default=None, ge=0, description="Keep the best N customers.")
-    budget: float | None = Field(default=None, ge=0, description="Money for contacts.")
-    contact_cost: float | None = Field(
-        default=None, ge=0, description="Cost of one contact (default: [lists] contact_cost)."
-    )
-    profit_optimal: bool = Field(
-        default=False, description="Contact while expected incremental margin exceeds the cost."
-    )
-    control_share: float | None = Field(
-        default=None, ge=0, lt=1, description="Random hold-out share (default: [lists])."
-    )
-    format: Literal["json", "csv"] = Field(default="json", description="json or csv.")
-    log_to_mlflow: bool = Field(default=True, description="Log the list to 'winback-lists'.")
-
-
-class SavedListRequest(BaseModel):
-    """Fetch a saved list by id (``POST /lists/saved``)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    list_id: str = Field(description="The id returned when the list was made.")
-    format: Literal["json", "csv"] = Field(default="json", description="json or csv.")
-
-
-@functools.lru_cache(maxsize=4)
-def _cached_uplift_model(location: str, store: str) -> Any:
-    """The model at an MLflow ``location`` of the ``store`` (tracking, registry URI) it is in.
-
-    The store is part of the key: ``models:/winback-uplift/1`` of one working
-    directory is not that of another.
-    """
-    from training.uplift import load_uplift_model
-
-    return load_uplift_model(location)
-
-
-def registry_uplift_location(tracking: Any = None) -> str | None:
-    """``models:/winback-uplift/<version>`` of the champion uplift model, or None.
-
-    None when the MLflow store does not exist (no empty store is created) or
-    ``winback-uplift`` has no champion yet.
-    """
-    from training.tracking import TrackingConfig, configure_tracking
-    from training.uplift import champion_uplift_location
-
-    config = tracking or TrackingConfig()
-    uri = config.resolved_tracking_uri()
-    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
-        return None
-    configure_tracking(config)
-    return champion_uplift_location()
-
-
-@dataclass(frozen=True)
-class ListUplift:
-    """The uplift estimates a win-back list uses, and what the manifest says about them."""
-
-    estimates: pd.Series | None = None
-    model_version: str | None = None
-    note: str | None = None
-
-
-def list_uplift(
-    kind: str,
-    scores: pd.DataFrame,
-    features: pd.DataFrame | None,
-    *,
-    uplift_model: str | Path | None = None,
-    tracking: Any = None,
-    environ: Mapping[str, str] | None = None,
-) -> ListUplift:
-    """Uplift estimates for a list: the given model, else ``WINBACK_UPLIFT_MODEL``, else the champion.
-
-    Only ``winback`` lists use uplift. The champion of ``winback-uplift`` is
-    the default; when it cannot score this score table's features (a feature
-    file is missing, or was written for other columns) the list falls back to
-    reactivation x value and ``note`` says why. A model named explicitly must
-    work: its errors are raised. Registry and ``runs:/`` models are cached (they
-    never change); a file is read each time.
-    """
-    from serving.lists.build import uplift_estimates
-
-    if kind != "winback":
-        return ListUplift()
-    env = os.environ if environ is None else environ
-    location = str(uplift_model) if uplift_model is not None else env.get(ENV_UPLIFT_MODEL)
-    explicit = bool(location)
-    if not explicit:
-        location = registry_uplift_location(tracking)
-        if location is None:
-            return ListUplift()
-    version = location.removeprefix("models:/")
-    if features is None:
-        message = (
-            "the uplift model needs the score table's feature file: rerun "
-            "`winback score --as-of <date>`"
-        )
-        if explicit:
-            raise FileNotFoundError(message)
-        return ListUplift(note=f"{version} not used: {message}")
-    if location.startswith(("models:/", "runs:/")):
-        import mlflow
-
-        model = _cached_uplift_model(
-            location, f"{mlflow.get_tracking_uri()} {mlflow.get_registry_uri()}"
-        )
-    else:
-        from training.uplift import load_uplift_model
-
-        model = load_uplift_model(location)
-    try:
-        estimates = uplift_estimates(model, features, scores)
-    except ValueError as exc:
-        if explicit:
-            raise
-        return ListUplift(note=f"{version} not used: {exc}")
-    return ListUplift(estimates=estimates, model_version=version)
-
-
-def _list_body(frame: pd.DataFrame, manifest: ListManifest, output_format: str) -> Response:
-    from serving.lists.build import list_csv, list_records
-
-    if output_format == "csv":
-        return PlainTextResponse(
-            list_csv(frame),
-            media_type="text/csv",
-            headers={"X-List-Id": manifest.list_id},
-        )
-    body = {"manifest": manifest.to_dict(), "rows": list_records(frame)}
-    return Response(json.dumps(body, default=str), media_type="application/json")
-
-
-async def list_endpoint(state: Any, request: ListRequest) -> Response:
-    """Build, save (and log) a list from the service's score table; JSON or CSV.
-
-    ``state`` is ``serving.service.ServingState``. Rules and defaults come from
-    the service's ``winback.toml`` (:func:`service_config_file`), read on every
-    request. Winback lists use the uplift model named by ``WINBACK_UPLIFT_MODEL``
-    (a file, ``runs:/<run_id>`` or ``models:/...``) when set, else the
-    ``winback-uplift`` champion of the service's registry (:func:`list_uplift`).
-    """
-    from serving.lists.targeting import TargetingConfig
-    from serving.scoring.models import tracking_config
-
-    try:
-        settings, config = list_settings_from_file(service_config_file(state.config.home))
-    except ValueError as exc:
-        return JSONResponse({"error": str(exc)}, status_code=500)
-    try:
-        targeting = TargetingConfig(
-            top=request.top,
-            budget=request.budget,
-            contact_cost=(
-                settings.contact_cost if request.contact_cost is None else request.contact_cost
-            ),
-            profit_optimal=request.profit_optimal,
-        )
-        if request.control_share is not None:
-            config = dataclasses.replace(config, control_share=request.control_share)
-    except ValueError as exc:
-        return JSONResponse({"error": str(exc)}, status_code=400)
-    lookup = state.lookup
-    list_dir = Path(state.config.home) / SERVICE_LIST_DIR
-
-    tracking = tracking_config(state.config)
-
-    def build() -> tuple[pd.DataFrame, ListManifest]:
-        uplift = list_uplift(request.kind, lookup.table, lookup.features, tracking=tracking)
-        versions = dict(lookup.model_versions())
-        if uplift.model_version is not None:
-            versions["uplift"] = uplift.model_version
-        return create_list(
-            request.kind,
-            lookup.table,
-            list_dir,
-            as_of=lookup.as_of,
-            features=lookup.features,
-            uplift=uplift.estimates,
-            config=config,
-            targeting=targeting,
-            model_versions=versions,
-            log_to_mlflow=request.log_to_mlflow,
-            tracking=tracking,
-            notes={"uplift_note": uplift.note} if uplift.note else None,
-        )
-
-    frame, manifest = await anyio.to_thread.run_sync(build)
-    return _list_body(frame, manifest, request.format)
-
-
-def saved_list_endpoint(state: Any, request: SavedListRequest) -> Response:
-    """A saved list by id (404 naming the id when unknown, 400 for a malformed id)."""
-    list_dir = Path(state.config.home) / SERVICE_LIST_DIR
-    try:
-        frame, manifest = read_list(list_dir, request.list_id)
-    except ValueError as exc:
-        return JSONResponse({"error": str(exc)}, status_code=400)
-    except FileNotFoundError:
-        return JSONResponse(
-            {"error": f"no saved list {request.list_id!r}", "list_id": request.list_id},
-            status_code=404,
-        )
-    return _list_body(frame, manifest, request.format)
 
 
 def create_list_from_score_table(

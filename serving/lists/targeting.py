@@ -9,7 +9,7 @@ incremental margin, ...). Targeting keeps a prefix of it:
   contact cost (on a list ranked by that margin, a prefix).
 
 Several limits may be combined; the strictest wins. The random control group is
-held out of the targeted rows afterwards (``serving.control``), so the contacts
+held out of the targeted rows afterwards (``serving.lists.control``), so the contacts
 actually made (and paid) are the treatment rows.
 """
 

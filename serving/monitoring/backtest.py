@@ -8,7 +8,7 @@ calibration (mean predicted vs observed, Brier, ECE) and lift of each target's
 scores show whether the models still rank and calibrate as they did at
 training time; tracked over time (:func:`plot_backtest`) they show decay.
 Saved lists whose horizon has passed are measured too (treated vs control,
-``serving.measurement.measure_list``).
+``serving.measurement.campaign.measure_list``).
 """
 
 from __future__ import annotations
@@ -197,7 +197,7 @@ def list_backtest(tables: ShopTables, list_dir: Path, horizon_days: int = 90) ->
     pandas.DataFrame
         One row per (list, metric): ``list_id``, ``kind``, ``list_date``, ``as_of``
         (``list_date + horizon_days``) and the columns of
-        ``serving.measurement.compare_groups`` (treatment, control, difference,
+        ``serving.measurement.campaign.compare_groups`` (treatment, control, difference,
         interval, p-value). Empty when there is no matured list.
     """
     from serving.lists.store import list_ids, read_list

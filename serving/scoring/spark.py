@@ -3,10 +3,10 @@
 The expensive part of a batch score, the three models' predictions for every
 customer, runs on the Spark executors: the scoring frame becomes a Spark
 DataFrame, the models are broadcast once, and each partition is scored with
-the same ``serving.scoring.populations`` and ``predict_proba`` the in-process
+the same ``serving.scoring.table.populations`` and ``predict_proba`` the in-process
 path uses. The cheap, global rest (the median margin behind expected value,
 reasons for the top customers, provenance columns) is then exactly
-``serving.scoring.score_table``, fed with the executors' probabilities, so the
+``serving.scoring.table.score_table``, fed with the executors' probabilities, so the
 score table has the same columns, types and values as ``winback score`` with
 DuckDB and is written by the same store.
 """
@@ -166,7 +166,7 @@ def score_table_spark(
     scored_at: dt.datetime | None = None,
     partitions: int | None = None,
 ) -> pd.DataFrame:
-    """``serving.scoring.score_table`` with the predictions computed in Spark.
+    """``serving.scoring.table.score_table`` with the predictions computed in Spark.
 
     ``frame`` is the scoring frame (features + status, indexed by
     ``customer_id``), e.g. from ``features.spark_engine.build_scoring_frame_spark``;
@@ -215,7 +215,7 @@ def score_customers_spark(
     *,
     scored_at: dt.datetime | None = None,
 ) -> store.ScoreTableVersion:
-    """``serving.scoring.score_customers`` on Spark: features, statuses and scores, then the store.
+    """``serving.scoring.table.score_customers`` on Spark: features, statuses and scores, then the store.
 
     The contract tables must be registered on ``connection``
     (``register_parquet``/``register_tables``/``register_shop``).

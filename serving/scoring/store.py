@@ -2,7 +2,7 @@
 
 One version per ``as_of`` date, in ``<score_dir>``:
 
-* ``scores_<as_of>.parquet`` — one row per customer (see ``serving.scoring``);
+* ``scores_<as_of>.parquet`` — one row per customer (see ``serving.scoring.table``);
 * ``features_<as_of>.parquet`` — the feature values the scores were computed
   from, so reasons can be explained later from exactly the same inputs;
 * ``scores.duckdb`` — table ``scores`` (all versions, column ``as_of``), table

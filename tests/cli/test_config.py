@@ -78,7 +78,7 @@ def test_missing_config_file_is_an_error(tmp_path):
 
 def test_lists_section_defaults_are_the_action_defaults():
     from serving.lists.actions import DEFAULT_RULES, ActionConfig
-    from serving.lists.build import ListConfig
+    from serving.lists.settings import ListConfig
     from winback.config import list_config
 
     assert WinbackConfig().lists.actions() == ActionConfig(DEFAULT_RULES)

@@ -16,16 +16,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from serving.api.measurement import (
-    MeasurementUnavailable,
-    measurement_endpoint,
-    measurement_tables,
-    parse_as_of,
-)
+from serving.api.measurement import measurement_endpoint, parse_as_of
 from serving.api.schemas import MeasurementRequest, MeasurementResponse
 from serving.config import ServingConfig
 from serving.lists.store import SERVICE_LIST_DIR, save_list
 from serving.measurement.campaign import newcombe_interval, welch_interval
+from serving.measurement.data import MeasurementUnavailable, measurement_tables
 from serving.scoring.baselines import run_comparison, split_baseline_metric
 from tests.serving.api.test_service_http import AUTH
 

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from features.tiers import TierConfig
-from serving.lists.build import ListConfig, build_list, candidates
+from serving.lists.build import build_list, candidates
+from serving.lists.settings import ListConfig
 from serving.lists.store import (
     check_list_id,
     create_list,
