@@ -99,11 +99,12 @@ class ScoreLookup:
                 f"no score table in {str(score_dir)!r}: write one with "
                 f"`winback score --as-of YYYY-MM-DD` (or set WINBACK_SCORE_DIR to where it is)"
             )
-        table = store.read_scores(score_dir, as_of)
+        table, features = store.read_version(score_dir, as_of)  # one version, never mixed
         table["customer_id"] = table["customer_id"].astype("string")
         table = table.set_index("customer_id")
-        features = store.read_features(score_dir, as_of) if with_features else None
-        return cls(as_of=as_of, table=table, features=features)
+        if with_features and features is None:
+            store.read_features(score_dir, as_of)  # raises, naming the missing file
+        return cls(as_of=as_of, table=table, features=features if with_features else None)
 
     def model_versions(self) -> dict[str, str | None]:
         """The model versions the stored scores were computed with."""

@@ -45,9 +45,10 @@ def forget(
     ),
 ) -> None:
     """Remove customers from scores, features, lists, quarantine files and MLflow artifacts."""
+    from serving.forget import ForgetStores, forget_customers
+
     from features.erasure import ErasureRegistry
     from features.publish import LockHeld
-    from serving.forget import ForgetStores, forget_customers
     from winback.config import ConfigError, load_config
 
     ids = _read_ids(customer_ids, ids_file)
