@@ -285,19 +285,19 @@ def _publish_catalogue(score_dir: Path) -> None:
                 "CREATE TABLE score_versions (as_of DATE PRIMARY KEY, folder VARCHAR, "
                 "scores_path VARCHAR, features_path VARCHAR, rows BIGINT, written_at TIMESTAMPTZ)"
             )
-            files = []
+            parts = []
             for as_of, (spath, fpath) in current.items():
-                files.append(str(spath.resolve()))
-                rows = con.execute("SELECT count(*) FROM read_parquet(?)", [files[-1]]).fetchall()
+                source = "read_parquet('" + str(spath.resolve()).replace("'", "''") + "')"
+                columns = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()]
+                dated = "" if "as_of" in columns else f", DATE '{as_of.isoformat()}' AS as_of"
+                parts.append(f"SELECT *{dated} FROM {source}")
+                rows = con.execute(f"SELECT count(*) FROM {source}").fetchall()[0][0]
                 con.execute(
                     "INSERT INTO score_versions VALUES (?, ?, ?, ?, ?, now())",
-                    [as_of, spath.parent.name, spath.name, fpath.name, rows[0][0]],
+                    [as_of, spath.parent.name, spath.name, fpath.name, rows],
                 )
-            if files:
-                listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
-                con.execute(
-                    f"CREATE VIEW scores AS SELECT * FROM read_parquet([{listed}], union_by_name = true)"
-                )
+            if parts:
+                con.execute(f"CREATE VIEW scores AS {' UNION ALL BY NAME '.join(parts)}")
                 con.execute(
                     "CREATE VIEW latest_scores AS SELECT * FROM scores "
                     "WHERE as_of = (SELECT max(as_of) FROM score_versions)"
