@@ -80,6 +80,8 @@ class ScoreLookup:
         self._scored_at = pd.to_datetime(table["scored_at"], utc=True).dt.to_pydatetime().tolist()
         self._feature_rows: np.ndarray | None = None
         self.reference: dict[str, float] | None = None
+        #: The shop's do-not-contact customers stored with this version (lists leave them out).
+        self.suppressions: pd.DataFrame | None = None
         if features is not None:
             self._feature_rows = features.index.astype(str).get_indexer(ids)
             self.reference = feature_reference(features)
@@ -104,7 +106,9 @@ class ScoreLookup:
         table = table.set_index("customer_id")
         if with_features and features is None:
             store.read_features(score_dir, as_of)  # raises, naming the missing file
-        return cls(as_of=as_of, table=table, features=features if with_features else None)
+        lookup = cls(as_of=as_of, table=table, features=features if with_features else None)
+        lookup.suppressions = store.read_suppressions(score_dir, as_of)
+        return lookup
 
     def model_versions(self) -> dict[str, str | None]:
         """The model versions the stored scores were computed with."""
