@@ -97,6 +97,7 @@ async def list_endpoint(state: Any, request: ListRequest) -> Response:
             config = dataclasses.replace(config, control_share=request.control_share)
     except ValueError as exc:
         return JSONResponse({"error": str(exc)}, status_code=400)
+    await state.refresh_after_erasure()
     lookup = state.lookup
     list_dir = Path(state.config.home) / SERVICE_LIST_DIR
 

@@ -45,11 +45,10 @@ def forget(
     ),
 ) -> None:
     """Remove customers from scores, features, lists, quarantine files and MLflow artifacts."""
-    from serving.forget import ForgetStores, forget_customers
-
     from features.erasure import ErasureRegistry
     from features.publish import LockHeld
-    from winback.config import ConfigError, load_config
+    from serving.forget import ForgetStores, forget_customers
+    from winback.config import ConfigError, load_config, tracking_config
 
     ids = _read_ids(customer_ids, ids_file)
     try:
@@ -59,15 +58,22 @@ def forget(
         raise typer.Exit(2) from None
     out = output_dir or Path(settings.demo.output_dir)
     data = settings.data.path
+    tracking = tracking_config(settings.train)
+    artifacts = tracking.resolved_artifact_root()
     stores = ForgetStores(
         output_dir=out,
         score_dir=settings.serving.score_path,
         list_dir=out / "lists",
-        tracking_root=Path(settings.train.tracking.root),
+        tracking_root=tracking.root_path(),
         input_data=(Path(data),) if data and "://" not in data else (),
         erasure=ErasureRegistry.default(),
+        artifact_root=Path(artifacts.removeprefix("file://"))
+        if artifacts.startswith("file://")
+        else None,
         wait_seconds=wait,
     )
+    if not artifacts.startswith("file://"):
+        typer.echo(f"note: MLflow artifacts in {artifacts} are not local; erase them there")
     try:
         report = forget_customers(ids, stores)
     except LockHeld as exc:
