@@ -28,7 +28,8 @@ import pandas as pd
 
 from features.erasure import ErasureRegistry
 from features.erasure_files import erase_from_tree, erase_rows, files_under, mentions
-from features.publish import publish_file
+from features.publish import publish_file, publish_text
+from serving.lists.build import list_csv
 from serving.lists.store import (
     CSV_NAME,
     PARQUET_NAME,
@@ -118,7 +119,7 @@ def erase_from_lists(list_dir: Path, customer_ids: Collection[str]) -> dict[str,
         if not gone:
             continue
         publish_file(folder / PARQUET_NAME, lambda p, k=kept: k.to_parquet(p, index=False))
-        publish_file(folder / CSV_NAME, lambda p, k=kept: _write_list_csv(k, p))
+        publish_text(folder / CSV_NAME, list_csv(kept))
         manifest = read_manifest(list_dir, list_id)
         groups = kept["group"].astype("string") if "group" in kept.columns else pd.Series([])
         counts = manifest.to_dict()
@@ -131,12 +132,6 @@ def erase_from_lists(list_dir: Path, customer_ids: Collection[str]) -> dict[str,
         write_manifest(ListManifest.from_dict(counts), list_dir)
         removed[list_id] = gone
     return removed
-
-
-def _write_list_csv(frame: pd.DataFrame, path: Path) -> None:
-    from serving.lists.build import list_csv
-
-    path.write_text(list_csv(frame), encoding="utf-8")
 
 
 def remaining_mentions(stores: ForgetStores, customer_ids: Sequence[str]) -> list[Path]:
