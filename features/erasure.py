@@ -86,7 +86,8 @@ class ErasureRegistry:
         """The salted hashes of every erased customer."""
         return frozenset(entry["id_hash"] for entry in self.entries())
 
-    def __bool__(self) -> bool:
+    def has_erasures(self) -> bool:
+        """Whether any customer was erased (loaders skip the check otherwise)."""
         return self.log_path.is_file() and bool(self.hashes())
 
     def mask(self, customer_ids: pd.Series | Sequence[str]) -> np.ndarray:
@@ -163,7 +164,7 @@ def drop_erased(
     erased customer in another customer's row (a referral's
     ``referred_customer_id``) are blanked, not dropped.
     """
-    if registry is None or not registry:
+    if registry is None or not registry.has_erasures():
         return tables, {}
     changed: dict[str, pd.DataFrame] = {}
     removed: dict[str, int] = {}

@@ -427,7 +427,7 @@ def load_shop(
         now=now,
         options=options,
         source=redact_credentials(path),
-        erased=registry.mask if registry else None,
+        erased=registry.mask if registry.has_erasures() else None,
     )
 
 

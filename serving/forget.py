@@ -62,7 +62,7 @@ class ForgetStores:
     wait_seconds: float = 60.0
 
     def registry(self) -> ErasureRegistry:
-        return self.erasure or ErasureRegistry(self.output_dir / "erasure")
+        return self.erasure if self.erasure is not None else ErasureRegistry.default()
 
     def roots(self) -> list[Path]:
         """The folders searched: the output folder, the MLflow root and its artifact root."""

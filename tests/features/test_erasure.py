@@ -61,7 +61,7 @@ def test_registry_holds_salted_hashes_never_the_id(registry):
 
 def test_an_empty_registry_erases_nothing(tmp_path):
     registry = ErasureRegistry(tmp_path / "nothing")
-    assert not registry
+    assert not registry.has_erasures()
     assert registry.mask(["a"]).tolist() == [False]
     assert not (tmp_path / "nothing").exists()
 

@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import duckdb
-import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -97,7 +96,9 @@ def test_sigkill_at_random_points_always_leaves_a_readable_consistent_version(tm
     after = _writer(score_dir, 9000, 9000)
     assert after.wait(120) == 0, after.stderr.read()
     assert assert_consistent(score_dir) == 9000
-    leftovers = [p.name for p in score_dir.iterdir() if p.name.startswith(".v-") or ".tmp" in p.name]
+    leftovers = [
+        p.name for p in score_dir.iterdir() if p.name.startswith(".v-") or ".tmp" in p.name
+    ]
     assert leftovers == []
 
 
