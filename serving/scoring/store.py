@@ -36,6 +36,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
+from features.erasure import ErasureRegistry
 from features.erasure_files import erase_rows
 from features.publish import (
     folder_lock,
@@ -248,17 +249,38 @@ def write_score_table(
     ``scores`` has a ``customer_id`` column; ``features`` is indexed by
     ``customer_id``; ``suppressions`` (``customer_id``, ``reason``) are the
     shop's do-not-contact customers, kept so lists from this version leave them
-    out. Holds the score lock (waiting up to ``wait_seconds``); an earlier
-    version of the same date is removed after the catalogue stops naming it.
+    out. Customers erased by ``winback forget`` are never written. Holds the
+    score lock (waiting up to ``wait_seconds``); an earlier version of the same
+    date is removed after the catalogue stops naming it.
     """
     _check(scores)
     score_dir = Path(score_dir)
+    scores, features, suppressions = _without_erased(scores, features, suppressions)
     with score_lock(score_dir, wait_seconds=wait_seconds):
         remove_leftovers(score_dir)
         folder = _publish_version(score_dir, as_of, scores, features, suppressions)
         _publish_catalogue(score_dir)
         _remove_superseded(score_dir)
     return ScoreTableVersion(as_of, folder / SCORES_FILE, folder / FEATURES_FILE, len(scores))
+
+
+def _without_erased(scores, features, suppressions):
+    """The frames without customers ``winback forget`` erased: a last guard for every path.
+
+    Loaders already quarantine their rows; data read in place (Spark on a
+    Parquet folder) or regenerated (a simulated shop) is caught here.
+    """
+    registry = ErasureRegistry.default()
+    if not registry.has_erasures():
+        return scores, features, suppressions
+    erased = registry.erased_among(scores["customer_id"].astype("string").dropna().unique())
+    if not erased:
+        return scores, features, suppressions
+    out = [
+        erase_rows(frame, erased)[0] if frame is not None else None
+        for frame in (features, suppressions)
+    ]
+    return erase_rows(scores, erased)[0], out[0], out[1]
 
 
 def _remove_superseded(score_dir: Path) -> None:

@@ -112,3 +112,13 @@ def test_later_loads_quarantine_the_forgotten_customer(stores, tmp_path):
     validation = load_shop(tmp_path / "orders.csv", erasures=stores.erasure)
     assert validation.results["transactions"].report.by_reason == {"erased": 1}
     assert validation.tables.transactions["customer_id"].tolist() == ["C00001"]
+
+
+def test_a_later_score_write_never_stores_a_forgotten_customer(stores, monkeypatch):
+    forget_customers([GONE], stores)
+    monkeypatch.setenv("WINBACK_ERASURE_DIR", str(stores.erasure.folder))
+    scores, features = _large_scores(100, seed=1)  # e.g. Spark reading the raw Parquet in place
+    written = store.write_score_table(scores, features, stores.score_dir, D2)
+    assert written.rows == 99
+    stored, stored_features = store.read_version(stores.score_dir, D2)
+    assert GONE not in set(stored["customer_id"]) and GONE not in stored_features.index

@@ -172,11 +172,21 @@ def _score_on_spark(data, mapping, as_of, models, config, master):
     if canonical:
         connection.register_parquet(data)
         tables = connection.outline()  # columns and the data's date range, no values
+        dnc = data / "suppressions.parquet"
+        suppressions = _read_parquet(dnc) if dnc.is_file() else None
     else:
         tables = _load_tables(data, mapping)
         connection.register_shop(tables)
+        suppressions = tables.suppressions
     date = _parse_date(as_of, tables)
-    return score_customers_spark(connection, date, models, config), date
+    version = score_customers_spark(connection, date, models, config, suppressions=suppressions)
+    return version, date
+
+
+def _read_parquet(path: Path):
+    import pandas as pd
+
+    return pd.read_parquet(path)
 
 
 #: BentoML's own settings as ``key=value`` pairs separated by spaces (how the worker count
