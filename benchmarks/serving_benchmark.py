@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-API_KEY = "benchmark-key"
+API_KEY = "benchmark-key-0123456789"
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 AS_OF = dt.date(2025, 12, 31)
 

@@ -16,7 +16,13 @@ from serving.api.schemas import REQUEST_CONFIG
 from serving.api.state import ServingState
 from serving.lists.build import list_csv, list_records
 from serving.lists.settings import list_settings_from_file, service_config_file
-from serving.lists.store import SERVICE_LIST_DIR, ListManifest, create_list, read_list
+from serving.lists.store import (
+    LIST_ID_PATTERN,
+    SERVICE_LIST_DIR,
+    ListManifest,
+    create_list,
+    read_list,
+)
 from serving.lists.targeting import TargetingConfig
 from serving.lists.uplift import list_uplift
 from serving.scoring.models import tracking_config
@@ -50,7 +56,9 @@ class SavedListRequest(BaseModel):
 
     model_config = REQUEST_CONFIG
 
-    list_id: str = Field(description="The id returned when the list was made.")
+    list_id: str = Field(
+        description="The id returned when the list was made.", pattern=LIST_ID_PATTERN
+    )
     format: Literal["json", "csv"] = Field(default="json", description="json or csv.")
 
 

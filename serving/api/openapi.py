@@ -12,13 +12,25 @@ example row that scores. ``GET /docs.json`` answers it (:class:`OpenApiMiddlewar
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import Callable
 from typing import Any
 
+from pydantic import BaseModel
+
+from serving.api.drift import DriftRequest, DriftResponse
 from serving.api.limits import send_json
-from serving.api.schemas import ErrorResponse
+from serving.api.lists import ListRequest, ListResponse, SavedListRequest
+from serving.api.schemas import (
+    ErrorResponse,
+    MeasurementRequest,
+    MeasurementResponse,
+    ModelsResponse,
+    ScoreRowsRequest,
+    ScoreRowsResponse,
+    ScoresRequest,
+    ScoresResponse,
+)
 from serving.api.state import ServingState
 from serving.config import MAX_POSTED_ROWS
 from serving.scoring.rows import ARROW_STREAM
@@ -46,6 +58,16 @@ ERROR_STATUSES: dict[str, tuple[int, ...]] = {
     "/lists/saved": (400, 401, 404, 413, 415),
     "/lists/measurement": (400, 401, 404, 409, 413, 415, 422),
     "/drift": (400, 401, 404, 413, 415),
+}
+#: The request and answer models of each operation (``/models`` takes an empty body).
+MODELS: dict[str, tuple[type[BaseModel] | None, type[BaseModel]]] = {
+    "/scores": (ScoresRequest, ScoresResponse),
+    "/score_rows": (ScoreRowsRequest, ScoreRowsResponse),
+    "/models": (None, ModelsResponse),
+    "/lists": (ListRequest, ListResponse),
+    "/lists/saved": (SavedListRequest, ListResponse),
+    "/lists/measurement": (MeasurementRequest, MeasurementResponse),
+    "/drift": (DriftRequest, DriftResponse),
 }
 #: Operations that may answer ``text/csv`` (``format: csv``) as well as JSON.
 CSV_PATHS = frozenset({"/lists", "/lists/saved"})
@@ -128,9 +150,17 @@ def _rows_schemas(state: ServingState) -> tuple[dict[str, Any], dict[str, Any], 
     return row, columns, example
 
 
-def _responses(spec: dict[str, Any], path: str, operation: dict[str, Any]) -> dict[str, Any]:
-    ok = copy.deepcopy(operation.get("responses", {}).get("200", {"description": "OK"}))
-    ok["description"] = "OK"
+def model_schema(model: type[BaseModel], schemas: dict[str, Any]) -> dict[str, Any]:
+    """``model``'s OpenAPI 3.0 schema; the models it uses go into ``schemas`` (components)."""
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    for name, definition in schema.pop("$defs", {}).items():
+        schemas[name] = to_openapi30(definition)
+    return to_openapi30(schema)
+
+
+def _responses(schemas: dict[str, Any], path: str) -> dict[str, Any]:
+    answer = model_schema(MODELS[path][1], schemas)
+    ok: dict[str, Any] = {"description": "OK", "content": {"application/json": {"schema": answer}}}
     if path in CSV_PATHS:
         ok.setdefault("content", {})["text/csv"] = {"schema": {"type": "string"}}
     out: dict[str, Any] = {"200": ok}
@@ -190,11 +220,15 @@ def openapi_document(spec: dict[str, Any], state: ServingState) -> dict[str, Any
                     "content": {"application/json": {"schema": ERROR_REF}},
                 }
                 continue
-            operation["responses"] = _responses(doc, path, operation)
-            body = operation.get("requestBody", {}).get("content", {}).get("application/json")
-            if body is None:
+            operation["responses"] = _responses(schemas, path)
+            request = MODELS[path][0]
+            if request is None:
                 continue
-            schema = body["schema"]
+            schema = model_schema(request, schemas)
+            operation["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": schema}},
+            }
             if path == "/score_rows":
                 schema["properties"]["rows"] = {**schema["properties"]["rows"], "items": row}
                 schema["properties"]["columns"] = {

@@ -16,12 +16,15 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from serving.config import MAX_POSTED_ROWS
+from serving.lists.store import LIST_ID_PATTERN
 
 Target = Literal["churn", "vip", "reactivation"]
 
 #: Request models: no unknown fields, no input values in errors (no customer data in
-#: logs), no infinity or NaN where a number is expected.
-REQUEST_CONFIG = ConfigDict(extra="forbid", hide_input_in_errors=True, allow_inf_nan=False)
+#: logs), no infinity or NaN where a number is expected, no conversions ("1" is not 1).
+REQUEST_CONFIG = ConfigDict(
+    extra="forbid", hide_input_in_errors=True, allow_inf_nan=False, strict=True
+)
 #: Feature columns one posted-rows request may hold.
 MAX_POSTED_COLUMNS = 1000
 
@@ -253,7 +256,9 @@ class MeasurementRequest(BaseModel):
         },
     )
 
-    list_id: str = Field(description="The id returned when the list was made.")
+    list_id: str = Field(
+        description="The id returned when the list was made.", pattern=LIST_ID_PATTERN
+    )
     as_of: str | None = Field(
         default=None,
         description="Measure up to this date (YYYY-MM-DD, after the list date); default: the "

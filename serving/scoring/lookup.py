@@ -13,6 +13,7 @@ import pandas as pd
 from serving.config import SCORE_COLUMNS, TARGETS
 from serving.scoring import store
 from serving.scoring.models import ServedModels, ServingSetupError
+from serving.scoring.predict import FeatureColumns
 from serving.scoring.reasons import feature_reference, reason_column, reason_texts
 
 #: Columns of a looked-up customer that are returned as they are stored.
@@ -80,9 +81,11 @@ class ScoreLookup:
         self._scored_at = pd.to_datetime(table["scored_at"], utc=True).dt.to_pydatetime().tolist()
         self._feature_rows: np.ndarray | None = None
         self.reference: dict[str, float] | None = None
+        self._feature_columns: FeatureColumns | None = None
         if features is not None:
             self._feature_rows = features.index.astype(str).get_indexer(ids)
             self.reference = feature_reference(features)
+            self._feature_columns = FeatureColumns(features)
 
     @classmethod
     def load(cls, score_dir: Path, *, with_features: bool = True) -> ScoreLookup:
@@ -166,9 +169,10 @@ class ScoreLookup:
                 ]
                 if need:
                     rows = self._feature_rows[[positions[i] for i in need]]
+                    model = models[target].model
                     texts = reason_texts(
-                        models[target].model,
-                        self.features.iloc[rows],
+                        model,
+                        self._feature_columns.take(rows, model.feature_set_),
                         top=top_reasons,
                         reference=self.reference,
                     )

@@ -125,9 +125,7 @@ def test_a_401_is_logged_with_the_client_address_and_counted(caplog):
     from prometheus_client import REGISTRY
 
     def count(reason: str) -> float:
-        value = REGISTRY.get_sample_value(
-            "winback_unauthorized_requests_total", {"reason": reason}
-        )
+        value = REGISTRY.get_sample_value("winback_unauthorized_requests_total", {"reason": reason})
         return value or 0.0
 
     before = count("invalid"), count("missing")

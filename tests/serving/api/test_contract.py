@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, settings
 from openapi_spec_validator import validate
 
 from tests.serving.api.test_service_http import AUTH
@@ -59,21 +58,37 @@ def test_the_examples_are_accepted(client, document) -> None:
             assert response.status_code == 200, (path, response.text)
 
 
-@pytest.fixture(scope="module")
-def api_schema(client):
-    config = schemathesis.config.SchemathesisConfig.from_path(CONFIG)
-    return schemathesis.openapi.from_asgi("/docs.json", client.app, config=config, headers=AUTH)
+def fuzz(schema) -> tuple[int, list[str]]:
+    """Run schemathesis on ``schema`` (every phase and check); the cases sent and the failures."""
+    from schemathesis.engine import Status, events, from_schema
+
+    cases, failures = 0, []
+    for event in from_schema(schema).execute():
+        if isinstance(event, events.ScenarioFinished):
+            cases += len(event.recorder.cases)
+            for checks in event.recorder.checks.values():
+                failures.extend(
+                    f"{event.recorder.label}: {check.name}: {check.failure_info.failure.title} "
+                    f"{check.failure_info.failure.message[:300]}"
+                    for check in checks
+                    if check.status == Status.FAILURE and check.failure_info is not None
+                )
+        elif isinstance(event, events.NonFatalError | events.FatalError):
+            failures.append(f"error: {getattr(event, 'label', '')} {event}")
+    return cases, sorted(set(failures))
 
 
-schema = schemathesis.pytest.from_fixture("api_schema")
-
-
-@schema.parametrize()
-@settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    suppress_health_check=list(HealthCheck),
-    derandomize=True,
-)
-def test_the_service_holds_its_contract_under_fuzzing(case) -> None:
-    case.call_and_validate(headers=AUTH)
+def test_the_service_holds_its_contract_under_fuzzing(client) -> None:
+    config = schemathesis.config.SchemathesisConfig.from_str(
+        f'headers = {{ Authorization = "{AUTH["Authorization"]}" }}\n'
+        + CONFIG.read_text()
+        # /metrics needs the BentoML server's metrics process, absent from the in-process
+        # app (it hangs there); benchmarks/api_fuzz.py fuzzes it on a real `winback serve`.
+        + '\n[[operations]]\ninclude-path = "/metrics"\nenabled = false\n'
+        + f"\n[generation]\nmax-examples = {EXAMPLES}\ndeterministic = true\n",
+        base_dir=str(CONFIG.parent),
+    )
+    schema = schemathesis.openapi.from_asgi("/docs.json", client.app, config=config, headers=AUTH)
+    cases, failures = fuzz(schema)
+    assert not failures, "\n".join(failures)
+    assert cases >= EXAMPLES * 7  # every operation was exercised
