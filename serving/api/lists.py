@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from serving.api.schemas import REQUEST_CONFIG
 from serving.api.state import ServingState
-from serving.lists.build import list_csv, list_records
+from serving.lists.build import REASON_COLUMN, list_csv, list_records
 from serving.lists.settings import list_settings_from_file, service_config_file
 from serving.lists.store import (
     LIST_ID_PATTERN,
@@ -26,6 +26,7 @@ from serving.lists.store import (
 from serving.lists.targeting import TargetingConfig
 from serving.lists.uplift import list_uplift
 from serving.scoring.models import tracking_config
+from serving.scoring.reasons import NO_STANDOUT_REASON
 
 
 class ListRequest(BaseModel):
@@ -146,6 +147,17 @@ async def list_endpoint(state: ServingState, request: ListRequest) -> Response:
 
     tracking = tracking_config(state.config)
 
+    target = REASON_COLUMN[request.kind].removesuffix("_reasons")  # the ranking score's model
+
+    def explain(customer_ids: pd.Index) -> list[list[str]]:
+        known, _ = lookup.find([str(c) for c in customer_ids])
+        found = dict(
+            zip(known, lookup.reasons(known, target, state.models, top_reasons=top), strict=True)
+        )
+        return [found.get(str(c)) or [NO_STANDOUT_REASON] for c in customer_ids]
+
+    top = state.config.top_reasons
+
     def build() -> tuple[pd.DataFrame, ListManifest]:
         uplift = list_uplift(request.kind, lookup.table, lookup.features, tracking=tracking)
         versions = dict(lookup.model_versions())
@@ -161,6 +173,7 @@ async def list_endpoint(state: ServingState, request: ListRequest) -> Response:
             config=config,
             targeting=targeting,
             model_versions=versions,
+            explain=explain if state.config.explain_on_request else None,
             log_to_mlflow=request.log_to_mlflow,
             tracking=tracking,
             notes={"uplift_note": uplift.note} if uplift.note else None,

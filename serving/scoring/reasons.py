@@ -15,6 +15,10 @@ import pandas as pd
 
 from serving.scoring.predict import FeatureColumns, has_booster, model_matrix
 
+#: What a list row says when no feature pushes its score up (every SHAP value is <= 0):
+#: the score is what a typical customer gets, and saying nothing would read as missing data.
+NO_STANDOUT_REASON = "no single behaviour stands out: the score is close to a typical customer's"
+
 
 def feature_reference(features: pd.DataFrame) -> dict[str, float]:
     """Median of every numeric feature: what a reason calls "high" or "low" against.
