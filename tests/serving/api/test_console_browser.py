@@ -171,7 +171,7 @@ def test_console_pulls_shows_and_downloads_a_winback_list(server, browser) -> No
         page.wait_for_selector("#models-body tr[data-target='reactivation']")
         models = httpx.post(f"{server}/models", headers=AUTH, timeout=30).json()
         shown_targets = page.eval_on_selector_all(
-            "#models-body tr", "rows => rows.map(r => [r.dataset.target, r.cells[2].textContent])"
+            "#models-body > tr", "rows => rows.map(r => [r.dataset.target, r.cells[2].textContent])"
         )
         assert sorted(shown_targets) == sorted(
             [m["target"], f"v{m['version']}"] for m in models["models"]
