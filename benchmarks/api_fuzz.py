@@ -22,49 +22,32 @@ import argparse
 import collections
 import os
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
-from serving_benchmark import API_KEY, build_home, free_port, start_server, wait_ready
+from serving_benchmark import (
+    API_KEY,
+    free_port,
+    start_server,
+    synthetic_home_unless_given,
+    wait_ready,
+)
 
-CONFIG = Path(__file__).resolve().parents[1] / "tests" / "serving" / "api" / "schemathesis.toml"
 BIG_BODY_BYTES = 80 * 1000 * 1000
 
 
-def fuzz(url: str, examples: int) -> tuple[collections.Counter, list[str]]:
-    """Every schemathesis phase and check against ``url``: (operation, status) counts, failures."""
+def fuzz_server(url: str, examples: int) -> tuple[collections.Counter, list[str]]:
+    """Every schemathesis phase and check against the served document at ``url``."""
     import schemathesis
-    from schemathesis.engine import Status, events, from_schema
 
-    auth = f"Bearer {API_KEY}"
-    config = schemathesis.config.SchemathesisConfig.from_str(
-        f'headers = {{ Authorization = "{auth}" }}\n'
-        + CONFIG.read_text()
-        + f"\n[generation]\nmax-examples = {examples}\n",
-        base_dir=str(CONFIG.parent),
-    )
+    from tests.serving.api.test_contract import fuzz, schemathesis_config
+
     schema = schemathesis.openapi.from_url(
-        f"{url}/docs.json", config=config, headers={"Authorization": auth}
+        f"{url}/docs.json",
+        config=schemathesis_config(examples, key=API_KEY),
+        headers={"Authorization": f"Bearer {API_KEY}"},
     )
-    counts: collections.Counter = collections.Counter()
-    failures: list[str] = []
-    for event in from_schema(schema).execute():
-        if isinstance(event, events.ScenarioFinished):
-            label = event.recorder.label
-            for interaction in event.recorder.interactions.values():
-                status = interaction.response.status_code if interaction.response else "no answer"
-                counts[(label, status)] += 1
-            for checks in event.recorder.checks.values():
-                failures.extend(
-                    f"{label}: {check.name}: {check.failure_info.failure.title}: "
-                    f"{check.failure_info.code_sample}"
-                    for check in checks
-                    if check.status == Status.FAILURE and check.failure_info is not None
-                )
-        elif isinstance(event, events.NonFatalError | events.FatalError):
-            failures.append(f"error: {getattr(event, 'label', '')}: {event}")
-    return counts, sorted(set(failures))
+    return fuzz(schema)
 
 
 def big_bodies(url: str) -> dict[str, int]:
@@ -96,20 +79,14 @@ def main() -> None:
     args = parser.parse_args()
     for key in ("BENTOML_DO_NOT_TRACK", "MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK"):
         os.environ.setdefault(key, "true")
-    tmp = None
-    home = args.home
-    if home is None:
-        tmp = tempfile.TemporaryDirectory(prefix="winback-fuzz-")
-        home = Path(tmp.name)
-        build_home(home, args.customers)
-        print(f"built a synthetic home with {args.customers} customers: {home}")
+    home, tmp = synthetic_home_unless_given(args.home, args.customers, "winback-fuzz-")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     process = start_server(home, port, home / f"fuzz-serve-{port}.log", workers=2)
     try:
         wait_ready(url, process, 240)
         started = time.perf_counter()
-        counts, failures = fuzz(url, args.examples)
+        counts, failures = fuzz_server(url, args.examples)
         took = time.perf_counter() - started
         big = big_bodies(url)
     finally:
