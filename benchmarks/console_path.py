@@ -5,7 +5,7 @@ Run from the folder where ``winback demo`` ran (it holds ``mlruns/`` and
 
     uv run --frozen python benchmarks/console_path.py            # or --home DIR
 
-It starts the service the documented way (``WINBACK_API_KEYS=change-me winback
+It starts the service the documented way (``WINBACK_API_KEYS=change-me-to-a-long-secret winback
 serve``), then drives headless Chromium (Debian's ``/usr/bin/chromium``, through
 Playwright) through what a person does: open ``/console/``, paste the key, click
 "Use key", choose Win-back, pull the list, download the CSV. It prints the
@@ -28,7 +28,7 @@ from pathlib import Path
 
 import httpx
 
-KEY = "change-me"  # the key docs/console.md and `winback demo` print
+KEY = "change-me-to-a-long-secret"  # the key docs/console.md and `winback demo` print
 CHROMIUM = "/usr/bin/chromium"
 
 
@@ -39,7 +39,7 @@ def free_port() -> int:
 
 
 def start_service(home: Path, port: int, log: Path) -> subprocess.Popen:
-    """``WINBACK_API_KEYS=change-me winback serve --port PORT`` in ``home``."""
+    """``WINBACK_API_KEYS=change-me-to-a-long-secret winback serve --port PORT`` in ``home``."""
     winback = shutil.which("winback", path=str(Path(sys.executable).parent)) or "winback"
     env = {**os.environ, "WINBACK_API_KEYS": KEY}
     return subprocess.Popen(

@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-API_KEY = "benchmark-key"
+API_KEY = "benchmark-key-0123456789"
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 AS_OF = dt.date(2025, 12, 31)
 
@@ -109,6 +109,19 @@ def build_home(home: Path, customers: int) -> None:
     frame["trailing_margin"] = rng.gamma(2.0, 60.0, customers)
     table = score_table(frame, models, as_of=AS_OF, explain_top=1000)
     write_score_table(table, frame[union.names], serving_config.score_path, AS_OF)
+
+
+def synthetic_home_unless_given(
+    home: Path | None, customers: int, prefix: str
+) -> tuple[Path, tempfile.TemporaryDirectory | None]:
+    """``home``, or a synthetic one built in a temporary folder (returned to clean up later)."""
+    if home is not None:
+        return home, None
+    tmp = tempfile.TemporaryDirectory(prefix=prefix)
+    started = time.perf_counter()
+    build_home(Path(tmp.name), customers)
+    print(f"built synthetic home in {time.perf_counter() - started:.0f} s: {tmp.name}")
+    return Path(tmp.name), tmp
 
 
 def models_columns(home: Path, target: str) -> list[str]:
@@ -398,14 +411,7 @@ def main() -> None:
     from serving.config import ServingConfig
     from serving.scoring import store
 
-    tmp = None
-    home = args.home
-    if home is None:
-        tmp = tempfile.TemporaryDirectory(prefix="winback-bench-")
-        home = Path(tmp.name)
-        started = time.perf_counter()
-        build_home(home, args.customers)
-        print(f"built synthetic home in {time.perf_counter() - started:.0f} s: {home}")
+    home, tmp = synthetic_home_unless_given(args.home, args.customers, "winback-bench-")
     score_dir = ServingConfig(home=home).score_path
     as_of = store.latest_version(score_dir)
     ids = store.read_scores(score_dir, as_of)["customer_id"].astype(str).to_numpy()

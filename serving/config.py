@@ -35,6 +35,11 @@ ENV_MEASUREMENT_MAPPING = "WINBACK_MEASUREMENT_MAPPING"
 #: reads without ``--data``).
 SIMULATED_DATA = "simulated"
 ENV_PREDICT_THREADS = "WINBACK_PREDICT_THREADS"
+ENV_MAX_BODY_BYTES = "WINBACK_MAX_BODY_BYTES"
+#: Rows one request may post (JSON ``rows``, each of ``columns``, or an Arrow body).
+MAX_POSTED_ROWS = 100_000
+#: Shortest API key the service accepts.
+MIN_KEY_LENGTH = 16
 
 #: Paths that answer without an API key (load balancers and orchestrators probe them).
 HEALTH_PATHS: frozenset[str] = frozenset({"/healthz", "/livez", "/readyz"})
@@ -89,6 +94,16 @@ class ServingConfig(BaseModel):
         concurrent calls already use both cores.
     max_parallel_predictions
         Model calls running at the same time (one per core is enough).
+    max_body_bytes
+        Largest request body accepted (default 32 MiB); larger ones get 413,
+        checked on ``Content-Length`` and on the bytes as they stream in.
+    max_rows
+        Rows one posted-rows request may hold (JSON or Arrow).
+    max_explain_rows
+        Rows one request may ask reasons for (SHAP costs ~2 ms a row).
+    max_concurrent_lists
+        List builds running at once; more get 503 with ``Retry-After`` (each
+        build works on a copy of the score table).
     workers
         BentoML worker processes ``winback serve`` starts, each with its own copy
         of the models and the score table. Two on a 2-core machine: one worker's
@@ -116,6 +131,10 @@ class ServingConfig(BaseModel):
     direct_rows: int = Field(default=256, gt=0)
     predict_threads: int = Field(default=1, ge=1)
     max_parallel_predictions: int = Field(default=2, ge=1)
+    max_body_bytes: int = Field(default=32 * 1024 * 1024, gt=0)
+    max_rows: int = Field(default=MAX_POSTED_ROWS, gt=0)
+    max_explain_rows: int = Field(default=1000, gt=0)
+    max_concurrent_lists: int = Field(default=2, gt=0)
     workers: int = Field(default=2, ge=1)
 
     @field_validator("model_versions")
@@ -149,7 +168,7 @@ class ServingConfig(BaseModel):
         ``WINBACK_HOME`` (working dir), ``WINBACK_SCORE_DIR``, ``WINBACK_API_KEY_FILE``,
         ``WINBACK_MODEL_VERSIONS`` (``churn=3,vip=2``),
         ``WINBACK_EXPLAIN_ON_REQUEST`` (``0``/``1``), ``WINBACK_MEASUREMENT_DATA``,
-        ``WINBACK_MEASUREMENT_MAPPING`` and ``WINBACK_PREDICT_THREADS``; keys themselves
+        ``WINBACK_MEASUREMENT_MAPPING``, ``WINBACK_PREDICT_THREADS`` and ``WINBACK_MAX_BODY_BYTES``; keys themselves
         are read by :func:`serving.api.auth.load_api_keys`.
         """
         env = os.environ if environ is None else environ
@@ -172,6 +191,14 @@ class ServingConfig(BaseModel):
             values["measurement_data"] = env[ENV_MEASUREMENT_DATA]
         if env.get(ENV_MEASUREMENT_MAPPING):
             values["measurement_mapping"] = env[ENV_MEASUREMENT_MAPPING]
+        if env.get(ENV_MAX_BODY_BYTES):
+            text = env[ENV_MAX_BODY_BYTES].strip()
+            if not text.isdigit() or int(text) == 0:
+                raise ValueError(
+                    f"{ENV_MAX_BODY_BYTES}={text!r} is not a positive number of bytes; "
+                    f"set it to e.g. 33554432 (32 MiB)"
+                )
+            values["max_body_bytes"] = int(text)
         if env.get(ENV_PREDICT_THREADS):
             text = env[ENV_PREDICT_THREADS].strip()
             if not text.isdigit():

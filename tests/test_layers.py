@@ -68,7 +68,9 @@ def test_only_serving_api_imports_the_web_framework() -> None:
 
 def test_the_check_sees_a_lazy_import(tmp_path: Path) -> None:
     module = tmp_path / "m.py"
-    module.write_text("def f():\n    from starlette.responses import Response\n    import bentoml\n")
+    module.write_text(
+        "def f():\n    from starlette.responses import Response\n    import bentoml\n"
+    )
     assert imported_modules(module) == ["starlette.responses", "bentoml"]
 
 

@@ -3,8 +3,11 @@
 Every HTTP path except the health probes needs a key, sent either as
 ``Authorization: Bearer <key>`` or as ``X-API-Key: <key>``. Keys come from the
 ``WINBACK_API_KEYS`` environment variable (comma-separated) and/or a key file
-(one key per line). Keys are compared in constant time against every configured
-key, so the answer time does not reveal how much of a key was right.
+(one key per line; lines starting with ``#`` are comments). Keys shorter than
+16 characters are refused at start. Keys are compared in constant time against
+every configured key, so the answer time does not reveal how much of a key was
+right. Every rejected request is logged at WARNING with the client address and
+counted in ``/metrics`` (``winback_unauthorized_requests_total``).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from serving.config import HEALTH_PATHS, ServingConfig
+from serving.config import HEALTH_PATHS, MIN_KEY_LENGTH, ServingConfig
 
 logger = logging.getLogger("winback.serving.auth")
 
@@ -27,11 +30,31 @@ UNAUTHORIZED_MESSAGE = (
 
 
 class ApiKeysMissing(RuntimeError):
-    """No API key is configured, so the service would accept nobody."""
+    """No usable API key is configured (none at all, or one too short to be a secret)."""
+
+
+def _unauthorized_counter() -> Any:
+    """The Prometheus counter of rejected requests (one per process, shared by middlewares)."""
+    global _UNAUTHORIZED
+    if _UNAUTHORIZED is None:
+        from prometheus_client import Counter
+
+        _UNAUTHORIZED = Counter(
+            "winback_unauthorized_requests",
+            "Requests rejected with 401 for a missing or invalid API key.",
+            ["reason"],
+        )
+    return _UNAUTHORIZED
+
+
+_UNAUTHORIZED: Any = None
 
 
 def read_key_file(path: Path) -> list[str]:
-    """The keys in a key file: one per line, blank lines and ``#`` comments ignored."""
+    """The keys in a key file: one per line; blank lines and lines starting with ``#`` ignored.
+
+    A ``#`` inside a line is part of the key (``k3#x`` is the key ``k3#x``).
+    """
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -41,8 +64,8 @@ def read_key_file(path: Path) -> list[str]:
         ) from None
     keys = []
     for line in text.splitlines():
-        line = line.split("#", 1)[0].strip()
-        if line:
+        line = line.strip()
+        if line and not line.startswith("#"):
             keys.append(line)
     return keys
 
@@ -55,13 +78,25 @@ def load_api_keys(
     Raises
     ------
     ApiKeysMissing
-        When no key is configured at all (the service refuses to start open).
+        When no key is configured at all (the service refuses to start open), or
+        a key is shorter than 16 characters (naming where it came from, not the key).
     """
     config = config if config is not None else ServingConfig.from_env(environ)
     env = os.environ if environ is None else environ
     keys = [k.strip() for k in env.get(config.api_keys_env, "").split(",") if k.strip()]
+    sources = [f"key {i + 1} of {config.api_keys_env}" for i in range(len(keys))]
     if config.api_key_file is not None:
-        keys.extend(read_key_file(config.api_key_file))
+        from_file = read_key_file(config.api_key_file)
+        keys.extend(from_file)
+        sources.extend(f"key {i + 1} of {config.api_key_file}" for i in range(len(from_file)))
+    short = [f"{s} ({len(k)} characters)" for s, k in zip(sources, keys, strict=True)]
+    short = [s for s, k in zip(short, keys, strict=True) if len(k) < MIN_KEY_LENGTH]
+    if short:
+        raise ApiKeysMissing(
+            f"API keys must be at least {MIN_KEY_LENGTH} characters: {', '.join(short)} is "
+            f"shorter; use a random secret, e.g. python -c 'import secrets; "
+            f"print(secrets.token_urlsafe(24))'"
+        )
     if not keys:
         raise ApiKeysMissing(
             f"no API key configured: set {config.api_keys_env}='key1,key2' or "
@@ -126,12 +161,17 @@ class ApiKeyMiddleware:
         if key is not None and key_is_valid(key, self._keys):
             await self.app(scope, receive, send)
             return
-        logger.info(
-            "rejected %s %s: %s API key",
+        reason = "missing" if key is None else "invalid"
+        client = scope.get("client") or ("unknown", 0)
+        logger.warning(
+            "401 %s %s from %s:%s: %s API key",
             scope.get("method", ""),
             scope.get("path", ""),
-            "missing" if key is None else "invalid",
+            client[0],
+            client[1],
+            reason,
         )
+        _unauthorized_counter().labels(reason=reason).inc()
         body = json.dumps({"error": UNAUTHORIZED_MESSAGE}).encode("utf-8")
         await send(
             {

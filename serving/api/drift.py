@@ -5,9 +5,11 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 from starlette.responses import JSONResponse
 
+from serving.api.schemas import REQUEST_CONFIG, Target
+from serving.api.state import ServingState
 from serving.config import TARGETS
 from serving.monitoring.drift import DriftConfig, drift_report
 
@@ -15,15 +17,27 @@ from serving.monitoring.drift import DriftConfig, drift_report
 class DriftRequest(BaseModel):
     """Body of ``POST /drift``: which stored score table and targets to check."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = REQUEST_CONFIG
 
     as_of: dt.date | None = Field(None, description="Score table date; the newest when omitted.")
-    targets: list[str] | None = Field(None, description="Targets to check; all scored ones.")
+    targets: list[Target] | None = Field(None, description="Targets to check; all scored ones.")
     warn_psi: float = Field(0.1, gt=0)
     alert_psi: float = Field(0.25, gt=0)
 
 
-def drift_endpoint(state: Any, request: DriftRequest) -> JSONResponse:
+class DriftResponse(BaseModel):
+    """PSI of each feature and score of a score table against the models' training data."""
+
+    as_of: str
+    model_versions: dict[str, str | None]
+    warn_psi: float
+    alert_psi: float
+    flagged: bool = Field(description="Whether any column reached the alert threshold.")
+    summary: list[dict[str, Any]] = Field(description="Per target: columns checked, worst PSI.")
+    columns: list[dict[str, Any]] = Field(description="Per target and column: PSI and status.")
+
+
+def drift_endpoint(state: ServingState, request: DriftRequest) -> JSONResponse:
     """The service's drift check of a stored score table (``state`` is ``ServingState``).
 
     200 with :meth:`DriftReport.to_dict`; 404 when there is no such score table

@@ -9,21 +9,30 @@ from typing import Any, Literal
 
 import anyio.to_thread
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from serving.lists.build import list_csv, list_records, mark_suppressed
+from serving.api.schemas import REQUEST_CONFIG
+from serving.api.state import ServingState
+from serving.lists.build import REASON_COLUMN, list_csv, list_records, mark_suppressed
 from serving.lists.settings import list_settings_from_file, service_config_file
-from serving.lists.store import SERVICE_LIST_DIR, ListManifest, create_list, read_list
+from serving.lists.store import (
+    LIST_ID_PATTERN,
+    SERVICE_LIST_DIR,
+    ListManifest,
+    create_list,
+    read_list,
+)
 from serving.lists.targeting import TargetingConfig
 from serving.lists.uplift import list_uplift
 from serving.scoring.models import tracking_config
+from serving.scoring.reasons import NO_STANDOUT_REASON
 
 
 class ListRequest(BaseModel):
     """Build a list now from the served score table (``POST /lists``)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = REQUEST_CONFIG
 
     kind: Literal["at-risk", "winback", "vip-potential", "near-vip"] = Field(
         description="Which list: at-risk, winback, vip-potential or near-vip."
@@ -52,10 +61,42 @@ class ListRequest(BaseModel):
 class SavedListRequest(BaseModel):
     """Fetch a saved list by id (``POST /lists/saved``)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = REQUEST_CONFIG
 
-    list_id: str = Field(description="The id returned when the list was made.")
+    list_id: str = Field(
+        description="The id returned when the list was made.", pattern=LIST_ID_PATTERN
+    )
     format: Literal["json", "csv"] = Field(default="json", description="json or csv.")
+
+
+class ListManifestBody(BaseModel):
+    """How, when and from what a saved list was made (``manifest.json``)."""
+
+    list_id: str
+    kind: str
+    as_of: str = Field(description="Date of the scores the list was built from (YYYY-MM-DD).")
+    generated_at: str
+    parameters: dict[str, Any]
+    model_versions: dict[str, str | None]
+    rows: int
+    treatment_rows: int
+    control_rows: int
+    files: dict[str, str]
+    mlflow_run_id: str | None = None
+
+
+class ListResponse(BaseModel):
+    """A list as JSON: its manifest and one object per row (``format: csv`` sends text/csv)."""
+
+    manifest: ListManifestBody
+    rows: list[dict[str, Any]] = Field(
+        description="Rank, customer, tier, scores, values (money in the shop's currency), "
+        "reasons, suggested action and group of each listed customer."
+    )
+
+
+#: Seconds a client is told to wait (``Retry-After``) when all list builds are busy.
+LIST_RETRY_AFTER_SECONDS = 5
 
 
 def _list_body(frame: pd.DataFrame, manifest: ListManifest, output_format: str) -> Response:
@@ -70,7 +111,7 @@ def _list_body(frame: pd.DataFrame, manifest: ListManifest, output_format: str) 
     return Response(json.dumps(body, default=str), media_type="application/json")
 
 
-async def list_endpoint(state: Any, request: ListRequest) -> Response:
+async def list_endpoint(state: ServingState, request: ListRequest) -> Response:
     """Build, save (and log) a list from the service's score table; JSON or CSV.
 
     ``state`` is ``serving.service.ServingState``. Rules and defaults come from
@@ -80,10 +121,20 @@ async def list_endpoint(state: Any, request: ListRequest) -> Response:
     ``winback-uplift`` champion of the service's registry (:func:`list_uplift`).
     """
 
+    if state.lists_running >= state.config.max_concurrent_lists:
+        return JSONResponse(
+            {
+                "error": f"{state.lists_running} lists are being built, at most "
+                f"{state.config.max_concurrent_lists} at once: retry in "
+                f"{LIST_RETRY_AFTER_SECONDS} s"
+            },
+            status_code=503,
+            headers={"Retry-After": str(LIST_RETRY_AFTER_SECONDS)},
+        )
     try:
         settings, config = list_settings_from_file(service_config_file(state.config.home))
-    except ValueError as exc:
-        return JSONResponse({"error": str(exc)}, status_code=500)
+    except ValueError as exc:  # the service's own winback.toml is broken: fix it, not the request
+        return JSONResponse({"error": str(exc)}, status_code=409)
     try:
         targeting = TargetingConfig(
             top=request.top,
@@ -103,6 +154,17 @@ async def list_endpoint(state: Any, request: ListRequest) -> Response:
 
     tracking = tracking_config(state.config)
 
+    target = REASON_COLUMN[request.kind].removesuffix("_reasons")  # the ranking score's model
+
+    def explain(customer_ids: pd.Index) -> list[list[str]]:
+        known, _ = lookup.find([str(c) for c in customer_ids])
+        found = dict(
+            zip(known, lookup.reasons(known, target, state.models, top_reasons=top), strict=True)
+        )
+        return [found.get(str(c)) or [NO_STANDOUT_REASON] for c in customer_ids]
+
+    top = state.config.top_reasons
+
     def build() -> tuple[pd.DataFrame, ListManifest]:
         uplift = list_uplift(request.kind, lookup.table, lookup.features, tracking=tracking)
         versions = dict(lookup.model_versions())
@@ -118,17 +180,22 @@ async def list_endpoint(state: Any, request: ListRequest) -> Response:
             config=config,
             targeting=targeting,
             model_versions=versions,
+            explain=explain if state.config.explain_on_request else None,
             log_to_mlflow=request.log_to_mlflow,
             tracking=tracking,
             notes={"uplift_note": uplift.note} if uplift.note else None,
             log_rows=request.log_rows,
         )
 
-    frame, manifest = await anyio.to_thread.run_sync(build)
+    state.lists_running += 1
+    try:
+        frame, manifest = await anyio.to_thread.run_sync(build)
+    finally:
+        state.lists_running -= 1
     return _list_body(frame, manifest, request.format)
 
 
-def saved_list_endpoint(state: Any, request: SavedListRequest) -> Response:
+def saved_list_endpoint(state: ServingState, request: SavedListRequest) -> Response:
     """A saved list by id (404 naming the id when unknown, 400 for a malformed id)."""
     list_dir = Path(state.config.home) / SERVICE_LIST_DIR
     try:

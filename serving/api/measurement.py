@@ -22,6 +22,7 @@ import anyio.to_thread
 from starlette.responses import JSONResponse
 
 from serving.api.schemas import MeasurementRequest
+from serving.api.state import ServingState
 from serving.lists.store import SERVICE_LIST_DIR, read_list
 from serving.measurement.data import MeasurementUnavailable, measurement_tables
 
@@ -66,11 +67,10 @@ def measurement_body(report: Any, *, data_until: dt.date, confidence: float) -> 
     }
 
 
-async def measurement_endpoint(state: Any, request: MeasurementRequest) -> JSONResponse:
+async def measurement_endpoint(state: ServingState, request: MeasurementRequest) -> JSONResponse:
     """Measure a saved list of the service against its measurement data.
 
-    ``state`` is ``serving.api.service.ServingState`` (its ``config`` names the home
-    and the data). The list and the date are checked before any data is read.
+    ``state.config`` names the home and the data. The list and the date are checked before any data is read.
     """
     from serving.measurement.campaign import measure_list
 

@@ -11,20 +11,29 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from serving.config import MAX_POSTED_ROWS
+from serving.lists.store import LIST_ID_PATTERN
+
 Target = Literal["churn", "vip", "reactivation"]
 
-_REQUEST = ConfigDict(extra="forbid", hide_input_in_errors=True)
+#: Request models: no unknown fields, no input values in errors (no customer data in
+#: logs), no infinity or NaN where a number is expected, no conversions ("1" is not 1).
+REQUEST_CONFIG = ConfigDict(
+    extra="forbid", hide_input_in_errors=True, allow_inf_nan=False, strict=True
+)
+#: Feature columns one posted-rows request may hold.
+MAX_POSTED_COLUMNS = 1000
 
 
 class ScoresRequest(BaseModel):
     """Look up the stored scores of one or more customers."""
 
     model_config = ConfigDict(
-        **_REQUEST,
+        **REQUEST_CONFIG,
         json_schema_extra={"example": {"customer_ids": ["C000123", "C000456"]}},
     )
 
@@ -128,7 +137,7 @@ class ScoreRowsRequest(BaseModel):
     """Feature rows to score, row-wise (``rows``) or column-wise (``columns``, faster)."""
 
     model_config = ConfigDict(
-        **_REQUEST,
+        **REQUEST_CONFIG,
         # BentoML's OpenAPI schema takes one ``example``; the columnar form is in the docstring:
         # {"columns": {"days_since_last_order": [140.0, 12.0], "orders_365d": [3.0, 9.0]}}
         json_schema_extra={
@@ -139,14 +148,26 @@ class ScoreRowsRequest(BaseModel):
         },
     )
 
-    rows: list[dict[str, Any]] | None = Field(default=None, max_length=100_000)
-    columns: dict[str, list[Any]] | None = None
+    rows: list[dict[str, Any]] | None = Field(
+        default=None,
+        max_length=MAX_POSTED_ROWS,
+        description=f"Row-wise feature values (at most {MAX_POSTED_ROWS:,} rows).",
+    )
+    columns: dict[str, Annotated[list[Any], Field(max_length=MAX_POSTED_ROWS)]] | None = Field(
+        default=None,
+        max_length=MAX_POSTED_COLUMNS,
+        description=f"Column-wise feature values: feature -> values (at most {MAX_POSTED_ROWS:,} "
+        f"each, {MAX_POSTED_COLUMNS} columns).",
+    )
     targets: list[Target] | None = Field(
         default=None,
         description="Targets to score (default all three); rows need the union of their "
         "feature sets' columns, exactly.",
     )
-    explain: bool = Field(default=False, description="Also return top reasons (~2 ms a row).")
+    explain: bool = Field(
+        default=False,
+        description="Also return top reasons (~2 ms a row; at most 1,000 rows a request).",
+    )
 
 
 class ScoreRowsResponse(BaseModel):
@@ -204,26 +225,40 @@ class ModelsResponse(BaseModel):
 
 
 class ErrorResponse(BaseModel):
-    """Error body of 4xx answers; column lists are filled for bad feature rows."""
+    """Body of every 4xx/503 answer: ``error`` says what is wrong and what to do.
+
+    The other fields appear where they apply: the ids not found (404), the
+    columns that do not fit (bad feature rows), the validation errors of a
+    malformed body (``detail``), the limit that was passed (413).
+    """
 
     error: str
+    detail: list[dict[str, Any]] | None = Field(
+        default=None, description="Validation errors of the body (type, loc, msg)."
+    )
     not_found: list[str] | None = None
+    list_id: str | None = None
+    feature_set: str | None = None
     missing: list[str] | None = None
     unexpected: list[str] | None = None
     wrong_dtypes: dict[str, dict[str, str]] | None = None
+    incomplete_rows: dict[str, list[int]] | None = None
+    max_body_bytes: int | None = None
 
 
 class MeasurementRequest(BaseModel):
     """Measure a saved list: treated versus control after the list date (``POST /lists/measurement``)."""
 
     model_config = ConfigDict(
-        **_REQUEST,
+        **REQUEST_CONFIG,
         json_schema_extra={
             "example": {"list_id": "winback-20251231T090000Z-3fa2c1", "as_of": "2026-03-31"}
         },
     )
 
-    list_id: str = Field(description="The id returned when the list was made.")
+    list_id: str = Field(
+        description="The id returned when the list was made.", pattern=LIST_ID_PATTERN
+    )
     as_of: str | None = Field(
         default=None,
         description="Measure up to this date (YYYY-MM-DD, after the list date); default: the "

@@ -44,7 +44,9 @@ LIST_EXPERIMENT = "winback-lists"
 MANIFEST_NAME = "manifest.json"
 PARQUET_NAME = "list.parquet"
 CSV_NAME = "list.csv"
-_ID_RE = re.compile(r"^[a-z-]+-\d{8}T\d{6}Z-[0-9a-f]{6}$")
+#: What a list id looks like: ``<kind>-<UTC time>-<6 hex digits>``.
+LIST_ID_PATTERN = r"^[a-z-]+-\d{8}T\d{6}Z-[0-9a-f]{6}$"
+_ID_RE = re.compile(LIST_ID_PATTERN)
 
 
 def new_list_id(kind: str, generated_at: dt.datetime | None = None) -> str:

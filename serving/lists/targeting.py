@@ -45,6 +45,10 @@ class TargetingConfig:
     profit_optimal: bool = False
 
     def __post_init__(self) -> None:
+        for name in ("budget", "contact_cost"):
+            value = getattr(self, name)
+            if value is not None and not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value}")
         if self.top is not None and self.top < 0:
             raise ValueError(f"top must be >= 0, got {self.top}")
         if self.contact_cost < 0:
@@ -71,7 +75,10 @@ def budget_count(budget: float, contact_cost: float) -> int:
     if contact_cost <= 0:
         raise ValueError(f"contact_cost must be positive to spend a budget, got {contact_cost}")
     # a tiny tolerance so that e.g. 0.3 / 0.1 pays for 3 contacts, not 2
-    return max(int(math.floor(budget / contact_cost + 1e-9)), 0)
+    contacts = budget / contact_cost + 1e-9
+    if not math.isfinite(contacts) or contacts >= 2**62:  # more contacts than any list has
+        return 2**62
+    return max(int(math.floor(contacts)), 0)
 
 
 def profit_optimal_count(incremental_margin: np.ndarray | pd.Series, contact_cost: float) -> int:

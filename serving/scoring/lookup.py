@@ -13,6 +13,7 @@ import pandas as pd
 from serving.config import SCORE_COLUMNS, TARGETS
 from serving.scoring import store
 from serving.scoring.models import ServedModels, ServingSetupError
+from serving.scoring.predict import FeatureColumns
 from serving.scoring.reasons import feature_reference, reason_column, reason_texts
 
 #: Columns of a looked-up customer that are returned as they are stored.
@@ -82,9 +83,11 @@ class ScoreLookup:
         self.reference: dict[str, float] | None = None
         #: The shop's do-not-contact customers stored with this version (lists leave them out).
         self.suppressions: pd.DataFrame | None = None
+        self._feature_columns: FeatureColumns | None = None
         if features is not None:
             self._feature_rows = features.index.astype(str).get_indexer(ids)
             self.reference = feature_reference(features)
+            self._feature_columns = FeatureColumns(features)
 
     @classmethod
     def load(cls, score_dir: Path, *, with_features: bool = True) -> ScoreLookup:
@@ -138,6 +141,46 @@ class ScoreLookup:
                     return True
         return False
 
+    def _explain(self, rows: np.ndarray, model: Any, top_reasons: int) -> list[list[str]]:
+        """Reasons of ``model`` for the feature rows at ``rows``, against the table's medians."""
+        assert self._feature_columns is not None
+        columns = self._feature_columns.take(rows, model.feature_set_)
+        return reason_texts(model, columns, top=top_reasons, reference=self.reference)
+
+    def reasons(
+        self,
+        customer_ids: Sequence[str],
+        target: str,
+        models: ServedModels,
+        *,
+        top_reasons: int = 3,
+    ) -> list[list[str]]:
+        """``target``'s reasons for known customers: stored ones, else computed now.
+
+        Empty for a customer without a ``target`` score or without stored
+        features. What a list built by the service shows for every row.
+        """
+        stored = self._columns.get(reason_column(target))
+        scores = self._columns.get(SCORE_COLUMNS[target])
+        out: list[list[str]] = []
+        todo: list[int] = []
+        for i, customer_id in enumerate(customer_ids):
+            p = self._positions[str(customer_id)]
+            if stored is not None and stored[p] is not None:
+                out.append(list(stored[p]))
+                continue
+            out.append([])
+            can = self._feature_rows is not None and self._feature_rows[p] >= 0
+            if can and scores is not None and scores[p] is not None and target in models.models:
+                todo.append(i)
+        if todo:
+            assert self._feature_rows is not None
+            rows = self._feature_rows[[self._positions[str(customer_ids[i])] for i in todo]]
+            texts = self._explain(rows, models[target].model, top_reasons)
+            for i, text in zip(todo, texts, strict=True):
+                out[i] = text
+        return out
+
     def records(
         self,
         customer_ids: Sequence[str],
@@ -171,12 +214,7 @@ class ScoreLookup:
                 ]
                 if need:
                     rows = self._feature_rows[[positions[i] for i in need]]
-                    texts = reason_texts(
-                        models[target].model,
-                        self.features.iloc[rows],
-                        top=top_reasons,
-                        reference=self.reference,
-                    )
+                    texts = self._explain(rows, models[target].model, top_reasons)
                     for i, text in zip(need, texts, strict=True):
                         reasons[target][i] = text
         out = []

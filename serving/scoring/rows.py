@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import operator
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -104,11 +104,25 @@ def _typed_column(values: Sequence[Any], expected: str) -> tuple[Any, str | None
         array[:] = values
         return array, None
     if kinds <= _NUMBER_TYPES:
-        return np.array(values, dtype="float64"), None  # None becomes NaN
-    bad = next((v for v in values if v is not None and not _is_number(v)), None)
-    if bad is not None:
-        return None, type(bad).__name__
-    return np.array([np.nan if v is None else v for v in values], dtype="float64"), None
+        array = np.array(values, dtype="float64")  # None becomes NaN
+    else:
+        bad = next((v for v in values if v is not None and not _is_number(v)), None)
+        if bad is not None:
+            return None, type(bad).__name__
+        array = np.array([np.nan if v is None else v for v in values], dtype="float64")
+    if not _finite_or_missing(array, missing=list(values).count(None)):
+        return None, NON_FINITE
+    return array, None
+
+
+#: What a column holding infinity or NaN "got" in :class:`RowsInvalid` (send null instead).
+NON_FINITE = "a non-finite number (send null for a missing value)"
+
+
+def _finite_or_missing(array: np.ndarray, *, missing: int) -> bool:
+    """Whether every value of ``array`` is finite except the ``missing`` ones (NaN)."""
+    nan = np.isnan(array)
+    return int(nan.sum()) == missing and not np.isinf(array).any()
 
 
 def rows_to_columns(
@@ -116,6 +130,7 @@ def rows_to_columns(
     *,
     rows: Sequence[Mapping[str, Any]] | None = None,
     columns: Mapping[str, Sequence[Any]] | None = None,
+    tolerated: Collection[str] = (),
 ) -> FeatureColumns:
     """Posted feature values as typed arrays, checked against ``feature_set``.
 
@@ -124,6 +139,8 @@ def rows_to_columns(
     row, nothing else may be; ``null`` is a legitimate missing value (LightGBM
     handles it), an absent key is not. Raises :class:`RowsInvalid` naming the
     columns. The arrays go to the models as they are (no DataFrame in between).
+    Columns in ``tolerated`` (those of the other served models) may be sent and
+    are ignored, so one full row scores any choice of targets.
     """
     if (rows is None) == (columns is None):
         raise RowsInvalid(feature_set.name, detail="send exactly one of 'rows' or 'columns'")
@@ -161,7 +178,7 @@ def rows_to_columns(
         incomplete = {}
         data = {col: columns[col] for col in expected if col in present}
     missing = [c for c in expected if c not in present]
-    unexpected = [c for c in present if c not in expected]
+    unexpected = [c for c in present if c not in expected and c not in tolerated]
     wrong: dict[str, tuple[str, str]] = {}
     typed: dict[str, np.ndarray] = {}
     for col, values in data.items():
@@ -214,7 +231,11 @@ def _arrow_kind_fits(arrow_type: Any, expected: str) -> bool:
 
 
 def arrow_to_columns(
-    feature_set: FeatureSet, body: bytes, *, max_rows: int | None = None
+    feature_set: FeatureSet,
+    body: bytes,
+    *,
+    max_rows: int | None = None,
+    tolerated: Collection[str] = (),
 ) -> FeatureColumns:
     """Feature columns from an Arrow IPC stream (``ARROW_STREAM``), checked like JSON rows.
 
@@ -228,14 +249,7 @@ def arrow_to_columns(
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    try:
-        table = pa.ipc.open_stream(body).read_all()
-    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
-        raise RowsInvalid(
-            feature_set.name,
-            detail=f"the body is not an Arrow IPC stream ({exc}); send one table written with "
-            f"pyarrow.ipc.new_stream, or JSON with Content-Type application/json",
-        ) from None
+    table = read_arrow_stream(feature_set.name, body, max_rows=max_rows)
     expected = feature_set.dtypes
     names = table.column_names
     duplicated = sorted({n for n in names if names.count(n) > 1})
@@ -243,13 +257,8 @@ def arrow_to_columns(
         raise RowsInvalid(feature_set.name, detail=f"columns sent twice {duplicated}")
     if table.num_rows == 0:
         raise RowsInvalid(feature_set.name, detail="no rows sent")
-    if max_rows is not None and table.num_rows > max_rows:
-        raise RowsInvalid(
-            feature_set.name,
-            detail=f"{table.num_rows} rows sent, at most {max_rows} per request: split them",
-        )
     missing = [c for c in expected if c not in names]
-    unexpected = [c for c in names if c not in expected]
+    unexpected = [c for c in names if c not in expected and c not in tolerated]
     wrong = {
         c: (expected[c], str(table.schema.field(c).type))
         for c in expected
@@ -269,5 +278,41 @@ def arrow_to_columns(
             # unsafe: an integer beyond 2**53 is rounded, as JSON's numbers are, not an error
             array = pc.cast(column, pa.float64(), safe=False).to_numpy()  # nulls become NaN
             array = np.array(array, dtype="float64")  # writable and owned, like JSON's
+            if not _finite_or_missing(array, missing=column.null_count):
+                raise RowsInvalid(feature_set.name, wrong_dtypes={name: (kind, NON_FINITE)})
         arrays[name] = array
     return FeatureColumns.from_arrays(feature_set, arrays)
+
+
+def read_arrow_stream(feature_set: str, body: bytes, *, max_rows: int | None = None) -> Any:
+    """The Arrow table of an IPC stream, read and fully validated batch by batch.
+
+    Stops reading as soon as more than ``max_rows`` rows have arrived (a large
+    body is never decompressed whole to learn it is too long). Every batch is
+    checked with ``validate(full=True)`` (offsets, UTF-8 of strings), so a
+    malformed body is a :class:`RowsInvalid`, never a crash further on.
+    """
+    import pyarrow as pa
+
+    batches = []
+    rows = 0
+    try:
+        reader = pa.ipc.open_stream(body)
+        schema = reader.schema
+        for batch in reader:
+            rows += batch.num_rows
+            if max_rows is not None and rows > max_rows:
+                raise RowsInvalid(
+                    feature_set,
+                    detail=f"more than {max_rows} rows sent, at most {max_rows} per request: "
+                    f"split them",
+                )
+            batch.validate(full=True)
+            batches.append(batch)
+        return pa.Table.from_batches(batches, schema=schema)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OSError) as exc:
+        raise RowsInvalid(
+            feature_set,
+            detail=f"the body is not a valid Arrow IPC stream ({exc}); send one table written "
+            f"with pyarrow.ipc.new_stream, or JSON with Content-Type application/json",
+        ) from None

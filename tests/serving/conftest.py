@@ -26,7 +26,7 @@ def client(serving_home):
 
     mp = pytest.MonkeyPatch()
     mp.setenv("WINBACK_HOME", str(serving_home))
-    mp.setenv("WINBACK_API_KEYS", f"other-key,{API_KEY}")
+    mp.setenv("WINBACK_API_KEYS", f"other-key-0123456789,{API_KEY}")
     mp.delenv("MLFLOW_TRACKING_URI", raising=False)
     mp.delenv("WINBACK_API_KEY_FILE", raising=False)
     mp.delenv("WINBACK_MODEL_VERSIONS", raising=False)

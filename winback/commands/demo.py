@@ -142,8 +142,8 @@ def _print_summary(console, result, wall: float) -> None:
         "open the MLflow UI",
         f"uv run --frozen mlflow ui --backend-store-uri {result.tracking_uri}",
     )
-    where.add_row("start the service", "WINBACK_API_KEYS=change-me uv run --frozen winback serve")
+    where.add_row("start the service", "WINBACK_API_KEYS=change-me-to-a-long-secret uv run --frozen winback serve")
     where.add_row(
-        "open the retention console", "http://127.0.0.1:3000/console/ (enter the key: change-me)"
+        "open the retention console", "http://127.0.0.1:3000/console/ (enter the key: change-me-to-a-long-secret)"
     )
     console.print(where)

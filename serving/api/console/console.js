@@ -17,7 +17,11 @@
     { key: "churn_risk", label: "Churn risk", type: "score" },
     { key: "vip_potential", label: "VIP potential", type: "score" },
     { key: "reactivation_probability", label: "Reactivation prob.", type: "score" },
-    { key: "expected_value", label: "Expected value", type: "money" },
+    {
+      key: "expected_value",
+      label: "Expected value (gross margin over the horizon, shop currency)",
+      type: "money",
+    },
     { key: "reasons", label: "Top reasons", type: "reasons" },
     { key: "action", label: "Suggested action", type: "text" },
     { key: "group", label: "Group", type: "group" },
@@ -638,10 +642,23 @@
 
   // ------------------------------------------------------------------ model status
 
-  function formatMetrics(metrics) {
+  /** A model's test metrics as a small two-column table (metric, value), one row each. */
+  function metricsTable(metrics) {
     const entries = Object.entries(metrics || {}).sort(([a], [b]) => a.localeCompare(b));
-    if (!entries.length) return "–";
-    return entries.map(([k, v]) => `${k} ${Number(v).toFixed(3)}`).join(" · ");
+    if (!entries.length) return document.createTextNode("–");
+    const table = document.createElement("table");
+    table.className = "metrics-table";
+    for (const [name, value] of entries) {
+      const tr = document.createElement("tr");
+      const th = document.createElement("th");
+      th.scope = "row";
+      th.textContent = name.replaceAll("_", " ");
+      const td = document.createElement("td");
+      td.textContent = Number(value).toFixed(3);
+      tr.append(th, td);
+      table.appendChild(tr);
+    }
+    return table;
   }
 
   async function driftByTarget() {
@@ -677,14 +694,16 @@
           model.name,
           `v${model.version}`,
           model.trained_at ? model.trained_at.replace("T", " ").slice(0, 19) : "–",
-          formatMetrics(model.metrics),
         ];
         for (const text of cells) {
           const td = document.createElement("td");
           td.textContent = text;
           tr.appendChild(td);
         }
-        tr.children[4].className = "metrics";
+        const metrics = document.createElement("td");
+        metrics.className = "metrics";
+        metrics.appendChild(metricsTable(model.metrics));
+        tr.appendChild(metrics);
         const flag = document.createElement("td");
         if (drift.ok && drift.rows[model.target]) {
           const row = drift.rows[model.target];

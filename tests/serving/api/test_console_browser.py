@@ -148,6 +148,7 @@ def _check_rows(shown: list[dict[str, str]], records: list[dict]) -> None:
         assert row["group"] == record["group"]
         assert row["tier"] == (record["tier"] or "–")
         assert row["action"] == (record["action"] or "–")
+        assert record["reasons"] and row["reasons"] != "–"  # every row a person reads has reasons
         for column in ("churn_risk", "vip_potential", "reactivation_probability"):
             if record[column] is None:
                 assert row[column] == "–"
@@ -169,15 +170,24 @@ def test_console_pulls_shows_and_downloads_a_winback_list(server, browser) -> No
         page.wait_for_selector("#models-body tr[data-target='reactivation']")
         models = httpx.post(f"{server}/models", headers=AUTH, timeout=30).json()
         shown_targets = page.eval_on_selector_all(
-            "#models-body tr", "rows => rows.map(r => [r.dataset.target, r.cells[2].textContent])"
+            "#models-body > tr", "rows => rows.map(r => [r.dataset.target, r.cells[2].textContent])"
         )
         assert sorted(shown_targets) == sorted(
             [m["target"], f"v{m['version']}"] for m in models["models"]
         )
         assert str(models["score_table"]["as_of"]) in page.text_content("#score-table-info")
+        churn = next(m for m in models["models"] if m["target"] == "churn")
+        shown_metrics = page.eval_on_selector_all(
+            "#models-body tr[data-target='churn'] .metrics-table tr",
+            "rows => rows.map(r => [r.children[0].textContent, r.children[1].textContent])",
+        )  # a small table, one metric a row, not a run-on line
+        assert shown_metrics == [
+            [name.replace("_", " "), f"{value:.3f}"]
+            for name, value in sorted(churn["metrics"].items())
+        ]
 
         page.select_option("#kind", "winback")
-        page.fill("#top", "60")
+        page.fill("#top", "100")
         page.click("#pull")
         page.wait_for_selector("#list-body tr")
         assert page.is_hidden("#message")
@@ -200,11 +210,11 @@ def test_console_pulls_shows_and_downloads_a_winback_list(server, browser) -> No
         ).json()
         assert pulled == api  # the page holds exactly what the API returns for this list
         rows = api["rows"]
-        assert len(rows) == api["manifest"]["rows"] == 60
+        assert len(rows) == api["manifest"]["rows"] == 100
 
         # first page, then the second, in rank order
         _check_rows(_shown_rows(page), rows[:25])
-        assert "rows 1–25 of 60" in page.text_content("#page-info")
+        assert "rows 1–25 of 100" in page.text_content("#page-info")
         page.click("#page-next")
         _check_rows(_shown_rows(page), rows[25:50])
         page.click("#page-prev")

@@ -61,6 +61,6 @@ def test_a_broken_rule_in_the_config_names_its_key(client, tmp_path, monkeypatch
     response = client.post(
         "/lists", json={"kind": "at-risk", "top": 5, "log_to_mlflow": False}, headers=AUTH
     )
-    assert response.status_code == 500
+    assert response.status_code == 409
     assert "lists.rules.0.conditions.0.1" in response.json()["error"]
     assert str(config) in response.json()["error"]

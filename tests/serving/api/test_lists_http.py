@@ -80,3 +80,32 @@ def test_unknown_or_malformed_saved_list_ids(client) -> None:
     )
     assert missing.status_code == 404
     assert client.post("/lists/saved", json={"list_id": "../x"}, headers=AUTH).status_code == 400
+
+
+@pytest.mark.parametrize("kind", ["winback", "at-risk"])
+def test_every_row_of_a_served_list_has_reasons(client, kind) -> None:
+    """The score table stores reasons for its 5 top customers only; the rest are explained now."""
+    response = client.post(
+        "/lists", json={"kind": kind, "top": 100, "log_to_mlflow": False}, headers=AUTH
+    )
+    assert response.status_code == 200, response.text
+    rows = response.json()["rows"]
+    assert len(rows) == 100
+    assert all(r["reasons"] for r in rows), [r["rank"] for r in rows if not r["reasons"]]
+    explained = [r for r in rows if "typical customer" not in r["reasons"]]
+    assert len(explained) > len(rows) // 2  # mostly real reasons, not the fallback
+
+
+def test_list_builds_past_the_limit_get_503_with_retry_after() -> None:
+    import anyio
+
+    from serving.api.lists import LIST_RETRY_AFTER_SECONDS, ListRequest, list_endpoint
+    from serving.config import ServingConfig
+
+    class Busy:  # a service already building as many lists as it may
+        config = ServingConfig()
+        lists_running = ServingConfig().max_concurrent_lists
+
+    answer = anyio.run(list_endpoint, Busy(), ListRequest(kind="winback"))
+    assert answer.status_code == 503
+    assert answer.headers["retry-after"] == str(LIST_RETRY_AFTER_SECONDS)

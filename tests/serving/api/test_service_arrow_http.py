@@ -113,7 +113,7 @@ def test_missing_and_extra_arrow_columns_are_named_never_nan_filled(client):
 @pytest.mark.parametrize(
     ("path", "body", "says"),
     [
-        ("/score_rows", b"not arrow at all", "not an Arrow IPC stream"),
+        ("/score_rows", b"not arrow at all", "not a valid Arrow IPC stream"),
         ("/score_rows?targets=upsell", None, "unknown targets ['upsell']"),
         ("/score_rows?explain=maybe", None, "explain="),
     ],
@@ -175,7 +175,7 @@ def test_an_all_null_arrow_column_is_missing_values_and_row_limits_hold():
     table = pa.table({"orders": pa.nulls(2), "channel": pa.nulls(2)})
     frame = arrow_to_columns(SMALL, arrow_body(table)).frame
     assert frame["orders"].isna().all() and frame["channel"].isna().all()
-    with pytest.raises(RowsInvalid, match="3 rows sent, at most 2"):
+    with pytest.raises(RowsInvalid, match="more than 2 rows sent, at most 2"):
         arrow_to_columns(
             SMALL, arrow_body(pa.table({"orders": [1.0] * 3, "channel": ["a"] * 3})), max_rows=2
         )

@@ -25,7 +25,7 @@ from serving.scoring.models import (
 )
 from serving.scoring.predict import predict_scores
 from serving.scoring.reasons import top_scored
-from serving.scoring.rows import RowsInvalid, rows_to_frame
+from serving.scoring.rows import RowsInvalid, rows_to_columns, rows_to_frame
 from serving.scoring.table import expected_value, populations, score_table
 
 FS = FeatureSet("tiny_v1", (("recency_days", "float64"), ("orders", "float64")))
@@ -259,7 +259,9 @@ def test_rows_to_frame_rejects_empty_and_ambiguous_input():
     st.lists(
         st.fixed_dictionaries(
             {
-                "recency_days": st.none() | st.floats(allow_nan=False) | st.integers(-1000, 1000),
+                "recency_days": st.none()
+                | st.floats(allow_nan=False, allow_infinity=False)
+                | st.integers(-1000, 1000),
                 "orders": st.floats(allow_nan=False, allow_infinity=False),
             }
         ),
@@ -274,6 +276,19 @@ def test_valid_rows_keep_their_values(rows):
         got = frame.loc[i, "recency_days"]
         assert (np.isnan(got) and row["recency_days"] is None) or got == row["recency_days"]
         assert frame.loc[i, "orders"] == row["orders"]
+
+
+@pytest.mark.parametrize("bad", [float("inf"), float("-inf"), float("nan")])
+@pytest.mark.parametrize("as_columns", [False, True])
+def test_non_finite_numbers_are_refused_naming_the_column(bad, as_columns):
+    rows = [{"recency_days": None, "orders": 1.0}, {"recency_days": bad, "orders": 2.0}]
+    sent = {"columns": {k: [r[k] for r in rows] for k in rows[0]}} if as_columns else {"rows": rows}
+    with pytest.raises(RowsInvalid, match="recency_days: expected float64, got a non-finite") as e:
+        rows_to_columns(FS, **sent)
+    assert e.value.wrong_dtypes == {
+        "recency_days": ("float64", "a non-finite number (send null for a missing value)")
+    }
+    assert len(rows_to_columns(FS, rows=rows[:1])) == 1  # null alone is a missing value
 
 
 # -------------------------------------------------------------------- store
