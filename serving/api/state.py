@@ -10,7 +10,6 @@ import anyio.to_thread
 import pandas as pd
 
 from features.erasure import ErasureRegistry
-
 from serving.api.batching import FrameBatcher
 from serving.config import ServingConfig
 from serving.scoring.lookup import ScoreLookup, stale_targets
