@@ -34,11 +34,12 @@ def _fmt(value: Any) -> str:
 
 
 def comparison_rich_table(result: Any):
-    """A rich table of the model, baselines and oracle on the test cutoff."""
+    """A rich table of the model, baselines and oracle: means over the test origins."""
     from rich.table import Table
 
     comparison = result.comparison
-    table = Table(title=f"{result.target}: test cutoff {result.split['test_cutoffs'][-1]}")
+    origins = ", ".join(result.origins) or result.split["test_cutoffs"][-1]
+    table = Table(title=f"{result.target}: mean over test origins {origins}")
     table.add_column("scorer")
     for column in comparison.columns:
         table.add_column(HEADERS.get(column, column), justify="right")
@@ -46,6 +47,47 @@ def comparison_rich_table(result: Any):
         style = "bold" if name == "model" else ("dim" if name == "oracle" else None)
         table.add_row(str(name), *(_fmt(v) for v in row.tolist()), style=style)
     return table
+
+
+def deltas_rich_table(result: Any):
+    """ROC-AUC model − baseline with its paired bootstrap 95% interval; the verdict as caption."""
+    from rich.table import Table
+
+    deltas = result.evaluation.deltas
+    table = Table(
+        title="ROC-AUC model − baseline (paired bootstrap 95% interval)",
+        caption=f"verdict: {result.verdict}",
+        caption_justify="left",
+    )
+    table.add_column("baseline")
+    table.add_column("Δ AUC [95% CI]", justify="right")
+    for name in deltas.index:
+        table.add_row(str(name), _delta_cell(deltas, name))
+    return table
+
+
+def _delta_cell(deltas, name) -> str:
+    """``+0.012 [+0.004, +0.020]``, red when the interval is below zero ("" for model/oracle)."""
+    if name not in deltas.index:
+        return ""
+    row = deltas.loc[name]
+    text = f"{row['delta']:+.3f} [{row['ci_low']:+.3f}, {row['ci_high']:+.3f}]"
+    if row["ci_high"] < 0:
+        return f"[red]{text}[/red]"
+    return f"[green]{text}[/green]" if row["ci_low"] > 0 else text
+
+
+def gate_line(result: Any) -> str:
+    """The registry outcome: green champion, red challenger or red "loses to" tag."""
+    if result.model_version is None:
+        return ""
+    if result.gate_promoted and not result.loses_to:
+        word = "[green]champion[/green]"
+    elif result.gate_promoted:
+        word = f"[red]champion (loses_to={','.join(result.loses_to)})[/red]"
+    else:
+        word = "[red]challenger[/red]"
+    return f"winback-{result.target} version {result.model_version} is {word}: {result.gate_reason}"
 
 
 def train(
@@ -114,6 +156,8 @@ def train(
         raise typer.Exit(2) from None
 
     console.print(comparison_rich_table(result))
+    if result.evaluation is not None:
+        console.print(deltas_rich_table(result))
     if result.bgnbd_feature is not None:
         b = result.bgnbd_feature
         verdict = "helps" if b["helps"] else "does not help"
@@ -122,11 +166,11 @@ def train(
             f"{b['roc_auc_without']:.4f} → {b['roc_auc_with']:.4f}"
         )
     console.print(f"calibration: {result.calibration_method}; MLflow run {result.run_id}")
+    for note in result.notes:
+        if "instead of" in note:
+            console.print(f"[yellow]note: {note}[/yellow]")
     if result.model_version is not None:
-        word = "[green]champion[/green]" if result.gate_promoted else "[yellow]challenger[/yellow]"
-        console.print(
-            f"winback-{result.target} version {result.model_version} is {word}: {result.gate_reason}"
-        )
+        console.print(gate_line(result))
 
 
 def train_uplift_command(console, data, mapping, train_config, sections, seed: int | None) -> None:
