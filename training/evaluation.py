@@ -39,8 +39,12 @@ SUMMARY_METRICS = (
 
 #: Row of the model in every comparison table.
 MODEL = "model"
-#: Row of the simulator's oracle (true probabilities) when the data is simulated.
+#: Row of the Bayes-optimal oracle (a pure BG/NBD world: the best any model can do).
 ORACLE = "oracle"
+#: Row of the rich simulated shop's hidden-state probabilities (no model can reach it).
+CEILING = "ceiling"
+#: Reference rows that are neither the model nor a baseline.
+REFERENCES = (ORACLE, CEILING)
 
 
 @dataclass(frozen=True)
@@ -52,12 +56,13 @@ class OriginScores:
     model: np.ndarray
     baselines: Mapping[str, np.ndarray]
     oracle: np.ndarray | None = None
+    oracle_name: str = ORACLE
 
     def scorers(self) -> dict[str, np.ndarray]:
-        """Model, baselines and oracle by name."""
+        """Model, baselines and the oracle (or ceiling) by name."""
         out = {MODEL: self.model, **self.baselines}
         if self.oracle is not None:
-            out[ORACLE] = self.oracle
+            out[self.oracle_name] = self.oracle
         return out
 
 
@@ -83,17 +88,22 @@ class Evaluation:
     @property
     def baselines(self) -> pd.DataFrame:
         """The baselines' mean metrics (index ``baseline``)."""
-        drop = [i for i in (MODEL, ORACLE) if i in self.comparison.index]
+        drop = [i for i in (MODEL, *REFERENCES) if i in self.comparison.index]
         frame = self.comparison.drop(index=drop)
         frame.index.name = "baseline"
         return frame
 
     @property
+    def reference(self) -> str | None:
+        """``"oracle"``, ``"ceiling"`` or None (real data)."""
+        return next((r for r in REFERENCES if r in self.comparison.index), None)
+
+    @property
     def oracle_metrics(self) -> dict[str, float] | None:
-        """The oracle's mean metrics, or None on real data."""
-        if ORACLE not in self.comparison.index:
+        """The oracle's (or ceiling's) mean metrics, or None on real data."""
+        if self.reference is None:
             return None
-        return {k: float(v) for k, v in self.comparison.loc[ORACLE].items()}
+        return {k: float(v) for k, v in self.comparison.loc[self.reference].items()}
 
     @property
     def not_beaten(self) -> list[str]:
@@ -246,7 +256,7 @@ def evaluate_origins(
     rows = {}
     for origin in origins:
         for name, score in origin.scorers().items():
-            is_probability = name in (MODEL, ORACLE) or name in probabilistic
+            is_probability = name in (MODEL, *REFERENCES) or name in probabilistic
             rows[(origin.test_cutoff, name)] = scorer_metrics(
                 origin.y,
                 score,
@@ -268,7 +278,7 @@ def origin_metric_names(evaluation: Evaluation) -> dict[str, float]:
     """Per-origin figures as flat metric names (``origin1_test_roc_auc`` = newest origin).
 
     Baselines become ``origin<k>_baseline_<name>_<metric>``, the oracle
-    ``origin<k>_oracle_<metric>``.
+    ``origin<k>_oracle_<metric>`` (the ceiling ``origin<k>_ceiling_<metric>``).
     """
     cutoffs = sorted(evaluation.per_origin.index.get_level_values("test_cutoff").unique())
     number = {c: len(cutoffs) - i for i, c in enumerate(cutoffs)}
@@ -276,8 +286,8 @@ def origin_metric_names(evaluation: Evaluation) -> dict[str, float]:
     for (cutoff, scorer), row in evaluation.per_origin.iterrows():
         if scorer == MODEL:
             prefix = f"origin{number[cutoff]}_test_"
-        elif scorer == ORACLE:
-            prefix = f"origin{number[cutoff]}_oracle_"
+        elif scorer in REFERENCES:
+            prefix = f"origin{number[cutoff]}_{scorer}_"
         else:
             prefix = f"origin{number[cutoff]}_baseline_{scorer}_"
         for metric, value in row.items():

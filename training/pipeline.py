@@ -230,25 +230,37 @@ def tune_params(prepared: Prepared, config: TrainConfig, storage: str, fingerpri
 # ---------------------------------------------------------------- evaluate
 
 
-def oracle_scores(shop: Any, split: TimeSplit, config: TrainConfig) -> np.ndarray | None:
-    """The simulator's true churn probability for each test row (churn on simulated data only)."""
+def oracle_scores(
+    shop: Any, split: TimeSplit, config: TrainConfig
+) -> tuple[np.ndarray | None, str]:
+    """The simulator's churn probability for each test row, and its name (churn only).
+
+    On a pure BG/NBD world (``features.simulate_bgnbd``) it is the closed-form
+    Bayes-optimal posterior, the ``oracle``; on the rich simulated shop it uses
+    hidden state no model can see, so it is called the ``ceiling``.
+    """
     if shop is None or config.target != "churn":
-        return None
+        return None, "oracle"
     from features.simulate import oracle_churn_probability
 
+    own = getattr(shop, "oracle_churn_probability", None)
+    name = "oracle" if own is not None else "ceiling"
     cutoffs = pd.DatetimeIndex(split.test.index.get_level_values("cutoff"))
     ids = split.test.index.get_level_values("customer_id")
     out = np.full(len(split.test), np.nan)
     for cutoff in split.test_cutoffs:
         rows = cutoffs == cutoff
-        truth = oracle_churn_probability(shop, cutoff.date(), config.horizon_days)
+        if own is not None:
+            truth = own(cutoff.date(), config.horizon_days)
+        else:
+            truth = oracle_churn_probability(shop, cutoff.date(), config.horizon_days)
         out[rows] = truth.reindex(ids[rows]).to_numpy(dtype="float64")
     if np.isnan(out).any():
         raise ValueError(
-            f"the oracle has no probability for {int(np.isnan(out).sum())} test customers: "
+            f"the {name} has no probability for {int(np.isnan(out).sum())} test customers: "
             "is `truth` the shop these tables were simulated from?"
         )
-    return out
+    return out, name
 
 
 def score_origin(
@@ -267,23 +279,25 @@ def score_origin(
         random_state=config.seed,
     )
     X_test, y_test = xy(split.test, prepared.feature_set, prepared.label)
+    oracle, oracle_name = oracle_scores(truth, split, config)
     return OriginScores(
         test_cutoff=split.test_cutoff,
         y=y_test,
         model=model.predict_proba(X_test),
         baselines=baseline_scores(fitted, split.test),
-        oracle=oracle_scores(truth, split, config),
+        oracle=oracle,
+        oracle_name=oracle_name,
     )
 
 
 def evaluate(scores: list[OriginScores], config: TrainConfig) -> Evaluation:
     """Means, intervals and verdict of the scored origins (pure)."""
-    from training.baselines import PROBABILISTIC_BASELINES
+    from training.baselines import probabilistic_baselines
     from training.evaluation import evaluate_origins
 
     return evaluate_origins(
         scores,
-        probabilistic=PROBABILISTIC_BASELINES,
+        probabilistic=probabilistic_baselines(config.target),
         contact_cost=config.contact_cost,
         offer_value=config.offer_value,
         resamples=config.bootstrap_resamples,

@@ -3,13 +3,15 @@
 ``run_and_record`` opens the run, calls the pipeline's steps (tune, fit per
 origin, score, evaluate), logs every figure under the names serving and the
 notebooks read (``test_<metric>`` = model mean over origins,
-``baseline_<name>_<metric>``, ``oracle_<metric>``, ``origin<k>_…`` per origin,
+``baseline_<name>_<metric>``, ``oracle_<metric>`` on a BG/NBD world or
+``ceiling_<metric>`` on the rich simulated shop, ``origin<k>_…`` per origin,
 ``delta_roc_auc_<baseline>[_ci_low|_ci_high]``), logs the model, registers it
 and applies the gate.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from features.schema import ShopTables
@@ -26,6 +28,19 @@ from training.pipeline import (
     tune_params,
 )
 from training.run_report import xy
+
+
+@dataclass(frozen=True)
+class FittedRun:
+    """Everything a run has fitted and evaluated, handed to the logging and gating steps."""
+
+    tables: ShopTables
+    config: TrainConfig
+    prepared: Prepared
+    run: Any
+    model: Any
+    scores: list
+    evaluation: Evaluation
 
 
 def tracking_config(config: TrainConfig):
@@ -52,7 +67,7 @@ def record_evaluation(evaluation: Evaluation, validation: dict[str, float]) -> N
     for name, row in evaluation.baselines.iterrows():
         tracking.log_metrics(row.dropna().to_dict(), prefix=f"baseline_{name}_")
     if evaluation.oracle_metrics is not None:
-        tracking.log_metrics(evaluation.oracle_metrics, prefix="oracle_")
+        tracking.log_metrics(evaluation.oracle_metrics, prefix=f"{evaluation.reference}_")
     tracking.log_metrics(origin_metric_names(evaluation))
     tracking.log_metrics(evaluation.delta_metrics())
     mlflow.log_table(evaluation.comparison.reset_index(names="scorer"), "comparison.json")
@@ -120,12 +135,14 @@ def run_and_record(
         record_evaluation(evaluation, validation)
         say(f"verdict: {evaluation.verdict}")
         bgnbd = _bgnbd_experiment(prepared, config, best_params, scores[0], say)
-        return _log_model_and_gate(
-            tables, config, prepared, run, model, scores, evaluation,
-            extras={"fingerprint": fingerprint, "best_params": best_params,
-                    "validation": validation, "bgnbd": bgnbd},
-            say=say,
-        )  # fmt: skip
+        fitted = FittedRun(tables, config, prepared, run, model, scores, evaluation)
+        extras = {
+            "fingerprint": fingerprint,
+            "best_params": best_params,
+            "validation": validation,
+            "bgnbd": bgnbd,
+        }
+        return _log_model_and_gate(fitted, extras, say)
 
 
 def _validation_metrics(y, p, config: TrainConfig) -> dict[str, float]:
@@ -181,9 +198,7 @@ def _bgnbd_experiment(prepared: Prepared, config: TrainConfig, params: dict, new
     return result
 
 
-def _log_model_and_gate(
-    tables, config, prepared, run, model, scores, evaluation, *, extras, say
-) -> TrainResult:
+def _log_model_and_gate(fitted: FittedRun, extras: dict, say: Progress) -> TrainResult:
     """Log the model and drift reference, register and gate it, write the report; the result."""
     import mlflow
 
@@ -191,6 +206,8 @@ def _log_model_and_gate(
     from training.reference import log_training_reference
     from training.registry import promote_if_better, register
 
+    config, prepared, run, model = fitted.config, fitted.prepared, fitted.run, fitted.model
+    scores, evaluation = fitted.scores, fitted.evaluation
     target, newest = config.target, prepared.origins.newest
     say("logging the model and applying the promotion gate")
     champion_metrics, new_on_same = champion_on_same_origins(target, prepared, scores, config)
@@ -224,9 +241,7 @@ def _log_model_and_gate(
     report_path = None
     if config.report:
         say("plots and the model report")
-        report_path = _report(
-            tables, config, prepared, run, model, scores, evaluation, notes, extras["fingerprint"]
-        )
+        report_path = _report(fitted, notes, extras["fingerprint"])
     return TrainResult(
         target=target,
         metrics=evaluation.metrics,
@@ -301,34 +316,35 @@ def _calibration_notes(prepared: Prepared, evaluation: Evaluation) -> list[str]:
     ]
 
 
-def _report(tables, config, prepared, run, model, scores, evaluation, notes, fingerprint) -> str:
+def _report(fitted: FittedRun, notes: list[str], fingerprint: str) -> str:
     """Figures and the HTML report logged to the run; returns the report's artifact URI."""
     import mlflow
 
     from training import tracking
-    from training.run_report import close_figures, plots_and_report
+    from training.run_report import ReportInputs, close_figures, plots_and_report
 
+    tables, config, prepared = fitted.tables, fitted.config, fitted.prepared
+    run, model, scores, evaluation = fitted.run, fitted.model, fitted.scores, fitted.evaluation
     newest = prepared.origins.newest
     table = prepared.table
-    figures, html = plots_and_report(
-        model=model,
-        split=newest,
-        feature_set=prepared.feature_set,
-        label=prepared.label,
-        config=config,
+    summary = {
+        "source": tables.source or "(in memory)",
+        "data fingerprint": fingerprint,
+        "feature set": f"{prepared.feature_set.name} ({len(prepared.feature_set.names)} features)",
+        "omitted features": ", ".join(table.attrs.get("omitted_features", [])) or "none",
+        "test origins": ", ".join(c.date().isoformat() for c in prepared.origins.test_cutoffs),
+        **{k: ", ".join(v) if isinstance(v, list) else v for k, v in newest.describe().items()},
+    }
+    inputs = ReportInputs(
         comparison=evaluation.comparison,
         metrics=evaluation.metrics,
         baseline_test_scores=dict(scores[0].baselines),
-        data_summary={
-            "source": tables.source or "(in memory)",
-            "data fingerprint": fingerprint,
-            "feature set": f"{prepared.feature_set.name} ({len(prepared.feature_set.names)} features)",
-            "omitted features": ", ".join(table.attrs.get("omitted_features", [])) or "none",
-            "test origins": ", ".join(c.date().isoformat() for c in prepared.origins.test_cutoffs),
-            **{k: ", ".join(v) if isinstance(v, list) else v for k, v in newest.describe().items()},
-        },
+        data_summary=summary,
         notes=notes,
         deltas=evaluation.deltas,
+    )
+    figures, html = plots_and_report(
+        model, newest, prepared.feature_set, prepared.label, config, inputs
     )
     tracking.log_figures(figures)
     mlflow.log_text(html, "report/model_report.html")

@@ -6,6 +6,7 @@ model's test period); the comparison table they show is the mean over origins.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -24,19 +25,30 @@ def xy(
     return period[feature_set.names], period[label].to_numpy(dtype=bool)
 
 
+@dataclass(frozen=True)
+class ReportInputs:
+    """What the report shows beyond the model and its newest test period.
+
+    ``comparison`` and ``metrics`` are means over the test origins; ``deltas``
+    the ROC-AUC differences with their intervals; ``baseline_test_scores`` the
+    baselines' scores on the newest origin's test rows.
+    """
+
+    comparison: pd.DataFrame
+    metrics: dict[str, float]
+    baseline_test_scores: dict[str, np.ndarray]
+    data_summary: dict[str, Any]
+    notes: list[str]
+    deltas: pd.DataFrame | None = None
+
+
 def plots_and_report(
-    *,
     model: WinbackClassifier,
     split: TimeSplit,
     feature_set: FeatureSet,
     label: str,
     config: TrainConfig,
-    comparison: pd.DataFrame,
-    metrics: dict[str, float],
-    baseline_test_scores: dict[str, np.ndarray],
-    data_summary: dict[str, Any],
-    notes: list[str],
-    deltas: pd.DataFrame | None = None,
+    inputs: ReportInputs,
     max_explained: int = 2000,
 ) -> tuple[dict[str, Any], str]:
     """The run's figures (name → matplotlib figure) and its self-contained HTML report.
@@ -44,6 +56,7 @@ def plots_and_report(
     SHAP contributions and reasons use at most ``max_explained`` test customers
     (a seeded sample): ``pred_contrib`` is the slow part of a report.
     """
+    comparison, metrics = inputs.comparison, inputs.metrics
     from training import plots
     from training.metrics import lift_table, profit_curve
     from training.reasons import reason_codes, reason_frequencies
@@ -51,7 +64,7 @@ def plots_and_report(
 
     X_test, y_test = xy(split.test, feature_set, label)
     p_test = model.predict_proba(X_test)
-    scores = {"model": p_test, **baseline_test_scores}
+    scores = {"model": p_test, **inputs.baseline_test_scores}
     sample = X_test
     if len(X_test) > max_explained:
         sample = X_test.sample(max_explained, random_state=config.seed)
@@ -85,14 +98,14 @@ def plots_and_report(
         metrics=metrics,
         comparison=comparison,
         figures={name.replace("_", " "): fig for name, fig in figures.items()},
-        data_summary=data_summary,
+        data_summary=inputs.data_summary,
         label_summary=label_summary,
         calibration=calibration,
         lift=lift_table(y_test, p_test),
         reasons=reason_frequencies(reason_codes(contributions, sample)),
         segments=segments,
-        notes=notes,
-        deltas=deltas,
+        notes=inputs.notes,
+        deltas=inputs.deltas,
     )
     return figures, html
 

@@ -33,11 +33,15 @@ REPORT_INTERVAL = 10
 
 
 def search_space(trial: optuna.Trial) -> dict[str, Any]:
-    """The LightGBM parameters Optuna explores, as ``WinbackClassifier`` keyword arguments."""
+    """The LightGBM parameters Optuna explores, as ``WinbackClassifier`` keyword arguments.
+
+    Centred on small, regularised trees (the defaults: 7 leaves, 200 per leaf),
+    which generalised best across shops over rolling origins.
+    """
     return {
-        "learning_rate": trial.suggest_float("learning_rate", 0.02, 0.3, log=True),
-        "num_leaves": trial.suggest_int("num_leaves", 8, 128, log=True),
-        "min_child_samples": trial.suggest_int("min_child_samples", 10, 400, log=True),
+        "learning_rate": trial.suggest_float("learning_rate", 0.01, 0.2, log=True),
+        "num_leaves": trial.suggest_int("num_leaves", 4, 64, log=True),
+        "min_child_samples": trial.suggest_int("min_child_samples", 20, 800, log=True),
         "subsample": trial.suggest_float("subsample", 0.5, 1.0),
         "colsample_bytree": trial.suggest_float("colsample_bytree", 0.4, 1.0),
         "reg_lambda": trial.suggest_float("reg_lambda", 1e-3, 30.0, log=True),
@@ -98,82 +102,12 @@ def _finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     return study.get_trials(deepcopy=False, states=done)
 
 
-def tune(
-    train: pd.DataFrame | list[pd.DataFrame],
-    validation: pd.DataFrame | list[pd.DataFrame],
-    config: TrainConfig,
-    n_trials: int,
-    storage: str | None = None,
-    study_name: str | None = None,
-    *,
-    feature_set: FeatureSet | None = None,
-    label_col: str | None = None,
-) -> TuningResult:
-    """Search LightGBM parameters that maximise validation ROC-AUC (mean over origins).
+def _objective(periods: list, config: TrainConfig, feature_set: FeatureSet, study_name: str):
+    """The Optuna objective: mean validation ROC-AUC over ``periods`` ((train, validation) pairs).
 
-    Parameters
-    ----------
-    train, validation
-        Training-table periods (features + label column), e.g. from ``time_split``;
-        or one list of each, an entry per test origin (the first is pruned on).
-    config
-        Gives the seed, threads, early stopping and the untuned defaults.
-    n_trials
-        Total number of finished trials the study should hold; a resumed study
-        only runs the ones still missing.
-    storage, study_name
-        Optuna storage URL (default: SQLite under ``./mlruns``) and study name
-        (default ``winback-<target>``; include a data fingerprint to keep studies
-        on different data apart).
-    feature_set, label_col
-        Columns to train on (default: the frame's columns other than labels and
-        ``future_*`` outcomes) and the label column (default: the target's).
-
-    Returns
-    -------
-    TuningResult
-        ``best_params`` are keyword arguments for ``WinbackClassifier``.
+    The pruner watches the first period; each trial is a nested MLflow run
+    when a run is active.
     """
-    if n_trials < 1:
-        raise ValueError(f"n_trials must be at least 1, got {n_trials}")
-    label_col = label_col or label_column(config.target)
-    trains = train if isinstance(train, list) else [train]
-    validations = validation if isinstance(validation, list) else [validation]
-    if len(trains) != len(validations) or not trains:
-        raise ValueError(
-            f"tune needs one validation period per training period, got {len(trains)} "
-            f"and {len(validations)}"
-        )
-    for name, frame in (("train", trains[0]), ("validation", validations[0])):
-        if label_col not in frame.columns:
-            raise ValueError(f"{name} period has no label column {label_col!r}")
-    if feature_set is None:
-        from training.model import infer_feature_set
-
-        first = trains[0]
-        outcome = [c for c in first.columns if c == label_col or str(c).startswith("future_")]
-        feature_set = infer_feature_set(first.drop(columns=outcome), name="tuning")
-    periods = [
-        (
-            (t[feature_set.names], t[label_col].to_numpy(dtype=bool)),
-            (v[feature_set.names], v[label_col].to_numpy(dtype=bool)),
-        )
-        for t, v in zip(trains, validations, strict=True)
-    ]
-
-    storage = storage or default_storage()
-    study_name = study_name or f"winback-{config.target}"
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(
-        study_name=study_name,
-        storage=storage,
-        direction="maximize",
-        sampler=optuna.samplers.TPESampler(seed=config.seed),
-        pruner=optuna.pruners.MedianPruner(
-            n_startup_trials=5, n_warmup_steps=5 * REPORT_INTERVAL, interval_steps=1
-        ),
-        load_if_exists=True,
-    )
     mlflow = sys.modules.get("mlflow")
     parent = mlflow.active_run() if mlflow is not None else None
 
@@ -221,16 +155,39 @@ def tune(
                             }
                         )
 
-    already = len(_finished(study))
-    remaining = max(0, n_trials - already)
-    if remaining:
-        study.optimize(
-            objective,
-            n_trials=remaining,
-            timeout=config.tune_timeout_seconds,
-            gc_after_trial=False,
-            show_progress_bar=False,
+    return objective
+
+
+def _periods(train, validation, label_col: str, feature_set: FeatureSet | None):
+    """((X, y) train, (X, y) validation) per origin, and the feature set used."""
+    trains = train if isinstance(train, list) else [train]
+    validations = validation if isinstance(validation, list) else [validation]
+    if len(trains) != len(validations) or not trains:
+        raise ValueError(
+            f"tune needs one validation period per training period, got {len(trains)} "
+            f"and {len(validations)}"
         )
+    for name, frame in (("train", trains[0]), ("validation", validations[0])):
+        if label_col not in frame.columns:
+            raise ValueError(f"{name} period has no label column {label_col!r}")
+    if feature_set is None:
+        from training.model import infer_feature_set
+
+        first = trains[0]
+        outcome = [c for c in first.columns if c == label_col or str(c).startswith("future_")]
+        feature_set = infer_feature_set(first.drop(columns=outcome), name="tuning")
+    periods = [
+        (
+            (t[feature_set.names], t[label_col].to_numpy(dtype=bool)),
+            (v[feature_set.names], v[label_col].to_numpy(dtype=bool)),
+        )
+        for t, v in zip(trains, validations, strict=True)
+    ]
+    return periods, feature_set
+
+
+def _result(study: optuna.Study, study_name: str, storage: str, remaining: int) -> TuningResult:
+    """The study's best trial and counts (an error when no trial completed)."""
     finished = _finished(study)
     complete = [t for t in finished if t.state == optuna.trial.TrialState.COMPLETE]
     if not complete:
@@ -248,3 +205,72 @@ def tune(
         n_pruned=len(finished) - len(complete),
         n_run=remaining,
     )
+
+
+def tune(
+    train: pd.DataFrame | list[pd.DataFrame],
+    validation: pd.DataFrame | list[pd.DataFrame],
+    config: TrainConfig,
+    n_trials: int,
+    storage: str | None = None,
+    study_name: str | None = None,
+    *,
+    feature_set: FeatureSet | None = None,
+    label_col: str | None = None,
+) -> TuningResult:
+    """Search LightGBM parameters that maximise validation ROC-AUC (mean over origins).
+
+    Parameters
+    ----------
+    train, validation
+        Training-table periods (features + label column), e.g. from ``time_split``;
+        or one list of each, an entry per test origin (the first is pruned on).
+    config
+        Gives the seed, threads, early stopping and the untuned defaults.
+    n_trials
+        Total number of finished trials the study should hold; a resumed study
+        only runs the ones still missing.
+    storage, study_name
+        Optuna storage URL (default: SQLite under ``./mlruns``) and study name
+        (default ``winback-<target>``; include a data fingerprint to keep studies
+        on different data apart).
+    feature_set, label_col
+        Columns to train on (default: the frame's columns other than labels and
+        ``future_*`` outcomes) and the label column (default: the target's).
+
+    Returns
+    -------
+    TuningResult
+        ``best_params`` are keyword arguments for ``WinbackClassifier``.
+    """
+    if n_trials < 1:
+        raise ValueError(f"n_trials must be at least 1, got {n_trials}")
+    label_col = label_col or label_column(config.target)
+    periods, feature_set = _periods(train, validation, label_col, feature_set)
+
+    storage = storage or default_storage()
+    study_name = study_name or f"winback-{config.target}"
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(
+        study_name=study_name,
+        storage=storage,
+        direction="maximize",
+        sampler=optuna.samplers.TPESampler(seed=config.seed),
+        pruner=optuna.pruners.MedianPruner(
+            n_startup_trials=5, n_warmup_steps=5 * REPORT_INTERVAL, interval_steps=1
+        ),
+        load_if_exists=True,
+    )
+    objective = _objective(periods, config, feature_set, study_name)
+
+    already = len(_finished(study))
+    remaining = max(0, n_trials - already)
+    if remaining:
+        study.optimize(
+            objective,
+            n_trials=remaining,
+            timeout=config.tune_timeout_seconds,
+            gc_after_trial=False,
+            show_progress_bar=False,
+        )
+    return _result(study, study_name, storage, remaining)

@@ -22,8 +22,9 @@ def load_tables(
     """``(tables, truth)``: validated tables, and the simulator's ground truth when simulated.
 
     ``truth`` is the :class:`features.simulate.SimulatedShop` for a simulated shop
-    (generated now, or a folder written by ``winback data simulate``) and ``None``
-    for a user's data.
+    (generated now, or a folder written by ``winback data simulate``), the
+    :class:`features.simulate_bgnbd.BgNbdWorld` for a folder written by
+    ``winback data simulate --process bgnbd``, and ``None`` for a user's data.
     """
     if config is None:
         from winback.config import load_config
@@ -44,6 +45,11 @@ def load_tables(
 
         shop = read_shop(data)
         return shop.tables, shop
+    from features.simulate_bgnbd import CONFIG_FILE, read_bgnbd_world
     from features.sources import load_shop
+
+    if data.is_dir() and (data / CONFIG_FILE).exists() and mapping is None:
+        tables = load_shop(data).tables
+        return tables, read_bgnbd_world(data, tables)
 
     return load_shop(data, mapping).tables, None

@@ -161,7 +161,7 @@ def test_end_to_end_runs_record_gate_and_reproduce(small_shop, tmp_path, monkeyp
     # a one-tree stump loses to logistic regression: champion (nothing else to score with)
     # but tagged, and the verdict says so
     assert "logistic" in first.loses_to and "does not beat" in first.verdict
-    assert "loses to logistic" in first.gate_reason
+    assert "loses to recency" in first.gate_reason and "logistic (ROC-AUC Δ -" in first.gate_reason
     assert steps[0] == "building the training table"
 
     config = small_config(root, tune_trials=2)
@@ -186,8 +186,9 @@ def test_end_to_end_runs_record_gate_and_reproduce(small_shop, tmp_path, monkeyp
 
     # what the run recorded
     assert list(second.comparison.index[:1]) == ["model"]
-    assert {"recency", "rfm", "logistic", "bgnbd", "oracle"} <= set(second.comparison.index)
-    assert 0.5 < second.metrics["roc_auc"] <= second.oracle_metrics["roc_auc"] + 0.05
+    # the rich shop's hidden-state probabilities are a ceiling, not a reachable oracle
+    assert {"recency", "rfm", "logistic", "bgnbd", "ceiling"} <= set(second.comparison.index)
+    assert second.metrics["roc_auc"] < second.oracle_metrics["roc_auc"]
     assert set(second.bgnbd_feature) == {
         "roc_auc_without",
         "roc_auc_with",
@@ -201,7 +202,7 @@ def test_end_to_end_runs_record_gate_and_reproduce(small_shop, tmp_path, monkeyp
     assert run.data.tags["data_fingerprint"] == second.fingerprint
     assert run.data.params["feature_set"] == second.feature_set.name
     assert "test_roc_auc" in run.data.metrics and "baseline_rfm_roc_auc" in run.data.metrics
-    assert "oracle_roc_auc" in run.data.metrics
+    assert "ceiling_roc_auc" in run.data.metrics and "oracle_roc_auc" not in run.data.metrics
     for name in ("recency", "rfm", "logistic", "bgnbd"):
         low = run.data.metrics[f"delta_roc_auc_{name}_ci_low"]
         assert low <= run.data.metrics[f"delta_roc_auc_{name}"]

@@ -93,9 +93,12 @@ def _summary_cells(trained) -> list[str]:
     """Model, best baseline, its interval, oracle and registry cells of one trained target."""
     comparison = trained.comparison
     model = comparison.loc["model"]
-    baselines = comparison.drop(index=[i for i in ("model", "oracle") if i in comparison.index])
+    references = [i for i in ("oracle", "ceiling") if i in comparison.index]
+    baselines = comparison.drop(index=["model", *references])
     best = baselines["roc_auc"].idxmax() if len(baselines) else None
-    oracle = comparison.loc["oracle", "roc_auc"] if "oracle" in comparison.index else None
+    oracle = None
+    if references:
+        oracle = f"{references[0]} {_fmt(comparison.loc[references[0], 'roc_auc'])}"
     delta = ""
     deltas = trained.evaluation.deltas
     if best is not None and best in deltas.index:
@@ -114,7 +117,7 @@ def _summary_cells(trained) -> list[str]:
         f"{_fmt(model['roc_auc'])} / {_fmt(model['pr_auc'])}",
         f"{best}: {_fmt(baselines.loc[best, 'roc_auc'])}" if best else "–",
         delta,
-        _fmt(oracle),
+        oracle or "–",
         registry,
     ]
 
@@ -131,7 +134,7 @@ def _print_summary(console, result, wall: float) -> None:
     table.add_column("model", justify="right")
     table.add_column("best baseline", justify="right")
     table.add_column("Δ [95% CI]", justify="right")
-    table.add_column("oracle", justify="right")
+    table.add_column("oracle / ceiling", justify="right")
     table.add_column("registry")
     for target, trained in result.training.items():
         table.add_row(target, *_summary_cells(trained))

@@ -44,7 +44,7 @@ def comparison_rich_table(result: Any):
     for column in comparison.columns:
         table.add_column(HEADERS.get(column, column), justify="right")
     for name, row in comparison.iterrows():
-        style = "bold" if name == "model" else ("dim" if name == "oracle" else None)
+        style = "bold" if name == "model" else ("dim" if name in ("oracle", "ceiling") else None)
         table.add_row(str(name), *(_fmt(v) for v in row.tolist()), style=style)
     return table
 
@@ -158,19 +158,7 @@ def train(
     console.print(comparison_rich_table(result))
     if result.evaluation is not None:
         console.print(deltas_rich_table(result))
-    if result.bgnbd_feature is not None:
-        b = result.bgnbd_feature
-        verdict = "helps" if b["helps"] else "does not help"
-        console.print(
-            f"BG/NBD expected purchases as a feature {verdict}: test ROC-AUC "
-            f"{b['roc_auc_without']:.4f} → {b['roc_auc_with']:.4f}"
-        )
-    console.print(f"calibration: {result.calibration_method}; MLflow run {result.run_id}")
-    for note in result.notes:
-        if "instead of" in note:
-            console.print(f"[yellow]note: {note}[/yellow]")
-    if result.model_version is not None:
-        console.print(gate_line(result))
+    print_outcome(console, result)
 
 
 def train_uplift_command(console, data, mapping, train_config, sections, seed: int | None) -> None:
@@ -201,3 +189,20 @@ def train_uplift_command(console, data, mapping, train_config, sections, seed: i
     )
     word = "[green]champion[/green]" if trained.promoted else "[yellow]challenger[/yellow]"
     console.print(f"winback-uplift version {trained.version} is {word}: {trained.reason}")
+
+
+def print_outcome(console, result: Any) -> None:
+    """BG/NBD feature experiment, calibration, notes and the registry outcome."""
+    if result.bgnbd_feature is not None:
+        b = result.bgnbd_feature
+        verdict = "helps" if b["helps"] else "does not help"
+        console.print(
+            f"BG/NBD expected purchases as a feature {verdict}: newest-origin ROC-AUC "
+            f"{b['roc_auc_without']:.4f} → {b['roc_auc_with']:.4f}"
+        )
+    console.print(f"calibration: {result.calibration_method}; MLflow run {result.run_id}")
+    for note in result.notes:
+        if "instead of" in note or note.startswith("calibration:"):
+            console.print(f"[yellow]note: {note}[/yellow]")
+    if result.model_version is not None:
+        console.print(gate_line(result))
