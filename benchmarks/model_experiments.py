@@ -46,6 +46,8 @@ CANDIDATES: dict[str, dict] = {
     },
     "regularised": {"refit_on_validation": False},
     "regularised+refit": {"refit_on_validation": True},
+    "regularised+3 validation cutoffs": {"validation_cutoffs": 3},
+    "regularised+logloss stopping": {"eval_metric": "binary_logloss"},
 }
 
 
@@ -70,13 +72,17 @@ def run(args) -> pd.DataFrame:
     for data_name, (tables, truth) in datasets(args).items():
         for target in args.targets:
             base = TrainConfig(target=target, num_threads=args.threads)
-            try:
-                prepared = prepare(tables, base)
-            except ValueError as exc:
-                print(f"{data_name} {target}: skipped — {exc}")
-                continue
+            prepared_by_split = {}
             for name in args.candidates:
                 config = base.model_copy(update=CANDIDATES[name])
+                key = config.validation_cutoffs
+                try:
+                    if key not in prepared_by_split:
+                        prepared_by_split[key] = prepare(tables, config)
+                except ValueError as exc:
+                    print(f"{data_name} {target} {name}: skipped — {exc}")
+                    continue
+                prepared = prepared_by_split[key]
                 started = time.process_time()
                 models = [
                     fit_origin(s, prepared.feature_set, prepared.label, config, {})

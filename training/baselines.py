@@ -338,32 +338,27 @@ class BgNbdBaseline:
             train["frequency"], train["recency"], train["T"]
         )
         self.rfm_ = rfm
-        self.sign_ = -1.0 if self.target == "churn" else 1.0
         return self
+
+    def _per_row(self, table: pd.DataFrame, method: str, default: float) -> np.ndarray:
+        """The fitter's ``method`` over the horizon per row; ``default`` without a purchase yet."""
+        rows = self.rfm_.reindex(_cutoff_keys(table.index))
+        known = rows["frequency"].notna().to_numpy()
+        out = np.full(len(table), default)
+        if known.any():
+            r = rows[known]
+            out[known] = getattr(self.fitter_, method)(
+                self.horizon_days, r["frequency"], r["recency"], r["T"]
+            )
+        return out
 
     def expected_purchases(self, table: pd.DataFrame) -> np.ndarray:
         """Expected purchases in the horizon for each row (0 for customers without a purchase)."""
-        rows = self.rfm_.reindex(_cutoff_keys(table.index))
-        known = rows["frequency"].notna().to_numpy()
-        out = np.zeros(len(table))
-        if known.any():
-            r = rows[known]
-            out[known] = self.fitter_.expected_purchases(
-                self.horizon_days, r["frequency"], r["recency"], r["T"]
-            )
-        return out
+        return self._per_row(table, "expected_purchases", 0.0)
 
     def probability_no_purchase(self, table: pd.DataFrame) -> np.ndarray:
         """P(no order in the horizon) per row (1 for customers without a purchase yet)."""
-        rows = self.rfm_.reindex(_cutoff_keys(table.index))
-        known = rows["frequency"].notna().to_numpy()
-        out = np.ones(len(table))
-        if known.any():
-            r = rows[known]
-            out[known] = self.fitter_.probability_no_purchase(
-                self.horizon_days, r["frequency"], r["recency"], r["T"]
-            )
-        return out
+        return self._per_row(table, "probability_no_purchase", 1.0)
 
     def score(self, table: pd.DataFrame) -> np.ndarray:
         if self.target == "churn":

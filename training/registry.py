@@ -570,6 +570,7 @@ class ModelSummary:
     gate_reason: str
     run_id: str
     created_at: str
+    loses_to: str = ""
 
 
 def _summary(target: str, mv: ModelVersion, champion_version: str | None) -> ModelSummary:
@@ -596,6 +597,7 @@ def _summary(target: str, mv: ModelVersion, champion_version: str | None) -> Mod
         gate_reason=tags.get("gate_reason", ""),
         run_id=mv.run_id or "",
         created_at=created,
+        loses_to=tags.get("loses_to", ""),
     )
 
 

@@ -147,10 +147,16 @@ def train(
     def progress(message: str) -> None:
         console.print(f"[cyan]›[/cyan] {message}")
 
+    from training.pipeline import UnsupportedTargetError
+
     try:
         progress("loading data" if data else "simulating the demo shop")
         tables, truth = load_tables(data, mapping, config=sections)
         result = train_target(tables, train_config, truth=truth, progress=progress)
+    except UnsupportedTargetError as exc:
+        reason = str(exc).splitlines()[0]
+        console.print(f"[red]the data cannot support the {target} target: {reason}[/red]")
+        raise typer.Exit(2) from None
     except (FileNotFoundError, ValueError) as exc:
         console.print(f"[red]training failed: {exc}[/red]")
         raise typer.Exit(2) from None
