@@ -138,9 +138,11 @@ def _print_summary(console, result, wall: float) -> None:
     table.add_column("registry")
     for target, trained in result.training.items():
         table.add_row(target, *_summary_cells(trained))
-    for target, reason in result.skipped.items():
-        table.add_row(target, "skipped", reason, "", "", "", style="yellow")
+    for target in result.skipped:
+        table.add_row(target, "skipped", "", "", "", "", style="yellow")
     console.print(table)
+    for target, reason in result.skipped.items():
+        console.print(f"[yellow]{target} skipped: {reason}[/yellow]")
     for target, trained in result.training.items():
         colour = "green" if not trained.evaluation.not_beaten else "red"
         console.print(f"[{colour}]{target}: {trained.verdict}[/{colour}]")
