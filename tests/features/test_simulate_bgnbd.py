@@ -72,3 +72,20 @@ def test_the_true_parameters_beat_wrong_ones(world):
             world.tables.transactions, CUTOFF, HORIZON, replace(world.config, **change)
         )
         assert classification_metrics(y, wrong.to_numpy())["log_loss"] > best + 0.002, change
+
+
+def test_written_world_loads_through_the_contract_with_its_oracle(tmp_path):
+    from features.simulate_bgnbd import write_bgnbd_world
+    from winback.shop import load_tables
+
+    world = simulate_bgnbd_world(BgNbdWorldConfig(customers=200, seed=1))
+    write_bgnbd_world(world, tmp_path / "world")
+    assert sorted(p.name for p in (tmp_path / "world").iterdir()) == [
+        "bgnbd_world.json",
+        "transactions.parquet",
+    ]
+    tables, truth = load_tables(tmp_path / "world", config=None)
+    assert truth.config == world.config
+    assert len(tables.transactions) == len(world.tables.transactions)
+    p = truth.oracle_churn_probability(CUTOFF, HORIZON)
+    pd.testing.assert_series_equal(p, world.oracle_churn_probability(CUTOFF, HORIZON))
