@@ -64,7 +64,8 @@ def dataset_rows(name: str, tables, truth, targets, store: Path) -> list[dict]:
         try:
             result = train_target(tables, config, truth=truth)
         except UnsupportedTargetError as exc:
-            rows.append({"data": name, "target": target, "scorer": f"skipped: {exc}"[:90]})
+            rows.append({"data": name, "target": target, "scorer": "skipped"})
+            print(f"{name} {target}: skipped — {str(exc).splitlines()[0]}", flush=True)
             continue
         deltas = result.evaluation.deltas
         for scorer, metrics in result.comparison.iterrows():
@@ -100,7 +101,7 @@ def main() -> None:
     table = pd.DataFrame(rows).set_index(["data", "target", "scorer"])
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print("\nmean over test origins; ΔAUC = model − baseline, paired bootstrap 95% interval")
-        print(table.round(4).fillna("").to_string())
+        print(table.round(4).astype(object).fillna("").to_string())
     print(f"\n{time.process_time() - cpu:.0f} s CPU, {time.perf_counter() - wall:.0f} s wall")
 
 
