@@ -278,12 +278,16 @@ def _cutoff_keys(index: pd.MultiIndex) -> pd.MultiIndex:
 
 
 class BgNbdBaseline:
-    """BG/NBD expected purchases in the horizon, as a ranking score.
+    """BG/NBD in the horizon: a probability for churn and reactivation, a ranking for vip.
+
+    Churn scores P(no order in the horizon), reactivation one minus it (both in
+    closed form, so log loss, Brier and ECE apply); vip ranks by expected
+    purchases.
 
     Parameters
     ----------
     target
-        Churn ranks by fewer expected purchases; vip and reactivation by more.
+        ``"churn"``, ``"vip"`` or ``"reactivation"``.
     horizon_days
         Length of the label horizon (the ``t`` of the expectation).
     rfm
@@ -334,23 +338,34 @@ class BgNbdBaseline:
             train["frequency"], train["recency"], train["T"]
         )
         self.rfm_ = rfm
-        self.sign_ = -1.0 if self.target == "churn" else 1.0
         return self
 
-    def expected_purchases(self, table: pd.DataFrame) -> np.ndarray:
-        """Expected purchases in the horizon for each row (0 for customers without a purchase)."""
+    def _per_row(self, table: pd.DataFrame, method: str, default: float) -> np.ndarray:
+        """The fitter's ``method`` over the horizon per row; ``default`` without a purchase yet."""
         rows = self.rfm_.reindex(_cutoff_keys(table.index))
         known = rows["frequency"].notna().to_numpy()
-        out = np.zeros(len(table))
+        out = np.full(len(table), default)
         if known.any():
             r = rows[known]
-            out[known] = self.fitter_.expected_purchases(
+            out[known] = getattr(self.fitter_, method)(
                 self.horizon_days, r["frequency"], r["recency"], r["T"]
             )
         return out
 
+    def expected_purchases(self, table: pd.DataFrame) -> np.ndarray:
+        """Expected purchases in the horizon for each row (0 for customers without a purchase)."""
+        return self._per_row(table, "expected_purchases", 0.0)
+
+    def probability_no_purchase(self, table: pd.DataFrame) -> np.ndarray:
+        """P(no order in the horizon) per row (1 for customers without a purchase yet)."""
+        return self._per_row(table, "probability_no_purchase", 1.0)
+
     def score(self, table: pd.DataFrame) -> np.ndarray:
-        return self.sign_ * self.expected_purchases(table)
+        if self.target == "churn":
+            return self.probability_no_purchase(table)
+        if self.target == "reactivation":
+            return 1.0 - self.probability_no_purchase(table)
+        return self.expected_purchases(table)
 
 
 def label_values(table: pd.DataFrame, label_col: str | None = None) -> np.ndarray:
@@ -410,8 +425,15 @@ def baseline_scores(baselines: Mapping[str, object], table: pd.DataFrame) -> dic
     return {name: baseline.score(table) for name, baseline in baselines.items()}
 
 
-#: Baselines whose score is a probability (so log loss, Brier and ECE apply).
+#: Baselines whose score is a probability for every target (so log loss, Brier and ECE apply).
 PROBABILISTIC_BASELINES = frozenset({"logistic"})
+
+
+def probabilistic_baselines(target: str) -> frozenset[str]:
+    """The baselines whose scores are probabilities for ``target`` (BG/NBD: churn, reactivation)."""
+    if target in ("churn", "reactivation"):
+        return PROBABILISTIC_BASELINES | {"bgnbd"}
+    return PROBABILISTIC_BASELINES
 
 
 def evaluate_baselines(
@@ -456,7 +478,9 @@ def evaluate_baselines(
     )
     y = label_values(split_test, label_col)
     rows = {
-        name: classification_metrics(y, score, probabilities=name in PROBABILISTIC_BASELINES)
+        name: classification_metrics(
+            y, score, probabilities=name in probabilistic_baselines(target)
+        )
         for name, score in baseline_scores(baselines, split_test).items()
     }
     out = pd.DataFrame.from_dict(rows, orient="index")

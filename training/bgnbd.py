@@ -247,6 +247,18 @@ class BetaGeoFitter:
         )
         return numerator * self.p_alive(x, t_x, age)
 
+    def probability_no_purchase(self, t, frequency, recency, T) -> np.ndarray:
+        """P(no purchase in the next ``t`` days | x, t_x, T), closed form.
+
+        ``(1 − P(alive)) + P(alive)·((α+T)/(α+T+t))^(r+x)``: dead customers never
+        buy; a live one's rate has the Gamma(r + x, α + T) posterior.
+        """
+        x, t_x, age = _as_arrays(frequency, recency, T)
+        p = self._params()
+        alive = self.p_alive(x, t_x, age)
+        silent = np.exp((p.r + x) * (np.log(p.alpha + age) - np.log(p.alpha + age + float(t))))
+        return (1.0 - alive) + alive * silent
+
     def expected_purchases_new_customer(self, t) -> np.ndarray:
         """Expected purchases in ``(0, t]`` for a customer just acquired (FHL 2005, eq. 7)."""
         p = self._params()

@@ -225,6 +225,29 @@ class WinbackClassifier(ClassifierMixin, BaseEstimator):
             self.calibration_scores_ = result.scores
         return self
 
+    def refit(
+        self, X: pd.DataFrame, y: Sequence[bool] | np.ndarray | pd.Series
+    ) -> WinbackClassifier:
+        """Refit the trees on ``X`` (train + validation) with the tree count early stopping chose.
+
+        Why: the validation period is the most recent labelled data; leaving it
+        out of the final trees throws away the rows closest to the test period.
+        The calibrator fitted on the held-out validation scores is kept (the
+        refitted trees see the same features; only their data grew).
+        """
+        self._check_fitted()
+        labels = _as_labels(y, len(X))
+        model = self._lgbm()
+        model.set_params(n_estimators=self.best_iteration_)
+        model.fit(
+            self._encode(X),
+            labels,
+            categorical_feature=self.feature_set_.categorical or "auto",
+        )
+        self.booster_ = model.booster_
+        self.refit_rows_ = len(X)
+        return self
+
     @staticmethod
     def _category_values(column: pd.Series) -> list[str]:
         values = column.dropna().astype(str).unique().tolist()

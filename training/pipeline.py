@@ -1,15 +1,21 @@
 """One training run for one target, from shop tables to a gated registered model.
 
-``train_target`` wires the steps, each a function of its own module:
+``train_target`` wires five steps:
 
-build the training table (``features.training_table``) → split by time
-(``training.split``) → tune (``training.tuning``, optional) → fit LightGBM and
-calibrate (``training.model``) → evaluate on the test cutoff
-(``training.metrics``) → baselines on the same split (``training.baselines``) →
-the simulator's oracle when the data is simulated → BG/NBD expected purchases
-as an extra feature (``training.bgnbd``) → plots and the HTML report
-(``training.plots``, ``training.report``) → MLflow run, model, registry and the
-promotion gate (``training.tracking``, ``training.registry``).
+* **prepare** — the training table, the feature set and the rolling test
+  origins (``training.origins``);
+* **fit** — per origin, LightGBM early-stopped on the origin's validation
+  period, calibrated on it and refitted on train + validation
+  (``training.model``; Optuna first when asked, ``training.tuning``);
+* **evaluate** — per origin the model, the baselines (``training.baselines``)
+  and on simulated data the oracle are scored on the same rows; the pure
+  ``training.evaluation`` turns them into means, paired bootstrap intervals
+  and a verdict;
+* **record** — the MLflow run: config, data fingerprint, every metric, the
+  model, plots and the HTML report (``training.tracking``, ``training.run_report``);
+* **gate** — the registry (``training.registry``): the newest origin's model is
+  registered; it becomes champion only if it beats the champion on the same
+  origins and loses to no baseline.
 
 It owns the MLflow run; nothing happens at import time.
 """
@@ -24,26 +30,15 @@ import numpy as np
 import pandas as pd
 
 from features.feature_sets import FeatureSet
-from features.redaction import redact_credentials
 from features.schema import ShopTables
 from training.config import TrainConfig, label_column, label_config
+from training.evaluation import SUMMARY_METRICS, Evaluation, OriginScores
 from training.model import WinbackClassifier, classifier_from_config, infer_feature_set
-from training.split import TimeSplit, time_split
+from training.origins import Origins, UnsupportedTargetError, origin_splits
+from training.run_report import xy
+from training.split import TimeSplit
 
-#: Name of the BG/NBD column added in the feature experiment.
-BGNBD_FEATURE = "bgnbd_expected_purchases"
-
-#: Metrics shown side by side for the model, the baselines and the oracle.
-SUMMARY_METRICS = (
-    "roc_auc",
-    "pr_auc",
-    "log_loss",
-    "brier",
-    "ece",
-    "lift_at_10",
-    "capture_at_10",
-    "expected_maximum_profit",
-)
+__all__ = ["SUMMARY_METRICS", "TrainResult", "UnsupportedTargetError", "train_target"]
 
 Progress = Callable[[str], None]
 
@@ -52,9 +47,10 @@ Progress = Callable[[str], None]
 class TrainResult:
     """What a training run produced and decided.
 
-    ``comparison`` has one row per scorer (``model``, each baseline, ``oracle``
-    when simulated) and the :data:`SUMMARY_METRICS` as columns, all on the same
-    test cutoff.
+    ``metrics`` and ``comparison`` are means over the test origins
+    (``comparison``: one row per scorer — ``model``, each baseline, ``oracle``
+    when simulated — and the summary metrics as columns); ``evaluation`` holds
+    the per-origin figures, the intervals and the verdict.
     """
 
     target: str
@@ -75,10 +71,35 @@ class TrainResult:
     gate_reason: str | None
     champion_metrics: dict[str, float] | None
     model: WinbackClassifier = field(repr=False)
+    evaluation: Evaluation | None = field(default=None, repr=False)
+    origins: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
     report_path: str | None = None
 
+    @property
+    def verdict(self) -> str:
+        """ "beats every baseline" or which baselines it does not beat, with intervals."""
+        return "" if self.evaluation is None else self.evaluation.verdict
 
-# ---------------------------------------------------------------- steps
+    @property
+    def loses_to(self) -> list[str]:
+        """Baselines the model is significantly worse than."""
+        return [] if self.evaluation is None else self.evaluation.loses_to
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """The training table, its feature set, the test origins and the RFM summaries."""
+
+    table: pd.DataFrame
+    feature_set: FeatureSet
+    cutoffs: list[Any]
+    origins: Origins
+    label: str
+    rfm: pd.DataFrame
+
+
+# ---------------------------------------------------------------- prepare
 
 
 def resolve_feature_set(config: TrainConfig) -> FeatureSet | None:
@@ -112,274 +133,214 @@ def table_feature_set(table: pd.DataFrame, requested: FeatureSet | None, target:
     return infer_feature_set(table.drop(columns=outcome), name=f"{target}_all_features")
 
 
-def xy(
-    period: pd.DataFrame, feature_set: FeatureSet, label: str
-) -> tuple[pd.DataFrame, np.ndarray]:
-    """Features and 0/1 labels of one period."""
-    return period[feature_set.names], period[label].to_numpy(dtype=bool)
+def prepare(tables: ShopTables, config: TrainConfig) -> Prepared:
+    """Training table, feature set and test origins of one target.
 
+    Raises :class:`UnsupportedTargetError` (one line, saying why) when the
+    data cannot support the target: no population, one class only, or too few
+    cutoffs for even one origin.
+    """
+    from features.training_table import build_training_table, monthly_cutoffs
+    from training.bgnbd import rfm_summary_at_cutoffs
 
-def scored_metrics(
-    y: np.ndarray, p: np.ndarray, config: TrainConfig, *, probabilities: bool = True
-) -> dict[str, float]:
-    """F's metric set plus expected maximum profit at the configured cost and value."""
-    from training.metrics import classification_metrics, expected_maximum_profit
-
-    metrics = classification_metrics(y, p, probabilities=probabilities)
-    metrics["expected_maximum_profit"] = expected_maximum_profit(
-        y, p, contact_cost=config.contact_cost, offer_value=config.offer_value
+    target, label = config.target, label_column(config.target)
+    try:
+        cutoffs = monthly_cutoffs(
+            tables, config.horizon_days, config.cutoff_every_days, count=config.cutoff_count
+        )
+    except ValueError as exc:
+        raise UnsupportedTargetError(str(exc)) from None
+    requested = resolve_feature_set(config)
+    table = build_training_table(
+        tables, target, cutoffs, feature_set=requested, label_config=label_config(config)
     )
-    return metrics
+    if table.empty:
+        raise UnsupportedTargetError(
+            f"the {target} training table is empty at cutoffs {cutoffs[0]} .. {cutoffs[-1]}: "
+            "no customer is in the target's population; check the data and horizon_days"
+        )
+    table = table[_populated_cutoffs(table, label)]
+    origins = origin_splits(
+        table,
+        origins=config.test_origins,
+        validation_cutoffs=config.validation_cutoffs,
+        test_cutoffs=config.test_cutoffs,
+        gap_days=config.horizon_days,
+    )
+    for split in origins.splits:
+        for name, period in (("train", split.train), ("validation", split.validation)):
+            if period[label].nunique() < 2:
+                raise UnsupportedTargetError(
+                    f"the {target} {name} period has one class only "
+                    f"({int(period[label].sum())} positives in {len(period)} rows)"
+                )
+    return Prepared(
+        table=table,
+        feature_set=table_feature_set(table, requested, target),
+        cutoffs=cutoffs,
+        origins=origins,
+        label=label,
+        rfm=rfm_summary_at_cutoffs(tables, cutoffs),
+    )
 
 
-def oracle_metrics(
-    shop: Any, split: TimeSplit, config: TrainConfig, label: str
-) -> dict[str, float] | None:
-    """Metrics of the simulator's true churn probability on the test cutoff (churn only)."""
-    if shop is None or config.target != "churn":
+def _populated_cutoffs(table: pd.DataFrame, label: str) -> np.ndarray:
+    """Rows of cutoffs holding both classes (a cutoff of one class cannot test or validate)."""
+    per_cutoff = table.groupby(level="cutoff")[label].agg(["min", "max"])
+    usable = per_cutoff.index[per_cutoff["min"] != per_cutoff["max"]]
+    return table.index.get_level_values("cutoff").isin(usable)
+
+
+# ---------------------------------------------------------------- fit
+
+
+def fit_origin(
+    split: TimeSplit, feature_set: FeatureSet, label: str, config: TrainConfig, params: dict
+) -> WinbackClassifier:
+    """LightGBM early-stopped and calibrated on the validation period, refitted on train + it."""
+    model = classifier_from_config(config, feature_set, **params)
+    X_val, y_val = xy(split.validation, feature_set, label)
+    model.fit(*xy(split.train, feature_set, label), eval_set=(X_val, y_val))
+    if config.refit_on_validation:
+        both = pd.concat([split.train, split.validation])
+        model.refit(*xy(both, feature_set, label))
+    return model
+
+
+def tune_params(prepared: Prepared, config: TrainConfig, storage: str, fingerprint: str):
+    """Optuna over every origin (objective: mean validation ROC-AUC); None without trials."""
+    if not config.tune_trials:
         return None
+    from training.tuning import study_key, tune
+
+    periods = [(s.train, s.validation) for s in prepared.origins.splits]
+    key = study_key(config, prepared.feature_set, prepared.origins, fingerprint)
+    return tune(
+        [p[0] for p in periods],
+        [p[1] for p in periods],
+        config,
+        config.tune_trials,
+        storage=storage,
+        study_name=f"winback-{config.target}-{key[:16]}",
+        feature_set=prepared.feature_set,
+        label_col=prepared.label,
+    )
+
+
+# ---------------------------------------------------------------- evaluate
+
+
+def oracle_scores(
+    shop: Any, split: TimeSplit, config: TrainConfig
+) -> tuple[np.ndarray | None, str]:
+    """The simulator's churn probability for each test row, and its name (churn only).
+
+    On a pure BG/NBD world (``features.simulate_bgnbd``) it is the closed-form
+    Bayes-optimal posterior, the ``oracle``; on the rich simulated shop it uses
+    hidden state no model can see, so it is called the ``ceiling``.
+    """
+    if shop is None or config.target != "churn":
+        return None, "oracle"
     from features.simulate import oracle_churn_probability
 
-    test_cutoff = split.test_cutoff
-    rows = split.test[split.test.index.get_level_values("cutoff") == test_cutoff]
-    truth = oracle_churn_probability(shop, test_cutoff.date(), config.horizon_days)
-    ids = rows.index.get_level_values("customer_id")
-    p = truth.reindex(ids).to_numpy(dtype="float64")
-    if np.isnan(p).any():
+    own = getattr(shop, "oracle_churn_probability", None)
+    name = "oracle" if own is not None else "ceiling"
+    cutoffs = pd.DatetimeIndex(split.test.index.get_level_values("cutoff"))
+    ids = split.test.index.get_level_values("customer_id")
+    out = np.full(len(split.test), np.nan)
+    for cutoff in split.test_cutoffs:
+        rows = cutoffs == cutoff
+        if own is not None:
+            truth = own(cutoff.date(), config.horizon_days)
+        else:
+            truth = oracle_churn_probability(shop, cutoff.date(), config.horizon_days)
+        out[rows] = truth.reindex(ids[rows]).to_numpy(dtype="float64")
+    if np.isnan(out).any():
         raise ValueError(
-            f"the oracle has no probability for {int(np.isnan(p).sum())} test customers: "
+            f"the {name} has no probability for {int(np.isnan(out).sum())} test customers: "
             "is `truth` the shop these tables were simulated from?"
         )
-    return scored_metrics(rows[label].to_numpy(dtype=bool), p, config)
+    return out, name
 
 
-def baseline_metrics(
-    target: str,
-    split: TimeSplit,
-    label: str,
-    config: TrainConfig,
-    *,
-    rfm: pd.DataFrame | None,
-    features: list[str],
-) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
-    """Baselines fitted on the training cutoffs and scored on the test period.
-
-    Returns the metrics per baseline (index ``baseline``; the metrics of
-    ``evaluate_baselines`` plus expected maximum profit) and each baseline's
-    test scores (higher = more likely positive).
-    """
-    from training.baselines import PROBABILISTIC_BASELINES, baseline_scores, fit_baselines
+def score_origin(
+    split: TimeSplit, model: WinbackClassifier, prepared: Prepared, config: TrainConfig, truth: Any
+) -> OriginScores:
+    """The model's, each baseline's (fitted on the origin's training cutoffs) and the oracle's test scores."""
+    from training.baselines import baseline_scores, fit_baselines
 
     fitted = fit_baselines(
-        target,
+        config.target,
         split.train,
-        label_col=label,
-        rfm=rfm,
+        label_col=prepared.label,
+        rfm=prepared.rfm,
         horizon_days=config.horizon_days,
-        features=features,
+        features=prepared.feature_set.names,
         random_state=config.seed,
     )
-    scores = baseline_scores(fitted, split.test)
-    y = split.test[label].to_numpy(dtype=bool)
-    rows = {
-        name: scored_metrics(y, score, config, probabilities=name in PROBABILISTIC_BASELINES)
-        for name, score in scores.items()
-    }
-    frame = pd.DataFrame.from_dict(rows, orient="index")
-    frame.index.name = "baseline"
-    return frame, scores
+    X_test, y_test = xy(split.test, prepared.feature_set, prepared.label)
+    oracle, oracle_name = oracle_scores(truth, split, config)
+    return OriginScores(
+        test_cutoff=split.test_cutoff,
+        y=y_test,
+        model=model.predict_proba(X_test),
+        baselines=baseline_scores(fitted, split.test),
+        oracle=oracle,
+        oracle_name=oracle_name,
+    )
 
 
-def add_bgnbd_feature(
-    rfm: pd.DataFrame, split: TimeSplit, horizon_days: int
-) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Train/validation/test periods with BG/NBD expected purchases as an extra column.
+def evaluate(scores: list[OriginScores], config: TrainConfig) -> Evaluation:
+    """Means, intervals and verdict of the scored origins (pure)."""
+    from training.baselines import probabilistic_baselines
+    from training.evaluation import evaluate_origins
 
-    The BG/NBD parameters are fitted on the training cutoffs' RFM summaries only
-    (``rfm`` from ``training.bgnbd.rfm_summary_at_cutoffs``).
+    return evaluate_origins(
+        scores,
+        probabilistic=probabilistic_baselines(config.target),
+        contact_cost=config.contact_cost,
+        offer_value=config.offer_value,
+        resamples=config.bootstrap_resamples,
+        seed=config.seed,
+    )
+
+
+def champion_on_same_origins(
+    target: str, prepared: Prepared, scores: list[OriginScores], config: TrainConfig
+) -> tuple[dict[str, float] | None, dict[str, float] | None]:
+    """(champion, new model) mean metrics over the origins the champion can fairly be judged on.
+
+    Those are the origins whose test cutoff is not before the champion's own
+    test cutoff: an older origin's test window overlaps the labels the
+    champion was trained on. ``(None, None)`` without a usable champion.
     """
-    from training.bgnbd import bgnbd_expected_purchases
-
-    expected = bgnbd_expected_purchases(
-        rfm, train_cutoffs=split.train_cutoffs, horizon_days=horizon_days
-    )
-    lookup = pd.Series(
-        expected.to_numpy(dtype="float64"), index=_day_keys(expected.index), name=BGNBD_FEATURE
-    )
-
-    def with_feature(period: pd.DataFrame) -> pd.DataFrame:
-        out = period.copy()
-        out[BGNBD_FEATURE] = lookup.reindex(_day_keys(period.index)).to_numpy(dtype="float64")
-        return out
-
-    return with_feature(split.train), with_feature(split.validation), with_feature(split.test)
-
-
-def _day_keys(index: pd.MultiIndex) -> pd.MultiIndex:
-    """(cutoff day as naive datetime64[us], customer_id as str) keys for joining."""
-    days = pd.DatetimeIndex(index.get_level_values("cutoff"))
-    if days.tz is not None:
-        days = days.tz_convert("UTC").tz_localize(None)
-    return pd.MultiIndex.from_arrays(
-        [days.as_unit("us").normalize(), index.get_level_values("customer_id").astype(str)],
-        names=["cutoff", "customer_id"],
-    )
-
-
-def bgnbd_feature_experiment(
-    rfm: pd.DataFrame,
-    split: TimeSplit,
-    feature_set: FeatureSet,
-    config: TrainConfig,
-    params: dict[str, Any],
-    label: str,
-    test_auc_without: float,
-) -> dict[str, Any]:
-    """Refit the model with BG/NBD expected purchases as a feature; report test AUC both ways."""
-    from training.metrics import classification_metrics
-
-    train, validation, test = add_bgnbd_feature(rfm, split, config.horizon_days)
-    extended = FeatureSet(
-        f"{feature_set.name}+bgnbd", (*feature_set.columns, (BGNBD_FEATURE, "float64"))
-    )
-    model = classifier_from_config(config, extended, **params)
-    model.fit(*xy(train, extended, label), eval_set=xy(validation, extended, label))
-    X_test, y_test = xy(test, extended, label)
-    with_auc = classification_metrics(y_test, model.predict_proba(X_test))["roc_auc"]
-    return {
-        "roc_auc_without": float(test_auc_without),
-        "roc_auc_with": float(with_auc),
-        "roc_auc_change": float(with_auc - test_auc_without),
-        "helps": bool(with_auc > test_auc_without),
-    }
-
-
-def champion_metrics_on(
-    target: str, test: pd.DataFrame, label: str, config: TrainConfig
-) -> dict[str, float] | None:
-    """The current champion's metrics on this run's test period (None without a usable champion)."""
     from features.feature_sets import FeatureSetMismatch
-    from training.registry import NoChampionError, load_champion
+    from training.evaluation import scorer_metrics
+    from training.registry import NoChampionError, champion, load_champion
 
+    current = champion(target)
+    if current is None:
+        return None, None
     try:
-        champion = load_champion(target)
+        model = load_champion(target)
     except NoChampionError:
-        return None
-    try:
-        X, y = xy(test, champion.feature_set_, label)
-    except KeyError:
-        return None
-    try:
-        p = champion.predict_proba(X)
-    except FeatureSetMismatch:
-        return None
-    return scored_metrics(y, p, config)
-
-
-def comparison_table(
-    metrics: dict[str, float], baselines: pd.DataFrame, oracle: dict[str, float] | None
-) -> pd.DataFrame:
-    """Model, baselines and oracle side by side on the test cutoff."""
-    rows = {"model": metrics}
-    for name, row in baselines.iterrows():
-        rows[str(name)] = row.to_dict()
-    if oracle is not None:
-        rows["oracle"] = oracle
-    frame = pd.DataFrame.from_dict(rows, orient="index")
-    return frame.reindex(columns=[c for c in SUMMARY_METRICS if c in frame.columns])
-
-
-def plots_and_report(
-    *,
-    model: WinbackClassifier,
-    split: TimeSplit,
-    feature_set: FeatureSet,
-    label: str,
-    config: TrainConfig,
-    comparison: pd.DataFrame,
-    metrics: dict[str, float],
-    baseline_test_scores: dict[str, np.ndarray],
-    data_summary: dict[str, Any],
-    notes: list[str],
-    max_explained: int = 2000,
-) -> tuple[dict[str, Any], str]:
-    """The run's figures (name → matplotlib figure) and its self-contained HTML report.
-
-    SHAP contributions and reasons use at most ``max_explained`` test customers
-    (a seeded sample): ``pred_contrib`` is the slow part of a report.
-    """
-    from training import plots
-    from training.metrics import expected_calibration_error, lift_table, profit_curve
-    from training.reasons import reason_codes, reason_frequencies
-    from training.report import render_model_report
-
-    X_test, y_test = xy(split.test, feature_set, label)
-    p_test = model.predict_proba(X_test)
-    scores = {"model": p_test, **baseline_test_scores}
-    sample = X_test
-    if len(X_test) > max_explained:
-        sample = X_test.sample(max_explained, random_state=config.seed)
-    contributions = model.contributions(sample)
-    curves = {
-        name: profit_curve(
-            y_test, score, contact_cost=config.contact_cost, offer_value=config.offer_value
-        )
-        for name, score in scores.items()
-    }
-    figures: dict[str, Any] = {
-        "reliability": plots.plot_reliability(y_test, p_test),
-        "roc_pr": plots.plot_roc_pr(y_test, scores),
-        "gains": plots.plot_gains(y_test, scores),
-        "profit_curve": plots.plot_profit_curve(curves),
-        "feature_importance": plots.plot_feature_importance(model.feature_importance()),
-        "shap_summary": plots.plot_shap_summary(contributions, sample),
-        "model_vs_baselines": plots.plot_model_vs_baselines(comparison, metric="roc_auc"),
-    }
-    uncalibrated = model.predict_uncalibrated(X_test)
-    calibration = {
-        "method": model.calibration_method_,
-        "fitted on": "validation cutoffs "
-        + ", ".join(c.date().isoformat() for c in split.validation_cutoffs),
-        **{
-            f"cross-fitted {method} {name}": value
-            for method, scores_ in model.calibration_scores_.items()
-            for name, value in scores_.items()
-        },
-        "test Brier before / after": f"{np.mean((uncalibrated - y_test) ** 2):.4f} / "
-        f"{metrics['brier']:.4f}",
-        "test ECE before / after": f"{expected_calibration_error(y_test, uncalibrated):.4f} / "
-        f"{metrics['ece']:.4f}",
-    }
-    label_summary = {
-        "label": label,
-        "horizon_days": config.horizon_days,
-        "base rate train": float(split.train[label].mean()),
-        "base rate validation": float(split.validation[label].mean()),
-        "base rate test": float(split.test[label].mean()),
-    }
-    segments = None
-    if feature_set.categorical:
-        column = feature_set.categorical[0]
-        frame = pd.DataFrame(
-            {column: X_test[column].astype("string").fillna("(missing)"), "y": y_test, "p": p_test}
-        )
-        segments = frame.groupby(column, observed=True).agg(
-            customers=("y", "size"), observed_rate=("y", "mean"), mean_predicted=("p", "mean")
-        )
-    html = render_model_report(
-        target=config.target,
-        metrics=metrics,
-        comparison=comparison,
-        figures={name.replace("_", " "): fig for name, fig in figures.items()},
-        data_summary=data_summary,
-        label_summary=label_summary,
-        calibration=calibration,
-        lift=lift_table(y_test, p_test),
-        reasons=reason_frequencies(reason_codes(contributions, sample)),
-        segments=segments,
-        notes=notes,
-    )
-    return figures, html
+        return None, None
+    since = pd.Timestamp((current.tags or {}).get("test_cutoff") or "1900-01-01")
+    pairs = []
+    for split, origin in zip(prepared.origins.splits, scores, strict=True):
+        if split.test_cutoff.tz_localize(None) < since.tz_localize(None):
+            continue
+        try:
+            p = model.predict_proba(split.test[model.feature_set_.names])
+        except (KeyError, FeatureSetMismatch):
+            return None, None
+        pairs.append((origin, p))
+    if not pairs:
+        return None, None
+    costs = {"contact_cost": config.contact_cost, "offer_value": config.offer_value}
+    old = [scorer_metrics(o.y, p, probabilities=True, **costs) for o, p in pairs]
+    new = [scorer_metrics(o.y, o.model, probabilities=True, **costs) for o, _ in pairs]
+    return pd.DataFrame(old).mean().to_dict(), pd.DataFrame(new).mean().to_dict()
 
 
 # ---------------------------------------------------------------- wiring
@@ -392,237 +353,28 @@ def train_target(
     truth: Any = None,
     progress: Progress | None = None,
 ) -> TrainResult:
-    """Train, evaluate, record and gate one model for ``config.target``.
+    """Train, evaluate over the test origins, record and gate one model for ``config.target``.
 
     Parameters
     ----------
     tables
         The shop's validated tables.
     config
-        The run's settings (target, horizon, cutoffs, LightGBM, tuning, gate, tracking).
+        The run's settings (target, horizon, cutoffs, origins, LightGBM, tuning, gate, tracking).
     truth
         The :class:`~features.simulate.SimulatedShop` the tables came from, to
-        score the oracle (true churn hazard) on the test cutoff; None for real data.
+        score the oracle (true churn hazard); None for real data.
     progress
         Called with a short message before each step (e.g. to print it).
 
-    Returns
-    -------
-    TrainResult
-        Test metrics, baselines, oracle, BG/NBD experiment, MLflow run id,
-        registered version and the gate decision.
+    Raises
+    ------
+    UnsupportedTargetError
+        When the data cannot support the target (the message says why).
     """
-    from features.training_table import build_training_table, monthly_cutoffs
-    from training import tracking
-    from training.registry import promote_if_better, register
+    from training.recording import run_and_record
 
     say = progress or (lambda message: None)
-    target, label = config.target, label_column(config.target)
-
     say("building the training table")
-    cutoffs = monthly_cutoffs(
-        tables, config.horizon_days, config.cutoff_every_days, count=config.cutoff_count
-    )
-    requested = resolve_feature_set(config)
-    table = build_training_table(
-        tables, target, cutoffs, feature_set=requested, label_config=label_config(config)
-    )
-    if table.empty:
-        raise ValueError(
-            f"the {target} training table is empty at cutoffs {cutoffs[0]} .. {cutoffs[-1]}: "
-            "no customer is in the target's population; check the data and horizon_days"
-        )
-    feature_set = table_feature_set(table, requested, target)
-    split = time_split(
-        table,
-        validation_cutoffs=config.validation_cutoffs,
-        test_cutoffs=config.test_cutoffs,
-        gap_days=config.horizon_days,
-    )
-    X_train, y_train = xy(split.train, feature_set, label)
-    X_val, y_val = xy(split.validation, feature_set, label)
-    X_test, y_test = xy(split.test, feature_set, label)
-
-    settings = config.tracking
-    tracking_config = tracking.TrackingConfig(
-        root=settings.root,
-        tracking_uri=settings.tracking_uri,
-        registry_uri=settings.registry_uri,
-        artifact_root=settings.artifact_root,
-    )
-    run_name = f"{target}-{split.test_cutoff.date().isoformat()}"
-    say(f"opening the MLflow run ({len(table)} rows, {len(feature_set.names)} features)")
-    with tracking.start_training_run(target, tracking_config, run_name=run_name) as run:
-        import mlflow
-
-        # the config as run: its feature_set names the set actually used
-        tracking.log_config(config.model_copy(update={"feature_set": feature_set.name}))
-        tracking.log_feature_set(feature_set)
-        fingerprint = tracking.log_data_fingerprint(tables, cutoffs)
-        mlflow.log_dict(split.describe(), "split.json")
-        mlflow.log_dict(
-            {"omitted_features": list(table.attrs.get("omitted_features", []))},
-            "omitted_features.json",
-        )
-        mlflow.set_tag("test_cutoff", split.test_cutoff.date().isoformat())
-
-        best_params: dict[str, Any] = {}
-        if config.tune_trials:
-            from training.tuning import tune
-
-            say(f"tuning: {config.tune_trials} Optuna trials")
-            result = tune(
-                split.train,
-                split.validation,
-                config,
-                config.tune_trials,
-                storage=tracking_config.optuna_storage(target),
-                study_name=f"winback-{target}-{fingerprint[:16]}",
-                feature_set=feature_set,
-                label_col=label,
-            )
-            best_params = result.best_params
-            mlflow.log_params({f"tuned.{k}": v for k, v in best_params.items()})
-            mlflow.log_metrics(
-                {
-                    "tuning_best_validation_roc_auc": result.best_value,
-                    "tuning_trials_pruned": result.n_pruned,
-                }
-            )
-
-        say("fitting LightGBM and the calibrator")
-        model = classifier_from_config(config, feature_set, **best_params)
-        model.fit(X_train, y_train, eval_set=(X_val, y_val))
-        mlflow.log_params(
-            {
-                "best_iteration": model.best_iteration_,
-                "calibration_method": model.calibration_method_,
-            }
-        )
-
-        say("evaluating on the test cutoff")
-        p_test = model.predict_proba(X_test)
-        metrics = scored_metrics(y_test, p_test, config)
-        validation_metrics = scored_metrics(y_val, model.predict_proba(X_val), config)
-        tracking.log_metrics(metrics, prefix="test_")
-        tracking.log_metrics(validation_metrics, prefix="validation_")
-
-        say("scoring the baselines on the same split")
-        from training.bgnbd import rfm_summary_at_cutoffs
-
-        rfm = rfm_summary_at_cutoffs(tables, cutoffs)
-        baselines, baseline_test_scores = baseline_metrics(
-            target, split, label, config, rfm=rfm, features=feature_set.names
-        )
-        for name, row in baselines.iterrows():
-            tracking.log_metrics(row.to_dict(), prefix=f"baseline_{name}_")
-
-        oracle = oracle_metrics(truth, split, config, label)
-        if oracle is not None:
-            tracking.log_metrics(oracle, prefix="oracle_")
-
-        bgnbd = None
-        if config.bgnbd_feature_experiment:
-            say("trying BG/NBD expected purchases as a feature")
-            bgnbd = bgnbd_feature_experiment(
-                rfm, split, feature_set, config, best_params, label, metrics["roc_auc"]
-            )
-            tracking.log_metrics(bgnbd, prefix="bgnbd_feature_")
-
-        comparison = comparison_table(metrics, baselines, oracle)
-        mlflow.log_table(comparison.reset_index(names="scorer"), "comparison.json")
-
-        say("logging the model and applying the promotion gate")
-        champion_metrics = champion_metrics_on(target, split.test, label, config)
-        model_uri = tracking.log_model(model, input_example=X_train)
-        from training.reference import log_training_reference
-
-        log_training_reference(target, X_test, feature_set, p_test)  # drift monitoring
-        version = decision = None
-        if settings.register_model:
-            version = register(
-                run.info.run_id,
-                target,
-                tracking.MODEL_ARTIFACT_PATH,
-                test_cutoff=split.test_cutoff,
-                metrics=metrics,
-            )
-            decision = promote_if_better(target, version, metrics, champion_metrics, config)
-            mlflow.set_tags(
-                {
-                    "model_version": version,
-                    "gate_promoted": str(decision.promote).lower(),
-                    "gate_reason": decision.reason,
-                }
-            )
-        mlflow.set_tag("model_uri", model_uri)
-
-        report_path = None
-        if config.report:
-            say("plots and the model report")
-            notes = [f"test cutoff {split.test_cutoff.date()}; gap {split.gap_days} days"]
-            if decision is not None:
-                notes.append(
-                    f"gate: version {version} {'promoted' if decision.promote else 'kept as challenger'} — {decision.reason}"
-                )
-            if bgnbd is not None:
-                notes.append(
-                    "BG/NBD expected purchases as a feature "
-                    + ("helps" if bgnbd["helps"] else "does not help")
-                    + f": test ROC-AUC {bgnbd['roc_auc_without']:.4f} → {bgnbd['roc_auc_with']:.4f}"
-                )
-            figures, html = plots_and_report(
-                model=model,
-                split=split,
-                feature_set=feature_set,
-                label=label,
-                config=config,
-                comparison=comparison,
-                metrics=metrics,
-                baseline_test_scores=baseline_test_scores,
-                data_summary={
-                    "source": redact_credentials(tables.source) or "(in memory)",
-                    "data fingerprint": fingerprint,
-                    "feature set": f"{feature_set.name} ({len(feature_set.names)} features)",
-                    "omitted features": ", ".join(table.attrs.get("omitted_features", []))
-                    or "none",
-                    **{
-                        k: ", ".join(v) if isinstance(v, list) else v
-                        for k, v in split.describe().items()
-                    },
-                },
-                notes=notes,
-            )
-            tracking.log_figures(figures)
-            mlflow.log_text(html, "report/model_report.html")
-            report_path = f"{run.info.artifact_uri}/report/model_report.html"
-            _close(figures)
-
-    return TrainResult(
-        target=target,
-        metrics=metrics,
-        validation_metrics=validation_metrics,
-        baselines=baselines,
-        comparison=comparison,
-        oracle_metrics=oracle,
-        bgnbd_feature=bgnbd,
-        split=split.describe(),
-        feature_set=feature_set,
-        calibration_method=model.calibration_method_,
-        best_params=best_params,
-        fingerprint=fingerprint,
-        run_id=run.info.run_id,
-        model_version=version,
-        gate_promoted=None if decision is None else decision.promote,
-        gate_reason=None if decision is None else decision.reason,
-        champion_metrics=champion_metrics,
-        model=model,
-        report_path=report_path,
-    )
-
-
-def _close(figures: dict[str, Any]) -> None:
-    """Drop the figures' canvases (Agg figures hold no pyplot state; this frees memory)."""
-    for figure in figures.values():
-        fig = getattr(figure, "figure", figure)
-        fig.clear()
+    prepared = prepare(tables, config)
+    return run_and_record(tables, config, prepared, truth=truth, say=say)

@@ -424,8 +424,14 @@ def promote_if_better(
     config: GateConfig | Any = None,
     *,
     client: MlflowClient | None = None,
+    loses_to: pd.DataFrame | None = None,
 ) -> GateDecision:
     """Move ``champion`` to ``version`` if it beats the champion, else tag it challenger.
+
+    A version that loses to a baseline (``loses_to``: one row per such
+    baseline with ``delta``, ``ci_low``, ``ci_high`` of ROC-AUC model −
+    baseline) never replaces a champion; as the first version it still becomes
+    champion so scoring works, tagged ``loses_to=<baselines>``.
 
     The pipeline evaluates the current champion on the new model's test cutoff
     and passes those metrics, so both numbers come from the same cutoff. With no
@@ -451,8 +457,13 @@ def promote_if_better(
     current = champion(target, client=client)
     if current is not None and str(current.version) == version:
         return GateDecision(True, f"version {version} is already the champion")
+    losing = _losing_text(loses_to)
     if current is None:
         decision = gate(new_metrics[metric], None, metric=metric)
+        if losing:
+            decision = GateDecision(decision.promote, f"{decision.reason}; but {losing}")
+    elif losing:
+        decision = GateDecision(False, f"{losing} (champion version {current.version} kept)")
     elif champion_metrics_on_same_cutoff is None or metric not in champion_metrics_on_same_cutoff:
         decision = GateDecision(
             False,
@@ -472,12 +483,25 @@ def promote_if_better(
         )
     name = registered_model_name(target)
     client.set_model_version_tag(name, version, "gate_metric", metric)
+    if losing:
+        client.set_model_version_tag(name, version, "loses_to", ",".join(map(str, loses_to.index)))
     if decision.promote:
         _move_champion(client, target, version, action="gate", reason=decision.reason)
     else:
         client.set_model_version_tag(name, version, "role", "challenger")
         client.set_model_version_tag(name, version, "gate_reason", decision.reason)
     return decision
+
+
+def _losing_text(loses_to: pd.DataFrame | None) -> str:
+    """ "loses to logistic (ROC-AUC Δ −0.012 [−0.020, −0.004])", or "" when it loses to none."""
+    if loses_to is None or loses_to.empty:
+        return ""
+    parts = [
+        f"{name} (ROC-AUC Δ {row['delta']:+.3f} [{row['ci_low']:+.3f}, {row['ci_high']:+.3f}])"
+        for name, row in loses_to.iterrows()
+    ]
+    return "loses to " + "; ".join(parts)
 
 
 def promote(
@@ -547,6 +571,7 @@ class ModelSummary:
     gate_reason: str
     run_id: str
     created_at: str
+    loses_to: str = ""
 
 
 def _summary(target: str, mv: ModelVersion, champion_version: str | None) -> ModelSummary:
@@ -573,6 +598,7 @@ def _summary(target: str, mv: ModelVersion, champion_version: str | None) -> Mod
         gate_reason=tags.get("gate_reason", ""),
         run_id=mv.run_id or "",
         created_at=created,
+        loses_to=tags.get("loses_to", ""),
     )
 
 

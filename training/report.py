@@ -98,6 +98,7 @@ def render_model_report(
     reasons: pd.DataFrame | None = None,
     segments: pd.DataFrame | None = None,
     notes: Sequence[str] = (),
+    deltas: pd.DataFrame | None = None,
     title: str | None = None,
     generated_at: dt.datetime | None = None,
 ) -> str:
@@ -122,6 +123,10 @@ def render_model_report(
         and a per-segment metrics table (e.g. by tier).
     notes
         Free sentences shown at the top (e.g. the gate decision, the BG/NBD-feature result).
+    deltas
+        ROC-AUC model − baseline per baseline with its paired bootstrap
+        interval (``delta``, ``ci_low``, ``ci_high``); ends the comparison with
+        the verdict.
     generated_at
         Timestamp shown in the header; now (UTC) by default.
     """
@@ -146,10 +151,20 @@ def render_model_report(
     if comparison is not None and not comparison.empty:
         parts.append(
             _section(
-                "Model vs baselines (same test cutoff)",
+                "Model vs baselines (mean over the same test origins)",
                 _frame_table(comparison)
                 + '<p class="note">Rule baselines rank customers but do not give probabilities: '
                 "their log loss, Brier score and ECE are not defined (—).</p>",
+            )
+        )
+    if deltas is not None and not deltas.empty:
+        from training.evaluation import verdict_line
+
+        parts.append(
+            _section(
+                "ROC-AUC model − baseline (paired bootstrap 95% interval)",
+                _frame_table(deltas)
+                + f'<p class="verdict"><b>Verdict:</b> {html.escape(verdict_line(deltas))}</p>',
             )
         )
     if calibration:

@@ -20,6 +20,9 @@ from winback.config import WinbackConfig, list_config, tracking_config
 
 Progress = Callable[[str], None]
 
+#: The model each retention list ranks by.
+LIST_TARGETS = {"at-risk": "churn", "winback": "reactivation", "vip-potential": "vip"}
+
 
 @dataclass
 class DemoResult:
@@ -29,6 +32,7 @@ class DemoResult:
     data_dir: Path | None
     validation: pd.DataFrame
     training: dict[str, Any] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
     score_version: Any = None
     lists: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
@@ -69,7 +73,7 @@ def run_demo(
     from features.contracts import write_quarantine
     from serving.scoring.models import load_served_models
     from serving.scoring.table import score_customers
-    from training.pipeline import train_target
+    from training.pipeline import UnsupportedTargetError, train_target
     from training.tracking import configure_tracking
 
     out_dir = Path(config.demo.output_dir)
@@ -90,16 +94,26 @@ def run_demo(
         train_config = config.train.model_copy(
             update={"target": target, "tune_trials": config.demo.tune_trials}
         )
-        result.training[target] = train_target(
-            tables, train_config, truth=shop, progress=lambda m, t=target: progress(f"{t}: {m}")
-        )
+        try:
+            result.training[target] = train_target(
+                tables, train_config, truth=shop, progress=lambda m, t=target: progress(f"{t}: {m}")
+            )
+        except UnsupportedTargetError as exc:
+            # the data cannot support this target (e.g. too short a history): skip it
+            result.skipped[target] = str(exc).splitlines()[0]
+            progress(f"{target}: skipped — {result.skipped[target]}")
         timings[f"train {target}"] = time.perf_counter() - started
+    if not result.training:
+        raise ValueError(
+            "no target could be trained: "
+            + "; ".join(f"{t}: {reason}" for t, reason in result.skipped.items())
+        )
 
     started = time.perf_counter()
     step("score")
     serving_config = config.serving.model_copy(update={"horizon_days": config.train.horizon_days})
     result.tracking_uri = configure_tracking(tracking_config(config.train))
-    models = load_served_models(serving_config, targets=config.demo.targets)
+    models = load_served_models(serving_config, targets=list(result.training))
     as_of = tables.last_event_at().date()
     progress(f"scoring every customer as of {as_of}")
     result.score_version = score_customers(tables, as_of, models, serving_config)
@@ -139,7 +153,10 @@ def _write_lists(config, serving_config, tables, result, progress, step, timings
     as_of = result.score_version.as_of
     lists = list_config(config)
     targeting = TargetingConfig(contact_cost=config.lists.contact_cost)
-    for kind in ("at-risk", "winback", "vip-potential"):
+    for kind, target in LIST_TARGETS.items():
+        if target not in result.training and not (kind == "winback" and result.uplift_version):
+            result.skipped[f"list {kind}"] = f"no {target} model (target skipped)"
+            continue
         progress(f"list {kind}")
         frame, manifest = create_list_from_score_table(
             kind,

@@ -35,8 +35,9 @@ def load_tables(
     Customers erased by ``winback forget`` are left out either way.
 
     ``truth`` is the :class:`features.simulate.SimulatedShop` for a simulated shop
-    (generated now, or a folder written by ``winback data simulate``) and ``None``
-    for a user's data.
+    (generated now, or a folder written by ``winback data simulate``), the
+    :class:`features.simulate_bgnbd.BgNbdWorld` for a folder written by
+    ``winback data simulate --process bgnbd``, and ``None`` for a user's data.
     """
     if config is None:
         from winback.config import load_config
@@ -57,6 +58,11 @@ def load_tables(
 
         shop = read_shop(data)
         return without_erased(shop.tables), shop
+    from features.simulate_bgnbd import CONFIG_FILE, read_bgnbd_world
     from features.sources import load_shop
+
+    if data.is_dir() and (data / CONFIG_FILE).exists() and mapping is None:
+        tables = load_shop(data).tables
+        return tables, read_bgnbd_world(data, tables)
 
     return load_shop(data, mapping).tables, None

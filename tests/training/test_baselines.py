@@ -165,6 +165,8 @@ def test_evaluate_baselines_on_simulated_shop(simulated):
     assert (result["roc_auc"] > 0.6).all(), result["roc_auc"]
     assert math.isnan(result.loc["recency", "log_loss"])
     assert 0 < result.loc["logistic", "log_loss"] < 1
+    # BG/NBD gives P(no order in the horizon) in closed form: a probability with a log loss
+    assert 0 < result.loc["bgnbd", "log_loss"] < 1 and result.loc["bgnbd", "ece"] < 0.2
     assert result["n"].eq(len(test)).all()
 
 
@@ -179,8 +181,14 @@ def test_bgnbd_baseline_ignores_later_cutoffs(simulated):
     scrambled.loc[later, "recency"] = 0.0
     other = BgNbdBaseline("churn", 90, scrambled).fit(train)
     assert base.fitter_.params_ == other.fitter_.params_
-    # churn score is minus expected purchases
-    np.testing.assert_allclose(base.score(train), -base.expected_purchases(train))
+    # churn scores P(no order in the horizon): it falls as expected purchases rise
+    p, expected = base.score(train), base.expected_purchases(train)
+    assert ((p > 0) & (p < 1)).all()
+    order = np.argsort(expected)
+    assert np.corrcoef(p[order], expected[order])[0, 1] < -0.8
+    np.testing.assert_allclose(
+        BgNbdBaseline("reactivation", 90, rfm).fit(train).score(train), 1 - p
+    )
     with pytest.raises(ValueError, match="no rows at the train cutoffs"):
         BgNbdBaseline("churn", 90, rfm.iloc[:0]).fit(train)
 

@@ -170,6 +170,41 @@ def test_worse_or_equal_model_is_tagged_challenger_and_champion_stays(tracking, 
     assert tags["gate_metric"] == "roc_auc"
 
 
+def test_model_that_loses_to_a_baseline_never_replaces_the_champion(tracking):
+    import mlflow
+    import pandas as pd
+
+    losing = pd.DataFrame(
+        {"delta": [-0.012], "ci_low": [-0.020], "ci_high": [-0.004]},
+        index=pd.Index(["logistic"], name="baseline"),
+    )
+    first = registered_version(tracking, "churn", 0.70)
+    decision = promote_if_better("churn", first, {"roc_auc": 0.70}, None, loses_to=losing)
+    # the first version is still champion (so scoring works) but carries the tag
+    assert decision.promote and "loses to logistic" in decision.reason
+    client = mlflow.MlflowClient()
+    assert client.get_model_version("winback-churn", first).tags["loses_to"] == "logistic"
+
+    # better than the champion, but worse than logistic regression: refused
+    second = registered_version(tracking, "churn", 0.80)
+    decision = promote_if_better(
+        "churn", second, {"roc_auc": 0.80}, {"roc_auc": 0.70}, loses_to=losing
+    )
+    assert not decision.promote
+    assert "loses to logistic (ROC-AUC Δ -0.012 [-0.020, -0.004])" in decision.reason
+    assert champion("churn").version == int(first)
+    tags = client.get_model_version("winback-churn", second).tags
+    assert tags["role"] == "challenger" and tags["loses_to"] == "logistic"
+
+    # a tie within the interval is not a loss
+    tie = losing.assign(ci_high=[0.003])
+    third = registered_version(tracking, "churn", 0.80)
+    decision = promote_if_better(
+        "churn", third, {"roc_auc": 0.80}, {"roc_auc": 0.70}, loses_to=tie[tie["ci_high"] < 0]
+    )
+    assert decision.promote and champion("churn").version == int(third)
+
+
 def test_unmeasured_champion_is_never_replaced_automatically(tracking):
     first = registered_version(tracking, "churn", 0.6)
     promote_if_better("churn", first, {"roc_auc": 0.6}, None)

@@ -48,7 +48,7 @@ def test_report_has_every_section_and_values():
         "Data",
         "Labels",
         "Test metrics",
-        "Model vs baselines (same test cutoff)",
+        "Model vs baselines (mean over the same test origins)",
         "Calibration",
         "Lift by decile",
         "Plots",
@@ -92,3 +92,14 @@ def test_write_fails_cleanly_on_bad_arguments(tmp_path):
     with pytest.raises(TypeError):
         write_model_report(tmp_path / "r.html", target="churn")  # metrics is required
     assert list(tmp_path.iterdir()) == []
+
+
+def test_report_ends_the_comparison_with_the_intervals_and_the_verdict():
+    deltas = pd.DataFrame(
+        {"delta": [0.02, -0.009], "ci_low": [0.01, -0.02], "ci_high": [0.03, 0.003]},
+        index=pd.Index(["rfm", "logistic"], name="baseline"),
+    )
+    page = render_model_report(**_kwargs(), deltas=deltas)
+    assert "<h2>ROC-AUC model − baseline (paired bootstrap 95% interval)</h2>" in page
+    assert "does not beat logistic (Δ -0.009 [-0.020, +0.003])" in page
+    assert "rfm (Δ" not in page  # a baseline beaten with its interval above zero is not listed

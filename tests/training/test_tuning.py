@@ -98,3 +98,50 @@ def test_missing_label_column_is_named(periods, config, tmp_path):
             feature_set=FEATURES,
             label_col="became_vip",
         )
+
+
+def test_objective_is_the_mean_over_origins(config, tmp_path):
+    origins = ([period(1500, 0), period(1500, 2)], [period(600, 1), period(600, 3)])
+    result = tune(
+        *origins,
+        config,
+        1,
+        f"sqlite:///{tmp_path / 'o.db'}",
+        feature_set=FEATURES,
+        label_col="churned",
+    )
+    study = optuna.load_study(study_name=result.study_name, storage=result.storage)
+    per_origin = study.trials[0].user_attrs["validation_roc_auc_per_origin"]
+    assert len(per_origin) == 2 and result.best_value == pytest.approx(np.mean(per_origin))
+
+
+def test_a_change_of_feature_set_labels_or_origins_starts_a_new_study(periods, config, tmp_path):
+    from training.tuning import study_key
+
+    origins = {"origins": [{"test_cutoffs": ["2024-06-01"]}]}
+    key = study_key(config, FEATURES, origins, "fp")
+    assert key == study_key(config, FEATURES, origins, "fp")
+    smaller = FeatureSet("tune_v2", FEATURES.columns[:1])
+    changed = [
+        study_key(config, smaller, origins, "fp"),
+        study_key(
+            config.model_copy(update={"label": {"active_window_days": 90}}), FEATURES, origins, "fp"
+        ),
+        study_key(config, FEATURES, {"origins": [{"test_cutoffs": ["2024-07-01"]}]}, "fp"),
+        study_key(config, FEATURES, origins, "other data"),
+        study_key(config.model_copy(update={"horizon_days": 60}), FEATURES, origins, "fp"),
+    ]
+    assert len({key, *changed}) == 6
+
+    # the rerun after a feature-set change runs its trials instead of reusing stale ones
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    first = run(periods, config, 2, storage, name=f"winback-churn-{key[:16]}")
+    again = run(periods, config, 2, storage, name=f"winback-churn-{key[:16]}")
+    assert first.n_run == 2 and again.n_run == 0
+    new_key = study_key(config, smaller, origins, "fp")
+    train, validation = periods
+    rerun = tune(
+        train, validation, config, 2, storage, f"winback-churn-{new_key[:16]}",
+        feature_set=smaller, label_col="churned",
+    )  # fmt: skip
+    assert rerun.n_run == 2

@@ -89,29 +89,63 @@ def demo(
     _print_summary(console, result, wall)
 
 
+def _summary_cells(trained) -> list[str]:
+    """Model, best baseline, its interval, oracle and registry cells of one trained target."""
+    comparison = trained.comparison
+    model = comparison.loc["model"]
+    references = [i for i in ("oracle", "ceiling") if i in comparison.index]
+    baselines = comparison.drop(index=["model", *references])
+    best = baselines["roc_auc"].idxmax() if len(baselines) else None
+    oracle = None
+    if references:
+        oracle = f"{references[0]} {_fmt(comparison.loc[references[0], 'roc_auc'])}"
+    delta = ""
+    deltas = trained.evaluation.deltas
+    if best is not None and best in deltas.index:
+        row = deltas.loc[best]
+        delta = f"{row['delta']:+.3f} [{row['ci_low']:+.3f}, {row['ci_high']:+.3f}]"
+        delta = f"[green]{delta}[/green]" if row["ci_low"] > 0 else f"[red]{delta}[/red]"
+    if trained.gate_promoted and not trained.loses_to:
+        registry = f"v{trained.model_version} champion"
+    elif trained.gate_promoted:
+        registry = (
+            f"[red]v{trained.model_version} champion, loses_to={','.join(trained.loses_to)}[/red]"
+        )
+    else:
+        registry = f"[red]v{trained.model_version} challenger[/red]"
+    return [
+        f"{_fmt(model['roc_auc'])} / {_fmt(model['pr_auc'])}",
+        f"{best}: {_fmt(baselines.loc[best, 'roc_auc'])}" if best else "–",
+        delta,
+        oracle or "–",
+        registry,
+    ]
+
+
 def _print_summary(console, result, wall: float) -> None:
     from rich.table import Table
 
-    table = Table(title="Models on their test cutoff (ROC-AUC / PR-AUC)")
+    table = Table(
+        title="Models: mean over their test origins (ROC-AUC / PR-AUC)",
+        caption="Δ = ROC-AUC model − best baseline with its paired bootstrap 95% interval",
+        caption_justify="left",
+    )
     table.add_column("target")
     table.add_column("model", justify="right")
     table.add_column("best baseline", justify="right")
-    table.add_column("oracle", justify="right")
+    table.add_column("Δ [95% CI]", justify="right")
+    table.add_column("oracle / ceiling", justify="right")
     table.add_column("registry")
     for target, trained in result.training.items():
-        comparison = trained.comparison
-        model = comparison.loc["model"]
-        baselines = comparison.drop(index=[i for i in ("model", "oracle") if i in comparison.index])
-        best = baselines["roc_auc"].idxmax() if len(baselines) else None
-        oracle = comparison.loc["oracle", "roc_auc"] if "oracle" in comparison.index else None
-        table.add_row(
-            target,
-            f"{_fmt(model['roc_auc'])} / {_fmt(model['pr_auc'])}",
-            f"{best}: {_fmt(baselines.loc[best, 'roc_auc'])}" if best else "–",
-            _fmt(oracle),
-            f"v{trained.model_version} " + ("champion" if trained.gate_promoted else "challenger"),
-        )
+        table.add_row(target, *_summary_cells(trained))
+    for target in result.skipped:
+        table.add_row(target, "skipped", "", "", "", "", style="yellow")
     console.print(table)
+    for target, reason in result.skipped.items():
+        console.print(f"[yellow]{target} skipped: {reason}[/yellow]")
+    for target, trained in result.training.items():
+        colour = "green" if not trained.evaluation.not_beaten else "red"
+        console.print(f"[{colour}]{target}: {trained.verdict}[/{colour}]")
     where = Table(title=f"winback demo finished in {wall:.0f} s", show_header=False)
     where.add_column("what")
     where.add_column("where")

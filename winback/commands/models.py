@@ -102,6 +102,8 @@ def models_table(rows, uri: str) -> Table:
     table.add_column("gate reason")
     for row in rows:
         role = f"[bold green]{row.role}[/]" if row.is_champion else row.role
+        if getattr(row, "loses_to", ""):
+            role = f"[red]{row.role} (loses_to={row.loses_to})[/]"
         table.add_row(
             row.name,
             row.version,

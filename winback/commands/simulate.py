@@ -19,6 +19,12 @@ def simulate(
     end: datetime = typer.Option(
         "2025-12-31", "--end", formats=["%Y-%m-%d"], help="Last day of the period."
     ),
+    process: str = typer.Option(
+        "shop",
+        "--process",
+        help="shop (the rich simulated shop) or bgnbd (a pure BG/NBD world whose "
+        "Bayes-optimal churn probability is known: `winback train` logs it as oracle_<metric>).",
+    ),
 ) -> None:
     """Simulate a shop (tables + ground truth) and write one Parquet file per table."""
     from rich.console import Console
@@ -27,6 +33,11 @@ def simulate(
     from features.simulate import SimulationConfig, simulate_shop, write_shop
 
     console = Console()
+    if process not in ("shop", "bgnbd"):
+        raise typer.BadParameter(f"--process {process!r}: choose shop or bgnbd")
+    if process == "bgnbd":
+        simulate_bgnbd_command(console, customers, out, seed, start, end)
+        return
     defaults = SimulationConfig()
     campaigns = tuple(d for d in defaults.campaign_dates if start.date() < d <= end.date())
     try:
@@ -59,4 +70,39 @@ def simulate(
         summary.add_row(f"rows: {name}", f"{len(frame):,}")
     summary.add_row("files", f"{len(paths)} in {out}")
     summary.add_row("wall time", f"{took:.1f} s")
+    console.print(summary)
+
+
+def simulate_bgnbd_command(console, customers: int, out: Path, seed: int, start, end) -> None:
+    """``--process bgnbd``: write a pure BG/NBD world (transactions + its parameters)."""
+    from rich.table import Table
+
+    from features.simulate_bgnbd import BgNbdWorldConfig, simulate_bgnbd_world, write_bgnbd_world
+
+    days = (end.date() - start.date()).days + 1
+    try:
+        config = BgNbdWorldConfig(
+            customers=customers,
+            seed=seed,
+            start=start.date(),
+            days=days,
+            acquisition_days=max(1, min(days, round(days * 2 / 3))),
+        )
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from error
+    began = time.perf_counter()
+    world = simulate_bgnbd_world(config)
+    paths = write_bgnbd_world(world, out)
+    tx = world.tables.transactions
+    summary = Table(title=f"BG/NBD world -> {out}", show_header=False)
+    summary.add_row("customers", f"{tx['customer_id'].nunique():,}")
+    summary.add_row("orders", f"{len(tx):,}")
+    summary.add_row(
+        "parameters", f"r={config.r}, alpha={config.alpha} days, a={config.a}, b={config.b}"
+    )
+    summary.add_row(
+        "date range", f"{tx['ordered_at'].min():%Y-%m-%d} .. {tx['ordered_at'].max():%Y-%m-%d}"
+    )
+    summary.add_row("files", f"{len(paths)} in {out}")
+    summary.add_row("wall time", f"{time.perf_counter() - began:.1f} s")
     console.print(summary)

@@ -34,18 +34,60 @@ def _fmt(value: Any) -> str:
 
 
 def comparison_rich_table(result: Any):
-    """A rich table of the model, baselines and oracle on the test cutoff."""
+    """A rich table of the model, baselines and oracle: means over the test origins."""
     from rich.table import Table
 
     comparison = result.comparison
-    table = Table(title=f"{result.target}: test cutoff {result.split['test_cutoffs'][-1]}")
+    origins = ", ".join(result.origins) or result.split["test_cutoffs"][-1]
+    table = Table(title=f"{result.target}: mean over test origins {origins}")
     table.add_column("scorer")
     for column in comparison.columns:
         table.add_column(HEADERS.get(column, column), justify="right")
     for name, row in comparison.iterrows():
-        style = "bold" if name == "model" else ("dim" if name == "oracle" else None)
+        style = "bold" if name == "model" else ("dim" if name in ("oracle", "ceiling") else None)
         table.add_row(str(name), *(_fmt(v) for v in row.tolist()), style=style)
     return table
+
+
+def deltas_rich_table(result: Any):
+    """ROC-AUC model − baseline with its paired bootstrap 95% interval; the verdict as caption."""
+    from rich.table import Table
+
+    deltas = result.evaluation.deltas
+    table = Table(
+        title="ROC-AUC model − baseline (paired bootstrap 95% interval)",
+        caption=f"verdict: {result.verdict}",
+        caption_justify="left",
+    )
+    table.add_column("baseline")
+    table.add_column("Δ AUC [95% CI]", justify="right")
+    for name in deltas.index:
+        table.add_row(str(name), _delta_cell(deltas, name))
+    return table
+
+
+def _delta_cell(deltas, name) -> str:
+    """``+0.012 [+0.004, +0.020]``, red when the interval is below zero ("" for model/oracle)."""
+    if name not in deltas.index:
+        return ""
+    row = deltas.loc[name]
+    text = f"{row['delta']:+.3f} [{row['ci_low']:+.3f}, {row['ci_high']:+.3f}]"
+    if row["ci_high"] < 0:
+        return f"[red]{text}[/red]"
+    return f"[green]{text}[/green]" if row["ci_low"] > 0 else text
+
+
+def gate_line(result: Any) -> str:
+    """The registry outcome: green champion, red challenger or red "loses to" tag."""
+    if result.model_version is None:
+        return ""
+    if result.gate_promoted and not result.loses_to:
+        word = "[green]champion[/green]"
+    elif result.gate_promoted:
+        word = f"[red]champion (loses_to={','.join(result.loses_to)})[/red]"
+    else:
+        word = "[red]challenger[/red]"
+    return f"winback-{result.target} version {result.model_version} is {word}: {result.gate_reason}"
 
 
 def train(
@@ -105,28 +147,24 @@ def train(
     def progress(message: str) -> None:
         console.print(f"[cyan]›[/cyan] {message}")
 
+    from training.pipeline import UnsupportedTargetError
+
     try:
         progress("loading data" if data else "simulating the demo shop")
         tables, truth = load_tables(data, mapping, config=sections)
         result = train_target(tables, train_config, truth=truth, progress=progress)
+    except UnsupportedTargetError as exc:
+        reason = str(exc).splitlines()[0]
+        console.print(f"[red]the data cannot support the {target} target: {reason}[/red]")
+        raise typer.Exit(2) from None
     except (FileNotFoundError, ValueError) as exc:
         console.print(f"[red]training failed: {exc}[/red]")
         raise typer.Exit(2) from None
 
     console.print(comparison_rich_table(result))
-    if result.bgnbd_feature is not None:
-        b = result.bgnbd_feature
-        verdict = "helps" if b["helps"] else "does not help"
-        console.print(
-            f"BG/NBD expected purchases as a feature {verdict}: test ROC-AUC "
-            f"{b['roc_auc_without']:.4f} → {b['roc_auc_with']:.4f}"
-        )
-    console.print(f"calibration: {result.calibration_method}; MLflow run {result.run_id}")
-    if result.model_version is not None:
-        word = "[green]champion[/green]" if result.gate_promoted else "[yellow]challenger[/yellow]"
-        console.print(
-            f"winback-{result.target} version {result.model_version} is {word}: {result.gate_reason}"
-        )
+    if result.evaluation is not None:
+        console.print(deltas_rich_table(result))
+    print_outcome(console, result)
 
 
 def train_uplift_command(console, data, mapping, train_config, sections, seed: int | None) -> None:
@@ -157,3 +195,20 @@ def train_uplift_command(console, data, mapping, train_config, sections, seed: i
     )
     word = "[green]champion[/green]" if trained.promoted else "[yellow]challenger[/yellow]"
     console.print(f"winback-uplift version {trained.version} is {word}: {trained.reason}")
+
+
+def print_outcome(console, result: Any) -> None:
+    """BG/NBD feature experiment, calibration, notes and the registry outcome."""
+    if result.bgnbd_feature is not None:
+        b = result.bgnbd_feature
+        verdict = "helps" if b["helps"] else "does not help"
+        console.print(
+            f"BG/NBD expected purchases as a feature {verdict}: newest-origin ROC-AUC "
+            f"{b['roc_auc_without']:.4f} → {b['roc_auc_with']:.4f}"
+        )
+    console.print(f"calibration: {result.calibration_method}; MLflow run {result.run_id}")
+    for note in result.notes:
+        if "instead of" in note or note.startswith("calibration:"):
+            console.print(f"[yellow]note: {note}[/yellow]")
+    if result.model_version is not None:
+        console.print(gate_line(result))
