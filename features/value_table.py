@@ -23,7 +23,7 @@ import pandas as pd
 
 from features.build import build_feature_table
 from features.engine import connect
-from features.feature_sets import FeatureSet
+from features.feature_sets import MODEL_DERIVED_FEATURES, FeatureSet
 from features.labels import LabelConfig, customer_status, outcomes_sql
 from features.schema import ShopTables
 from features.tiers import CUTOFF_DTYPE, as_dates, register_cutoffs
@@ -133,7 +133,8 @@ def build_value_table(
     Returns
     -------
     pandas.DataFrame
-        MultiIndex ``(cutoff, customer_id)``: the feature columns, then
+        MultiIndex ``(cutoff, customer_id)``: the feature columns (all but the
+        model-derived ``btyd_*`` ones, which training adds per origin), then
         ``future_value`` and the columns of :func:`build_value_labels`. ``attrs``
         holds ``target`` (``"value"``), ``label``, ``population``,
         ``horizon_days``, ``value_basis``, ``feature_set`` and ``omitted_features``.
@@ -157,7 +158,10 @@ def build_value_table(
     labels = build_value_labels(
         tables, dates, horizon_days=horizon_days, label_config=label_config, con=con
     )
-    features = build_feature_table(tables, dates, feature_set=feature_set, con=con)
+    sql_set = None
+    if feature_set is not None:  # model-derived columns are added later, by training
+        sql_set = feature_set.subset(set(feature_set.names) - set(MODEL_DERIVED_FEATURES))
+    features = build_feature_table(tables, dates, feature_set=sql_set, con=con)
     missing = labels.index.difference(features.index)
     if len(missing):
         raise ValueError(
