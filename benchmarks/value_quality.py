@@ -36,6 +36,7 @@ from features.sources import load_shop  # noqa: E402
 from features.value_table import build_value_table, supported_value_horizon  # noqa: E402
 from training.value_baselines import value_summary_at_cutoffs  # noqa: E402
 from training.value_evaluation import evaluate_value_models, value_cutoffs  # noqa: E402
+from training.value_model import VALUE_MODEL_VARIANTS, WinbackValueRegressor  # noqa: E402
 
 
 def load(args: argparse.Namespace):
@@ -54,6 +55,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--horizon-days", type=int, default=365)
     parser.add_argument("--origins", type=int, default=3)
     parser.add_argument("--boot", type=int, default=200)
+    parser.add_argument("--threads", type=int, default=1, help="LightGBM threads per fit")
+    parser.add_argument("--variants", nargs="+", default=list(VALUE_MODEL_VARIANTS))
     args = parser.parse_args(argv)
     wall, cpu = time.perf_counter(), time.process_time()
     with warnings.catch_warnings():
@@ -72,7 +75,15 @@ def main(argv: list[str] | None = None) -> None:
             flush=True,
         )
         result = evaluate_value_models(
-            table, VALUE_FEATURES_V1, summary=summary, test_origins=args.origins, n_boot=args.boot
+            table,
+            VALUE_FEATURES_V1,
+            summary=summary,
+            variants=args.variants,
+            test_origins=args.origins,
+            factory=lambda variant, used: WinbackValueRegressor(
+                used, num_threads=args.threads, **VALUE_MODEL_VARIANTS[variant]
+            ),
+            n_boot=args.boot,
         )
     pd.set_option("display.width", 200)
     pd.set_option("display.max_columns", 20)
