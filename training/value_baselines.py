@@ -164,32 +164,37 @@ class BtydValueBaseline:
         return self.features(table)["btyd_expected_value"].to_numpy()
 
     def features(self, table: pd.DataFrame) -> pd.DataFrame:
-        """The fitted models' view of each row, as model features (:data:`BTYD_FEATURES`).
+        """The fitted models' view of each row of ``table``, from its summary (:func:`btyd_features`)."""
+        return btyd_features(
+            self.bgnbd_,
+            self.gamma_gamma_,
+            self.horizon_days,
+            self.summary_.reindex(_keys(table.index)).set_axis(table.index),
+        )
 
-        Expected purchase days in the horizon, P(alive), expected value of a
-        purchase day and their product; parameters come from the training
-        cutoffs only, each row's summary from its own cutoff, so the columns are
-        as point-in-time as the summary. Rows without a purchase get zeros.
-        """
-        rows = self.summary_.reindex(_keys(table.index))
-        known = rows["frequency"].notna().to_numpy()
-        out = pd.DataFrame(0.0, index=table.index, columns=list(BTYD_FEATURES))
-        if known.any():
-            r = rows[known]
-            purchases = self.bgnbd_.expected_purchases(
-                self.horizon_days, r["frequency"], r["recency"], r["T"]
-            )
-            m = r["monetary_value"].to_numpy(dtype=float)
-            spend = self.gamma_gamma_.expected_spend(
-                np.where(m > 0, r["frequency"].to_numpy() + 1, 0.0), m
-            )
-            out.loc[known, "btyd_expected_purchases"] = purchases
-            out.loc[known, "btyd_p_alive"] = self.bgnbd_.p_alive(
-                r["frequency"], r["recency"], r["T"]
-            )
-            out.loc[known, "btyd_expected_spend"] = spend
-            out.loc[known, "btyd_expected_value"] = purchases * spend
-        return out
+
+def btyd_features(
+    bgnbd: BetaGeoFitter, gamma_gamma: GammaGammaFitter, horizon_days: int, summary: pd.DataFrame
+) -> pd.DataFrame:
+    """Fitted BG/NBD and Gamma-Gamma models' view of each summary row (:data:`BTYD_FEATURES`).
+
+    Expected purchase days in the horizon, P(alive), expected value of a
+    purchase day and their product. With parameters from training cutoffs only
+    and each row's summary stopping at its own cutoff, the columns are as
+    point-in-time as the summary; rows without a summary (no purchase) get zeros.
+    """
+    known = summary["frequency"].notna().to_numpy()
+    out = pd.DataFrame(0.0, index=summary.index, columns=list(BTYD_FEATURES))
+    if known.any():
+        r = summary[known]
+        purchases = bgnbd.expected_purchases(horizon_days, r["frequency"], r["recency"], r["T"])
+        m = r["monetary_value"].to_numpy(dtype=float)
+        spend = gamma_gamma.expected_spend(np.where(m > 0, r["frequency"].to_numpy() + 1, 0.0), m)
+        out.loc[known, "btyd_expected_purchases"] = purchases
+        out.loc[known, "btyd_p_alive"] = bgnbd.p_alive(r["frequency"], r["recency"], r["T"])
+        out.loc[known, "btyd_expected_spend"] = spend
+        out.loc[known, "btyd_expected_value"] = purchases * spend
+    return out
 
 
 def value_baselines(horizon_days: int, summary: pd.DataFrame | None) -> dict[str, object]:

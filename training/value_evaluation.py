@@ -111,7 +111,7 @@ class ValueEvaluation:
     models: dict[str, WinbackValueRegressor] = field(default_factory=dict)
 
 
-def _fit_model(model: WinbackValueRegressor, train: pd.DataFrame) -> WinbackValueRegressor:
+def fit_with_holdout(model: WinbackValueRegressor, train: pd.DataFrame) -> WinbackValueRegressor:
     """Fit on the training rows, stopping early on a customer hold-out of them."""
     holdout = customer_holdout(train)
     fit_rows, valid_rows = train[~holdout], train[holdout]
@@ -144,7 +144,7 @@ def _score_origin(
     used = feature_set.subset(train.columns)
     models = {}
     for variant in variants:
-        models[variant] = _fit_model(factory(variant, used), train)
+        models[variant] = fit_with_holdout(factory(variant, used), train)
         out[variant] = models[variant].predict(test[list(used.names)])
     return out, models
 

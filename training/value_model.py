@@ -82,9 +82,10 @@ class WinbackValueRegressor(RegressorMixin, BaseEstimator):
         ``tweedie_variance_power`` between 1 (Poisson) and 2 (gamma).
     offset
         A feature column holding a prior expected value (e.g. ``btyd_expected_value``):
-        the Tweedie model then starts from ``log(offset)`` and its trees learn
-        only the correction, so early stopping falls back to the prior where the
-        features add nothing. Tweedie only.
+        the Tweedie model then starts from ``log(offset)`` (shifted so that it
+        sums to the training targets) and its trees learn only the correction,
+        so early stopping falls back to the prior where the features add
+        nothing. Tweedie only.
     early_stopping_rounds
         Stop when the validation deviance has not improved for this many rounds.
     num_threads, random_state
@@ -145,6 +146,11 @@ class WinbackValueRegressor(RegressorMixin, BaseEstimator):
         held_out = None
         if eval_set is not None:
             held_out = (eval_set[0], _as_values(eval_set[1], len(eval_set[0])))
+        if self.offset is not None:
+            # start from the prior's ranking at the training data's level: the trees then
+            # spend their rounds on the ranking, not on moving the mean
+            prior = np.maximum(X[self.offset].to_numpy(dtype=float), OFFSET_FLOOR)
+            self.offset_shift_ = float(np.log(values.sum() / prior.sum()))
         if self.loss == "tweedie":
             self.booster_, self.best_iteration_ = self._fit_booster(
                 X, values, held_out, objective="tweedie"
@@ -173,10 +179,11 @@ class WinbackValueRegressor(RegressorMixin, BaseEstimator):
         return self
 
     def _log_offset(self, X: pd.DataFrame) -> np.ndarray | None:
-        """``log(offset)`` per row (floored), or None without an offset."""
+        """``log(offset)`` per row (floored) plus the fitted level shift, or None without one."""
         if self.offset is None:
             return None
-        return np.log(np.maximum(X[self.offset].to_numpy(dtype=float), OFFSET_FLOOR))
+        raw = np.log(np.maximum(X[self.offset].to_numpy(dtype=float), OFFSET_FLOOR))
+        return raw + getattr(self, "offset_shift_", 0.0)
 
     def _fit_booster(
         self, X: pd.DataFrame, y: np.ndarray, eval_set, *, objective: str
