@@ -44,7 +44,7 @@ CHURN_HORIZON = 90
 
 def churn_risk(tables, test_cutoff) -> pd.Series:
     """A churn model trained on cutoffs before ``test_cutoff``, scored at it (active customers)."""
-    cutoffs = [c for c in monthly_cutoffs(tables, CHURN_HORIZON, count=16) if c <= test_cutoff]
+    cutoffs = [c for c in monthly_cutoffs(tables, CHURN_HORIZON) if c <= test_cutoff][-16:]
     table = build_training_table(tables, "churn", cutoffs, feature_set=CHURN_FEATURES_V2)
     split = time_split(table, gap_days=CHURN_HORIZON)
     features = CHURN_FEATURES_V2.subset(table.columns)

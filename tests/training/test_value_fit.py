@@ -48,3 +48,37 @@ def test_unknown_variant_is_refused(fitted):
     _, table = fitted
     with pytest.raises(ValueError, match="unknown value model variant 'gbm'"):
         fit_value_model(table, pd.DataFrame(), VALUE_FEATURES_V1, variant="gbm")
+
+
+def test_value_model_round_trips_through_the_registry(fitted, small_shop, tmp_path, monkeypatch):
+    import mlflow
+
+    from training.tracking import TrackingConfig, configure_tracking, model_pip_requirements
+    from training.value_tracking import (
+        VALUE_MODEL_NAME,
+        load_value_model,
+        log_value_model,
+        value_champion,
+    )
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    configure_tracking(TrackingConfig(root=str(tmp_path / "mlruns")))
+    client = mlflow.MlflowClient()
+    assert value_champion(client) is None  # nothing registered: serving falls back
+    model, table = fitted
+    with mlflow.start_run():
+        log_value_model(
+            model, pip_requirements=model_pip_requirements(), registered_model_name=VALUE_MODEL_NAME
+        )
+    client.set_registered_model_alias(VALUE_MODEL_NAME, "champion", "1")
+    version = value_champion(client)
+    loaded = load_value_model(f"models:/{VALUE_MODEL_NAME}/{version.version}")
+    as_of = "2025-06-30"
+    frame = build_scoring_frame(small_shop.tables, as_of, VALUE_FEATURES_V1.subset(table.columns))
+    summary = value_summary_at_cutoffs(small_shop.tables, [as_of]).droplevel("cutoff")
+    np.testing.assert_array_equal(loaded.predict(frame, summary), model.predict(frame, summary))
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{VALUE_MODEL_NAME}@champion")
+    np.testing.assert_allclose(
+        pyfunc.predict(frame.join(summary)), model.predict(frame, summary), rtol=1e-12
+    )
