@@ -30,7 +30,7 @@ from typing import Any
 
 import pandas as pd
 
-from serving.lists.build import LIST_KINDS, build_list
+from serving.lists.build import LIST_KINDS, build_list, value_note
 from serving.lists.settings import ListConfig
 from serving.lists.targeting import TargetingConfig
 from serving.lists.uplift import list_uplift
@@ -272,6 +272,7 @@ def create_list(
         "list": config.to_dict(),
         "targeting": targeting.to_dict(),
         "uplift": uplift is not None,
+        "value": value_note(scores),
         **dict(notes or {}),
     }
     manifest = save_list(

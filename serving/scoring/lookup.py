@@ -21,6 +21,8 @@ RECORD_COLUMNS = (
     "vip_potential",
     "reactivation_probability",
     "expected_value",
+    "predicted_value",
+    "value_horizon_days",
     "tier",
     "is_active",
     "is_lapsed",

@@ -18,6 +18,7 @@
     { key: "vip_potential", label: "VIP potential", type: "score" },
     { key: "reactivation_probability", label: "Reactivation prob.", type: "score" },
     { key: "expected_value", label: "Expected value", type: "money" },
+    { key: "predicted_value", label: "Predicted value", type: "money" },
     { key: "reasons", label: "Top reasons", type: "reasons" },
     { key: "action", label: "Suggested action", type: "text" },
     { key: "group", label: "Group", type: "group" },
