@@ -27,7 +27,7 @@ from features.feature_sets import MODEL_DERIVED_FEATURES, FeatureSet
 from features.labels import LabelConfig, customer_status, outcomes_sql
 from features.schema import ShopTables
 from features.tiers import CUTOFF_DTYPE, as_dates, register_cutoffs
-from features.training_table import data_dates, unobserved_cutoffs
+from features.training_table import check_features_cover, check_observed, data_dates
 
 #: The value label and the columns a value table carries next to it.
 VALUE_LABEL = "future_value"
@@ -147,13 +147,7 @@ def build_value_table(
     dates = as_dates(cutoffs)
     if not dates:
         raise ValueError("no cutoffs given: pass at least one date (see monthly_cutoffs)")
-    unobserved = unobserved_cutoffs(tables, dates, horizon_days)
-    if unobserved:
-        raise ValueError(
-            f"{len(unobserved)} cutoff(s) {[str(d) for d in unobserved]} have a {horizon_days}-day "
-            f"value horizon that runs past the last data date {data_dates(tables)[1]}: drop them, "
-            "or use a shorter horizon (supported_value_horizon)"
-        )
+    check_observed(tables, dates, horizon_days)
     con = connect(tables) if con is None else con
     labels = build_value_labels(
         tables, dates, horizon_days=horizon_days, label_config=label_config, con=con
@@ -162,12 +156,7 @@ def build_value_table(
     if feature_set is not None:  # model-derived columns are added later, by training
         sql_set = feature_set.subset(set(feature_set.names) - set(MODEL_DERIVED_FEATURES))
     features = build_feature_table(tables, dates, feature_set=sql_set, con=con)
-    missing = labels.index.difference(features.index)
-    if len(missing):
-        raise ValueError(
-            f"{len(missing)} labelled (cutoff, customer_id) rows have no features, e.g. "
-            f"{missing[0]}: features and labels disagree on who is known at a cutoff"
-        )
+    check_features_cover(labels.index, features)
     table = features.loc[labels.index].copy()
     for column in (VALUE_LABEL, "future_orders", *VALUE_STATUS_COLUMNS):
         table[column] = labels[column]

@@ -21,7 +21,7 @@ import pandas as pd
 
 from features.engine import connect
 from features.schema import ShopTables
-from training.bgnbd import RFM_COLUMNS, BetaGeoFitter, cutoff_days
+from training.bgnbd import RFM_COLUMNS, BetaGeoFitter, cutoff_days, rfm_summary_at_cutoffs
 from training.gamma_gamma import GammaGammaFitter
 
 SUMMARY_COLUMNS = (*RFM_COLUMNS, "monetary_value")
@@ -39,46 +39,40 @@ def value_summary_at_cutoffs(
 ) -> pd.DataFrame:
     """Point-in-time BG/NBD and Gamma-Gamma summary of each customer at each cutoff.
 
-    ``frequency``, ``recency``, ``T`` as ``training.bgnbd.rfm_summary_at_cutoffs``
+    ``frequency``, ``recency``, ``T`` from ``training.bgnbd.rfm_summary_at_cutoffs``
     (purchase days on or before the cutoff day) and ``monetary_value``: the mean
-    value of a purchase day -- margin of its purchase lines, or their amount when
-    the shop has no margin column. Returns are left out of the spend (the
-    Gamma-Gamma model needs positive values). Indexed by (``cutoff``,
+    value of those purchase days -- margin of their purchase lines, or their
+    amount when the shop has no margin column. Returns are left out of the spend
+    (the Gamma-Gamma model needs positive values). Indexed by (``cutoff``,
     ``customer_id``), cutoffs as naive midnight ``datetime64[us]``.
     """
-    days = sorted({d.to_pydatetime() for d in cutoff_days(list(cutoffs))})
-    if not days:
-        raise ValueError("value_summary_at_cutoffs needs at least one cutoff")
+    con = connect(tables, con)
+    rfm = rfm_summary_at_cutoffs(tables, cutoffs, con=con)
     columns = tables.transactions.columns
     value = "t.margin_amount" if "margin_amount" in columns else "t.amount"
     is_purchase = "NOT coalesce(t.is_return, false)" if "is_return" in columns else "true"
-    con = connect(tables, con)
-    con.register("_winback_value_cutoffs", pd.DataFrame({"cutoff": pd.Series(days, dtype="datetime64[us]")}))
-    query = f"""
-        WITH purchase_days AS (
-            SELECT t.customer_id, CAST(t.ordered_at AS DATE) AS day,
-                   SUM(coalesce({value}, 0.0)) AS day_value
-            FROM transactions AS t
-            WHERE {is_purchase}
-            GROUP BY t.customer_id, CAST(t.ordered_at AS DATE)
-        )
-        SELECT c.cutoff, p.customer_id,
-               CAST(count(*) - 1 AS DOUBLE) AS frequency,
-               CAST(date_diff('day', min(p.day), max(p.day)) AS DOUBLE) AS recency,
-               CAST(date_diff('day', min(p.day), CAST(c.cutoff AS DATE)) AS DOUBLE) AS "T",
-               CAST(avg(p.day_value) AS DOUBLE) AS monetary_value
-        FROM _winback_value_cutoffs AS c
-        JOIN purchase_days AS p ON p.day <= CAST(c.cutoff AS DATE)
-        GROUP BY c.cutoff, p.customer_id
-        ORDER BY c.cutoff, p.customer_id
-    """
-    try:
-        out = con.execute(query).df()
-    finally:
-        con.unregister("_winback_value_cutoffs")
-    out["cutoff"] = pd.to_datetime(out["cutoff"]).astype("datetime64[us]")
-    out["customer_id"] = out["customer_id"].astype("string")
-    return out.set_index(["cutoff", "customer_id"])[list(SUMMARY_COLUMNS)]
+    days = con.execute(
+        f"""
+        SELECT t.customer_id, CAST(t.ordered_at AS DATE) AS day, SUM(coalesce({value}, 0.0)) AS value
+        FROM transactions AS t WHERE {is_purchase}
+        GROUP BY t.customer_id, CAST(t.ordered_at AS DATE)
+        ORDER BY t.customer_id, day
+        """
+    ).df()
+    days["customer_id"] = days["customer_id"].astype("string")
+    days["day"] = pd.to_datetime(days["day"]).astype("datetime64[us]")
+    grouped = days.groupby("customer_id", sort=False)
+    days["mean_to_date"] = grouped["value"].cumsum() / (grouped.cumcount() + 1)
+    keys = rfm.index.to_frame(index=False)
+    # the running mean at each customer's last purchase day on or before the cutoff
+    joined = pd.merge_asof(
+        keys.reset_index().sort_values("cutoff"),
+        days[["customer_id", "day", "mean_to_date"]].sort_values("day"),
+        left_on="cutoff", right_on="day", by="customer_id",
+    ).set_index("index").sort_index()  # fmt: skip
+    out = rfm.copy()
+    out["monetary_value"] = joined["mean_to_date"].to_numpy(dtype=float)
+    return out[list(SUMMARY_COLUMNS)]
 
 
 def _keys(index: pd.MultiIndex) -> pd.MultiIndex:

@@ -109,7 +109,7 @@ def test_value_table_joins_features_and_checks_the_horizon():
     assert table.attrs["target"] == "value" and table.attrs["value_basis"] == "margin"
     assert table.loc[(pd.Timestamp(CUTOFF), "B"), "future_value"] == 500.0
     assert value_targets(table).dtype == np.float64
-    with pytest.raises(ValueError, match="runs past the last data date"):
+    with pytest.raises(ValueError, match="horizon that runs past the last data date"):
         build_value_table(tables, [CUTOFF], horizon_days=60, feature_set=feature_set)
     with pytest.raises(ValueError, match="no 'future_value' column"):
         value_targets(table.drop(columns="future_value"))
