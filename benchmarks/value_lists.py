@@ -63,7 +63,10 @@ def predicted_value(tables, test_cutoff) -> pd.Series:
     cutoffs = [c for c in value_cutoffs(tables, HORIZON, test_origins=1) if c <= test_cutoff]
     table = build_value_table(tables, cutoffs, horizon_days=HORIZON, feature_set=VALUE_FEATURES_V1)
     summary = value_summary_at_cutoffs(tables, cutoffs)
-    train = table[table.index.get_level_values("cutoff") <= pd.Timestamp(cutoffs[-1]) - pd.Timedelta(days=HORIZON)]
+    train = table[
+        table.index.get_level_values("cutoff")
+        <= pd.Timestamp(cutoffs[-1]) - pd.Timedelta(days=HORIZON)
+    ]
     train.attrs = table.attrs
     model = fit_value_model(train, summary, VALUE_FEATURES_V1, num_threads=1)
     at = table.xs(pd.Timestamp(test_cutoff), level="cutoff")
@@ -91,8 +94,9 @@ def main(argv: list[str] | None = None) -> None:
         risk = churn_risk(tables, test_cutoff)
         value = predicted_value(tables, test_cutoff)
         outcomes = {
-            days: build_labels(tables, [test_cutoff], LabelConfig(horizon_days=days))
-            .droplevel("cutoff")["future_margin"]
+            days: build_labels(tables, [test_cutoff], LabelConfig(horizon_days=days)).droplevel(
+                "cutoff"
+            )["future_margin"]
             for days in (CHURN_HORIZON, HORIZON)
         }
         status = build_labels(tables, [test_cutoff], LabelConfig()).droplevel("cutoff")
@@ -107,7 +111,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"at-risk list at {test_cutoff}: {len(active):,} active customers, top 10% listed")
     for days, realised in outcomes.items():
         r = realised.reindex(active).fillna(0.0)
-        print(f"\nrealised margin of the top 10% over the next {days} days (all active: {r.sum():,.0f}):")
+        print(
+            f"\nrealised margin of the top 10% over the next {days} days (all active: {r.sum():,.0f}):"
+        )
         for name, score in rankings.items():
             print(f"  {name:<42} {top_share(score, r):>12,.0f}")
     print(f"\nwall {time.perf_counter() - wall:.0f} s, load average {os.getloadavg()[0]:.1f}")

@@ -168,7 +168,9 @@ class GammaGammaFitter:
 
     def _params(self) -> GammaGammaParams:
         if not hasattr(self, "params_"):
-            raise RuntimeError("GammaGammaFitter is not fitted; call fit(frequency, monetary_value)")
+            raise RuntimeError(
+                "GammaGammaFitter is not fitted; call fit(frequency, monetary_value)"
+            )
         return self.params_
 
     def population_mean(self) -> float:

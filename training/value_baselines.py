@@ -77,7 +77,10 @@ def value_summary_at_cutoffs(
 
 def _keys(index: pd.MultiIndex) -> pd.MultiIndex:
     return pd.MultiIndex.from_arrays(
-        [cutoff_days(index.get_level_values("cutoff")), index.get_level_values("customer_id").astype(str)],
+        [
+            cutoff_days(index.get_level_values("cutoff")),
+            index.get_level_values("customer_id").astype(str),
+        ],
         names=["cutoff", "customer_id"],
     )
 

@@ -25,7 +25,7 @@ from features.schema import ShopTables
 from features.training_table import monthly_cutoffs
 from features.value_table import VALUE_LABEL, value_targets
 from training.split import _rows_at, table_cutoffs
-from training.value_baselines import BTYD_FEATURES, value_baselines
+from training.value_baselines import value_baselines
 from training.value_metrics import paired_bootstrap_delta, value_metrics
 from training.value_model import VALUE_MODEL_VARIANTS, WinbackValueRegressor
 
@@ -185,7 +185,6 @@ def evaluate_value_models(
 
         def factory(variant: str, used: FeatureSet) -> WinbackValueRegressor:
             return WinbackValueRegressor(used, **VALUE_MODEL_VARIANTS[variant])
-
 
     origins = value_origins(
         table, horizon_days=int(table.attrs["horizon_days"]), test_origins=test_origins

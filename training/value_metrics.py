@@ -130,9 +130,7 @@ def decile_calibration(y, prediction, n_bins: int = 10) -> pd.DataFrame:
     )
     out["predicted_mean"] = out["predicted_total"] / out["customers"]
     out["realised_mean"] = out["realised_total"] / out["customers"]
-    out["ratio"] = out["predicted_total"] / out["realised_total"].where(
-        out["realised_total"] != 0
-    )
+    out["ratio"] = out["predicted_total"] / out["realised_total"].where(out["realised_total"] != 0)
     return out
 
 
@@ -194,7 +192,9 @@ def paired_bootstrap_delta(
     """
     y_arr, a = _check(y, prediction)
     _, b = _check(y_arr, other)
-    labels = np.zeros(y_arr.size, dtype=int) if groups is None else pd.factorize(np.asarray(groups))[0]
+    labels = (
+        np.zeros(y_arr.size, dtype=int) if groups is None else pd.factorize(np.asarray(groups))[0]
+    )
     if labels.size != y_arr.size:
         raise ValueError(f"groups has {labels.size} rows, y {y_arr.size}")
     members = [np.flatnonzero(labels == g) for g in np.unique(labels)]
@@ -203,9 +203,7 @@ def paired_bootstrap_delta(
         return float(np.mean([metric(y_arr[i], a[i]) - metric(y_arr[i], b[i]) for i in samples]))
 
     rng = np.random.default_rng(seed)
-    draws = np.array(
-        [statistic([rng.choice(m, m.size) for m in members]) for _ in range(n_boot)]
-    )
+    draws = np.array([statistic([rng.choice(m, m.size) for m in members]) for _ in range(n_boot)])
     low, high = np.nanquantile(draws, [0.025, 0.975])
     return {
         "delta": statistic(members),

@@ -202,7 +202,9 @@ class WinbackValueRegressor(RegressorMixin, BaseEstimator):
             if self.offset is not None:
                 kwargs["eval_init_score"] = [self._log_offset(eval_set[0])]
             kwargs["callbacks"] = [
-                lgb.early_stopping(self.early_stopping_rounds, first_metric_only=True, verbose=False)
+                lgb.early_stopping(
+                    self.early_stopping_rounds, first_metric_only=True, verbose=False
+                )
             ]
         model.fit(self._encode(X), y, **kwargs)
         return model.booster_, int(model.best_iteration_ or model.n_estimators)
@@ -241,7 +243,10 @@ class WinbackValueRegressor(RegressorMixin, BaseEstimator):
         if self.loss != "hurdle":
             raise ValueError(f"predict_parts needs loss='hurdle', the model has {self.loss!r}")
         return pd.DataFrame(
-            {"p_buys": self.buyer_model_.predict_proba(X), "value_if_buys": self._booster_predict(X)},
+            {
+                "p_buys": self.buyer_model_.predict_proba(X),
+                "value_if_buys": self._booster_predict(X),
+            },
             index=X.index,
         )
 
@@ -266,7 +271,9 @@ class WinbackValueRegressor(RegressorMixin, BaseEstimator):
     def feature_importance(self) -> pd.Series:
         """Total gain per feature of the value (or, for a hurdle, the spend) booster."""
         self._check_fitted()
-        gain = self.booster_.feature_importance(importance_type="gain", iteration=self.best_iteration_)
+        gain = self.booster_.feature_importance(
+            importance_type="gain", iteration=self.best_iteration_
+        )
         return pd.Series(gain, index=self.feature_set_.names, name="gain").sort_values(
             ascending=False, kind="stable"
         )

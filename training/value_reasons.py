@@ -52,7 +52,9 @@ def value_templates(reference: Mapping[str, float], horizon_days: int) -> dict[s
     """Value sentences per feature, bound to the shop's yardsticks; others fall back to churn's."""
 
     def per_order(row, high):
-        ratio = _times(_num(row.get("order_value_mean_amount")), reference.get("order_value_mean_amount", 0))
+        ratio = _times(
+            _num(row.get("order_value_mean_amount")), reference.get("order_value_mean_amount", 0)
+        )
         return None if ratio is None else f"spends {ratio} the median per order"
 
     def spend_365d(row, high):
@@ -77,7 +79,11 @@ def value_templates(reference: Mapping[str, float], horizon_days: int) -> dict[s
 
     def expected_orders(row, high):
         n = _num(row.get("btyd_expected_purchases"))
-        return None if math.isnan(n) else f"buying pattern suggests {n:.1f} orders in {horizon_days} days"
+        return (
+            None
+            if math.isnan(n)
+            else f"buying pattern suggests {n:.1f} orders in {horizon_days} days"
+        )
 
     def p_alive(row, high):
         p = _num(row.get("btyd_p_alive"))

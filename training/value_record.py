@@ -11,11 +11,15 @@ reason is tagged and returned.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from training.registry import CHAMPION_ALIAS, gate
+from training.registry import CHAMPION_ALIAS, _ensure_registered_model, gate
 from training.tracking import (
     TrackingConfig,
     code_version,
@@ -38,6 +42,20 @@ class ValueRecord:
     version: str
     promoted: bool
     reason: str
+
+
+@contextlib.contextmanager
+def quiet_mlflow() -> Iterator[None]:
+    """MLflow's own INFO lines and warnings held back: the command prints what matters."""
+    logger = logging.getLogger("mlflow")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
 
 
 def _origins(result: Any) -> list[str]:
@@ -66,9 +84,13 @@ def value_gate(result: Any, champion: Any, client: Any) -> tuple[bool, str]:
 
 def record_value_run(result: Any, tracking: TrackingConfig | None = None) -> ValueRecord:
     """Log the run, register the model as ``winback-value`` and move the champion if it earns it."""
+    with quiet_mlflow():
+        return _record(result, tracking or TrackingConfig())
+
+
+def _record(result: Any, tracking: TrackingConfig) -> ValueRecord:
     import mlflow
 
-    tracking = tracking or TrackingConfig()
     configure_tracking(tracking)
     experiment_id = ensure_named_experiment(VALUE_MODEL_NAME, tracking)
     client = mlflow.MlflowClient()
@@ -81,12 +103,19 @@ def record_value_run(result: Any, tracking: TrackingConfig | None = None) -> Val
         log_figures(result.figures())
         mlflow.set_tags({"verdict": result.verdict(), "notes": "; ".join(result.notes) or "none"})
         uri = log_value_model(result.model, pip_requirements=model_pip_requirements())
-    version = mlflow.register_model(uri, VALUE_MODEL_NAME).version
-    client.set_model_version_tag(VALUE_MODEL_NAME, version, "test_origins", json.dumps(_origins(result)))
+        _ensure_registered_model(client, VALUE_MODEL_NAME, "value")
+        version = client.create_model_version(
+            VALUE_MODEL_NAME, source=uri, run_id=run.info.run_id
+        ).version
+    client.set_model_version_tag(
+        VALUE_MODEL_NAME, version, "test_origins", json.dumps(_origins(result))
+    )
     promoted, reason = value_gate(result, champion, client)
     client.set_model_version_tag(VALUE_MODEL_NAME, version, "gate", reason)
     if result.loses_to():
-        client.set_model_version_tag(VALUE_MODEL_NAME, version, "loses_to", ",".join(result.loses_to()))
+        client.set_model_version_tag(
+            VALUE_MODEL_NAME, version, "loses_to", ",".join(result.loses_to())
+        )
     if promoted:
         client.set_registered_model_alias(VALUE_MODEL_NAME, CHAMPION_ALIAS, version)
     return ValueRecord(run.info.run_id, str(version), promoted, reason)

@@ -83,7 +83,7 @@ class ValueTrainingResult:
         return {k: float(v) for k, v in out.items() if not math.isnan(float(v))}
 
     def verdict(self) -> str:
-        """"beats every baseline", or which it does not beat and by how much (with the CI)."""
+        """Either "beats every baseline", or which it does not beat and by how much (with the CI)."""
         rows = self.evaluation.deltas[self.evaluation.deltas["model"] == self.model.variant]
         short = [
             f"{r.baseline} (Δ Gini {r.delta:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}])"
@@ -109,9 +109,7 @@ def prepare_value_data(
     tables: ShopTables, settings: ValueSettings, feature_set: FeatureSet = VALUE_FEATURES_V1
 ) -> PreparedValueData:
     """The value table and BTYD summary over the cutoffs the evaluation and the final fit need."""
-    horizon = supported_value_horizon(
-        tables, settings.horizon_days, origins=settings.test_origins
-    )
+    horizon = supported_value_horizon(tables, settings.horizon_days, origins=settings.test_origins)
     notes = []
     if horizon != settings.horizon_days:
         notes.append(

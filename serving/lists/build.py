@@ -9,7 +9,8 @@ the feature values behind it:
 * ``winback`` — lapsed customers ranked by **expected incremental margin**:
   ``uplift x value_if_reactivated`` when an uplift model trained on past
   campaigns is given (customers who come back *because* of the contact first),
-  else ``reactivation_probability x value_if_reactivated``;
+  else ``reactivation_probability x value_if_reactivated``; the value of a
+  returning customer comes from the value champion when there is one;
 * ``vip-potential`` — active non-VIPs most likely to reach VIP (``vip_potential``);
 * ``near-vip`` — customers just under the next tier's margin threshold, with how
   much more margin (and spend, at their margin rate) reaches it.
@@ -201,6 +202,26 @@ def value_note(scores: pd.DataFrame) -> str:
     return "trailing 12-month margin rule: no value champion (train one with --target value)"
 
 
+#: The smallest reactivation probability a predicted value is divided by (a cap on the ratio).
+MIN_RETURN_PROBABILITY = 0.02
+
+
+def predicted_value_if_returning(pool: pd.DataFrame, horizon_days: int) -> pd.Series:
+    """The value champion's value of a lapsed customer who comes back, over the horizon.
+
+    ``predicted_value`` already weighs the value by the chance of coming back,
+    so the value *if* they return is it (at the horizon's rate) over their
+    ``reactivation_probability`` (floored at :data:`MIN_RETURN_PROBABILITY`).
+    Missing where the champion gave no value (the caller keeps today's rule).
+    """
+    if "predicted_value" not in pool.columns:
+        return pd.Series(np.nan, index=pool.index, dtype="float64")
+    days = pool["value_horizon_days"].astype("Float64").astype("float64")
+    at_rate = pool["predicted_value"].astype("float64") * horizon_days / days
+    chance = np.maximum(pool["reactivation_probability"].astype("float64"), MIN_RETURN_PROBABILITY)
+    return np.maximum(at_rate / chance, 0.0)
+
+
 def value_if_reactivated(
     scores: pd.DataFrame, features: pd.DataFrame | None, horizon_days: int
 ) -> pd.Series:
@@ -243,6 +264,8 @@ def winback_candidates(
     pool["value_if_reactivated"] = value_if_reactivated(s, features, config.horizon_days).reindex(
         pool.index
     )
+    returning = predicted_value_if_returning(pool, config.horizon_days)
+    pool["value_if_reactivated"] = returning.where(returning.notna(), pool["value_if_reactivated"])
     expected = pool["reactivation_probability"] * pool["value_if_reactivated"]
     if uplift is not None:
         lift = pd.Series(uplift, dtype="float64")

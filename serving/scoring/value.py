@@ -41,9 +41,7 @@ class ServedValueModel:
     def feature_set(self) -> FeatureSet:
         """The SQL features the model reads (its BTYD features come from the summary)."""
         columns = self.model.regressor.feature_set_.columns
-        return FeatureSet(
-            "value", tuple(c for c in columns if c[0] not in MODEL_DERIVED_FEATURES)
-        )
+        return FeatureSet("value", tuple(c for c in columns if c[0] not in MODEL_DERIVED_FEATURES))
 
 
 def load_value_champion(client: Any) -> ServedValueModel | None:
@@ -52,7 +50,9 @@ def load_value_champion(client: Any) -> ServedValueModel | None:
 
     version = value_champion(client)
     if version is None:
-        logger.info("no %s champion: expected_value uses the trailing-margin rule", VALUE_MODEL_NAME)
+        logger.info(
+            "no %s champion: expected_value uses the trailing-margin rule", VALUE_MODEL_NAME
+        )
         return None
     model = load_value_model(f"models:/{VALUE_MODEL_NAME}/{version.version}")
     logger.info("loaded %s version %s", VALUE_MODEL_NAME, version.version)

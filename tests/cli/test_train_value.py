@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from typer.testing import CliRunner
 
 from winback.cli import app
@@ -9,6 +10,7 @@ from winback.cli import app
 runner = CliRunner()
 
 
+@pytest.mark.slow
 def test_value_training_registers_a_champion(small_shop_dir, tmp_path, monkeypatch):
     import mlflow
 
@@ -28,4 +30,6 @@ def test_value_training_registers_a_champion(small_shop_dir, tmp_path, monkeypat
     run = client.get_run(version.run_id)
     assert {"test_normalized_gini", "baseline_btyd_normalized_gini", "origin_3_rmse",
             "delta_normalized_gini_trailing_ci_low"} <= set(run.data.metrics)  # fmt: skip
-    assert "plots/value_deciles.png" in [a.path for a in client.list_artifacts(run.info.run_id, "plots")]
+    assert "plots/value_deciles.png" in [
+        a.path for a in client.list_artifacts(run.info.run_id, "plots")
+    ]

@@ -103,7 +103,9 @@ def test_data_after_the_horizon_or_before_the_cutoff_leaves_the_value_alone(rows
 
 def test_value_table_joins_features_and_checks_the_horizon():
     tables = shop(HAND_ROWS)
-    feature_set = FeatureSet("value_test", (("order_count", "float64"), ("spend_amount", "float64")))
+    feature_set = FeatureSet(
+        "value_test", (("order_count", "float64"), ("spend_amount", "float64"))
+    )
     table = build_value_table(tables, [CUTOFF], horizon_days=30, feature_set=feature_set)
     assert list(table.columns[:2]) == ["order_count", "spend_amount"]
     assert table.attrs["target"] == "value" and table.attrs["value_basis"] == "margin"

@@ -23,8 +23,10 @@ def brute_force_likelihood(x, m, p, q, gamma):
 
     def integrand(nu):
         # x * z_bar ~ Gamma(p x, rate nu); density of z_bar = x * density of the sum at x m
-        return x * stats.gamma.pdf(x * m, p * x, scale=1 / nu) * stats.gamma.pdf(
-            nu, q, scale=1 / gamma
+        return (
+            x
+            * stats.gamma.pdf(x * m, p * x, scale=1 / nu)
+            * stats.gamma.pdf(nu, q, scale=1 / gamma)
         )
 
     value, _ = integrate.quad(integrand, 0, np.inf, limit=200)
@@ -69,7 +71,9 @@ def test_expected_spend_is_the_posterior_mean():
     expected = fitter.expected_spend(sim["frequency"], sim["monetary_value"])
     # unbiased for the true mean spend overall and within spend quartiles (shrinkage is right)
     assert expected.mean() == pytest.approx(sim["mean_spend"].mean(), rel=0.02)
-    quartile = np.digitize(sim["monetary_value"], np.quantile(sim["monetary_value"], [0.25, 0.5, 0.75]))
+    quartile = np.digitize(
+        sim["monetary_value"], np.quantile(sim["monetary_value"], [0.25, 0.5, 0.75])
+    )
     for k in range(4):
         rows = quartile == k
         assert expected[rows].mean() == pytest.approx(sim["mean_spend"][rows].mean(), rel=0.05)

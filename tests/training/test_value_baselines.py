@@ -18,12 +18,16 @@ from training.value_baselines import (
 
 
 def _tables(rows, *, margin: bool = True) -> ShopTables:
-    frame = pd.DataFrame(rows, columns=["customer_id", "ordered_at", "amount", "margin", "is_return"])
+    frame = pd.DataFrame(
+        rows, columns=["customer_id", "ordered_at", "amount", "margin", "is_return"]
+    )
     transactions = pd.DataFrame(
         {
             "customer_id": frame["customer_id"].astype("string"),
             "order_id": pd.Series([f"o{i}" for i in range(len(frame))], dtype="string"),
-            "ordered_at": pd.to_datetime(frame["ordered_at"], utc=True).astype("datetime64[us, UTC]"),
+            "ordered_at": pd.to_datetime(frame["ordered_at"], utc=True).astype(
+                "datetime64[us, UTC]"
+            ),
             "amount": frame["amount"].astype(float),
             "margin_amount": frame["margin"].astype(float),
             "is_return": frame["is_return"].astype(bool),
@@ -97,7 +101,9 @@ def test_btyd_fits_on_training_cutoffs_and_multiplies_purchases_by_spend():
     assert refit.bgnbd_.params_ == baseline.bgnbd_.params_
     # a customer unknown to the summary is worth nothing
     stranger = pd.DataFrame(
-        index=pd.MultiIndex.from_tuples([(pd.Timestamp("2024-06-01"), "zz")], names=["cutoff", "customer_id"])
+        index=pd.MultiIndex.from_tuples(
+            [(pd.Timestamp("2024-06-01"), "zz")], names=["cutoff", "customer_id"]
+        )
     )
     assert baseline.predict(stranger).tolist() == [0.0]
     with pytest.raises(ValueError, match="no rows at the train cutoffs"):

@@ -32,7 +32,9 @@ def test_origins_train_a_full_horizon_before_the_test_cutoff():
     origins = value_origins(_table(monthly), horizon_days=91, test_origins=2, train_cutoffs=3)
     assert [o.test_cutoff for o in origins] == pd.to_datetime(["2024-11-01", "2024-12-01"]).tolist()
     # 2024-12-01 minus 91 days is 2024-09-01: training ends there, the latest three
-    assert origins[1].train_cutoffs == tuple(pd.to_datetime(["2024-07-01", "2024-08-01", "2024-09-01"]))
+    assert origins[1].train_cutoffs == tuple(
+        pd.to_datetime(["2024-07-01", "2024-08-01", "2024-09-01"])
+    )
     assert origins[0].train_cutoffs[-1] == pd.Timestamp("2024-08-01")
     with pytest.raises(ValueError, match="at least 400 days before"):
         value_origins(_table(monthly), horizon_days=400)
@@ -50,7 +52,9 @@ def test_value_model_beats_both_baselines_on_the_simulated_shop(small_shop):
     tables = small_shop.tables
     horizon = 365
     cutoffs = value_cutoffs(tables, horizon, test_origins=2, train_cutoffs=6)
-    assert str(cutoffs[-1]) == str(data_dates(tables)[1] - pd.Timedelta(days=horizon).to_pytimedelta())
+    assert str(cutoffs[-1]) == str(
+        data_dates(tables)[1] - pd.Timedelta(days=horizon).to_pytimedelta()
+    )
     table = build_value_table(tables, cutoffs, horizon_days=horizon, feature_set=VALUE_FEATURES_V1)
     result = evaluate_value_models(
         table,

@@ -66,7 +66,9 @@ def test_decile_calibration_by_hand():
     assert table["predicted_total"].tolist() == [70.0, 25.0, 12.0, 5.0, 1.0]
     assert table["realised_total"].tolist() == [60.0, 30.0, 10.0, 0.0, 0.0]
     assert table["customers"].tolist() == [1] * 5
-    assert decile_calibration_error(Y, prediction, n_bins=5) == pytest.approx((10 + 5 + 2 + 5 + 1) / 100)
+    assert decile_calibration_error(Y, prediction, n_bins=5) == pytest.approx(
+        (10 + 5 + 2 + 5 + 1) / 100
+    )
     ten = decile_calibration(np.arange(100.0), np.arange(100.0))
     assert ten["customers"].tolist() == [10] * 10
     assert ten["realised_mean"].is_monotonic_decreasing

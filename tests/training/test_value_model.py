@@ -64,7 +64,10 @@ def test_offset_starts_from_the_prior_and_contributions_sum_to_the_log_value():
     features = FeatureSet("value_offset", (*FEATURES.columns, ("prior_value", "float64")))
     X = X.assign(prior_value=np.maximum(mean, 1.0))
     model = WinbackValueRegressor(
-        features, loss="tweedie", offset="prior_value", lightgbm={**FAST, "n_estimators": 3},
+        features,
+        loss="tweedie",
+        offset="prior_value",
+        lightgbm={**FAST, "n_estimators": 3},
         num_threads=1,
     ).fit(X, y)
     predicted = model.predict(X)

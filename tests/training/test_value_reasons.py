@@ -22,9 +22,13 @@ TRAINING = pd.DataFrame(
 def test_reference_holds_medians_and_the_shop_margin_rate():
     reference = value_reference(TRAINING)
     assert reference["order_value_mean_amount"] == 30.0
-    assert reference["margin_rate"] == pytest.approx(0.25)  # the shop's, not the median 0.25 by luck
+    assert reference["margin_rate"] == pytest.approx(
+        0.25
+    )  # the shop's, not the median 0.25 by luck
     assert "region" not in reference
-    reference = value_reference(TRAINING.assign(total_margin_amount=TRAINING["total_margin_amount"] * 2))
+    reference = value_reference(
+        TRAINING.assign(total_margin_amount=TRAINING["total_margin_amount"] * 2)
+    )
     assert reference["margin_rate"] == pytest.approx(0.5)
 
 
@@ -67,16 +71,24 @@ def test_model_contributions_give_value_reasons():
     rng = np.random.default_rng(0)
     n = 3000
     X = pd.DataFrame(
-        {"order_value_mean_amount": rng.gamma(2.0, 30.0, n), "margin_rate": rng.uniform(0.1, 0.5, n)}
+        {
+            "order_value_mean_amount": rng.gamma(2.0, 30.0, n),
+            "margin_rate": rng.uniform(0.1, 0.5, n),
+        }
     )
     y = X["order_value_mean_amount"] * rng.poisson(2.0, n)  # value follows order value only
-    features = FeatureSet("reasons_test", (("order_value_mean_amount", "float64"), ("margin_rate", "float64")))
+    features = FeatureSet(
+        "reasons_test", (("order_value_mean_amount", "float64"), ("margin_rate", "float64"))
+    )
     model = WinbackValueRegressor(
         features, lightgbm={"n_estimators": 60, "learning_rate": 0.1}, num_threads=1
     ).fit(X, y)
     top = np.argsort(-model.predict(X))[:20]
     codes = value_reason_codes(
-        model.contributions(X.iloc[top]), X.iloc[top], reference=value_reference(X), horizon_days=365
+        model.contributions(X.iloc[top]),
+        X.iloc[top],
+        reference=value_reference(X),
+        horizon_days=365,
     )
     assert (codes["reason_code_1"] == "order_value_mean_amount").all()
     assert codes["reason_1"].str.match(r"spends \d+\.\dx the median per order").all()

@@ -42,7 +42,10 @@ def test_a_model_that_loses_to_a_baseline_is_never_champion():
 
 def test_first_model_and_champion_comparison_on_the_same_origins():
     good = _result(0.81, [("btyd", 0.01, 0.02), ("trailing", 0.05, 0.07)])
-    assert value_gate(good, None, _Client(0.0)) == (True, "first value model (beats every baseline)")
+    assert value_gate(good, None, _Client(0.0)) == (
+        True,
+        "first value model (beats every baseline)",
+    )
     promoted, reason = value_gate(good, _champion(), _Client(0.81))
     assert not promoted and reason.startswith("equal")
     promoted, reason = value_gate(good, _champion(), _Client(0.79))

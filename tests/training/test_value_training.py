@@ -21,7 +21,10 @@ def test_metrics_follow_the_classifier_names(result):
         assert f"test_{name}" in metrics
         assert f"baseline_btyd_{name}" in metrics and f"baseline_trailing_{name}" in metrics
         assert f"origin_2_{name}" in metrics and "origin_3_" + name not in metrics
-    low, high = metrics["delta_normalized_gini_btyd_ci_low"], metrics["delta_normalized_gini_btyd_ci_high"]
+    low, high = (
+        metrics["delta_normalized_gini_btyd_ci_low"],
+        metrics["delta_normalized_gini_btyd_ci_high"],
+    )
     assert low <= metrics["delta_normalized_gini_btyd"] <= high
     assert metrics["test_normalized_gini"] == pytest.approx(
         (metrics["origin_1_normalized_gini"] + metrics["origin_2_normalized_gini"]) / 2

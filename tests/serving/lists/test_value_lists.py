@@ -41,9 +41,13 @@ def test_manifest_says_what_the_values_rest_on(tmp_path):
     _, manifest = create_list("at-risk", _with_predicted_value(), tmp_path, as_of="2025-06-30",
                               features=_features())  # fmt: skip
     written = json.loads((tmp_path / manifest.list_id / "manifest.json").read_text())
-    assert written["parameters"]["value"] == "predicted_value of the value champion (365-day horizon)"
+    assert (
+        written["parameters"]["value"] == "predicted_value of the value champion (365-day horizon)"
+    )
     _, manifest = create_list("at-risk", _scores(), tmp_path, as_of="2025-06-30")
-    assert manifest.parameters["value"].startswith("trailing 12-month margin rule: no value champion")
+    assert manifest.parameters["value"].startswith(
+        "trailing 12-month margin rule: no value champion"
+    )
 
 
 class _StubValueModel:
@@ -88,3 +92,17 @@ def test_tiers_on_predicted_value_name_tomorrows_vips():
     assert trailing.set_index("customer_id")["tier"]["A"] == "gold"
     with pytest.raises(ValueError, match="basis must be one of"):
         TierConfig(basis="future")
+
+
+def test_winback_values_a_returning_customer_by_the_champion():
+    scores = _with_predicted_value()
+    # lapsed G..J: predicted 10 each over 365 days; reactivation 0.5, 0.2, 0.4, 0.1
+    out = build_list("winback", scores, list_id="t", features=_features(), config=CONFIG)
+    values = out.set_index("customer_id")["value_if_reactivated"]
+    assert values.to_dict() == pytest.approx({"G": 20.0, "H": 50.0, "I": 25.0, "J": 100.0})
+    # without uplift the list ranks by reactivation x value if returning = predicted value: a tie,
+    # broken by id; with uplift the customers who come back because of the contact lead
+    uplift = pd.Series({"G": 0.3, "H": 0.01, "I": 0.1, "J": 0.5})
+    ranked = build_list("winback", scores, list_id="t", features=_features(), uplift=uplift,
+                        config=CONFIG)  # fmt: skip
+    assert ranked["customer_id"].tolist() == ["J", "G", "I", "H"]  # 50, 6, 2.5, 0.5
