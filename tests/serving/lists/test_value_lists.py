@@ -106,3 +106,27 @@ def test_winback_values_a_returning_customer_by_the_champion():
     ranked = build_list("winback", scores, list_id="t", features=_features(), uplift=uplift,
                         config=CONFIG)  # fmt: skip
     assert ranked["customer_id"].tolist() == ["J", "G", "I", "H"]  # 50, 6, 2.5, 0.5
+
+
+def test_scores_endpoint_body_carries_predicted_value():
+    from serving.api.schemas import ScoresResponse, scores_response_json
+    from serving.scoring.lookup import ScoreLookup
+
+    frame = _with_predicted_value()
+    for target in ("churn", "vip", "reactivation"):
+        frame[f"{target}_model_version"] = "1"
+        frame[f"{target}_feature_set"] = "fs"
+    frame["scored_at"] = pd.Timestamp("2025-06-30 02:00", tz="UTC")
+    lookup = ScoreLookup(dt.date(2025, 6, 30), frame.set_index("customer_id"))
+    records = lookup.records(["F", "A"], explain=False)
+    assert [(r["predicted_value"], r["value_horizon_days"]) for r in records] == [
+        (2000.0, 365), (50.0, 365)
+    ]  # fmt: skip
+    body = json.loads(scores_response_json(records, []))
+    assert body == json.loads(ScoresResponse(scores=records, not_found=[]).model_dump_json())
+    assert body["scores"][0]["predicted_value"] == 2000.0
+    old = ScoreLookup(
+        dt.date(2025, 6, 30),
+        frame.drop(columns=["predicted_value", "value_horizon_days"]).set_index("customer_id"),
+    )
+    assert old.records(["F"], explain=False)[0]["predicted_value"] is None  # older score tables
