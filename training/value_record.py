@@ -84,6 +84,8 @@ def value_gate(result: Any, champion: Any, client: Any) -> tuple[bool, str]:
 
 def record_value_run(result: Any, tracking: TrackingConfig | None = None) -> ValueRecord:
     """Log the run, register the model as ``winback-value`` and move the champion if it earns it."""
+    import mlflow  # noqa: F401 (configures its loggers on import: before quieting them)
+
     with quiet_mlflow():
         return _record(result, tracking or TrackingConfig())
 

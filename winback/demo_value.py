@@ -40,11 +40,11 @@ class DemoValue:
 def train_demo_value(config: WinbackConfig, tables: Any, progress) -> DemoValue:
     """Train the value model on ``tables`` and gate it; a history too short is a skip, not a failure."""
     from training.value_record import record_value_run
-    from training.value_training import ValueSettings, train_value
+    from training.value_training import train_value
 
     progress("value: evaluating over rolling origins")
     try:
-        result = train_value(tables, ValueSettings(num_threads=config.train.num_threads))
+        result = train_value(tables, config.value.settings(config.train.num_threads))
     except ValueError as exc:
         return DemoValue(skipped=str(exc))
     progress("value: recording and gating")

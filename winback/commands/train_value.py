@@ -11,12 +11,18 @@ import typer
 VALUE_HEADERS = {
     "normalized_gini": "Gini",
     "spearman": "Spearman",
-    "top_decile_capture": "top 10%",
-    "calibration_ratio": "pred/real",
-    "decile_calibration_error": "decile err",
+    "top_decile_capture": "top10%",
+    "calibration_ratio": "ratio",
+    "decile_calibration_error": "dec.err",
     "mae": "MAE",
     "rmse": "RMSE",
 }
+
+
+def _cell(metric: str, value: float) -> str:
+    if math.isnan(value):
+        return "–"
+    return f"{value:,.0f}" if metric in ("mae", "rmse") else f"{value:.3f}"
 
 
 def value_rich_table(result: Any):
@@ -34,7 +40,8 @@ def value_rich_table(result: Any):
         table.add_column(header, justify="right")
     for name, row in mean.iterrows():
         label = "model" if name == result.model.variant else str(name)
-        values = ["–" if math.isnan(row[m]) else f"{row[m]:,.3f}" for m in VALUE_HEADERS]
+        label = {"btyd": "BG/NBD+GG"}.get(label, label)
+        values = [_cell(m, row[m]) for m in VALUE_HEADERS]
         table.add_row(label, *values, style="bold" if label == "model" else None)
     return table
 
@@ -42,11 +49,11 @@ def value_rich_table(result: Any):
 def train_value_command(console, data, mapping, train_config, sections) -> None:
     """Prepare, evaluate over rolling origins, fit, record in MLflow and gate ``winback-value``."""
     from training.value_record import record_value_run
-    from training.value_training import ValueSettings, train_value
+    from training.value_training import train_value
     from winback.config import tracking_config
     from winback.shop import load_tables
 
-    settings = ValueSettings(num_threads=train_config.num_threads)
+    settings = sections.value.settings(train_config.num_threads)
     try:
         console.print(f"[cyan]›[/cyan] {'loading data' if data else 'simulating the demo shop'}")
         tables, _ = load_tables(data, mapping, config=sections)
