@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given
 
 from features.schema import ShopTables
+from tests.features.test_labels import FASTER, P_CUTOFF, shop, transactions
 from training.bgnbd import simulate_bgnbd
 from training.gamma_gamma import simulate_gamma_gamma
 from training.value_baselines import (
@@ -108,3 +110,15 @@ def test_btyd_fits_on_training_cutoffs_and_multiplies_purchases_by_spend():
     assert baseline.predict(stranger).tolist() == [0.0]
     with pytest.raises(ValueError, match="no rows at the train cutoffs"):
         BtydValueBaseline(90, test_summary).fit(train)
+
+
+@FASTER
+@given(transactions(), transactions())
+def test_summary_ignores_everything_after_the_cutoff(rows, other):
+    end = pd.Timestamp(P_CUTOFF, tz="UTC") + pd.Timedelta(days=1)
+    kept = [r for r in rows if r[2] < end]
+    later = [r for r in other if r[2] >= end]
+    if not kept:
+        return
+    base = value_summary_at_cutoffs(shop(kept), [P_CUTOFF])
+    pd.testing.assert_frame_equal(value_summary_at_cutoffs(shop(kept + later), [P_CUTOFF]), base)
