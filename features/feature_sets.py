@@ -216,6 +216,8 @@ _BTYD = (
 MODEL_DERIVED_FEATURES = tuple(name for name, _ in _BTYD)
 
 #: Customer value (future margin): every behavioural signal, digital engagement and BTYD.
+#: Not in :data:`FEATURE_SETS` (whose sets all build from SQL alone): its ``btyd_*``
+#: columns come from models fitted per training run (``training.value_baselines``).
 VALUE_FEATURES_V1 = FeatureSet("value_features_v1", CHURN_FEATURES_V2.columns + _BTYD)
 
 #: Every released feature set by name.
@@ -228,7 +230,6 @@ FEATURE_SETS: dict[str, FeatureSet] = {
         CHURN_FEATURES_V2,
         VIP_FEATURES_V2,
         REACTIVATION_FEATURES_V2,
-        VALUE_FEATURES_V1,
     )
 }
 
