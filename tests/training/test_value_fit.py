@@ -53,7 +53,12 @@ def test_unknown_variant_is_refused(fitted):
 def test_value_model_round_trips_through_the_registry(fitted, small_shop, tmp_path, monkeypatch):
     import mlflow
 
-    from training.tracking import TrackingConfig, configure_tracking, model_pip_requirements
+    from training.tracking import (
+        TrackingConfig,
+        configure_tracking,
+        ensure_named_experiment,
+        model_pip_requirements,
+    )
     from training.value_tracking import (
         VALUE_MODEL_NAME,
         load_value_model,
@@ -63,11 +68,13 @@ def test_value_model_round_trips_through_the_registry(fitted, small_shop, tmp_pa
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.chdir(tmp_path)
-    configure_tracking(TrackingConfig(root=str(tmp_path / "mlruns")))
+    tracking = TrackingConfig(root=str(tmp_path / "mlruns"))
+    configure_tracking(tracking)
+    experiment_id = ensure_named_experiment(VALUE_MODEL_NAME, tracking)
     client = mlflow.MlflowClient()
     assert value_champion(client) is None  # nothing registered: serving falls back
     model, table = fitted
-    with mlflow.start_run():
+    with mlflow.start_run(experiment_id=experiment_id):
         log_value_model(
             model, pip_requirements=model_pip_requirements(), registered_model_name=VALUE_MODEL_NAME
         )
