@@ -202,6 +202,24 @@ REACTIVATION_FEATURES_V2 = FeatureSet(
     "reactivation_features_v2", REACTIVATION_FEATURES_V1.columns + _DIGITAL_ENGAGEMENT
 )
 
+#: What the BG/NBD x Gamma-Gamma models fitted on the training cutoffs say of a customer
+#: (``training.value_baselines.BtydValueBaseline.features``): not SQL features, but as
+#: point-in-time, since each row's summary stops at its own cutoff.
+_BTYD = (
+    ("btyd_expected_purchases", _F),
+    ("btyd_p_alive", _F),
+    ("btyd_expected_spend", _F),
+    ("btyd_expected_value", _F),
+)
+
+#: Value features computed after the feature table, from models fitted on training cutoffs.
+MODEL_DERIVED_FEATURES = tuple(name for name, _ in _BTYD)
+
+#: Customer value (future margin): every behavioural signal, digital engagement and BTYD.
+#: Not in :data:`FEATURE_SETS` (whose sets all build from SQL alone): its ``btyd_*``
+#: columns come from models fitted per training run (``training.value_baselines``).
+VALUE_FEATURES_V1 = FeatureSet("value_features_v1", CHURN_FEATURES_V2.columns + _BTYD)
+
 #: Every released feature set by name.
 FEATURE_SETS: dict[str, FeatureSet] = {
     fs.name: fs

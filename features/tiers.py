@@ -28,6 +28,9 @@ from features.schema import ShopTables
 #: dtype of the ``cutoff`` index level, the same as ``features.build`` uses.
 CUTOFF_DTYPE = "datetime64[s]"
 
+#: What tiers can be ranked by (see :class:`TierConfig`).
+TIER_BASES = ("trailing", "predicted")
+
 #: The default bands: (name, cumulative top fraction of active customers).
 DEFAULT_BANDS: tuple[tuple[str, float], ...] = (
     ("platinum", 0.01),
@@ -54,14 +57,21 @@ class TierConfig:
         (default platinum + gold, i.e. the top 5%).
     window_days
         Length of the trailing window for value and for "active at the date".
+    basis
+        What lists rank tiers by: ``"trailing"`` margin (the default, and always
+        for labels), or ``"predicted"``: the value champion's ``predicted_value``
+        where the score table has it, so tomorrow's VIPs get a VIP tier today.
     """
 
     bands: tuple[tuple[str, float], ...] = DEFAULT_BANDS
     rest: str = "standard"
     vip_tiers: tuple[str, ...] = ("platinum", "gold")
     window_days: int = 365
+    basis: str = "trailing"
 
     def __post_init__(self) -> None:
+        if self.basis not in TIER_BASES:
+            raise ValueError(f"TierConfig.basis must be one of {TIER_BASES}, got {self.basis!r}")
         if not self.bands:
             raise ValueError("TierConfig.bands is empty: give at least one (name, fraction) pair")
         names = [name for name, _ in self.bands]

@@ -97,6 +97,27 @@ def unobserved_cutoffs(
     return [c for c in as_dates(cutoffs) if c + dt.timedelta(days=horizon_days) > data_last]
 
 
+def check_observed(tables: ShopTables, dates: list[dt.date], horizon_days: int) -> None:
+    """Raise a ``ValueError`` naming the cutoffs whose horizon runs past the last data date."""
+    unobserved = unobserved_cutoffs(tables, dates, horizon_days)
+    if unobserved:
+        raise ValueError(
+            f"{len(unobserved)} cutoff(s) {[str(d) for d in unobserved]} have a "
+            f"{horizon_days}-day horizon that runs past the last data date "
+            f"{data_dates(tables)[1]}: drop them or use monthly_cutoffs()"
+        )
+
+
+def check_features_cover(labelled: pd.Index, features: pd.DataFrame) -> None:
+    """Raise a ``ValueError`` when labelled (cutoff, customer_id) rows have no features."""
+    missing = labelled.difference(features.index)
+    if len(missing):
+        raise ValueError(
+            f"{len(missing)} labelled (cutoff, customer_id) rows have no features, e.g. "
+            f"{missing[0]}: features and labels disagree on who is known at a cutoff"
+        )
+
+
 def build_training_table(
     tables: ShopTables,
     target: str,
@@ -144,13 +165,7 @@ def build_training_table(
     dates = as_dates(cutoffs)
     if not dates:
         raise ValueError("no cutoffs given: pass at least one date (see monthly_cutoffs)")
-    unobserved = unobserved_cutoffs(tables, dates, label_config.horizon_days)
-    if unobserved:
-        raise ValueError(
-            f"{len(unobserved)} cutoff(s) {[str(d) for d in unobserved]} have a "
-            f"{label_config.horizon_days}-day horizon that runs past the last data date "
-            f"{data_dates(tables)[1]}: drop them or use monthly_cutoffs()"
-        )
+    check_observed(tables, dates, label_config.horizon_days)
     con = connect(tables) if con is None else con
     labels = build_labels(tables, dates, label_config, con=con)
     features = build_feature_table(tables, dates, feature_set=feature_set, con=con)
@@ -171,12 +186,7 @@ def join_training_table(
     """
     label = TARGETS[target]
     population = labels.loc[labels[label].notna(), [label, *VALUE_COLUMNS]]
-    missing = population.index.difference(features.index)
-    if len(missing):
-        raise ValueError(
-            f"{len(missing)} labelled (cutoff, customer_id) rows have no features, e.g. "
-            f"{missing[0]}: features and labels disagree on who is known at a cutoff"
-        )
+    check_features_cover(population.index, features)
     table = features.loc[population.index].copy()
     table[label] = population[label].astype("bool")
     for name in VALUE_COLUMNS:

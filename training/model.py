@@ -47,6 +47,31 @@ def infer_feature_set(X: pd.DataFrame, name: str = "inferred") -> FeatureSet:
     return FeatureSet(name, tuple(columns))
 
 
+def category_values(column: pd.Series) -> list[str]:
+    """The sorted distinct values of a categorical column, as strings (missing dropped)."""
+    return sorted(column.dropna().astype(str).unique().tolist())
+
+
+def encode_features(
+    X: pd.DataFrame, feature_set: FeatureSet, categories: dict[str, list[str]]
+) -> pd.DataFrame:
+    """The feature columns in the set's order, categoricals on the fitted ``categories``.
+
+    A category value unseen in fitting becomes missing (never a new code); every
+    other column becomes float64. Shared by every LightGBM model we fit.
+    """
+    feature_set.check(X)
+    out = X.loc[:, feature_set.names].copy()
+    for col, known in categories.items():
+        values = out[col].astype("string").astype(object)
+        values = values.where(values.isin(known))
+        out[col] = pd.Categorical(values, categories=known)
+    for col in out.columns:
+        if col not in categories:
+            out[col] = out[col].astype("float64")
+    return out
+
+
 def _as_labels(y: Any, n_rows: int) -> np.ndarray:
     values = np.asarray(y)
     if len(values) != n_rows:
@@ -250,8 +275,7 @@ class WinbackClassifier(ClassifierMixin, BaseEstimator):
 
     @staticmethod
     def _category_values(column: pd.Series) -> list[str]:
-        values = column.dropna().astype(str).unique().tolist()
-        return sorted(values)
+        return category_values(column)
 
     # --------------------------------------------------------------- transforms
     def _check_fitted(self) -> None:
@@ -260,16 +284,7 @@ class WinbackClassifier(ClassifierMixin, BaseEstimator):
 
     def _encode(self, X: pd.DataFrame) -> pd.DataFrame:
         """The feature columns in fitted order, categoricals on the fitted categories."""
-        self.feature_set_.check(X)
-        out = X.loc[:, self.feature_set_.names].copy()
-        for col, categories in self.categories_.items():
-            values = out[col].astype("string").astype(object)
-            values = values.where(values.isin(categories))
-            out[col] = pd.Categorical(values, categories=categories)
-        for col in out.columns:
-            if col not in self.categories_:
-                out[col] = out[col].astype("float64")
-        return out
+        return encode_features(X, self.feature_set_, self.categories_)
 
     # -------------------------------------------------------------- predictions
     def predict_raw(self, X: pd.DataFrame) -> np.ndarray:

@@ -62,6 +62,38 @@ class DemoSettings(BaseModel):
         return value
 
 
+class ValueSection(BaseModel):
+    """The customer-value model (``winback train --target value``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    horizon_days: int = Field(365, ge=1, description="Value is margin over this many days.")
+    test_origins: int = Field(3, ge=1, description="Test cutoffs the evaluation averages over.")
+    train_cutoffs: int = Field(12, ge=1, description="Training cutoffs per fit.")
+    variant: str = Field("tweedie_btyd", description="tweedie_btyd, tweedie or hurdle.")
+
+    @field_validator("variant")
+    @classmethod
+    def _known_variant(cls, value: str) -> str:
+        if value not in ("tweedie_btyd", "tweedie", "hurdle"):
+            raise ValueError(
+                f"unknown value model variant {value!r}; use tweedie_btyd, tweedie or hurdle"
+            )
+        return value
+
+    def settings(self, num_threads: int) -> Any:
+        """The ``training.value_training.ValueSettings`` of this section."""
+        from training.value_training import ValueSettings
+
+        return ValueSettings(
+            horizon_days=self.horizon_days,
+            test_origins=self.test_origins,
+            train_cutoffs=self.train_cutoffs,
+            variant=self.variant,
+            num_threads=num_threads,
+        )
+
+
 class WinbackConfig(BaseModel):
     """The whole configuration: one section per stage."""
 
@@ -73,6 +105,7 @@ class WinbackConfig(BaseModel):
     serving: ServingConfig = ServingConfig()
     lists: ListSettings = ListSettings()
     demo: DemoSettings = DemoSettings()
+    value: ValueSection = ValueSection()
 
 
 def tracking_config(train: TrainConfig) -> Any:

@@ -1,7 +1,8 @@
 """The whole job in one call: what ``winback demo`` runs.
 
 Steps, each a call into the stage that owns it: simulate (or load) the shop
-and validate it, train and gate the three models, score every customer, and
+and validate it, train and gate the three models and the value model, score
+every customer, and
 write the retention lists. This module only wires them and collects a summary;
 it owns no logic of its own.
 """
@@ -40,6 +41,7 @@ class DemoResult:
     uplift_qini: float | None = None
     uplift_version: str | None = None
     uplift_promoted: bool | None = None
+    value: Any = None
 
 
 def load_or_simulate(config: WinbackConfig, out_dir: Path, progress: Progress):
@@ -108,6 +110,13 @@ def run_demo(
             "no target could be trained: "
             + "; ".join(f"{t}: {reason}" for t, reason in result.skipped.items())
         )
+
+    from winback.demo_value import train_demo_value
+
+    started = time.perf_counter()
+    step("train value")
+    result.value = train_demo_value(config, tables, progress)
+    timings["train value"] = time.perf_counter() - started
 
     started = time.perf_counter()
     step("score")

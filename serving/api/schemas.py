@@ -57,6 +57,11 @@ class CustomerScores(BaseModel):
     expected_value: float | None = Field(
         description="Expected gross margin over the horizon (see serving.scoring.table.expected_value)."
     )
+    predicted_value: float | None = Field(
+        description="The value champion's predicted margin over value_horizon_days; "
+        "null without a value champion (expected_value then uses the trailing-margin rule).",
+    )
+    value_horizon_days: int | None = Field(description="The horizon of predicted_value, in days.")
     tier: str | None
     is_active: bool
     is_lapsed: bool

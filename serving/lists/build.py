@@ -4,11 +4,13 @@ Four lists, each a pure function of the score table (``serving.scoring.table``) 
 the feature values behind it:
 
 * ``at-risk`` — active customers ranked by **value at risk**:
-  ``churn_risk x value_if_retained`` (their trailing margin over the horizon);
+  ``churn_risk x value_if_retained`` (the value champion's predicted value over
+  the horizon, or without one their trailing margin over the horizon);
 * ``winback`` — lapsed customers ranked by **expected incremental margin**:
   ``uplift x value_if_reactivated`` when an uplift model trained on past
   campaigns is given (customers who come back *because* of the contact first),
-  else ``reactivation_probability x value_if_reactivated``;
+  else ``reactivation_probability x value_if_reactivated``; the value of a
+  returning customer comes from the value champion when there is one;
 * ``vip-potential`` — active non-VIPs most likely to reach VIP (``vip_potential``);
 * ``near-vip`` — customers just under the next tier's margin threshold, with how
   much more margin (and spend, at their margin rate) reaches it.
@@ -57,6 +59,7 @@ BASE_COLUMNS = (
     "vip_potential",
     "reactivation_probability",
     "expected_value",
+    "predicted_value",
 )
 TAIL_COLUMNS = ("expected_incremental_margin", "reasons", "action", "action_rule", "group")
 
@@ -115,13 +118,19 @@ def list_tiers(scores: pd.DataFrame, tiers: TierConfig) -> tuple[pd.DataFrame, p
     """Tiers of the ranked customers under ``tiers``, the next tier up, and the band thresholds.
 
     The ranked population is the score table's customers with a tier (active in
-    the trailing window), valued by ``trailing_margin``, as at scoring time.
+    the trailing window), valued by ``trailing_margin``, as at scoring time; with
+    ``tiers.basis == "predicted"`` and a value champion's scores, every customer
+    it scored, valued by ``predicted_value``.
     Returns ``(frame, thresholds)``: the frame (index of ``scores``) has ``tier``,
     ``next_tier``, ``next_tier_threshold_margin`` and ``margin_to_next_tier``
     (``features.tiers.margin_to_next_tier``; NA when unranked or in the best band).
     """
     ranked = scores["tier"].notna().to_numpy(dtype=bool)
     margin = scores.loc[ranked, "trailing_margin"].astype("float64").fillna(0.0)
+    predicted = scores.get("predicted_value")
+    if tiers.basis == "predicted" and predicted is not None and predicted.notna().any():
+        ranked = predicted.notna().to_numpy(dtype=bool)
+        margin = predicted[ranked].astype("float64")
     thresholds = tier_thresholds(margin, tiers)
     out = pd.DataFrame(index=scores.index)
     out["tier"] = pd.Series(pd.NA, index=scores.index, dtype="string")
@@ -168,11 +177,54 @@ def at_risk_candidates(scores: pd.DataFrame, config: ListConfig) -> pd.DataFrame
     """Active customers with a churn risk, ranked by value at risk (best first)."""
     s = score_frame(scores)
     pool = s[s["is_active"].astype(bool) & s["churn_risk"].notna()].copy()
-    share = config.horizon_days / 365.0
-    pool["value_if_retained"] = np.maximum(pool["trailing_margin"].astype("float64"), 0.0) * share
+    pool["value_if_retained"] = value_if_retained(pool, config.horizon_days)
     pool["value_at_risk"] = pool["churn_risk"] * pool["value_if_retained"]
     pool["expected_incremental_margin"] = pool["value_at_risk"] * config.assumed_effect_share
     return _ranked(pool, "value_at_risk")
+
+
+def value_if_retained(pool: pd.DataFrame, horizon_days: int) -> pd.Series:
+    """Margin an active customer brings over the horizon if they stay.
+
+    The value champion's ``predicted_value`` at the list horizon's rate where
+    the score table has it; else (no champion, or a customer it did not score)
+    their trailing 12-month margin at the same daily rate.
+    """
+    trailing = np.maximum(pool["trailing_margin"].astype("float64"), 0.0) * horizon_days / 365.0
+    if "predicted_value" not in pool.columns:
+        return trailing
+    days = pool["value_horizon_days"].astype("Float64").astype("float64")
+    predicted = pool["predicted_value"].astype("float64") * horizon_days / days
+    return np.maximum(predicted.where(predicted.notna(), trailing), 0.0)
+
+
+def value_note(scores: pd.DataFrame) -> str:
+    """What a list's values rest on, for its manifest."""
+    if "predicted_value" in scores.columns and scores["predicted_value"].notna().any():
+        horizon = scores["value_horizon_days"].dropna()
+        days = int(horizon.iloc[0]) if len(horizon) else "?"
+        return f"predicted_value of the value champion ({days}-day horizon)"
+    return "trailing 12-month margin rule: no value champion (train one with --target value)"
+
+
+#: The smallest reactivation probability a predicted value is divided by (a cap on the ratio).
+MIN_RETURN_PROBABILITY = 0.02
+
+
+def predicted_value_if_returning(pool: pd.DataFrame, horizon_days: int) -> pd.Series:
+    """The value champion's value of a lapsed customer who comes back, over the horizon.
+
+    ``predicted_value`` already weighs the value by the chance of coming back,
+    so the value *if* they return is it (at the horizon's rate) over their
+    ``reactivation_probability`` (floored at :data:`MIN_RETURN_PROBABILITY`).
+    Missing where the champion gave no value (the caller keeps today's rule).
+    """
+    if "predicted_value" not in pool.columns:
+        return pd.Series(np.nan, index=pool.index, dtype="float64")
+    days = pool["value_horizon_days"].astype("Float64").astype("float64")
+    at_rate = pool["predicted_value"].astype("float64") * horizon_days / days
+    chance = np.maximum(pool["reactivation_probability"].astype("float64"), MIN_RETURN_PROBABILITY)
+    return np.maximum(at_rate / chance, 0.0)
 
 
 def value_if_reactivated(
@@ -217,6 +269,8 @@ def winback_candidates(
     pool["value_if_reactivated"] = value_if_reactivated(s, features, config.horizon_days).reindex(
         pool.index
     )
+    returning = predicted_value_if_returning(pool, config.horizon_days)
+    pool["value_if_reactivated"] = returning.where(returning.notna(), pool["value_if_reactivated"])
     expected = pool["reactivation_probability"] * pool["value_if_reactivated"]
     if uplift is not None:
         lift = pd.Series(uplift, dtype="float64")

@@ -79,6 +79,7 @@ class ListConfig:
                 "rest": self.tiers.rest,
                 "vip_tiers": list(self.tiers.vip_tiers),
                 "window_days": self.tiers.window_days,
+                "basis": self.tiers.basis,
             },
             "actions": self.actions.to_dict(),
             "control_share": self.control_share,

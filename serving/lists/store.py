@@ -35,6 +35,7 @@ from serving.lists.build import (
     build_list,
     list_csv,
     mark_suppressed,
+    value_note,
 )
 from serving.lists.settings import ListConfig
 from serving.lists.targeting import TargetingConfig
@@ -308,6 +309,7 @@ def create_list(
         "list": config.to_dict(),
         "targeting": targeting.to_dict(),
         "uplift": uplift is not None,
+        "value": value_note(scores),
         **dict(notes or {}),
     }
     manifest = save_list(

@@ -22,6 +22,8 @@ RECORD_COLUMNS = (
     "vip_potential",
     "reactivation_probability",
     "expected_value",
+    "predicted_value",
+    "value_horizon_days",
     "tier",
     "is_active",
     "is_lapsed",

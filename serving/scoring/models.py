@@ -59,6 +59,8 @@ class ServedModels:
     """The models of the three targets, loaded once."""
 
     models: Mapping[str, ServedModel]
+    #: The ``winback-value`` champion (``serving.scoring.value.ServedValueModel``), if any.
+    value: Any = None
     _unions: dict[tuple[str, ...], FeatureSet] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
@@ -176,7 +178,9 @@ def load_served_models(
         logger.info(
             "loaded %s version %s (feature set %s)", name, version.version, model.feature_set_.name
         )
-    return ServedModels(loaded)
+    from serving.scoring.value import load_value_champion
+
+    return ServedModels(loaded, value=load_value_champion(client))
 
 
 def tracking_config(config: ServingConfig) -> Any:

@@ -3,7 +3,7 @@
 The score table has one row per customer known at ``as_of``:
 
 ``customer_id, as_of, churn_risk, vip_potential, reactivation_probability,
-expected_value, tier, is_active, is_lapsed, is_vip, trailing_margin,
+expected_value, predicted_value, value_horizon_days, tier, is_active, is_lapsed, is_vip, trailing_margin,
 churn_reasons, vip_reasons, reactivation_reasons, churn_model_version,
 vip_model_version, reactivation_model_version, churn_feature_set,
 vip_feature_set, reactivation_feature_set, scored_at``
@@ -21,12 +21,14 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 
+from features.feature_sets import FeatureSet
 from features.schema import ShopTables
 from serving.config import SCORE_COLUMNS, TARGETS, ServingConfig
 from serving.scoring import store
 from serving.scoring.models import ServedModels
 from serving.scoring.predict import predict_scores
 from serving.scoring.reasons import feature_reference, reason_column, reason_texts, top_scored
+from serving.scoring.value import predicted_value, with_summary
 
 #: Context columns of the scoring frame that the score table carries along.
 CONTEXT_COLUMNS = ("is_active", "is_lapsed", "is_vip", "tier", "trailing_margin")
@@ -121,6 +123,7 @@ def score_table(
         typical,
         horizon_days=horizon_days,
     )
+    _add_predicted_value(out, models, frame, horizon_days)
     out["tier"] = frame["tier"].astype("string")
     for col in ("is_active", "is_lapsed", "is_vip"):
         out[col] = frame[col].fillna(False).astype(bool)
@@ -148,6 +151,29 @@ def score_table(
     return out.reset_index()
 
 
+def _add_predicted_value(
+    out: pd.DataFrame, models: ServedModels, frame: pd.DataFrame, horizon_days: int
+) -> None:
+    """``predicted_value`` and ``value_horizon_days``; ``expected_value`` from them where known."""
+    value = predicted_value(models.value, frame)
+    out["predicted_value"] = value
+    horizon = models.value.horizon_days if models.value is not None else None
+    out["value_horizon_days"] = pd.Series(horizon, index=out.index, dtype="Int64")
+    if horizon is not None:
+        scaled = value * horizon_days / horizon
+        out["expected_value"] = scaled.where(value.notna(), out["expected_value"])
+
+
+def scoring_feature_set(models: ServedModels) -> FeatureSet:
+    """The features every served model reads, the value champion's included."""
+    union = models.feature_set()
+    if models.value is None:
+        return union
+    have = set(union.names)
+    extra = tuple(c for c in models.value.feature_set().columns if c[0] not in have)
+    return FeatureSet(union.name, union.columns + extra) if extra else union
+
+
 def score_customers(
     tables: ShopTables,
     as_of: dt.date,
@@ -165,8 +191,10 @@ def score_customers(
     from features.training_table import build_scoring_frame
 
     config = config or ServingConfig()
-    feature_set = models.feature_set()
+    feature_set = scoring_feature_set(models)
     frame = build_scoring_frame(tables, as_of, feature_set)
+    if models.value is not None:
+        frame = with_summary(frame, tables, as_of)
     table = score_table(
         frame,
         models,

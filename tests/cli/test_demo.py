@@ -55,3 +55,9 @@ def test_demo_runs_the_whole_job(tmp_path, monkeypatch):
     for target in ("churn", "vip", "reactivation"):
         assert f"{target}" in result.output
     assert "champion" in result.output
+    # the value model is trained, gated and used: the summary shows its Gini next to the baselines
+    assert "value: normalized Gini" in result.output, result.output
+    if "winback-value v1 champion" in result.output:
+        assert table["predicted_value"].notna().any()
+        at_risk = [json.loads(m.read_text()) for m in manifests]
+        assert any(m["parameters"]["value"].startswith("predicted_value") for m in at_risk)

@@ -57,7 +57,9 @@ def demo(
 
     from winback.demo import run_demo
 
-    steps = ["data", *(f"train {t}" for t in effective.demo.targets), "score", "lists"]
+    steps = [
+        "data", *(f"train {t}" for t in effective.demo.targets), "train value", "score", "lists"
+    ]  # fmt: skip
     started = time.perf_counter()
     with Progress(
         TextColumn("[bold]{task.fields[step]:<20}"),
@@ -146,6 +148,8 @@ def _print_summary(console, result, wall: float) -> None:
     for target, trained in result.training.items():
         colour = "green" if not trained.evaluation.not_beaten else "red"
         console.print(f"[{colour}]{target}: {trained.verdict}[/{colour}]")
+    if result.value is not None:
+        console.print(f"value: {result.value.summary()}")
     where = Table(title=f"winback demo finished in {wall:.0f} s", show_header=False)
     where.add_column("what")
     where.add_column("where")

@@ -12,7 +12,7 @@ from typing import Any
 
 import typer
 
-TARGETS = ("churn", "vip", "reactivation", "uplift")
+TARGETS = ("churn", "vip", "reactivation", "uplift", "value")
 
 #: Short column headers so the comparison fits an 80-column terminal.
 HEADERS = {
@@ -95,8 +95,9 @@ def train(
         "churn",
         "--target",
         "-t",
-        help="churn, vip, reactivation, or uplift (the win-back uplift model, fitted on "
-        "campaign_contacts and gated on held-out Qini).",
+        help="churn, vip, reactivation, uplift (the win-back uplift model, fitted on "
+        "campaign_contacts and gated on held-out Qini), or value (each customer's margin over "
+        "the next 365 days, gated on normalized Gini).",
     ),
     data: Path | None = typer.Option(
         None,
@@ -129,7 +130,7 @@ def train(
 
     try:
         path = find_config_file(config)
-        if target == "uplift":
+        if target in ("uplift", "value"):
             train_config = load_train_config(path)
         else:
             train_config = load_train_config(path, target=target, tune_trials=tune, seed=seed)
@@ -139,6 +140,11 @@ def train(
         raise typer.Exit(2) from None
     if target == "uplift":
         train_uplift_command(console, data, mapping, train_config, sections, seed)
+        return
+    if target == "value":
+        from winback.commands.train_value import train_value_command
+
+        train_value_command(console, data, mapping, train_config, sections)
         return
 
     from training.pipeline import train_target

@@ -22,6 +22,11 @@
       label: "Expected value (gross margin over the horizon, shop currency)",
       type: "money",
     },
+    {
+      key: "predicted_value",
+      label: "Predicted value (gross margin over the value horizon, shop currency)",
+      type: "money",
+    },
     { key: "reasons", label: "Top reasons", type: "reasons" },
     { key: "action", label: "Suggested action", type: "text" },
     { key: "group", label: "Group", type: "group" },

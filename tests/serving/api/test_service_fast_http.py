@@ -118,6 +118,8 @@ def test_timestamps_are_written_as_pydantic_writes_them(scored_at):
         "vip_potential": None,
         "reactivation_probability": None,
         "expected_value": 12.5,
+        "predicted_value": None,
+        "value_horizon_days": None,
         "tier": "silver — ünïcode",
         "is_active": True,
         "is_lapsed": False,

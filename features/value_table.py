@@ -1,0 +1,184 @@
+"""The customer-value label and training table: margin over a long horizon after each cutoff.
+
+The value target is a regression: each customer's ``future_value`` over
+``(cutoff, cutoff + horizon_days]`` (default 365 days) -- the sum of
+``margin_amount`` over the lines in the horizon (returns signed, as in
+``features.labels``), or signed revenue when the shop has no margin column
+(``attrs["value_basis"]`` says which). Its population is every customer with an
+order on or before the cutoff, active or lapsed: value is meant everywhere a
+list is built, for customers at risk and for customers to win back.
+
+The label follows the cutoff convention of ``features.labels``: it reads only
+events in the horizon, features only events on or before the cutoff.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from features.build import build_feature_table
+from features.engine import connect
+from features.feature_sets import MODEL_DERIVED_FEATURES, FeatureSet
+from features.labels import LabelConfig, customer_status, outcomes_sql
+from features.schema import ShopTables
+from features.tiers import CUTOFF_DTYPE, as_dates, register_cutoffs
+from features.training_table import check_features_cover, check_observed, data_dates
+
+#: The value label and the columns a value table carries next to it.
+VALUE_LABEL = "future_value"
+VALUE_HORIZON_DAYS = 365
+VALUE_STATUS_COLUMNS = ("is_active", "is_lapsed", "trailing_margin")
+VALUE_POPULATION = "customers with an order on or before the cutoff (active or lapsed)"
+
+
+def value_basis(tables: ShopTables) -> str:
+    """``"margin"`` when the transactions carry ``margin_amount``, else ``"revenue"``."""
+    return "margin" if "margin_amount" in tables.transactions.columns else "revenue"
+
+
+def build_value_labels(
+    tables: ShopTables,
+    cutoffs: Iterable[object],
+    *,
+    horizon_days: int = VALUE_HORIZON_DAYS,
+    label_config: LabelConfig = LabelConfig(),
+    con: duckdb.DuckDBPyConnection | None = None,
+) -> pd.DataFrame:
+    """Each known customer's value over the horizon after each cutoff, and their status.
+
+    Returns
+    -------
+    pandas.DataFrame
+        MultiIndex ``(cutoff, customer_id)`` over customers with an order on or
+        before the cutoff; ``future_value`` (float, 0 without events in the
+        horizon), ``future_orders`` (int), ``is_active``, ``is_lapsed`` and
+        ``trailing_margin`` (see ``features.labels.customer_status``). ``attrs``
+        holds ``horizon_days`` and ``value_basis``.
+    """
+    config = dataclasses.replace(label_config, horizon_days=horizon_days)
+    con = connect(tables) if con is None else con
+    dates = as_dates(cutoffs)
+    status = customer_status(tables, dates, config, con=con)
+    register_cutoffs(con, dates)
+    outcomes = con.sql(outcomes_sql(tables, config)).df()
+    outcomes["cutoff"] = outcomes["cutoff"].astype(CUTOFF_DTYPE)
+    outcomes["customer_id"] = outcomes["customer_id"].astype("string")
+    outcomes = outcomes.set_index(["cutoff", "customer_id"])
+    frame = status[list(VALUE_STATUS_COLUMNS)].copy()
+    # outcomes_sql's margin already falls back to signed revenue without a margin column
+    frame[VALUE_LABEL] = (
+        outcomes["future_margin"].reindex(frame.index).astype("float64").fillna(0.0)
+    )
+    frame["future_orders"] = (
+        outcomes["future_orders"].reindex(frame.index).fillna(0).astype("int64")
+    )
+    frame.attrs = {"horizon_days": horizon_days, "value_basis": value_basis(tables)}
+    return frame
+
+
+def supported_value_horizon(
+    tables: ShopTables,
+    requested_days: int = VALUE_HORIZON_DAYS,
+    *,
+    origins: int = 3,
+    every_days: int = 30,
+    min_history_days: int = 60,
+    candidates: tuple[int, ...] = (365, 180, 90, 60, 30),
+) -> int:
+    """The longest horizon, at most ``requested_days``, that the history can evaluate.
+
+    Each test origin's training cutoffs lie ``horizon_days`` before it (so no
+    training label window overlaps the test period; validation is a customer
+    hold-out of the training cutoffs), its own horizon must be observed, and the
+    ``origins`` test cutoffs are ``every_days`` apart: that takes ``2 *
+    horizon_days + (origins - 1) * every_days`` days after ``min_history_days``
+    of history. A year-long horizon needs about two years and four months of
+    data; shorter logs get the longest candidate that fits, which the caller reports.
+
+    Raises
+    ------
+    ValueError
+        When not even the shortest candidate fits, naming the history length.
+    """
+    first, last = data_dates(tables)
+    history = (last - first).days
+    spread = (origins - 1) * every_days + min_history_days
+    shorter = [c for c in candidates if c < requested_days]
+    for days in sorted({requested_days, *shorter}, reverse=True):
+        if 2 * days + spread <= history:
+            return days
+    raise ValueError(
+        f"the data covers {history} days ({first} .. {last}): too short for a value horizon of "
+        f"even {min(candidates)} days with {origins} test origins {every_days} days apart and "
+        f"{min_history_days} days of history before the first training cutoff"
+    )
+
+
+def build_value_table(
+    tables: ShopTables,
+    cutoffs: Iterable[object],
+    *,
+    horizon_days: int = VALUE_HORIZON_DAYS,
+    feature_set: FeatureSet | None = None,
+    label_config: LabelConfig = LabelConfig(),
+    con: duckdb.DuckDBPyConnection | None = None,
+) -> pd.DataFrame:
+    """Features at every cutoff joined with the value label from the horizon after it.
+
+    Returns
+    -------
+    pandas.DataFrame
+        MultiIndex ``(cutoff, customer_id)``: the feature columns (all but the
+        model-derived ``btyd_*`` ones, which training adds per origin), then
+        ``future_value`` and the columns of :func:`build_value_labels`. ``attrs``
+        holds ``target`` (``"value"``), ``label``, ``population``,
+        ``horizon_days``, ``value_basis``, ``feature_set`` and ``omitted_features``.
+
+    Raises
+    ------
+    ValueError
+        For no cutoffs, or cutoffs whose horizon runs past the last data date.
+    """
+    dates = as_dates(cutoffs)
+    if not dates:
+        raise ValueError("no cutoffs given: pass at least one date (see monthly_cutoffs)")
+    check_observed(tables, dates, horizon_days)
+    con = connect(tables) if con is None else con
+    labels = build_value_labels(
+        tables, dates, horizon_days=horizon_days, label_config=label_config, con=con
+    )
+    sql_set = None
+    if feature_set is not None:  # model-derived columns are added later, by training
+        sql_set = feature_set.subset(set(feature_set.names) - set(MODEL_DERIVED_FEATURES))
+    features = build_feature_table(tables, dates, feature_set=sql_set, con=con)
+    check_features_cover(labels.index, features)
+    table = features.loc[labels.index].copy()
+    for column in (VALUE_LABEL, "future_orders", *VALUE_STATUS_COLUMNS):
+        table[column] = labels[column]
+    table.attrs = {
+        "target": "value",
+        "label": VALUE_LABEL,
+        "population": VALUE_POPULATION,
+        "horizon_days": horizon_days,
+        "value_basis": labels.attrs["value_basis"],
+        "feature_set": None if feature_set is None else feature_set.name,
+        "omitted_features": list(features.attrs.get("omitted_features", [])),
+    }
+    return table
+
+
+def value_targets(table: pd.DataFrame) -> np.ndarray:
+    """The ``future_value`` column of a value table as floats, with a clear error if absent."""
+    if VALUE_LABEL not in table.columns:
+        raise ValueError(
+            f"the table has no {VALUE_LABEL!r} column: build it with build_value_table"
+        )
+    values = table[VALUE_LABEL].to_numpy(dtype=float)
+    if np.isnan(values).any():
+        raise ValueError(f"{VALUE_LABEL} has {int(np.isnan(values).sum())} missing values")
+    return values

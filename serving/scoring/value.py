@@ -1,0 +1,76 @@
+"""Predicted customer value in scoring: the ``winback-value`` champion, when there is one.
+
+The value model is optional: without a champion the score table's
+``predicted_value`` is missing and ``expected_value`` and the lists keep the
+trailing-margin rule (and say so). With one, ``predicted_value`` is its
+prediction over its own horizon (``value_horizon_days``, usually 365 days), and
+``expected_value`` is that value at the list horizon's rate.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features.feature_sets import MODEL_DERIVED_FEATURES, FeatureSet
+
+logger = logging.getLogger("winback.serving.scoring")
+
+#: The score-table columns the value model fills (missing without a value champion).
+VALUE_COLUMNS = ("predicted_value", "value_horizon_days")
+#: The point-in-time purchase summary the value model's BTYD features need.
+SUMMARY_COLUMNS = ("frequency", "recency", "T", "monetary_value")
+
+
+@dataclass(frozen=True)
+class ServedValueModel:
+    """The loaded value champion with where it came from."""
+
+    model: Any
+    name: str
+    version: str
+
+    @property
+    def horizon_days(self) -> int:
+        return int(self.model.horizon_days)
+
+    def feature_set(self) -> FeatureSet:
+        """The SQL features the model reads (its BTYD features come from the summary)."""
+        columns = self.model.regressor.feature_set_.columns
+        return FeatureSet("value", tuple(c for c in columns if c[0] not in MODEL_DERIVED_FEATURES))
+
+
+def load_value_champion(client: Any) -> ServedValueModel | None:
+    """The ``winback-value`` champion from the registry ``client`` reads, or None (logged)."""
+    from training.value_tracking import VALUE_MODEL_NAME, load_value_model, value_champion
+
+    version = value_champion(client)
+    if version is None:
+        logger.info(
+            "no %s champion: expected_value uses the trailing-margin rule", VALUE_MODEL_NAME
+        )
+        return None
+    model = load_value_model(f"models:/{VALUE_MODEL_NAME}/{version.version}")
+    logger.info("loaded %s version %s", VALUE_MODEL_NAME, version.version)
+    return ServedValueModel(model, VALUE_MODEL_NAME, str(version.version))
+
+
+def with_summary(frame: pd.DataFrame, tables: Any, as_of: Any) -> pd.DataFrame:
+    """The scoring frame with each customer's purchase summary at ``as_of`` joined on."""
+    from training.value_baselines import value_summary_at_cutoffs
+
+    summary = value_summary_at_cutoffs(tables, [as_of]).droplevel("cutoff")
+    return frame.drop(columns=[c for c in SUMMARY_COLUMNS if c in frame]).join(summary)
+
+
+def predicted_value(value: ServedValueModel | None, frame: pd.DataFrame) -> pd.Series:
+    """The value champion's prediction per customer; missing without a champion or a summary."""
+    out = pd.Series(np.nan, index=frame.index, dtype="float64", name="predicted_value")
+    if value is None or not set(SUMMARY_COLUMNS) <= set(frame.columns):
+        return out
+    out[:] = value.model.predict(frame, frame[list(SUMMARY_COLUMNS)])
+    return out
