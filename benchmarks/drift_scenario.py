@@ -59,10 +59,11 @@ def main() -> None:
     os.chdir(work)
 
     from features.simulate import SimulationConfig, simulate_shop
-    from serving.backtest import BacktestConfig, backtest, plot_backtest
     from serving.config import ServingConfig
-    from serving.drift import drift_report, log_drift_report
-    from serving.scoring import load_served_models, score_customers
+    from serving.monitoring.backtest import BacktestConfig, backtest, plot_backtest
+    from serving.monitoring.drift import drift_report, log_drift_report
+    from serving.scoring.models import load_served_models
+    from serving.scoring.table import score_customers
     from training.config import LightGBMParams, TrackingSettings, TrainConfig
     from training.pipeline import train_target
     from training.retrain import RetrainConfig, describe, run_retrain

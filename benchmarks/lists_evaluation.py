@@ -32,8 +32,9 @@ from features.feature_sets import REACTIVATION_FEATURES_V1, FeatureSet, latest_f
 from features.labels import LabelConfig, build_labels
 from features.simulate import SimulationConfig, simulate_shop
 from features.training_table import build_scoring_frame, build_training_table
-from serving.lists import ListConfig, build_list
-from serving.measurement import (
+from serving.lists.build import build_list
+from serving.lists.settings import ListConfig
+from serving.measurement.campaign import (
     HILLSTROM_ARMS,
     hillstrom_arm_results,
     hillstrom_effects,

@@ -1,6 +1,6 @@
 """Load test of the winback service on loopback: latency and throughput, with the in-process baseline.
 
-Starts ``bentoml serve serving.service:WinbackService`` on a free 127.0.0.1 port,
+Starts ``bentoml serve serving.api.service:WinbackService`` on a free 127.0.0.1 port,
 then sends a fixed number of requests (bounded by a time limit) from
 ``--concurrency`` clients and prints p50/p99 latency, throughput and errors for
 
@@ -72,8 +72,9 @@ def build_home(home: Path, customers: int) -> None:
 
     from features.feature_sets import CHURN_FEATURES_V1, REACTIVATION_FEATURES_V1, VIP_FEATURES_V1
     from serving.config import ServingConfig
-    from serving.scoring import load_served_models, score_table
-    from serving.store import write_score_table
+    from serving.scoring.models import load_served_models
+    from serving.scoring.store import write_score_table
+    from serving.scoring.table import score_table
     from training import registry, tracking
     from training.model import WinbackClassifier
 
@@ -113,7 +114,7 @@ def build_home(home: Path, customers: int) -> None:
 def models_columns(home: Path, target: str) -> list[str]:
     """The feature columns of ``target``'s served model (read from the registry)."""
     from serving.config import ServingConfig
-    from serving.scoring import load_served_models
+    from serving.scoring.models import load_served_models
     from training.tracking import TrackingConfig
 
     uri = TrackingConfig(root=str(home / "mlruns")).resolved_tracking_uri()
@@ -310,13 +311,14 @@ def in_process_baseline(home: Path, frame: pd.DataFrame, repeats: int) -> dict[s
 
     ``three_*``/``one_*``: the models' own ``predict_proba`` (three models / churn
     alone); ``service_three_*``/``service_one_*``: the service's path
-    (``serving.scoring.predict_scores`` on its thread pool, one LightGBM thread
+    (``serving.scoring.predict.predict_scores`` on its thread pool, one LightGBM thread
     per task), when the served code has it.
     """
     import inspect
 
     from serving.config import ServingConfig
-    from serving.scoring import load_served_models, predict_scores
+    from serving.scoring.models import load_served_models
+    from serving.scoring.predict import predict_scores
     from training.tracking import TrackingConfig
 
     uri = TrackingConfig(root=str(home / "mlruns")).resolved_tracking_uri()
@@ -342,8 +344,8 @@ def in_process_baseline(home: Path, frame: pd.DataFrame, repeats: int) -> dict[s
         calls["service_three"] = lambda: predict_scores(models, frame, **options)
         calls["service_one"] = lambda: predict_scores(models, frame, ["churn"], **options)
         try:
-            from serving.schemas import ScoreRowsRequest
-            from serving.scoring import rows_to_columns
+            from serving.api.schemas import ScoreRowsRequest
+            from serving.scoring.rows import rows_to_columns
         except ImportError:  # served code before typed columns
             rows_to_columns = None
         if rows_to_columns is not None:
@@ -393,8 +395,8 @@ def main() -> None:
 
     import json
 
-    from serving import store
     from serving.config import ServingConfig
+    from serving.scoring import store
 
     tmp = None
     home = args.home

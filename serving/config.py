@@ -150,7 +150,7 @@ class ServingConfig(BaseModel):
         ``WINBACK_MODEL_VERSIONS`` (``churn=3,vip=2``),
         ``WINBACK_EXPLAIN_ON_REQUEST`` (``0``/``1``), ``WINBACK_MEASUREMENT_DATA``,
         ``WINBACK_MEASUREMENT_MAPPING`` and ``WINBACK_PREDICT_THREADS``; keys themselves
-        are read by :func:`serving.auth.load_api_keys`.
+        are read by :func:`serving.api.auth.load_api_keys`.
         """
         env = os.environ if environ is None else environ
         values: dict = {}

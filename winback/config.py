@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from features.simulate import SimulationConfig
 from serving.config import ServingConfig
-from serving.lists import ListConfig, ListSettings
+from serving.lists.settings import ListConfig, ListSettings
 from training.config import TrainConfig
 
 DEFAULT_CONFIG_FILE = "winback.toml"
@@ -90,7 +90,7 @@ def tracking_config(train: TrainConfig) -> Any:
 
 def list_config(config: WinbackConfig) -> ListConfig:
     """The lists' settings: ``[lists]`` with the tiers and horizon of ``[train]`` (one place each)."""
-    from serving.list_store import configured_list_config
+    from serving.lists.settings import configured_list_config
 
     return configured_list_config(config.lists, config.train)
 

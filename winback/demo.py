@@ -67,7 +67,8 @@ def run_demo(
 ) -> DemoResult:
     """Run the whole job with ``config``; ``step`` is called as each step starts."""
     from features.contracts import write_quarantine
-    from serving.scoring import load_served_models, score_customers
+    from serving.scoring.models import load_served_models
+    from serving.scoring.table import score_customers
     from training.pipeline import train_target
     from training.tracking import configure_tracking
 
@@ -117,8 +118,8 @@ def _write_lists(config, serving_config, tables, result, progress, step, timings
     list ranks by the champion's uplift: customers who come back *because* of
     the contact first. Rules and list settings come from ``[lists]``.
     """
-    from serving.list_store import create_list_from_score_table
-    from serving.targeting import TargetingConfig
+    from serving.lists.store import create_list_from_score_table
+    from serving.lists.targeting import TargetingConfig
 
     started = time.perf_counter()
     step("lists")

@@ -77,8 +77,8 @@ def test_missing_config_file_is_an_error(tmp_path):
 
 
 def test_lists_section_defaults_are_the_action_defaults():
-    from serving.actions import DEFAULT_RULES, ActionConfig
-    from serving.lists import ListConfig
+    from serving.lists.actions import DEFAULT_RULES, ActionConfig
+    from serving.lists.settings import ListConfig
     from winback.config import list_config
 
     assert WinbackConfig().lists.actions() == ActionConfig(DEFAULT_RULES)

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 from typer.testing import CliRunner
 
-from serving import store
-from serving.list_store import read_manifest
-from tests.serving.test_lists import _large_scores
+from serving.lists.store import read_manifest
+from serving.scoring import store
+from tests.serving.lists.test_lists import _large_scores
 from winback.cli import app
 
 runner = CliRunner()

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from typer.testing import CliRunner
 
-from serving.list_store import read_manifest
+from serving.lists.store import read_manifest
 from tests.cli.test_lists_config import _score_table
 from tests.training import test_tracking as shared
 from training.tracking import TrackingConfig
@@ -45,7 +45,7 @@ def _winback_list(tmp_path, *extra: str) -> dict:
 
 def test_winback_list_uses_the_uplift_champion_unless_told_otherwise(tracking, tmp_path):
     _score_table(tmp_path / "scores")
-    from serving import store
+    from serving.scoring import store
 
     features = store.read_features(tmp_path / "scores", pd.Timestamp("2025-06-30").date())
 

@@ -29,7 +29,7 @@ def test_users_own_bentoml_options_are_kept(tmp_path: Path) -> None:
 
 def test_loopback_by_default(tmp_path: Path) -> None:
     command = serve_command(ServingConfig(home=tmp_path))
-    assert command[1:3] == ["serve", "serving.service:WinbackService"]
+    assert command[1:3] == ["serve", "serving.api.service:WinbackService"]
     assert command[command.index("--host") + 1] == "127.0.0.1"
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from tests.serving.test_service_http import API_KEY, shared_serving_home
+from tests.serving.api.test_service_http import API_KEY, shared_serving_home
 
 
 @pytest.fixture(scope="session")
@@ -22,7 +22,7 @@ def serving_home(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def client(serving_home):
-    from serving.service import WinbackService
+    from serving.api.service import WinbackService
 
     mp = pytest.MonkeyPatch()
     mp.setenv("WINBACK_HOME", str(serving_home))

@@ -30,7 +30,7 @@ app = typer.Typer(
 
 
 def _score_version(score_dir: Path, as_of: str | None) -> dt.date:
-    from serving import store
+    from serving.scoring import store
 
     if as_of is not None:
         try:
@@ -79,9 +79,9 @@ def run_list(
     """
     import dataclasses
 
-    from serving.list_store import create_list_from_score_table
-    from serving.lists import list_csv, list_records
-    from serving.targeting import TargetingConfig
+    from serving.lists.build import list_csv, list_records
+    from serving.lists.store import create_list_from_score_table
+    from serving.lists.targeting import TargetingConfig
     from winback.config import ConfigError, list_config, load_config
 
     if output_format not in ("csv", "json", "parquet"):
@@ -239,8 +239,8 @@ def measure(
     output_format: str = typer.Option("table", "--format", help="table or json."),
 ) -> None:
     """Treated vs control of a saved list: rates, revenue and margin per customer, with 95% CIs."""
-    from serving.list_store import list_folder, read_list
-    from serving.measurement import measure_list, plot_measurement
+    from serving.lists.store import list_folder, read_list
+    from serving.measurement.campaign import measure_list, plot_measurement
 
     try:
         frame, manifest = read_list(list_dir, list_id)

@@ -67,7 +67,7 @@ def drift(
 
     Exits 1 when any column is at or above the alert threshold (for schedulers).
     """
-    from serving.drift import DriftConfig, drift_report, log_drift_report
+    from serving.monitoring.drift import DriftConfig, drift_report, log_drift_report
     from training.tracking import TrackingConfig, configure_tracking
 
     try:
@@ -113,8 +113,13 @@ def backtest(
     tracking_root: str = typer.Option("mlruns", "--tracking-root"),
 ) -> None:
     """Realised AUC, calibration and lift of every score table whose horizon has passed."""
-    from serving.backtest import BacktestConfig, list_backtest, log_backtest, plot_backtest
-    from serving.backtest import backtest as run_backtest
+    from serving.monitoring.backtest import (
+        BacktestConfig,
+        list_backtest,
+        log_backtest,
+        plot_backtest,
+    )
+    from serving.monitoring.backtest import backtest as run_backtest
 
     config = BacktestConfig(horizon_days=horizon_days, targets=_check_targets(target))
     try:

@@ -85,7 +85,8 @@ def score(
     ),
 ) -> None:
     """Score every customer as of a date with the champion models and write the score table."""
-    from serving.scoring import ServingSetupError, load_served_models, score_customers
+    from serving.scoring.models import ServingSetupError, load_served_models
+    from serving.scoring.table import score_customers
 
     if engine.lower() not in ("duckdb", "spark"):
         raise typer.BadParameter(f"{engine!r}: choose duckdb or spark", param_hint="--engine")
@@ -124,7 +125,7 @@ def _score_on_spark(data, mapping, as_of, models, config, master):
     anything else is loaded and validated as for DuckDB, then sent to Spark.
     """
     from features.spark_engine import SparkConfig, SparkConnection, spark_session
-    from serving.spark_scoring import score_customers_spark
+    from serving.scoring.spark import score_customers_spark
 
     try:
         connection = SparkConnection(spark_session(SparkConfig.from_env(master)))
@@ -179,7 +180,7 @@ def serve_command(config: ServingConfig) -> list[str]:
     return [
         bentoml,
         "serve",
-        "serving.service:WinbackService",
+        "serving.api.service:WinbackService",
         "--host",
         config.host,
         "--port",
@@ -249,7 +250,7 @@ def serve(
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
-    from serving.auth import ApiKeysMissing, load_api_keys
+    from serving.api.auth import ApiKeysMissing, load_api_keys
 
     try:
         load_api_keys(config)

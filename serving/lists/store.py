@@ -1,0 +1,374 @@
+"""Saved lists: ids, files (Parquet + CSV + JSON manifest) and an MLflow record.
+
+Each list lives in ``<list_dir>/<list_id>/``:
+
+* ``list.parquet`` and ``list.csv`` — the rows (``serving.lists.build.build_list``);
+* ``manifest.json`` — kind, as-of date of the scores, generation time, the
+  parameters (list config, targeting), model versions and row counts per group.
+
+Files are written to a temporary name and renamed into place, manifest last:
+a folder with a manifest is a complete list. Because the control group is a
+keyed hash of the list id, rebuilding a list from its manifest (same scores,
+same parameters, same id) gives the same rows and groups
+(:func:`rebuild_list`). Every saved list is also logged as a run of the MLflow
+experiment ``winback-lists`` (:func:`log_list`), when asked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import re
+import secrets
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from serving.lists.build import LIST_KINDS, build_list
+from serving.lists.settings import ListConfig
+from serving.lists.targeting import TargetingConfig
+from serving.lists.uplift import list_uplift
+
+LIST_EXPERIMENT = "winback-lists"
+MANIFEST_NAME = "manifest.json"
+PARQUET_NAME = "list.parquet"
+CSV_NAME = "list.csv"
+_ID_RE = re.compile(r"^[a-z-]+-\d{8}T\d{6}Z-[0-9a-f]{6}$")
+
+
+def new_list_id(kind: str, generated_at: dt.datetime | None = None) -> str:
+    """A new list id: ``<kind>-<UTC time>-<6 hex>``, e.g. ``winback-20251231T090000Z-3fa2c1``."""
+    if kind not in LIST_KINDS:
+        raise ValueError(f"unknown list kind {kind!r}: choose one of {list(LIST_KINDS)}")
+    when = (generated_at or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
+    return f"{kind}-{when:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+
+
+def check_list_id(list_id: str) -> str:
+    """``list_id`` if it has the shape :func:`new_list_id` makes (no path tricks), else raise."""
+    if not _ID_RE.match(list_id or ""):
+        raise ValueError(
+            f"{list_id!r} is not a list id (expected e.g. winback-20251231T090000Z-3fa2c1); "
+            f"list the saved ones with list_ids()"
+        )
+    return list_id
+
+
+@dataclass(frozen=True)
+class ListManifest:
+    """What a saved list is: how, when and from what it was made."""
+
+    list_id: str
+    kind: str
+    as_of: str
+    generated_at: str
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+    model_versions: Mapping[str, Any] = field(default_factory=dict)
+    rows: int = 0
+    treatment_rows: int = 0
+    control_rows: int = 0
+    files: Mapping[str, str] = field(default_factory=dict)
+    mlflow_run_id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "list_id": self.list_id,
+            "kind": self.kind,
+            "as_of": self.as_of,
+            "generated_at": self.generated_at,
+            "parameters": dict(self.parameters),
+            "model_versions": dict(self.model_versions),
+            "rows": self.rows,
+            "treatment_rows": self.treatment_rows,
+            "control_rows": self.control_rows,
+            "files": dict(self.files),
+            "mlflow_run_id": self.mlflow_run_id,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ListManifest:
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+    @property
+    def list_date(self) -> dt.date:
+        """The date the list's scores are as of: measurement reads what happened after it."""
+        return dt.date.fromisoformat(self.as_of)
+
+
+def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def list_folder(list_dir: Path, list_id: str) -> Path:
+    return Path(list_dir) / check_list_id(list_id)
+
+
+def save_list(
+    frame: pd.DataFrame,
+    list_dir: Path,
+    *,
+    list_id: str,
+    kind: str,
+    as_of: dt.date | str,
+    parameters: Mapping[str, Any] | None = None,
+    model_versions: Mapping[str, Any] | None = None,
+    generated_at: dt.datetime | None = None,
+) -> ListManifest:
+    """Write a list's Parquet, CSV and manifest (each atomically, manifest last)."""
+    folder = list_folder(list_dir, list_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    groups = frame["group"].astype("string") if "group" in frame.columns else pd.Series([])
+    manifest = ListManifest(
+        list_id=list_id,
+        kind=kind,
+        as_of=str(as_of),
+        generated_at=(generated_at or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).isoformat(),
+        parameters=dict(parameters or {}),
+        model_versions={
+            k: (None if v is None else str(v)) for k, v in (model_versions or {}).items()
+        },
+        rows=len(frame),
+        treatment_rows=int((groups == "treatment").sum()),
+        control_rows=int((groups == "control").sum()),
+        files={"parquet": PARQUET_NAME, "csv": CSV_NAME},
+    )
+    _atomic_write(folder / PARQUET_NAME, lambda p: frame.to_parquet(p, index=False))
+    _atomic_write(folder / CSV_NAME, lambda p: frame.to_csv(p, index=False))
+    write_manifest(manifest, list_dir)
+    return manifest
+
+
+def write_manifest(manifest: ListManifest, list_dir: Path) -> Path:
+    """(Re)write a list's manifest atomically."""
+    path = list_folder(list_dir, manifest.list_id) / MANIFEST_NAME
+    text = json.dumps(manifest.to_dict(), indent=2, sort_keys=True, default=str)
+    _atomic_write(path, lambda p: Path(p).write_text(text, encoding="utf-8"))
+    return path
+
+
+def read_manifest(list_dir: Path, list_id: str) -> ListManifest:
+    """The manifest of a saved list; ``FileNotFoundError`` naming the folder if absent."""
+    path = list_folder(list_dir, list_id) / MANIFEST_NAME
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no saved list {list_id!r} in {str(list_dir)!r}: check the id "
+            f"(saved lists: {list_ids(list_dir)[-5:]}) or pass the --list-dir it was saved to"
+        )
+    return ListManifest.from_dict(json.loads(path.read_text(encoding="utf-8")))
+
+
+def read_list(list_dir: Path, list_id: str) -> tuple[pd.DataFrame, ListManifest]:
+    """A saved list's rows and manifest."""
+    manifest = read_manifest(list_dir, list_id)
+    frame = pd.read_parquet(list_folder(list_dir, list_id) / PARQUET_NAME)
+    return frame, manifest
+
+
+def list_ids(list_dir: Path) -> list[str]:
+    """Ids of the complete (manifest present) lists in ``list_dir``, oldest first."""
+    folder = Path(list_dir)
+    if not folder.is_dir():
+        return []
+    return sorted(
+        p.name for p in folder.iterdir() if _ID_RE.match(p.name) and (p / MANIFEST_NAME).is_file()
+    )
+
+
+def log_list(manifest: ListManifest, list_dir: Path, *, tracking: Any = None) -> str:
+    """Log a saved list as a run of the ``winback-lists`` experiment; return the run id.
+
+    Params: kind, as-of, the flattened parameters and model versions; metrics:
+    row counts; artifacts: the manifest and the CSV. The run id is written back
+    into the manifest.
+    """
+    import mlflow
+
+    from training.tracking import (
+        TrackingConfig,
+        configure_tracking,
+        ensure_named_experiment,
+        flatten_params,
+    )
+
+    config = tracking or TrackingConfig()
+    configure_tracking(config)
+    experiment_id = ensure_named_experiment(LIST_EXPERIMENT, config)
+    folder = list_folder(list_dir, manifest.list_id)
+    tags = {"list_id": manifest.list_id, "kind": manifest.kind, "as_of": manifest.as_of}
+    with mlflow.start_run(experiment_id=experiment_id, run_name=manifest.list_id, tags=tags) as run:
+        params = {"kind": manifest.kind, "as_of": manifest.as_of}
+        params.update(flatten_params(dict(manifest.parameters)))
+        params.update({f"model_version.{k}": str(v) for k, v in manifest.model_versions.items()})
+        mlflow.log_params({k: str(v)[:6000] for k, v in params.items()})
+        mlflow.log_metrics(
+            {
+                "rows": manifest.rows,
+                "treatment_rows": manifest.treatment_rows,
+                "control_rows": manifest.control_rows,
+            }
+        )
+        mlflow.log_artifact(str(folder / MANIFEST_NAME))
+        mlflow.log_artifact(str(folder / CSV_NAME))
+        run_id = run.info.run_id
+    updated = ListManifest.from_dict({**manifest.to_dict(), "mlflow_run_id": run_id})
+    write_manifest(updated, list_dir)
+    return run_id
+
+
+def create_list(
+    kind: str,
+    scores: pd.DataFrame,
+    list_dir: Path,
+    *,
+    as_of: dt.date | str,
+    features: pd.DataFrame | None = None,
+    uplift: pd.Series | None = None,
+    config: Any = None,
+    targeting: Any = None,
+    model_versions: Mapping[str, Any] | None = None,
+    explain: Callable[[pd.Index], pd.Series] | None = None,
+    list_id: str | None = None,
+    generated_at: dt.datetime | None = None,
+    log_to_mlflow: bool = False,
+    tracking: Any = None,
+    notes: Mapping[str, Any] | None = None,
+) -> tuple[pd.DataFrame, ListManifest]:
+    """Build a list (``serving.lists.build.build_list``) under a new id, save it, optionally log it.
+
+    What ``winback lists <kind>`` and the service's list endpoints run. The
+    manifest records the list and targeting parameters, so :func:`rebuild_list`
+    can reproduce the rows from the same scores.
+    """
+
+    config = config or ListConfig()
+    targeting = targeting or TargetingConfig()
+    generated_at = generated_at or dt.datetime.now(dt.UTC)
+    list_id = check_list_id(list_id) if list_id else new_list_id(kind, generated_at)
+    frame = build_list(
+        kind,
+        scores,
+        list_id=list_id,
+        features=features,
+        uplift=uplift,
+        config=config,
+        targeting=targeting,
+        explain=explain,
+    )
+    parameters = {
+        "list": config.to_dict(),
+        "targeting": targeting.to_dict(),
+        "uplift": uplift is not None,
+        **dict(notes or {}),
+    }
+    manifest = save_list(
+        frame,
+        list_dir,
+        list_id=list_id,
+        kind=kind,
+        as_of=as_of,
+        parameters=parameters,
+        model_versions=model_versions,
+        generated_at=generated_at,
+    )
+    if log_to_mlflow:
+        run_id = log_list(manifest, list_dir, tracking=tracking)
+        manifest = ListManifest.from_dict({**manifest.to_dict(), "mlflow_run_id": run_id})
+    return frame, manifest
+
+
+def rebuild_list(
+    manifest: ListManifest,
+    scores: pd.DataFrame,
+    *,
+    features: pd.DataFrame | None = None,
+    uplift: pd.Series | None = None,
+) -> pd.DataFrame:
+    """The rows of a saved list recomputed from its manifest (same id, same parameters).
+
+    With the same score table (and uplift estimates) this equals the saved list,
+    control group included: the audit trail of a list.
+    """
+
+    parameters = dict(manifest.parameters)
+    return build_list(
+        manifest.kind,
+        scores,
+        list_id=manifest.list_id,
+        features=features,
+        uplift=uplift,
+        config=ListConfig.from_dict(parameters.get("list", {})),
+        targeting=TargetingConfig(**parameters.get("targeting", {})),
+    )
+
+
+#: Where the service saves lists, relative to its home.
+SERVICE_LIST_DIR = Path("winback_output/lists")
+
+
+def create_list_from_score_table(
+    kind: str,
+    score_dir: Path,
+    list_dir: Path,
+    as_of: dt.date,
+    *,
+    config: Any = None,
+    targeting: Any = None,
+    uplift_model: str | Path | None = None,
+    log_to_mlflow: bool = False,
+    tracking: Any = None,
+) -> tuple[pd.DataFrame, ListManifest]:
+    """Build and save a list from a stored score table (and its feature file).
+
+    What ``winback lists <kind>`` and ``winback demo`` run: reads the score table
+    of ``as_of``, estimates uplift for win-back lists (``uplift_model``, else
+    ``WINBACK_UPLIFT_MODEL``, else the ``winback-uplift`` champion of the
+    ``tracking`` store: :func:`list_uplift`), records the model versions the
+    scores and uplift came from, and calls :func:`create_list`.
+    """
+    from serving.scoring import store
+
+    scores = store.read_scores(score_dir, as_of)
+    try:
+        features = store.read_features(score_dir, as_of)
+        features.index = features.index.astype("string")
+    except FileNotFoundError:
+        features = None
+    try:
+        uplift = list_uplift(kind, scores, features, uplift_model=uplift_model, tracking=tracking)
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"score table of {as_of} in {score_dir}: {exc}") from None
+    versions: dict[str, Any] = {
+        t: (str(scores[f"{t}_model_version"].iloc[0]) if len(scores) else None)
+        for t in ("churn", "vip", "reactivation")
+        if f"{t}_model_version" in scores.columns
+    }
+    if uplift.model_version is not None:
+        versions["uplift"] = uplift.model_version
+    return create_list(
+        kind,
+        scores,
+        list_dir,
+        as_of=as_of,
+        features=features,
+        uplift=uplift.estimates,
+        config=config,
+        targeting=targeting,
+        model_versions=versions,
+        log_to_mlflow=log_to_mlflow,
+        tracking=tracking,
+        notes={"uplift_note": uplift.note} if uplift.note else None,
+    )

@@ -1,0 +1,279 @@
+"""Predictions of the served models: feature columns as NumPy arrays, calibrated probabilities.
+
+The fast route the service and batch scoring share: each feature column is
+converted once, models with the same columns share one matrix, LightGBM is
+called on it directly (no pandas round trip), optionally on a thread pool.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Executor
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features.feature_sets import FeatureSet, FeatureSetMismatch
+from serving.config import SCORE_COLUMNS
+from serving.scoring.models import ServedModels
+
+# --------------------------------------------------------------------- models
+
+
+# -------------------------------------------------------------------- scoring
+
+
+class FeatureColumns:
+    """Feature columns as NumPy arrays, each converted once and shared by every model.
+
+    Built from a frame (batch scoring, tests) or straight from a request's typed
+    columns (:meth:`from_arrays`, what :func:`rows_to_columns` returns): posted rows
+    then never become a DataFrame only for their arrays to be taken back out of
+    it. The three models read mostly the same columns; a model's matrix is built
+    once and shared by every model with the same columns and categories.
+    """
+
+    def __init__(self, frame: pd.DataFrame) -> None:
+        self._frame: pd.DataFrame | None = frame
+        self._rows = len(frame)
+        self._dtypes: dict[str, str] | None = None
+        self._floats: dict[str, np.ndarray] = {}
+        self._strings: dict[str, np.ndarray] = {}
+        self._codes: dict[tuple[str, tuple[str, ...]], np.ndarray] = {}
+        self._matrices: dict[tuple, np.ndarray] = {}
+
+    @classmethod
+    def from_arrays(
+        cls, feature_set: FeatureSet, arrays: Mapping[str, np.ndarray]
+    ) -> FeatureColumns:
+        """Typed columns of ``feature_set``: float64 arrays, or object arrays of str/None.
+
+        The arrays must already fit the feature set (what :func:`rows_to_columns`
+        checks); they are used as they are, not copied.
+        """
+        lengths = {len(v) for v in arrays.values()}
+        if len(lengths) != 1:
+            raise ValueError(f"columns have different lengths {sorted(lengths)}")
+        self = cls.__new__(cls)
+        self._frame = None
+        self._rows = lengths.pop()
+        self._dtypes = {name: feature_set.dtypes[name] for name in arrays}
+        self._floats = {n: a for n, a in arrays.items() if self._dtypes[n] != "category"}
+        self._strings = {n: a for n, a in arrays.items() if self._dtypes[n] == "category"}
+        self._codes = {}
+        self._matrices = {}
+        return self
+
+    @classmethod
+    def concat(cls, parts: Sequence[FeatureColumns]) -> FeatureColumns:
+        """The rows of ``parts`` one after the other (the micro-batcher merges requests so)."""
+        if len(parts) == 1:
+            return parts[0]
+        if any(p._dtypes is None for p in parts):
+            return cls(pd.concat([p.frame for p in parts], ignore_index=True))
+        dtypes = parts[0]._dtypes
+        if any(p._dtypes != dtypes for p in parts):
+            raise ValueError("cannot merge requests with different columns")
+        arrays = {
+            name: np.concatenate(
+                [(p._strings if kind == "category" else p._floats)[name] for p in parts]
+            )
+            for name, kind in dtypes.items()
+        }
+        return cls.from_arrays(FeatureSet("merged", tuple(dtypes.items())), arrays)
+
+    def __len__(self) -> int:
+        return self._rows
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        """The columns as a frame (float64, categoricals as ``string``), built on first use."""
+        if self._frame is None:
+            assert self._dtypes is not None
+            data = {
+                name: pd.array(self._strings[name], dtype="string")
+                if kind == "category"
+                else self._floats[name]
+                for name, kind in self._dtypes.items()
+            }
+            self._frame = pd.DataFrame(data, columns=list(self._dtypes))
+        return self._frame
+
+    def check(self, feature_set: FeatureSet) -> None:
+        """Raise ``FeatureSetMismatch`` naming every column of ``feature_set`` missing or mistyped."""
+        if self._dtypes is None:
+            feature_set.check(self.frame)
+            return
+        missing = [c for c in feature_set.names if c not in self._dtypes]
+        wrong = {
+            c: (kind, self._dtypes[c])
+            for c, kind in feature_set.columns
+            if c in self._dtypes and (kind == "category") != (self._dtypes[c] == "category")
+        }
+        if missing or wrong:
+            raise FeatureSetMismatch(feature_set.name, missing, [], wrong)
+
+    def floats(self, name: str) -> np.ndarray:
+        """Column ``name`` as float64, missing values NaN."""
+        if name not in self._floats:
+            self._floats[name] = self.frame[name].to_numpy(dtype="float64", na_value=np.nan)
+        return self._floats[name]
+
+    def strings(self, name: str) -> np.ndarray:
+        """Column ``name`` as an object array of str, missing values None."""
+        if name not in self._strings:
+            column = self.frame[name].astype("string")
+            self._strings[name] = column.to_numpy(dtype=object, na_value=None)
+        return self._strings[name]
+
+    def codes(self, name: str, categories: Sequence[str]) -> np.ndarray:
+        """Column ``name`` as positions in ``categories`` (float64; unknown or missing NaN)."""
+        key = (name, tuple(categories))  # models trained on the same data share categories
+        if key not in self._codes:
+            positions = {category: float(i) for i, category in enumerate(key[1])}
+            values = self.strings(name)
+            self._codes[key] = np.fromiter(
+                (positions.get(v, np.nan) for v in values), dtype="float64", count=len(values)
+            )  # a dict lookup per value: a third of Index.get_indexer's time on object arrays
+        return self._codes[key]
+
+    def matrix(self, names: Sequence[str], categories: Mapping[str, Sequence[str]]) -> np.ndarray:
+        """The float64 matrix of ``names`` (categoricals as codes), shared by equal requests."""
+        names = tuple(names)
+        key = (names, tuple((n, tuple(categories[n])) for n in names if n in categories))
+        matrix = self._matrices.get(key)
+        if matrix is None:
+            matrix = np.empty((self._rows, len(names)), dtype="float64")
+            for j, name in enumerate(names):
+                if name in categories:
+                    matrix[:, j] = self.codes(name, categories[name])
+                else:
+                    matrix[:, j] = self.floats(name)
+            self._matrices[key] = matrix
+        return matrix
+
+
+def model_matrix(model: Any, features: pd.DataFrame | FeatureColumns) -> np.ndarray:
+    """The float64 matrix LightGBM sees for ``features``: the model's columns, categoricals as codes.
+
+    The same values ``WinbackClassifier._encode`` hands LightGBM through pandas
+    (a categorical becomes its position in the fitted ``categories_``, unknown or
+    missing values NaN), built directly as one C-ordered array: for a 1,000-row
+    request this is ~0.3 ms instead of ~15 ms of frame copies and conversions.
+    Models with the same columns and categories get the same (read-only) matrix.
+    """
+    columns = features if isinstance(features, FeatureColumns) else FeatureColumns(features)
+    return columns.matrix(model.feature_set_.names, model.categories_)
+
+
+def _has_booster(model: Any) -> bool:
+    return all(
+        hasattr(model, a) for a in ("booster_", "categories_", "best_iteration_", "calibrator_")
+    )
+
+
+def predict_matrix(model: Any, matrix: np.ndarray, *, num_threads: int | None = None) -> np.ndarray:
+    """Calibrated probabilities of a fitted ``WinbackClassifier`` for a :func:`model_matrix`."""
+    threads = model.num_threads if num_threads is None else num_threads
+    raw = np.asarray(
+        model.booster_.predict(
+            matrix, raw_score=True, num_iteration=model.best_iteration_, num_threads=threads
+        ),
+        dtype="float64",
+    )
+    if model.calibrator_ is None:
+        return 1.0 / (1.0 + np.exp(-raw))
+    return np.asarray(model.calibrator_.predict(raw), dtype="float64")
+
+
+def predict_probability(
+    model: Any, features: pd.DataFrame | FeatureColumns, *, num_threads: int | None = None
+) -> np.ndarray:
+    """Calibrated probability of the positive class for every row, by the fastest safe route.
+
+    For a fitted ``WinbackClassifier`` the booster predicts on
+    :func:`model_matrix` with ``num_threads`` LightGBM threads (the model's own
+    setting when ``None``), then the fitted calibrator applies: exactly what
+    ``model.predict_proba`` returns, without its pandas round trip. Any other
+    model (a stand-in with only ``predict_proba``) is called as it is.
+    """
+    if not _has_booster(model):
+        frame = features.frame if isinstance(features, FeatureColumns) else features
+        return np.asarray(model.predict_proba(frame[model.feature_set_.names]), dtype="float64")
+    return predict_matrix(model, model_matrix(model, features), num_threads=num_threads)
+
+
+def predict_scores(
+    models: ServedModels,
+    features: pd.DataFrame | FeatureColumns,
+    targets: Sequence[str] | None = None,
+    *,
+    num_threads: int | None = None,
+    pool: Executor | None = None,
+    row_chunks: int = 1,
+    min_chunk_rows: int = 256,
+) -> pd.DataFrame:
+    """Calibrated probabilities of each target for every row of ``features``.
+
+    Each model sees exactly the columns of its own feature set, checked with
+    ``FeatureSet.check`` (a missing or mistyped column raises, never NaN-fills).
+    ``features`` is a frame or a :class:`FeatureColumns` (posted rows, typed by
+    :func:`rows_to_columns`); every column is converted to NumPy once and models
+    with the same columns share one matrix. ``num_threads`` caps LightGBM's
+    threads per call. With a ``pool`` (the service's, one thread per core) the
+    predictions run there as one task per model and row chunk (``row_chunks``
+    chunks of at least ``min_chunk_rows`` rows): LightGBM releases the GIL, so
+    one large request uses every core, while concurrent requests share the same
+    few threads instead of oversubscribing the cores. The result has the frame's
+    index (a ``RangeIndex`` for :class:`FeatureColumns`).
+    """
+    targets = models.targets if targets is None else tuple(targets)
+    if isinstance(features, FeatureColumns):
+        columns = features
+        for target in targets:
+            columns.check(models[target].feature_set)
+        index = pd.RangeIndex(len(columns))
+    else:
+        for target in targets:
+            models[target].feature_set.check(features)
+        columns = FeatureColumns(features)
+        index = features.index
+    n = len(columns)
+    chunk = max(min_chunk_rows, -(-n // max(row_chunks, 1)))
+    if pool is None or (n <= chunk and len(targets) == 1):
+        out = {
+            SCORE_COLUMNS[t]: predict_probability(models[t].model, columns, num_threads=num_threads)
+            for t in targets
+        }
+        return pd.DataFrame(out, index=index)
+    jobs = {}
+    for t in targets:
+        model = models[t].model
+        matrix = model_matrix(model, columns) if _has_booster(model) else None
+        for start in range(0, n, chunk):
+            if matrix is None:
+                job = pool.submit(
+                    predict_probability,
+                    model,
+                    columns.frame.iloc[start : start + chunk],
+                    num_threads=num_threads,
+                )
+            else:
+                job = pool.submit(
+                    predict_matrix, model, matrix[start : start + chunk], num_threads=num_threads
+                )
+            jobs[(t, start)] = job
+    out = {
+        SCORE_COLUMNS[t]: np.concatenate(
+            [jobs[(t, start)].result() for start in range(0, n, chunk)]
+        )
+        for t in targets
+    }
+    return pd.DataFrame(out, index=index)
+
+
+# ------------------------------------------------------------------- lookups
+
+
+# -------------------------------------------------------------- posted rows

@@ -1,0 +1,86 @@
+"""Plain-language reasons for a score, from the model's SHAP values against population medians.
+
+Reasons cost about 2 ms a row (SHAP), so only the ``explain_top`` highest-scored
+customers of each target get them in batch; the service explains other
+customers on request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+
+def feature_reference(features: pd.DataFrame) -> dict[str, float]:
+    """Median of every numeric feature: what a reason calls "high" or "low" against.
+
+    Computed over the whole scored population, so a customer's reasons do not
+    depend on which other customers are explained in the same call.
+    """
+    out = {}
+    for column in features.columns:
+        dtype = features[column].dtype
+        if pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype):
+            value = features[column].median()
+            if not pd.isna(value):
+                out[column] = float(value)
+    return out
+
+
+def reason_texts(
+    model: Any,
+    features: pd.DataFrame,
+    *,
+    top: int = 3,
+    reference: Mapping[str, float] | None = None,
+) -> list[list[str]]:
+    """Plain-language reasons (strongest first) for each row, from the model's SHAP values.
+
+    Uses ``training.reasons.reason_codes`` on ``model.contributions``; about
+    2 ms a row, so call it for the customers a request or a list needs.
+    """
+    from training.reasons import reason_codes
+
+    if len(features) == 0:
+        return []
+    X = features[model.feature_set_.names]
+    contributions = model.contributions(X)
+    result = reason_codes(contributions, X, top=top, reference=reference)
+    return _as_texts(result, len(X))
+
+
+def _as_texts(result: Any, n: int) -> list[list[str]]:
+    """Normalise what ``reason_codes`` returns (a frame or lists of reasons) to text lists."""
+    if isinstance(result, pd.DataFrame):
+        cols = [c for c in result.columns if str(c).startswith("reason_") and str(c)[7:].isdigit()]
+        cols.sort(key=lambda c: int(str(c)[7:]))
+        values = result[cols].to_numpy(dtype=object)
+        return [
+            [str(v) for v in row if v is not None and not pd.isna(v) and v != ""] for row in values
+        ]
+    texts = []
+    for reasons in result:
+        row = []
+        for reason in reasons:
+            text = getattr(reason, "text", None)
+            row.append(str(text if text is not None else reason))
+        texts.append(row)
+    if len(texts) != n:
+        raise ValueError(f"reason_codes returned {len(texts)} rows for {n} customers")
+    return texts
+
+
+def reason_column(target: str) -> str:
+    return f"{target}_reasons"
+
+
+def top_scored(scores: pd.Series, n: int) -> pd.Index:
+    """The index of the ``n`` highest non-missing scores (ties broken by index order)."""
+    valid = scores.dropna()
+    if n <= 0 or valid.empty:
+        return valid.index[:0]
+    order = np.lexsort((np.arange(len(valid)), -valid.to_numpy()))
+    return valid.index[order[:n]]

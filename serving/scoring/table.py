@@ -1,0 +1,179 @@
+"""Batch scoring: features for every customer as of a date, scored by the champion models.
+
+The score table has one row per customer known at ``as_of``:
+
+``customer_id, as_of, churn_risk, vip_potential, reactivation_probability,
+expected_value, tier, is_active, is_lapsed, is_vip, trailing_margin,
+churn_reasons, vip_reasons, reactivation_reasons, churn_model_version,
+vip_model_version, reactivation_model_version, churn_feature_set,
+vip_feature_set, reactivation_feature_set, scored_at``
+
+Each score is given only inside its model's population (the customers the model
+was trained on): ``churn_risk`` for active customers, ``vip_potential`` for
+active customers who are not VIP yet, ``reactivation_probability`` for lapsed
+customers; elsewhere it is missing, never a made-up number.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+
+from features.schema import ShopTables
+from serving.config import SCORE_COLUMNS, TARGETS, ServingConfig
+from serving.scoring import store
+from serving.scoring.models import ServedModels
+from serving.scoring.predict import predict_scores
+from serving.scoring.reasons import feature_reference, reason_column, reason_texts, top_scored
+
+#: Context columns of the scoring frame that the score table carries along.
+CONTEXT_COLUMNS = ("is_active", "is_lapsed", "is_vip", "tier", "trailing_margin")
+
+
+def populations(context: pd.DataFrame) -> dict[str, pd.Series]:
+    """Which customers each model scores: churn and VIP among active, reactivation among lapsed."""
+    missing = [c for c in ("is_active", "is_lapsed", "is_vip") if c not in context.columns]
+    if missing:
+        raise ValueError(f"the scoring frame lacks the population columns {missing}")
+    active = context["is_active"].fillna(False).astype(bool)
+    lapsed = context["is_lapsed"].fillna(False).astype(bool)
+    vip = context["is_vip"].fillna(False).astype(bool)
+    return {"churn": active, "vip": active & ~vip, "reactivation": lapsed}
+
+
+def expected_value(
+    churn_risk: np.ndarray | pd.Series,
+    reactivation_probability: np.ndarray | pd.Series,
+    is_lapsed: np.ndarray | pd.Series,
+    trailing_margin: np.ndarray | pd.Series,
+    typical_margin: float,
+    *,
+    horizon_days: int = 90,
+) -> np.ndarray:
+    """Expected gross margin of each customer over the next ``horizon_days``.
+
+    * active customers: ``(1 - churn_risk) * trailing_margin * horizon_days / 365``
+      — the margin they earned in the last 12 months, at the same daily rate,
+      if they stay;
+    * lapsed customers: ``reactivation_probability * typical_margin * horizon_days / 365``
+      — a returning customer is worth a typical active customer's 12-month margin
+      (``typical_margin``, the median among active customers), at that rate.
+
+    Missing where the score it needs is missing (a customer outside both
+    populations, or a missing margin).
+    """
+    if horizon_days <= 0:
+        raise ValueError(f"horizon_days must be positive, got {horizon_days}")
+    share = horizon_days / 365.0
+    churn = np.asarray(churn_risk, dtype="float64")
+    react = np.asarray(reactivation_probability, dtype="float64")
+    lapsed = np.asarray(is_lapsed, dtype=bool)
+    margin = np.asarray(trailing_margin, dtype="float64")
+    active_value = (1.0 - churn) * margin * share
+    lapsed_value = react * float(typical_margin) * share
+    return np.where(lapsed, lapsed_value, active_value)
+
+
+def score_table(
+    frame: pd.DataFrame,
+    models: ServedModels,
+    *,
+    as_of: dt.date,
+    horizon_days: int = 90,
+    explain_top: int = 1000,
+    top_reasons: int = 3,
+    scored_at: dt.datetime | None = None,
+) -> pd.DataFrame:
+    """The score table of one date from a scoring frame (features + context columns).
+
+    ``frame`` is indexed by ``customer_id`` and holds each model's feature
+    columns plus ``is_active, is_lapsed, is_vip, tier, trailing_margin`` (what
+    ``features.training_table.build_scoring_frame`` returns).
+    """
+    missing = [c for c in CONTEXT_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ValueError(
+            f"the scoring frame lacks the columns {missing}; build it with "
+            f"features.training_table.build_scoring_frame"
+        )
+    scored_at = scored_at or dt.datetime.now(dt.UTC)
+    masks = populations(frame)
+    out = pd.DataFrame(index=frame.index)
+    out["as_of"] = pd.Series([as_of] * len(frame), index=frame.index, dtype="object")
+    for target in TARGETS:
+        column = SCORE_COLUMNS[target]
+        values = pd.Series(np.nan, index=frame.index, dtype="float64")
+        mask = masks[target].to_numpy()
+        if target in models.models and mask.any():
+            values[mask] = predict_scores(models, frame.loc[mask], [target])[column].to_numpy()
+        out[column] = values
+    lapsed = masks["reactivation"]
+    margin = frame["trailing_margin"].astype("float64")
+    active_margin = margin[masks["churn"]].dropna()
+    typical = float(active_margin.median()) if len(active_margin) else np.nan
+    out["expected_value"] = expected_value(
+        out["churn_risk"],
+        out["reactivation_probability"],
+        lapsed,
+        margin,
+        typical,
+        horizon_days=horizon_days,
+    )
+    out["tier"] = frame["tier"].astype("string")
+    for col in ("is_active", "is_lapsed", "is_vip"):
+        out[col] = frame[col].fillna(False).astype(bool)
+    out["trailing_margin"] = margin
+    reference = feature_reference(frame[models.feature_set().names]) if explain_top > 0 else None
+    for target in TARGETS:
+        reasons = pd.Series([None] * len(frame), index=frame.index, dtype="object")
+        if target in models.models and explain_top > 0:
+            chosen = top_scored(out[SCORE_COLUMNS[target]], explain_top)
+            if len(chosen):
+                texts = reason_texts(
+                    models[target].model,
+                    frame.loc[chosen],
+                    top=top_reasons,
+                    reference=reference,
+                )
+                reasons.loc[chosen] = pd.Series(texts, index=chosen, dtype="object")
+        out[reason_column(target)] = reasons
+    for target in TARGETS:
+        served = models.models.get(target)
+        out[f"{target}_model_version"] = served.version if served else None
+        out[f"{target}_feature_set"] = served.feature_set.name if served else None
+    out["scored_at"] = pd.Timestamp(scored_at).tz_convert("UTC")
+    out.index.name = "customer_id"
+    return out.reset_index()
+
+
+def score_customers(
+    tables: ShopTables,
+    as_of: dt.date,
+    models: ServedModels,
+    config: ServingConfig | None = None,
+    *,
+    scored_at: dt.datetime | None = None,
+) -> store.ScoreTableVersion:
+    """Build features as of ``as_of``, score everyone and write the versioned score table.
+
+    This is what ``winback score --as-of DATE`` runs. A rerun for the same date
+    replaces that version.
+    """
+    from features.training_table import build_scoring_frame
+
+    config = config or ServingConfig()
+    feature_set = models.feature_set()
+    frame = build_scoring_frame(tables, as_of, feature_set)
+    table = score_table(
+        frame,
+        models,
+        as_of=as_of,
+        horizon_days=config.horizon_days,
+        explain_top=config.explain_top,
+        top_reasons=config.top_reasons,
+        scored_at=scored_at,
+    )
+    features = frame[feature_set.names]
+    return store.write_score_table(table, features, config.score_path, as_of)
