@@ -8,7 +8,9 @@ value, the reasons, and writing the score table. For each stage it prints wall
 time, CPU time (user + sys of the process), the resident memory after it and
 the peak during it (``VmHWM``, reset before each stage through
 ``/proc/self/clear_refs``), and at the end the whole run's wall, CPU and peak.
-"self" rows are the time of a stage outside the stages nested in it.
+"self" is the time of a stage outside the stages nested in it. The run may
+write bytecode (``PYTHONDONTWRITEBYTECODE`` is dropped, and a first process
+imports the libraries), as an installed winback would have it.
 
 Set up once (the shop and quick champions; the models are the demo's, trained
 on a small simulated shop, which is all scoring needs)::
@@ -179,7 +181,12 @@ def main() -> None:
     print(f"load: {os.getloadavg()}  cores: {os.cpu_count()}", flush=True)
     command = [sys.executable, __file__, "--child", *sys.argv[1:]]
     root = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "PYTHONPATH": str(root)}
+    # Bytecode as an installed winback has it: with PYTHONDONTWRITEBYTECODE every run
+    # compiles mlflow, scikit-learn and LightGBM again (about 20 CPU s of "loading models").
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPATH"] = str(root)
+    warm = "import mlflow, lightgbm, sklearn, serving.scoring.models, winback.commands.serving"
+    subprocess.run([sys.executable, "-c", warm], cwd=root, env=env, check=True)
     proc = subprocess.run(command, capture_output=True, text=True, cwd=root, env=env)
     if proc.returncode != 0:
         sys.exit(f"scoring failed:\n{proc.stderr[-3000:]}")
