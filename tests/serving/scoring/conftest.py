@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,7 +16,9 @@ from features.feature_sets import (
 )
 from features.simulate import SimulationConfig, simulate_shop
 from features.training_table import build_scoring_frame
+from serving.config import ServingConfig
 from serving.scoring.models import ServedModel, ServedModels
+from serving.scoring.table import score_customers
 from training.model import WinbackClassifier
 
 AS_OF = dt.date(2025, 6, 30)
@@ -50,3 +53,11 @@ def models(frame) -> ServedModels:
         ).fit(frame[feature_set.names], y)
         loaded[target] = ServedModel(target, model, f"winback-{target}", str(i + 1))
     return ServedModels(loaded)
+
+
+@pytest.fixture(scope="module")
+def memory_score_dir(shop, models, tmp_path_factory) -> Path:
+    """The score store written by the in-process path from pandas tables (the reference)."""
+    out = tmp_path_factory.mktemp("memory-scores")
+    score_customers(shop.tables, AS_OF, models, ServingConfig(score_dir=out), scored_at=SCORED_AT)
+    return out

@@ -36,30 +36,19 @@ def test_outline_has_the_columns_and_the_date_range_without_the_rows(shop, folde
         assert list(getattr(tables, name).columns) == list(frame.columns), name
 
 
-def test_in_place_scores_and_features_equal_the_in_memory_ones(shop, models, folder, tmp_path):
-    memory = score_customers(
-        shop.tables,
-        AS_OF,
-        models,
-        ServingConfig(score_dir=tmp_path / "memory"),
-        scored_at=SCORED_AT,
-    )
+def test_in_place_scores_and_features_equal_the_in_memory_ones(
+    models, folder, memory_score_dir, tmp_path
+):
     con = connect_parquet(folder)
-    in_place = score_customers(
-        outline(con),
-        AS_OF,
-        models,
-        ServingConfig(score_dir=tmp_path / "in_place"),
-        scored_at=SCORED_AT,
-        con=con,
-    )
-    assert in_place.rows == memory.rows > 200
+    config = ServingConfig(score_dir=tmp_path / "in_place")
+    version = score_customers(outline(con), AS_OF, models, config, scored_at=SCORED_AT, con=con)
+    assert version.rows == len(store.read_scores(memory_score_dir, AS_OF)) > 200
     scores = store.read_scores(tmp_path / "in_place", AS_OF)
     assert scores["churn_risk"].notna().sum() > 50
-    pd.testing.assert_frame_equal(scores, store.read_scores(tmp_path / "memory", AS_OF))
+    pd.testing.assert_frame_equal(scores, store.read_scores(memory_score_dir, AS_OF))
     pd.testing.assert_frame_equal(
         store.read_features(tmp_path / "in_place", AS_OF),
-        store.read_features(tmp_path / "memory", AS_OF),
+        store.read_features(memory_score_dir, AS_OF),
         rtol=1e-12,
     )
 

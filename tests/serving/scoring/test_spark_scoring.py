@@ -17,7 +17,6 @@ from features.feature_sets import FeatureSet
 from serving.config import ServingConfig
 from serving.scoring import store
 from serving.scoring.spark import predict_partition, typed_features
-from serving.scoring.table import score_customers
 from tests.serving.scoring.conftest import AS_OF, SCORED_AT
 
 
@@ -31,19 +30,14 @@ def spark():
     return spark_session(SparkConfig(shuffle_partitions=1))
 
 
-def test_score_customers_spark_writes_the_same_versions(spark, shop, models, tmp_path):
+def test_score_customers_spark_writes_the_same_versions(
+    spark, shop, models, memory_score_dir, tmp_path
+):
     from features.spark_engine import SparkConnection
     from serving.scoring.spark import score_customers_spark
 
     connection = SparkConnection(spark)
     connection.register_shop(shop.tables)
-    duck = score_customers(
-        shop.tables,
-        AS_OF,
-        models,
-        ServingConfig(score_dir=tmp_path / "duckdb"),
-        scored_at=SCORED_AT,
-    )
     spark_version = score_customers_spark(
         connection,
         AS_OF,
@@ -51,20 +45,20 @@ def test_score_customers_spark_writes_the_same_versions(spark, shop, models, tmp
         ServingConfig(score_dir=tmp_path / "spark"),
         scored_at=SCORED_AT,
     )
-    assert spark_version.rows == duck.rows > 200
+    assert spark_version.rows == len(store.read_scores(memory_score_dir, AS_OF)) > 200
     scores = store.read_scores(tmp_path / "spark", AS_OF)
     assert scores["churn_risk"].notna().sum() > 50
     assert scores["reactivation_probability"].notna().sum() > 50
     assert scores["churn_reasons"].notna().sum() > 0
     pd.testing.assert_frame_equal(
         store.read_scores(tmp_path / "spark", AS_OF),
-        store.read_scores(tmp_path / "duckdb", AS_OF),
+        store.read_scores(memory_score_dir, AS_OF),
         check_exact=False,
         rtol=1e-9,
     )
     pd.testing.assert_frame_equal(
         store.read_features(tmp_path / "spark", AS_OF),
-        store.read_features(tmp_path / "duckdb", AS_OF),
+        store.read_features(memory_score_dir, AS_OF),
         check_exact=False,
         rtol=1e-9,
     )
