@@ -43,6 +43,37 @@ from features.schema import SCHEMAS, ShopTables
 logger = logging.getLogger(__name__)
 
 
+def _relation_ctes(
+    by_relation: dict[str, list[FeatureDefinition]], tx: Collection[str], shape: Shape
+) -> list[tuple[str, str]]:
+    """The ``rel_<name>`` CTEs of the relations the definitions use, in dependency order.
+
+    The ``order_days`` definitions join the ``orders`` ones (one grouping over the
+    order rows with their gaps); ``by_relation`` is updated to say so.
+    """
+    ctes: list[tuple[str, str]] = []
+    on_orders = [d.expression for d in by_relation["orders"] + by_relation["order_days"]]
+    if by_relation["order_days"]:
+        ctes += [
+            ("rel_order_rows", orders_sql(tx, shape, on_orders)),
+            ("rel_orders", order_gaps_sql(shape)),
+        ]
+        by_relation["orders"] += by_relation.pop("order_days")
+    else:
+        ctes.append(("rel_orders", orders_sql(tx, shape, on_orders)))
+        by_relation.pop("order_days")
+    if by_relation["lines"]:
+        ctes.append(("rel_lines", lines_sql(tx, shape)))
+    if by_relation["returned_lines"]:
+        ctes.append(("rel_returned_lines", returned_lines_sql(shape)))
+    if by_relation["customer_categories"]:
+        ctes += category_sql(tx, shape)
+    for table in EVENT_TABLES:
+        if by_relation[table]:
+            ctes.append((f"rel_{table}", event_sql(table, shape)))
+    return ctes
+
+
 def feature_query(
     definitions: Sequence[FeatureDefinition],
     columns: Mapping[str, Collection[str]],
@@ -85,26 +116,7 @@ def feature_query(
                 by_relation[registry()[dep].relation].insert(0, registry()[dep])
 
     shape = Shape(cutoff)
-    ctes: list[tuple[str, str]] = []
-    on_orders = [d.expression for d in by_relation["orders"] + by_relation["order_days"]]
-    if by_relation["order_days"]:
-        ctes += [
-            ("rel_order_rows", orders_sql(tx, shape, on_orders)),
-            ("rel_orders", order_gaps_sql(shape)),
-        ]
-        by_relation["orders"] += by_relation.pop("order_days")
-    else:
-        ctes.append(("rel_orders", orders_sql(tx, shape, on_orders)))
-        by_relation.pop("order_days")
-    if by_relation["lines"]:
-        ctes.append(("rel_lines", lines_sql(tx, shape)))
-    if by_relation["returned_lines"]:
-        ctes.append(("rel_returned_lines", returned_lines_sql(shape)))
-    if by_relation["customer_categories"]:
-        ctes += category_sql(tx, shape)
-    for table in EVENT_TABLES:
-        if by_relation[table]:
-            ctes.append((f"rel_{table}", event_sql(table, shape)))
+    ctes = _relation_ctes(by_relation, tx, shape)
 
     joined_cols = [f"agg_orders.{k}" for k in shape.keys]
     joins: list[str] = []
