@@ -14,6 +14,8 @@ Order of reasons
 A row failing several checks is counted once, under the first reason in this
 order (columns within a step in schema order):
 
+0. ``erased`` -- the customer was forgotten (``winback forget``): counted in the
+   report, kept neither in the table nor in the quarantine file.
 1. ``missing_<column>`` -- a required value is null, empty or a null token
    (``""``, ``"nan"``, ``"null"``, ``"none"``, ``"n/a"``, ...); also a gap in an
    optional ``quantity`` column (int64 cannot hold one). A gap in an optional
@@ -39,9 +41,7 @@ order (columns within a step in schema order):
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -49,6 +49,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from features.publish import publish_file, publish_text
+from features.redaction import redact_credentials
 from features.schema import EVENT_TYPES, GROUPS, SCHEMAS, Column, ShopTables, TableSchema
 
 #: Hidden input column with each row's 0-based row number in the original source.
@@ -56,6 +58,10 @@ SOURCE_ROW_COLUMN = "__source_row__"
 #: Hidden input column with a reason set by a column mapping's exclusions (or null).
 EXCLUDE_REASON_COLUMN = "__exclude_reason__"
 HIDDEN_COLUMNS = (SOURCE_ROW_COLUMN, EXCLUDE_REASON_COLUMN)
+#: Quarantine reason of the rows of a forgotten customer (counted, never kept).
+ERASED = "erased"
+#: Tells which of the given customer ids are erased (``ErasureRegistry.mask``).
+ErasedIds = Callable[[pd.Series], np.ndarray]
 
 #: Cell values read as missing, compared after stripping and lower-casing.
 NULL_TOKENS = frozenset({"", "nan", "nat", "none", "null", "na", "n/a", "<na>", "#n/a", "-"})
@@ -97,12 +103,17 @@ class ContractOptions:
         ``strftime`` formats tried in order for text timestamps; ISO 8601 when empty.
     timezone
         IANA zone of timestamps that carry none (shop local time); converted to UTC.
+    keep_unmapped
+        Keep the input's columns outside the contract in the quarantine file (a
+        mapping's ``keep_unmapped``). Off by default: they may be personal data
+        (names, e-mails) that nothing downstream needs.
     """
 
     negative_amount_is_return: bool = False
     allow_zero_amount: bool = False
     timestamp_formats: tuple[str, ...] = ()
     timezone: str = "UTC"
+    keep_unmapped: bool = False
 
 
 @dataclass(frozen=True)
@@ -443,9 +454,10 @@ def _schema(table: str) -> TableSchema:
     return SCHEMAS[table]
 
 
-def _quarantine_frame(frame: pd.DataFrame, rows: np.ndarray, reasons: _Reasons, source_row):
-    """The offending input rows as text, plus ``reason``, ``detail`` and ``source_row``."""
-    visible = [c for c in frame.columns if c not in HIDDEN_COLUMNS]
+def _quarantine_frame(
+    frame: pd.DataFrame, rows: np.ndarray, reasons: _Reasons, source_row, visible: list
+):
+    """The offending input rows as text (columns ``visible``), plus reason, detail, source_row."""
     taken = frame.iloc[rows][visible].astype("string").reset_index(drop=True)
     taken.columns = [
         f"input_{c}" if c in ("reason", "detail", "source_row") else str(c) for c in visible
@@ -456,12 +468,35 @@ def _quarantine_frame(frame: pd.DataFrame, rows: np.ndarray, reasons: _Reasons, 
     return taken
 
 
+def _flag_erased(coerced: dict[str, _Coerced], erased: ErasedIds | None, reasons: _Reasons):
+    """Step 0: rows of forgotten customers get reason ``erased``; returns their mask."""
+    c = coerced.get("customer_id")
+    if erased is None or c is None:
+        return np.zeros(len(reasons.reason), dtype=bool)
+    rows = np.asarray(erased(c.values), dtype=bool) & ~c.missing
+    reasons.flag(rows, ERASED, "customer erased (winback forget)")
+    return rows
+
+
+def _blank_erased_references(
+    table: str, values: dict[str, pd.Series], erased: ErasedIds | None, notes: list[str]
+) -> None:
+    """A forgotten customer named in someone else's row (a referral) is blanked there."""
+    if erased is None or table != "referrals" or "referred_customer_id" not in values:
+        return
+    refs = np.asarray(erased(values["referred_customer_id"]), dtype=bool)
+    if refs.any():
+        values["referred_customer_id"] = values["referred_customer_id"].mask(refs, pd.NA)
+        notes.append(f"referred_customer_id: {int(refs.sum()):,} erased customers blanked")
+
+
 def validate_table(
     frame: pd.DataFrame,
     table: str,
     *,
     now: pd.Timestamp | None = None,
     options: ContractOptions | None = None,
+    erased: ErasedIds | None = None,
 ) -> ValidatedTable:
     """Bring one raw table into its contract shape and quarantine the rows that cannot be.
 
@@ -478,6 +513,9 @@ def validate_table(
         time by default. Naive values are read as UTC.
     options
         How to read returns, zero amounts and timestamps (see :class:`ContractOptions`).
+    erased
+        Tells which customer ids were forgotten (``features.erasure.ErasureRegistry.mask``):
+        their rows are counted under ``erased`` and kept nowhere, not even in the quarantine.
 
     Returns
     -------
@@ -554,6 +592,7 @@ def validate_table(
         coerced[column.name] = c
 
     reasons = _Reasons(n)
+    erased_rows = _flag_erased(coerced, erased, reasons)
     raw_of = {name: frame[name].reset_index(drop=True) for name in coerced}
     # 1. missing required values (and gaps an int64 column cannot hold)
     for column in schema.columns:
@@ -566,10 +605,10 @@ def validate_table(
         if c is not None:
             detail = _describe(f"{column.name}=", raw_of[column.name], f" is not {column.kind}")
             reasons.flag(c.bad, f"unparseable_{column.name}", detail)
-    # 3. future timestamps
+    # 3. future timestamps (a do-not-contact dated ahead still applies: never quarantined)
     for column in schema.columns:
         c = coerced.get(column.name)
-        if c is not None and column.kind == "timestamp":
+        if c is not None and column.kind == "timestamp" and table != "suppressions":
             future = (c.values > now).fillna(False).to_numpy(dtype=bool)
             detail = _describe(f"{column.name}=", c.values, f" is after now={now}")
             reasons.flag(future, f"future_{column.name}", detail)
@@ -581,6 +620,7 @@ def validate_table(
             reasons.flag(mask, str(reason), f"excluded by the column mapping: {reason}")
 
     values = {name: c.values for name, c in coerced.items()}
+    _blank_erased_references(table, values, erased, notes)
     if c := coerced.get("is_return"):
         values["is_return"] = c.values.where(~pd.Series(c.missing), False).astype(bool)
         if c.missing.any():
@@ -610,7 +650,13 @@ def validate_table(
     dtypes = schema.dtypes(list(out.columns))
     out = out[[c for c in schema.names if c in out.columns]].astype(dtypes)
     quarantined = np.flatnonzero(~accepted)
-    quarantine = _quarantine_frame(frame, quarantined, reasons, source_row)
+    visible = [
+        c
+        for c in frame.columns
+        if c not in HIDDEN_COLUMNS and (options.keep_unmapped or str(c) in schema.names)
+    ]
+    kept = np.flatnonzero(~accepted & ~erased_rows)  # erased rows are counted, never kept
+    quarantine = _quarantine_frame(frame, kept, reasons, source_row, visible)
     by_reason = (
         pd.Series(reasons.reason[quarantined]).value_counts(sort=False).to_dict()
         if len(quarantined)
@@ -654,8 +700,8 @@ def _ordered_reasons(by_reason: dict[str, int], schema: TableSchema) -> dict[str
         + ["duplicate_row"]
         + [r for rules in KEY_DUPLICATES.values() for r in rules]
     )
-    first = [r for r in fixed if r in by_reason]
-    mapping = [r for r in by_reason if r not in fixed and r not in tail]
+    first = [r for r in [ERASED, *fixed] if r in by_reason]
+    mapping = [r for r in by_reason if r not in fixed and r not in tail and r != ERASED]
     last = [r for r in tail if r in by_reason]
     return {r: by_reason[r] for r in first + mapping + last}
 
@@ -757,6 +803,7 @@ def validate_shop(
     now: pd.Timestamp | None = None,
     options: Mapping[str, ContractOptions] | None = None,
     source: str = "",
+    erased: ErasedIds | None = None,
 ) -> ShopValidation:
     """Validate every table of a shop; ``transactions`` is required, the rest optional.
 
@@ -769,7 +816,9 @@ def validate_shop(
     options
         :class:`ContractOptions` per table name (defaults otherwise).
     source
-        Where the data came from, kept on the :class:`ShopTables`.
+        Where the data came from, kept on the :class:`ShopTables` (credentials masked).
+    erased
+        See :func:`validate_table`.
     """
     unknown = [name for name in raw if name not in SCHEMAS]
     if unknown:
@@ -784,23 +833,13 @@ def validate_shop(
     now = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
     options = options or {}
     results = {
-        name: validate_table(frame, name, now=now, options=options.get(name))
+        name: validate_table(frame, name, now=now, options=options.get(name), erased=erased)
         for name, frame in raw.items()
     }
-    tables = ShopTables(**{name: r.table for name, r in results.items()}, source=source)
+    tables = ShopTables(
+        **{name: r.table for name, r in results.items()}, source=redact_credentials(source)
+    )
     return ShopValidation(tables=tables, results=results)
-
-
-def _atomic_write(path: Path, write) -> None:
-    """Write through a temporary file in the same folder, then rename over ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_quarantine(validation: ShopValidation, out_dir: Path) -> dict[str, Path]:
@@ -815,10 +854,10 @@ def write_quarantine(validation: ShopValidation, out_dir: Path) -> dict[str, Pat
     written: dict[str, Path] = {}
     for name, result in validation.results.items():
         path = out_dir / f"{name}.quarantine.parquet"
-        _atomic_write(path, lambda p, q=result.quarantine: q.to_parquet(p, index=False))
+        publish_file(path, lambda p, q=result.quarantine: q.to_parquet(p, index=False))
         written[name] = path
     report = {
-        "source": validation.tables.source,
+        "source": redact_credentials(validation.tables.source),
         "tables": {name: r.report.to_dict() for name, r in validation.results.items()},
         "dtypes": {
             name: {c: str(d) for c, d in r.table.dtypes.items()}
@@ -826,7 +865,7 @@ def write_quarantine(validation: ShopValidation, out_dir: Path) -> dict[str, Pat
         },
     }
     path = out_dir / "validation_report.json"
-    _atomic_write(path, lambda p: p.write_text(json.dumps(report, indent=2) + "\n"))
+    publish_text(path, json.dumps(report, indent=2) + "\n")
     written["report"] = path
     return written
 

@@ -149,7 +149,9 @@ def outline(con: duckdb.DuckDBPyConnection, source: str = "") -> ShopTables:
 
     Each contract table present is a pandas frame with its columns and no rows,
     except ``transactions``, which holds its first and last line by
-    ``ordered_at`` (as UTC), so ``last_event_at`` and the SQL generators of
+    ``ordered_at`` (as UTC), and ``suppressions``, read whole (a short list of
+    do-not-contact customers that the score store keeps), so ``last_event_at``,
+    the suppressions and the SQL generators of
     ``features.labels``/``features.tiers`` (which read only column names) work
     without loading the rows. Never use it for values: pass ``con`` along.
     """
@@ -163,6 +165,11 @@ def outline(con: duckdb.DuckDBPyConnection, source: str = "") -> ShopTables:
                 " ORDER BY ordered_at DESC LIMIT 1)"
             ).df()
             frame["ordered_at"] = pd.to_datetime(frame["ordered_at"]).dt.tz_localize("UTC")
+        elif name == "suppressions":  # values, not only columns: stored with each score version
+            frame = con.sql("SELECT * FROM suppressions").df()
+            for column in ("customer_id", "reason"):
+                if column in frame.columns:
+                    frame[column] = frame[column].astype("string")
         else:
             frame = pd.DataFrame({c: pd.Series([], dtype=object) for c in columns})
         present[name] = frame

@@ -25,6 +25,11 @@ TOML shape (every key but the table names optional)::
     [[tables.transactions.exclude]] # rows quarantined under `reason`, first match wins
     reason = "test_order"
     where = "Email LIKE '%@example.com'"
+
+Unmapped source columns are not read (so names or e-mails never reach a
+quarantine file) unless ``keep_unmapped = true`` or ``keep_unmapped = ["Country"]``
+asks for them. A mapping file is code: its SQL runs in DuckDB, sandboxed by
+``features.sources`` (no files, no settings, no extensions).
 """
 
 from __future__ import annotations
@@ -77,7 +82,7 @@ class TableMapping(BaseModel):
     timezone: str = "UTC"
     allow_zero_amount: bool = False
     exclude: tuple[Exclusion, ...] = ()
-    keep_unmapped: bool = True
+    keep_unmapped: bool | tuple[str, ...] = False
 
     def options(self) -> ContractOptions:
         """The validation options this mapping implies."""
@@ -86,14 +91,50 @@ class TableMapping(BaseModel):
             allow_zero_amount=self.allow_zero_amount,
             timestamp_formats=self.timestamp_formats,
             timezone=self.timezone,
+            keep_unmapped=self.keep_unmapped if isinstance(self.keep_unmapped, bool) else True,
         )
 
-    def select_sql(self, raw_columns: list[str], relation: str = "raw") -> str:
+    def _kept_source_columns(
+        self, raw_columns: list[str], produced: set[str], contract_names: tuple[str, ...]
+    ) -> list[str]:
+        """``"source" AS "alias"`` for the unmapped columns passed on to validation.
+
+        Source columns already named as a contract column (``contract_names``)
+        pass through. Others (names, e-mails, addresses) are not read at all,
+        unless ``keep_unmapped = true`` (every one) or a list of names asks for
+        them; then the quarantine file shows them.
+        """
+        if self.keep_unmapped is True:
+            wanted = list(raw_columns)
+        else:
+            asked = [] if self.keep_unmapped is False else list(self.keep_unmapped)
+            wanted = [c for c in raw_columns if c in contract_names and c not in produced]
+            wanted += [c for c in asked if c not in wanted]
+        unknown = sorted(set(wanted) - set(raw_columns))
+        if unknown:
+            raise ContractError(
+                f"keep_unmapped names source column(s) {unknown}, not found among {raw_columns}"
+            )
+        used = set(self.columns.values())
+        # DuckDB names are case-insensitive: a kept "Quantity" would clash with "quantity".
+        taken = {p.lower() for p in produced}
+        parts = []
+        for c in wanted:
+            if c in used:
+                continue
+            alias = f"source_{c}" if c.lower() in taken else c
+            parts.append(f"{quote_identifier(c)} AS {quote_identifier(alias)}")
+        return parts
+
+    def select_sql(
+        self, raw_columns: list[str], relation: str = "raw", contract_names: tuple[str, ...] = ()
+    ) -> str:
         """The DuckDB ``SELECT`` that turns ``relation`` into contract-named columns.
 
         Renamed and computed columns come first, then ``__exclude_reason__`` (the
-        first matching exclusion), then, when ``keep_unmapped``, the source columns
-        not renamed (validation drops and lists them; the quarantine shows them).
+        first matching exclusion), then source columns already named as one of
+        ``contract_names`` and those ``keep_unmapped`` asks for (validation drops
+        those from the table; the quarantine shows them).
         """
         missing = sorted({c for c in self.columns.values() if c not in raw_columns})
         if missing:
@@ -119,15 +160,7 @@ class TableMapping(BaseModel):
                 f"WHEN ({e.where}) THEN {_quote_literal(e.reason)}" for e in self.exclude
             )
             parts.append(f"CASE {cases} END AS {quote_identifier(EXCLUDE_REASON_COLUMN)}")
-        if self.keep_unmapped:
-            used = set(self.columns.values())
-            # DuckDB names are case-insensitive: a kept "Quantity" would clash with "quantity".
-            taken = {p.lower() for p in produced}
-            for c in raw_columns:
-                if c in used:
-                    continue
-                alias = f"source_{c}" if c.lower() in taken else c
-                parts.append(f"{quote_identifier(c)} AS {quote_identifier(alias)}")
+        parts += self._kept_source_columns(raw_columns, produced, contract_names)
         return f"SELECT {', '.join(parts)} FROM {relation}"
 
 

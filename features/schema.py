@@ -183,6 +183,20 @@ ENGAGEMENT_EVENTS = TableSchema(
     ),
 )
 
+SUPPRESSIONS = TableSchema(
+    name="suppressions",
+    time_column="since",
+    description=(
+        "Do-not-contact: customers who opted out of contact (or must not be contacted for"
+        " another reason). They never reach a list; their data still feeds the models."
+    ),
+    columns=(
+        Column("customer_id", "id", description="Who must not be contacted."),
+        Column("reason", "category", required=False, description="Why, e.g. 'opted_out'."),
+        Column("since", "timestamp", required=False, description="When the opt-out began."),
+    ),
+)
+
 SCHEMAS: dict[str, TableSchema] = {
     s.name: s
     for s in (
@@ -193,6 +207,7 @@ SCHEMAS: dict[str, TableSchema] = {
         REVIEWS,
         CAMPAIGN_CONTACTS,
         ENGAGEMENT_EVENTS,
+        SUPPRESSIONS,
     )
 }
 
@@ -214,6 +229,7 @@ class ShopTables:
     reviews: pd.DataFrame | None = None
     campaign_contacts: pd.DataFrame | None = None
     engagement_events: pd.DataFrame | None = None
+    suppressions: pd.DataFrame | None = None
     source: str = field(default="", compare=False)
 
     def present(self) -> dict[str, pd.DataFrame]:

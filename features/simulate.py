@@ -70,7 +70,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import warnings
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -82,6 +81,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from features.publish import publish_file, publish_text
 from features.schema import EVENT_TYPES, SCHEMAS, ShopTables
 
 DAY_US = 86_400_000_000
@@ -1236,18 +1236,8 @@ def _arrow_table(frame: pd.DataFrame, *, keep_index: bool = False) -> pa.Table:
         return pa.Table.from_pandas(frame, preserve_index=keep_index)
 
 
-def _temporary_path(path: Path) -> Path:
-    """A sibling temp file for an atomic write (created with the default permissions)."""
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
-
-
 def _write_atomic(table: pa.Table, path: Path) -> None:
-    tmp = _temporary_path(path)
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    publish_file(path, lambda p: pq.write_table(table, p))
 
 
 def write_shop(shop: SimulatedShop, out_dir: Path) -> dict[str, Path]:
@@ -1280,10 +1270,8 @@ def write_shop(shop: SimulatedShop, out_dir: Path) -> dict[str, Path]:
         _write_atomic(_arrow_table(frame, keep_index=keep_index), path)
         paths[name] = path
     path = out_dir / "simulation.json"
-    tmp = _temporary_path(path)
     payload = {"config": shop.config.to_dict(), "source": shop.tables.source}
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True))
-    os.replace(tmp, path)
+    publish_text(path, json.dumps(payload, indent=2, sort_keys=True))
     paths["simulation"] = path
     return paths
 

@@ -22,6 +22,7 @@ rows a mapping excludes.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from pathlib import Path
 
@@ -35,7 +36,9 @@ from features.contracts import (
     ShopValidation,
     validate_shop,
 )
+from features.erasure import ErasureRegistry
 from features.mappings import ColumnMapping, TableMapping, load_mapping, quote_identifier
+from features.redaction import redact_credentials
 from features.schema import SCHEMAS
 
 CSV_SUFFIXES = (".csv", ".tsv", ".txt")
@@ -55,7 +58,7 @@ def source_kind(path: str | Path) -> str:
     if p.is_dir():
         return "directory"
     if not p.exists():
-        raise ContractError(f"no such file or folder: {text}")
+        raise ContractError(f"no such file or folder: {redact_credentials(text)}")
     name = p.name.lower().removesuffix(".gz")
     if name.endswith(CSV_SUFFIXES):
         return "csv"
@@ -68,7 +71,7 @@ def source_kind(path: str | Path) -> str:
     if header[8:12] == b"DUCK" or name.endswith(DUCKDB_SUFFIXES):
         return "duckdb"
     raise ContractError(
-        f"cannot tell how to read {text}: use a .csv(.gz), .parquet, .duckdb or .sqlite file,"
+        f"cannot tell how to read {redact_credentials(text)}: use a .csv(.gz), .parquet, .duckdb or .sqlite file,"
         " a folder of such files, or a database URL"
     )
 
@@ -78,6 +81,31 @@ def _connect() -> duckdb.DuckDBPyConnection:
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET enable_progress_bar = false")
     return con
+
+
+def sandbox(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    """Lock ``con`` down for a mapping's SQL: no files, extensions or settings from then on.
+
+    A mapping file is code: its expressions, exclusions and query run in DuckDB.
+    With external access disabled and the configuration locked they can read the
+    tables already registered on ``con`` and nothing else (no ``read_csv`` of
+    other files, no ``COPY ... TO``, no ``ATTACH``, no extension loading).
+    """
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
+    return con
+
+
+def _refused(exc: duckdb.Error) -> ContractError | None:
+    """A clear error when the sandbox refused a mapping's SQL, else ``None``."""
+    text = str(exc)
+    if isinstance(exc, duckdb.PermissionException) or "configuration has been locked" in text:
+        return ContractError(
+            f"the column mapping's SQL was refused: {text}. Mapping SQL may only read the"
+            " source's columns; it cannot read or write files, attach databases, load"
+            " extensions or change settings"
+        )
+    return None
 
 
 def _text_columns(table: str, mapping: TableMapping | None) -> set[str]:
@@ -160,12 +188,12 @@ def _database_tables(kind: str, location: str) -> list[str]:
                 r[0] for r in con.sql("SELECT table_name FROM information_schema.tables").fetchall()
             ]
     if kind == "sqlite":
-        with sqlite3.connect(f"file:{location}?mode=ro", uri=True) as con:
+        with contextlib.closing(_sqlite_read_only(location)) as con:
             rows = con.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")
             return [r[0] for r in rows.fetchall()]
     import sqlalchemy
 
-    engine = sqlalchemy.create_engine(location)
+    engine = read_only_engine(location)
     try:
         inspector = sqlalchemy.inspect(engine)
         return list(inspector.get_table_names()) + list(inspector.get_view_names())
@@ -178,18 +206,71 @@ def read_database(kind: str, location: str, sql: str) -> pd.DataFrame:
     if kind == "duckdb":
         with duckdb.connect(location, read_only=True) as con:
             con.execute("SET TimeZone = 'UTC'")
-            return con.sql(sql).to_arrow_table().to_pandas()
+            sandbox(con)
+            try:
+                return con.sql(sql).to_arrow_table().to_pandas()
+            except duckdb.Error as exc:
+                raise (_refused(exc) or exc) from exc
     if kind == "sqlite":
-        with sqlite3.connect(f"file:{location}?mode=ro", uri=True) as con:
+        with contextlib.closing(_sqlite_read_only(location)) as con:
             return pd.read_sql_query(sql, con)
-    import sqlalchemy
-
-    engine = sqlalchemy.create_engine(location)
+    engine = read_only_engine(location)
     try:
         with engine.connect() as con:
-            return pd.read_sql_query(sqlalchemy.text(sql), con)
+            return pd.read_sql_query(sqlalchemy_text(sql), con)
     finally:
         engine.dispose()
+
+
+def _sqlite_read_only(location: str) -> sqlite3.Connection:
+    """A SQLite file opened read-only, with ``ATTACH`` of other files refused."""
+    con = sqlite3.connect(f"file:{location}?mode=ro", uri=True)
+    con.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)
+    return con
+
+
+def sqlalchemy_text(sql: str):
+    """``sqlalchemy.text(sql)`` (SQLAlchemy imported only when a URL is read)."""
+    import sqlalchemy
+
+    return sqlalchemy.text(sql)
+
+
+def read_only_engine(location: str):
+    """A SQLAlchemy engine whose sessions are read-only where the driver allows it.
+
+    PostgreSQL: ``default_transaction_read_only``; MySQL/MariaDB: a read-only
+    session; SQLite: the file opened with ``mode=ro``. Other databases get a
+    plain engine: give winback a database user that can only read.
+    """
+    import sqlalchemy
+
+    url = sqlalchemy.engine.make_url(location)
+    backend = url.get_backend_name()
+    if backend == "sqlite" and url.database not in (None, "", ":memory:"):
+        url = url.set(database=f"file:{url.database}?mode=ro", query={**url.query, "uri": "true"})
+        engine = sqlalchemy.create_engine(url)
+
+        @sqlalchemy.event.listens_for(engine, "connect")
+        def _no_attach(dbapi_connection, _record) -> None:
+            dbapi_connection.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)
+
+        return engine
+    engine = sqlalchemy.create_engine(url)
+    statement = {
+        "postgresql": "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY",
+        "mysql": "SET SESSION TRANSACTION READ ONLY",
+        "mariadb": "SET SESSION TRANSACTION READ ONLY",
+    }.get(backend)
+    if statement is not None:
+
+        @sqlalchemy.event.listens_for(engine, "connect")
+        def _read_only(dbapi_connection, _record) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute(statement)
+            cursor.close()
+
+    return engine
 
 
 def _read_database_table(kind: str, location: str, table: str, mapping: TableMapping | None):
@@ -201,7 +282,28 @@ def _read_database_table(kind: str, location: str, table: str, mapping: TableMap
     return read_database(kind, location, f"SELECT * FROM {quote_identifier(name)}")
 
 
-def apply_mapping(raw: pd.DataFrame, mapping: TableMapping, *, query_done: bool = False):
+def _read_database_table_safely(
+    kind: str, location: str, table: str, mapping: TableMapping | None
+) -> pd.DataFrame | None:
+    """:func:`_read_database_table` with driver errors as a :class:`ContractError`.
+
+    The message and the error carry the location with its credentials masked,
+    and the driver's own exception is not chained (its text may hold the URL).
+    """
+    try:
+        return _read_database_table(kind, location, table, mapping)
+    except ContractError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any driver's error, reported without secrets
+        raise ContractError(
+            f"could not read table {table!r} from {redact_credentials(location)}:"
+            f" {redact_credentials(exc)}"
+        ) from None
+
+
+def apply_mapping(
+    raw: pd.DataFrame, mapping: TableMapping, *, query_done: bool = False, table: str = ""
+):
     """The raw frame with the mapping's query, renames, expressions and exclusions applied.
 
     Runs in DuckDB with the raw frame as ``raw``; rows keep their ``source_row``
@@ -209,6 +311,7 @@ def apply_mapping(raw: pd.DataFrame, mapping: TableMapping, *, query_done: bool 
     """
     con = _connect()
     con.register("raw_input", _with_source_row(raw))
+    sandbox(con)
     base = "raw_input"
     try:
         if mapping.query and not query_done:
@@ -218,7 +321,8 @@ def apply_mapping(raw: pd.DataFrame, mapping: TableMapping, *, query_done: bool 
             base = "raw_queried"
         columns = [r[0] for r in con.sql(f"DESCRIBE SELECT * FROM {base}").fetchall()]
         visible = [c for c in columns if c != SOURCE_ROW_COLUMN]
-        sql = mapping.select_sql(visible, relation=base)
+        names = SCHEMAS[table].names if table in SCHEMAS else ()
+        sql = mapping.select_sql(visible, relation=base, contract_names=names)
         sql = sql.replace(
             f" FROM {base}", f", {quote_identifier(SOURCE_ROW_COLUMN)} FROM {base}", 1
         )
@@ -228,6 +332,9 @@ def apply_mapping(raw: pd.DataFrame, mapping: TableMapping, *, query_done: bool 
             .to_pandas()
         )
     except duckdb.Error as exc:
+        refused = _refused(exc)
+        if refused is not None:
+            raise refused from exc
         raise ContractError(
             f"the column mapping could not be applied: {exc}. Check its expressions,"
             " exclusions and query (DuckDB SQL over the source columns)"
@@ -262,20 +369,22 @@ def read_shop(
         elif kind == "directory":
             frame = _read_directory_table(Path(path), table, m)
         else:
-            frame = _read_database_table(kind, location, table, m)
+            frame = _read_database_table_safely(kind, location, table, m)
             query_done = True
         if frame is None:
             if resolved is not None and table == "transactions":
                 raise ContractError(
-                    f"no transactions found in {location} for mapping {resolved.name!r}:"
+                    f"no transactions found in {redact_credentials(location)} for mapping {resolved.name!r}:"
                     f" set tables.transactions.source"
                 )
             continue
         frame = _with_source_row(frame)
-        raw[table] = apply_mapping(frame, m, query_done=query_done) if m is not None else frame
+        raw[table] = (
+            apply_mapping(frame, m, query_done=query_done, table=table) if m is not None else frame
+        )
     if "transactions" not in raw:
         raise ContractError(
-            f"no transactions table in {location}: expected a file or table named"
+            f"no transactions table in {redact_credentials(location)}: expected a file or table named"
             " 'transactions' (e.g. transactions.parquet) or a column mapping (--mapping)"
         )
     options = resolved.options() if resolved is not None else {}
@@ -287,6 +396,7 @@ def load_shop(
     mapping: str | Path | ColumnMapping | None = None,
     *,
     now: pd.Timestamp | None = None,
+    erasures: ErasureRegistry | None = None,
 ) -> ShopValidation:
     """Load a shop from a file, folder or database, apply a mapping, and validate it.
 
@@ -301,6 +411,9 @@ def load_shop(
         already uses contract names.
     now
         Timestamps after it are quarantined; the current time by default.
+    erasures
+        The customers forgotten by ``winback forget``, whose rows are quarantined
+        as ``erased`` (counted, not kept); ``ErasureRegistry.default()`` when None.
 
     Returns
     -------
@@ -308,7 +421,14 @@ def load_shop(
         The contract tables and, per table, the quarantine and the report.
     """
     raw, options = read_shop(path, mapping)
-    return validate_shop(raw, now=now, options=options, source=str(path))
+    registry = erasures if erasures is not None else ErasureRegistry.default()
+    return validate_shop(
+        raw,
+        now=now,
+        options=options,
+        source=redact_credentials(path),
+        erased=registry.mask if registry.has_erasures() else None,
+    )
 
 
 __all__ = [

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from features.feature_sets import FeatureSet
+from features.redaction import redact_credentials
 from features.schema import ShopTables
 from training.config import TrainConfig, label_column, label_config
 from training.model import WinbackClassifier, classifier_from_config, infer_feature_set
@@ -533,7 +534,7 @@ def train_target(
 
         say("logging the model and applying the promotion gate")
         champion_metrics = champion_metrics_on(target, split.test, label, config)
-        model_uri = tracking.log_model(model, input_example=X_train.head(5))
+        model_uri = tracking.log_model(model, input_example=X_train)
         from training.reference import log_training_reference
 
         log_training_reference(target, X_test, feature_set, p_test)  # drift monitoring
@@ -580,7 +581,7 @@ def train_target(
                 metrics=metrics,
                 baseline_test_scores=baseline_test_scores,
                 data_summary={
-                    "source": tables.source or "(in memory)",
+                    "source": redact_credentials(tables.source) or "(in memory)",
                     "data fingerprint": fingerprint,
                     "feature set": f"{feature_set.name} ({len(feature_set.names)} features)",
                     "omitted features": ", ".join(table.attrs.get("omitted_features", []))

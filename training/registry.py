@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from training.integrity import DIGEST_TAG, digest_of_uri
 from training.tracking import MODEL_ARTIFACT_PATH, TARGETS, load_model
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -292,9 +293,9 @@ def register(
             if isinstance(value, int | float) and not isinstance(value, bool)
         },
     }
-    version = client.create_model_version(
-        name, _model_source(client, run_id, artifact_path), run_id=run_id, tags=version_tags
-    )
+    source = _model_source(client, run_id, artifact_path)
+    version_tags[DIGEST_TAG] = digest_of_uri(source)
+    version = client.create_model_version(name, source, run_id=run_id, tags=version_tags)
     return str(version.version)
 
 

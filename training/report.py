@@ -14,7 +14,6 @@ import datetime as dt
 import html
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from features.publish import publish_text
 from training.plots import figure_to_png
 
 _CSS = """
@@ -174,13 +174,5 @@ def write_model_report(path: str | os.PathLike, **kwargs) -> Path:
     """
     target = Path(path)
     text = render_model_report(**kwargs)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    publish_text(target, text)
     return target

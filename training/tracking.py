@@ -21,6 +21,7 @@ import json
 import os
 import platform
 import subprocess
+import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import date, datetime
 from importlib import metadata
@@ -32,6 +33,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from features.feature_sets import FeatureSet
+from features.redaction import redact_credentials
 from features.schema import ShopTables
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -482,9 +484,9 @@ def log_config(config: Any, *, artifact_file: str = "config.json") -> None:
     """Record a config in the active run: flattened as params, whole as a JSON artifact."""
     import mlflow
 
-    params = {k: v[:6000] for k, v in flatten_params(config).items()}
+    params = {k: redact_credentials(v)[:6000] for k, v in flatten_params(config).items()}
     mlflow.log_params(params)
-    mlflow.log_dict(_plain(config), artifact_file)
+    mlflow.log_text(redact_credentials(json.dumps(_plain(config), indent=2)), artifact_file)
 
 
 def log_feature_set(feature_set: FeatureSet) -> None:
@@ -593,6 +595,28 @@ def decode_model_input(frame: pd.DataFrame, feature_set: FeatureSet | None) -> p
     return out
 
 
+def synthetic_input_example(frame: pd.DataFrame) -> pd.DataFrame:
+    """One made-up row for a model's input example: each feature's median (or commonest value).
+
+    The example is stored with the model and shown by MLflow, so it must not be
+    a customer: medians of numeric columns and the most frequent value of the
+    others describe the training data without being anyone's row.
+    """
+    row: dict[str, Any] = {}
+    for column in frame.columns:
+        values = frame[column]
+        if pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(
+            values.dtype
+        ):
+            median = values.median()
+            row[column] = float(median) if pd.notna(median) else np.nan
+        else:
+            common = values.dropna().mode()
+            row[column] = common.iloc[0] if len(common) else None
+    keep = {c: frame[c].dtype for c in frame.columns if pd.api.types.is_bool_dtype(frame[c].dtype)}
+    return pd.DataFrame([row], columns=frame.columns).astype(keep)
+
+
 def _positive_probability(probabilities: Any) -> np.ndarray:
     array = np.asarray(probabilities, dtype=float)
     if array.ndim == 2:
@@ -654,15 +678,16 @@ def log_model(
     calibrated probabilities (the calibrator travels inside the classifier),
     with explicit pinned ``pip_requirements`` (inferring them takes seconds),
     and a signature inferred from ``input_example`` with categoricals encoded
-    as strings. Only feature columns of the first rows go into the example:
-    no customer ids or other identifiers.
+    as strings. The stored example is one synthetic row (feature medians, see
+    :func:`synthetic_input_example`): never a customer's row or id.
 
     Parameters
     ----------
     model
         Fitted classifier with ``predict_proba`` and ``feature_set_``.
     input_example
-        A few rows of model input (extra columns are dropped).
+        The training features (extra columns are dropped); only their medians
+        and commonest values are stored.
     registered_model_name
         Also register the model under this name (usually let
         :func:`training.registry.register` do it, which records the test cutoff).
@@ -675,9 +700,9 @@ def log_model(
     feature_set = getattr(model, "feature_set_", None)
     if not hasattr(model, "predict_proba"):
         raise TypeError(f"cannot log {type(model).__name__}: it has no predict_proba (not fitted?)")
-    example = encode_model_input(input_example.head(5), feature_set)
-    if example.empty:
-        raise ValueError("input_example has no rows: pass a few rows of the training features")
+    if input_example.empty:
+        raise ValueError("input_example has no rows: pass the training features")
+    example = synthetic_input_example(encode_model_input(input_example, feature_set))
     python_model = globals().get("WinbackPythonModel") or __getattr__("WinbackPythonModel")
     wrapper = python_model(model)
     output = wrapper.predict(None, example)
@@ -699,11 +724,16 @@ def load_model(uri: str) -> Any:
     """Load a logged or registered model back as the native ``WinbackClassifier``.
 
     Accepts any MLflow model URI (``models:/winback-churn@champion``,
-    ``models:/winback-churn/3``, ``runs:/<run_id>/model``, ``models:/m-...``).
+    ``models:/winback-churn/3``, ``runs:/<run_id>/model``, ``models:/m-...``). A
+    registered version is unpickled only when its files still have the SHA-256
+    recorded at registration (``training.integrity``).
     """
     import mlflow
 
-    pyfunc = mlflow.pyfunc.load_model(uri)
+    from training.integrity import verified_download
+
+    with tempfile.TemporaryDirectory() as folder:
+        pyfunc = mlflow.pyfunc.load_model(str(verified_download(uri, folder)))
     wrapper = pyfunc.unwrap_python_model()
     classifier = getattr(wrapper, "classifier", None)
     if classifier is None:

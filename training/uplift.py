@@ -27,9 +27,7 @@ groups (``campaign_contacts``) tell the two apart: the uplift of a customer is
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import os
 import pickle
 import tempfile
 from collections.abc import Sequence
@@ -44,6 +42,7 @@ from sklearn.base import BaseEstimator
 
 from features.build import build_feature_table
 from features.feature_sets import FeatureSet, latest_feature_set
+from features.publish import publish_bytes
 from features.schema import ShopTables
 from training.model import WinbackClassifier, infer_feature_set
 
@@ -538,16 +537,7 @@ def fit_campaign_uplift(
 def save_uplift_model(model: UpliftModel, path: str | Path) -> Path:
     """Pickle the model to ``path`` atomically (temporary file, then rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            pickle.dump(model, handle, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    publish_bytes(path, pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL))
     return path
 
 
@@ -555,16 +545,22 @@ def load_uplift_model(location: str | Path) -> UpliftModel:
     """An uplift model from a local pickle or an MLflow URI.
 
     ``runs:/<run_id>`` (or a path inside the run) and registry URIs such as
-    ``models:/winback-uplift/3`` or ``models:/winback-uplift@champion`` work.
+    ``models:/winback-uplift/3`` or ``models:/winback-uplift@champion`` work; a
+    registered version is unpickled only when its file still has the SHA-256
+    recorded at registration (``training.integrity``).
     """
     text = str(location)
     if "://" in text or text.startswith(("runs:/", "models:/")):
-        import mlflow
+        from training.integrity import verified_download
 
         if text.startswith("runs:/") and text.rstrip("/").count("/") == 1:
             text = f"{text.rstrip('/')}/{UPLIFT_ARTIFACT}"
-        text = mlflow.artifacts.download_artifacts(artifact_uri=text)
-    path = Path(text)
+        with tempfile.TemporaryDirectory() as folder:
+            return _unpickle_uplift(verified_download(text, folder), location)
+    return _unpickle_uplift(Path(text), location)
+
+
+def _unpickle_uplift(path: Path, location: str | Path) -> UpliftModel:
     if path.is_dir():  # a registered version is the folder holding the pickle
         path = path / Path(UPLIFT_ARTIFACT).name
     if not path.is_file():
@@ -573,7 +569,7 @@ def load_uplift_model(location: str | Path) -> UpliftModel:
             f"uplift`, or pass a file, runs:/<run_id> or models:/winback-uplift/<version>"
         )
     with path.open("rb") as handle:
-        model = pickle.load(handle)  # noqa: S301 - our own artifact
+        model = pickle.load(handle)  # noqa: S301 - our own artifact, digest checked
     if not isinstance(model, UpliftModel):
         raise TypeError(f"{location} holds a {type(model).__name__}, not an UpliftModel")
     return model

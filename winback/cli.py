@@ -15,6 +15,7 @@ from winback.commands import (
     data,
     demo,
     features,
+    forget,
     lists,
     models,
     monitor,
@@ -64,6 +65,7 @@ app.command("measure")(lists.measure)
 app.add_typer(monitor.app, name="monitor")
 app.command("retrain")(monitor.retrain)
 app.add_typer(config.app, name="config")
+app.command("forget")(forget.forget)
 
 
 if __name__ == "__main__":  # pragma: no cover

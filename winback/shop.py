@@ -13,6 +13,17 @@ from typing import Any
 from features.schema import ShopTables
 
 
+def without_erased(tables: ShopTables) -> ShopTables:
+    """A simulated shop's tables without the customers ``winback forget`` erased.
+
+    Loaded data is validated, which quarantines their rows as ``erased``; a
+    simulated shop is regenerated from its seed, so they are removed here.
+    """
+    from features.erasure import ErasureRegistry, drop_erased
+
+    return drop_erased(tables, ErasureRegistry.default())[0]
+
+
 def load_tables(
     data: str | Path | None = None,
     mapping: str | None = None,
@@ -20,6 +31,8 @@ def load_tables(
     config: Any = None,
 ) -> tuple[ShopTables, Any]:
     """``(tables, truth)``: validated tables, and the simulator's ground truth when simulated.
+
+    Customers erased by ``winback forget`` are left out either way.
 
     ``truth`` is the :class:`features.simulate.SimulatedShop` for a simulated shop
     (generated now, or a folder written by ``winback data simulate``) and ``None``
@@ -35,7 +48,7 @@ def load_tables(
         from features.simulate import simulate_shop
 
         shop = simulate_shop(config.simulation)
-        return shop.tables, shop
+        return without_erased(shop.tables), shop
     data = Path(data)
     if not data.exists():
         raise FileNotFoundError(f"--data {data} does not exist: pass a file, folder or database")
@@ -43,7 +56,7 @@ def load_tables(
         from features.simulate import read_shop
 
         shop = read_shop(data)
-        return shop.tables, shop
+        return without_erased(shop.tables), shop
     from features.sources import load_shop
 
     return load_shop(data, mapping).tables, None

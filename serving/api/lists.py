@@ -12,7 +12,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from serving.lists.build import list_csv, list_records
+from serving.lists.build import list_csv, list_records, mark_suppressed
 from serving.lists.settings import list_settings_from_file, service_config_file
 from serving.lists.store import SERVICE_LIST_DIR, ListManifest, create_list, read_list
 from serving.lists.targeting import TargetingConfig
@@ -40,7 +40,13 @@ class ListRequest(BaseModel):
         default=None, ge=0, lt=1, description="Random hold-out share (default: [lists])."
     )
     format: Literal["json", "csv"] = Field(default="json", description="json or csv.")
-    log_to_mlflow: bool = Field(default=True, description="Log the list to 'winback-lists'.")
+    log_to_mlflow: bool = Field(
+        default=True,
+        description="Log the list's manifest and aggregates to 'winback-lists' (no rows).",
+    )
+    log_rows: bool = Field(
+        default=False, description="Also log the rows (ids, scores, reasons) to MLflow."
+    )
 
 
 class SavedListRequest(BaseModel):
@@ -91,6 +97,7 @@ async def list_endpoint(state: Any, request: ListRequest) -> Response:
             config = dataclasses.replace(config, control_share=request.control_share)
     except ValueError as exc:
         return JSONResponse({"error": str(exc)}, status_code=400)
+    await state.refresh_after_erasure()
     lookup = state.lookup
     list_dir = Path(state.config.home) / SERVICE_LIST_DIR
 
@@ -103,7 +110,7 @@ async def list_endpoint(state: Any, request: ListRequest) -> Response:
             versions["uplift"] = uplift.model_version
         return create_list(
             request.kind,
-            lookup.table,
+            mark_suppressed(lookup.table, lookup.suppressions),
             list_dir,
             as_of=lookup.as_of,
             features=lookup.features,
@@ -114,6 +121,7 @@ async def list_endpoint(state: Any, request: ListRequest) -> Response:
             log_to_mlflow=request.log_to_mlflow,
             tracking=tracking,
             notes={"uplift_note": uplift.note} if uplift.note else None,
+            log_rows=request.log_rows,
         )
 
     frame, manifest = await anyio.to_thread.run_sync(build)

@@ -28,6 +28,7 @@ import bentoml
 import pandas as pd
 from starlette.responses import JSONResponse, Response
 
+from features.erasure import ErasureRegistry
 from serving.api.auth import ApiKeyMiddleware, load_api_keys
 from serving.api.batching import FrameBatcher, Overloaded
 from serving.api.console import console_public_paths, mount_console
@@ -64,6 +65,36 @@ class ServingState:
     models: ServedModels
     lookup: ScoreLookup
     batcher: FrameBatcher
+    erasure_mark: tuple[int, int] | None = None
+
+    def erasure_log_mark(self) -> tuple[int, int] | None:
+        """``(mtime, size)`` of the erasure log under the service's home (None: no erasure yet)."""
+        registry = ErasureRegistry.default()
+        log = registry.log_path
+        path = log if log.is_absolute() else self.config.home / log
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            return None
+        return stat.st_mtime_ns, stat.st_size
+
+    async def refresh_after_erasure(self) -> None:
+        """Reload the score table when ``winback forget`` has run since it was loaded.
+
+        A stat per request (microseconds); the reload itself runs off the event
+        loop. ``winback forget`` rewrites the stores before it logs, so the
+        reloaded table no longer holds the forgotten customers.
+        """
+        mark = self.erasure_log_mark()
+        if mark == self.erasure_mark:
+            return
+        self.lookup = await anyio.to_thread.run_sync(
+            lambda: ScoreLookup.load(
+                self.config.score_path, with_features=self.config.explain_on_request
+            )
+        )
+        self.erasure_mark = mark
+        logger.info("score table reloaded after an erasure (%s rows)", len(self.lookup.table))
 
     @classmethod
     def load(cls, config: ServingConfig, models: ServedModels | None = None) -> ServingState:
@@ -104,7 +135,9 @@ class ServingState:
             max_parallel=config.max_parallel_predictions,
             concat=FeatureColumns.concat,
         )
-        return cls(config=config, models=models, lookup=lookup, batcher=batcher)
+        state = cls(config=config, models=models, lookup=lookup, batcher=batcher)
+        state.erasure_mark = state.erasure_log_mark()
+        return state
 
 
 def error_response(status: int, message: str, **extra: Any) -> JSONResponse:
@@ -114,6 +147,7 @@ def error_response(status: int, message: str, **extra: Any) -> JSONResponse:
 
 async def lookup_scores(state: ServingState, request: ScoresRequest) -> Response:
     """Stored scores for the requested ids (a ``ScoresResponse`` body); 404 when none is known."""
+    await state.refresh_after_erasure()
     found, unknown = state.lookup.find(request.customer_ids)
     if not found:
         return error_response(

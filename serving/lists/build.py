@@ -75,6 +75,11 @@ KIND_COLUMNS = {
 
 # ------------------------------------------------------------------- inputs
 
+#: Score-table column with a customer's do-not-contact reason (see :func:`mark_suppressed`).
+DO_NOT_CONTACT = "do_not_contact"
+#: ``attrs`` key of a built list: do-not-contact customers left out, by reason.
+SUPPRESSED_ROWS = "suppressed_rows"
+
 SCORE_TABLE_COLUMNS = (
     "customer_id",
     "churn_risk",
@@ -347,6 +352,7 @@ def build_list(
         value columns (:data:`KIND_COLUMNS`), then :data:`TAIL_COLUMNS`.
     """
     ranked = candidates(kind, scores, config, features=features, uplift=uplift)
+    ranked, suppressed = without_suppressed(ranked, scores)  # before targeting and control
     targeted = apply_targeting(ranked, targeting, value_column="expected_incremental_margin")
     out = targeted.copy()
     tiers, _ = list_tiers(score_frame(scores), config.tiers)
@@ -390,6 +396,67 @@ def build_list(
     out = out[columns]
     out["group"] = out["group"].astype("string")
     out["tier"] = out["tier"].astype("string")
+    out.attrs[SUPPRESSED_ROWS] = suppressed
+    return out
+
+
+def mark_suppressed(scores: pd.DataFrame, suppressions: pd.DataFrame | None) -> pd.DataFrame:
+    """``scores`` with a ``do_not_contact`` column: each suppressed customer's reason, else NA.
+
+    ``suppressions`` is the contract table (``customer_id``, optional ``reason``);
+    a missing reason reads ``unspecified``. :func:`build_list` leaves marked
+    customers out of every list.
+    """
+    if suppressions is None or len(suppressions) == 0:
+        return scores
+    reason = (
+        suppressions["reason"].astype("string").fillna("unspecified")
+        if "reason" in suppressions.columns
+        else pd.Series("unspecified", index=suppressions.index, dtype="string")
+    )
+    reasons = pd.Series(
+        reason.to_numpy(), index=suppressions["customer_id"].astype("string").to_numpy()
+    )
+    reasons = reasons[~reasons.index.duplicated()]
+    ids = scores["customer_id"] if "customer_id" in scores.columns else scores.index.to_series()
+    out = scores.copy()
+    out[DO_NOT_CONTACT] = pd.array(ids.astype("string").map(reasons).to_numpy(), dtype="string")
+    return out
+
+
+def without_suppressed(
+    ranked: pd.DataFrame, scores: pd.DataFrame
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """The ranked candidates without do-not-contact customers, and how many went per reason."""
+    if DO_NOT_CONTACT not in scores.columns:
+        return ranked, {}
+    ids = scores["customer_id"] if "customer_id" in scores.columns else scores.index.to_series()
+    reason = pd.Series(scores[DO_NOT_CONTACT].to_numpy(), index=ids.astype("string").to_numpy())
+    found = reason.reindex(ranked.index.astype("string"))
+    dropped = found.notna().to_numpy()
+    counts = found[dropped].value_counts().sort_index()
+    return ranked.loc[~dropped], {str(k): int(v) for k, v in counts.items()}
+
+
+#: CSV cells starting with these would be read as a formula by a spreadsheet.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with text cells that a spreadsheet would run as a formula prefixed by ``'``.
+
+    A cell starting with ``=``, ``+``, ``-``, ``@``, tab or carriage return
+    (CSV injection, OWASP) gets a leading apostrophe; numbers stay numbers.
+    """
+    out = frame.copy()
+    for column in out.columns:
+        values = out[column]
+        if pd.api.types.is_numeric_dtype(values.dtype) or pd.api.types.is_bool_dtype(values.dtype):
+            continue
+        text = values.astype("string")
+        risky = text.str.startswith(FORMULA_STARTS).fillna(False).to_numpy(dtype=bool)
+        if risky.any():
+            out[column] = values.astype("object").where(~risky, "'" + text.astype("object"))
     return out
 
 
@@ -403,5 +470,9 @@ def list_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def list_csv(frame: pd.DataFrame) -> str:
-    """A list as CSV text (header = the list's column names)."""
-    return frame.to_csv(index=False)
+    """A list as CSV text (header = the list's column names), safe to open in a spreadsheet.
+
+    Lines end in CRLF (RFC 4180), so a cell holding a carriage return is quoted
+    like one holding a newline.
+    """
+    return spreadsheet_safe(frame).to_csv(index=False, lineterminator="\r\n")

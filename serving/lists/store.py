@@ -6,23 +6,21 @@ Each list lives in ``<list_dir>/<list_id>/``:
 * ``manifest.json`` — kind, as-of date of the scores, generation time, the
   parameters (list config, targeting), model versions and row counts per group.
 
-Files are written to a temporary name and renamed into place, manifest last:
+Files are written aside, fsynced and renamed into place, manifest last:
 a folder with a manifest is a complete list. Because the control group is a
 keyed hash of the list id, rebuilding a list from its manifest (same scores,
 same parameters, same id) gives the same rows and groups
 (:func:`rebuild_list`). Every saved list is also logged as a run of the MLflow
-experiment ``winback-lists`` (:func:`log_list`), when asked.
+experiment ``winback-lists`` (:func:`log_list`), when asked: its manifest and
+aggregates, its rows only with ``log_rows``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
-import os
 import re
 import secrets
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +28,14 @@ from typing import Any
 
 import pandas as pd
 
-from serving.lists.build import LIST_KINDS, build_list
+from features.publish import publish_file, publish_text
+from serving.lists.build import (
+    LIST_KINDS,
+    SUPPRESSED_ROWS,
+    build_list,
+    list_csv,
+    mark_suppressed,
+)
 from serving.lists.settings import ListConfig
 from serving.lists.targeting import TargetingConfig
 from serving.lists.uplift import list_uplift
@@ -75,6 +80,8 @@ class ListManifest:
     control_rows: int = 0
     files: Mapping[str, str] = field(default_factory=dict)
     mlflow_run_id: str | None = None
+    suppressed_rows: Mapping[str, int] = field(default_factory=dict)
+    erased_rows: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -89,6 +96,8 @@ class ListManifest:
             "control_rows": self.control_rows,
             "files": dict(self.files),
             "mlflow_run_id": self.mlflow_run_id,
+            "suppressed_rows": dict(self.suppressed_rows),
+            "erased_rows": self.erased_rows,
         }
 
     @classmethod
@@ -99,18 +108,6 @@ class ListManifest:
     def list_date(self) -> dt.date:
         """The date the list's scores are as of: measurement reads what happened after it."""
         return dt.date.fromisoformat(self.as_of)
-
-
-def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def list_folder(list_dir: Path, list_id: str) -> Path:
@@ -128,7 +125,11 @@ def save_list(
     model_versions: Mapping[str, Any] | None = None,
     generated_at: dt.datetime | None = None,
 ) -> ListManifest:
-    """Write a list's Parquet, CSV and manifest (each atomically, manifest last)."""
+    """Write a list's Parquet, CSV and manifest (each published by rename, manifest last).
+
+    The manifest counts the do-not-contact customers :func:`build_list` left
+    out (``frame.attrs["suppressed_rows"]``, by reason).
+    """
     folder = list_folder(list_dir, list_id)
     folder.mkdir(parents=True, exist_ok=True)
     groups = frame["group"].astype("string") if "group" in frame.columns else pd.Series([])
@@ -145,9 +146,10 @@ def save_list(
         treatment_rows=int((groups == "treatment").sum()),
         control_rows=int((groups == "control").sum()),
         files={"parquet": PARQUET_NAME, "csv": CSV_NAME},
+        suppressed_rows=dict(frame.attrs.get(SUPPRESSED_ROWS, {})),
     )
-    _atomic_write(folder / PARQUET_NAME, lambda p: frame.to_parquet(p, index=False))
-    _atomic_write(folder / CSV_NAME, lambda p: frame.to_csv(p, index=False))
+    publish_file(folder / PARQUET_NAME, lambda p: frame.to_parquet(p, index=False))
+    publish_text(folder / CSV_NAME, list_csv(frame))
     write_manifest(manifest, list_dir)
     return manifest
 
@@ -156,8 +158,7 @@ def write_manifest(manifest: ListManifest, list_dir: Path) -> Path:
     """(Re)write a list's manifest atomically."""
     path = list_folder(list_dir, manifest.list_id) / MANIFEST_NAME
     text = json.dumps(manifest.to_dict(), indent=2, sort_keys=True, default=str)
-    _atomic_write(path, lambda p: Path(p).write_text(text, encoding="utf-8"))
-    return path
+    return publish_text(path, text)
 
 
 def read_manifest(list_dir: Path, list_id: str) -> ListManifest:
@@ -188,12 +189,34 @@ def list_ids(list_dir: Path) -> list[str]:
     )
 
 
-def log_list(manifest: ListManifest, list_dir: Path, *, tracking: Any = None) -> str:
+def list_aggregates(frame: pd.DataFrame) -> dict[str, float]:
+    """What MLflow records of a list by default: counts and means, never a customer's row.
+
+    Rows per group, tier and action; the mean of each score per group.
+    """
+    out: dict[str, float] = {"rows": float(len(frame))}
+    for column in ("group", "tier", "action"):
+        if column in frame.columns:
+            counts = frame[column].astype("string").fillna("none").value_counts()
+            out.update({f"{column}.{k}.rows": float(v) for k, v in counts.items()})
+    groups = frame["group"].astype("string") if "group" in frame.columns else None
+    for score in ("churn_risk", "vip_potential", "reactivation_probability", "uplift"):
+        if score in frame.columns and groups is not None:
+            means = frame[score].astype("float64").groupby(groups.to_numpy()).mean()
+            out.update({f"{score}.mean.{g}": float(v) for g, v in means.items() if pd.notna(v)})
+    return out
+
+
+def log_list(
+    manifest: ListManifest, list_dir: Path, *, tracking: Any = None, log_rows: bool = False
+) -> str:
     """Log a saved list as a run of the ``winback-lists`` experiment; return the run id.
 
     Params: kind, as-of, the flattened parameters and model versions; metrics:
-    row counts; artifacts: the manifest and the CSV. The run id is written back
-    into the manifest.
+    row counts and :func:`list_aggregates`; artifacts: the manifest and
+    ``aggregates.json``. The rows themselves (the CSV of ids, scores and
+    reasons) only with ``log_rows``: nothing personal reaches MLflow by
+    default. The run id is written back into the manifest.
     """
     import mlflow
 
@@ -208,25 +231,35 @@ def log_list(manifest: ListManifest, list_dir: Path, *, tracking: Any = None) ->
     configure_tracking(config)
     experiment_id = ensure_named_experiment(LIST_EXPERIMENT, config)
     folder = list_folder(list_dir, manifest.list_id)
+    aggregates = list_aggregates(pd.read_parquet(folder / PARQUET_NAME))
     tags = {"list_id": manifest.list_id, "kind": manifest.kind, "as_of": manifest.as_of}
     with mlflow.start_run(experiment_id=experiment_id, run_name=manifest.list_id, tags=tags) as run:
-        params = {"kind": manifest.kind, "as_of": manifest.as_of}
+        params = {"kind": manifest.kind, "as_of": manifest.as_of, "log_rows": log_rows}
         params.update(flatten_params(dict(manifest.parameters)))
         params.update({f"model_version.{k}": str(v) for k, v in manifest.model_versions.items()})
         mlflow.log_params({k: str(v)[:6000] for k, v in params.items()})
+        suppressed = float(sum(manifest.suppressed_rows.values()))
         mlflow.log_metrics(
             {
-                "rows": manifest.rows,
                 "treatment_rows": manifest.treatment_rows,
                 "control_rows": manifest.control_rows,
+                "suppressed_rows": suppressed,
+                **{_metric_name(k): v for k, v in aggregates.items()},
             }
         )
+        mlflow.log_dict(aggregates, "aggregates.json")
         mlflow.log_artifact(str(folder / MANIFEST_NAME))
-        mlflow.log_artifact(str(folder / CSV_NAME))
+        if log_rows:
+            mlflow.log_artifact(str(folder / CSV_NAME))
         run_id = run.info.run_id
     updated = ListManifest.from_dict({**manifest.to_dict(), "mlflow_run_id": run_id})
     write_manifest(updated, list_dir)
     return run_id
+
+
+def _metric_name(key: str) -> str:
+    """An MLflow-safe metric name (letters, digits, ``_ - . /`` and spaces only)."""
+    return "".join(c if c.isalnum() or c in "_-./ " else "_" for c in key)
 
 
 def create_list(
@@ -246,6 +279,7 @@ def create_list(
     log_to_mlflow: bool = False,
     tracking: Any = None,
     notes: Mapping[str, Any] | None = None,
+    log_rows: bool = False,
 ) -> tuple[pd.DataFrame, ListManifest]:
     """Build a list (``serving.lists.build.build_list``) under a new id, save it, optionally log it.
 
@@ -285,7 +319,7 @@ def create_list(
         generated_at=generated_at,
     )
     if log_to_mlflow:
-        run_id = log_list(manifest, list_dir, tracking=tracking)
+        run_id = log_list(manifest, list_dir, tracking=tracking, log_rows=log_rows)
         manifest = ListManifest.from_dict({**manifest.to_dict(), "mlflow_run_id": run_id})
     return frame, manifest
 
@@ -330,6 +364,7 @@ def create_list_from_score_table(
     uplift_model: str | Path | None = None,
     log_to_mlflow: bool = False,
     tracking: Any = None,
+    log_rows: bool = False,
 ) -> tuple[pd.DataFrame, ListManifest]:
     """Build and save a list from a stored score table (and its feature file).
 
@@ -337,16 +372,15 @@ def create_list_from_score_table(
     of ``as_of``, estimates uplift for win-back lists (``uplift_model``, else
     ``WINBACK_UPLIFT_MODEL``, else the ``winback-uplift`` champion of the
     ``tracking`` store: :func:`list_uplift`), records the model versions the
-    scores and uplift came from, and calls :func:`create_list`.
+    scores and uplift came from, marks the do-not-contact customers stored with
+    the version, and calls :func:`create_list`.
     """
     from serving.scoring import store
 
-    scores = store.read_scores(score_dir, as_of)
-    try:
-        features = store.read_features(score_dir, as_of)
+    scores, features = store.read_version(score_dir, as_of)
+    scores = mark_suppressed(scores, store.read_suppressions(score_dir, as_of))
+    if features is not None:
         features.index = features.index.astype("string")
-    except FileNotFoundError:
-        features = None
     try:
         uplift = list_uplift(kind, scores, features, uplift_model=uplift_model, tracking=tracking)
     except FileNotFoundError as exc:
@@ -371,4 +405,5 @@ def create_list_from_score_table(
         log_to_mlflow=log_to_mlflow,
         tracking=tracking,
         notes={"uplift_note": uplift.note} if uplift.note else None,
+        log_rows=log_rows,
     )

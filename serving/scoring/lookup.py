@@ -80,6 +80,8 @@ class ScoreLookup:
         self._scored_at = pd.to_datetime(table["scored_at"], utc=True).dt.to_pydatetime().tolist()
         self._feature_rows: np.ndarray | None = None
         self.reference: dict[str, float] | None = None
+        #: The shop's do-not-contact customers stored with this version (lists leave them out).
+        self.suppressions: pd.DataFrame | None = None
         if features is not None:
             self._feature_rows = features.index.astype(str).get_indexer(ids)
             self.reference = feature_reference(features)
@@ -99,11 +101,14 @@ class ScoreLookup:
                 f"no score table in {str(score_dir)!r}: write one with "
                 f"`winback score --as-of YYYY-MM-DD` (or set WINBACK_SCORE_DIR to where it is)"
             )
-        table = store.read_scores(score_dir, as_of)
+        table, features = store.read_version(score_dir, as_of)  # one version, never mixed
         table["customer_id"] = table["customer_id"].astype("string")
         table = table.set_index("customer_id")
-        features = store.read_features(score_dir, as_of) if with_features else None
-        return cls(as_of=as_of, table=table, features=features)
+        if with_features and features is None:
+            store.read_features(score_dir, as_of)  # raises, naming the missing file
+        lookup = cls(as_of=as_of, table=table, features=features if with_features else None)
+        lookup.suppressions = store.read_suppressions(score_dir, as_of)
+        return lookup
 
     def model_versions(self) -> dict[str, str | None]:
         """The model versions the stored scores were computed with."""

@@ -214,11 +214,13 @@ def score_customers_spark(
     config: ServingConfig | None = None,
     *,
     scored_at: dt.datetime | None = None,
+    suppressions: pd.DataFrame | None = None,
 ) -> store.ScoreTableVersion:
     """``serving.scoring.table.score_customers`` on Spark: features, statuses and scores, then the store.
 
     The contract tables must be registered on ``connection``
-    (``register_parquet``/``register_tables``/``register_shop``).
+    (``register_parquet``/``register_tables``/``register_shop``); the shop's
+    do-not-contact table (small) comes as ``suppressions`` and is stored with the version.
     """
     from features.spark_engine import build_scoring_frame_spark
 
@@ -235,4 +237,6 @@ def score_customers_spark(
         top_reasons=config.top_reasons,
         scored_at=scored_at,
     )
-    return store.write_score_table(table, frame[feature_set.names], config.score_path, as_of)
+    return store.write_score_table(
+        table, frame[feature_set.names], config.score_path, as_of, suppressions=suppressions
+    )

@@ -1,34 +1,60 @@
-"""The score table store: versioned Parquet files plus a DuckDB catalogue.
+"""The score table store: one folder per version, published by one rename, plus a catalogue.
 
-One version per ``as_of`` date, in ``<score_dir>``:
+In ``<score_dir>``:
 
-* ``scores_<as_of>.parquet`` — one row per customer (see ``serving.scoring.table``);
-* ``features_<as_of>.parquet`` — the feature values the scores were computed
-  from, so reasons can be explained later from exactly the same inputs;
-* ``scores.duckdb`` — table ``scores`` (all versions, column ``as_of``), table
-  ``score_versions`` (one row per version) and view ``latest_scores``.
+* ``v-<as_of>-<written at>-<hex>/`` — one folder per scoring run: ``scores.parquet``
+  (one row per customer, see ``serving.scoring.table``), ``features.parquet`` (the
+  feature values the scores came from, so reasons can be explained later from the
+  same inputs), ``suppressions.parquet`` (the shop's do-not-contact customers when
+  it has any) and ``metadata.json``. The folder is filled under a temporary name,
+  every file fsynced, and published by one rename: a reader finds a version
+  complete or not at all, never new features beside old scores. For each
+  ``as_of`` the newest folder is the version; older ones are removed once the
+  catalogue no longer names them.
+* ``scores.duckdb`` — the catalogue, rebuilt after each write and published by
+  rename (updated last): table ``score_versions`` (one row per version), views
+  ``scores`` (every version, column ``as_of``) and ``latest_scores``.
+* ``.score.lock`` — one writer at a time (:func:`score_lock`); a second waits or
+  gets :class:`features.publish.LockHeld`.
 
-Files are written to a temporary name in the same folder and renamed into place
-(``os.replace`` is atomic on one file system); the DuckDB rows of a version are
-replaced in one transaction. A rerun for the same date therefore replaces that
-version cleanly, and a reader never sees half a file.
+Folders of an earlier layout (``scores_<as_of>.parquet`` beside
+``features_<as_of>.parquet``) are still read; the next write of that date
+replaces them by a version folder.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import os
+import json
 import re
-import tempfile
+import secrets
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 import pandas as pd
 
+from features.erasure import ErasureRegistry
+from features.erasure_files import erase_rows
+from features.publish import (
+    folder_lock,
+    publish_file,
+    publish_folder,
+    remove_folder,
+    remove_leftovers,
+)
+
 CATALOGUE_NAME = "scores.duckdb"
-_SCORES_RE = re.compile(r"^scores_(\d{4}-\d{2}-\d{2})\.parquet$")
+LOCK_NAME = ".score.lock"
+SCORES_FILE = "scores.parquet"
+FEATURES_FILE = "features.parquet"
+SUPPRESSIONS_FILE = "suppressions.parquet"
+METADATA_FILE = "metadata.json"
+SUPPRESSION_COLUMNS = ("customer_id", "reason", "since")
+_FOLDER_RE = re.compile(r"^v-(\d{4}-\d{2}-\d{2})-(\d{8}T\d{12}Z)-[0-9a-f]{6}$")
+_LEGACY_RE = re.compile(r"^scores_(\d{4}-\d{2}-\d{2})\.parquet$")
 
 
 @dataclass(frozen=True)
@@ -40,15 +66,9 @@ class ScoreTableVersion:
     features_path: Path
     rows: int
 
-
-def scores_path(score_dir: Path, as_of: dt.date) -> Path:
-    """Where the score table of ``as_of`` lives."""
-    return Path(score_dir) / f"scores_{as_of.isoformat()}.parquet"
-
-
-def features_path(score_dir: Path, as_of: dt.date) -> Path:
-    """Where the feature values behind the scores of ``as_of`` live."""
-    return Path(score_dir) / f"features_{as_of.isoformat()}.parquet"
+    @property
+    def folder(self) -> Path:
+        return self.scores_path.parent
 
 
 def catalogue_path(score_dir: Path) -> Path:
@@ -56,91 +76,57 @@ def catalogue_path(score_dir: Path) -> Path:
     return Path(score_dir) / CATALOGUE_NAME
 
 
-def write_parquet_atomic(frame: pd.DataFrame, path: Path) -> Path:
-    """Write ``frame`` to ``path`` through a temporary file and an atomic rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        frame.to_parquet(tmp, index=True)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return path
+@contextlib.contextmanager
+def score_lock(score_dir: Path, *, wait_seconds: float = 0.0) -> Iterator[Path]:
+    """Hold the score folder's write lock (see :func:`features.publish.folder_lock`)."""
+    with folder_lock(score_dir, name=LOCK_NAME, wait_seconds=wait_seconds) as path:
+        yield path
 
 
-def write_score_table(
-    scores: pd.DataFrame, features: pd.DataFrame, score_dir: Path, as_of: dt.date
-) -> ScoreTableVersion:
-    """Write one version of the score table (Parquet files, then the DuckDB catalogue).
-
-    ``scores`` has a ``customer_id`` column; ``features`` is indexed by
-    ``customer_id``. The scores file is renamed last among the files: its
-    presence marks a complete version for readers such as the service.
-    """
-    if "customer_id" not in scores.columns:
-        raise ValueError("the score table needs a 'customer_id' column")
-    if scores["customer_id"].duplicated().any():
-        dupes = scores.loc[scores["customer_id"].duplicated(), "customer_id"].head(5).tolist()
-        raise ValueError(f"the score table has duplicate customer_id values, e.g. {dupes}")
-    score_dir = Path(score_dir)
-    fpath = write_parquet_atomic(features, features_path(score_dir, as_of))
-    spath = write_parquet_atomic(scores.reset_index(drop=True), scores_path(score_dir, as_of))
-    _catalogue_version(score_dir, as_of, spath, fpath)
-    return ScoreTableVersion(as_of, spath, fpath, len(scores))
+def _folders(score_dir: Path) -> dict[dt.date, list[Path]]:
+    """Published version folders by ``as_of``, oldest first."""
+    out: dict[dt.date, list[Path]] = {}
+    if not Path(score_dir).is_dir():
+        return out
+    for entry in sorted(Path(score_dir).iterdir(), key=lambda p: p.name):
+        match = _FOLDER_RE.match(entry.name)
+        if match and entry.is_dir():
+            out.setdefault(dt.date.fromisoformat(match.group(1)), []).append(entry)
+    return out
 
 
-def _catalogue_version(score_dir: Path, as_of: dt.date, spath: Path, fpath: Path) -> None:
-    """Replace the catalogue rows of ``as_of`` by the Parquet file, in one transaction."""
-    con = duckdb.connect(str(catalogue_path(score_dir)))
-    try:
-        con.execute("BEGIN TRANSACTION")
-        exists = con.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'scores'"
-        ).fetchall()[0][0]
-        if exists:
-            con.execute("DELETE FROM scores WHERE as_of = ?", [as_of])
-            con.execute("INSERT INTO scores BY NAME SELECT * FROM read_parquet(?)", [str(spath)])
-        else:
-            con.execute("CREATE TABLE scores AS SELECT * FROM read_parquet(?)", [str(spath)])
-        con.execute(
-            "CREATE TABLE IF NOT EXISTS score_versions ("
-            "as_of DATE PRIMARY KEY, scores_path VARCHAR, features_path VARCHAR, "
-            "rows BIGINT, written_at TIMESTAMPTZ)"
-        )
-        con.execute("DELETE FROM score_versions WHERE as_of = ?", [as_of])
-        con.execute(
-            "INSERT INTO score_versions SELECT ?, ?, ?, "
-            "(SELECT count(*) FROM scores WHERE as_of = ?), now()",
-            [as_of, spath.name, fpath.name, as_of],
-        )
-        con.execute(
-            "CREATE OR REPLACE VIEW latest_scores AS SELECT * FROM scores "
-            "WHERE as_of = (SELECT max(as_of) FROM score_versions)"
-        )
-        con.execute("COMMIT")
-    except BaseException:
-        with contextlib.suppress(duckdb.Error):
-            con.execute("ROLLBACK")
-        raise
-    finally:
-        con.close()
+def _legacy(score_dir: Path) -> dict[dt.date, Path]:
+    out = {}
+    if Path(score_dir).is_dir():
+        for entry in Path(score_dir).iterdir():
+            match = _LEGACY_RE.match(entry.name)
+            if match:
+                out[dt.date.fromisoformat(match.group(1))] = entry
+    return out
+
+
+def _current(score_dir: Path, as_of: dt.date) -> tuple[Path, Path] | None:
+    """``(scores file, features file)`` of the version of ``as_of``, or None."""
+    folders = _folders(score_dir).get(as_of)
+    if folders:
+        return folders[-1] / SCORES_FILE, folders[-1] / FEATURES_FILE
+    legacy = _legacy(score_dir).get(as_of)
+    if legacy is not None:
+        return legacy, legacy.with_name(f"features_{as_of.isoformat()}.parquet")
+    return None
+
+
+def scores_path(score_dir: Path, as_of: dt.date) -> Path:
+    """Where the score table of ``as_of`` lives now (``FileNotFoundError`` without one)."""
+    found = _current(score_dir, as_of)
+    if found is None:
+        raise FileNotFoundError(f"no score table of {as_of} in {score_dir}")
+    return found[0]
 
 
 def score_versions(score_dir: Path) -> list[dt.date]:
     """The ``as_of`` dates with a complete score table in ``score_dir``, oldest first."""
-    score_dir = Path(score_dir)
-    if not score_dir.is_dir():
-        return []
-    dates = []
-    for entry in score_dir.iterdir():
-        match = _SCORES_RE.match(entry.name)
-        if match:
-            dates.append(dt.date.fromisoformat(match.group(1)))
-    return sorted(dates)
+    return sorted(set(_folders(score_dir)) | set(_legacy(score_dir)))
 
 
 def latest_version(score_dir: Path) -> dt.date | None:
@@ -149,17 +135,229 @@ def latest_version(score_dir: Path) -> dt.date | None:
     return versions[-1] if versions else None
 
 
+def _read_current(score_dir: Path, as_of: dt.date, which: int) -> pd.DataFrame:
+    """One file of the current version, resolved again if a newer one replaced it meanwhile."""
+    for attempt in range(3):
+        found = _current(score_dir, as_of)
+        if found is None:
+            raise FileNotFoundError(
+                f"no score table of {as_of} in {score_dir}: run `winback score --as-of {as_of}`"
+            )
+        try:
+            return pd.read_parquet(found[which])
+        except FileNotFoundError:
+            if which == 1 and found[1].parent.exists():
+                raise FileNotFoundError(
+                    f"feature file {str(found[1])!r} of the score table {as_of} is missing: "
+                    f"rerun `winback score --as-of {as_of}`"
+                ) from None
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
 def read_scores(score_dir: Path, as_of: dt.date) -> pd.DataFrame:
     """The score table of ``as_of`` (one row per customer)."""
-    return pd.read_parquet(scores_path(score_dir, as_of))
+    return _read_current(score_dir, as_of, 0)
 
 
 def read_features(score_dir: Path, as_of: dt.date) -> pd.DataFrame:
     """The feature values behind the scores of ``as_of``, indexed by ``customer_id``."""
-    path = features_path(score_dir, as_of)
-    if not path.exists():
-        raise FileNotFoundError(
-            f"feature file {str(path)!r} of the score table {as_of} is missing: "
-            f"rerun `winback score --as-of {as_of}`"
-        )
-    return pd.read_parquet(path)
+    return _read_current(score_dir, as_of, 1)
+
+
+def read_version(score_dir: Path, as_of: dt.date) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """Scores and features of ``as_of`` from one and the same version (never mixed)."""
+    for _ in range(3):
+        found = _current(score_dir, as_of)
+        if found is None:
+            raise FileNotFoundError(f"no score table of {as_of} in {score_dir}")
+        try:
+            scores = pd.read_parquet(found[0])
+            features = pd.read_parquet(found[1]) if found[1].exists() else None
+        except FileNotFoundError:
+            continue  # replaced by a newer version while reading: read that one
+        if _current(score_dir, as_of) == found:
+            return scores, features
+    raise FileNotFoundError(f"the score table of {as_of} in {score_dir} kept changing; retry")
+
+
+def read_suppressions(score_dir: Path, as_of: dt.date) -> pd.DataFrame | None:
+    """The do-not-contact customers recorded with the version of ``as_of`` (None: none)."""
+    found = _current(score_dir, as_of)
+    if found is None:
+        return None
+    path = found[0].parent / SUPPRESSIONS_FILE
+    return pd.read_parquet(path) if found[0].name == SCORES_FILE and path.exists() else None
+
+
+def _folder_name(as_of: dt.date) -> str:
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    return f"v-{as_of.isoformat()}-{stamp}-{secrets.token_hex(3)}"
+
+
+def _check(scores: pd.DataFrame) -> None:
+    if "customer_id" not in scores.columns:
+        raise ValueError("the score table needs a 'customer_id' column")
+    if scores["customer_id"].duplicated().any():
+        dupes = scores.loc[scores["customer_id"].duplicated(), "customer_id"].head(5).tolist()
+        raise ValueError(f"the score table has duplicate customer_id values, e.g. {dupes}")
+
+
+def _publish_version(
+    score_dir: Path,
+    as_of: dt.date,
+    scores: pd.DataFrame,
+    features: pd.DataFrame | None,
+    suppressions: pd.DataFrame | None,
+    extra: dict | None = None,
+) -> Path:
+    """Fill a new version folder and publish it by one rename; returns the folder."""
+    metadata = {
+        "as_of": as_of.isoformat(),
+        "rows": len(scores),
+        "written_at": dt.datetime.now(dt.UTC).isoformat(),
+        "files": [SCORES_FILE]
+        + ([FEATURES_FILE] if features is not None else [])
+        + ([SUPPRESSIONS_FILE] if suppressions is not None else []),
+        **(extra or {}),
+    }
+
+    def fill(folder: Path) -> None:
+        scores.reset_index(drop=True).to_parquet(folder / SCORES_FILE, index=True)
+        if features is not None:
+            features.to_parquet(folder / FEATURES_FILE, index=True)
+        if suppressions is not None:
+            kept = [c for c in SUPPRESSION_COLUMNS if c in suppressions.columns]
+            suppressions[kept].to_parquet(folder / SUPPRESSIONS_FILE, index=False)
+        (folder / METADATA_FILE).write_text(json.dumps(metadata, indent=2), encoding="utf-8")
+
+    return publish_folder(Path(score_dir) / _folder_name(as_of), fill)
+
+
+def write_score_table(
+    scores: pd.DataFrame,
+    features: pd.DataFrame,
+    score_dir: Path,
+    as_of: dt.date,
+    *,
+    suppressions: pd.DataFrame | None = None,
+    wait_seconds: float = 0.0,
+) -> ScoreTableVersion:
+    """Write one version of the score table: a new folder by one rename, then the catalogue.
+
+    ``scores`` has a ``customer_id`` column; ``features`` is indexed by
+    ``customer_id``; ``suppressions`` (``customer_id``, ``reason``) are the
+    shop's do-not-contact customers, kept so lists from this version leave them
+    out. Customers erased by ``winback forget`` are never written. Holds the
+    score lock (waiting up to ``wait_seconds``); an earlier version of the same
+    date is removed after the catalogue stops naming it.
+    """
+    _check(scores)
+    score_dir = Path(score_dir)
+    scores, features, suppressions = _without_erased(scores, features, suppressions)
+    with score_lock(score_dir, wait_seconds=wait_seconds):
+        remove_leftovers(score_dir)
+        folder = _publish_version(score_dir, as_of, scores, features, suppressions)
+        _publish_catalogue(score_dir)
+        _remove_superseded(score_dir)
+    return ScoreTableVersion(as_of, folder / SCORES_FILE, folder / FEATURES_FILE, len(scores))
+
+
+def _without_erased(scores, features, suppressions):
+    """The frames without customers ``winback forget`` erased: a last guard for every path.
+
+    Loaders already quarantine their rows; data read in place (Spark on a
+    Parquet folder) or regenerated (a simulated shop) is caught here.
+    """
+    registry = ErasureRegistry.default()
+    if not registry.has_erasures():
+        return scores, features, suppressions
+    erased = registry.erased_among(scores["customer_id"].astype("string").dropna().unique())
+    if not erased:
+        return scores, features, suppressions
+    out = [
+        erase_rows(frame, erased)[0] if frame is not None else None
+        for frame in (features, suppressions)
+    ]
+    return erase_rows(scores, erased)[0], out[0], out[1]
+
+
+def _remove_superseded(score_dir: Path) -> None:
+    """Older folders (and earlier-layout files) of a date that has a newer version folder."""
+    folders = _folders(score_dir)
+    for as_of, paths in folders.items():
+        for old in paths[:-1]:
+            remove_folder(old)
+        legacy = _legacy(score_dir).get(as_of)
+        if legacy is not None:
+            legacy.with_name(f"features_{as_of.isoformat()}.parquet").unlink(missing_ok=True)
+            legacy.unlink()
+
+
+def _publish_catalogue(score_dir: Path) -> None:
+    """Rebuild ``scores.duckdb`` from the current versions, published by rename."""
+    current = {d: _current(score_dir, d) for d in score_versions(score_dir)}
+
+    def build(path: Path) -> None:
+        path.unlink()  # DuckDB refuses the empty file the publisher made
+        con = duckdb.connect(str(path))
+        try:
+            con.execute(
+                "CREATE TABLE score_versions (as_of DATE PRIMARY KEY, folder VARCHAR, "
+                "scores_path VARCHAR, features_path VARCHAR, rows BIGINT, written_at TIMESTAMPTZ)"
+            )
+            parts = []
+            for as_of, (spath, fpath) in current.items():
+                source = "read_parquet('" + str(spath.resolve()).replace("'", "''") + "')"
+                columns = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()]
+                dated = "" if "as_of" in columns else f", DATE '{as_of.isoformat()}' AS as_of"
+                parts.append(f"SELECT *{dated} FROM {source}")
+                rows = con.execute(f"SELECT count(*) FROM {source}").fetchall()[0][0]
+                con.execute(
+                    "INSERT INTO score_versions VALUES (?, ?, ?, ?, ?, now())",
+                    [as_of, spath.parent.name, spath.name, fpath.name, rows],
+                )
+            if parts:
+                con.execute(f"CREATE VIEW scores AS {' UNION ALL BY NAME '.join(parts)}")
+                con.execute(
+                    "CREATE VIEW latest_scores AS SELECT * FROM scores "
+                    "WHERE as_of = (SELECT max(as_of) FROM score_versions)"
+                )
+            con.execute("CHECKPOINT")
+        finally:
+            con.close()
+
+    publish_file(catalogue_path(score_dir), build)
+
+
+def erase_customers(
+    score_dir: Path, customer_ids: Collection[str], *, wait_seconds: float = 60.0
+) -> dict[str, int]:
+    """Republish every version holding one of ``customer_ids`` without them.
+
+    Each affected version becomes a new folder (same ``as_of``) without their
+    rows in scores, features and suppressions; the catalogue is rebuilt; the old
+    folders are removed. Returns the rows removed per version folder name.
+    """
+    score_dir = Path(score_dir)
+    removed: dict[str, int] = {}
+    with score_lock(score_dir, wait_seconds=wait_seconds):
+        remove_leftovers(score_dir)
+        for as_of in score_versions(score_dir):
+            spath, fpath = _current(score_dir, as_of)
+            scores, gone = erase_rows(pd.read_parquet(spath), customer_ids)
+            features = pd.read_parquet(fpath) if fpath.exists() else None
+            if features is not None:
+                features, gone_features = erase_rows(features, customer_ids)
+                gone = max(gone, gone_features)
+            suppressions = read_suppressions(score_dir, as_of)
+            if suppressions is not None:
+                suppressions, gone_suppressed = erase_rows(suppressions, customer_ids)
+                gone = max(gone, gone_suppressed)
+            if gone or spath.name != SCORES_FILE:  # earlier-layout files move into a folder
+                folder = _publish_version(score_dir, as_of, scores, features, suppressions)
+                removed[folder.name] = gone
+        _publish_catalogue(score_dir)
+        _remove_superseded(score_dir)
+    return removed

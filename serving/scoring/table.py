@@ -161,9 +161,11 @@ def score_customers(
     """Build features as of ``as_of``, score everyone and write the versioned score table.
 
     This is what ``winback score --as-of DATE`` runs. A rerun for the same date
-    replaces that version. With ``con`` the tables are the contract views
-    registered on it (``features.engine.connect_parquet``: read in place) and
-    ``tables`` their outline (``features.engine.outline``: columns, no rows).
+    replaces that version. The shop's do-not-contact customers are stored with
+    the version, so lists made from it leave them out. With ``con`` the tables
+    are the contract views registered on it (``features.engine.connect_parquet``:
+    read in place) and ``tables`` their outline (``features.engine.outline``:
+    columns, no rows).
     """
     from features.training_table import build_scoring_frame, build_scoring_frame_from
 
@@ -183,4 +185,6 @@ def score_customers(
         scored_at=scored_at,
     )
     features = frame[feature_set.names]
-    return store.write_score_table(table, features, config.score_path, as_of)
+    return store.write_score_table(
+        table, features, config.score_path, as_of, suppressions=tables.suppressions
+    )

@@ -37,7 +37,7 @@ def test_demo_runs_the_whole_job(tmp_path, monkeypatch):
     out = tmp_path / "winback_output"
     report = json.loads((out / "validation" / "validation_report.json").read_text())
     assert report  # every table accounted for
-    scores = list((out / "scores").glob("scores_*.parquet"))
+    scores = list((out / "scores").glob("v-*/scores.parquet"))
     assert len(scores) == 1
     table = pd.read_parquet(scores[0])
     assert table["customer_id"].is_unique

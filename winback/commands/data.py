@@ -82,7 +82,7 @@ def validate(
     except ContractError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=2) from None
-    console.print(validation_table(validation.summary(), str(path)))
+    console.print(validation_table(validation.summary(), validation.tables.source))
     for name, result in validation.results.items():
         r = result.report
         console.print(

@@ -10,7 +10,6 @@ Heavy imports happen inside the commands so ``winback --help`` stays fast.
 from __future__ import annotations
 
 import datetime as dt
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -18,6 +17,8 @@ import typer
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
+
+from features.publish import publish_file
 
 app = typer.Typer(
     help="Point-in-time features and training tables (features + labels) to Parquet.",
@@ -130,14 +131,7 @@ def parse_cutoffs(spec: str) -> dict[str, object]:
 
 def write_parquet_atomic(frame, out: Path) -> None:
     """Write ``frame`` to ``out`` via a temp file in the same folder and a rename."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
-        frame.to_parquet(tmp, index=False)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    publish_file(out, lambda p: frame.to_parquet(p, index=False))
 
 
 def _progress(console: Console) -> Progress:

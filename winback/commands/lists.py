@@ -18,6 +18,7 @@ from pathlib import Path
 
 import typer
 
+from features.publish import publish_file, publish_text
 from serving.config import ServingConfig
 
 DEFAULT_LIST_DIR = Path("winback_output/lists")
@@ -68,7 +69,7 @@ def run_list(
     uplift_model: str | None,
     output_format: str,
     out: Path | None,
-    log_to_mlflow: bool,
+    mlflow_log: str,
     config_file: Path | None = None,
 ) -> None:
     """Build, save and emit one list (what every ``winback lists`` command runs).
@@ -76,6 +77,8 @@ def run_list(
     Rules, control share and contact cost come from ``[lists]`` of the config
     file (``--config``, else ``./winback.toml``, else defaults), tiers and
     horizon from ``[train]``; ``--control-share`` and ``--contact-cost`` override.
+    ``mlflow_log`` is ``none``, ``summary`` (manifest and aggregates) or ``rows``
+    (the rows too, ``--log-rows``).
     """
     import dataclasses
 
@@ -116,7 +119,8 @@ def run_list(
             config=config,
             targeting=targeting,
             uplift_model=uplift_model,
-            log_to_mlflow=log_to_mlflow,
+            log_to_mlflow=mlflow_log != "none",
+            log_rows=mlflow_log == "rows",
         )
     except (FileNotFoundError, ValueError) as exc:
         raise typer.BadParameter(str(exc)) from None
@@ -126,12 +130,15 @@ def run_list(
         f"from scores as of {date} -> {list_dir / manifest.list_id}",
         err=True,
     )
+    if manifest.suppressed_rows:
+        left_out = ", ".join(f"{n:,} {reason}" for reason, n in manifest.suppressed_rows.items())
+        typer.echo(f"left out as do-not-contact: {left_out}", err=True)
     if "uplift" in manifest.model_versions:
         typer.echo(f"ranked by uplift from {manifest.model_versions['uplift']}", err=True)
     elif manifest.parameters.get("uplift_note"):
         typer.echo(manifest.parameters["uplift_note"], err=True)
     if output_format == "parquet":
-        frame.to_parquet(out, index=False)
+        publish_file(out, lambda p: frame.to_parquet(p, index=False))
         return
     text = (
         list_csv(frame)
@@ -143,7 +150,7 @@ def run_list(
     if out is None:
         typer.echo(text)
     else:
-        Path(out).write_text(text, encoding="utf-8")
+        publish_text(out, text)
 
 
 def _command(kind: str, summary: str):
@@ -180,7 +187,12 @@ def _command(kind: str, summary: str):
             "winback-uplift champion.",
         ),
         mlflow: bool = typer.Option(
-            True, "--mlflow/--no-mlflow", help="Log the list as a run of 'winback-lists'."
+            True,
+            "--mlflow/--no-mlflow",
+            help="Log the list's manifest and aggregates as a run of 'winback-lists'.",
+        ),
+        log_rows: bool = typer.Option(
+            False, "--log-rows", help="Also log the rows (ids, scores, reasons) to MLflow."
         ),
         config: Path | None = typer.Option(
             None, "--config", "-c", help="Config file (default: ./winback.toml if present)."
@@ -199,7 +211,7 @@ def _command(kind: str, summary: str):
             uplift_model=uplift_model,
             output_format=output_format,
             out=out,
-            log_to_mlflow=mlflow,
+            mlflow_log=("rows" if log_rows else "summary") if mlflow else "none",
             config_file=config,
         )
 
@@ -270,9 +282,9 @@ def measure(
         raise typer.Exit(1) from None
     folder = list_folder(list_dir, manifest.list_id)
     stem = f"measurement_{report.as_of.isoformat()}"
-    (folder / f"{stem}.json").write_text(json.dumps(report.to_dict(), indent=2), encoding="utf-8")
+    publish_text(folder / f"{stem}.json", json.dumps(report.to_dict(), indent=2))
     figure = plot_measurement(report.groups, title=f"{manifest.list_id} as of {report.as_of}")
-    figure.savefig(folder / f"{stem}.png", dpi=110)
+    publish_file(folder / f"{stem}.png", lambda p: figure.savefig(p, dpi=110, format="png"))
     if output_format == "json":
         typer.echo(json.dumps(report.to_dict(), indent=2))
         return

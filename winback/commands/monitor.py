@@ -16,6 +16,7 @@ from pathlib import Path
 
 import typer
 
+from features.publish import publish_file, publish_text
 from serving.config import ServingConfig
 
 TARGETS = ("churn", "vip", "reactivation")
@@ -87,8 +88,7 @@ def drift(
         text = (
             result.to_html() if report.suffix.lower() in (".html", ".htm") else result.to_markdown()
         )
-        report.parent.mkdir(parents=True, exist_ok=True)
-        report.write_text(text, encoding="utf-8")
+        publish_text(report, text)
         typer.echo(f"report written to {report}")
     if log:
         typer.echo(f"logged to MLflow run {log_drift_report(result)} ({config.experiment})")
@@ -140,8 +140,12 @@ def backtest(
             typer.echo(lists.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     if plot is not None:
         ax = plot_backtest(frame)
-        plot.parent.mkdir(parents=True, exist_ok=True)
-        ax.figure.savefig(plot, dpi=120, bbox_inches="tight")
+        publish_file(
+            plot,
+            lambda p: ax.figure.savefig(
+                p, dpi=120, bbox_inches="tight", format=plot.suffix.lstrip(".") or "png"
+            ),
+        )
         typer.echo(f"plot written to {plot}")
     if log:
         from training.tracking import TrackingConfig, configure_tracking

@@ -30,6 +30,8 @@ from serving.config import (
 )
 
 _DEFAULT = ServingConfig()
+#: Exit code of `winback score` when another run holds the score folder's lock.
+EXIT_LOCKED = 3
 
 
 def _load_tables(data: Path | None, mapping: str | None):
@@ -83,10 +85,21 @@ def score(
         envvar="WINBACK_SPARK_MASTER",
         help="Spark master for --engine spark (default local[2]).",
     ),
+    wait: float = typer.Option(
+        0.0,
+        "--wait",
+        min=0,
+        help="Seconds to wait for another run writing the same score folder (default: exit 3).",
+    ),
 ) -> None:
-    """Score every customer as of a date with the champion models and write the score table."""
-    from serving.scoring.models import ServingSetupError, load_served_models
-    from serving.scoring.table import score_customers
+    """Score every customer as of a date with the champion models and write the score table.
+
+    One run per score folder at a time: a second one exits with code 3 (or
+    waits up to ``--wait`` seconds). Each run is published as a new version
+    folder by one rename, so a killed run leaves the previous version intact.
+    """
+    from features.publish import LockHeld
+    from serving.scoring.store import score_lock
 
     if engine.lower() not in ("duckdb", "spark"):
         raise typer.BadParameter(f"{engine!r}: choose duckdb or spark", param_hint="--engine")
@@ -99,13 +112,31 @@ def score(
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
+    try:
+        with score_lock(score_dir, wait_seconds=wait):
+            _score_locked(config, data, mapping, as_of, engine.lower(), spark_master)
+    except LockHeld as exc:
+        typer.secho(
+            f"another `winback score` is writing {score_dir}: {exc}. Wait for it, or pass "
+            f"--wait SECONDS",
+            fg="red",
+            err=True,
+        )
+        raise typer.Exit(EXIT_LOCKED) from None
+
+
+def _score_locked(config, data, mapping, as_of, engine, spark_master) -> None:
+    """Load the champions, score and write the store (the caller holds the score lock)."""
+    from serving.scoring.models import ServingSetupError, load_served_models
+    from serving.scoring.table import score_customers
+
     started = time.perf_counter()
     try:
         models = load_served_models(config)
     except ServingSetupError as exc:
         typer.secho(str(exc), fg="red", err=True)
         raise typer.Exit(1) from None
-    if engine.lower() == "spark":
+    if engine == "spark":
         version, date = _score_on_spark(data, mapping, as_of, models, config, spark_master)
     elif _is_simulated_folder(data, mapping):
         version, date = _score_in_place(data, as_of, models, config)
@@ -116,7 +147,7 @@ def score(
     versions = ", ".join(f"{t} v{v}" for t, v in models.versions().items())
     typer.echo(
         f"scored {version.rows:,} customers as of {date} with {versions} "
-        f"in {time.perf_counter() - started:.1f} s -> {version.scores_path}"
+        f"in {time.perf_counter() - started:.1f} s -> {version.folder}"
     )
 
 
@@ -171,11 +202,21 @@ def _score_on_spark(data, mapping, as_of, models, config, master):
     if canonical:
         connection.register_parquet(data)
         tables = connection.outline()  # columns and the data's date range, no values
+        dnc = data / "suppressions.parquet"
+        suppressions = _read_parquet(dnc) if dnc.is_file() else None
     else:
         tables = _load_tables(data, mapping)
         connection.register_shop(tables)
+        suppressions = tables.suppressions
     date = _parse_date(as_of, tables)
-    return score_customers_spark(connection, date, models, config), date
+    version = score_customers_spark(connection, date, models, config, suppressions=suppressions)
+    return version, date
+
+
+def _read_parquet(path: Path):
+    import pandas as pd
+
+    return pd.read_parquet(path)
 
 
 #: BentoML's own settings as ``key=value`` pairs separated by spaces (how the worker count

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from serving.scoring.store import read_scores
 from tests.serving.api import test_serve_smoke
 from tests.serving.api.test_service_http import API_KEY, AS_OF, shared_serving_home
 
@@ -46,9 +47,7 @@ DATA_UNTIL = "2024-06-30"
 
 def measurement_transactions(home: Path) -> pd.DataFrame:
     """Orders of the score table's customers before and after its date (the campaign window)."""
-    ids = pd.read_parquet(home / "winback_output" / "scores" / f"scores_{AS_OF}.parquet")[
-        "customer_id"
-    ].astype(str)
+    ids = read_scores(home / "winback_output" / "scores", AS_OF)["customer_id"].astype(str)
     rng = np.random.default_rng(11)
     rows = []
     for i, customer in enumerate(ids):

@@ -102,7 +102,7 @@ def test_real_server_answers_with_a_key_and_refuses_without(server, tmp_path_fac
     import pandas as pd
 
     home = shared_serving_home(tmp_path_factory)
-    scores = next((home / "winback_output" / "scores").glob("scores_*.parquet"))
+    scores = next((home / "winback_output" / "scores").glob("v-*/scores.parquet"))
     customer_id = pd.read_parquet(scores)["customer_id"].iloc[0]
     auth = {"Authorization": f"Bearer {API_KEY}"}
     with httpx.Client(base_url=server, timeout=30) as client:

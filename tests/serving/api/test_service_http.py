@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 
 from features.feature_sets import FeatureSet
+from serving.scoring.store import read_scores
 
 API_KEY = "test-key-0123456789"
 AS_OF = dt.date(2024, 3, 31)
@@ -135,7 +136,7 @@ AUTH = {"Authorization": f"Bearer {API_KEY}"}
 
 
 def _ids(serving_home: Path, n: int) -> list[str]:
-    scores = pd.read_parquet(serving_home / "winback_output/scores" / f"scores_{AS_OF}.parquet")
+    scores = read_scores(serving_home / "winback_output/scores", AS_OF)
     return scores["customer_id"].head(n).tolist()
 
 
@@ -182,7 +183,7 @@ def test_scores_by_id_with_reasons_and_not_found(client, serving_home):
     body = response.json()
     assert [s["customer_id"] for s in body["scores"]] == ids
     assert body["not_found"] == ["NOPE-1"]
-    table = pd.read_parquet(serving_home / "winback_output/scores" / f"scores_{AS_OF}.parquet")
+    table = read_scores(serving_home / "winback_output/scores", AS_OF)
     table = table.set_index("customer_id")
     for record in body["scores"]:
         stored = table.loc[record["customer_id"]]

@@ -322,13 +322,33 @@ def test_store_refuses_duplicate_customers(tmp_path):
         store.write_score_table(doubled, features, tmp_path, dt.date(2024, 1, 31))
 
 
-def test_a_failed_write_leaves_the_previous_file(tmp_path):
-    path = tmp_path / "x.parquet"
-    store.write_parquet_atomic(pd.DataFrame({"a": [1]}), path)
+def test_a_failed_write_leaves_the_previous_version(tmp_path):
+    d1 = dt.date(2024, 1, 31)
+    first = store.write_score_table(*_tiny_table(d1, 10.0), tmp_path, d1)
+    table, features = _tiny_table(d1, 200.0)
     with pytest.raises(Exception):  # noqa: B017 - pyarrow's own error type
-        store.write_parquet_atomic(pd.DataFrame({"a": [object()]}), path)
-    assert pd.read_parquet(path)["a"].tolist() == [1]
-    assert [p.name for p in tmp_path.iterdir()] == ["x.parquet"]
+        store.write_score_table(table, features.assign(bad=object()), tmp_path, d1)
+    assert store.read_scores(tmp_path, d1).equals(pd.read_parquet(first.scores_path))
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == sorted([".score.lock", first.folder.name, "scores.duckdb"])
+
+
+def test_each_write_is_a_new_version_folder_and_old_layout_is_still_read(tmp_path):
+    d1, d2 = dt.date(2024, 1, 31), dt.date(2024, 2, 29)
+    table, features = _tiny_table(d1, 10.0)
+    table.to_parquet(tmp_path / "scores_2024-01-31.parquet")  # the earlier flat layout
+    features.to_parquet(tmp_path / "features_2024-01-31.parquet")
+    assert store.score_versions(tmp_path) == [d1]
+    assert store.read_scores(tmp_path, d1)["customer_id"].tolist() == ["a", "b", "c", "d"]
+    written = store.write_score_table(*_tiny_table(d2, 10.0), tmp_path, d2)
+    assert sorted(p.name for p in written.folder.iterdir()) == [
+        "features.parquet",
+        "metadata.json",
+        "scores.parquet",
+    ]
+    again = store.write_score_table(*_tiny_table(d1, 20.0), tmp_path, d1)
+    assert not (tmp_path / "scores_2024-01-31.parquet").exists()  # replaced by the folder
+    assert store.read_version(tmp_path, d1)[0].equals(pd.read_parquet(again.scores_path))
 
 
 # ------------------------------------------------------------------ lookups
