@@ -136,6 +136,7 @@ def score_once(data: Path, tracking_dir: Path, score_dir: Path, explain_top: int
         model_versions=None,
         engine="duckdb",
         spark_master=None,
+        wait=0.0,
     )
     wall, cpu = time.perf_counter() - t1, time.process_time() - c1
     peak = max([_rss_mib("VmHWM"), *(r["peak_mib"] for r in recorder.rows)])
