@@ -7,7 +7,7 @@ Parquet, and in the same run the 4-column RFM summary of ``lifetimes``
 prints wall time, CPU time (user + sys of the process, which the machine's
 other load inflates less than wall time) and peak memory (max RSS) of each.
 Times start after the imports (ours: before ``connect_parquet``; the peers:
-before ``pd.read_parquet``) and include reading the Parquet file.
+before ``pd.read_parquet``, their summary function imported) and include reading the Parquet file.
 
 lifetimes and PyMC-Marketing are never project dependencies: they live in a
 separate virtual environment, made once with::
@@ -106,8 +106,17 @@ def write_shop(directory: Path, customers: int, lines: int, seed: int = 0) -> No
         pq.write_table(pa.table(cols), directory / f"{name}.parquet")
 
 
-OURS = """
-import json, resource, sys, time
+PEAK = """
+def peak_mib():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+"""
+
+OURS = (
+    PEAK
+    + """
+import json, sys, time
 from datetime import date
 from features.build import build_feature_table_from
 from features.engine import connect_parquet
@@ -117,30 +126,34 @@ con.execute("SET enable_progress_bar = false")
 frame = build_feature_table_from(con, [date.fromisoformat(sys.argv[2])])
 seconds = time.perf_counter() - t0
 print(json.dumps({"seconds": seconds, "cpu_seconds": time.process_time() - c0, "rows": len(frame), "columns": frame.shape[1],
-                  "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "peak_mib": peak_mib()}))
 """
+)
 
-PEER = """
-import json, resource, sys, time
+PEER = (
+    PEAK
+    + """
+import json, sys, time
 import pandas as pd
+if sys.argv[3] == "lifetimes":
+    from lifetimes.utils import summary_data_from_transaction_data as summary
+    unit = {"freq": "D"}
+else:
+    from pymc_marketing.clv.utils import rfm_summary as summary
+    unit = {"time_unit": "D"}
 t0, c0 = time.perf_counter(), time.process_time()
 frame = pd.read_parquet(sys.argv[1] + "/transactions.parquet",
                         columns=["customer_id", "ordered_at", "amount", "is_return"])
 frame = frame[~frame["is_return"]]
 frame["ordered_at"] = frame["ordered_at"].dt.tz_localize(None)
 end = pd.Timestamp(sys.argv[2]) + pd.Timedelta(days=1) - pd.Timedelta(microseconds=1)
-if sys.argv[3] == "lifetimes":
-    from lifetimes.utils import summary_data_from_transaction_data as summary
-    out = summary(frame, "customer_id", "ordered_at", monetary_value_col="amount",
-                  observation_period_end=end, freq="D")
-else:
-    from pymc_marketing.clv.utils import rfm_summary as summary
-    out = summary(frame, "customer_id", "ordered_at", monetary_value_col="amount",
-                  observation_period_end=end, time_unit="D")
+out = summary(frame, "customer_id", "ordered_at", monetary_value_col="amount",
+              observation_period_end=end, **unit)
 seconds = time.perf_counter() - t0
 print(json.dumps({"seconds": seconds, "cpu_seconds": time.process_time() - c0, "rows": len(out), "columns": out.shape[1],
-                  "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "peak_mib": peak_mib()}))
 """
+)
 
 
 def run(python: str, code: str, *args: str) -> dict:
@@ -168,6 +181,46 @@ def install_peers() -> None:
     )
 
 
+def write_shop_in_subprocess(directory: Path, customers: int, lines: int) -> None:
+    """Run :func:`write_shop` in its own process, so no build inherits its memory."""
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); from features_benchmark import write_shop;"
+        " from pathlib import Path; write_shop(Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))"
+    )
+    here = str(Path(__file__).resolve().parent)
+    subprocess.run(
+        [sys.executable, "-c", code, here, str(directory), str(customers), str(lines)], check=True
+    )
+
+
+def builds(args: argparse.Namespace, data: Path) -> dict[str, tuple[str, str, tuple[str, ...]]]:
+    """The builds to run: name -> (python, code, arguments)."""
+    out = {
+        "winback (DuckDB, all features)": (
+            sys.executable,
+            OURS,
+            (str(data), str(CUTOFF), str(args.threads), args.memory_limit),
+        )
+    }
+    if not args.skip_peers:
+        peer_python = str(PEERS_VENV / "bin" / "python")
+        for peer in ("lifetimes", "pymc-marketing"):
+            out[f"{peer} RFM summary"] = (peer_python, PEER, (str(data), str(CUTOFF), peer))
+    return out
+
+
+def report(name: str, result: dict, load: float) -> None:
+    """Print one row of the result table."""
+    if "error" in result:
+        print(f"{name:38} error: {result['error']}", flush=True)
+        return
+    print(
+        f"{name:38} {result['seconds']:8.2f} {result['cpu_seconds']:7.2f}"
+        f" {result['peak_mib']:9.0f} {result['rows']:10,} {result['columns']:5} {load:6.2f}",
+        flush=True,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--customers", type=int, default=1_000_000)
@@ -175,6 +228,9 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=None, help="Parquet folder (made if absent)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--memory-limit", default="1GB", help="DuckDB memory_limit for ours")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="run every build this many times, interleaved"
+    )
     parser.add_argument("--install-peers", action="store_true")
     parser.add_argument("--skip-peers", action="store_true")
     args = parser.parse_args()
@@ -182,39 +238,26 @@ def main() -> None:
     data = args.data or Path(f"/tmp/winback-bench-{args.customers}-{args.lines}")
     if not (data / "transactions.parquet").exists():
         t0 = time.perf_counter()
-        write_shop(data, args.customers, args.lines)
+        write_shop_in_subprocess(data, args.customers, args.lines)
         print(f"wrote {data} in {time.perf_counter() - t0:.1f} s")
-    print(f"load: {os.getloadavg()}  cores: {os.cpu_count()}")
-    results = {
-        "winback (DuckDB, all features)": run(
-            sys.executable, OURS, str(data), str(CUTOFF), str(args.threads), args.memory_limit
-        )
-    }
-    if not args.skip_peers:
-        if args.install_peers and not PEERS_VENV.exists():
-            install_peers()
-        peer_python = PEERS_VENV / "bin" / "python"
-        for peer in ("lifetimes", "pymc-marketing"):
-            if peer_python.exists():
-                results[f"{peer} RFM summary"] = run(
-                    str(peer_python), PEER, str(data), str(CUTOFF), peer
-                )
-            else:
-                results[f"{peer} RFM summary"] = {
-                    "error": f"no {peer_python}: pass --install-peers"
-                }
+    if not args.skip_peers and args.install_peers and not PEERS_VENV.exists():
+        install_peers()
     print(
-        f"\n{args.customers:,} customers, {args.lines:,} lines, cutoff {CUTOFF}, threads {args.threads}, DuckDB memory_limit {args.memory_limit}"
+        f"{args.customers:,} customers, {args.lines:,} lines, cutoff {CUTOFF},"
+        f" threads {args.threads}, DuckDB memory_limit {args.memory_limit}, cores {os.cpu_count()}"
     )
-    print(f"{'what':38} {'wall s':>8} {'cpu s':>7} {'peak MiB':>9} {'rows':>10} {'cols':>5}")
-    for name, r in results.items():
-        if "error" in r:
-            print(f"{name:38} error: {r['error']}")
-        else:
-            print(
-                f"{name:38} {r['seconds']:8.2f} {r['cpu_seconds']:7.2f} {r['peak_mib']:9.0f}"
-                f" {r['rows']:10,} {r['columns']:5}"
-            )
+    print(
+        f"{'what':38} {'wall s':>8} {'cpu s':>7} {'peak MiB':>9} {'rows':>10} {'cols':>5}"
+        f" {'load1':>6}"
+    )
+    todo = builds(args, data)
+    for _ in range(args.rounds):
+        for name, (python, code, arguments) in todo.items():
+            if not Path(python).exists():
+                report(name, {"error": f"no {python}: pass --install-peers"}, 0.0)
+                continue
+            load = os.getloadavg()[0]
+            report(name, run(python, code, *arguments), load)
     print(f"load after: {os.getloadavg()}")
 
 

@@ -8,8 +8,10 @@ process, builds every registered feature as of the last data day straight from
 the Parquet files (``features.engine.connect_parquet``) with DuckDB's
 ``memory_limit`` and a spill directory, writing the feature table to Parquet
 with ``COPY`` so the result never has to fit in memory either. Prints wall
-time, CPU time and the peak resident memory of that process
-(``resource.getrusage(RUSAGE_SELF).ru_maxrss``), plus the machine's load.
+time, CPU time and the peak resident memory of that process (``VmHWM``),
+plus the machine's load. The query is the one-cutoff form (events filtered
+against the literal date, grouped by ``customer_id`` alone) that
+``build_feature_table_from`` runs for one cutoff.
 
 Run (heavy: ~10 GB of disk, tens of minutes on 2 cores)::
 
@@ -25,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -36,8 +37,12 @@ ID_COLUMNS = ("customer_id", "order_id", "ticket_id", "referred_customer_id")
 
 
 def peak_rss_gib() -> float:
-    """Peak resident memory of this process in GiB (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+    """Peak resident memory of this process in GiB (``VmHWM``: unlike ``ru_maxrss`` it
+    does not carry a parent's peak over ``exec``)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024**2
+    return float("nan")
 
 
 def generate_chunk(data: Path, chunk: int, customers: int, seed: int) -> dict[str, int]:
@@ -85,9 +90,7 @@ def build_features_duckdb(
     cutoff = last.date() if isinstance(last, dt.datetime) else last
     columns = table_columns(con)
     definitions, notes = resolve(None, columns)
-    con.execute("CREATE OR REPLACE TEMP TABLE cutoffs (cutoff DATE)")
-    con.execute("INSERT INTO cutoffs VALUES (?)", [cutoff])
-    sql = feature_query(definitions, columns)
+    sql = feature_query(definitions, columns, cutoff=cutoff)
     quoted = str(out).replace("'", "''")
     con.execute(f"COPY ({sql}) TO '{quoted}' (FORMAT parquet)")
     rows = con.execute(f"SELECT count(*) FROM read_parquet('{quoted}')").fetchall()[0][0]

@@ -27,179 +27,51 @@ import pyarrow.compute as pc
 from features.engine import connect, table_columns
 from features.feature_sets import FeatureSet
 from features.registry import RELATIONS, FeatureDefinition, resolve
+from features.relations import (
+    EVENT_TABLES,
+    KEYS,
+    Shape,
+    category_sql,
+    event_sql,
+    lines_sql,
+    order_gaps_sql,
+    orders_sql,
+    returned_lines_sql,
+)
 from features.schema import SCHEMAS, ShopTables
 
 logger = logging.getLogger(__name__)
 
-KEYS = ("cutoff", "customer_id")
 
-# Relations in dependency order; each is a CTE named ``rel_<name>``.
-_EVENT_TABLES = {
-    "support_tickets": ("opened_at", ()),
-    "referrals": ("referred_at", ()),
-    "reviews": ("reviewed_at", ("rating",)),
-    "engagement_events": ("occurred_at", ("event_type",)),
-}
+def _relation_ctes(
+    by_relation: dict[str, list[FeatureDefinition]], tx: Collection[str], shape: Shape
+) -> list[tuple[str, str]]:
+    """The ``rel_<name>`` CTEs of the relations the definitions use, in dependency order.
 
-
-class _Shape:
-    """How the relations meet the cutoffs: a join with ``cutoffs``, or one literal date.
-
-    With one cutoff the events are filtered against a literal date and every
-    grouping, window and join is by ``customer_id`` alone (no join with the
-    ``cutoffs`` relation, one key less to hash and sort).
+    The ``order_days`` definitions join the ``orders`` ones (one grouping over the
+    order rows with their gaps); ``by_relation`` is updated to say so.
     """
-
-    def __init__(self, cutoff: date | None) -> None:
-        self.single = cutoff is not None
-        self.cutoff = f"DATE '{cutoff.isoformat()}'" if cutoff is not None else "c.cutoff"
-        self.keys: tuple[str, ...] = ("customer_id",) if cutoff is not None else KEYS
-        self.by = ", ".join(self.keys)
-
-    def age_days(self, column: str) -> str:
-        return f"date_diff('day', CAST({column} AS DATE), {self.cutoff})"
-
-    def events(self, table: str, alias: str, time_column: str) -> str:
-        """``FROM`` (and ``WHERE``) of ``table``'s events on or before the cutoff(s)."""
-        before = f"{alias}.{time_column} < CAST({self.cutoff} AS TIMESTAMP) + INTERVAL 1 DAY"
-        if self.single:
-            return f"FROM {table} AS {alias} WHERE {before}"
-        return f"FROM {table} AS {alias} JOIN cutoffs AS c ON {before}"
-
-    def select_keys(self, alias: str) -> str:
-        return f"{alias}.customer_id" if self.single else f"c.cutoff, {alias}.customer_id"
-
-
-def _is_return(tx_columns: Collection[str], alias: str) -> str:
-    return f"COALESCE({alias}.is_return, FALSE)" if "is_return" in tx_columns else "FALSE"
-
-
-def _lines_sql(tx_columns: Collection[str], shape: _Shape) -> str:
-    """Every line on or before the cutoff, for the additive line sums (relation ``lines``).
-
-    Spend, margin, discount and returns are sums over lines, so they are aggregated
-    from the lines straight to the customer: no order grouping carries them.
-    """
-    extra = ""
-    if "margin_amount" in tx_columns:
-        extra += ", t.margin_amount"
-    if "discount_amount" in tx_columns:
-        extra += ", COALESCE(t.discount_amount, 0.0) AS discount_amount"
-    return (
-        f"SELECT {shape.select_keys('t')}, {shape.age_days('t.ordered_at')} AS age_days,"
-        f" t.amount, {_is_return(tx_columns, 't')} AS is_return{extra}\n"
-        f"  {shape.events('transactions', 't', 'ordered_at')}"
-    )
-
-
-def _orders_sql(tx_columns: Collection[str], shape: _Shape) -> str:
-    """One narrow row per purchase order: its value, age and whether a line was discounted.
-
-    Only the purchase (non-return) lines are read, so every order row is a purchase
-    order and the customers with one are the population. The row carries only what
-    needs the order level (counts, order values, gaps); the line sums live in ``lines``.
-    """
-    parts = [
-        "SUM(t.amount) AS order_amount",
-        f"MAX({shape.age_days('t.ordered_at')}) AS order_age_days",
-    ]
-    if "discount_amount" in tx_columns:
-        parts.append(
-            "MAX(CASE WHEN COALESCE(t.discount_amount, 0.0) > 0 THEN 1 ELSE 0 END)"
-            " AS order_discounted"
-        )
-    purchased = f" AND NOT {_is_return(tx_columns, 't')}" if "is_return" in tx_columns else ""
-    keys = shape.select_keys("t")
-    return (
-        f"SELECT {keys}, t.order_id,\n    "
-        + ",\n    ".join(parts)
-        + f"\n  {shape.events('transactions', 't', 'ordered_at')}{purchased}"
-        + f"\n  GROUP BY {keys}, t.order_id"
-    )
-
-
-def _order_gaps_sql(shape: _Shape) -> str:
-    """Orders in time order with the days since the previous purchase order (``gap_days``).
-
-    0 for another order the same day, so the non-zero gaps are the gaps between
-    distinct purchase days. The window runs over the narrow order rows themselves,
-    so ``order_days`` features are aggregated with the ``orders`` ones: no second
-    grouping, no extra join, and the order relation is streamed once.
-    """
-    return (
-        "SELECT *,\n"
-        f"    LAG(order_age_days) OVER (PARTITION BY {shape.by}"
-        " ORDER BY order_age_days DESC) - order_age_days AS gap_days\n"
-        "  FROM rel_order_rows"
-    )
-
-
-def _category_sql(tx_columns: Collection[str], shape: _Shape) -> list[tuple[str, str]]:
-    margin = "margin_amount" in tx_columns
-    # Narrow scans of the purchased, categorised lines (filter pushed into the scan).
-    # The shop-wide category margin rates get a scan of their own rather than a second
-    # reader of the (customer, category) grouping: a relation read twice is
-    # materialised, and that grouping has millions of rows.
-    purchased = f" AND NOT {_is_return(tx_columns, 't')}" if "is_return" in tx_columns else ""
-    scan = (
-        f"{shape.events('transactions', 't', 'ordered_at')}{purchased} AND t.category IS NOT NULL"
-    )
-    keys = shape.select_keys("t")
-    spend = (
-        f"SELECT {keys}, t.category, SUM(t.amount) AS category_amount\n"
-        f"  {scan}\n  GROUP BY {keys}, t.category"
-    )
-    if not margin:
-        return [("rel_customer_categories", spend)]
-    cutoff_key = "" if shape.single else "c.cutoff, "
-    totals = (
-        f"SELECT {cutoff_key}t.category, SUM(t.amount) AS category_amount,"
-        " SUM(t.margin_amount) AS category_margin_amount\n"
-        f"  {scan}\n  GROUP BY {cutoff_key}t.category"
-    )
-    if shape.single:
-        rates = (
-            "SELECT r.category, CASE WHEN r.rate > s.rate THEN 1 ELSE 0 END AS high_margin\n"
-            "  FROM (SELECT category, SUM(category_margin_amount)"
-            " / NULLIF(SUM(category_amount), 0) AS rate\n"
-            "        FROM rel_category_totals GROUP BY category) AS r\n"
-            "  CROSS JOIN (SELECT SUM(category_margin_amount) / NULLIF(SUM(category_amount), 0)"
-            " AS rate\n"
-            "        FROM rel_category_totals) AS s"
-        )
-        on = "m.category = p.category"
+    ctes: list[tuple[str, str]] = []
+    on_orders = [d.expression for d in by_relation["orders"] + by_relation["order_days"]]
+    if by_relation["order_days"]:
+        ctes += [
+            ("rel_order_rows", orders_sql(tx, shape, on_orders)),
+            ("rel_orders", order_gaps_sql(shape)),
+        ]
+        by_relation["orders"] += by_relation.pop("order_days")
     else:
-        rates = (
-            "SELECT r.cutoff, r.category,"
-            " CASE WHEN r.rate > s.rate THEN 1 ELSE 0 END AS high_margin\n"
-            "  FROM (SELECT cutoff, category, SUM(category_margin_amount)"
-            " / NULLIF(SUM(category_amount), 0) AS rate\n"
-            "        FROM rel_category_totals GROUP BY cutoff, category) AS r\n"
-            "  JOIN (SELECT cutoff, SUM(category_margin_amount) / NULLIF(SUM(category_amount), 0)"
-            " AS rate\n"
-            "        FROM rel_category_totals GROUP BY cutoff) AS s ON s.cutoff = r.cutoff"
-        )
-        on = "m.cutoff = p.cutoff AND m.category = p.category"
-    joined = (
-        f"SELECT {', '.join('p.' + k for k in shape.keys)}, p.category, p.category_amount,"
-        " m.high_margin\n"
-        f"  FROM rel_category_spend AS p JOIN rel_category_margin AS m ON {on}"
-    )
-    return [
-        ("rel_category_totals", totals),
-        ("rel_category_margin", rates),
-        ("rel_category_spend", spend),
-        ("rel_customer_categories", joined),
-    ]
-
-
-def _event_sql(table: str, shape: _Shape) -> str:
-    time_column, extra = _EVENT_TABLES[table]
-    cols = "".join(f", e.{c}" for c in extra)
-    return (
-        f"SELECT {shape.select_keys('e')}, {shape.age_days('e.' + time_column)} AS age_days{cols}\n"
-        f"  {shape.events(table, 'e', time_column)}"
-    )
+        ctes.append(("rel_orders", orders_sql(tx, shape, on_orders)))
+        by_relation.pop("order_days")
+    if by_relation["lines"]:
+        ctes.append(("rel_lines", lines_sql(tx, shape)))
+    if by_relation["returned_lines"]:
+        ctes.append(("rel_returned_lines", returned_lines_sql(shape)))
+    if by_relation["customer_categories"]:
+        ctes += category_sql(tx, shape)
+    for table in EVENT_TABLES:
+        if by_relation[table]:
+            ctes.append((f"rel_{table}", event_sql(table, shape)))
+    return ctes
 
 
 def feature_query(
@@ -243,24 +115,8 @@ def feature_query(
                 chosen.add(dep)
                 by_relation[registry()[dep].relation].insert(0, registry()[dep])
 
-    shape = _Shape(cutoff)
-    ctes: list[tuple[str, str]] = []
-    if by_relation["order_days"]:
-        ctes += [
-            ("rel_order_rows", _orders_sql(tx, shape)),
-            ("rel_orders", _order_gaps_sql(shape)),
-        ]
-        by_relation["orders"] += by_relation.pop("order_days")
-    else:
-        ctes.append(("rel_orders", _orders_sql(tx, shape)))
-        by_relation.pop("order_days")
-    if by_relation["lines"]:
-        ctes.append(("rel_lines", _lines_sql(tx, shape)))
-    if by_relation["customer_categories"]:
-        ctes += _category_sql(tx, shape)
-    for table in _EVENT_TABLES:
-        if by_relation[table]:
-            ctes.append((f"rel_{table}", _event_sql(table, shape)))
+    shape = Shape(cutoff)
+    ctes = _relation_ctes(by_relation, tx, shape)
 
     joined_cols = [f"agg_orders.{k}" for k in shape.keys]
     joins: list[str] = []

@@ -142,3 +142,35 @@ def connect_parquet(
             "write the canonical transactions table there first"
         )
     return con
+
+
+def outline(con: duckdb.DuckDBPyConnection, source: str = "") -> ShopTables:
+    """A stand-in ``ShopTables`` for the tables registered on ``con`` (e.g. by ``connect_parquet``).
+
+    Each contract table present is a pandas frame with its columns and no rows,
+    except ``transactions``, which holds its first and last line by
+    ``ordered_at`` (as UTC), and ``suppressions``, read whole (a short list of
+    do-not-contact customers that the score store keeps), so ``last_event_at``,
+    the suppressions and the SQL generators of
+    ``features.labels``/``features.tiers`` (which read only column names) work
+    without loading the rows. Never use it for values: pass ``con`` along.
+    """
+    present: dict[str, pd.DataFrame] = {}
+    for name, columns in table_columns(con).items():
+        if name == "transactions":
+            frame = con.sql(
+                "(SELECT * FROM transactions WHERE ordered_at IS NOT NULL"
+                " ORDER BY ordered_at LIMIT 1) UNION ALL"
+                " (SELECT * FROM transactions WHERE ordered_at IS NOT NULL"
+                " ORDER BY ordered_at DESC LIMIT 1)"
+            ).df()
+            frame["ordered_at"] = pd.to_datetime(frame["ordered_at"]).dt.tz_localize("UTC")
+        elif name == "suppressions":  # values, not only columns: stored with each score version
+            frame = con.sql("SELECT * FROM suppressions").df()
+            for column in ("customer_id", "reason"):
+                if column in frame.columns:
+                    frame[column] = frame[column].astype("string")
+        else:
+            frame = pd.DataFrame({c: pd.Series([], dtype=object) for c in columns})
+        present[name] = frame
+    return ShopTables(**present, source=source)

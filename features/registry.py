@@ -24,6 +24,7 @@ RELATIONS: dict[str, str] = {
     "orders": "transactions",
     "order_days": "transactions",
     "lines": "transactions",
+    "returned_lines": "transactions",
     "customer_categories": "transactions",
     "support_tickets": "support_tickets",
     "referrals": "referrals",

@@ -167,7 +167,9 @@ def trailing_value_sql(tables: ShopTables, window_days: int = 365) -> str:
     """The SQL behind :func:`trailing_value`, over the relations ``transactions`` and ``cutoffs``.
 
     Lines are summed per customer and day first, so the range join with the
-    cutoffs touches one row per customer-day instead of one per line.
+    cutoffs touches one row per customer-day instead of one per line; only the
+    lines between the earliest window start and the latest window end are read
+    (the rest join no cutoff).
     """
     is_return, margin = purchase_expressions(tables)
     return f"""
@@ -186,6 +188,8 @@ daily AS (
         SUM({margin}) AS margin,
         SUM(CASE WHEN {is_return} THEN 0 ELSE 1 END) AS purchase_lines
     FROM transactions AS t
+    WHERE t.ordered_at >= (SELECT MIN(window_start) FROM bounds)
+        AND t.ordered_at < (SELECT MAX(window_end) FROM bounds)
     GROUP BY t.customer_id, CAST(CAST(t.ordered_at AS DATE) AS TIMESTAMP)
 )
 SELECT

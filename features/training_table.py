@@ -17,7 +17,7 @@ from collections.abc import Iterable
 import duckdb
 import pandas as pd
 
-from features.build import build_feature_table
+from features.build import build_feature_table, build_feature_table_from
 from features.engine import connect
 from features.feature_sets import FeatureSet
 from features.labels import LabelConfig, build_labels, customer_status
@@ -223,6 +223,30 @@ def build_scoring_frame(
     dates = one_date(as_of)
     con = connect(tables) if con is None else con
     features = build_feature_table(tables, dates, feature_set=feature_set, con=con)
+    status = customer_status(tables, dates, label_config, con=con)
+    return join_scoring_frame(features, status, dates[0], feature_set)
+
+
+def build_scoring_frame_from(
+    con: duckdb.DuckDBPyConnection,
+    as_of: dt.date | str,
+    feature_set: FeatureSet | None = None,
+    *,
+    tables: ShopTables | None = None,
+    label_config: LabelConfig = LabelConfig(),
+) -> pd.DataFrame:
+    """:func:`build_scoring_frame` from contract views already registered on ``con``.
+
+    With ``features.engine.connect_parquet`` the tables are read in place by
+    DuckDB and never become pandas frames (a million customers' 23M events take
+    about 3 GB as frames). ``tables`` is the outline of ``con``
+    (``features.engine.outline``; made when not given): only its columns are read.
+    """
+    from features.engine import outline
+
+    dates = one_date(as_of)
+    features = build_feature_table_from(con, dates, feature_set=feature_set)
+    tables = outline(con) if tables is None else tables
     status = customer_status(tables, dates, label_config, con=con)
     return join_scoring_frame(features, status, dates[0], feature_set)
 

@@ -1,13 +1,16 @@
 """Spend, its trend, order values, margin and discount behaviour.
 
 Relations: ``orders`` (one row per purchase order: ``order_amount`` = value of
-its non-return lines, ``order_age_days``, and ``order_discounted`` = 1 when one
-of them has a discount, where ``discount_amount`` exists); ``lines`` (one row per
-order line: ``age_days``, ``amount``, ``is_return``, and where the optional
-columns exist ``margin_amount`` and ``discount_amount``, missing discounts as 0),
-for the sums that need no order grouping; ``customer_categories`` (spend per customer and category, with
+its non-return lines, ``order_age_days``, and where the optional columns exist
+the sums over its purchase lines ``order_margin_amount``,
+``order_margin_365d_amount`` (lines of the last 365 days), ``order_discount_amount``
+(missing discounts as 0) and ``order_full_price_amount`` (value of the lines
+without discount), and ``order_discounted`` = 1 when one of them has a
+discount); ``customer_categories`` (spend per customer and category, with
 ``high_margin`` = 1 when the category's shop-wide margin rate up to the cutoff
-is above the shop's overall margin rate up to the cutoff).
+is above the shop's overall margin rate up to the cutoff). The line sums come
+to the customer through the orders (a sum of order sums), so the lines are
+grouped once.
 """
 
 from __future__ import annotations
@@ -19,10 +22,10 @@ from features.registry import FeatureDefinition
 FAMILY = "monetary_margin"
 WINDOWS_DAYS = (30, 90, 180, 365)
 
-#: Value of the purchased lines, over the ``lines`` relation.
-SPEND = "SUM(CASE WHEN is_return THEN 0.0 ELSE amount END)"
-MARGIN_SUM = "SUM(CASE WHEN is_return THEN 0.0 ELSE margin_amount END)"
-DISCOUNT_SUM = "SUM(CASE WHEN is_return THEN 0.0 ELSE discount_amount END)"
+#: Value, margin and discount of the purchased lines, over the ``orders`` relation.
+SPEND = "SUM(order_amount)"
+MARGIN_SUM = "SUM(order_margin_amount)"
+DISCOUNT_SUM = "SUM(order_discount_amount)"
 MARGIN = "transactions.margin_amount"
 DISCOUNT = "transactions.discount_amount"
 
@@ -36,7 +39,7 @@ _feature = partial(FeatureDefinition.numeric, FAMILY)
 
 
 FEATURES: tuple[FeatureDefinition, ...] = (
-    _feature("spend_amount", "lines", SPEND, "Value of all purchased (non-return) lines."),
+    _feature("spend_amount", "orders", SPEND, "Value of all purchased (non-return) lines."),
     *(
         _feature(
             f"spend_{days}d_amount",
@@ -86,36 +89,35 @@ FEATURES: tuple[FeatureDefinition, ...] = (
     ),
     _feature(
         "total_margin_amount",
-        "lines",
+        "orders",
         MARGIN_SUM,
         "Gross margin of all purchased lines.",
         columns=(MARGIN,),
     ),
     _feature(
         "margin_365d_amount",
-        "lines",
-        "SUM(CASE WHEN is_return OR age_days >= 365 THEN 0.0 ELSE margin_amount END)",
+        "orders",
+        "SUM(order_margin_365d_amount)",
         "Gross margin of purchased lines in the last 365 days.",
         columns=(MARGIN,),
     ),
     _feature(
         "margin_rate",
-        "lines",
+        "orders",
         f"{MARGIN_SUM} / NULLIF({SPEND}, 0)",
         "Gross margin over spend; missing when spend is 0.",
         columns=(MARGIN,),
     ),
     _feature(
         "full_price_spend_share",
-        "lines",
-        "SUM(CASE WHEN NOT is_return AND discount_amount = 0 THEN amount ELSE 0.0 END)"
-        f" / NULLIF({SPEND}, 0)",
+        "orders",
+        f"SUM(order_full_price_amount) / NULLIF({SPEND}, 0)",
         "Share of spend on lines bought without discount; missing when spend is 0.",
         columns=(DISCOUNT,),
     ),
     _feature(
         "discount_rate",
-        "lines",
+        "orders",
         f"{DISCOUNT_SUM} / NULLIF({SPEND} + {DISCOUNT_SUM}, 0)",
         "Discount given over list value (spend + discount) of purchased lines.",
         columns=(DISCOUNT,),

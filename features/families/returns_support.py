@@ -1,7 +1,8 @@
 """Indirect costs: returned lines and support tickets.
 
-Relations: ``lines`` (one row per order line with ``age_days``, ``amount`` and
-``is_return``) and
+Relations: ``returned_lines`` (one row per returned order line, ``is_return``,
+with ``age_days`` and ``amount``), ``orders`` for the spend a return rate
+divides by, and
 ``support_tickets`` (one row per ticket opened by the cutoff, ``age_days``).
 """
 
@@ -13,7 +14,6 @@ from features.registry import FeatureDefinition
 
 FAMILY = "returns_support"
 IS_RETURN = "transactions.is_return"
-RETURNED = "SUM(CASE WHEN is_return THEN amount ELSE 0.0 END)"
 
 
 _feature = partial(FeatureDefinition.numeric, FAMILY)
@@ -22,31 +22,35 @@ _feature = partial(FeatureDefinition.numeric, FAMILY)
 FEATURES: tuple[FeatureDefinition, ...] = (
     _feature(
         "returned_line_count",
-        "lines",
-        "COUNT(CASE WHEN is_return THEN 1 END)",
+        "returned_lines",
+        "COUNT(*)",
         "Returned order lines (is_return), all history.",
         columns=(IS_RETURN,),
+        zero_when_absent=True,
     ),
     _feature(
         "returned_line_count_365d",
-        "lines",
-        "COUNT(CASE WHEN is_return AND age_days < 365 THEN 1 END)",
+        "returned_lines",
+        "COUNT(CASE WHEN age_days < 365 THEN 1 END)",
         "Returned order lines in the last 365 days.",
         columns=(IS_RETURN,),
+        zero_when_absent=True,
     ),
     _feature(
         "returned_amount",
-        "lines",
-        RETURNED,
+        "returned_lines",
+        "SUM(amount)",
         "Value of returned lines.",
         columns=(IS_RETURN,),
+        zero_when_absent=True,
     ),
     _feature(
         "return_rate",
-        "lines",
-        f"{RETURNED} / NULLIF(SUM(CASE WHEN is_return THEN 0.0 ELSE amount END), 0)",
+        "derived",
+        "returned_amount / NULLIF(spend_amount, 0)",
         "Returned value over purchased value; missing when spend is 0.",
         columns=(IS_RETURN,),
+        depends_on=("returned_amount", "spend_amount"),
     ),
     _feature(
         "support_ticket_count",

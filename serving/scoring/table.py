@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import duckdb
 import numpy as np
 import pandas as pd
 
@@ -181,19 +182,31 @@ def score_customers(
     config: ServingConfig | None = None,
     *,
     scored_at: dt.datetime | None = None,
+    con: duckdb.DuckDBPyConnection | None = None,
 ) -> store.ScoreTableVersion:
     """Build features as of ``as_of``, score everyone and write the versioned score table.
 
     This is what ``winback score --as-of DATE`` runs. A rerun for the same date
     replaces that version. The shop's do-not-contact customers are stored with
-    the version, so lists made from it leave them out.
+    the version, so lists made from it leave them out. With ``con`` the tables
+    are the contract views registered on it (``features.engine.connect_parquet``:
+    read in place) and ``tables`` their outline (``features.engine.outline``:
+    columns, no rows).
     """
-    from features.training_table import build_scoring_frame
+    from features.training_table import build_scoring_frame, build_scoring_frame_from
 
     config = config or ServingConfig()
     feature_set = scoring_feature_set(models)
-    frame = build_scoring_frame(tables, as_of, feature_set)
+    if con is None:
+        frame = build_scoring_frame(tables, as_of, feature_set)
+    else:
+        frame = build_scoring_frame_from(con, as_of, feature_set, tables=tables)
     if models.value is not None:
+        if con is not None:
+            raise ValueError(
+                "the value champion needs the shop's rows for its purchase summary: "
+                "score loaded tables (con=None) when a value model is served"
+            )
         frame = with_summary(frame, tables, as_of)
     table = score_table(
         frame,

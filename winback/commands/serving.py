@@ -138,6 +138,9 @@ def _score_locked(config, data, mapping, as_of, engine, spark_master) -> None:
         raise typer.Exit(1) from None
     if engine == "spark":
         version, date = _score_on_spark(data, mapping, as_of, models, config, spark_master)
+    # in place unless a value champion is served: its purchase summary reads the rows
+    elif _is_simulated_folder(data, mapping) and models.value is None:
+        version, date = _score_in_place(data, as_of, models, config)
     else:
         tables = _load_tables(data, mapping)
         date = _parse_date(as_of, tables)
@@ -147,6 +150,34 @@ def _score_locked(config, data, mapping, as_of, engine, spark_master) -> None:
         f"scored {version.rows:,} customers as of {date} with {versions} "
         f"in {time.perf_counter() - started:.1f} s -> {version.folder}"
     )
+
+
+#: DuckDB's memory limit when scoring tables read in place: the feature query of a
+#: million customers stays near 1 GB and spills beyond it rather than growing.
+IN_PLACE_MEMORY_LIMIT = "1GB"
+
+
+def _is_simulated_folder(data: Path | None, mapping: str | None) -> bool:
+    """A folder written by ``winback data simulate`` (canonical Parquet, valid by construction)."""
+    return (
+        data is not None
+        and mapping is None
+        and data.is_dir()
+        and (data / "simulation.json").is_file()
+        and (data / "transactions.parquet").is_file()
+    )
+
+
+def _score_in_place(data: Path, as_of: str | None, models, config):
+    """Score a simulated shop's Parquet files read in place by DuckDB (no pandas copy of the rows)."""
+    from features.engine import connect_parquet, outline
+    from serving.scoring.table import score_customers
+
+    con = connect_parquet(data, memory_limit=IN_PLACE_MEMORY_LIMIT)
+    con.execute("SET enable_progress_bar = false")
+    tables = outline(con, source=str(data))
+    date = _parse_date(as_of, tables)
+    return score_customers(tables, date, models, config, con=con), date
 
 
 def _score_on_spark(data, mapping, as_of, models, config, master):

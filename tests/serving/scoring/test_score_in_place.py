@@ -1,0 +1,61 @@
+"""Scoring a simulated shop's Parquet files read in place writes the same score table.
+
+``winback score --data <simulated folder>`` reads the tables with DuckDB where they
+lie (``features.engine.connect_parquet``) instead of loading them into pandas; the
+score table and the features written must be those of the in-memory path.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from features.engine import connect_parquet, outline
+from features.simulate import write_shop
+from serving.config import ServingConfig
+from serving.scoring import store
+from serving.scoring.table import score_customers
+from tests.serving.scoring.conftest import AS_OF, SCORED_AT
+from winback.commands.serving import _is_simulated_folder
+
+
+@pytest.fixture(scope="module")
+def folder(shop, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("simulated")
+    write_shop(shop, out)
+    return out
+
+
+def test_outline_has_the_columns_and_the_date_range_without_the_rows(shop, folder):
+    tables = outline(connect_parquet(folder))
+    assert tables.last_event_at() == shop.tables.last_event_at()
+    assert len(tables.transactions) == 2
+    for name, frame in shop.tables.present().items():
+        assert list(getattr(tables, name).columns) == list(frame.columns), name
+
+
+def test_in_place_scores_and_features_equal_the_in_memory_ones(
+    models, folder, memory_score_dir, tmp_path
+):
+    con = connect_parquet(folder)
+    config = ServingConfig(score_dir=tmp_path / "in_place")
+    version = score_customers(outline(con), AS_OF, models, config, scored_at=SCORED_AT, con=con)
+    assert version.rows == len(store.read_scores(memory_score_dir, AS_OF)) > 200
+    scores = store.read_scores(tmp_path / "in_place", AS_OF)
+    assert scores["churn_risk"].notna().sum() > 50
+    pd.testing.assert_frame_equal(scores, store.read_scores(memory_score_dir, AS_OF))
+    pd.testing.assert_frame_equal(
+        store.read_features(tmp_path / "in_place", AS_OF),
+        store.read_features(memory_score_dir, AS_OF),
+        rtol=1e-12,
+    )
+
+
+def test_only_a_simulated_folder_without_a_mapping_is_read_in_place(folder, tmp_path):
+    assert _is_simulated_folder(folder, None)
+    assert not _is_simulated_folder(folder, "online-retail")
+    assert not _is_simulated_folder(None, None)
+    (tmp_path / "transactions.parquet").write_bytes((folder / "transactions.parquet").read_bytes())
+    assert not _is_simulated_folder(tmp_path, None)  # a user's folder is validated first
