@@ -96,18 +96,23 @@ def fuzz(schema) -> tuple[collections.Counter, list[str]]:
     return counts, sorted(set(failures))
 
 
-def test_the_service_holds_its_contract_under_fuzzing(client) -> None:
-    # /metrics needs the BentoML server's metrics process, absent from the in-process
-    # app (it hangs there); benchmarks/api_fuzz.py fuzzes it on a real `winback serve`.
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """A real ``bentoml serve`` of the shared home: schemathesis' own ASGI client would start a
+    second lifespan of the in-process app the other HTTP tests share."""
+    from tests.serving.api.test_serve_smoke import running_service
+    from tests.serving.api.test_service_http import shared_serving_home
+
+    with running_service(shared_serving_home(tmp_path_factory), "serve") as url:
+        yield url
+
+
+def test_the_service_holds_its_contract_under_fuzzing(served) -> None:
     # The stateful phase (chains of calls) runs in benchmarks/api_fuzz.py, not in the suite.
-    skip = (
-        '\n[[operations]]\ninclude-path = "/metrics"\nenabled = false\n'
-        "\n[phases.stateful]\nenabled = false\n"
-    )
-    config = schemathesis_config(EXAMPLES, extra=skip)
-    schema = schemathesis.openapi.from_asgi("/docs.json", client.app, config=config, headers=AUTH)
+    config = schemathesis_config(EXAMPLES, extra="\n[phases.stateful]\nenabled = false\n")
+    schema = schemathesis.openapi.from_url(f"{served}/docs.json", config=config, headers=AUTH)
     counts, failures = fuzz(schema)
     assert not failures, "\n".join(failures)
     operations = {operation for operation, _ in counts}
-    assert len(operations) >= 10  # every operation but /metrics
+    assert len(operations) >= 11  # every operation
     assert sum(n for (op, status), n in counts.items() if status == 200) > EXAMPLES * 4

@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime as dt
 
 import pandas as pd
-import pydantic
 import pytest
+from pydantic import ValidationError
 
 from training.reference import ReferenceBins, column_bins
 
@@ -55,5 +55,7 @@ def test_drift_endpoint_answers_200_404_and_400(tmp_path, monkeypatch):
     assert [c["column"] for c in body["columns"]] == ["churn_risk", "x"]
     missing = drift_endpoint(state, DriftRequest(as_of=dt.date(2020, 1, 1)))
     assert missing.status_code == 404 and "winback score" in json.loads(missing.body)["error"]
-    with pytest.raises(pydantic.ValidationError, match="churn"):  # a 400 at the boundary
-        DriftRequest(targets=["upsell"])
+    bad = drift_endpoint(state, DriftRequest(warn_psi=0.5, alert_psi=0.2))
+    assert bad.status_code == 400
+    with pytest.raises(ValidationError, match="churn"):
+        DriftRequest(targets=["upsell"])  # an unknown target is refused by the request model
