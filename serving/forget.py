@@ -29,7 +29,7 @@ import pandas as pd
 from features.erasure import ErasureRegistry
 from features.erasure_files import erase_from_tree, erase_rows, files_under, mentions
 from features.publish import publish_file, publish_text
-from serving.lists.build import list_csv
+from serving.lists.export import list_csv
 from serving.lists.store import (
     CSV_NAME,
     PARQUET_NAME,

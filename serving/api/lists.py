@@ -14,7 +14,8 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from serving.api.schemas import REQUEST_CONFIG
 from serving.api.state import ServingState
-from serving.lists.build import REASON_COLUMN, list_csv, list_records, mark_suppressed
+from serving.lists.build import REASON_COLUMN, mark_suppressed
+from serving.lists.export import list_csv, list_records
 from serving.lists.settings import list_settings_from_file, service_config_file
 from serving.lists.store import (
     LIST_ID_PATTERN,

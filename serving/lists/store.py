@@ -33,10 +33,10 @@ from serving.lists.build import (
     LIST_KINDS,
     SUPPRESSED_ROWS,
     build_list,
-    list_csv,
     mark_suppressed,
     value_note,
 )
+from serving.lists.export import list_csv
 from serving.lists.settings import ListConfig
 from serving.lists.targeting import TargetingConfig
 from serving.lists.uplift import list_uplift

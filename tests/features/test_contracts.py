@@ -453,7 +453,8 @@ def test_every_row_is_accounted_for_and_accepted_rows_meet_the_contract(case):
     for column in schema.required:
         assert out[column].notna().all()
     for column in out.columns:
-        if schema.column(column).kind == "timestamp":
+        # a do-not-contact dated ahead still applies, so suppressions keep future dates
+        if schema.column(column).kind == "timestamp" and table != "suppressions":
             assert (out[column].dropna() <= NOW).all()
         if schema.column(column).kind == "id":
             assert (out[column].dropna().str.strip() == out[column].dropna()).all()

@@ -82,7 +82,7 @@ def run_list(
     """
     import dataclasses
 
-    from serving.lists.build import list_csv, list_records
+    from serving.lists.export import list_csv, list_records
     from serving.lists.store import create_list_from_score_table
     from serving.lists.targeting import TargetingConfig
     from winback.config import ConfigError, list_config, load_config

@@ -9,7 +9,8 @@ import shutil
 import pandas as pd
 import pytest
 
-from serving.lists.build import build_list, list_csv, mark_suppressed, spreadsheet_safe
+from serving.lists.build import build_list, mark_suppressed
+from serving.lists.export import list_csv, spreadsheet_safe
 from serving.lists.store import create_list
 from serving.lists.targeting import TargetingConfig
 from tests.serving.lists.test_lists import _large_scores
