@@ -124,9 +124,13 @@ def remove_folder(path: str | os.PathLike) -> None:
 
 
 def is_temporary(path: str | os.PathLike) -> bool:
-    """Whether ``path`` is a temporary name of this module (a write in progress or abandoned)."""
+    """Whether ``path`` is a temporary name of this module (a write in progress or abandoned).
+
+    Sidecars a library writes beside a temporary file (DuckDB's ``<name>.tmp.wal``)
+    count too: a killed writer leaves them as well.
+    """
     name = Path(path).name
-    return name.startswith(".") and name.endswith(TEMP_SUFFIX)
+    return name.startswith(".") and (name.endswith(TEMP_SUFFIX) or f"{TEMP_SUFFIX}." in name)
 
 
 def remove_leftovers(folder: str | os.PathLike) -> list[Path]:

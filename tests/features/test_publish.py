@@ -82,9 +82,14 @@ def test_remove_folder_and_leftovers(tmp_path):
     assert list(tmp_path.iterdir()) == []
     (tmp_path / ".scores.parquet.abc.tmp").write_text("half")
     (tmp_path / ".v3.xyz.tmp").mkdir()
+    (tmp_path / ".scores.duckdb.abc.tmp.wal").write_text("duckdb's log of a killed write")
     (tmp_path / "keep.parquet").write_text("k")
     removed = remove_leftovers(tmp_path)
-    assert sorted(p.name for p in removed) == [".scores.parquet.abc.tmp", ".v3.xyz.tmp"]
+    assert sorted(p.name for p in removed) == [
+        ".scores.duckdb.abc.tmp.wal",
+        ".scores.parquet.abc.tmp",
+        ".v3.xyz.tmp",
+    ]
     assert [p.name for p in tmp_path.iterdir()] == ["keep.parquet"]
     assert is_temporary(".a.tmp") and not is_temporary("a.tmp") and not is_temporary(".a")
 
