@@ -241,7 +241,10 @@ class LogisticBaseline:
                 (
                     "numeric",
                     make_pipeline(
-                        SimpleImputer(strategy="median", add_indicator=True), StandardScaler()
+                        SimpleImputer(
+                            strategy="median", add_indicator=True, keep_empty_features=True
+                        ),
+                        StandardScaler(),
                     ),
                     self.numeric_,
                 )

@@ -31,6 +31,9 @@ def demo(
     tune: int | None = typer.Option(
         None, "--tune", min=0, help="Optuna trials per model (default: the config's)."
     ),
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v", help="Show third-party warnings and logs on the terminal."
+    ),
 ) -> None:
     """Simulate a shop, validate it, train the three models, score everyone, write the lists."""
     from rich.console import Console
@@ -56,19 +59,26 @@ def demo(
     effective = effective.model_copy(update=updates)
 
     from winback.demo import run_demo
+    from winback.terminal import log_file, third_party_to_file
 
     steps = [
         "data", *(f"train {t}" for t in effective.demo.targets), "train value", "score", "lists"
     ]  # fmt: skip
     started = time.perf_counter()
-    with Progress(
-        TextColumn("[bold]{task.fields[step]:<20}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TimeElapsedColumn(),
-        TextColumn("{task.description}"),
-        console=console,
-    ) as bar:
+    quiet = third_party_to_file(log_file(effective.demo.output_dir, "demo"), verbose=verbose)
+    with (
+        quiet as log_path,
+        Progress(
+            TextColumn("[bold]{task.fields[step]:<20}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TimeElapsedColumn(),
+            TextColumn("{task.description}"),
+            console=console,
+        ) as bar,
+    ):
+        if not verbose:
+            console.print(f"third-party messages are kept in {log_path}")
         task = bar.add_task("", total=len(steps), step="starting")
         seen: list[str] = []
 
@@ -180,8 +190,12 @@ def _print_summary(console, result, wall: float) -> None:
         "open the MLflow UI",
         f"uv run --frozen mlflow ui --backend-store-uri {result.tracking_uri}",
     )
-    where.add_row("start the service", "WINBACK_API_KEYS=change-me-to-a-long-secret uv run --frozen winback serve")
     where.add_row(
-        "open the retention console", "http://127.0.0.1:3000/console/ (enter the key: change-me-to-a-long-secret)"
+        "start the service",
+        "WINBACK_API_KEYS=change-me-to-a-long-secret uv run --frozen winback serve",
+    )
+    where.add_row(
+        "open the retention console",
+        "http://127.0.0.1:3000/console/ (enter the key: change-me-to-a-long-secret)",
     )
     console.print(where)

@@ -7,6 +7,7 @@ Mounted by ``winback/cli.py`` as ``app.command("train")(train)``. Heavy imports
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +116,9 @@ def train(
         None, "--config", "-c", help="Training config TOML (defaults when omitted)."
     ),
     seed: int | None = typer.Option(None, "--seed", help="Random seed (default: the config's)."),
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v", help="Show third-party warnings and logs on the terminal."
+    ),
 ) -> None:
     """Train a model, compare it with the baselines and gate it into the registry."""
     from rich.console import Console
@@ -138,6 +142,31 @@ def train(
     except (ConfigError, FileConfigError) as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
+    from winback.terminal import log_file, third_party_to_file
+
+    log_path = log_file(sections.demo.output_dir, "train")
+    with third_party_to_file(log_path, verbose=verbose):
+        if not verbose:
+            console.print(f"third-party messages are kept in {log_path}")
+        request = TrainRequest(target, data, mapping, seed, verbose)
+        _train(console, request, train_config, sections)
+
+
+@dataclass(frozen=True)
+class TrainRequest:
+    """What the user asked ``winback train`` for, beside the configuration."""
+
+    target: str
+    data: Path | None
+    mapping: str | None
+    seed: int | None
+    verbose: bool
+
+
+def _train(console, request: TrainRequest, train_config, sections) -> None:
+    """The body of ``winback train`` once the configuration is read."""
+    target, data, mapping = request.target, request.data, request.mapping
+    seed, verbose = request.seed, request.verbose
     if target == "uplift":
         train_uplift_command(console, data, mapping, train_config, sections, seed)
         return
@@ -158,6 +187,7 @@ def train(
     try:
         progress("loading data" if data else "simulating the demo shop")
         tables, truth = load_tables(data, mapping, config=sections)
+        print_unavailable_features(console, tables, verbose=verbose)
         result = train_target(tables, train_config, truth=truth, progress=progress)
     except UnsupportedTargetError as exc:
         reason = str(exc).splitlines()[0]
@@ -201,6 +231,25 @@ def train_uplift_command(console, data, mapping, train_config, sections, seed: i
     )
     word = "[green]champion[/green]" if trained.promoted else "[yellow]challenger[/yellow]"
     console.print(f"winback-uplift version {trained.version} is {word}: {trained.reason}")
+
+
+def print_unavailable_features(console, tables, *, verbose: bool) -> None:
+    """One line on the features this data cannot support (each one under ``--verbose``)."""
+    from features.build import available_features
+    from features.schema import SCHEMAS
+
+    names, notes = available_features(tables)
+    if not notes:
+        return
+    absent = [name for name in SCHEMAS if name not in tables.present()]
+    because = f"no {', '.join(absent)}" if absent else "missing columns"
+    console.print(
+        f"{len(notes)} of {len(names) + len(notes)} features unavailable for this data: "
+        f"{because}; see the model report"
+    )
+    if verbose:
+        for note in notes:
+            console.print(f"  {note}")
 
 
 def print_outcome(console, result: Any) -> None:
