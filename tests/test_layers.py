@@ -72,12 +72,3 @@ def test_the_check_sees_a_lazy_import(tmp_path: Path) -> None:
         "def f():\n    from starlette.responses import Response\n    import bentoml\n"
     )
     assert imported_modules(module) == ["starlette.responses", "bentoml"]
-
-
-def test_no_serving_module_is_over_500_lines() -> None:
-    long = {
-        str(p.relative_to(ROOT)): n
-        for p in sources("serving")
-        if (n := len(p.read_text(encoding="utf-8").splitlines())) > 500
-    }
-    assert not long, long
