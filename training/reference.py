@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from features.feature_sets import FeatureSet
+from features.targets import score_columns
 
 #: Artifact of a training run holding its reference distributions.
 REFERENCE_ARTIFACT = "reference/reference_bins.json"
@@ -274,11 +275,7 @@ def load_reference_bins(run_id: str, *, client: Any = None) -> ReferenceBins:
 
 
 #: Score column of each target in score tables (the serving vocabulary).
-SCORE_NAMES: dict[str, str] = {
-    "churn": "churn_risk",
-    "vip": "vip_potential",
-    "reactivation": "reactivation_probability",
-}
+SCORE_NAMES: dict[str, str] = score_columns()
 
 
 def log_training_reference(

@@ -41,6 +41,7 @@ from typing import Any
 import pandas as pd
 
 from features.schema import ShopTables
+from features.targets import TARGET_NAMES
 from training.config import TrainConfig
 
 EXIT_OK = 0
@@ -51,7 +52,7 @@ EXIT_FAILED = 4
 #: File name of the lock, inside the tracking root.
 LOCK_NAME = "retrain.lock"
 
-TARGETS = ("churn", "vip", "reactivation")
+TARGETS = TARGET_NAMES
 
 Progress = Callable[[str], None]
 

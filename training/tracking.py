@@ -35,12 +35,13 @@ from pydantic import BaseModel, ConfigDict, field_validator
 from features.feature_sets import FeatureSet
 from features.redaction import redact_credentials
 from features.schema import ShopTables
+from features.targets import TARGET_NAMES
 
 if TYPE_CHECKING:  # pragma: no cover
     import mlflow
 
-#: Targets winback trains models for.
-TARGETS = ("churn", "vip", "reactivation")
+#: Targets winback trains classifiers for.
+TARGETS = TARGET_NAMES
 
 #: Environment switches that stop MLflow from calling its telemetry host.
 TELEMETRY_OFF = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}

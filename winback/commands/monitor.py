@@ -17,9 +17,10 @@ from pathlib import Path
 import typer
 
 from features.publish import publish_file, publish_text
+from features.targets import TARGET_NAMES
 from serving.config import ServingConfig
 
-TARGETS = ("churn", "vip", "reactivation")
+TARGETS = TARGET_NAMES
 _DEFAULT = ServingConfig()
 
 app = typer.Typer(help="Drift of scoring runs and live performance of served scores.")

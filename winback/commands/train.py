@@ -13,7 +13,9 @@ from typing import Any
 
 import typer
 
-TARGETS = ("churn", "vip", "reactivation", "uplift", "value")
+from features.targets import OTHER_TARGET_NAMES, TARGET_NAMES
+
+TARGETS = (*TARGET_NAMES, *OTHER_TARGET_NAMES)
 
 #: Short column headers so the comparison fits an 80-column terminal.
 HEADERS = {
