@@ -39,8 +39,6 @@ KNOWN = {
     "lines serving/lists/build.py:build_list",
     "lines training/reasons.py:customer_reasons",
     "lines training/report.py:render_model_report",
-    "lines winback/commands/demo.py:demo",
-    "lines winback/commands/lists.py:run_list",
     "parameters serving/lists/build.py:build_list",
     "parameters serving/lists/store.py:create_list",
     "parameters serving/lists/store.py:create_list_from_score_table",
@@ -52,7 +50,6 @@ KNOWN = {
     "parameters training/report.py:render_model_report",
     "parameters training/tuning.py:tune",
     "parameters training/uplift.py:register_uplift",
-    "parameters winback/commands/lists.py:run_list",
 }
 
 

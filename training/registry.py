@@ -41,7 +41,7 @@ HISTORY_TAG = "champion_history"
 HISTORY_LIMIT = 200
 
 #: What the registry holds: one model per target, and the win-back uplift model.
-REGISTERED_KINDS: tuple[str, ...] = (*TARGETS, "uplift")
+REGISTERED_KINDS: tuple[str, ...] = (*TARGETS, "value", "uplift")
 
 #: Whether a larger value of a metric means a better model.
 HIGHER_IS_BETTER: dict[str, bool] = {

@@ -63,6 +63,24 @@ def _origins(result: Any) -> list[str]:
     return [str(o.date()) for o in origins]
 
 
+#: Metrics ``winback models list`` shows for a value model (mean over origins).
+LISTED_METRICS = ("normalized_gini", "spearman", "top_decile_capture")
+
+
+def _listing_tags(result: Any, promoted: bool, reason: str) -> dict[str, str]:
+    """The version tags the registry listing reads, as the classifiers' versions have them."""
+    metrics = result.metrics()
+    tags = {
+        "role": "champion" if promoted else "challenger",
+        "gate_reason": reason,
+        "test_cutoff": _origins(result)[-1],
+    }
+    for name in LISTED_METRICS:
+        if f"test_{name}" in metrics:
+            tags[f"metric.{name}"] = repr(float(metrics[f"test_{name}"]))
+    return tags
+
+
 def value_gate(result: Any, champion: Any, client: Any) -> tuple[bool, str]:
     """Whether the new value model may become champion, and why (pure apart from reading tags)."""
     losing = result.loses_to()
@@ -114,6 +132,8 @@ def _record(result: Any, tracking: TrackingConfig) -> ValueRecord:
     )
     promoted, reason = value_gate(result, champion, client)
     client.set_model_version_tag(VALUE_MODEL_NAME, version, "gate", reason)
+    for key, value in _listing_tags(result, promoted, reason).items():
+        client.set_model_version_tag(VALUE_MODEL_NAME, version, key, value)
     if result.loses_to():
         client.set_model_version_tag(
             VALUE_MODEL_NAME, version, "loses_to", ",".join(result.loses_to())

@@ -33,3 +33,10 @@ def test_value_training_registers_a_champion(small_shop_dir, tmp_path, monkeypat
     assert "plots/value_deciles.png" in [
         a.path for a in client.list_artifacts(run.info.run_id, "plots")
     ]
+
+    listed = runner.invoke(app, ["models", "list", "--target", "value"])
+    assert listed.exit_code == 0, listed.output
+    assert "winback-value" in listed.output and "champion" in listed.output
+    assert "normalized_gini" in listed.output
+    gini = run.data.metrics["test_normalized_gini"]
+    assert f"{gini:.4f}" in listed.output

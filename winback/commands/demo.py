@@ -37,7 +37,6 @@ def demo(
 ) -> None:
     """Simulate a shop, validate it, train the three models, score everyone, write the lists."""
     from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from winback.config import ConfigError, load_config
 
@@ -57,6 +56,14 @@ def demo(
     if tune is not None:
         updates["demo"] = effective.demo.model_copy(update={"tune_trials": tune})
     effective = effective.model_copy(update=updates)
+    started = time.perf_counter()
+    result = _run_with_progress(console, effective, verbose=verbose)
+    _print_summary(console, result, time.perf_counter() - started)
+
+
+def _run_with_progress(console, effective, *, verbose: bool):
+    """Run the demo under a progress bar, third-party messages kept in the log file."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from winback.demo import run_demo
     from winback.terminal import log_file, third_party_to_file
@@ -64,7 +71,6 @@ def demo(
     steps = [
         "data", *(f"train {t}" for t in effective.demo.targets), "train value", "score", "lists"
     ]  # fmt: skip
-    started = time.perf_counter()
     quiet = third_party_to_file(log_file(effective.demo.output_dir, "demo"), verbose=verbose)
     with (
         quiet as log_path,
@@ -97,8 +103,7 @@ def demo(
             console.print(f"[red]demo failed: {exc}[/red]")
             raise typer.Exit(2) from None
         bar.update(task, completed=len(steps), step="done", description="")
-    wall = time.perf_counter() - started
-    _print_summary(console, result, wall)
+    return result
 
 
 def _summary_cells(trained) -> list[str]:

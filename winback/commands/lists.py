@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import typer
@@ -55,75 +56,94 @@ def _score_version(score_dir: Path, as_of: str | None) -> dt.date:
     return latest
 
 
-def run_list(
-    kind: str,
-    *,
-    score_dir: Path,
-    list_dir: Path,
-    as_of: str | None,
-    top: int | None,
-    budget: float | None,
-    contact_cost: float | None,
-    profit_optimal: bool,
-    control_share: float | None,
-    uplift_model: str | None,
-    output_format: str,
-    out: Path | None,
-    mlflow_log: str,
-    config_file: Path | None = None,
-) -> None:
+@dataclass(frozen=True)
+class ListRequest:
+    """What one ``winback lists`` command asked for.
+
+    ``mlflow_log`` is ``none``, ``summary`` (manifest and aggregates) or ``rows``
+    (the rows too, ``--log-rows``).
+    """
+
+    kind: str
+    score_dir: Path
+    list_dir: Path
+    as_of: str | None = None
+    top: int | None = None
+    budget: float | None = None
+    contact_cost: float | None = None
+    profit_optimal: bool = False
+    control_share: float | None = None
+    uplift_model: str | None = None
+    output_format: str = "csv"
+    out: Path | None = None
+    mlflow_log: str = "summary"
+    config_file: Path | None = None
+
+
+def run_list(request: ListRequest) -> None:
     """Build, save and emit one list (what every ``winback lists`` command runs).
 
     Rules, control share and contact cost come from ``[lists]`` of the config
     file (``--config``, else ``./winback.toml``, else defaults), tiers and
     horizon from ``[train]``; ``--control-share`` and ``--contact-cost`` override.
-    ``mlflow_log`` is ``none``, ``summary`` (manifest and aggregates) or ``rows``
-    (the rows too, ``--log-rows``).
     """
+    from serving.lists.store import create_list_from_score_table
+
+    if request.output_format not in ("csv", "json", "parquet"):
+        raise typer.BadParameter(f"--format {request.output_format!r}: use csv, json or parquet")
+    if request.output_format == "parquet" and request.out is None:
+        raise typer.BadParameter("--format parquet needs --out FILE")
+    config, targeting = _list_settings(request)
+    date = _score_version(request.score_dir, request.as_of)
+    try:
+        frame, manifest = create_list_from_score_table(
+            request.kind,
+            request.score_dir,
+            request.list_dir,
+            date,
+            config=config,
+            targeting=targeting,
+            uplift_model=request.uplift_model,
+            log_to_mlflow=request.mlflow_log != "none",
+            log_rows=request.mlflow_log == "rows",
+        )
+    except (FileNotFoundError, ValueError) as exc:
+        raise typer.BadParameter(str(exc)) from None
+    _say_what_was_made(manifest, date, request.list_dir)
+    _emit(frame, manifest, request)
+
+
+def _list_settings(request: ListRequest):
+    """The list rules and the targeting, from the config file and the options."""
     import dataclasses
 
-    from serving.lists.export import list_csv, list_records
-    from serving.lists.store import create_list_from_score_table
     from serving.lists.targeting import TargetingConfig
     from winback.config import ConfigError, list_config, load_config
 
-    if output_format not in ("csv", "json", "parquet"):
-        raise typer.BadParameter(f"--format {output_format!r}: use csv, json or parquet")
-    if output_format == "parquet" and out is None:
-        raise typer.BadParameter("--format parquet needs --out FILE")
     try:
-        effective = load_config(config_file)
+        effective = load_config(request.config_file)
     except ConfigError as exc:
         typer.secho(str(exc), fg="red", err=True)
         raise typer.Exit(2) from None
     settings = effective.lists
+    contact_cost = request.contact_cost
     try:
         targeting = TargetingConfig(
-            top=top,
-            budget=budget,
+            top=request.top,
+            budget=request.budget,
             contact_cost=settings.contact_cost if contact_cost is None else contact_cost,
-            profit_optimal=profit_optimal,
+            profit_optimal=request.profit_optimal,
         )
         config = list_config(effective)
-        if control_share is not None:
-            config = dataclasses.replace(config, control_share=control_share)
+        if request.control_share is not None:
+            config = dataclasses.replace(config, control_share=request.control_share)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
-    date = _score_version(score_dir, as_of)
-    try:
-        frame, manifest = create_list_from_score_table(
-            kind,
-            score_dir,
-            list_dir,
-            date,
-            config=config,
-            targeting=targeting,
-            uplift_model=uplift_model,
-            log_to_mlflow=mlflow_log != "none",
-            log_rows=mlflow_log == "rows",
-        )
-    except (FileNotFoundError, ValueError) as exc:
-        raise typer.BadParameter(str(exc)) from None
+    return config, targeting
+
+
+def _say_what_was_made(manifest, date, list_dir: Path) -> None:
+    """The list's id, size, groups and notes, on stderr (stdout carries the list)."""
     typer.echo(
         f"list {manifest.list_id}: {manifest.rows:,} customers "
         f"({manifest.treatment_rows:,} treatment, {manifest.control_rows:,} control) "
@@ -137,20 +157,26 @@ def run_list(
         typer.echo(f"ranked by uplift from {manifest.model_versions['uplift']}", err=True)
     elif manifest.parameters.get("uplift_note"):
         typer.echo(manifest.parameters["uplift_note"], err=True)
-    if output_format == "parquet":
-        publish_file(out, lambda p: frame.to_parquet(p, index=False))
+
+
+def _emit(frame, manifest, request: ListRequest) -> None:
+    """Write the list to ``--out`` or stdout in the chosen format."""
+    from serving.lists.export import list_csv, list_records
+
+    if request.output_format == "parquet":
+        publish_file(request.out, lambda p: frame.to_parquet(p, index=False))
         return
     text = (
         list_csv(frame)
-        if output_format == "csv"
+        if request.output_format == "csv"
         else json.dumps(
             {"list_id": manifest.list_id, "rows": list_records(frame)}, default=str, indent=1
         )
     )
-    if out is None:
+    if request.out is None:
         typer.echo(text)
     else:
-        publish_text(out, text)
+        publish_text(request.out, text)
 
 
 def _command(kind: str, summary: str):
@@ -199,20 +225,22 @@ def _command(kind: str, summary: str):
         ),
     ) -> None:
         run_list(
-            kind,
-            score_dir=score_dir,
-            list_dir=list_dir,
-            as_of=as_of,
-            top=top,
-            budget=budget,
-            contact_cost=contact_cost,
-            profit_optimal=profit_optimal,
-            control_share=control_share,
-            uplift_model=uplift_model,
-            output_format=output_format,
-            out=out,
-            mlflow_log=("rows" if log_rows else "summary") if mlflow else "none",
-            config_file=config,
+            ListRequest(
+                kind,
+                score_dir=score_dir,
+                list_dir=list_dir,
+                as_of=as_of,
+                top=top,
+                budget=budget,
+                contact_cost=contact_cost,
+                profit_optimal=profit_optimal,
+                control_share=control_share,
+                uplift_model=uplift_model,
+                output_format=output_format,
+                out=out,
+                mlflow_log=("rows" if log_rows else "summary") if mlflow else "none",
+                config_file=config,
+            )
         )
 
     command.__doc__ = summary

@@ -22,7 +22,10 @@ app = typer.Typer(
 )
 
 #: Metrics shown by ``winback models list`` (those a version has).
-LIST_METRICS = ("roc_auc", "pr_auc", "log_loss", "brier", "ece", "qini_test")
+LIST_METRICS = (
+    "roc_auc", "pr_auc", "log_loss", "brier", "ece", "normalized_gini", "top_decile_capture",
+    "qini_test",
+)  # fmt: skip
 
 TrackingUriOption = Annotated[
     str | None,
@@ -120,7 +123,9 @@ def models_table(rows, uri: str) -> Table:
 def list_command(
     target: Annotated[
         str | None,
-        typer.Option("--target", help="Only this target (churn, vip, reactivation, uplift)."),
+        typer.Option(
+            "--target", help="Only this target (churn, vip, reactivation, value, uplift)."
+        ),
     ] = None,
     tracking_uri: TrackingUriOption = None,
     config: ConfigOption = None,
@@ -145,7 +150,7 @@ def list_command(
 
 @app.command("promote")
 def promote_command(
-    target: Annotated[str, typer.Argument(help="churn, vip, reactivation or uplift.")],
+    target: Annotated[str, typer.Argument(help="churn, vip, reactivation, value or uplift.")],
     version: Annotated[str, typer.Argument(help="Registered version number to make champion.")],
     reason: Annotated[
         str, typer.Option("--reason", help="Why (recorded with your user name).")
@@ -174,7 +179,7 @@ def promote_command(
 
 @app.command("rollback")
 def rollback_command(
-    target: Annotated[str, typer.Argument(help="churn, vip, reactivation or uplift.")],
+    target: Annotated[str, typer.Argument(help="churn, vip, reactivation, value or uplift.")],
     tracking_uri: TrackingUriOption = None,
     config: ConfigOption = None,
 ) -> None:
