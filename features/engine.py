@@ -4,6 +4,13 @@ The tables are registered as DuckDB views named after their contract table
 (``transactions``, ``customers``, ...), with every ``*_at`` column turned into a
 naive UTC ``TIMESTAMP`` so that SQL stays portable (DuckDB and Spark SQL agree
 on naive timestamps; time-zone arithmetic they do not).
+
+Money columns are read as ``DECIMAL(18, 4)``: DuckDB sums in parallel and adds
+its threads' partial sums in whatever order they finish, so floating-point sums
+move in their last bits from run to run, equal spends stop being equal and a
+model trained on them splits elsewhere. Decimal sums are exact, so the same data
+gives the same features whatever the thread count (amounts are kept to 1/10,000
+of the currency unit).
 """
 
 from __future__ import annotations
@@ -14,6 +21,29 @@ import duckdb
 import pandas as pd
 
 from features.schema import SCHEMAS, ShopTables
+
+#: Money columns read as exact decimals, by table.
+MONEY_COLUMNS: dict[str, tuple[str, ...]] = {
+    "transactions": ("amount", "margin_amount", "discount_amount", "cost_amount"),
+}
+#: The decimal type of money in SQL (18 digits, 4 after the point).
+MONEY_TYPE = "DECIMAL(18, 4)"
+
+
+def _column_sql(table: str, column: str, kind: str) -> str:
+    """The view's expression of one column: money as decimal, aware timestamps as naive UTC."""
+    if column in MONEY_COLUMNS.get(table, ()) and "CHAR" not in kind.upper():
+        return f'CAST("{column}" AS {MONEY_TYPE}) AS "{column}"'
+    if kind.upper().startswith("TIMESTAMP WITH TIME ZONE"):
+        return f'make_timestamp(epoch_us("{column}")) AS "{column}"'
+    return f'"{column}"'
+
+
+def _create_view(con: duckdb.DuckDBPyConnection, name: str, source: str) -> None:
+    """``CREATE TEMP VIEW name`` over ``source`` (a relation's SQL) with the column rules above."""
+    described = con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()
+    select = ", ".join(_column_sql(name, column, str(kind)) for column, kind, *_ in described)
+    con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT {select} FROM {source}")
 
 
 def _as_naive_utc(frame: pd.DataFrame) -> pd.DataFrame:
@@ -67,7 +97,7 @@ def connect(
         if name not in SCHEMAS:
             continue
         con.register(f"_winback_{name}", _as_naive_utc(frame))
-        con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM _winback_{name}")
+        _create_view(con, name, f"_winback_{name}")
     return con
 
 
@@ -106,9 +136,9 @@ def connect_parquet(
     Each contract table is read from ``<directory>/<name>.parquet`` (or every
     ``*.parquet`` in ``<directory>/<name>/``) without going through pandas, so
     tables larger than memory stream out-of-core. Time-zone-aware timestamp
-    columns become naive UTC, as in :func:`connect` (through the epoch: ten
-    times faster in DuckDB than a time-zone conversion). Absent files mean
-    absent tables.
+    columns become naive UTC (through the epoch: ten times faster in DuckDB than
+    a time-zone conversion) and money decimal, as in :func:`connect`. Absent
+    files mean absent tables.
 
     Parameters
     ----------
@@ -126,16 +156,7 @@ def connect_parquet(
             continue
         found = found or name == "transactions"
         quoted = source.replace("'", "''")
-        described = con.execute(f"DESCRIBE SELECT * FROM read_parquet('{quoted}')").fetchall()
-        select = ", ".join(
-            f'make_timestamp(epoch_us("{col}")) AS "{col}"'
-            if str(kind).upper().startswith("TIMESTAMP WITH TIME ZONE")
-            else f'"{col}"'
-            for col, kind, *_ in described
-        )
-        con.execute(
-            f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT {select} FROM read_parquet('{quoted}')"
-        )
+        _create_view(con, name, f"read_parquet('{quoted}')")
     if not found:
         raise FileNotFoundError(
             f"no transactions.parquet (or transactions/*.parquet) in {directory}: "

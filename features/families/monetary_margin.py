@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from functools import partial
 
+from features.families import exact_stddev_samp
 from features.registry import FeatureDefinition
 
 FAMILY = "monetary_margin"
@@ -84,7 +85,7 @@ FEATURES: tuple[FeatureDefinition, ...] = (
     _feature(
         "order_value_std_amount",
         "orders",
-        "STDDEV_SAMP(order_amount)",
+        exact_stddev_samp("order_amount"),
         "Sample standard deviation of purchase order values; missing with one order.",
     ),
     _feature(

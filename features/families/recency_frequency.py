@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from functools import partial
 
+from features.families import exact_stddev_samp
 from features.registry import FeatureDefinition
 
 FAMILY = "recency_frequency"
@@ -93,7 +94,7 @@ FEATURES: tuple[FeatureDefinition, ...] = (
     _feature(
         "purchase_gap_std_days",
         "order_days",
-        "STDDEV_SAMP(CASE WHEN gap_days > 0 THEN gap_days END)",
+        exact_stddev_samp("CASE WHEN gap_days > 0 THEN gap_days END"),
         "Sample standard deviation of the days between purchase days; "
         "missing with fewer than three purchase days.",
     ),
