@@ -64,7 +64,7 @@ def synthetic_features(feature_set, n: int, seed: int) -> pd.DataFrame:
     return pd.DataFrame(data, index=index)
 
 
-def build_home(home: Path, customers: int, scored_up_to: int = 1_000_000) -> None:
+def build_home(home: Path, customers: int, scored_up_to: int = 1_000_000, trees: int = 300) -> None:
     """Three champion models in ``home/mlruns`` and a score table in ``home/winback_output``.
 
     Up to ``scored_up_to`` customers the table is scored by the models from
@@ -90,7 +90,7 @@ def build_home(home: Path, customers: int, scored_up_to: int = 1_000_000) -> Non
         X = synthetic_features(fs, 20_000, i)
         driver = X[fs.names[0]].fillna(0).to_numpy()
         y = (np.random.default_rng(i).uniform(size=len(X)) < driver / driver.max()).astype(int)
-        model = WinbackClassifier(fs, n_estimators=300, early_stopping_rounds=1000, num_threads=2)
+        model = WinbackClassifier(fs, n_estimators=trees, early_stopping_rounds=1000, num_threads=2)
         model.fit(X, y, eval_set=(X.iloc[:5000], y[:5000]))
         with tracking.start_training_run(target, config) as run:
             tracking.log_model(model, input_example=X)
@@ -117,14 +117,18 @@ def build_home(home: Path, customers: int, scored_up_to: int = 1_000_000) -> Non
 
 
 def synthetic_home_unless_given(
-    home: Path | None, customers: int, prefix: str, scored_up_to: int = 1_000_000
+    home: Path | None,
+    customers: int,
+    prefix: str,
+    scored_up_to: int = 1_000_000,
+    trees: int = 300,
 ) -> tuple[Path, tempfile.TemporaryDirectory | None]:
     """``home``, or a synthetic one built in a temporary folder (returned to clean up later)."""
     if home is not None:
         return home, None
     tmp = tempfile.TemporaryDirectory(prefix=prefix)
     started = time.perf_counter()
-    build_home(Path(tmp.name), customers, scored_up_to)
+    build_home(Path(tmp.name), customers, scored_up_to, trees)
     print(f"built synthetic home in {time.perf_counter() - started:.0f} s: {tmp.name}")
     return Path(tmp.name), tmp
 
@@ -292,6 +296,9 @@ def main() -> None:
         default=1_000_000,
         help="larger synthetic score tables are written directly, not scored (serving_scale)",
     )
+    parser.add_argument(
+        "--trees", type=int, default=300, help="trees of each synthetic champion model"
+    )
     parser.add_argument("--time-limit", type=float, default=60.0, help="seconds per scenario")
     args = parser.parse_args()
     for key in ("BENTOML_DO_NOT_TRACK", "MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK"):
@@ -303,7 +310,7 @@ def main() -> None:
     from serving.scoring import store
 
     home, tmp = synthetic_home_unless_given(
-        args.home, args.customers, "winback-bench-", args.scored_up_to
+        args.home, args.customers, "winback-bench-", args.scored_up_to, args.trees
     )
     score_dir = ServingConfig(home=home).score_path
     as_of = store.latest_version(score_dir)
