@@ -10,6 +10,7 @@ from bentoml.exceptions import BentoMLException
 from pydantic import BaseModel, ValidationError
 
 from serving.api.logs import BENTOML_HTTP_LOGGER, ClientErrorLog
+from tests.serving.api.test_service_http import AUTH
 
 
 class _Body(BaseModel):
@@ -61,7 +62,7 @@ def test_a_5xx_keeps_its_traceback():
 
 def test_the_service_logs_a_bad_body_as_one_line(client, caplog):
     with caplog.at_level(logging.INFO, logger=BENTOML_HTTP_LOGGER):
-        response = client.post("/lists", json={"kind": "at-risk", "top": "many"})
+        response = client.post("/lists", json={"kind": "at-risk", "top": "many"}, headers=AUTH)
     assert response.status_code == 400
     records = [r for r in caplog.records if r.name == BENTOML_HTTP_LOGGER]
     assert records and all(r.exc_info is None and r.levelno == logging.WARNING for r in records)
