@@ -31,22 +31,20 @@ Figures depend on the machine's load: the script prints ``uptime`` with them.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime as dt
-import http.client
 import os
 import signal
 import socket
 import subprocess
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from serving_clients import API_KEY, run_scenario
+from serving_scale import print_memory, write_synthetic_version
 
-API_KEY = "benchmark-key-0123456789"
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 AS_OF = dt.date(2025, 12, 31)
 
@@ -66,8 +64,12 @@ def synthetic_features(feature_set, n: int, seed: int) -> pd.DataFrame:
     return pd.DataFrame(data, index=index)
 
 
-def build_home(home: Path, customers: int) -> None:
-    """Three champion models in ``home/mlruns`` and a score table in ``home/winback_output``."""
+def build_home(home: Path, customers: int, scored_up_to: int = 1_000_000, trees: int = 300) -> None:
+    """Three champion models in ``home/mlruns`` and a score table in ``home/winback_output``.
+
+    Up to ``scored_up_to`` customers the table is scored by the models from
+    synthetic features; above, it is synthetic (``serving_scale.write_synthetic_version``).
+    """
     import mlflow
 
     from features.feature_sets import CHURN_FEATURES_V1, REACTIVATION_FEATURES_V1, VIP_FEATURES_V1
@@ -88,7 +90,7 @@ def build_home(home: Path, customers: int) -> None:
         X = synthetic_features(fs, 20_000, i)
         driver = X[fs.names[0]].fillna(0).to_numpy()
         y = (np.random.default_rng(i).uniform(size=len(X)) < driver / driver.max()).astype(int)
-        model = WinbackClassifier(fs, n_estimators=300, early_stopping_rounds=1000, num_threads=2)
+        model = WinbackClassifier(fs, n_estimators=trees, early_stopping_rounds=1000, num_threads=2)
         model.fit(X, y, eval_set=(X.iloc[:5000], y[:5000]))
         with tracking.start_training_run(target, config) as run:
             tracking.log_model(model, input_example=X)
@@ -99,6 +101,9 @@ def build_home(home: Path, customers: int) -> None:
     mlflow.set_tracking_uri(None)
     serving_config = ServingConfig(home=home)
     models = load_served_models(serving_config, tracking_uri=config.resolved_tracking_uri())
+    if customers > scored_up_to:
+        write_synthetic_version(serving_config.score_path, models, AS_OF, customers)
+        return
     union = models.feature_set()
     frame = synthetic_features(union, customers, 99)
     rng = np.random.default_rng(1)
@@ -112,16 +117,33 @@ def build_home(home: Path, customers: int) -> None:
 
 
 def synthetic_home_unless_given(
-    home: Path | None, customers: int, prefix: str
+    home: Path | None,
+    customers: int,
+    prefix: str,
+    scored_up_to: int = 1_000_000,
+    trees: int = 300,
 ) -> tuple[Path, tempfile.TemporaryDirectory | None]:
     """``home``, or a synthetic one built in a temporary folder (returned to clean up later)."""
     if home is not None:
         return home, None
     tmp = tempfile.TemporaryDirectory(prefix=prefix)
     started = time.perf_counter()
-    build_home(Path(tmp.name), customers)
+    build_home(Path(tmp.name), customers, scored_up_to, trees)
     print(f"built synthetic home in {time.perf_counter() - started:.0f} s: {tmp.name}")
     return Path(tmp.name), tmp
+
+
+def ids_and_rows(score_dir: Path, as_of: dt.date) -> tuple[np.ndarray, pd.DataFrame]:
+    """Every customer id of the version and its first 1,000 feature rows (read column-wise)."""
+    import pyarrow.parquet as pq
+
+    from serving.scoring import store
+
+    path = store.scores_path(score_dir, as_of)
+    ids = pq.read_table(path, columns=["customer_id"]).column(0).to_numpy(zero_copy_only=False)
+    batch = next(pq.ParquetFile(path.parent / store.FEATURES_FILE).iter_batches(batch_size=1000))
+    rows = batch.to_pandas().reset_index(drop=True)
+    return ids.astype(str), rows.drop(columns=["customer_id"], errors="ignore")
 
 
 def models_columns(home: Path, target: str) -> list[str]:
@@ -184,139 +206,6 @@ def wait_ready(url: str, process: subprocess.Popen, timeout_s: float) -> None:
             pass
         time.sleep(0.5)
     raise SystemExit(f"server not ready after {timeout_s} s")
-
-
-async def load(
-    url: str,
-    path: str,
-    payloads: list,
-    *,
-    concurrency: int,
-    time_limit_s: float,
-    content_type: str = "application/json",
-) -> dict:
-    """Send every payload (``concurrency`` at a time, within ``time_limit_s``); time each."""
-    import httpx
-
-    latencies: list[float] = []
-    statuses: dict[int, int] = {}
-    queue = list(reversed(payloads))
-    headers = {"Authorization": f"Bearer {API_KEY}", "Content-Type": content_type}
-    deadline = time.perf_counter() + time_limit_s
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
-
-        async def worker() -> None:
-            while queue and time.perf_counter() < deadline:
-                body = queue.pop()
-                start = time.perf_counter()
-                try:
-                    response = await client.post(path, content=body, headers=headers)
-                    status = response.status_code
-                except httpx.HTTPError:
-                    status = -1
-                latencies.append(time.perf_counter() - start)
-                statuses[status] = statuses.get(status, 0) + 1
-
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        wall = time.perf_counter() - started
-    return summarise(latencies, statuses, wall)
-
-
-def load_threads(
-    url: str,
-    path: str,
-    payloads: list,
-    *,
-    concurrency: int,
-    time_limit_s: float,
-    content_type: str = "application/json",
-) -> dict:
-    """Like :func:`load`, with one ``http.client`` keep-alive connection per thread.
-
-    Much less client CPU per request than httpx, which matters when client and
-    server share two cores.
-    """
-    host, port = url.removeprefix("http://").split(":")
-    headers = {"Authorization": f"Bearer {API_KEY}", "Content-Type": content_type}
-    queue = list(reversed(payloads))
-    lock = threading.Lock()
-    latencies: list[float] = []
-    statuses: dict[int, int] = {}
-    deadline = time.perf_counter() + time_limit_s
-
-    def worker() -> None:
-        conn = http.client.HTTPConnection(host, int(port), timeout=30)
-        try:
-            while time.perf_counter() < deadline:
-                with lock:
-                    if not queue:
-                        return
-                    body = queue.pop()
-                start = time.perf_counter()
-                try:
-                    conn.request("POST", path, body=body, headers=headers)
-                    response = conn.getresponse()
-                    response.read()
-                    status = response.status
-                except (OSError, http.client.HTTPException):
-                    status = -1
-                    conn.close()
-                    conn = http.client.HTTPConnection(host, int(port), timeout=30)
-                elapsed = time.perf_counter() - start
-                with lock:
-                    latencies.append(elapsed)
-                    statuses[status] = statuses.get(status, 0) + 1
-        finally:
-            conn.close()
-
-    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    wall = time.perf_counter() - started
-    return summarise(latencies, statuses, wall)
-
-
-def summarise(latencies: list[float], statuses: dict[int, int], wall: float) -> dict:
-    """p50/p99 (ms) over every request sent, throughput and non-200 answers."""
-    lat = np.array(latencies) * 1000
-    return {
-        "requests": len(latencies),
-        "p50_ms": float(np.percentile(lat, 50)) if len(lat) else float("nan"),
-        "p99_ms": float(np.percentile(lat, 99)) if len(lat) else float("nan"),
-        "req_per_s": len(latencies) / wall if wall else float("nan"),
-        "errors": sum(n for s, n in statuses.items() if s != 200),
-        "statuses": statuses,
-    }
-
-
-def run_scenario(
-    client: str,
-    url: str,
-    path: str,
-    payloads: list,
-    *,
-    concurrency: int,
-    time_limit_s: float,
-    content_type: str = "application/json",
-) -> dict:
-    """One scenario with the chosen client, plus the 1-minute load average after it."""
-    options = {
-        "concurrency": concurrency,
-        "time_limit_s": time_limit_s,
-        "content_type": content_type,
-    }
-    if client == "threads":
-        result = load_threads(url, path, payloads, **options)
-    else:
-        result = asyncio.run(load(url, path, payloads, **options))
-    result["concurrency"] = concurrency
-    result["load_1m"] = os.getloadavg()[0]
-    return result
 
 
 def in_process_baseline(home: Path, frame: pd.DataFrame, repeats: int) -> dict[str, float]:
@@ -401,6 +290,15 @@ def main() -> None:
     parser.add_argument(
         "--workers", type=int, default=2, help="service worker processes (winback serve's default)"
     )
+    parser.add_argument(
+        "--scored-up-to",
+        type=int,
+        default=1_000_000,
+        help="larger synthetic score tables are written directly, not scored (serving_scale)",
+    )
+    parser.add_argument(
+        "--trees", type=int, default=300, help="trees of each synthetic champion model"
+    )
     parser.add_argument("--time-limit", type=float, default=60.0, help="seconds per scenario")
     args = parser.parse_args()
     for key in ("BENTOML_DO_NOT_TRACK", "MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK"):
@@ -411,12 +309,12 @@ def main() -> None:
     from serving.config import ServingConfig
     from serving.scoring import store
 
-    home, tmp = synthetic_home_unless_given(args.home, args.customers, "winback-bench-")
+    home, tmp = synthetic_home_unless_given(
+        args.home, args.customers, "winback-bench-", args.scored_up_to, args.trees
+    )
     score_dir = ServingConfig(home=home).score_path
     as_of = store.latest_version(score_dir)
-    ids = store.read_scores(score_dir, as_of)["customer_id"].astype(str).to_numpy()
-    features = store.read_features(score_dir, as_of)
-    rows = features.iloc[:1000].reset_index(drop=True)
+    ids, rows = ids_and_rows(score_dir, as_of)
     plain = rows.astype(object).where(rows.notna(), None)
     columns_body = json.dumps({"columns": plain.to_dict("list")})
     rows_body = json.dumps({"rows": plain.to_dict("records")})
@@ -439,25 +337,27 @@ def main() -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log_path = home / f"bench-serve-{port}.log"
+    started = time.perf_counter()
     process = start_server(home, port, log_path, args.workers)
     limit = args.time_limit
+    memory = {}
     try:
         wait_ready(url, process, 240)
+        startup_s = time.perf_counter() - started
+        print(f"service ready in {startup_s:.1f} s ({args.workers} worker(s))")
+        memory["start-up"] = print_memory(process.pid, "after start-up")
         run_scenario(args.client, url, "/scores", id_bodies[:50], concurrency=2, time_limit_s=30)
         run_scenario(
             args.client, url, "/score_rows", [columns_body] * 5, concurrency=1, time_limit_s=30
         )  # warm up
         rc = args.row_concurrency
         rr = args.row_requests
+        by_id = run_scenario(
+            args.client, url, "/scores", id_bodies, concurrency=args.concurrency, time_limit_s=limit
+        )
+        memory["by-id"] = print_memory(process.pid, "after by-id")
         results = {
-            "by-id lookup": run_scenario(
-                args.client,
-                url,
-                "/scores",
-                id_bodies,
-                concurrency=args.concurrency,
-                time_limit_s=limit,
-            ),
+            "by-id lookup": by_id,
             "by-id + reasons on demand": run_scenario(
                 args.client,
                 url,
@@ -508,6 +408,7 @@ def main() -> None:
                 time_limit_s=limit,
             ),
         }
+        memory["end"] = print_memory(process.pid, "at the end")
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:
@@ -550,7 +451,16 @@ def main() -> None:
             f"{baseline['service_posted_p50_ms']:.1f} / p99 {baseline['service_posted_p99_ms']:.1f}"
             f" ms (load {baseline_load:.1f})"
         )
+    print(
+        f"service start-up {startup_s:.1f} s; largest worker (MiB): "
+        + "; ".join(
+            f"{when} VmRSS {m.get('VmRSS', 0)} / VmHWM {m.get('VmHWM', 0)} "
+            f"(RssAnon {m.get('RssAnon', 0)}, RssFile {m.get('RssFile', 0)}, Pss {m.get('Pss', 0)})"
+            for when, m in memory.items()
+        )
+    )
     print("targets (2 cores): by-id p99 <= 10 ms, 1,000 rows p99 <= 50 ms, >= 500 req/s, 0 errors")
+    print("10M customers: <= 1 GiB RSS per worker, by-id p99 <= 10 ms, >= 1,000 req/s at 4 clients")
     print("uptime:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
     if tmp is not None:
         tmp.cleanup()

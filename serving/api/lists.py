@@ -167,16 +167,17 @@ async def list_endpoint(state: ServingState, request: ListRequest) -> Response:
     top = state.config.top_reasons
 
     def build() -> tuple[pd.DataFrame, ListManifest]:
-        uplift = list_uplift(request.kind, lookup.table, lookup.features, tracking=tracking)
+        table, features = lookup.frame(), lookup.feature_frame()  # read for this build only
+        uplift = list_uplift(request.kind, table, features, tracking=tracking)
         versions = dict(lookup.model_versions())
         if uplift.model_version is not None:
             versions["uplift"] = uplift.model_version
         return create_list(
             request.kind,
-            mark_suppressed(lookup.table, lookup.suppressions),
+            mark_suppressed(table, lookup.suppressions),
             list_dir,
             as_of=lookup.as_of,
-            features=lookup.features,
+            features=features,
             uplift=uplift.estimates,
             config=config,
             targeting=targeting,

@@ -138,15 +138,8 @@ def _rows_schemas(state: ServingState) -> tuple[dict[str, Any], dict[str, Any], 
         "required": names,
         "additionalProperties": False,
     }
-    example = {}
-    features = state.lookup.features
-    for n in names:
-        value = None
-        if features is not None and n in features.columns and len(features):
-            value = features[n].iloc[0]
-            value = None if value is None or value != value else value
-            value = value.item() if hasattr(value, "item") else value
-        example[n] = value
+    stored = state.lookup.feature_example()
+    example = {n: stored.get(n) for n in names}
     return row, columns, example
 
 
@@ -180,7 +173,7 @@ def _responses(schemas: dict[str, Any], path: str) -> dict[str, Any]:
 def _request_examples(state: ServingState, path: str) -> dict[str, Any] | None:
     """An example body the served service accepts (real ids, real feature columns)."""
     if path == "/scores":
-        ids = [str(c) for c in state.lookup.table.index[:2]]
+        ids = state.lookup.head_ids(2)
         return {"customer_ids": ids or ["C000123"]}
     if path == "/lists":
         return {"kind": "winback", "top": 100, "log_to_mlflow": False}

@@ -185,12 +185,21 @@ class ScoreRowsResponse(BaseModel):
     reasons: dict[str, list[list[str]]] | None = None
     model_versions: dict[str, str]
     feature_sets: dict[str, str]
+    predicted_value: list[float | None] | None = Field(
+        default=None,
+        description="The value champion's predicted margin over value_horizon_days for each "
+        "row, when one is served and the rows carry its columns (its features and the purchase "
+        "summary frequency, recency, T, monetary_value); else null.",
+    )
+    value_horizon_days: int | None = Field(
+        default=None, description="The horizon of predicted_value, in days."
+    )
 
 
 class ModelInfo(BaseModel):
-    """One served model."""
+    """One served model: a target's classifier, or the ``value`` model (``winback-value``)."""
 
-    target: Target
+    target: Literal["churn", "vip", "reactivation", "value"]
     name: str
     version: str
     feature_set: str
@@ -207,6 +216,16 @@ class ModelInfo(BaseModel):
     )
     oracle: dict[str, float] | None = Field(
         default=None, description="The simulator's true probabilities scored (simulated data)."
+    )
+    ceiling: dict[str, float] | None = Field(
+        default=None,
+        description="The best achievable scorer on the rich simulated shop (its ceiling_*).",
+    )
+    verdict: str | None = Field(
+        default=None, description="The training run's one-line verdict against its baselines."
+    )
+    loses_to: list[str] = Field(
+        default_factory=list, description="Baselines the model does not beat (run tag loses_to)."
     )
 
 

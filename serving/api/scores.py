@@ -11,6 +11,7 @@ import anyio.to_thread
 import bentoml
 from starlette.responses import JSONResponse, Response
 
+from features.feature_sets import FeatureSet
 from serving.api.batching import Overloaded
 from serving.api.limits import media_type
 from serving.api.schemas import (
@@ -23,6 +24,7 @@ from serving.api.state import ServingState
 from serving.scoring.predict import FeatureColumns
 from serving.scoring.reasons import reason_texts
 from serving.scoring.rows import ARROW_STREAM, RowsInvalid, arrow_to_columns, rows_to_columns
+from serving.scoring.value import posted_value, value_input_set
 
 logger = logging.getLogger("winback.serving.service")
 
@@ -70,12 +72,44 @@ async def score_posted_rows(
             feature_set,
             rows=request.rows,
             columns=request.columns,
-            tolerated=state.models.feature_set().names,
+            tolerated=tolerated_columns(state),
+        )
+
+    def build_value(value_set: FeatureSet) -> FeatureColumns:
+        return rows_to_columns(
+            value_set,
+            rows=request.rows,
+            columns=request.columns,
+            tolerated=tolerated_columns(state),
         )
 
     # a large body is typed off the event loop, so lookups are not held up meanwhile
     large = _posted_rows(request) >= state.config.direct_rows
-    return await score_typed_rows(state, targets, build, in_thread=large, explain=request.explain)
+    return await score_typed_rows(
+        state, targets, build, in_thread=large, explain=request.explain, build_value=build_value
+    )
+
+
+def tolerated_columns(state: ServingState) -> list[str]:
+    """Columns a posted row may carry: every served model's, the value champion's included."""
+    names = list(state.models.feature_set().names)
+    if state.models.value is not None:
+        names += [n for n in value_input_set(state.models.value).names if n not in names]
+    return names
+
+
+def _posted_value(
+    state: ServingState, build_value: Callable[[FeatureSet], FeatureColumns] | None
+) -> list[float | None] | None:
+    """The value champion's predictions of the posted rows; None without one or its columns."""
+    value = state.models.value
+    if value is None or build_value is None:
+        return None
+    try:
+        columns = build_value(value_input_set(value))
+    except RowsInvalid:
+        return None  # the rows carry the scoring models' columns only
+    return posted_value(value, columns.frame)
 
 
 async def score_typed_rows(
@@ -85,12 +119,15 @@ async def score_typed_rows(
     *,
     in_thread: bool,
     explain: bool = False,
+    build_value: Callable[[FeatureSet], FeatureColumns] | None = None,
 ) -> ScoreRowsResponse | JSONResponse:
     """Type the rows with ``build`` (in a worker thread if ``in_thread``), score them, answer.
 
     Shared by the JSON body (:func:`score_posted_rows`) and the Arrow body
     (:func:`score_arrow_rows`): 400 naming the columns when they do not fit the
-    targets' feature sets, 503 when too many requests wait.
+    targets' feature sets, 503 when too many requests wait. With a value champion
+    and rows that carry its columns (``build_value`` types them), the answer also
+    has each row's ``predicted_value``.
     """
     try:
         columns = await anyio.to_thread.run_sync(build) if in_thread else build()
@@ -123,12 +160,17 @@ async def score_typed_rows(
             }
 
         reasons = await anyio.to_thread.run_sync(explain_rows)
+    predicted = None
+    if state.models.value is not None and build_value is not None:
+        predicted = await anyio.to_thread.run_sync(lambda: _posted_value(state, build_value))
     return ScoreRowsResponse(
         rows=len(columns),
         scores={c: scores[c].tolist() for c in scores.columns},
         reasons=reasons,
         model_versions={t: state.models[t].version for t in targets},
         feature_sets={t: state.models[t].feature_set.name for t in targets},
+        predicted_value=predicted,
+        value_horizon_days=None if predicted is None else state.models.value.horizon_days,
     )
 
 
@@ -163,7 +205,12 @@ async def score_arrow_rows(
             feature_set,
             body,
             max_rows=state.config.max_rows,
-            tolerated=state.models.feature_set().names,
+            tolerated=tolerated_columns(state),
+        )
+
+    def build_value(value_set: FeatureSet) -> FeatureColumns:
+        return arrow_to_columns(
+            value_set, body, max_rows=state.config.max_rows, tolerated=tolerated_columns(state)
         )
 
     result = await score_typed_rows(
@@ -172,6 +219,7 @@ async def score_arrow_rows(
         build,
         in_thread=len(body) >= ARROW_THREAD_BYTES,
         explain=flags[0].lower() in {"true", "1"},
+        build_value=build_value,
     )
     if isinstance(result, Response):
         return result

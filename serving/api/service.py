@@ -33,6 +33,7 @@ from serving.api.lists import (
     list_endpoint,
     saved_list_endpoint,
 )
+from serving.api.logs import quiet_client_errors
 from serving.api.measurement import measurement_endpoint
 from serving.api.openapi import OpenApiMiddleware
 from serving.api.schemas import (
@@ -56,7 +57,8 @@ logger = logging.getLogger("winback.serving.service")
 
 
 def describe_models(state: ServingState) -> ModelsResponse:
-    """The served models (versions, feature sets, test metrics vs baselines) and the score table."""
+    """The served models, the value model included (versions, feature sets, test metrics vs
+    baselines, verdicts), and the score table."""
     models = [
         ModelInfo(
             target=m.target,
@@ -66,13 +68,28 @@ def describe_models(state: ServingState) -> ModelsResponse:
             feature_columns=m.feature_set.names,
             trained_at=m.trained_at,
             metrics=dict(m.metrics),
-            **run_comparison(m.run_metrics, m.run_id).to_fields(),
+            **run_comparison(m.run_metrics, m.run_id, m.run_tags).to_fields(),
         )
         for m in (state.models[t] for t in state.models.targets)
     ]
+    value = state.models.value
+    if value is not None:
+        comparison = run_comparison(value.run_metrics, value.run_id, value.run_tags)
+        models.append(
+            ModelInfo(
+                target="value",
+                name=value.name,
+                version=value.version,
+                feature_set=value.feature_set().name,
+                feature_columns=value.feature_set().names,
+                trained_at=value.trained_at,
+                metrics=dict(comparison.test_metrics),
+                **comparison.to_fields(),
+            )
+        )
     table = ScoreTableInfo(
         as_of=state.lookup.as_of,
-        rows=len(state.lookup.table),
+        rows=state.lookup.rows,
         model_versions=state.lookup.model_versions(),
         stale_targets=sorted(stale_targets(state.lookup, state.models)),
     )
@@ -117,6 +134,7 @@ class WinbackService:
 
     def __init__(self) -> None:
         _telemetry_off()
+        quiet_client_errors()  # a 4xx is one log line, a 5xx keeps its traceback
         config = ServingConfig.from_env()
         load_api_keys(config)  # fail fast: never start a service nobody may call
         self.state = ServingState.load(config)
@@ -124,7 +142,7 @@ class WinbackService:
         logger.info(
             "winback service ready: score table %s (%d customers), models %s",
             self.state.lookup.as_of,
-            len(self.state.lookup.table),
+            self.state.lookup.rows,
             self.state.models.versions(),
         )
 

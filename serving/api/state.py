@@ -57,7 +57,7 @@ class ServingState:
             )
         )
         self.erasure_mark = mark
-        logger.info("score table reloaded after an erasure (%s rows)", len(self.lookup.table))
+        logger.info("score table reloaded after an erasure (%s rows)", self.lookup.rows)
 
     @classmethod
     def load(cls, config: ServingConfig, models: ServedModels | None = None) -> ServingState:

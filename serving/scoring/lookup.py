@@ -1,20 +1,33 @@
-"""The latest score table held in memory for fast lookups by customer id."""
+"""The newest score table looked up by customer id, read through files every worker shares."""
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from serving.config import SCORE_COLUMNS, TARGETS
 from serving.scoring import store
+from serving.scoring.lookup_files import (
+    BatchedRows,
+    IdIndex,
+    arrow_features,
+    arrow_scores,
+    feature_reference_of,
+    has_lookup_files,
+    open_lookup_files,
+)
 from serving.scoring.models import ServedModels, ServingSetupError
 from serving.scoring.predict import FeatureColumns
 from serving.scoring.reasons import feature_reference, reason_column, reason_texts
+
+logger = logging.getLogger("winback.serving.service")
 
 #: Columns of a looked-up customer that are returned as they are stored.
 RECORD_COLUMNS = (
@@ -32,68 +45,72 @@ RECORD_COLUMNS = (
 
 
 def _plain(value: Any) -> Any:
-    """A JSON-ready Python value (NaN/NA → None, numpy scalars → Python)."""
-    if value is None:
+    """A JSON-ready Python value (NaN → None; what Arrow's ``to_pylist`` gives otherwise)."""
+    if isinstance(value, float) and value != value:  # NaN only
         return None
-    if isinstance(value, list | tuple | np.ndarray):
-        return [str(v) for v in value]
-    if pd.isna(value):
-        return None
-    if isinstance(value, np.generic):
-        return value.item()
     return value
 
 
-def _plain_list(column: pd.Series) -> list[Any]:
-    """The column as JSON-ready Python values (what :func:`_plain` gives for each value)."""
-    dtype = column.dtype
-    if pd.api.types.is_float_dtype(dtype):
-        values = column.to_numpy(dtype="float64", na_value=np.nan).tolist()
-        return [None if v != v else v for v in values]  # v != v only for NaN
-    return [_plain(v) for v in column.to_numpy(dtype=object)]
+#: Columns of the score file a by-id record reads.
+_WANTED = (
+    *RECORD_COLUMNS,
+    *(reason_column(t) for t in TARGETS),
+    *(f"{t}_model_version" for t in TARGETS),
+    *(f"{t}_feature_set" for t in TARGETS),
+    "scored_at",
+)
 
 
 class ScoreLookup:
-    """The latest score table held in memory for fast lookups by customer id.
+    """The newest score table, looked up by customer id without holding it in memory.
 
-    Built once at service start: a dict from id to row position and one list of
-    JSON-ready values per column (NaN already ``None``, numpy scalars already
-    Python), so a lookup is a few list indexings: microseconds, not a pandas
-    ``.loc`` (milliseconds) or a conversion per value per request.
+    Reads the version's lookup files (:mod:`serving.scoring.lookup_files`): a
+    binary search in the sorted id index, then the one record batch holding the
+    customer. Every worker of the service reads the same files through the OS
+    page cache, so a worker's memory does not grow with the customer base. A
+    version without lookup files (written by an earlier winback) is read into
+    memory instead (:meth:`from_frames`), with a warning.
     """
 
     def __init__(
-        self, as_of: dt.date, table: pd.DataFrame, features: pd.DataFrame | None = None
+        self,
+        as_of: dt.date,
+        index: IdIndex,
+        scores: BatchedRows,
+        features: BatchedRows | None = None,
+        reference: dict[str, float] | None = None,
     ) -> None:
         self.as_of = as_of
-        self.table = table
+        self.index = index
+        self.scores = scores
         self.features = features
-        ids = table.index.astype(str)
-        self._positions: dict[str, int] = dict(zip(ids, range(len(ids)), strict=True))
-        self._ids = np.asarray(ids, dtype=object)
-        wanted = [
-            *RECORD_COLUMNS,
-            *(reason_column(t) for t in TARGETS),
-            *(f"{t}_model_version" for t in TARGETS),
-            *(f"{t}_feature_set" for t in TARGETS),
-        ]
-        self._columns: dict[str, list[Any]] = {
-            c: _plain_list(table[c]) for c in wanted if c in table.columns
-        }
-        self._scored_at = pd.to_datetime(table["scored_at"], utc=True).dt.to_pydatetime().tolist()
-        self._feature_rows: np.ndarray | None = None
-        self.reference: dict[str, float] | None = None
+        #: Feature medians reasons compare against (None without features).
+        self.reference = reference
         #: The shop's do-not-contact customers stored with this version (lists leave them out).
         self.suppressions: pd.DataFrame | None = None
-        self._feature_columns: FeatureColumns | None = None
+        self._columns = [c for c in _WANTED if c in scores.schema.names]
+        self._versions = self._first_row_versions()
+
+    @classmethod
+    def from_frames(
+        cls, as_of: dt.date, table: pd.DataFrame, features: pd.DataFrame | None = None
+    ) -> ScoreLookup:
+        """A lookup of a score table held in memory (indexed by ``customer_id``)."""
+        scores = table.reset_index()
+        index, order = IdIndex.from_ids(scores["customer_id"].astype(str))
+        ordered = scores.iloc[order]
+        feature_rows, reference = None, None
         if features is not None:
-            self._feature_rows = features.index.astype(str).get_indexer(ids)
-            self.reference = feature_reference(features)
-            self._feature_columns = FeatureColumns(features)
+            aligned = features.copy()
+            aligned.index = aligned.index.astype(str)
+            aligned = aligned.reindex(ordered["customer_id"].astype(str).to_numpy())
+            feature_rows = BatchedRows(table=arrow_features(aligned))
+            reference = feature_reference(features)
+        return cls(as_of, index, BatchedRows(table=arrow_scores(ordered)), feature_rows, reference)
 
     @classmethod
     def load(cls, score_dir: Path, *, with_features: bool = True) -> ScoreLookup:
-        """Load the newest score table (and its features) from ``score_dir``.
+        """Open the newest score table (and its features) of ``score_dir``.
 
         Raises
         ------
@@ -106,48 +123,92 @@ class ScoreLookup:
                 f"no score table in {str(score_dir)!r}: write one with "
                 f"`winback score --as-of YYYY-MM-DD` (or set WINBACK_SCORE_DIR to where it is)"
             )
-        table, features = store.read_version(score_dir, as_of)  # one version, never mixed
-        table["customer_id"] = table["customer_id"].astype("string")
-        table = table.set_index("customer_id")
-        if with_features and features is None:
+        folder = store.scores_path(score_dir, as_of).parent
+        if with_features and not (folder / store.FEATURES_FILE).exists():
             store.read_features(score_dir, as_of)  # raises, naming the missing file
-        lookup = cls(as_of=as_of, table=table, features=features if with_features else None)
+        if (
+            has_lookup_files(folder)
+            and store.scores_path(score_dir, as_of).name == store.SCORES_FILE
+        ):
+            index, scores, features = open_lookup_files(folder, with_features=with_features)
+            reference = feature_reference_of(features) if features is not None else None
+            lookup = cls(as_of, index, scores, features, reference)
+        else:
+            logger.warning(
+                "score table %s has no lookup files: it is read into this worker's memory; "
+                "rerun `winback score --as-of %s` to write them",
+                as_of,
+                as_of,
+            )
+            table, features = store.read_version(score_dir, as_of)  # one version, never mixed
+            table["customer_id"] = table["customer_id"].astype("string")
+            kept = features if with_features else None
+            lookup = cls.from_frames(as_of, table.set_index("customer_id"), kept)
         lookup.suppressions = store.read_suppressions(score_dir, as_of)
         return lookup
 
+    @property
+    def rows(self) -> int:
+        """Customers in the score table."""
+        return len(self.index)
+
+    def head_ids(self, n: int) -> list[str]:
+        """The first ``n`` customer ids (in id order): examples for the API document."""
+        return self.index.head(n)
+
+    def _first_row_versions(self) -> dict[str, str | None]:
+        if not self.rows:
+            return {t: None for t in TARGETS}
+        names = [
+            c for c in (f"{t}_model_version" for t in TARGETS) if c in self.scores.schema.names
+        ]
+        row = self.scores.take(np.array([0]), names).to_pylist()[0] if names else {}
+        return {t: row.get(f"{t}_model_version") for t in TARGETS}
+
     def model_versions(self) -> dict[str, str | None]:
         """The model versions the stored scores were computed with."""
-        out: dict[str, str | None] = {}
-        for target in TARGETS:
-            column = self._columns.get(f"{target}_model_version")
-            out[target] = column[0] if column is not None and len(column) else None
-        return out
+        return dict(self._versions)
 
     def find(self, customer_ids: Sequence[str]) -> tuple[list[str], list[str]]:
         """Split ``customer_ids`` into known and unknown ids (duplicates dropped, order kept)."""
         ids = list(dict.fromkeys(str(c) for c in customer_ids))
-        found = [c for c in ids if c in self._positions]
-        unknown = [c for c in ids if c not in self._positions]
+        positions = self.index.positions(ids)
+        found = [c for c, p in zip(ids, positions, strict=True) if p >= 0]
+        unknown = [c for c, p in zip(ids, positions, strict=True) if p < 0]
         return found, unknown
+
+    def _rows(self, customer_ids: Sequence[str], columns: Sequence[str]) -> list[dict[str, Any]]:
+        """The stored values of ``columns`` for known customers, in their order."""
+        positions = self.index.positions([str(c) for c in customer_ids])
+        if (positions < 0).any():
+            unknown = [c for c, p in zip(customer_ids, positions, strict=True) if p < 0]
+            raise KeyError(f"customer ids not in the score table of {self.as_of}: {unknown[:5]}")
+        present = [c for c in columns if c in self.scores.schema.names]
+        return self.scores.take(positions, present).to_pylist()
 
     def needs_reasons(self, customer_ids: Sequence[str], models: ServedModels) -> bool:
         """Whether any of these (known) customers has a score without stored reasons."""
-        for target in models.targets:
-            reasons = self._columns.get(reason_column(target))
-            scores = self._columns.get(SCORE_COLUMNS[target])
-            if reasons is None or scores is None:
-                continue
-            for c in customer_ids:
-                p = self._positions[c]
-                if reasons[p] is None and scores[p] is not None:
+        columns = [c for t in models.targets for c in (reason_column(t), SCORE_COLUMNS[t])]
+        for row in self._rows(customer_ids, columns):
+            for target in models.targets:
+                score = _plain(row.get(SCORE_COLUMNS[target]))
+                if (
+                    reason_column(target) in row
+                    and row[reason_column(target)] is None
+                    and score is not None
+                ):
                     return True
         return False
 
-    def _explain(self, rows: np.ndarray, model: Any, top_reasons: int) -> list[list[str]]:
-        """Reasons of ``model`` for the feature rows at ``rows``, against the table's medians."""
-        assert self._feature_columns is not None
-        columns = self._feature_columns.take(rows, model.feature_set_)
-        return reason_texts(model, columns, top=top_reasons, reference=self.reference)
+    def _explain(
+        self, customer_ids: Sequence[str], model: Any, top_reasons: int
+    ) -> list[list[str]]:
+        """Reasons of ``model`` for these customers' stored features, against the table's medians."""
+        assert self.features is not None
+        positions = self.index.positions([str(c) for c in customer_ids])
+        names = model.feature_set_.names
+        frame = self.features.take(positions, names).to_pandas()
+        return reason_texts(model, FeatureColumns(frame), top=top_reasons, reference=self.reference)
 
     def reasons(
         self,
@@ -162,23 +223,21 @@ class ScoreLookup:
         Empty for a customer without a ``target`` score or without stored
         features. What a list built by the service shows for every row.
         """
-        stored = self._columns.get(reason_column(target))
-        scores = self._columns.get(SCORE_COLUMNS[target])
+        rows = self._rows(customer_ids, [reason_column(target), SCORE_COLUMNS[target]])
         out: list[list[str]] = []
         todo: list[int] = []
-        for i, customer_id in enumerate(customer_ids):
-            p = self._positions[str(customer_id)]
-            if stored is not None and stored[p] is not None:
-                out.append(list(stored[p]))
+        for i, row in enumerate(rows):
+            stored = row.get(reason_column(target))
+            if stored is not None:
+                out.append(list(stored))
                 continue
             out.append([])
-            can = self._feature_rows is not None and self._feature_rows[p] >= 0
-            if can and scores is not None and scores[p] is not None and target in models.models:
+            score = _plain(row.get(SCORE_COLUMNS[target]))
+            if self.features is not None and score is not None and target in models.models:
                 todo.append(i)
         if todo:
-            assert self._feature_rows is not None
-            rows = self._feature_rows[[self._positions[str(customer_ids[i])] for i in todo]]
-            texts = self._explain(rows, models[target].model, top_reasons)
+            chosen = [customer_ids[i] for i in todo]
+            texts = self._explain(chosen, models[target].model, top_reasons)
             for i, text in zip(todo, texts, strict=True):
                 out[i] = text
         return out
@@ -197,40 +256,69 @@ class ScoreLookup:
         when ``explain`` and ``models`` are given (only for the scores the
         customer has), against the whole table's feature medians.
         """
-        positions = [self._positions[str(c)] for c in customer_ids]
-        reasons: dict[str, list[Any]] = {}
-        for target in TARGETS:
-            column = self._columns.get(reason_column(target))
-            reasons[target] = [
-                None if column is None or column[p] is None else list(column[p]) for p in positions
-            ]
-        if explain and models is not None and self._feature_rows is not None:
+        ids = [str(c) for c in customer_ids]
+        rows = self._rows(ids, self._columns)
+        reasons = {t: [row.get(reason_column(t)) for row in rows] for t in TARGETS}
+        if explain and models is not None and self.features is not None:
             for target in models.targets:
-                scores = self._columns[SCORE_COLUMNS[target]]
                 need = [
                     i
-                    for i, p in enumerate(positions)
+                    for i, row in enumerate(rows)
                     if reasons[target][i] is None
-                    and scores[p] is not None
-                    and self._feature_rows[p] >= 0
+                    and _plain(row.get(SCORE_COLUMNS[target])) is not None
                 ]
                 if need:
-                    rows = self._feature_rows[[positions[i] for i in need]]
-                    texts = self._explain(rows, models[target].model, top_reasons)
+                    chosen = [ids[i] for i in need]
+                    texts = self._explain(chosen, models[target].model, top_reasons)
                     for i, text in zip(need, texts, strict=True):
                         reasons[target][i] = text
         out = []
-        for i, p in enumerate(positions):
-            record: dict[str, Any] = {"customer_id": self._ids[p], "as_of": self.as_of}
+        for i, row in enumerate(rows):
+            record: dict[str, Any] = {"customer_id": ids[i], "as_of": self.as_of}
             for col in RECORD_COLUMNS:
-                column = self._columns.get(col)
-                record[col] = None if column is None else column[p]
-            record["reasons"] = {t: reasons[t][i] for t in TARGETS}
-            record["model_versions"] = {t: self._columns[f"{t}_model_version"][p] for t in TARGETS}
-            record["feature_sets"] = {t: self._columns[f"{t}_feature_set"][p] for t in TARGETS}
-            record["scored_at"] = self._scored_at[p]
+                record[col] = _plain(row.get(col))
+            record["reasons"] = {
+                t: None if reasons[t][i] is None else list(reasons[t][i]) for t in TARGETS
+            }
+            record["model_versions"] = {t: row.get(f"{t}_model_version") for t in TARGETS}
+            record["feature_sets"] = {t: row.get(f"{t}_feature_set") for t in TARGETS}
+            record["scored_at"] = row.get("scored_at")
             out.append(record)
         return out
+
+    def frame(self) -> pd.DataFrame:
+        """The whole score table indexed by ``customer_id``, read now (for a list build).
+
+        Costs the table's size for as long as the caller holds it: what a list
+        needs, never kept by the lookup.
+        """
+        table = _plain_strings(self.scores.read_all())
+        frame = table.to_pandas()
+        frame["customer_id"] = frame["customer_id"].astype("string")
+        return frame.set_index("customer_id")
+
+    def feature_frame(self) -> pd.DataFrame | None:
+        """Every customer's stored features indexed by ``customer_id``, read now (None without)."""
+        if self.features is None:
+            return None
+        frame = self.features.read_all().to_pandas()
+        ids = self.scores.read_all(["customer_id"]).column(0).to_numpy(zero_copy_only=False)
+        frame.index = pd.Index(ids, dtype="string", name="customer_id")
+        return frame
+
+    def feature_example(self) -> dict[str, Any]:
+        """The first stored customer's feature values (JSON-ready; empty without features)."""
+        if self.features is None or not self.rows:
+            return {}
+        return {k: _plain(v) for k, v in self.features.take(np.array([0])).to_pylist()[0].items()}
+
+
+def _plain_strings(table: pa.Table) -> pa.Table:
+    """``table`` with dictionary-encoded columns decoded to plain strings (as pandas had them)."""
+    for i, field in enumerate(table.schema):
+        if pa.types.is_dictionary(field.type):
+            table = table.set_column(i, field.name, table.column(i).cast(field.type.value_type))
+    return table
 
 
 def stale_targets(lookup: ScoreLookup, models: ServedModels) -> dict[str, tuple[str | None, str]]:

@@ -48,6 +48,8 @@ class ServedModel:
     metrics: Mapping[str, float] = field(default_factory=dict)
     run_id: str | None = None
     run_metrics: Mapping[str, float] = field(default_factory=dict)
+    #: The training run's ``verdict`` and ``loses_to`` tags (when training set them).
+    run_tags: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def feature_set(self) -> FeatureSet:
@@ -163,17 +165,18 @@ def load_served_models(
                     f"at {tracking_uri}: create one with `{_train_command(target)}`"
                 )
         model = tracking.load_model(f"models:/{name}/{version.version}")
-        run = _training_run(client, version.run_id)
+        run = training_run(client, version.run_id)
         run_metrics = {} if run is None else {k: float(v) for k, v in run.data.metrics.items()}
         loaded[target] = ServedModel(
             target=target,
             model=model,
             name=name,
             version=str(version.version),
-            trained_at=_run_started_at(run),
+            trained_at=run_started_at(run),
             metrics=_version_metrics(version, run_metrics),
             run_id=version.run_id,
             run_metrics=run_metrics,
+            run_tags=verdict_tags(run),
         )
         logger.info(
             "loaded %s version %s (feature set %s)", name, version.version, model.feature_set_.name
@@ -193,7 +196,7 @@ def tracking_config(config: ServingConfig) -> Any:
     return TrackingConfig(root=str(config.home / "mlruns"))
 
 
-def _training_run(client: Any, run_id: str | None) -> Any:
+def training_run(client: Any, run_id: str | None) -> Any:
     """The MLflow run a model version came from, read once at load; ``None`` if unreadable."""
     if not run_id:
         return None
@@ -204,7 +207,18 @@ def _training_run(client: Any, run_id: str | None) -> Any:
         return None
 
 
-def _run_started_at(run: Any) -> str | None:
+#: Training-run tags ``/models`` shows: the one-line verdict and the baselines the model loses to.
+VERDICT_TAGS = ("verdict", "loses_to")
+
+
+def verdict_tags(run: Any) -> dict[str, str]:
+    """The run's :data:`VERDICT_TAGS` that are set (none for an unreadable run)."""
+    tags = {} if run is None else dict(run.data.tags or {})
+    return {k: str(tags[k]) for k in VERDICT_TAGS if k in tags}
+
+
+def run_started_at(run: Any) -> str | None:
+    """When the training run started (ISO, UTC), or None."""
     start = None if run is None else run.info.start_time
     return dt.datetime.fromtimestamp(start / 1000, tz=dt.UTC).isoformat() if start else None
 

@@ -6,7 +6,8 @@ In ``<score_dir>``:
   (one row per customer, see ``serving.scoring.table``), ``features.parquet`` (the
   feature values the scores came from, so reasons can be explained later from the
   same inputs), ``suppressions.parquet`` (the shop's do-not-contact customers when
-  it has any) and ``metadata.json``. The folder is filled under a temporary name,
+  it has any), the lookup files the service reads (``serving.scoring.lookup_files``)
+  and ``metadata.json``. The folder is filled under a temporary name,
   every file fsynced, and published by one rename: a reader finds a version
   complete or not at all, never new features beside old scores. For each
   ``as_of`` the newest folder is the version; older ones are removed once the
@@ -45,6 +46,7 @@ from features.publish import (
     remove_folder,
     remove_leftovers,
 )
+from serving.scoring.lookup_files import FEATURES_ARROW, LOOKUP_FILES, write_lookup_files
 
 CATALOGUE_NAME = "scores.duckdb"
 LOCK_NAME = ".score.lock"
@@ -219,7 +221,8 @@ def _publish_version(
         "written_at": dt.datetime.now(dt.UTC).isoformat(),
         "files": [SCORES_FILE]
         + ([FEATURES_FILE] if features is not None else [])
-        + ([SUPPRESSIONS_FILE] if suppressions is not None else []),
+        + ([SUPPRESSIONS_FILE] if suppressions is not None else [])
+        + [n for n in LOOKUP_FILES if n != FEATURES_ARROW or features is not None],
         **(extra or {}),
     }
 
@@ -230,6 +233,7 @@ def _publish_version(
         if suppressions is not None:
             kept = [c for c in SUPPRESSION_COLUMNS if c in suppressions.columns]
             suppressions[kept].to_parquet(folder / SUPPRESSIONS_FILE, index=False)
+        write_lookup_files(folder, scores, features)  # what a served instance reads
         (folder / METADATA_FILE).write_text(json.dumps(metadata, indent=2), encoding="utf-8")
 
     return publish_folder(Path(score_dir) / _folder_name(as_of), fill)

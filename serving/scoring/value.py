@@ -10,7 +10,8 @@ prediction over its own horizon (``value_horizon_days``, usually 365 days), and
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -33,6 +34,10 @@ class ServedValueModel:
     model: Any
     name: str
     version: str
+    run_id: str | None = None
+    run_metrics: Mapping[str, float] = field(default_factory=dict)
+    run_tags: Mapping[str, str] = field(default_factory=dict)
+    trained_at: str | None = None
 
     @property
     def horizon_days(self) -> int:
@@ -54,9 +59,20 @@ def load_value_champion(client: Any) -> ServedValueModel | None:
             "no %s champion: expected_value uses the trailing-margin rule", VALUE_MODEL_NAME
         )
         return None
+    from serving.scoring.models import run_started_at, training_run, verdict_tags
+
     model = load_value_model(f"models:/{VALUE_MODEL_NAME}/{version.version}")
     logger.info("loaded %s version %s", VALUE_MODEL_NAME, version.version)
-    return ServedValueModel(model, VALUE_MODEL_NAME, str(version.version))
+    run = training_run(client, version.run_id)
+    return ServedValueModel(
+        model,
+        VALUE_MODEL_NAME,
+        str(version.version),
+        run_id=version.run_id,
+        run_metrics={} if run is None else {k: float(v) for k, v in run.data.metrics.items()},
+        run_tags=verdict_tags(run),
+        trained_at=run_started_at(run),
+    )
 
 
 def with_summary(frame: pd.DataFrame, tables: Any, as_of: Any) -> pd.DataFrame:
@@ -74,3 +90,17 @@ def predicted_value(value: ServedValueModel | None, frame: pd.DataFrame) -> pd.S
         return out
     out[:] = value.model.predict(frame, frame[list(SUMMARY_COLUMNS)])
     return out
+
+
+def value_input_set(value: ServedValueModel) -> FeatureSet:
+    """The columns a posted row needs for a predicted value: the model's features and summary."""
+    columns = value.feature_set().columns
+    have = {name for name, _ in columns}
+    summary = tuple((c, "float64") for c in SUMMARY_COLUMNS if c not in have)
+    return FeatureSet("value_input", columns + summary)
+
+
+def posted_value(value: ServedValueModel, frame: pd.DataFrame) -> list[float | None]:
+    """The value champion's prediction for posted rows (typed by :func:`value_input_set`)."""
+    values = predicted_value(value, frame).to_numpy(dtype="float64")
+    return [None if v != v else float(v) for v in values]

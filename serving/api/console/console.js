@@ -62,8 +62,16 @@
     "brier",
     "log_loss",
     "expected_maximum_profit",
+    "normalized_gini",
+    "spearman",
+    "top_decile_capture",
+    "decile_calibration_error",
+    "mae",
+    "rmse",
   ];
-  const LOWER_IS_BETTER = new Set(["brier", "log_loss", "ece"]);
+  const LOWER_IS_BETTER = new Set([
+    "brier", "log_loss", "ece", "decile_calibration_error", "mae", "rmse",
+  ]);
 
   const state = {
     measurement: null, // the last POST /lists/measurement answer for the shown list
@@ -709,6 +717,14 @@
         metrics.className = "metrics";
         metrics.appendChild(metricsTable(model.metrics));
         tr.appendChild(metrics);
+        const verdict = document.createElement("td");
+        verdict.className = "verdict";
+        verdict.textContent = model.verdict || "–";
+        if (model.loses_to && model.loses_to.length) {
+          verdict.classList.add("flag-alert");
+          verdict.textContent = `${model.verdict || ""} (loses to ${model.loses_to.join(", ")})`;
+        }
+        tr.appendChild(verdict);
         const flag = document.createElement("td");
         if (drift.ok && drift.rows[model.target]) {
           const row = drift.rows[model.target];
@@ -755,6 +771,7 @@
         scorers.push([`baseline: ${name}`, "baseline", values]);
       }
       if (model.oracle) scorers.push(["oracle (true probabilities)", "oracle", model.oracle]);
+      if (model.ceiling) scorers.push(["ceiling (best achievable)", "oracle", model.ceiling]);
       const best = {};
       for (const column of columns) {
         const values = scorers

@@ -219,7 +219,47 @@ def test_run_comparison_from_hand_built_run_metrics() -> None:
         "rfm_recency": {"roc_auc": 0.70, "pr_auc": 0.30},
     }
     assert got.oracle == {"roc_auc": 0.86}
+    assert got.ceiling is None and got.verdict is None and got.loses_to == ()
     assert run_comparison({"test_roc_auc": 0.8}).oracle is None  # real data: no oracle
+    rich = run_comparison(
+        {"test_roc_auc": 0.8, "ceiling_roc_auc": 0.88, "ceiling_brier": 0.1},
+        tags={"verdict": "loses to logistic", "loses_to": "logistic,rfm"},
+    )
+    assert rich.ceiling == {"roc_auc": 0.88}  # only metrics the model has
+    assert rich.to_fields()["loses_to"] == ["logistic", "rfm"]
+    assert rich.to_fields()["verdict"] == "loses to logistic"
+
+
+def test_models_list_the_value_model_with_its_gini_and_verdict() -> None:
+    import datetime as dt
+    from types import SimpleNamespace
+
+    from features.feature_sets import FeatureSet
+    from serving.api.service import describe_models
+    from serving.scoring.models import ServedModels
+    from serving.scoring.value import ServedValueModel
+
+    regressor = SimpleNamespace(feature_set_=FeatureSet("value_v1", (("orders_365d", "float64"),)))
+    value = ServedValueModel(
+        SimpleNamespace(regressor=regressor, horizon_days=365),
+        "winback-value",
+        "4",
+        run_id="run-v",
+        run_metrics={
+            "test_normalized_gini": 0.61,
+            "baseline_btyd_normalized_gini": 0.52,
+            "ceiling_normalized_gini": 0.7,
+        },
+        run_tags={"verdict": "beats every baseline", "loses_to": ""},
+    )
+    lookup = SimpleNamespace(as_of=dt.date(2025, 1, 31), rows=3, model_versions=lambda: {})
+    state = SimpleNamespace(models=ServedModels({}, value=value), lookup=lookup)
+    (info,) = describe_models(state).models
+    assert (info.target, info.name, info.version) == ("value", "winback-value", "4")
+    assert info.test_metrics == {"normalized_gini": 0.61}
+    assert info.baselines == {"btyd": {"normalized_gini": 0.52}}
+    assert info.ceiling == {"normalized_gini": 0.7}
+    assert info.verdict == "beats every baseline" and info.loses_to == []
 
 
 # ------------------------------------------------------------------ through HTTP
@@ -256,6 +296,9 @@ def test_models_show_baselines_next_to_the_test_metrics(client, serving_home) ->
         }
         assert model["oracle"] == {"roc_auc": 0.90}
         assert model["metrics"]  # the registry's metrics are still there
+        losing = model["target"] == "vip"
+        assert model["loses_to"] == (["logistic"] if losing else [])
+        assert model["verdict"].startswith("loses to" if losing else "beats every")
 
 
 def test_measurement_endpoint_over_http(client) -> None:

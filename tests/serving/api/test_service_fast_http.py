@@ -90,7 +90,7 @@ def test_the_lookup_body_is_what_the_response_model_writes(serving_home, served)
     from serving.scoring.lookup import ScoreLookup
 
     lookup = ScoreLookup.load(ServingConfig(home=serving_home).score_path)
-    ids = [str(c) for c in lookup.table.index[:40]]
+    ids = lookup.head_ids(40)
     records = lookup.records(ids, models=served, explain=True)
     assert any(r["churn_risk"] is None for r in records)  # missing scores are covered
     assert any(r["reasons"]["churn"] for r in records)  # and reasons

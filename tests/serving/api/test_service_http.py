@@ -76,6 +76,13 @@ def training_run_metrics(i: int) -> dict[str, float]:
     }
 
 
+def training_run_verdict(i: int) -> dict[str, str]:
+    """The ``verdict``/``loses_to`` tags ``winback train`` sets; the second model loses."""
+    if i == 1:
+        return {"verdict": "loses to logistic (Δ ROC AUC -0.02)", "loses_to": "logistic"}
+    return {"verdict": "beats every baseline", "loses_to": ""}
+
+
 def make_serving_home(home: Path, customers: int = 300) -> Path:
     """A working directory with three champion models in ``mlruns/`` and a score table."""
     import mlflow
@@ -102,6 +109,7 @@ def make_serving_home(home: Path, customers: int = 300) -> Path:
         with tracking.start_training_run(target, config) as run:
             tracking.log_model(model, input_example=train[fs.names])
             mlflow.log_metrics(training_run_metrics(i))
+            mlflow.set_tags(training_run_verdict(i))
             version = registry.register(
                 run.info.run_id, target, test_cutoff="2024-01-01", metrics={"roc_auc": 0.8}
             )

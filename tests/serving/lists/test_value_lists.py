@@ -117,7 +117,7 @@ def test_scores_endpoint_body_carries_predicted_value():
         frame[f"{target}_model_version"] = "1"
         frame[f"{target}_feature_set"] = "fs"
     frame["scored_at"] = pd.Timestamp("2025-06-30 02:00", tz="UTC")
-    lookup = ScoreLookup(dt.date(2025, 6, 30), frame.set_index("customer_id"))
+    lookup = ScoreLookup.from_frames(dt.date(2025, 6, 30), frame.set_index("customer_id"))
     records = lookup.records(["F", "A"], explain=False)
     assert [(r["predicted_value"], r["value_horizon_days"]) for r in records] == [
         (2000.0, 365), (50.0, 365)
@@ -125,7 +125,7 @@ def test_scores_endpoint_body_carries_predicted_value():
     body = json.loads(scores_response_json(records, []))
     assert body == json.loads(ScoresResponse(scores=records, not_found=[]).model_dump_json())
     assert body["scores"][0]["predicted_value"] == 2000.0
-    old = ScoreLookup(
+    old = ScoreLookup.from_frames(
         dt.date(2025, 6, 30),
         frame.drop(columns=["predicted_value", "value_horizon_days"]).set_index("customer_id"),
     )

@@ -24,11 +24,12 @@ def test_fast_reasons_equal_the_models_own_contributions(serving_home) -> None:
     config = ServingConfig(home=serving_home)
     models = load_served_models(config)
     lookup = ScoreLookup.load(config.score_path, with_features=True)
-    frame = lookup.features.iloc[:40]
+    features = lookup.feature_frame()
+    frame = features.iloc[:40]
     for target in models.targets:
         model = models[target].model
         expected = slow_reason_texts(model, frame, lookup.reference)
         assert any(expected)  # the check compares real reasons, not empty lists
         assert reason_texts(model, frame, reference=lookup.reference) == expected
-        columns = FeatureColumns(lookup.features).take(np.arange(40), model.feature_set_)
+        columns = FeatureColumns(features).take(np.arange(40), model.feature_set_)
         assert reason_texts(model, columns, reference=lookup.reference) == expected

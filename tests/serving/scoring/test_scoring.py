@@ -357,8 +357,11 @@ def test_each_write_is_a_new_version_folder_and_old_layout_is_still_read(tmp_pat
     assert store.read_scores(tmp_path, d1)["customer_id"].tolist() == ["a", "b", "c", "d"]
     written = store.write_score_table(*_tiny_table(d2, 10.0), tmp_path, d2)
     assert sorted(p.name for p in written.folder.iterdir()) == [
+        "customer_ids.npy",
+        "features.arrow",
         "features.parquet",
         "metadata.json",
+        "scores.arrow",
         "scores.parquet",
     ]
     again = store.write_score_table(*_tiny_table(d1, 20.0), tmp_path, d1)

@@ -1,0 +1,276 @@
+"""The score table's lookup files: what a served instance reads, one copy for every worker.
+
+Beside ``scores.parquet`` and ``features.parquet`` each version folder holds
+
+* ``scores.arrow`` and ``features.arrow``: the same rows as Arrow IPC files,
+  sorted by ``customer_id`` (features aligned row for row with scores), in record
+  batches of :data:`BATCH_ROWS` rows, repeated strings (tier, model versions,
+  feature sets) dictionary-encoded; the feature medians reasons compare against
+  are in the features file's schema metadata;
+* ``customer_ids.npy``: the sorted ids as fixed-width UTF-8 bytes, the index a
+  lookup binary-searches (memory-mapped: ~24 probes, the top ones shared by every
+  lookup).
+
+A lookup reads the one batch holding the customer with a positional read
+(``pread``): the OS page cache keeps one copy of the files for every worker and
+no worker holds the table. Measured on 2M customers x 40 columns (2 cores):
+a memory-mapped Arrow file answered in the same ~0.25 ms but every touched page
+counted in the worker's RSS (589 MiB after 3,000 random lookups, growing with
+the table); DuckDB point queries took ~1.5 ms with an index (91 ms on Parquet);
+Parquet read with ``memory_map`` still decodes into each worker's own memory.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import warnings
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.ipc as ipc
+
+SCORES_ARROW = "scores.arrow"
+FEATURES_ARROW = "features.arrow"
+IDS_FILE = "customer_ids.npy"
+LOOKUP_FILES = (SCORES_ARROW, FEATURES_ARROW, IDS_FILE)
+#: Rows per record batch: a lookup reads one batch (~150 KB of scores at 1,024 rows).
+BATCH_ROWS = 1024
+_BATCH_KEY = b"winback.batch_rows"
+_REFERENCE_KEY = b"winback.feature_reference"
+#: String columns of the score table stored dictionary-encoded (few distinct values each).
+DICTIONARY_SUFFIXES = ("_model_version", "_feature_set")
+REASON_SUFFIX = "_reasons"
+
+
+class IdIndex:
+    """Sorted customer ids (fixed-width UTF-8 bytes): row position of an id by binary search."""
+
+    def __init__(self, ids: np.ndarray) -> None:
+        self.ids = ids
+        self.width = ids.dtype.itemsize
+
+    @classmethod
+    def from_ids(cls, ids: Iterable[str]) -> tuple[IdIndex, np.ndarray]:
+        """The index of ``ids`` and the order that sorts them (rows are stored in it)."""
+        encoded = np.array([str(c).encode("utf-8") for c in ids], dtype=bytes)
+        if encoded.dtype.itemsize == 0:
+            encoded = encoded.astype("S1")
+        order = np.argsort(encoded, kind="stable")
+        return cls(encoded[order]), order
+
+    @classmethod
+    def open(cls, path: Path) -> IdIndex:
+        return cls(np.load(path, mmap_mode="r"))
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def positions(self, customer_ids: Sequence[str]) -> np.ndarray:
+        """Row of each id, -1 when unknown."""
+        out = np.full(len(customer_ids), -1, dtype=np.int64)
+        if not len(self.ids):
+            return out
+        for i, customer_id in enumerate(customer_ids):
+            key = str(customer_id).encode("utf-8")
+            if len(key) > self.width or key.endswith(b"\0"):
+                continue
+            p = int(np.searchsorted(self.ids, key))
+            if p < len(self.ids) and self.ids[p] == key:
+                out[i] = p
+        return out
+
+    def head(self, n: int) -> list[str]:
+        return [bytes(v).decode("utf-8") for v in self.ids[:n]]
+
+
+class BatchedRows:
+    """Rows of an Arrow IPC file read batch by batch (positional reads), or of a table in memory."""
+
+    def __init__(self, table: pa.Table | None = None, path: Path | None = None) -> None:
+        self._table = table
+        self._path = path
+        self._lock = threading.Lock()
+        if path is not None:
+            self._reader = ipc.open_file(pa.OSFile(str(path)))
+            metadata = self._reader.schema.metadata or {}
+            self.batch_rows = int(metadata.get(_BATCH_KEY, BATCH_ROWS))
+            self.schema = self._reader.schema
+        else:
+            assert table is not None
+            self.batch_rows = 0
+            self.schema = table.schema
+
+    @property
+    def metadata(self) -> dict[bytes, bytes]:
+        return self.schema.metadata or {}
+
+    def take(self, rows: np.ndarray, columns: Sequence[str] | None = None) -> pa.Table:
+        """The rows at ``rows`` (in that order), all columns or ``columns``."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if self._table is not None:
+            table = self._table if columns is None else self._table.select(list(columns))
+            return table.take(pa.array(rows))
+        batches: dict[int, pa.RecordBatch] = {}
+        slices = []
+        for row in rows.tolist():
+            batch, local = divmod(row, self.batch_rows)
+            record = batches.get(batch)
+            if record is None:
+                with self._lock:
+                    record = self._reader.get_batch(batch)
+                if columns is not None:
+                    record = record.select(list(columns))
+                batches[batch] = record
+            slices.append(record.slice(local, 1))  # zero-copy: a take costs ~4x more
+        if not slices:
+            schema = (
+                self.schema
+                if columns is None
+                else pa.schema([self.schema.field(c) for c in columns])
+            )
+            return schema.empty_table()
+        return pa.Table.from_batches(slices)
+
+    def read_all(self, columns: Sequence[str] | None = None) -> pa.Table:
+        """Every row (a whole-table read: what a list build needs, for as long as it runs)."""
+        if self._table is not None:
+            return self._table if columns is None else self._table.select(list(columns))
+        with pa.memory_map(str(self._path)) as source:
+            table = ipc.open_file(source).read_all()
+            return table if columns is None else table.select(list(columns))
+
+
+def arrow_scores(scores: pd.DataFrame) -> pa.Table:
+    """The score table as Arrow, with fixed types for columns that may be all-missing."""
+    table = _from_pandas(scores.reset_index(drop=True))
+    for i, name in enumerate(table.column_names):
+        column = table.column(i)
+        if name.endswith(REASON_SUFFIX):
+            typed = pa.array(scores[name].tolist(), type=pa.list_(pa.string()))
+            table = table.set_column(i, name, typed)
+        elif name == "tier" or name.endswith(DICTIONARY_SUFFIXES):
+            table = table.set_column(i, name, dictionary_column(column.cast(pa.string())))
+    return table
+
+
+def dictionary_column(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """``column`` dictionary-encoded with the narrowest index type its distinct values fit."""
+    encoded = pc.dictionary_encode(column.combine_chunks())
+    size = len(encoded.dictionary)
+    index = pa.int8() if size < 2**7 else pa.int16() if size < 2**15 else pa.int32()
+    return pa.chunked_array([encoded.cast(pa.dictionary(index, pa.string()))])
+
+
+def arrow_features(features: pd.DataFrame) -> pa.Table:
+    """Feature values as Arrow (categories as plain strings), without the index."""
+    frame = features.reset_index(drop=True)
+    for name in frame.columns:
+        if isinstance(frame[name].dtype, pd.CategoricalDtype):
+            frame[name] = frame[name].astype("string")
+    return _from_pandas(frame)
+
+
+def _from_pandas(frame: pd.DataFrame) -> pa.Table:
+    """``frame`` as Arrow, without pyarrow's deprecation noise about pandas' time zones."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Series.values returning an ndarray")
+        return pa.Table.from_pandas(frame, preserve_index=False)
+
+
+def _write_batches(path: Path, tables: Iterable[pa.Table], metadata: dict[bytes, bytes]) -> int:
+    """Write ``tables`` (one schema) as one IPC file of :data:`BATCH_ROWS`-row batches."""
+    writer = None
+    schema = None
+    rows = 0
+    pending: list[pa.Table] = []
+    try:
+        for table in tables:
+            if schema is None:
+                schema = table.schema.with_metadata({**(table.schema.metadata or {}), **metadata})
+                writer = ipc.new_file(str(path), schema)
+            pending.append(table.replace_schema_metadata(schema.metadata))
+            buffered = pa.concat_tables(pending).combine_chunks()
+            full = len(buffered) // BATCH_ROWS * BATCH_ROWS
+            for start in range(0, full, BATCH_ROWS):
+                writer.write_batch(buffered.slice(start, BATCH_ROWS).to_batches()[0])
+            rows += full
+            pending = [buffered.slice(full)]
+        if writer is None:
+            raise ValueError(f"no rows to write to {path}")
+        rest = pa.concat_tables(pending).combine_chunks()
+        if len(rest):
+            writer.write_batch(rest.to_batches()[0])
+            rows += len(rest)
+    finally:
+        if writer is not None:
+            writer.close()
+    return rows
+
+
+def write_lookup_files(
+    folder: Path,
+    scores: pd.DataFrame,
+    features: pd.DataFrame | None,
+    reference: dict[str, float] | None = None,
+) -> None:
+    """Write the lookup files of one version into ``folder`` (being filled, not yet published).
+
+    ``scores`` has a ``customer_id`` column; ``features`` is indexed by
+    ``customer_id`` (customers it lacks get missing values). ``reference``
+    defaults to the medians of ``features``.
+    """
+    from serving.scoring.reasons import feature_reference
+
+    folder = Path(folder)
+    index, order = IdIndex.from_ids(scores["customer_id"].astype(str))
+    ordered = scores.iloc[order]
+    np.save(folder / IDS_FILE, index.ids)
+    _write_batches(folder / SCORES_ARROW, [arrow_scores(ordered)], {_BATCH_KEY: b"%d" % BATCH_ROWS})
+    if features is None:
+        return
+    aligned = features.copy()
+    aligned.index = aligned.index.astype(str)
+    aligned = aligned.reindex(ordered["customer_id"].astype(str).to_numpy())
+    reference = feature_reference(features) if reference is None else reference
+    write_feature_file(folder, [arrow_features(aligned)], reference)
+
+
+def write_feature_file(
+    folder: Path, tables: Iterable[pa.Table], reference: dict[str, float]
+) -> int:
+    """``features.arrow`` from feature tables already in the ids' order; returns its rows."""
+    metadata = {_BATCH_KEY: b"%d" % BATCH_ROWS, _REFERENCE_KEY: json.dumps(reference).encode()}
+    return _write_batches(Path(folder) / FEATURES_ARROW, tables, metadata)
+
+
+def write_score_file(folder: Path, scores: pa.Table) -> int:
+    """``scores.arrow`` from a score table already in the ids' order (see :func:`arrow_scores`)."""
+    return _write_batches(Path(folder) / SCORES_ARROW, [scores], {_BATCH_KEY: b"%d" % BATCH_ROWS})
+
+
+def has_lookup_files(folder: Path) -> bool:
+    return (Path(folder) / SCORES_ARROW).is_file() and (Path(folder) / IDS_FILE).is_file()
+
+
+def feature_reference_of(rows: BatchedRows) -> dict[str, float] | None:
+    """The feature medians stored with a features file (None when it has none)."""
+    raw = rows.metadata.get(_REFERENCE_KEY)
+    return None if raw is None else {k: float(v) for k, v in json.loads(raw).items()}
+
+
+def open_lookup_files(
+    folder: Path, *, with_features: bool
+) -> tuple[IdIndex, BatchedRows, BatchedRows | None]:
+    """The id index, the scores and (when asked for and written) the features of a version folder."""
+    folder = Path(folder)
+    index = IdIndex.open(folder / IDS_FILE)
+    scores = BatchedRows(path=folder / SCORES_ARROW)
+    features = None
+    if with_features and (folder / FEATURES_ARROW).is_file():
+        features = BatchedRows(path=folder / FEATURES_ARROW)
+    return index, scores, features

@@ -1,0 +1,111 @@
+"""The lookup files a served instance reads: the same records as the score table, any batch."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from serving.scoring import lookup_files, store
+from serving.scoring.lookup import ScoreLookup
+
+
+def _table(n: int, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    rng = np.random.default_rng(seed)
+    ids = [f"K{v}" for v in rng.permutation(n) * 7]  # unsorted, uneven widths
+    churn = rng.uniform(size=n)
+    churn[rng.uniform(size=n) < 0.3] = np.nan
+    scores = pd.DataFrame(
+        {
+            "customer_id": ids,
+            "as_of": [dt.date(2025, 1, 31)] * n,
+            "churn_risk": churn,
+            "vip_potential": np.nan,
+            "reactivation_probability": rng.uniform(size=n),
+            "expected_value": rng.gamma(2.0, 10.0, n),
+            "predicted_value": np.nan,
+            "value_horizon_days": pd.array([None] * n, dtype="Int64"),
+            "tier": pd.array(np.where(rng.uniform(size=n) < 0.1, "gold", None), dtype="string"),
+            "is_active": rng.uniform(size=n) < 0.5,
+            "is_lapsed": False,
+            "is_vip": False,
+            "trailing_margin": rng.gamma(2.0, 30.0, n),
+            "churn_reasons": [["recent order"] if i % 5 == 0 else None for i in range(n)],
+            "vip_reasons": None,
+            "reactivation_reasons": None,
+            "churn_model_version": "3",
+            "vip_model_version": None,
+            "reactivation_model_version": "1",
+            "churn_feature_set": "churn_v1",
+            "vip_feature_set": None,
+            "reactivation_feature_set": "react_v1",
+            "scored_at": pd.Timestamp("2025-02-01 02:00", tz="UTC"),
+        }
+    )
+    features = pd.DataFrame(
+        {
+            "orders_365d": rng.poisson(3.0, n).astype("float64"),
+            "region": ["north", "south"] * (n // 2),
+        },
+        index=pd.Index(ids, name="customer_id"),
+    )
+    return scores, features
+
+
+def test_lookup_files_answer_like_the_table_in_memory(tmp_path):
+    as_of = dt.date(2025, 1, 31)
+    scores, features = _table(3000)  # three record batches
+    store.write_score_table(scores, features, tmp_path, as_of)
+    served = ScoreLookup.load(tmp_path)
+    memory = ScoreLookup.from_frames(as_of, scores.set_index("customer_id"), features)
+    assert served.features is not None and served.scores.batch_rows == lookup_files.BATCH_ROWS
+    ids = [scores["customer_id"][i] for i in (2999, 0, 1500, 1024, 7)]
+    found, unknown = served.find([*ids, "K-nope", "K1" * 40, ids[0]])
+    assert found == ids and unknown == ["K-nope", "K1" * 40]
+    got = served.records(found, explain=False)
+    assert got == memory.records(found, explain=False)
+    by_id = scores.set_index("customer_id")
+    for record in got:
+        row = by_id.loc[record["customer_id"]]
+        churn = row["churn_risk"]
+        assert record["churn_risk"] == (None if np.isnan(churn) else pytest.approx(churn))
+        assert record["tier"] == (None if pd.isna(row["tier"]) else row["tier"])
+        assert record["reasons"]["churn"] == row["churn_reasons"]
+        assert record["model_versions"] == {"churn": "3", "vip": None, "reactivation": "1"}
+    assert served.rows == 3000 and served.model_versions()["churn"] == "3"
+    assert served.reference == pytest.approx({"orders_365d": features["orders_365d"].median()})
+
+
+def test_whole_table_reads_give_back_the_frames(tmp_path):
+    as_of = dt.date(2025, 1, 31)
+    scores, features = _table(2100)
+    store.write_score_table(scores, features, tmp_path, as_of)
+    served = ScoreLookup.load(tmp_path)
+    frame = served.frame()
+    expected = scores.set_index("customer_id").loc[frame.index]
+    assert frame.index.is_monotonic_increasing and len(frame) == 2100
+    pd.testing.assert_series_equal(
+        frame["churn_risk"], expected["churn_risk"], check_index_type=False
+    )
+    assert frame["tier"].tolist() == expected["tier"].tolist()
+    again = served.feature_frame()
+    assert again.index.tolist() == frame.index.tolist()
+    assert again["orders_365d"].tolist() == features["orders_365d"].loc[frame.index].tolist()
+    assert served.feature_example() == {
+        "orders_365d": features["orders_365d"].loc[frame.index[0]],
+        "region": features["region"].loc[frame.index[0]],
+    }
+
+
+def test_a_version_without_lookup_files_is_read_into_memory(tmp_path, caplog):
+    as_of = dt.date(2025, 1, 31)
+    scores, features = _table(50)
+    version = store.write_score_table(scores, features, tmp_path, as_of)
+    for name in lookup_files.LOOKUP_FILES:
+        (version.folder / name).unlink()
+    served = ScoreLookup.load(tmp_path)
+    assert "no lookup files" in caplog.text
+    ids = scores["customer_id"].tolist()[:3]
+    assert [r["customer_id"] for r in served.records(ids, explain=False)] == ids
