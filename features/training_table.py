@@ -279,12 +279,19 @@ def join_scoring_frame(
     The last step of :func:`build_scoring_frame`, shared by every engine.
     """
     frame = features.join(status, how="left").droplevel("cutoff")
-    frame.attrs = {
+    frame.attrs = _scoring_attrs(features, as_of, feature_set)
+    return frame
+
+
+def _scoring_attrs(
+    features: pd.DataFrame, as_of: dt.date, feature_set: FeatureSet | None
+) -> dict[str, object]:
+    """What a scoring frame says about itself: its date, feature set and omitted features."""
+    return {
         "as_of": str(as_of),
         "feature_set": None if feature_set is None else feature_set.name,
         "omitted_features": list(features.attrs.get("omitted_features", [])),
     }
-    return frame
 
 
 def _with_status(
@@ -305,8 +312,8 @@ def _with_status(
     """
     status = _sorted_status(tables, as_of, label_config, con)
     ids = features.index.get_level_values("customer_id")
-    same = len(ids) == status.num_rows and pa.array(ids, type=pa.large_string()).equals(
-        status.column("customer_id").combine_chunks().cast(pa.large_string())
+    same = len(ids) == status.num_rows and _large_strings(ids).equals(
+        _large_strings(status.column("customer_id"))
     )
     if not same:
         joined = customer_status(tables, [as_of], label_config, con=con)
@@ -314,12 +321,16 @@ def _with_status(
     frame = features.droplevel("cutoff")
     columns = _status_columns(status, label_config.tiers)
     frame = pd.concat([frame, pd.DataFrame(columns, index=frame.index)], axis=1)
-    frame.attrs = {
-        "as_of": str(as_of),
-        "feature_set": None if feature_set is None else feature_set.name,
-        "omitted_features": list(features.attrs.get("omitted_features", [])),
-    }
+    frame.attrs = _scoring_attrs(features, as_of, feature_set)
     return frame
+
+
+def _large_strings(values: object) -> pa.Array:
+    """``values`` (pandas strings or an Arrow column) as one Arrow ``large_string`` array."""
+    array = values if isinstance(values, pa.Array | pa.ChunkedArray) else pa.array(values)
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    return array.cast(pa.large_string())
 
 
 def _sorted_status(
