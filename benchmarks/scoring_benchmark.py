@@ -3,8 +3,9 @@
 Runs ``winback score --data DIR`` (the command's function, called in a fresh
 process) and times the functions it calls by wrapping them in place (no
 copy of the scoring code): loading and validating the tables, the feature
-query, the customer statuses, the join, each model's predictions, the expected
-value, the reasons, and writing the score table. For each stage it prints wall
+query, the customer statuses attached to the features, the value champion's
+purchase summary and prediction (when one is served), each model's predictions,
+the expected value, the reasons, and writing the score table. For each stage it prints wall
 time, CPU time (user + sys of the process), the resident memory after it and
 the peak during it (``VmHWM``, reset before each stage through
 ``/proc/self/clear_refs``), and at the end the whole run's wall, CPU and peak.
@@ -44,11 +45,14 @@ STAGES = (
     ("features.engine", "outline"),
     ("features.training_table", "build_feature_table"),
     ("features.build", "build_feature_table_from"),
+    ("features.training_table", "_with_status"),
     ("features.training_table", "customer_status"),
     ("features.training_table", "join_scoring_frame"),
+    ("serving.scoring.value", "with_summary"),
     ("serving.scoring.table", "score_table"),
     ("serving.scoring.predict", "predict_scores"),
     ("serving.scoring.table", "expected_value"),
+    ("serving.scoring.value", "predicted_value"),
     ("serving.scoring.reasons", "feature_reference"),
     ("serving.scoring.reasons", "reason_texts"),
     ("serving.scoring.store", "write_score_table"),

@@ -15,14 +15,25 @@ import datetime as dt
 from collections.abc import Iterable
 
 import duckdb
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from features.build import build_feature_table, build_feature_table_from
 from features.engine import connect
 from features.feature_sets import FeatureSet
-from features.labels import LabelConfig, build_labels, customer_status
+from features.labels import LabelConfig, build_labels, customer_status, status_sql
 from features.schema import ShopTables
-from features.tiers import as_dates
+from features.tiers import (
+    TierConfig,
+    as_dates,
+    assign_tiers,
+    register_cutoffs,
+    trailing_value_sql,
+)
+
+#: Status columns that come straight from the status query (the rest from the tiers).
+STATUS_FLAGS = ("is_active", "is_lapsed")
 
 #: Target name -> label column of ``features.labels.build_labels``.
 TARGETS: dict[str, str] = {"churn": "churned", "vip": "became_vip", "reactivation": "reactivated"}
@@ -223,8 +234,7 @@ def build_scoring_frame(
     dates = one_date(as_of)
     con = connect(tables) if con is None else con
     features = build_feature_table(tables, dates, feature_set=feature_set, con=con)
-    status = customer_status(tables, dates, label_config, con=con)
-    return join_scoring_frame(features, status, dates[0], feature_set)
+    return _with_status(features, tables, dates[0], label_config, con, feature_set)
 
 
 def build_scoring_frame_from(
@@ -247,8 +257,7 @@ def build_scoring_frame_from(
     dates = one_date(as_of)
     features = build_feature_table_from(con, dates, feature_set=feature_set)
     tables = outline(con) if tables is None else tables
-    status = customer_status(tables, dates, label_config, con=con)
-    return join_scoring_frame(features, status, dates[0], feature_set)
+    return _with_status(features, tables, dates[0], label_config, con, feature_set)
 
 
 def one_date(as_of: object) -> list[dt.date]:
@@ -270,9 +279,95 @@ def join_scoring_frame(
     The last step of :func:`build_scoring_frame`, shared by every engine.
     """
     frame = features.join(status, how="left").droplevel("cutoff")
-    frame.attrs = {
+    frame.attrs = _scoring_attrs(features, as_of, feature_set)
+    return frame
+
+
+def _scoring_attrs(
+    features: pd.DataFrame, as_of: dt.date, feature_set: FeatureSet | None
+) -> dict[str, object]:
+    """What a scoring frame says about itself: its date, feature set and omitted features."""
+    return {
         "as_of": str(as_of),
         "feature_set": None if feature_set is None else feature_set.name,
         "omitted_features": list(features.attrs.get("omitted_features", [])),
     }
+
+
+def _with_status(
+    features: pd.DataFrame,
+    tables: ShopTables,
+    as_of: dt.date,
+    label_config: LabelConfig,
+    con: duckdb.DuckDBPyConnection,
+    feature_set: FeatureSet | None,
+) -> pd.DataFrame:
+    """The scoring frame: features of one date with each customer's status attached.
+
+    The status of :func:`features.labels.customer_status`, computed by one query
+    sorted like the features and attached by position when both list the same
+    customers (they do: both are the customers with a purchase by ``as_of``), so
+    a million customers' string ids are never indexed, sorted or aligned in
+    pandas. Any other case goes through ``customer_status`` and a join.
+    """
+    status = _sorted_status(tables, as_of, label_config, con)
+    ids = features.index.get_level_values("customer_id")
+    same = len(ids) == status.num_rows and _large_strings(ids).equals(
+        _large_strings(status.column("customer_id"))
+    )
+    if not same:
+        joined = customer_status(tables, [as_of], label_config, con=con)
+        return join_scoring_frame(features, joined, as_of, feature_set)
+    frame = features.droplevel("cutoff")
+    columns = _status_columns(status, label_config.tiers)
+    frame = pd.concat([frame, pd.DataFrame(columns, index=frame.index)], axis=1)
+    frame.attrs = _scoring_attrs(features, as_of, feature_set)
     return frame
+
+
+def _large_strings(values: object) -> pa.Array:
+    """``values`` (pandas strings or an Arrow column) as one Arrow ``large_string`` array."""
+    array = values if isinstance(values, pa.Array | pa.ChunkedArray) else pa.array(values)
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    return array.cast(pa.large_string())
+
+
+def _sorted_status(
+    tables: ShopTables, as_of: dt.date, config: LabelConfig, con: duckdb.DuckDBPyConnection
+) -> pa.Table:
+    """Status and trailing margin of every customer at ``as_of``, sorted by ``customer_id``.
+
+    The SQL of ``customer_status`` (``status_sql`` and ``trailing_value_sql``) in one
+    query; ``ranked`` says whether the customer is in the tier ranking (a purchase
+    inside the trailing window).
+    """
+    register_cutoffs(con, [as_of])
+    trailing = trailing_value_sql(tables, config.tiers.window_days)
+    return con.sql(
+        f"WITH status AS ({status_sql(tables, config)}),\n"
+        f"window_value AS ({trailing})\n"
+        "SELECT s.customer_id, s.is_active, s.is_lapsed, t.trailing_margin,"
+        " t.customer_id IS NOT NULL AS ranked\n"
+        "FROM status AS s LEFT JOIN window_value AS t ON t.customer_id = s.customer_id\n"
+        "ORDER BY s.customer_id"
+    ).to_arrow_table()
+
+
+def _status_columns(status: pa.Table, tiers: TierConfig) -> dict[str, object]:
+    """The ``STATUS_COLUMNS`` as ``customer_status`` gives them, from :func:`_sorted_status`."""
+    ranked = status.column("ranked").to_numpy(zero_copy_only=False).astype(bool)
+    margin = status.column("trailing_margin").cast(pa.float64()).fill_null(0.0).to_numpy()
+    margin = np.where(ranked, np.nan_to_num(margin, nan=0.0), 0.0)
+    names = np.full(len(margin), None, dtype=object)
+    rows = np.flatnonzero(ranked)
+    if len(rows):
+        names[rows] = assign_tiers(pd.Series(margin[rows]), tiers).to_numpy(object)
+    tier = pd.array(names, dtype="string")
+    flags = {c: status.column(c).to_numpy(zero_copy_only=False).astype(bool) for c in STATUS_FLAGS}
+    return {
+        **flags,
+        "is_vip": np.isin(names, list(tiers.vip_tiers)),
+        "tier": tier,
+        "trailing_margin": margin,
+    }

@@ -143,12 +143,24 @@ class FeatureColumns:
         """Column ``name`` as positions in ``categories`` (float64; unknown or missing NaN)."""
         key = (name, tuple(categories))  # models trained on the same data share categories
         if key not in self._codes:
-            positions = {category: float(i) for i, category in enumerate(key[1])}
-            values = self.strings(name)
-            self._codes[key] = np.fromiter(
-                (positions.get(v, np.nan) for v in values), dtype="float64", count=len(values)
-            )  # a dict lookup per value: a third of Index.get_indexer's time on object arrays
+            column = None if self._frame is None else self._frame[name]
+            if column is not None and isinstance(column.dtype, pd.CategoricalDtype):
+                self._codes[key] = _categorical_codes(column, key[1])
+            else:
+                positions = {category: float(i) for i, category in enumerate(key[1])}
+                values = self.strings(name)
+                self._codes[key] = np.fromiter(
+                    (positions.get(v, np.nan) for v in values), dtype="float64", count=len(values)
+                )  # a dict lookup per value: a third of Index.get_indexer's time on object arrays
         return self._codes[key]
+
+    def subset(self, rows: np.ndarray) -> FeatureColumns:
+        """The rows at positions ``rows``, sharing this object's converted columns.
+
+        Batch scoring converts each column of the whole frame once and gives each
+        model its population's rows: no frame is sliced, no column converted twice.
+        """
+        return _RowSubset(self, np.asarray(rows, dtype="int64"))
 
     def matrix(self, names: Sequence[str], categories: Mapping[str, Sequence[str]]) -> np.ndarray:
         """The float64 matrix of ``names`` (categoricals as codes), shared by equal requests."""
@@ -164,6 +176,49 @@ class FeatureColumns:
                     matrix[:, j] = self.floats(name)
             self._matrices[key] = matrix
         return matrix
+
+
+def _categorical_codes(column: pd.Series, categories: Sequence[str]) -> np.ndarray:
+    """Positions in ``categories`` of a pandas categorical's values, by its (few) categories.
+
+    The same values as a lookup of each value's text: unknown or missing NaN.
+    """
+    own = column.cat.categories.astype("string").to_numpy(dtype=object, na_value=None)
+    positions = {category: float(i) for i, category in enumerate(categories)}
+    lookup = np.array([positions.get(v, np.nan) for v in own] + [np.nan], dtype="float64")
+    return lookup[column.cat.codes.to_numpy()]  # code -1 (missing) takes the trailing NaN
+
+
+class _RowSubset(FeatureColumns):
+    """Some rows of a :class:`FeatureColumns`: slices of the parent's converted columns."""
+
+    def __init__(self, parent: FeatureColumns, rows: np.ndarray) -> None:
+        self._parent = parent
+        self._positions = rows
+        self._rows = len(rows)
+        self._dtypes = parent._dtypes
+        self._frame = None
+        self._floats, self._strings, self._codes, self._matrices = {}, {}, {}, {}
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        if self._frame is None:
+            self._frame = self._parent.frame.iloc[self._positions]
+        return self._frame
+
+    def check(self, feature_set: FeatureSet) -> None:
+        self._parent.check(feature_set)
+
+    # Not cached: each slice feeds one model matrix (which is), and a cache would hold
+    # a second copy of the population's columns beside it.
+    def floats(self, name: str) -> np.ndarray:
+        return self._parent.floats(name)[self._positions]
+
+    def strings(self, name: str) -> np.ndarray:
+        return self._parent.strings(name)[self._positions]
+
+    def codes(self, name: str, categories: Sequence[str]) -> np.ndarray:
+        return self._parent.codes(name, categories)[self._positions]
 
 
 def model_matrix(model: Any, features: pd.DataFrame | FeatureColumns) -> np.ndarray:

@@ -27,7 +27,7 @@ from features.schema import ShopTables
 from serving.config import SCORE_COLUMNS, TARGETS, ServingConfig
 from serving.scoring import store
 from serving.scoring.models import ServedModels
-from serving.scoring.predict import predict_scores
+from serving.scoring.predict import FeatureColumns, predict_scores
 from serving.scoring.reasons import feature_reference, reason_column, reason_texts, top_scored
 from serving.scoring.value import predicted_value, with_summary
 
@@ -105,13 +105,9 @@ def score_table(
     masks = populations(frame)
     out = pd.DataFrame(index=frame.index)
     out["as_of"] = pd.Series([as_of] * len(frame), index=frame.index, dtype="object")
+    columns = FeatureColumns(frame)  # each column converted once, shared by every model
     for target in TARGETS:
-        column = SCORE_COLUMNS[target]
-        values = pd.Series(np.nan, index=frame.index, dtype="float64")
-        mask = masks[target].to_numpy()
-        if target in models.models and mask.any():
-            values[mask] = predict_scores(models, frame.loc[mask], [target])[column].to_numpy()
-        out[column] = values
+        out[SCORE_COLUMNS[target]] = _population_scores(models, columns, target, masks[target])
     lapsed = masks["reactivation"]
     margin = frame["trailing_margin"].astype("float64")
     active_margin = margin[masks["churn"]].dropna()
@@ -131,18 +127,19 @@ def score_table(
     out["trailing_margin"] = margin
     reference = feature_reference(frame[models.feature_set().names]) if explain_top > 0 else None
     for target in TARGETS:
-        reasons = pd.Series([None] * len(frame), index=frame.index, dtype="object")
+        reasons = np.full(len(frame), None, dtype=object)
         if target in models.models and explain_top > 0:
-            chosen = top_scored(out[SCORE_COLUMNS[target]], explain_top)
+            scores = pd.Series(out[SCORE_COLUMNS[target]].to_numpy())  # positions as the index
+            chosen = top_scored(scores, explain_top).to_numpy()
             if len(chosen):
                 texts = reason_texts(
                     models[target].model,
-                    frame.loc[chosen],
+                    columns.subset(chosen),
                     top=top_reasons,
                     reference=reference,
                 )
-                reasons.loc[chosen] = pd.Series(texts, index=chosen, dtype="object")
-        out[reason_column(target)] = reasons
+                reasons[chosen] = pd.Series(texts, dtype="object").to_numpy()
+        out[reason_column(target)] = pd.Series(reasons, index=frame.index, dtype="object")
     for target in TARGETS:
         served = models.models.get(target)
         out[f"{target}_model_version"] = served.version if served else None
@@ -150,6 +147,18 @@ def score_table(
     out["scored_at"] = pd.Timestamp(scored_at).tz_convert("UTC")
     out.index.name = "customer_id"
     return out.reset_index()
+
+
+def _population_scores(
+    models: ServedModels, columns: FeatureColumns, target: str, population: pd.Series
+) -> np.ndarray:
+    """``target``'s score for the rows of its population, NaN elsewhere or without a model."""
+    values = np.full(len(columns), np.nan, dtype="float64")
+    rows = np.flatnonzero(population.to_numpy())
+    if target in models.models and len(rows):
+        scores = predict_scores(models, columns.subset(rows), [target])
+        values[rows] = scores[SCORE_COLUMNS[target]].to_numpy()
+    return values
 
 
 def _add_predicted_value(

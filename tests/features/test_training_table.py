@@ -189,3 +189,21 @@ def test_cli_table_writes_one_row_per_cutoff_and_customer(small_shop, small_shop
     assert too_late in late.output and "horizon" in late.output
     unknown = CliRunner().invoke(app, [*args, "--feature-set", "nope_v9"])
     assert unknown.exit_code != 0 and "churn_features_v1" in unknown.output
+
+
+def test_scoring_frame_joins_the_status_when_the_features_list_other_customers(
+    small_shop, shop_cutoffs
+):
+    """The status goes on by position only when both list the same customers, else by key."""
+    from features.engine import connect
+    from features.training_table import _with_status
+
+    tables = small_shop.tables
+    as_of = shop_cutoffs[-1]
+    con = connect(tables)
+    features = build_feature_table(tables, [as_of], con=con).iloc[1::2]  # every other customer
+    frame = _with_status(features, tables, as_of, LabelConfig(), con, None)
+    status = customer_status(tables, [as_of], con=con).droplevel("cutoff")
+    assert frame.index.equals(features.index.droplevel("cutoff"))
+    pd.testing.assert_frame_equal(frame[status.columns], status.loc[frame.index])
+    assert frame.attrs["as_of"] == str(as_of)

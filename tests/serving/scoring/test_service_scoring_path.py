@@ -288,3 +288,31 @@ def test_predict_scores_on_a_pool_in_chunks_equals_one_call_per_model(fitted, ro
         )
     pd.testing.assert_frame_equal(pooled, alone)
     assert list(pooled.columns) == ["churn_risk", "vip_potential"]
+
+
+@pytest.mark.parametrize("kind", ["string", "category"])
+def test_row_subsets_give_the_rows_of_the_whole_frames_matrix(fitted, kind):
+    """Batch scoring's route: columns converted once, each model given its population's rows."""
+    frame = _posted().astype({"channel": kind})
+    rows = np.array([4, 0, 2])
+    subset = FeatureColumns(frame).subset(rows)
+    assert len(subset) == 3
+    expected = model_matrix(fitted, _posted().iloc[rows].reset_index(drop=True))
+    np.testing.assert_array_equal(model_matrix(fitted, subset), expected)
+    np.testing.assert_array_equal(
+        predict_probability(fitted, subset), fitted.predict_proba(frame.iloc[rows][FS.names])
+    )
+
+
+def test_a_categorical_with_unseen_and_missing_values_gets_the_fitted_codes(fitted):
+    frame = pd.DataFrame(
+        {
+            "recency_days": [1.0, 2.0, 3.0, 4.0],
+            "orders": [1.0, 1.0, 1.0, 1.0],
+            "channel": pd.Categorical(
+                ["web", None, "fax", "app"], categories=["web", "fax", "app"]
+            ),
+        }
+    )
+    matrix = model_matrix(fitted, frame)
+    np.testing.assert_array_equal(matrix[:, 1], [2.0, np.nan, np.nan, 0.0])
