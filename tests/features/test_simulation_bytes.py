@@ -31,18 +31,20 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from features import simulate as engagement_module
-from features.simulate import (
+from features.simulation import (
+    BgNbdWorldConfig,
     SimulationConfig,
+    engagement,
     oracle_churn_probability,
     read_truth,
+    simulate_bgnbd_world,
     simulate_shop,
+    write_bgnbd_world,
     write_shop,
 )
-from features.simulate_bgnbd import BgNbdWorldConfig, simulate_bgnbd_world, write_bgnbd_world
 
 #: Module holding the engagement block size (customers per thinning block).
-ENGAGEMENT_MODULE = engagement_module
+ENGAGEMENT_MODULE = engagement
 
 CUTOFF = date(2024, 12, 31)
 HORIZON_DAYS = 90
