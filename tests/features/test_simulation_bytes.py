@@ -15,7 +15,9 @@ change of draws), by running this file as a script::
 
     uv run --frozen --extra dev python tests/features/test_simulation_bytes.py
 
-which prints the ``EXPECTED`` dictionary below. Should a dependency upgrade
+which prints the ``EXPECTED`` dictionary below (the file's first version, which
+imported those two modules, is the one that was run; the package reproduces the
+same digests). Should a dependency upgrade
 change them, regenerate them on the parent commit of the upgrade (before any
 simulator change) and say so in the commit message.
 """
