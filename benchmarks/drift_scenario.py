@@ -58,7 +58,7 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     os.chdir(work)
 
-    from features.simulate import SimulationConfig, simulate_shop
+    from features.simulation import SimulationConfig, simulate_shop
     from serving.config import ServingConfig
     from serving.monitoring.backtest import BacktestConfig, backtest, plot_backtest
     from serving.monitoring.drift import drift_report, log_drift_report

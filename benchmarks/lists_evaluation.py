@@ -30,7 +30,7 @@ import pandas as pd
 
 from features.feature_sets import REACTIVATION_FEATURES_V1, FeatureSet, latest_feature_set
 from features.labels import LabelConfig, build_labels
-from features.simulate import SimulationConfig, simulate_shop
+from features.simulation import SimulationConfig, simulate_shop
 from features.training_table import build_scoring_frame, build_training_table
 from serving.lists.build import build_list
 from serving.lists.settings import ListConfig

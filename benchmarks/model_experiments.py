@@ -55,7 +55,7 @@ def datasets(args) -> dict[str, tuple]:
     """Name → (tables, truth) of the shops to compare on."""
     out = {}
     if args.customers:
-        from features.simulate import SimulationConfig, simulate_shop
+        from features.simulation import SimulationConfig, simulate_shop
 
         shop = simulate_shop(SimulationConfig(customers=args.customers, seed=args.seed))
         out[f"simulated {args.customers}"] = (shop.tables, shop)

@@ -38,7 +38,7 @@ METRICS = ("roc_auc", "pr_auc", "log_loss", "brier", "ece")
 
 def datasets(args):
     """(name, tables, truth) of every dataset asked for, loaded lazily."""
-    from features.simulate import SimulationConfig, simulate_shop
+    from features.simulation import SimulationConfig, simulate_shop
 
     for seed in args.seeds:
         shop = simulate_shop(SimulationConfig(customers=args.customers, seed=seed))

@@ -51,7 +51,7 @@ def generate_chunk(data: Path, chunk: int, customers: int, seed: int) -> dict[st
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from features.simulate import SimulationConfig, simulate_shop
+    from features.simulation import SimulationConfig, simulate_shop
 
     shop = simulate_shop(SimulationConfig(customers=customers, seed=seed))
     counts = {}

@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from features.simulate import SimulationConfig, simulate_shop, write_shop
+from features.simulation import SimulationConfig, simulate_shop, write_shop
 
 
 def main() -> None:

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from features.feature_sets import CHURN_FEATURES_V2, VALUE_FEATURES_V1  # noqa: E402
 from features.labels import LabelConfig, build_labels  # noqa: E402
-from features.simulate import SimulationConfig, simulate_shop  # noqa: E402
+from features.simulation import SimulationConfig, simulate_shop  # noqa: E402
 from features.training_table import build_training_table, monthly_cutoffs  # noqa: E402
 from features.value_table import build_value_table  # noqa: E402
 from training.model import WinbackClassifier  # noqa: E402

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from features.simulate import SimulatedShop, SimulationConfig, simulate_shop, write_shop
+from features.simulation import SimulatedShop, SimulationConfig, simulate_shop, write_shop
 
 SMALL_SHOP_CONFIG = SimulationConfig(customers=2_000, seed=42)
 

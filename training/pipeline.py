@@ -241,7 +241,7 @@ def oracle_scores(
     """
     if shop is None or config.target != "churn":
         return None, "oracle"
-    from features.simulate import oracle_churn_probability
+    from features.simulation import oracle_churn_probability
 
     own = getattr(shop, "oracle_churn_probability", None)
     name = "oracle" if own is not None else "ceiling"

@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from features.simulate import SimulationConfig
+from features.simulation import SimulationConfig
 from serving.config import ServingConfig
 from serving.lists.settings import ListConfig, ListSettings
 from training.config import TrainConfig

@@ -55,7 +55,7 @@ def load_or_simulate(config: WinbackConfig, out_dir: Path, progress: Progress):
     if config.data.path is not None:
         progress(f"loading {config.data.path}")
         return load_shop(config.data.path, config.data.mapping), None, None
-    from features.simulate import simulate_shop, write_shop
+    from features.simulation import simulate_shop, write_shop
 
     progress(f"simulating a shop of {config.simulation.customers:,} customers")
     shop = simulate_shop(config.simulation)

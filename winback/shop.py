@@ -46,7 +46,7 @@ def load_tables(
     if data is None and config.data.path is not None:
         data, mapping = config.data.path, mapping or config.data.mapping
     if data is None:
-        from features.simulate import simulate_shop
+        from features.simulation import simulate_shop
 
         shop = simulate_shop(config.simulation)
         return without_erased(shop.tables), shop
@@ -54,11 +54,11 @@ def load_tables(
     if not data.exists():
         raise FileNotFoundError(f"--data {data} does not exist: pass a file, folder or database")
     if data.is_dir() and (data / "simulation.json").exists() and mapping is None:
-        from features.simulate import read_shop
+        from features.simulation import read_shop
 
         shop = read_shop(data)
         return without_erased(shop.tables), shop
-    from features.simulate_bgnbd import CONFIG_FILE, read_bgnbd_world
+    from features.simulation.bgnbd import CONFIG_FILE, read_bgnbd_world
     from features.sources import load_shop
 
     if data.is_dir() and (data / CONFIG_FILE).exists() and mapping is None:

@@ -18,12 +18,12 @@ class MeasurementUnavailable(RuntimeError):
 def _load_tables(source: str, mapping: str | None, stamp: int) -> ShopTables:
     """The validated tables of ``source`` (cached while the file's mtime ``stamp`` holds)."""
     if source == SIMULATED_DATA:
-        from features.simulate import SimulationConfig, simulate_shop
+        from features.simulation import SimulationConfig, simulate_shop
 
         return simulate_shop(SimulationConfig()).tables
     path = Path(source)
     if path.is_dir() and (path / "simulation.json").exists() and mapping is None:
-        from features.simulate import read_shop
+        from features.simulation import read_shop
 
         return read_shop(path).tables
     from features.sources import load_shop

@@ -14,7 +14,7 @@ from features.contracts import validate_shop, validate_table
 from features.families import digital_engagement
 from features.feature_sets import CHURN_FEATURES_V1, CHURN_FEATURES_V2
 from features.schema import EVENT_TYPES, ShopTables
-from features.simulate import SimulatedShop, SimulationConfig, simulate_shop
+from features.simulation import SimulatedShop, SimulationConfig, simulate_shop
 from features.sources import load_shop
 from tests.features.reference_features import random_shop
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from features.build import build_feature_table
-from features.simulate import SimulationConfig, simulate_shop
+from features.simulation import SimulationConfig, simulate_shop
 from tests.features.reference_features import random_shop, reference_features
 
 CUTOFFS = (date(2024, 3, 31), date(2025, 6, 30))

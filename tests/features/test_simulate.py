@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from features.schema import GROUPS, SCHEMAS
-from features.simulate import (
+from features.simulation import (
     SimulatedShop,
     SimulationConfig,
     oracle_churn_probability,

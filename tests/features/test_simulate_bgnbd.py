@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.simulate_bgnbd import (
+from features.simulation import (
     BgNbdWorldConfig,
     bgnbd_no_order_probability,
     simulate_bgnbd_world,
@@ -75,7 +75,7 @@ def test_the_true_parameters_beat_wrong_ones(world):
 
 
 def test_written_world_loads_through_the_contract_with_its_oracle(tmp_path):
-    from features.simulate_bgnbd import write_bgnbd_world
+    from features.simulation import write_bgnbd_world
     from winback.shop import load_tables
 
     world = simulate_bgnbd_world(BgNbdWorldConfig(customers=200, seed=1))

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.simulate import SimulationConfig, simulate_shop
+from features.simulation import SimulationConfig, simulate_shop
 from features.training_table import build_training_table, monthly_cutoffs
 from training.baselines import (
     BgNbdBaseline,

@@ -226,7 +226,7 @@ def test_probability_no_purchase_matches_the_bgnbd_worlds_oracle():
     """Two implementations (day-rounded RFM here, exact times in the world) agree."""
     import datetime as dt
 
-    from features.simulate_bgnbd import BgNbdWorldConfig, simulate_bgnbd_world
+    from features.simulation import BgNbdWorldConfig, simulate_bgnbd_world
 
     world = simulate_bgnbd_world(BgNbdWorldConfig(customers=4000, seed=5))
     cutoff = dt.date(2025, 3, 31)

@@ -225,7 +225,7 @@ def test_feature_set_is_inferred_when_not_given(data):
 def simulated():
     """A churn model fitted on a small simulated shop, and its test period."""
     from features.labels import LabelConfig
-    from features.simulate import SimulationConfig, simulate_shop
+    from features.simulation import SimulationConfig, simulate_shop
     from features.training_table import build_training_table, monthly_cutoffs
     from training.split import time_split
 

@@ -94,7 +94,7 @@ def test_config_is_frozen():
 
 @pytest.fixture(scope="module")
 def small_shop():
-    from features.simulate import SimulationConfig, simulate_shop
+    from features.simulation import SimulationConfig, simulate_shop
 
     return simulate_shop(SimulationConfig(customers=1200, seed=5))
 
@@ -272,7 +272,7 @@ def test_cli_rejects_unknown_target_and_missing_data(tmp_path):
 @pytest.mark.slow
 def test_on_the_simulated_shop_the_model_beats_every_baseline_with_its_interval_above_zero():
     """The default model, judged over three origins, wins with a CI above zero (not a tie)."""
-    from features.simulate import SimulationConfig, simulate_shop
+    from features.simulation import SimulationConfig, simulate_shop
     from training.pipeline import evaluate, fit_origin, prepare, score_origin
 
     shop = simulate_shop(SimulationConfig(customers=3000, seed=0))

@@ -38,7 +38,7 @@ def tiny_config(root: Path, **overrides) -> RetrainConfig:
 
 
 def tiny_shop_dir(folder: Path) -> Path:
-    from features.simulate import SimulationConfig, simulate_shop, write_shop
+    from features.simulation import SimulationConfig, simulate_shop, write_shop
 
     config = SimulationConfig(
         customers=400, seed=3, start=SHOP_DAYS[0], end=SHOP_DAYS[1], campaign_dates=()
@@ -48,7 +48,7 @@ def tiny_shop_dir(folder: Path) -> Path:
 
 
 def _load(shop_dir: str):
-    from features.simulate import read_shop
+    from features.simulation import read_shop
 
     shop = read_shop(Path(shop_dir))
     return shop.tables, None

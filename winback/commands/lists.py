@@ -288,7 +288,7 @@ def measure(
         typer.secho(str(exc), fg="red", err=True)
         raise typer.Exit(1) from None
     if data is None:
-        from features.simulate import SimulationConfig, simulate_shop
+        from features.simulation import SimulationConfig, simulate_shop
 
         typer.echo("no --data given: measuring on the demo's simulated shop", err=True)
         tables = simulate_shop(SimulationConfig()).tables

@@ -30,7 +30,7 @@ def simulate(
     from rich.console import Console
     from rich.table import Table
 
-    from features.simulate import SimulationConfig, simulate_shop, write_shop
+    from features.simulation import SimulationConfig, simulate_shop, write_shop
 
     console = Console()
     if process not in ("shop", "bgnbd"):
@@ -77,7 +77,7 @@ def simulate_bgnbd_command(console, customers: int, out: Path, seed: int, start,
     """``--process bgnbd``: write a pure BG/NBD world (transactions + its parameters)."""
     from rich.table import Table
 
-    from features.simulate_bgnbd import BgNbdWorldConfig, simulate_bgnbd_world, write_bgnbd_world
+    from features.simulation import BgNbdWorldConfig, simulate_bgnbd_world, write_bgnbd_world
 
     days = (end.date() - start.date()).days + 1
     try:

@@ -148,7 +148,7 @@ def active_features(shop, as_of: dt.date) -> pd.DataFrame:
 def shifted_shop(small_shop):
     from dataclasses import replace
 
-    from features.simulate import simulate_shop
+    from features.simulation import simulate_shop
 
     config = replace(
         small_shop.config,

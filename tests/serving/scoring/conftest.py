@@ -14,7 +14,7 @@ from features.feature_sets import (
     REACTIVATION_FEATURES_V1,
     VIP_FEATURES_V1,
 )
-from features.simulate import SimulationConfig, simulate_shop
+from features.simulation import SimulationConfig, simulate_shop
 from features.training_table import build_scoring_frame
 from serving.config import ServingConfig
 from serving.scoring.models import ServedModel, ServedModels

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from features.engine import connect_parquet, outline
-from features.simulate import write_shop
+from features.simulation import write_shop
 from serving.config import ServingConfig
 from serving.scoring import store
 from serving.scoring.table import score_customers

@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from features.publish import publish_file, publish_text
 from features.schema import ShopTables
 
 #: File the world's parameters are written to (its presence marks a BG/NBD world folder).
@@ -146,33 +146,15 @@ def bgnbd_no_order_probability(
     return pd.Series(out, index=per.index.astype("string"), name="no_order_probability")
 
 
-def _publish(path: Path, write) -> None:
-    """Write through a sibling temporary file, fsync it, rename it over ``path``, fsync the folder."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    folder = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(folder)
-    finally:
-        os.close(folder)
-
-
 def write_bgnbd_world(world: BgNbdWorld, out_dir: Path) -> dict[str, Path]:
     """Write ``transactions.parquet`` and the parameters (each aside, fsynced, renamed)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"transactions": out_dir / "transactions.parquet", "config": out_dir / CONFIG_FILE}
-    _publish(
+    publish_file(
         paths["transactions"], lambda tmp: world.tables.transactions.to_parquet(tmp, index=False)
     )
-    text = json.dumps({"config": world.config.to_dict()}, indent=2)
-    _publish(paths["config"], lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    publish_text(paths["config"], json.dumps({"config": world.config.to_dict()}, indent=2))
     return paths
 
 

@@ -1,0 +1,112 @@
+"""Writing and reading a simulated shop: one Parquet file per table, the truth, the config.
+
+Files are published by rename (a reader never sees half a file) and the same
+shop always gives the same bytes, so a written shop can be pinned by digest.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from features.publish import publish_file, publish_text
+from features.schema import ShopTables
+from features.simulation.config import TABLE_FILES, SimulatedShop, SimulationConfig
+
+
+def _arrow_table(frame: pd.DataFrame, *, keep_index: bool = False) -> pa.Table:
+    """``frame`` as an Arrow table with pandas metadata (dtypes survive a round trip)."""
+    with warnings.catch_warnings():
+        # pyarrow 25 reads Series.values of tz-aware columns, deprecated in pandas 3.1
+        warnings.filterwarnings("ignore", message="Series.values returning an ndarray")
+        return pa.Table.from_pandas(frame, preserve_index=keep_index)
+
+
+def _write_atomic(table: pa.Table, path: Path) -> None:
+    """Publish ``table`` as the Parquet file ``path`` (aside, fsynced, renamed)."""
+    publish_file(path, lambda p: pq.write_table(table, p))
+
+
+def write_shop(shop: SimulatedShop, out_dir: Path) -> dict[str, Path]:
+    """Write every table, the truth and the config to ``out_dir`` (atomically).
+
+    One Parquet file per contract table (``transactions.parquet``, ...), plus
+    ``truth.parquet``, ``contact_truth.parquet`` and ``simulation.json``. The
+    same shop always gives the same bytes.
+
+    Returns
+    -------
+    dict[str, Path]
+        Path of each written file by name (table name, ``truth``,
+        ``contact_truth``, ``simulation``).
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, Path] = {}
+    for name, frame in shop.tables.present().items():
+        path = out_dir / TABLE_FILES[name]
+        _write_atomic(_arrow_table(frame), path)
+        paths[name] = path
+    truth = shop.truth.copy(deep=False)
+    truth.attrs = {}
+    for name, frame, keep_index in (
+        ("truth", truth, True),
+        ("contact_truth", shop.contact_truth, False),
+    ):
+        path = out_dir / f"{name}.parquet"
+        _write_atomic(_arrow_table(frame, keep_index=keep_index), path)
+        paths[name] = path
+    path = out_dir / "simulation.json"
+    payload = {"config": shop.config.to_dict(), "source": shop.tables.source}
+    publish_text(path, json.dumps(payload, indent=2, sort_keys=True))
+    paths["simulation"] = path
+    return paths
+
+
+def read_config(directory: Path) -> SimulationConfig:
+    """The :class:`SimulationConfig` saved in ``directory/simulation.json``."""
+    path = Path(directory) / "simulation.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: write the shop with write_shop first")
+    return SimulationConfig.from_dict(json.loads(path.read_text())["config"])
+
+
+def read_truth(directory: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(truth, contact_truth)`` written by :func:`write_shop`.
+
+    ``truth.attrs["simulation_config"]`` holds the config, so the truth frame
+    can be passed to :func:`oracle_churn_probability` directly.
+    """
+    directory = Path(directory)
+    config = read_config(directory)
+    truth = pd.read_parquet(directory / "truth.parquet")
+    truth.index = truth.index.astype("string")
+    contact_truth = pd.read_parquet(directory / "contact_truth.parquet")
+    truth.attrs["simulation_config"] = config
+    return truth, contact_truth
+
+
+def read_shop(directory: Path) -> SimulatedShop:
+    """The whole :class:`SimulatedShop` written by :func:`write_shop`."""
+    directory = Path(directory)
+    truth, contact_truth = read_truth(directory)
+    config = truth.attrs["simulation_config"]
+    source = json.loads((directory / "simulation.json").read_text()).get("source", "")
+    frames = {
+        name: pd.read_parquet(directory / file)
+        for name, file in TABLE_FILES.items()
+        if (directory / file).exists()
+    }
+    if "transactions" not in frames:
+        raise FileNotFoundError(f"{directory / TABLE_FILES['transactions']} not found")
+    return SimulatedShop(
+        tables=ShopTables(**frames, source=source),
+        truth=truth,
+        contact_truth=contact_truth,
+        config=config,
+    )
