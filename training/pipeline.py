@@ -235,7 +235,7 @@ def oracle_scores(
 ) -> tuple[np.ndarray | None, str]:
     """The simulator's churn probability for each test row, and its name (churn only).
 
-    On a pure BG/NBD world (``features.simulate_bgnbd``) it is the closed-form
+    On a pure BG/NBD world (``features.simulation``) it is the closed-form
     Bayes-optimal posterior, the ``oracle``; on the rich simulated shop it uses
     hidden state no model can see, so it is called the ``ceiling``.
     """
@@ -362,7 +362,7 @@ def train_target(
     config
         The run's settings (target, horizon, cutoffs, origins, LightGBM, tuning, gate, tracking).
     truth
-        The :class:`~features.simulate.SimulatedShop` the tables came from, to
+        The :class:`~features.simulation.SimulatedShop` the tables came from, to
         score the oracle (true churn hazard); None for real data.
     progress
         Called with a short message before each step (e.g. to print it).

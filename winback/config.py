@@ -1,6 +1,6 @@
 """One configuration file for every stage: ``winback.toml``.
 
-Each stage owns its typed, frozen settings (``features.simulate.SimulationConfig``,
+Each stage owns its typed, frozen settings (``features.simulation.SimulationConfig``,
 ``training.config.TrainConfig``, ``serving.config.ServingConfig``,
 ``serving.lists.ListSettings``); this module
 only assembles them from one TOML file with a section per stage, validates them

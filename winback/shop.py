@@ -34,9 +34,9 @@ def load_tables(
 
     Customers erased by ``winback forget`` are left out either way.
 
-    ``truth`` is the :class:`features.simulate.SimulatedShop` for a simulated shop
+    ``truth`` is the :class:`features.simulation.SimulatedShop` for a simulated shop
     (generated now, or a folder written by ``winback data simulate``), the
-    :class:`features.simulate_bgnbd.BgNbdWorld` for a folder written by
+    :class:`features.simulation.BgNbdWorld` for a folder written by
     ``winback data simulate --process bgnbd``, and ``None`` for a user's data.
     """
     if config is None:
