@@ -15,6 +15,7 @@ from winback.commands import (
     data,
     demo,
     features,
+    features_check,
     forget,
     lists,
     models,
@@ -55,6 +56,7 @@ data_app.command("simulate")(simulate.simulate)
 data_app.command("validate")(data.validate)
 app.command("demo")(demo.demo)
 app.add_typer(data_app, name="data")
+features.app.command("check")(features_check.check)
 app.add_typer(features.app, name="features")
 app.command("train")(train.train)
 app.add_typer(models.app, name="models")

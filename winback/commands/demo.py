@@ -55,6 +55,7 @@ def demo(
         updates["demo"] = effective.demo.model_copy(update={"tune_trials": tune})
     effective = effective.model_copy(update=updates)
 
+    from features.custom.spec import use_custom_features
     from winback.demo import run_demo
 
     steps = [
@@ -82,7 +83,8 @@ def demo(
             bar.update(task, description=message[:70])
 
         try:
-            result = run_demo(effective, progress=progress, step=step)
+            with use_custom_features(effective.features.definitions()):
+                result = run_demo(effective, progress=progress, step=step)
         except (ValueError, FileNotFoundError) as exc:
             console.print(f"[red]demo failed: {exc}[/red]")
             raise typer.Exit(2) from None
