@@ -23,6 +23,7 @@ appended to the feature-set name a model records.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import math
@@ -66,6 +67,16 @@ _REFUSED: tuple[tuple[type[exp.Expression], str], ...] = (
     (exp.Placeholder, "a parameter placeholder"),
     (exp.Star, "a star outside count(*)"),
 )
+
+
+@functools.cache
+def _sql_keywords() -> frozenset[str]:
+    """DuckDB's keywords, reserved or not (a column alias must be none of them)."""
+    import duckdb
+
+    with duckdb.connect() as con:
+        rows = con.execute("SELECT keyword_name FROM duckdb_keywords()").fetchall()
+    return frozenset(r[0].lower() for r in rows)
 
 
 class CustomFeatureError(ValueError):
@@ -123,7 +134,7 @@ def parse_expression(expression: str, table: str) -> tuple[str, tuple[str, ...]]
                 f"column {column.name!r} is not in the {table} contract; "
                 f"use one of {sorted(allowed)}"
             )
-        if column.find_ancestor(exp.AggFunc) is None:
+        if column.find_ancestor(exp.AggFunc, exp.Filter) is None:  # FILTER (WHERE ...) too
             raise CustomFeatureError(
                 f"column {column.name!r} is outside an aggregate function; "
                 "every column must be aggregated (e.g. max(amount))"
@@ -167,11 +178,7 @@ class CustomFeature(BaseModel):
 
         if value in RESERVED_NAMES or value in registry():
             raise ValueError(f"{value!r} is already a built-in feature or column; rename it")
-        try:
-            alias = sqlglot.parse_one(f"SELECT 1 AS {value}", read="duckdb").selects[0].alias
-        except sqlglot.errors.ParseError:
-            alias = None
-        if alias != value:
+        if value in _sql_keywords():
             raise ValueError(f"{value!r} is an SQL keyword; rename it")
         return value
 
