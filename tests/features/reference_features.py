@@ -265,6 +265,15 @@ def reference_features(tables: ShopTables, cutoff: date) -> pd.DataFrame:
             row["returned_line_count_365d"] = int((returned["age_days"] < 365).sum())
             row["returned_amount"] = float(returned["amount"].sum())
             row["return_rate"] = _ratio(row["returned_amount"], spend)
+        if "product_id" in has:
+            products = bought.dropna(subset=["product_id"])
+            for w in (90, 365):
+                recent_products = products.loc[products["age_days"] < w, "product_id"]
+                row[f"distinct_product_count_{w}d"] = recent_products.nunique()
+            year = products.loc[products["age_days"] < 365, "product_id"]
+            row["repeat_product_line_share_365d"] = (
+                1 - year.nunique() / len(year) if len(year) else math.nan
+            )
         tickets = events_by["support_tickets"]
         if tickets is not None:
             t = tickets.get(customer)
