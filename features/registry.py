@@ -110,9 +110,9 @@ def _collect() -> dict[str, FeatureDefinition]:
         digital_engagement,
         engagement_advocacy,
         monetary_margin,
+        products,
         recency_frequency,
         returns_support,
-        products,
         static_attributes,
     )
 

@@ -90,9 +90,7 @@ def windowed(
     defaulted = DEFAULTED_COLUMNS.get(table, {})
     schema = SCHEMAS[table]
     optional = [
-        f"{table}.{c}"
-        for c in dict.fromkeys(reads)
-        if c in schema.optional and c not in defaulted
+        f"{table}.{c}" for c in dict.fromkeys(reads) if c in schema.optional and c not in defaulted
     ]
     return WindowedFeature(
         name=name,

@@ -213,7 +213,9 @@ def test_the_leakage_check_catches_a_feature_that_sees_past_the_cutoff(shop, mon
     from features.custom import windowed
 
     monkeypatch.setattr(
-        windowed.Shape, "events", lambda self, table, alias, column: f"FROM {table} AS {alias} WHERE TRUE"
+        windowed.Shape,
+        "events",
+        lambda self, table, alias, column: f"FROM {table} AS {alias} WHERE TRUE",
     )
     definitions = custom_definitions(ENTRIES[:1])
     results = check_leakage(shop, definitions, [date(2022, 6, 30)])
@@ -225,10 +227,18 @@ later = st.integers(min_value=0, max_value=300 * 86_400).map(
 )
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     st.lists(
-        st.tuples(st.integers(0, 39), later, st.floats(0, 500), st.booleans(), st.sampled_from(["p1", "p7", "new_product"])),
+        st.tuples(
+            st.integers(0, 39),
+            later,
+            st.floats(0, 500),
+            st.booleans(),
+            st.sampled_from(["p1", "p7", "new_product"]),
+        ),
         min_size=1,
         max_size=8,
     )
@@ -247,5 +257,7 @@ def test_lines_after_the_cutoff_never_change_a_custom_feature(shop, added):
     rows["is_return"] = [r for *_, r, _ in added]
     rows["product_id"] = [p for *_, p in added]
     tx = pd.concat([shop.transactions, rows], ignore_index=True).astype(shop.transactions.dtypes)
-    after = build_features(ShopTables(**{**shop.present(), "transactions": tx}), cutoff, feature_set=fs)
+    after = build_features(
+        ShopTables(**{**shop.present(), "transactions": tx}), cutoff, feature_set=fs
+    )
     pd.testing.assert_frame_equal(before, after)
