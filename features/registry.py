@@ -203,7 +203,7 @@ def resolve(
     """
     features = registry()
     for definition in extra:
-        if definition.name in features:
+        if features.get(definition.name, definition) != definition:
             raise ValueError(
                 f"feature {definition.name!r} is defined twice (built in and user-defined); "
                 "rename the user-defined one"

@@ -10,6 +10,7 @@ Heavy imports happen inside the commands so ``winback --help`` stays fast.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from pathlib import Path
 from typing import Annotated
 
@@ -185,7 +186,22 @@ def pd_date(day: dt.date):
     return pd.Timestamp(day).as_unit("s")
 
 
+def with_custom_features(command):
+    """``command`` run with the ``[[features.custom]]`` entries of ``./winback.toml`` in force."""
+
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        from features.custom.spec import use_custom_features
+        from winback.commands.features_check import configured_custom_features
+
+        with use_custom_features(configured_custom_features(None, Console(stderr=True))):
+            return command(*args, **kwargs)
+
+    return run
+
+
 @app.command("build")
+@with_custom_features
 def build(
     data: DataOption,
     out: OutOption,
@@ -252,6 +268,7 @@ def build(
 
 
 @app.command("table")
+@with_custom_features
 def table(
     data: DataOption,
     out: OutOption,
