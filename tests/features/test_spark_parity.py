@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 import sqlglot
 
+from features.build import build_feature_table
 from features.schema import ShopTables
 from features.spark_engine import (
     ENV_SPARK_MASTER,
@@ -23,7 +24,6 @@ from features.spark_engine import (
     spark_session,
     to_spark_sql,
 )
-from features.build import build_feature_table
 from features.training_table import build_training_table
 
 CUTOFFS = [dt.date(2024, 12, 31), dt.date(2025, 6, 30)]
