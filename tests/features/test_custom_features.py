@@ -145,11 +145,14 @@ def test_a_ticket_feature_reads_its_own_table():
 
 
 def test_the_config_file_refuses_a_bad_entry_naming_its_key_and_a_name_twice():
-    from winback.config import ConfigError, config_from_dict
+    import tomllib
+
+    from winback.config import ConfigError, config_as_toml, config_from_dict
 
     good = {"name": "n90", "expression": "count(*)", "window_days": 90, "description": "d"}
     config = config_from_dict({"features": {"custom": [good]}})
     assert [d.name for d in config.features.definitions()] == ["n90"]
+    assert config_from_dict(tomllib.loads(config_as_toml(config))) == config  # `config show`
     with pytest.raises(ConfigError, match=r"features\.custom\.1\.expression|features\.custom\.1"):
         config_from_dict({"features": {"custom": [good, {**good, "expression": "amount"}]}})
     with pytest.raises(ConfigError, match=r"\['n90'\] are defined twice"):
