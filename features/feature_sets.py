@@ -272,11 +272,15 @@ _PRODUCTS = (
 
 #: V3 sets: V2 plus product diversity (omitted when the shop's transactions have no
 #: ``product_id``, and the model is fitted on the V2 subset).
-CHURN_FEATURES_V3 = FeatureSet("churn_features_v3", CHURN_FEATURES_V2.columns + _PRODUCTS)
-VIP_FEATURES_V3 = FeatureSet("vip_features_v3", VIP_FEATURES_V2.columns + _PRODUCTS)
-REACTIVATION_FEATURES_V3 = FeatureSet(
-    "reactivation_features_v3", REACTIVATION_FEATURES_V2.columns + _PRODUCTS
-)
+def _next_version(previous: FeatureSet, added: tuple[tuple[str, str], ...]) -> FeatureSet:
+    """``previous`` plus ``added`` columns, named as the target's next version."""
+    stem, _, version = previous.name.rpartition("_v")
+    return FeatureSet(f"{stem}_v{int(version) + 1}", previous.columns + added)
+
+
+CHURN_FEATURES_V3 = _next_version(CHURN_FEATURES_V2, _PRODUCTS)
+VIP_FEATURES_V3 = _next_version(VIP_FEATURES_V2, _PRODUCTS)
+REACTIVATION_FEATURES_V3 = _next_version(REACTIVATION_FEATURES_V2, _PRODUCTS)
 
 #: What the BG/NBD x Gamma-Gamma models fitted on the training cutoffs say of a customer
 #: (``training.value_baselines.BtydValueBaseline.features``): not SQL features, but as

@@ -77,6 +77,8 @@ def random_shop(
                     "margin_amount": float(np.round(amount * margin_rates[k], 2)),
                     "discount_amount": discount,
                     "category": cats[k] if rng.random() > 0.05 else None,
+                    # a few products per category, repeated across orders (no extra draw)
+                    "product_id": f"{cats[k]}-p{(order * 7 + len(tx)) % 4}",
                 }
                 tx.append(line)
                 if rng.random() < 0.1:

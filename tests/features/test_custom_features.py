@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import date
 
-import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -28,19 +26,13 @@ from features.feature_sets import (
 )
 from features.schema import ShopTables
 from tests.features.reference_features import canonical, random_shop
+from tests.features.test_features_hand import line as hand_line
 
 CUTOFF = date(2024, 6, 30)
 
 
 def line(customer, order, at, amount, product, *, ret=False):
-    return {
-        "customer_id": customer,
-        "order_id": order,
-        "ordered_at": at,
-        "amount": amount,
-        "is_return": ret,
-        "product_id": product,
-    }
+    return {**hand_line(customer, order, at, amount, ret=ret), "product_id": product}
 
 
 def tiny_shop() -> ShopTables:
@@ -196,12 +188,7 @@ def test_served_models_with_two_definitions_of_one_name_are_refused():
 
 @pytest.fixture(scope="module")
 def shop() -> ShopTables:
-    """A random shop whose lines carry one of 25 products."""
-    tables = random_shop(customers=40, seed=11, days=540)
-    tx = tables.transactions.copy()
-    products = np.random.default_rng(3).integers(0, 25, len(tx))
-    tx["product_id"] = pd.array([f"p{i}" for i in products], dtype="string")
-    return dataclasses.replace(tables, transactions=tx)
+    return random_shop(customers=40, seed=11, days=540)
 
 
 def test_the_leakage_check_passes_point_in_time_features(shop):
