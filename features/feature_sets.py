@@ -270,6 +270,7 @@ _PRODUCTS = (
     ("repeat_product_line_share_365d", _F),
 )
 
+
 #: V3 sets: V2 plus product diversity (omitted when the shop's transactions have no
 #: ``product_id``, and the model is fitted on the V2 subset).
 def _next_version(previous: FeatureSet, added: tuple[tuple[str, str], ...]) -> FeatureSet:
