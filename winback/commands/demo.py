@@ -55,7 +55,6 @@ def demo(
         updates["demo"] = effective.demo.model_copy(update={"tune_trials": tune})
     effective = effective.model_copy(update=updates)
 
-    from features.custom.spec import use_custom_features
     from winback.demo import run_demo
 
     steps = [
@@ -83,8 +82,7 @@ def demo(
             bar.update(task, description=message[:70])
 
         try:
-            with use_custom_features(effective.features.definitions()):
-                result = run_demo(effective, progress=progress, step=step)
+            result = run_demo(effective, progress=progress, step=step)
         except (ValueError, FileNotFoundError) as exc:
             console.print(f"[red]demo failed: {exc}[/red]")
             raise typer.Exit(2) from None

@@ -187,14 +187,20 @@ def pd_date(day: dt.date):
 
 
 def with_custom_features(command):
-    """``command`` run with the ``[[features.custom]]`` entries of ``./winback.toml`` in force."""
+    """``command`` run with the ``[[features.custom]]`` entries of its config in force.
+
+    The config is the command's ``--config`` file when it has one, else
+    ``./winback.toml``; an invalid entry stops the command (exit 2) naming its key.
+    ``winback/cli.py`` wraps every command that builds features for a new model.
+    """
 
     @functools.wraps(command)
     def run(*args, **kwargs):
         from features.custom.spec import use_custom_features
         from winback.commands.features_check import configured_custom_features
 
-        with use_custom_features(configured_custom_features(None, Console(stderr=True))):
+        custom = configured_custom_features(kwargs.get("config"), Console(stderr=True))
+        with use_custom_features(custom):
             return command(*args, **kwargs)
 
     return run

@@ -181,15 +181,9 @@ def retrain(
     def load():
         return _tables(data, mapping)
 
-    from rich.console import Console
-
-    from features.custom.spec import use_custom_features
-    from winback.commands.features_check import configured_custom_features
-
-    with use_custom_features(configured_custom_features(config, Console(stderr=True))):
-        code, report, message = run_retrain(
-            load, build, progress=lambda m: typer.echo(f"› {m}", err=True)
-        )
+    code, report, message = run_retrain(
+        load, build, progress=lambda m: typer.echo(f"› {m}", err=True)
+    )
     if report is not None:
         for line in describe(report.outcomes):
             typer.echo(line)

@@ -147,7 +147,6 @@ def train(
         train_value_command(console, data, mapping, train_config, sections)
         return
 
-    from features.custom.spec import use_custom_features
     from training.pipeline import train_target
     from winback.shop import load_tables
 
@@ -159,8 +158,7 @@ def train(
     try:
         progress("loading data" if data else "simulating the demo shop")
         tables, truth = load_tables(data, mapping, config=sections)
-        with use_custom_features(sections.features.definitions()):
-            result = train_target(tables, train_config, truth=truth, progress=progress)
+        result = train_target(tables, train_config, truth=truth, progress=progress)
     except UnsupportedTargetError as exc:
         reason = str(exc).splitlines()[0]
         console.print(f"[red]the data cannot support the {target} target: {reason}[/red]")
