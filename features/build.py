@@ -24,6 +24,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from features.custom.windowed import windowed_sql
 from features.engine import connect, table_columns
 from features.feature_sets import FeatureSet
 from features.registry import RELATIONS, FeatureDefinition, resolve
@@ -121,7 +122,7 @@ def feature_query(
     joined_cols = [f"agg_orders.{k}" for k in shape.keys]
     joins: list[str] = []
     for relation, defs in by_relation.items():
-        if relation == "derived" or (not defs and relation != "orders"):
+        if relation in ("derived", "windowed") or (not defs and relation != "orders"):
             continue
         keys = ("customer_id",) if relation == "customers" else shape.keys
         source = "customers" if relation == "customers" else f"rel_{relation}"
@@ -134,6 +135,9 @@ def feature_query(
         if relation != "orders":
             on = " AND ".join(f"agg_{relation}.{k} = agg_orders.{k}" for k in keys)
             joins.append(f"  LEFT JOIN agg_{relation} ON {on}")
+    # Windowed aggregates (user-defined features among them) bring their own CTEs and joins.
+    extra = windowed_sql(by_relation["windowed"], columns, shape)  # type: ignore[arg-type]
+    ctes, joined_cols, joins = ctes + extra.ctes, joined_cols + extra.columns, joins + extra.joins
     ctes.append(
         (
             "joined",
@@ -173,6 +177,17 @@ def _as_dates(cutoffs: Sequence[date]) -> list[date]:
 
 def _requested(feature_set: FeatureSet | None) -> list[str] | None:
     return None if feature_set is None else feature_set.names
+
+
+def custom_of(feature_set: FeatureSet | None) -> tuple[FeatureDefinition, ...]:
+    """The user-defined features a build computes besides the registry's.
+
+    Those the feature set carries (a model's, so it is built exactly as trained);
+    without a set, those active in this context (``features.custom.use_custom_features``).
+    """
+    from features.custom.spec import active_custom_features
+
+    return active_custom_features() if feature_set is None else feature_set.custom
 
 
 def _categorical(column: pa.ChunkedArray) -> pd.Categorical:
@@ -281,7 +296,7 @@ def build_feature_table_from(
             "no 'transactions' view on the connection: register the tables with "
             "features.engine.connect or connect_parquet first"
         )
-    definitions, notes = resolve(_requested(feature_set), columns)
+    definitions, notes = resolve(_requested(feature_set), columns, extra=custom_of(feature_set))
     for note in notes:
         logger.warning(note)
     con.execute("CREATE OR REPLACE TEMP TABLE cutoffs (cutoff DATE)")

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from features.registry import FeatureDefinition
+
 
 class FeatureSetMismatch(ValueError):
     """A frame does not have the columns (or dtypes) a feature set requires."""
@@ -44,6 +46,9 @@ class FeatureSet:
 
     name: str
     columns: tuple[tuple[str, str], ...]
+    #: User-defined features among the columns (``features.custom``): a model carries
+    #: their definitions, so scoring builds them exactly as training did.
+    custom: tuple[FeatureDefinition, ...] = ()
 
     @property
     def names(self) -> list[str]:
@@ -60,7 +65,11 @@ class FeatureSet:
     def subset(self, available: Iterable[str], name: str | None = None) -> FeatureSet:
         """The same set restricted to the columns in ``available`` (order kept)."""
         keep = set(available)
-        return FeatureSet(name or self.name, tuple(c for c in self.columns if c[0] in keep))
+        return FeatureSet(
+            name or self.name,
+            tuple(c for c in self.columns if c[0] in keep),
+            tuple(d for d in self.custom if d.name in keep),
+        )
 
     def check(self, frame: pd.DataFrame, *, allow_extra: bool = True) -> None:
         """Raise :class:`FeatureSetMismatch` naming every missing or mistyped column."""
@@ -82,11 +91,64 @@ class FeatureSet:
             raise FeatureSetMismatch(self.name, missing, unexpected, wrong)
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "columns": [list(c) for c in self.columns]}
+        out: dict = {"name": self.name, "columns": [list(c) for c in self.columns]}
+        if self.custom:
+            from features.custom.spec import definition_as_dict
+
+            out["custom"] = [definition_as_dict(d) for d in self.custom]
+        return out
 
     @classmethod
     def from_dict(cls, data: dict) -> FeatureSet:
-        return cls(data["name"], tuple((str(c), str(d)) for c, d in data["columns"]))
+        columns = tuple((str(c), str(d)) for c, d in data["columns"])
+        if not data.get("custom"):
+            return cls(data["name"], columns)
+        from features.custom.spec import definition_from_dict
+
+        return cls(data["name"], columns, tuple(definition_from_dict(d) for d in data["custom"]))
+
+    def with_custom(self, definitions: Iterable[FeatureDefinition]) -> FeatureSet:
+        """This set plus user-defined features, under a name that says which ones.
+
+        The name gets ``_custom_<8 hex>``, a hash of the definitions (name, table,
+        expression, window, fill), so a model records exactly which version of
+        them it was trained on and any change to them is a new feature-set version.
+        """
+        definitions = tuple(definitions)
+        if not definitions:
+            return self
+        from features.custom.spec import definitions_version
+
+        taken = set(self.names)
+        clash = [d.name for d in definitions if d.name in taken]
+        if clash:
+            raise ValueError(f"feature set {self.name!r} already has columns {clash}")
+        return FeatureSet(
+            f"{self.name}_custom_{definitions_version(definitions)}",
+            self.columns + tuple((d.name, d.dtype) for d in definitions),
+            self.custom + definitions,
+        )
+
+
+def union_feature_sets(sets: Iterable[FeatureSet], name: str) -> FeatureSet:
+    """The columns of several sets (first appearance wins the order) and their custom features.
+
+    Raises ``ValueError`` when two sets define a user-defined feature of the
+    same name differently: one scoring frame cannot hold both.
+    """
+    columns: dict[str, str] = {}
+    custom: dict[str, FeatureDefinition] = {}
+    for fs in sets:
+        for column, dtype in fs.columns:
+            columns.setdefault(column, dtype)
+        for definition in fs.custom:
+            known = custom.setdefault(definition.name, definition)
+            if known != definition:
+                raise ValueError(
+                    f"feature {definition.name!r} has two definitions among the served models "
+                    f"({name}): retrain them with the same winback.toml [[features.custom]]"
+                )
+    return FeatureSet(name, tuple(columns.items()), tuple(custom.values()))
 
 
 # --- Versioned feature sets -------------------------------------------------------------
@@ -202,6 +264,25 @@ REACTIVATION_FEATURES_V2 = FeatureSet(
     "reactivation_features_v2", REACTIVATION_FEATURES_V1.columns + _DIGITAL_ENGAGEMENT
 )
 
+_PRODUCTS = (
+    ("distinct_product_count_90d", _F),
+    ("distinct_product_count_365d", _F),
+    ("repeat_product_line_share_365d", _F),
+)
+
+
+#: V3 sets: V2 plus product diversity (omitted when the shop's transactions have no
+#: ``product_id``, and the model is fitted on the V2 subset).
+def _next_version(previous: FeatureSet, added: tuple[tuple[str, str], ...]) -> FeatureSet:
+    """``previous`` plus ``added`` columns, named as the target's next version."""
+    stem, _, version = previous.name.rpartition("_v")
+    return FeatureSet(f"{stem}_v{int(version) + 1}", previous.columns + added)
+
+
+CHURN_FEATURES_V3 = _next_version(CHURN_FEATURES_V2, _PRODUCTS)
+VIP_FEATURES_V3 = _next_version(VIP_FEATURES_V2, _PRODUCTS)
+REACTIVATION_FEATURES_V3 = _next_version(REACTIVATION_FEATURES_V2, _PRODUCTS)
+
 #: What the BG/NBD x Gamma-Gamma models fitted on the training cutoffs say of a customer
 #: (``training.value_baselines.BtydValueBaseline.features``): not SQL features, but as
 #: point-in-time, since each row's summary stops at its own cutoff.
@@ -230,6 +311,9 @@ FEATURE_SETS: dict[str, FeatureSet] = {
         CHURN_FEATURES_V2,
         VIP_FEATURES_V2,
         REACTIVATION_FEATURES_V2,
+        CHURN_FEATURES_V3,
+        VIP_FEATURES_V3,
+        REACTIVATION_FEATURES_V3,
     )
 }
 
@@ -242,7 +326,9 @@ def latest_feature_set(target: str) -> FeatureSet:
     """The highest released version of ``target``'s feature set.
 
     Training uses it as the default so a new version (``_V2``) is picked up
-    without touching the pipeline; a model records the exact set it used.
+    without touching the pipeline; a model records the exact set it used. The
+    user-defined features active in this context (``features.custom``) are
+    appended, under a name carrying their hash (:meth:`FeatureSet.with_custom`).
 
     Parameters
     ----------
@@ -259,14 +345,30 @@ def latest_feature_set(target: str) -> FeatureSet:
     }
     if not versions:
         raise KeyError(f"no released feature set for target {target!r} (looked for {prefix}N)")
-    return versions[max(versions)]
+    return _with_active_custom(versions[max(versions)])
+
+
+def _with_active_custom(feature_set: FeatureSet) -> FeatureSet:
+    from features.custom.spec import active_custom_features
+
+    return feature_set.with_custom(active_custom_features())
 
 
 def get_feature_set(name: str) -> FeatureSet:
-    """The released feature set called ``name``; ``KeyError`` listing the known ones."""
-    try:
-        return FEATURE_SETS[name]
-    except KeyError:
+    """The released feature set called ``name``, plus the active user-defined features.
+
+    ``name`` may carry the ``_custom_<hash>`` suffix of :meth:`FeatureSet.with_custom`;
+    it must then match the user-defined features active in this context.
+    ``KeyError`` listing the known sets otherwise.
+    """
+    base, _, version = name.partition("_custom_")
+    if base not in FEATURE_SETS:
+        raise KeyError(f"no feature set named {name!r}; known sets: {sorted(FEATURE_SETS)}")
+    found = _with_active_custom(FEATURE_SETS[base])
+    if version and found.name != name:
         raise KeyError(
-            f"no feature set named {name!r}; known sets: {sorted(FEATURE_SETS)}"
-        ) from None
+            f"feature set {name!r} names user-defined features that differ from those "
+            f"configured now ({found.name!r}): restore the [[features.custom]] entries it "
+            "was made with, or use the current name"
+        )
+    return found

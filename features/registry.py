@@ -13,7 +13,7 @@ and the contract test that walks every feature.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -32,6 +32,7 @@ RELATIONS: dict[str, str] = {
     "customers": "customers",
     "engagement_events": "engagement_events",
     "derived": "transactions",
+    "windowed": "transactions",  # its own table and window (``features.custom.windowed``)
 }
 
 
@@ -109,6 +110,7 @@ def _collect() -> dict[str, FeatureDefinition]:
         digital_engagement,
         engagement_advocacy,
         monetary_margin,
+        products,
         recency_frequency,
         returns_support,
         static_attributes,
@@ -122,7 +124,8 @@ def _collect() -> dict[str, FeatureDefinition]:
         returns_support,
         engagement_advocacy,
         static_attributes,
-        digital_engagement,  # last: the V2 sets append it to V1 in this (registry) order
+        digital_engagement,  # the V2 sets append it to V1 in this (registry) order
+        products,  # the V3 sets append it to V2
     ):
         for definition in module.FEATURES:
             if definition.name in out:
@@ -187,14 +190,25 @@ def omission_reason(
 
 
 def resolve(
-    names: Collection[str] | None, columns: Mapping[str, Collection[str]]
+    names: Collection[str] | None,
+    columns: Mapping[str, Collection[str]],
+    *,
+    extra: Sequence[FeatureDefinition] = (),
 ) -> tuple[list[FeatureDefinition], list[str]]:
     """Split requested features (all when ``None``) into computable ones and omission notes.
 
-    Returns the computable definitions in registry order and one note per
-    omitted feature.
+    ``extra`` are definitions outside the registry (user-defined features,
+    ``features.custom``), placed after it. Returns the computable definitions in
+    registry order and one note per omitted feature.
     """
     features = registry()
+    for definition in extra:
+        if features.get(definition.name, definition) != definition:
+            raise ValueError(
+                f"feature {definition.name!r} is defined twice (built in and user-defined); "
+                "rename the user-defined one"
+            )
+        features[definition.name] = definition
     if names is not None:
         unknown = [n for n in names if n not in features]
         if unknown:

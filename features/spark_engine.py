@@ -523,11 +523,13 @@ def build_training_table_spark(
 
 def feature_query_spark(connection: SparkConnection, feature_set: FeatureSet | None = None) -> str:
     """The Spark SQL text the feature build runs (for ``EXPLAIN`` or a notebook)."""
-    from features.build import feature_query
+    from features.build import custom_of, feature_query
     from features.registry import resolve
 
     definitions, _ = resolve(
-        None if feature_set is None else feature_set.names, connection.table_columns()
+        None if feature_set is None else feature_set.names,
+        connection.table_columns(),
+        extra=custom_of(feature_set),
     )
     return to_spark_sql(feature_query(definitions, connection.table_columns()))
 

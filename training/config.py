@@ -201,6 +201,8 @@ def load_train_config(path: str | Path | None = None, **overrides: Any) -> Train
             raise ConfigError(f"training config file {path} is not valid TOML: {exc}") from None
         if "train" in data and isinstance(data["train"], dict):
             data = data["train"]
+        elif isinstance(data.get("features"), dict):  # a winback.toml with no [train] section
+            data = {k: v for k, v in data.items() if k != "features"}
     data = {**data, **{k: v for k, v in overrides.items() if v is not None}}
     return train_config_from_dict(data, source=source)
 

@@ -15,6 +15,7 @@ from winback.commands import (
     data,
     demo,
     features,
+    features_check,
     forget,
     lists,
     models,
@@ -53,17 +54,18 @@ def main(
 data_app = typer.Typer(help="Simulate, load and validate shop data.", no_args_is_help=True)
 data_app.command("simulate")(simulate.simulate)
 data_app.command("validate")(data.validate)
-app.command("demo")(demo.demo)
+app.command("demo")(features.with_custom_features(demo.demo))
 app.add_typer(data_app, name="data")
+features.app.command("check")(features_check.check)
 app.add_typer(features.app, name="features")
-app.command("train")(train.train)
+app.command("train")(features.with_custom_features(train.train))
 app.add_typer(models.app, name="models")
 app.command("score")(serving.score)
 app.command("serve")(serving.serve)
 app.add_typer(lists.app, name="lists")
 app.command("measure")(lists.measure)
 app.add_typer(monitor.app, name="monitor")
-app.command("retrain")(monitor.retrain)
+app.command("retrain")(features.with_custom_features(monitor.retrain))
 app.add_typer(config.app, name="config")
 app.command("forget")(forget.forget)
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from features.custom.spec import CustomFeature, custom_definitions
 from features.simulation import SimulationConfig
 from serving.config import ServingConfig
 from serving.lists.settings import ListConfig, ListSettings
@@ -94,6 +95,24 @@ class ValueSection(BaseModel):
         )
 
 
+class FeaturesSection(BaseModel):
+    """User-defined features (``[[features.custom]]``), checked when the file is loaded."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    custom: tuple[CustomFeature, ...] = ()
+
+    @field_validator("custom")
+    @classmethod
+    def _distinct_names(cls, value: tuple[CustomFeature, ...]) -> tuple[CustomFeature, ...]:
+        custom_definitions(value)  # raises on a name defined twice
+        return value
+
+    def definitions(self) -> tuple[Any, ...]:
+        """The feature definitions the engine computes (``features.custom.windowed``)."""
+        return custom_definitions(self.custom)
+
+
 class WinbackConfig(BaseModel):
     """The whole configuration: one section per stage."""
 
@@ -106,6 +125,7 @@ class WinbackConfig(BaseModel):
     lists: ListSettings = ListSettings()
     demo: DemoSettings = DemoSettings()
     value: ValueSection = ValueSection()
+    features: FeaturesSection = FeaturesSection()
 
 
 def tracking_config(train: TrainConfig) -> Any:

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from features.feature_sets import FeatureSet
+from features.feature_sets import FeatureSet, union_feature_sets
 from serving.config import TARGETS, ServingConfig
 
 logger = logging.getLogger("winback.serving.scoring")
@@ -86,12 +86,8 @@ class ServedModels:
         return union
 
     def _union(self, targets: tuple[str, ...]) -> FeatureSet:
-        columns: dict[str, str] = {}
-        for target in targets:
-            for name, dtype in self.models[target].feature_set.columns:
-                columns.setdefault(name, dtype)
-        name = "+".join(self.models[t].feature_set.name for t in targets)
-        return FeatureSet(name, tuple(columns.items()))
+        sets = [self.models[t].feature_set for t in targets]
+        return union_feature_sets(sets, "+".join(fs.name for fs in sets))
 
     def versions(self) -> dict[str, str]:
         return {t: m.version for t, m in self.models.items()}

@@ -77,6 +77,8 @@ def random_shop(
                     "margin_amount": float(np.round(amount * margin_rates[k], 2)),
                     "discount_amount": discount,
                     "category": cats[k] if rng.random() > 0.05 else None,
+                    # a few products per category, repeated across orders (no extra draw)
+                    "product_id": f"{cats[k]}-p{(order * 7 + len(tx)) % 4}",
                 }
                 tx.append(line)
                 if rng.random() < 0.1:
@@ -265,6 +267,15 @@ def reference_features(tables: ShopTables, cutoff: date) -> pd.DataFrame:
             row["returned_line_count_365d"] = int((returned["age_days"] < 365).sum())
             row["returned_amount"] = float(returned["amount"].sum())
             row["return_rate"] = _ratio(row["returned_amount"], spend)
+        if "product_id" in has:
+            products = bought.dropna(subset=["product_id"])
+            for w in (90, 365):
+                recent_products = products.loc[products["age_days"] < w, "product_id"]
+                row[f"distinct_product_count_{w}d"] = recent_products.nunique()
+            year = products.loc[products["age_days"] < 365, "product_id"]
+            row["repeat_product_line_share_365d"] = (
+                1 - year.nunique() / len(year) if len(year) else math.nan
+            )
         tickets = events_by["support_tickets"]
         if tickets is not None:
             t = tickets.get(customer)

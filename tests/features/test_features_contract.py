@@ -51,6 +51,7 @@ FAMILIES = {
     "engagement_advocacy",
     "digital_engagement",
     "static_attributes",
+    "products",
 }
 
 

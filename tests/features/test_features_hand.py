@@ -25,6 +25,7 @@ def line(customer, order, at, amount, *, ret=False, margin=0.0, discount=0.0, ca
         "margin_amount": margin,
         "discount_amount": discount,
         "category": category,
+        "product_id": f"{category}-1",  # one product per category
     }
 
 
@@ -144,6 +145,10 @@ EXPECTED = {
     "email_open_count_90d": (1, 0),
     "email_click_count_90d": (1, 0),
     "engagement_per_order_90d": (4 / 2, NAN),
+    # purchased products: 90 days x-1, y-1 (a1), x-1 (a2); 365 days also x-1 (a3); B is 366 old
+    "distinct_product_count_90d": (2, 0),
+    "distinct_product_count_365d": (2, 0),
+    "repeat_product_line_share_365d": (1 - 2 / 4, NAN),
 }
 
 

@@ -10,6 +10,7 @@ Heavy imports happen inside the commands so ``winback --help`` stays fast.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from pathlib import Path
 from typing import Annotated
 
@@ -185,7 +186,28 @@ def pd_date(day: dt.date):
     return pd.Timestamp(day).as_unit("s")
 
 
+def with_custom_features(command):
+    """``command`` run with the ``[[features.custom]]`` entries of its config in force.
+
+    The config is the command's ``--config`` file when it has one, else
+    ``./winback.toml``; an invalid entry stops the command (exit 2) naming its key.
+    ``winback/cli.py`` wraps every command that builds features for a new model.
+    """
+
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        from features.custom.spec import use_custom_features
+        from winback.commands.features_check import configured_custom_features
+
+        custom = configured_custom_features(kwargs.get("config"), Console(stderr=True))
+        with use_custom_features(custom):
+            return command(*args, **kwargs)
+
+    return run
+
+
 @app.command("build")
+@with_custom_features
 def build(
     data: DataOption,
     out: OutOption,
@@ -252,6 +274,7 @@ def build(
 
 
 @app.command("table")
+@with_custom_features
 def table(
     data: DataOption,
     out: OutOption,
