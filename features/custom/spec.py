@@ -37,7 +37,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from sqlglot import exp
 from sqlglot.errors import ErrorLevel
 
-from features.custom.windowed import AGE_COLUMN, DEFAULTED_COLUMNS, WindowedFeature, windowed
+from features.custom.windowed import (
+    AGE_COLUMN,
+    DEFAULTED_COLUMNS,
+    Window,
+    WindowedFeature,
+    windowed,
+)
 from features.registry import FeatureDefinition
 from features.schema import SCHEMAS
 
@@ -210,15 +216,8 @@ class CustomFeature(BaseModel):
     def definition(self) -> WindowedFeature:
         """The feature definition the engine computes."""
         sql, reads = parse_expression(self.expression, self.table)
-        return windowed(
-            self.name,
-            self.table,
-            sql,
-            self.description,
-            window_days=self.window_days,
-            fill=self.fill,
-            reads=reads,
-        )
+        window = Window(self.table, self.window_days, self.fill)
+        return windowed(self.name, sql, self.description, window, reads=reads)
 
 
 def custom_definitions(entries: Sequence[CustomFeature]) -> tuple[WindowedFeature, ...]:

@@ -71,15 +71,23 @@ class WindowedFeature(FeatureDefinition):
         return (self.table, self.window_days)
 
 
+@dataclass(frozen=True)
+class Window:
+    """Which rows a windowed feature aggregates: ``table``'s rows in the last ``days`` days
+    (all history when ``None``); ``fill`` for a customer without such rows (missing when ``None``)."""
+
+    table: str
+    days: int | None = None
+    fill: float | None = None
+
+
 def windowed(
     name: str,
-    table: str,
     expression: str,
     description: str,
+    window: Window,
     *,
     family: str = "custom",
-    window_days: int | None = None,
-    fill: float | None = None,
     reads: Sequence[str] = (),
 ) -> WindowedFeature:
     """A :class:`WindowedFeature`; ``reads`` lists the columns the expression reads.
@@ -87,6 +95,7 @@ def windowed(
     The optional contract columns among ``reads`` become the feature's ``columns``,
     so the feature is omitted (with a note) when the shop's table lacks one.
     """
+    table = window.table
     defaulted = DEFAULTED_COLUMNS.get(table, {})
     schema = SCHEMAS[table]
     optional = [
@@ -100,10 +109,10 @@ def windowed(
         expression=expression,
         description=description,
         columns=tuple(optional),
-        zero_when_absent=fill == 0,
+        zero_when_absent=window.fill == 0,
         table=table,
-        window_days=window_days,
-        fill=fill,
+        window_days=window.days,
+        fill=window.fill,
         reads=tuple(dict.fromkeys(reads)),
     )
 

@@ -9,7 +9,7 @@ the same products both mark a customer who has settled into a habit.
 
 from __future__ import annotations
 
-from features.custom.windowed import WindowedFeature, windowed
+from features.custom.windowed import Window, WindowedFeature, windowed
 
 FAMILY = "products"
 
@@ -22,13 +22,11 @@ def distinct_products(days: int) -> WindowedFeature:
     """Distinct products bought in the last ``days`` days (0 without a purchase in them)."""
     return windowed(
         f"distinct_product_count_{days}d",
-        "transactions",
         f"COUNT(DISTINCT {_PURCHASED_PRODUCT})",
         f"Distinct products (product_id) on purchased lines in the last {days} days; "
         "0 without one.",
+        Window("transactions", days, fill=0),
         family=FAMILY,
-        window_days=days,
-        fill=0,
         reads=_READS,
     )
 
@@ -38,12 +36,11 @@ FEATURES: tuple[WindowedFeature, ...] = (
     distinct_products(365),
     windowed(
         "repeat_product_line_share_365d",
-        "transactions",
         f"1 - COUNT(DISTINCT {_PURCHASED_PRODUCT}) / NULLIF(COUNT({_PURCHASED_PRODUCT}), 0)",
         "Share of purchased product lines in the last 365 days that repeat a product of "
         "another line in that window (1 - distinct products / lines); missing without one.",
+        Window("transactions", 365),
         family=FAMILY,
-        window_days=365,
         reads=_READS,
     ),
 )
