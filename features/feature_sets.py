@@ -202,6 +202,21 @@ REACTIVATION_FEATURES_V2 = FeatureSet(
     "reactivation_features_v2", REACTIVATION_FEATURES_V1.columns + _DIGITAL_ENGAGEMENT
 )
 
+
+#: VIP V3: V2 plus where the customer's trailing-year spend ranks in the shop at the
+#: cutoff. VIP is a rank (the top of trailing value), and absolute spend thresholds
+#: learned on older cutoffs do not carry to newer ones in a growing or young shop.
+def _after(columns: tuple, anchor: str, *added: tuple[str, str]) -> tuple:
+    """``columns`` with ``added`` inserted after ``anchor`` (the build's registry order)."""
+    at = [name for name, _ in columns].index(anchor) + 1
+    return columns[:at] + added + columns[at:]
+
+
+VIP_FEATURES_V3 = FeatureSet(
+    "vip_features_v3",
+    _after(VIP_FEATURES_V2.columns, "spend_share_180d_of_365d", ("spend_365d_rank_share", _F)),
+)
+
 #: What the BG/NBD x Gamma-Gamma models fitted on the training cutoffs say of a customer
 #: (``training.value_baselines.BtydValueBaseline.features``): not SQL features, but as
 #: point-in-time, since each row's summary stops at its own cutoff.
@@ -230,6 +245,7 @@ FEATURE_SETS: dict[str, FeatureSet] = {
         CHURN_FEATURES_V2,
         VIP_FEATURES_V2,
         REACTIVATION_FEATURES_V2,
+        VIP_FEATURES_V3,
     )
 }
 

@@ -9,7 +9,7 @@ import pytest
 
 from features.feature_sets import FeatureSet
 from training.config import LightGBMParams, TrainConfig
-from training.tuning import search_space, tune
+from training.tuning import default_trial, search_space, tune
 
 FEATURES = FeatureSet("tune_v1", (("days_since_last_order", "float64"), ("orders_90d", "float64")))
 
@@ -145,3 +145,14 @@ def test_a_change_of_feature_set_labels_or_origins_starts_a_new_study(periods, c
         feature_set=smaller, label_col="churned",
     )  # fmt: skip
     assert rerun.n_run == 2
+
+
+def test_a_new_study_tries_the_configured_defaults_first(periods, config, tmp_path):
+    result = run(periods, config, 3, f"sqlite:///{tmp_path / 'd.db'}")
+    study = optuna.load_study(study_name="study", storage=result.storage)
+    first = study.trials[0]
+    assert first.params == default_trial(config)
+    assert first.params["num_leaves"] == config.lightgbm.num_leaves
+    assert result.best_value >= first.value
+    # trials run at the tuning learning rate, so the search space leaves it to the final fits
+    assert "learning_rate" not in result.best_params
