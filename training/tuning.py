@@ -147,7 +147,9 @@ def _datasets(periods: list, feature_set: FeatureSet) -> list[tuple[lgb.Dataset,
             encode_features(X_val, feature_set, categories),
             label=np.asarray(y_val, dtype="int64"),
             reference=train,
+            categorical_feature=list(feature_set.categorical) or "auto",
             params=params,
+            free_raw_data=False,
         )
         out.append((train.construct(), valid.construct()))
     return out

@@ -156,3 +156,16 @@ def test_a_new_study_tries_the_configured_defaults_first(periods, config, tmp_pa
     assert result.best_value >= first.value
     # trials run at the tuning learning rate, so the search space leaves it to the final fits
     assert "learning_rate" not in result.best_params
+
+
+def test_categorical_features_are_tuned_on(config, tmp_path):
+    with_region = FeatureSet("tune_cat", (*FEATURES.columns, ("region", "category")))
+    train, validation = period(1500, 0), period(600, 1)
+    for frame, seed in ((train, 0), (validation, 1)):
+        rng = np.random.default_rng(seed)
+        frame["region"] = pd.Categorical(rng.choice(["north", "south"], len(frame)))
+    result = tune(
+        train, validation, config, 2, f"sqlite:///{tmp_path / 'c.db'}",
+        feature_set=with_region, label_col="churned",
+    )  # fmt: skip
+    assert result.n_complete == 2 and 0.6 < result.best_value <= 1.0
