@@ -376,9 +376,8 @@ def _reference(features: pd.DataFrame, reference: Mapping[str, float] | None) ->
         elif pd.api.types.is_numeric_dtype(features[column].dtype) and not isinstance(
             features[column].dtype, pd.CategoricalDtype
         ):
-            out[column] = float(np.nanmedian(features[column].to_numpy(dtype=float)))
-            if math.isnan(out[column]):
-                out[column] = 0.0
+            values = features[column].to_numpy(dtype=float)
+            out[column] = float(np.nanmedian(values)) if not np.isnan(values).all() else 0.0
     return out
 
 
