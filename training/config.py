@@ -116,14 +116,6 @@ class TrainConfig(_Frozen):
     early_stopping_rounds: int = Field(50, ge=1)
     eval_metric: Literal["auc", "binary_logloss"] = "auc"
     tune_trials: int = Field(0, ge=0)
-    tune_learning_rate: float = Field(
-        0.1,
-        gt=0,
-        le=1,
-        description="Learning rate of the Optuna trials (larger than the final fits' for speed: "
-        "trials compare tree shapes, the final fits use lightgbm.learning_rate).",
-    )
-    tune_early_stopping_rounds: int = Field(30, ge=1)
     tune_timeout_seconds: float | None = Field(None, gt=0)
     calibration: Literal["auto", "isotonic", "sigmoid"] = "auto"
     gate_metric: str = "roc_auc"

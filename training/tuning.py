@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import lightgbm as lgb
 import numpy as np
 import optuna
 import pandas as pd
@@ -27,41 +26,23 @@ from optuna_integration.lightgbm import LightGBMPruningCallback
 
 from features.feature_sets import FeatureSet
 from training.config import TrainConfig, label_column
+from training.model import classifier_from_config
 
 #: Boosting rounds between two reports to the pruner (each report is a DB write).
 REPORT_INTERVAL = 10
 
 
-#: The search space: parameter → (kind, low, high, log scale). Tree shape and
-#: regularisation only: trials run at the fixed, larger ``tune_learning_rate``
-#: (fast) and the final fits use the configured learning rate with the winner.
-SPACE: dict[str, tuple[str, float, float, bool]] = {
-    "num_leaves": ("int", 4, 64, True),
-    "min_child_samples": ("int", 20, 800, True),
-    "subsample": ("float", 0.5, 1.0, False),
-    "colsample_bytree": ("float", 0.3, 1.0, False),
-    "reg_lambda": ("float", 1e-3, 30.0, True),
-    "reg_alpha": ("float", 1e-3, 10.0, True),
-}
-
-
 def search_space(trial: optuna.Trial) -> dict[str, Any]:
     """The LightGBM parameters Optuna explores, as ``WinbackClassifier`` keyword arguments."""
-    out: dict[str, Any] = {}
-    for name, (kind, low, high, log) in SPACE.items():
-        suggest = trial.suggest_int if kind == "int" else trial.suggest_float
-        out[name] = suggest(name, low, high, log=log)
-    return out
-
-
-def default_trial(config: TrainConfig) -> dict[str, Any]:
-    """The configured defaults as a point of the search space (clipped into its bounds).
-
-    Enqueued as a new study's first trial, so a short study can only pick
-    parameters that did at least as well as the defaults on validation.
-    """
-    defaults = config.lightgbm.model_dump()
-    return {name: min(max(defaults[name], low), high) for name, (_, low, high, _) in SPACE.items()}
+    return {
+        "learning_rate": trial.suggest_float("learning_rate", 0.02, 0.3, log=True),
+        "num_leaves": trial.suggest_int("num_leaves", 8, 128, log=True),
+        "min_child_samples": trial.suggest_int("min_child_samples", 10, 400, log=True),
+        "subsample": trial.suggest_float("subsample", 0.5, 1.0),
+        "colsample_bytree": trial.suggest_float("colsample_bytree", 0.4, 1.0),
+        "reg_lambda": trial.suggest_float("reg_lambda", 1e-3, 30.0, log=True),
+        "reg_alpha": trial.suggest_float("reg_alpha", 1e-3, 10.0, log=True),
+    }
 
 
 def study_key(config: TrainConfig, feature_set: FeatureSet, origins: Any, fingerprint: str) -> str:
@@ -82,17 +63,10 @@ def study_key(config: TrainConfig, feature_set: FeatureSet, origins: Any, finger
         "target": config.target,
         "horizon_days": config.horizon_days,
         "label": config.label,
-        "search_space": [inspect.getsource(search_space), SPACE],
+        "search_space": inspect.getsource(search_space),
         "origins": describe,
         "fixed": config.model_dump(
-            include={
-                "lightgbm",
-                "early_stopping_rounds",
-                "seed",
-                "refit_on_validation",
-                "tune_learning_rate",
-                "tune_early_stopping_rounds",
-            }
+            include={"lightgbm", "early_stopping_rounds", "seed", "refit_on_validation"}
         ),
     }
     text = json.dumps(payload, sort_keys=True, default=str)
@@ -124,84 +98,10 @@ def _finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     return study.get_trials(deepcopy=False, states=done)
 
 
-def _datasets(periods: list, feature_set: FeatureSet) -> list[tuple[lgb.Dataset, lgb.Dataset]]:
-    """(train, validation) LightGBM datasets per origin, binned once and reused by every trial.
+def _objective(periods: list, config: TrainConfig, feature_set: FeatureSet, study_name: str):
+    """The Optuna objective: mean validation ROC-AUC over ``periods`` ((train, validation) pairs).
 
-    ``feature_pre_filter`` is off so trials may change ``min_child_samples``
-    on the same binned data.
-    """
-    from training.model import category_values, encode_features
-
-    out = []
-    params = {"feature_pre_filter": False, "verbose": -1}
-    for (X_train, y_train), (X_val, y_val) in periods:
-        categories = {c: category_values(X_train[c]) for c in feature_set.categorical}
-        train = lgb.Dataset(
-            encode_features(X_train, feature_set, categories),
-            label=np.asarray(y_train, dtype="int64"),
-            categorical_feature=list(feature_set.categorical) or "auto",
-            params=params,
-            free_raw_data=False,
-        )
-        valid = lgb.Dataset(
-            encode_features(X_val, feature_set, categories),
-            label=np.asarray(y_val, dtype="int64"),
-            reference=train,
-            categorical_feature=list(feature_set.categorical) or "auto",
-            params=params,
-            free_raw_data=False,
-        )
-        out.append((train.construct(), valid.construct()))
-    return out
-
-
-def trial_params(config: TrainConfig, params: dict[str, Any]) -> dict[str, Any]:
-    """LightGBM ``train`` parameters of one trial: the defaults, the trial's, the tuning rate."""
-    base = {k: v for k, v in config.lightgbm.model_dump().items() if k != "n_estimators"}
-    return {
-        **base,
-        **params,
-        "learning_rate": config.tune_learning_rate,
-        "objective": "binary",
-        "metric": "auc",
-        "seed": config.seed,
-        "num_threads": config.num_threads,
-        "deterministic": True,
-        "force_row_wise": True,
-        "feature_pre_filter": False,
-        "verbose": -1,
-    }
-
-
-def _fit_trial(
-    datasets: list, config: TrainConfig, params: dict, pruning
-) -> list[tuple[float, int]]:
-    """(best validation ROC-AUC, best iteration) per origin; the pruner watches the first."""
-    out = []
-    for i, (train, valid) in enumerate(datasets):
-        callbacks = [
-            lgb.early_stopping(
-                config.tune_early_stopping_rounds, first_metric_only=True, verbose=False
-            )
-        ]
-        if i == 0:
-            callbacks.append(pruning)
-        booster = lgb.train(
-            trial_params(config, params),
-            train,
-            num_boost_round=config.lightgbm.n_estimators,
-            valid_sets=[valid],
-            valid_names=["valid_0"],
-            callbacks=callbacks,
-        )
-        out.append((float(booster.best_score["valid_0"]["auc"]), int(booster.best_iteration)))
-    return out
-
-
-def _objective(datasets: list, config: TrainConfig, study_name: str):
-    """The Optuna objective: mean validation ROC-AUC over the origins' ``datasets``.
-
-    The pruner watches the first origin; each trial is a nested MLflow run
+    The pruner watches the first period; each trial is a nested MLflow run
     when a run is active.
     """
     mlflow = sys.modules.get("mlflow")
@@ -209,13 +109,24 @@ def _objective(datasets: list, config: TrainConfig, study_name: str):
 
     def objective(trial: optuna.Trial) -> float:
         params = search_space(trial)
+        model = classifier_from_config(
+            config, feature_set, eval_metric="auc", calibration="none", **params
+        )
         pruning = LightGBMPruningCallback(trial, "auc", report_interval=REPORT_INTERVAL)
-        state, value, iterations = "COMPLETE", float("nan"), 0
+        state = "COMPLETE"
+        value = float("nan")
         try:
-            fitted = _fit_trial(datasets, config, params, pruning)
-            aucs = [auc for auc, _ in fitted]
-            value, iterations = float(np.mean(aucs)), fitted[0][1]
-            trial.set_user_attr("best_iteration", iterations)
+            aucs = []
+            for i, ((X_train, y_train), eval_set) in enumerate(periods):
+                model = classifier_from_config(
+                    config, feature_set, eval_metric="auc", calibration="none", **params
+                )
+                model.fit(
+                    X_train, y_train, eval_set=eval_set, callbacks=[pruning] if i == 0 else []
+                )
+                aucs.append(float(model.best_score_["valid_0"]["auc"]))
+            value = float(np.mean(aucs))
+            trial.set_user_attr("best_iteration", model.best_iteration_)
             trial.set_user_attr("validation_roc_auc_per_origin", aucs)
             return value
         except optuna.TrialPruned:
@@ -234,7 +145,10 @@ def _objective(datasets: list, config: TrainConfig, study_name: str):
                     )
                     if np.isfinite(value):
                         mlflow.log_metrics(
-                            {"validation_roc_auc": value, "best_iteration": float(iterations)}
+                            {
+                                "validation_roc_auc": value,
+                                "best_iteration": float(model.best_iteration_),
+                            }
                         )
 
     return objective
@@ -343,13 +257,13 @@ def tune(
         ),
         load_if_exists=True,
     )
+    objective = _objective(periods, config, feature_set, study_name)
+
     already = len(_finished(study))
-    if not study.trials:
-        study.enqueue_trial(default_trial(config))
     remaining = max(0, n_trials - already)
     if remaining:
         study.optimize(
-            _objective(_datasets(periods, feature_set), config, study_name),
+            objective,
             n_trials=remaining,
             timeout=config.tune_timeout_seconds,
             gc_after_trial=False,

@@ -9,7 +9,7 @@ import pytest
 
 from features.feature_sets import FeatureSet
 from training.config import LightGBMParams, TrainConfig
-from training.tuning import default_trial, search_space, tune
+from training.tuning import search_space, tune
 
 FEATURES = FeatureSet("tune_v1", (("days_since_last_order", "float64"), ("orders_90d", "float64")))
 
@@ -145,27 +145,3 @@ def test_a_change_of_feature_set_labels_or_origins_starts_a_new_study(periods, c
         feature_set=smaller, label_col="churned",
     )  # fmt: skip
     assert rerun.n_run == 2
-
-
-def test_a_new_study_tries_the_configured_defaults_first(periods, config, tmp_path):
-    result = run(periods, config, 3, f"sqlite:///{tmp_path / 'd.db'}")
-    study = optuna.load_study(study_name="study", storage=result.storage)
-    first = study.trials[0]
-    assert first.params == default_trial(config)
-    assert first.params["num_leaves"] == config.lightgbm.num_leaves
-    assert result.best_value >= first.value
-    # trials run at the tuning learning rate, so the search space leaves it to the final fits
-    assert "learning_rate" not in result.best_params
-
-
-def test_categorical_features_are_tuned_on(config, tmp_path):
-    with_region = FeatureSet("tune_cat", (*FEATURES.columns, ("region", "category")))
-    train, validation = period(1500, 0), period(600, 1)
-    for frame, seed in ((train, 0), (validation, 1)):
-        rng = np.random.default_rng(seed)
-        frame["region"] = pd.Categorical(rng.choice(["north", "south"], len(frame)))
-    result = tune(
-        train, validation, config, 2, f"sqlite:///{tmp_path / 'c.db'}",
-        feature_set=with_region, label_col="churned",
-    )  # fmt: skip
-    assert result.n_complete == 2 and 0.6 < result.best_value <= 1.0
