@@ -308,7 +308,7 @@ def reference_features(tables: ShopTables, cutoff: date) -> pd.DataFrame:
     out.index = pd.Index(out.index, dtype="string", name="customer_id")
     if "spend_365d_amount" in out.columns:
         spent = out["spend_365d_amount"].where(out["spend_365d_amount"] > 0)
-        below = spent.rank(method="min") - 1  # customers who spent strictly less
+        below = spent.round(2).rank(method="min") - 1  # spent strictly less (to the cent)
         out["spend_365d_rank_share"] = below / max(int(spent.notna().sum()) - 1, 1)
     customers = tables.customers
     if customers is not None:
