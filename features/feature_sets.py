@@ -279,8 +279,21 @@ def _next_version(previous: FeatureSet, added: tuple[tuple[str, str], ...]) -> F
     return FeatureSet(f"{stem}_v{int(version) + 1}", previous.columns + added)
 
 
+def _after(columns: tuple, anchor: str, *added: tuple[str, str]) -> tuple:
+    """``columns`` with ``added`` inserted after ``anchor`` (the build's registry order)."""
+    at = [name for name, _ in columns].index(anchor) + 1
+    return columns[:at] + added + columns[at:]
+
+
 CHURN_FEATURES_V3 = _next_version(CHURN_FEATURES_V2, _PRODUCTS)
-VIP_FEATURES_V3 = _next_version(VIP_FEATURES_V2, _PRODUCTS)
+#: VIP V3 also has where the customer's trailing-year spend ranks in the shop at the
+#: cutoff. VIP is a rank (the top of trailing value), and absolute spend thresholds
+#: learned on older cutoffs do not carry to newer ones in a growing or young shop.
+VIP_FEATURES_V3 = FeatureSet(
+    "vip_features_v3",
+    _after(VIP_FEATURES_V2.columns, "spend_share_180d_of_365d", ("spend_365d_rank_share", _F))
+    + _PRODUCTS,
+)
 REACTIVATION_FEATURES_V3 = _next_version(REACTIVATION_FEATURES_V2, _PRODUCTS)
 
 #: What the BG/NBD x Gamma-Gamma models fitted on the training cutoffs say of a customer

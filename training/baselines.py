@@ -232,7 +232,10 @@ class LogisticBaseline:
         self.categorical_ = [
             c for c in self.features_ if isinstance(table[c].dtype, pd.CategoricalDtype)
         ]
-        self.numeric_ = [c for c in self.features_ if c not in self.categorical_]
+        # a column missing on every training row carries nothing (and the imputer would warn)
+        self.numeric_ = [
+            c for c in self.features_ if c not in self.categorical_ and table[c].notna().any()
+        ]
         if y is None:
             y = label_values(table)
         transformers = []

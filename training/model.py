@@ -126,7 +126,7 @@ class WinbackClassifier(ClassifierMixin, BaseEstimator):
         early_stopping_rounds: int = 50,
         eval_metric: Literal["auc", "binary_logloss"] = "auc",
         calibration: Literal["auto", "isotonic", "sigmoid", "none"] = "auto",
-        num_threads: int = 2,
+        num_threads: int = 1,
         random_state: int = 0,
     ) -> None:
         self.feature_set = feature_set

@@ -71,6 +71,16 @@ FEATURES: tuple[FeatureDefinition, ...] = (
         "missing without spend in 365 days.",
     ),
     _feature(
+        "spend_365d_rank_share",
+        "derived",
+        "CASE WHEN spend_365d_amount > 0 THEN PERCENT_RANK() OVER"
+        " (PARTITION BY cutoff, spend_365d_amount > 0 ORDER BY ROUND(spend_365d_amount, 2)) END",
+        "Share of the customers with spend in the last 365 days who spent less in them, "
+        "at the same cutoff, to the cent (0 = least, 1 = most); missing without spend in 365 days. "
+        "Relative to the shop at the cutoff, so it means the same in a young or growing shop.",
+        depends_on=("spend_365d_amount",),
+    ),
+    _feature(
         "order_value_mean_amount",
         "orders",
         "AVG(order_amount)",

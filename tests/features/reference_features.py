@@ -317,6 +317,10 @@ def reference_features(tables: ShopTables, cutoff: date) -> pd.DataFrame:
 
     out = pd.DataFrame.from_dict(rows, orient="index").astype("float64")
     out.index = pd.Index(out.index, dtype="string", name="customer_id")
+    if "spend_365d_amount" in out.columns:
+        spent = out["spend_365d_amount"].where(out["spend_365d_amount"] > 0)
+        below = spent.round(2).rank(method="min") - 1  # spent strictly less (to the cent)
+        out["spend_365d_rank_share"] = below / max(int(spent.notna().sum()) - 1, 1)
     customers = tables.customers
     if customers is not None:
         for column in ("region", "acquisition_channel"):

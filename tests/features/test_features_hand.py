@@ -110,6 +110,7 @@ EXPECTED = {
     "spend_trend_90d": ((60 / 90) / (100 / 365), NAN),
     "spend_share_90d_of_180d": (1.0, NAN),
     "spend_share_180d_of_365d": (0.6, NAN),
+    "spend_365d_rank_share": (0.0, NAN),  # A is the only customer with spend in 365 days
     "order_value_mean_amount": (100 / 3, 50.0),
     "order_value_max_amount": (40.0, 50.0),
     "order_value_std_amount": (math.sqrt(100 / 3), NAN),

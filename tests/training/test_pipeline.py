@@ -164,7 +164,7 @@ def test_end_to_end_runs_record_gate_and_reproduce(small_shop, tmp_path, monkeyp
     assert "loses to recency" in first.gate_reason and "logistic (ROC-AUC Δ -" in first.gate_reason
     assert steps[0] == "building the training table"
 
-    config = small_config(root, tune_trials=2)
+    config = small_config(root, tune_trials=2, bgnbd_feature_experiment=True)
     second = train_target(small_shop.tables, config, truth=small_shop)
     assert second.gate_promoted, second.gate_reason
     assert second.model_version == "2" and second.metrics["roc_auc"] > first.metrics["roc_auc"]
