@@ -370,11 +370,12 @@ class _Row(Mapping):
 
 def _reference(features: pd.DataFrame, reference: Mapping[str, float] | None) -> dict:
     out = {}
+    dtypes = features.dtypes
     for column in features.columns:
         if reference is not None and column in reference:
             out[column] = reference[column]
-        elif pd.api.types.is_numeric_dtype(features[column].dtype) and not isinstance(
-            features[column].dtype, pd.CategoricalDtype
+        elif pd.api.types.is_numeric_dtype(dtypes[column]) and not isinstance(
+            dtypes[column], pd.CategoricalDtype
         ):
             out[column] = float(features[column].astype(float).median())  # NaN when all missing
             if math.isnan(out[column]):
@@ -431,7 +432,9 @@ def customer_reasons(
     if missing:
         raise ValueError(f"features lack the contribution columns {missing}")
     templates = REASON_TEMPLATES if templates is None else templates
-    values = {c: features[c].astype(object).to_numpy() for c in features.columns}
+    # one conversion of the whole frame: per-column access costs ~0.1 ms a column, which
+    # is most of the time when a service explains one customer
+    values = dict(zip(features.columns, features.to_numpy(dtype=object).T, strict=True))
     refs = _reference(features[names], reference)
 
     push = contributions[names].to_numpy(dtype=float) * direction
