@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from features.registry import FeatureDefinition
+from features.targets import TARGET_NAMES
 
 
 class FeatureSetMismatch(ValueError):
@@ -332,7 +333,7 @@ FEATURE_SETS: dict[str, FeatureSet] = {
 
 
 #: The targets that have released feature sets.
-TARGETS = ("churn", "vip", "reactivation")
+TARGETS = TARGET_NAMES
 
 
 def latest_feature_set(target: str) -> FeatureSet:

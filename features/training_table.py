@@ -24,6 +24,7 @@ from features.engine import connect
 from features.feature_sets import FeatureSet
 from features.labels import LabelConfig, build_labels, customer_status, status_sql
 from features.schema import ShopTables
+from features.targets import TARGETS as TARGET_TABLE
 from features.tiers import (
     TierConfig,
     as_dates,
@@ -36,14 +37,10 @@ from features.tiers import (
 STATUS_FLAGS = ("is_active", "is_lapsed")
 
 #: Target name -> label column of ``features.labels.build_labels``.
-TARGETS: dict[str, str] = {"churn": "churned", "vip": "became_vip", "reactivation": "reactivated"}
+TARGETS: dict[str, str] = {name: t.label for name, t in TARGET_TABLE.items()}
 
 #: Who each target's rows are (the label is ``<NA>`` for everyone else).
-POPULATIONS: dict[str, str] = {
-    "churn": "customers active at the cutoff (is_active)",
-    "vip": "customers active and not VIP at the cutoff (is_active & ~is_vip)",
-    "reactivation": "customers lapsed at the cutoff (is_lapsed)",
-}
+POPULATIONS: dict[str, str] = {name: t.population for name, t in TARGET_TABLE.items()}
 
 #: Outcome columns carried into every training table (for value weighting).
 VALUE_COLUMNS = ("future_margin", "future_revenue")

@@ -14,12 +14,10 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from features.targets import score_columns
+
 #: The three targets, each with the name of its score column.
-SCORE_COLUMNS: dict[str, str] = {
-    "churn": "churn_risk",
-    "vip": "vip_potential",
-    "reactivation": "reactivation_probability",
-}
+SCORE_COLUMNS: dict[str, str] = score_columns()
 TARGETS: tuple[str, ...] = tuple(SCORE_COLUMNS)
 
 #: Environment variables read by :meth:`ServingConfig.from_env`.

@@ -131,7 +131,6 @@ def _record(result: Any, tracking: TrackingConfig) -> ValueRecord:
         VALUE_MODEL_NAME, version, "test_origins", json.dumps(_origins(result))
     )
     promoted, reason = value_gate(result, champion, client)
-    client.set_model_version_tag(VALUE_MODEL_NAME, version, "gate", reason)
     for key, value in _listing_tags(result, promoted, reason).items():
         client.set_model_version_tag(VALUE_MODEL_NAME, version, key, value)
     if result.loses_to():

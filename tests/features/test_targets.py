@@ -1,18 +1,28 @@
-"""The target table: every package's copy of a target's names agrees with it."""
+"""The target table: each target's label and population are what the labels module builds."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 
+from features.labels import build_labels
 from features.targets import TARGET_NAMES, TARGETS, score_columns, target
-from features.training_table import POPULATIONS
-from features.training_table import TARGETS as LABELS
+
+#: Each target's population as the status columns of ``build_labels`` say it.
+POPULATION_MASKS = {
+    "churn": lambda f: f["is_active"],
+    "vip": lambda f: f["is_active"] & ~f["is_vip"],
+    "reactivation": lambda f: f["is_lapsed"],
+}
 
 
-def test_each_target_names_its_label_population_score_and_model():
+def test_each_label_is_built_and_defined_exactly_on_its_population(small_shop):
+    labels = build_labels(small_shop.tables, [dt.date(2025, 3, 31)])
     assert TARGET_NAMES == ("churn", "vip", "reactivation")
-    assert {name: t.label for name, t in TARGETS.items()} == LABELS
-    assert {name: t.population for name, t in TARGETS.items()} == POPULATIONS
+    for name, t in TARGETS.items():
+        population = POPULATION_MASKS[name](labels).astype(bool)
+        assert labels[t.label].notna().astype(bool).equals(population), name
     assert score_columns() == {
         "churn": "churn_risk",
         "vip": "vip_potential",
