@@ -32,7 +32,7 @@ def tables_until(tables, last_day: dt.date):
     """The shop as it stood at the end of ``last_day``: every event after it dropped."""
     from dataclasses import replace
 
-    from features.schema import SCHEMAS
+    from features.inputs.schema import SCHEMAS
 
     end = pd.Timestamp(last_day, tz="UTC") + pd.Timedelta(days=1)
     changes = {}

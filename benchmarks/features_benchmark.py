@@ -119,7 +119,7 @@ OURS = (
 import json, sys, time
 from datetime import date
 from features.build import build_feature_table_from
-from features.engine import connect_parquet
+from features.engines.duckdb_engine import connect_parquet
 t0, c0 = time.perf_counter(), time.process_time()
 con = connect_parquet(sys.argv[1], threads=int(sys.argv[3]), memory_limit=sys.argv[4])
 con.execute("SET enable_progress_bar = false")

@@ -40,8 +40,8 @@ from serving.measurement.campaign import (
     hillstrom_effects,
     load_hillstrom,
 )
-from training.model import WinbackClassifier
-from training.uplift import (
+from training.model.classifier import WinbackClassifier
+from training.uplift.model import (
     UpliftConfig,
     campaign_training_table,
     fit_campaign_uplift,

@@ -5,7 +5,7 @@ customers, one seed per chunk, ~12 order lines per customer), each chunk's ids
 prefixed with its number (``K3-C0000001``) so customers and orders never
 collide, written as ``<data>/<table>/part-<k>.parquet``. Then, in a fresh
 process, builds every registered feature as of the last data day straight from
-the Parquet files (``features.engine.connect_parquet``) with DuckDB's
+the Parquet files (``features.engines.duckdb_engine.connect_parquet``) with DuckDB's
 ``memory_limit`` and a spill directory, writing the feature table to Parquet
 with ``COPY`` so the result never has to fit in memory either. Prints wall
 time, CPU time and the peak resident memory of that process (``VmHWM``),
@@ -79,8 +79,8 @@ def build_features_duckdb(
     import datetime as dt
 
     from features.build import feature_query
-    from features.engine import connect_parquet, table_columns
-    from features.registry import resolve
+    from features.definitions import resolve
+    from features.engines.duckdb_engine import connect_parquet, table_columns
 
     started, cpu = time.perf_counter(), time.process_time()
     con = connect_parquet(data, threads=threads, memory_limit=memory_limit)

@@ -41,8 +41,8 @@ from pathlib import Path
 STAGES = (
     ("serving.scoring.models", "load_served_models"),
     ("winback.commands.serving", "_load_tables"),
-    ("features.engine", "connect_parquet"),
-    ("features.engine", "outline"),
+    ("features.engines.duckdb_engine", "connect_parquet"),
+    ("features.engines.duckdb_engine", "outline"),
     ("features.training_table", "build_feature_table"),
     ("features.build", "build_feature_table_from"),
     ("features.training_table", "_with_status"),

@@ -77,8 +77,9 @@ def build_home(home: Path, customers: int, scored_up_to: int = 1_000_000, trees:
     from serving.scoring.models import load_served_models
     from serving.scoring.store import write_score_table
     from serving.scoring.table import score_table
-    from training import registry, tracking
-    from training.model import WinbackClassifier
+    from training.model.classifier import WinbackClassifier
+    from training.tracking import model_registry as registry
+    from training.tracking import runs as tracking
 
     sets = {
         "churn": CHURN_FEATURES_V1,
@@ -150,7 +151,7 @@ def models_columns(home: Path, target: str) -> list[str]:
     """The feature columns of ``target``'s served model (read from the registry)."""
     from serving.config import ServingConfig
     from serving.scoring.models import load_served_models
-    from training.tracking import TrackingConfig
+    from training.tracking.runs import TrackingConfig
 
     uri = TrackingConfig(root=str(home / "mlruns")).resolved_tracking_uri()
     models = load_served_models(ServingConfig(home=home), targets=[target], tracking_uri=uri)
@@ -221,7 +222,7 @@ def in_process_baseline(home: Path, frame: pd.DataFrame, repeats: int) -> dict[s
     from serving.config import ServingConfig
     from serving.scoring.models import load_served_models
     from serving.scoring.predict import predict_scores
-    from training.tracking import TrackingConfig
+    from training.tracking.runs import TrackingConfig
 
     uri = TrackingConfig(root=str(home / "mlruns")).resolved_tracking_uri()
     models = load_served_models(ServingConfig(home=home), tracking_uri=uri)

@@ -55,7 +55,7 @@ def _children_hwm_gib(pid: int) -> float:
 
 def build_features_spark(data: Path, out: Path, driver_memory: str) -> dict[str, object]:
     """Every feature as of the last data day on Spark local[2], from Parquet to Parquet."""
-    from features.spark_engine import (
+    from features.engines.spark_engine import (
         SparkConfig,
         SparkConnection,
         feature_query_spark,

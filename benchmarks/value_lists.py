@@ -32,10 +32,10 @@ from features.labels import LabelConfig, build_labels  # noqa: E402
 from features.simulation import SimulationConfig, simulate_shop  # noqa: E402
 from features.training_table import build_training_table, monthly_cutoffs  # noqa: E402
 from features.value_table import build_value_table  # noqa: E402
-from training.model import WinbackClassifier  # noqa: E402
+from training.evaluation.value_baselines import value_summary_at_cutoffs  # noqa: E402
+from training.evaluation.value_evaluation import value_cutoffs  # noqa: E402
+from training.model.classifier import WinbackClassifier  # noqa: E402
 from training.split import time_split  # noqa: E402
-from training.value_baselines import value_summary_at_cutoffs  # noqa: E402
-from training.value_evaluation import value_cutoffs  # noqa: E402
 from training.value_fit import fit_value_model  # noqa: E402
 
 HORIZON = 365

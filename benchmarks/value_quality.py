@@ -31,12 +31,12 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from features.feature_sets import VALUE_FEATURES_V1  # noqa: E402
+from features.inputs.sources import load_shop  # noqa: E402
 from features.simulation import SimulationConfig, simulate_shop  # noqa: E402
-from features.sources import load_shop  # noqa: E402
 from features.value_table import build_value_table, supported_value_horizon  # noqa: E402
-from training.value_baselines import value_summary_at_cutoffs  # noqa: E402
-from training.value_evaluation import evaluate_value_models, value_cutoffs  # noqa: E402
-from training.value_model import VALUE_MODEL_VARIANTS, WinbackValueRegressor  # noqa: E402
+from training.evaluation.value_baselines import value_summary_at_cutoffs  # noqa: E402
+from training.evaluation.value_evaluation import evaluate_value_models, value_cutoffs  # noqa: E402
+from training.model.value_model import VALUE_MODEL_VARIANTS, WinbackValueRegressor  # noqa: E402
 
 
 def load(args: argparse.Namespace):

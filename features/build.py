@@ -2,7 +2,7 @@
 
 The definitions in ``features.families`` are portable SQL aggregates; this
 module composes the ones requested into a single query over the contract views
-registered by ``features.engine`` and a ``cutoffs`` relation (one ``DATE``
+registered by ``features.engines.duckdb_engine`` and a ``cutoffs`` relation (one ``DATE``
 column), so a training table over 30 cutoffs is one query, not 30.
 
 Point in time: an event belongs to a cutoff when its timestamp is before the
@@ -25,9 +25,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from features.custom.windowed import windowed_sql
-from features.engine import connect, table_columns
+from features.definitions import RELATIONS, FeatureDefinition, resolve
+from features.engines.duckdb_engine import connect, table_columns
 from features.feature_sets import FeatureSet
-from features.registry import RELATIONS, FeatureDefinition, resolve
+from features.inputs.schema import SCHEMAS, ShopTables
 from features.relations import (
     EVENT_TABLES,
     KEYS,
@@ -39,7 +40,6 @@ from features.relations import (
     orders_sql,
     returned_lines_sql,
 )
-from features.schema import SCHEMAS, ShopTables
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ def feature_query(
     for d in definitions:
         by_relation[d.relation].append(d)
     # Dependencies of derived features are computed (but not returned) as well.
-    from features.registry import registry
+    from features.definitions import registry
 
     chosen = {d.name for d in definitions}
     for d in definitions:
@@ -266,7 +266,7 @@ def _fetch(
     """The query's result as the canonical frame, sorted by ``(cutoff, customer_id)`` in SQL.
 
     On DuckDB it comes through Arrow (:func:`_frame_from_arrow`, no Python string
-    objects); other connections (``features.spark_engine``) give a pandas frame
+    objects); other connections (``features.engines.spark_engine``) give a pandas frame
     (:func:`_canonical`). DuckDB's parallel sort of the result costs less than
     sorting the fetched columns afterwards: a gather of 1M random rows is one
     cache miss per value, column after column.
@@ -284,7 +284,7 @@ def build_feature_table_from(
 ) -> pd.DataFrame:
     """Features for every cutoff from contract views already registered on ``con``.
 
-    Use this with ``features.engine.connect_parquet`` to read Parquet files
+    Use this with ``features.engines.duckdb_engine.connect_parquet`` to read Parquet files
     directly; :func:`build_feature_table` registers pandas tables first.
     Omitted features (absent table or column) are logged and listed in
     ``frame.attrs["omitted_features"]``.
@@ -294,7 +294,7 @@ def build_feature_table_from(
     if "transactions" not in columns:
         raise ValueError(
             "no 'transactions' view on the connection: register the tables with "
-            "features.engine.connect or connect_parquet first"
+            "features.engines.duckdb_engine.connect or connect_parquet first"
         )
     definitions, notes = resolve(_requested(feature_set), columns, extra=custom_of(feature_set))
     for note in notes:

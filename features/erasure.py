@@ -32,9 +32,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.contracts import ERASED
+from features.inputs.contracts import ERASED
+from features.inputs.schema import ShopTables
 from features.publish import publish_text
-from features.schema import ShopTables
 
 ENV_ERASURE_DIR = "WINBACK_ERASURE_DIR"
 DEFAULT_ERASURE_DIR = Path("winback_output") / "erasure"

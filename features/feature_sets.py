@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from features.registry import FeatureDefinition
+from features.definitions import FeatureDefinition
 from features.targets import TARGET_NAMES
 
 
@@ -298,7 +298,7 @@ VIP_FEATURES_V3 = FeatureSet(
 REACTIVATION_FEATURES_V3 = _next_version(REACTIVATION_FEATURES_V2, _PRODUCTS)
 
 #: What the BG/NBD x Gamma-Gamma models fitted on the training cutoffs say of a customer
-#: (``training.value_baselines.BtydValueBaseline.features``): not SQL features, but as
+#: (``training.evaluation.value_baselines.BtydValueBaseline.features``): not SQL features, but as
 #: point-in-time, since each row's summary stops at its own cutoff.
 _BTYD = (
     ("btyd_expected_purchases", _F),
@@ -312,7 +312,7 @@ MODEL_DERIVED_FEATURES = tuple(name for name, _ in _BTYD)
 
 #: Customer value (future margin): every behavioural signal, digital engagement and BTYD.
 #: Not in :data:`FEATURE_SETS` (whose sets all build from SQL alone): its ``btyd_*``
-#: columns come from models fitted per training run (``training.value_baselines``).
+#: columns come from models fitted per training run (``training.evaluation.value_baselines``).
 VALUE_FEATURES_V1 = FeatureSet("value_features_v1", CHURN_FEATURES_V2.columns + _BTYD)
 
 #: Every released feature set by name.

@@ -1,6 +1,6 @@
 """Labels: what each customer did in the horizon after a cutoff.
 
-Everything here follows the cutoff convention of ``features.schema``: a
+Everything here follows the cutoff convention of ``features.inputs.schema``: a
 customer's *status* (active, lapsed, VIP) uses events on or before the cutoff
 day (``ordered_at < cutoff + 1 day``); *outcomes* use events in
 ``(cutoff, cutoff + horizon_days]``, i.e. ``cutoff + 1 day <= ordered_at <
@@ -45,8 +45,8 @@ from dataclasses import dataclass, field
 import duckdb
 import pandas as pd
 
-from features.engine import connect
-from features.schema import ShopTables
+from features.engines.duckdb_engine import connect
+from features.inputs.schema import ShopTables
 from features.tiers import (
     CUTOFF_DTYPE,
     TierConfig,
@@ -231,7 +231,7 @@ def build_labels(
     config
         Windows and tiers (see :class:`LabelConfig`).
     con
-        A connection where ``tables`` are registered (``features.engine.connect``);
+        A connection where ``tables`` are registered (``features.engines.duckdb_engine.connect``);
         a new one by default.
 
     Returns

@@ -22,8 +22,8 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from features.engine import connect
-from features.schema import ShopTables
+from features.engines.duckdb_engine import connect
+from features.inputs.schema import ShopTables
 
 #: dtype of the ``cutoff`` index level, the same as ``features.build`` uses.
 CUTOFF_DTYPE = "datetime64[s]"
@@ -223,7 +223,7 @@ def trailing_value(
     window_days
         The trailing window: events with ``date + 1 - window_days <= day <= date``.
     con
-        A connection where ``tables`` are registered (``features.engine.connect``);
+        A connection where ``tables`` are registered (``features.engines.duckdb_engine.connect``);
         a new one by default.
 
     Returns

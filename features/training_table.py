@@ -20,10 +20,10 @@ import pandas as pd
 import pyarrow as pa
 
 from features.build import build_feature_table, build_feature_table_from
-from features.engine import connect
+from features.engines.duckdb_engine import connect
 from features.feature_sets import FeatureSet
+from features.inputs.schema import ShopTables
 from features.labels import LabelConfig, build_labels, customer_status, status_sql
-from features.schema import ShopTables
 from features.targets import TARGETS as TARGET_TABLE
 from features.tiers import (
     TierConfig,
@@ -190,7 +190,7 @@ def join_training_table(
     """Features of the target's labelled population joined with its label and future value.
 
     The last step of :func:`build_training_table`, shared by every engine (DuckDB
-    here, Spark in ``features.spark_engine``).
+    here, Spark in ``features.engines.spark_engine``).
     """
     label = TARGETS[target]
     population = labels.loc[labels[label].notna(), [label, *VALUE_COLUMNS]]
@@ -244,12 +244,12 @@ def build_scoring_frame_from(
 ) -> pd.DataFrame:
     """:func:`build_scoring_frame` from contract views already registered on ``con``.
 
-    With ``features.engine.connect_parquet`` the tables are read in place by
+    With ``features.engines.duckdb_engine.connect_parquet`` the tables are read in place by
     DuckDB and never become pandas frames (a million customers' 23M events take
     about 3 GB as frames). ``tables`` is the outline of ``con``
-    (``features.engine.outline``; made when not given): only its columns are read.
+    (``features.engines.duckdb_engine.outline``; made when not given): only its columns are read.
     """
-    from features.engine import outline
+    from features.engines.duckdb_engine import outline
 
     dates = one_date(as_of)
     features = build_feature_table_from(con, dates, feature_set=feature_set)

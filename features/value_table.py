@@ -22,10 +22,10 @@ import numpy as np
 import pandas as pd
 
 from features.build import build_feature_table
-from features.engine import connect
+from features.engines.duckdb_engine import connect
 from features.feature_sets import MODEL_DERIVED_FEATURES, FeatureSet
+from features.inputs.schema import ShopTables
 from features.labels import LabelConfig, customer_status, outcomes_sql
-from features.schema import ShopTables
 from features.tiers import CUTOFF_DTYPE, as_dates, register_cutoffs
 from features.training_table import check_features_cover, check_observed, data_dates
 

@@ -58,7 +58,7 @@ class LightGBMParams(_Frozen):
 
 
 class TrackingSettings(_Frozen):
-    """Where MLflow records runs and the model registry (see ``training.tracking.TrackingConfig``).
+    """Where MLflow records runs and the model registry (see ``training.tracking.runs.TrackingConfig``).
 
     ``root`` is the local folder (relative to the working directory) holding the
     SQLite store, artifacts and Optuna studies; ``None`` URIs keep the defaults

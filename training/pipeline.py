@@ -6,14 +6,14 @@
   origins (``training.origins``);
 * **fit** — per origin, LightGBM early-stopped on the origin's validation
   period, calibrated on it and refitted on train + validation
-  (``training.model``; Optuna first when asked, ``training.tuning``);
-* **evaluate** — per origin the model, the baselines (``training.baselines``)
+  (``training.model.classifier``; Optuna first when asked, ``training.model.tuning``);
+* **evaluate** — per origin the model, the baselines (``training.evaluation.baselines``)
   and on simulated data the oracle are scored on the same rows; the pure
-  ``training.evaluation`` turns them into means, paired bootstrap intervals
+  ``training.evaluation.compare`` turns them into means, paired bootstrap intervals
   and a verdict;
 * **record** — the MLflow run: config, data fingerprint, every metric, the
-  model, plots and the HTML report (``training.tracking``, ``training.run_report``);
-* **gate** — the registry (``training.registry``): the newest origin's model is
+  model, plots and the HTML report (``training.tracking.runs``, ``training.evaluation.run_report``);
+* **gate** — the registry (``training.tracking.model_registry``): the newest origin's model is
   registered; it becomes champion only if it beats the champion on the same
   origins and loses to no baseline.
 
@@ -30,12 +30,12 @@ import numpy as np
 import pandas as pd
 
 from features.feature_sets import FeatureSet
-from features.schema import ShopTables
+from features.inputs.schema import ShopTables
 from training.config import TrainConfig, label_column, label_config
-from training.evaluation import SUMMARY_METRICS, Evaluation, OriginScores
-from training.model import WinbackClassifier, classifier_from_config, infer_feature_set
+from training.evaluation.compare import SUMMARY_METRICS, Evaluation, OriginScores
+from training.evaluation.run_report import xy
+from training.model.classifier import WinbackClassifier, classifier_from_config, infer_feature_set
 from training.origins import Origins, UnsupportedTargetError, origin_splits
-from training.run_report import xy
 from training.split import TimeSplit
 
 __all__ = ["SUMMARY_METRICS", "TrainResult", "UnsupportedTargetError", "train_target"]
@@ -141,7 +141,7 @@ def prepare(tables: ShopTables, config: TrainConfig) -> Prepared:
     cutoffs for even one origin.
     """
     from features.training_table import build_training_table, monthly_cutoffs
-    from training.bgnbd import rfm_summary_at_cutoffs
+    from training.evaluation.bgnbd import rfm_summary_at_cutoffs
 
     target, label = config.target, label_column(config.target)
     try:
@@ -211,7 +211,7 @@ def tune_params(prepared: Prepared, config: TrainConfig, storage: str, fingerpri
     """Optuna over every origin (objective: mean validation ROC-AUC); None without trials."""
     if not config.tune_trials:
         return None
-    from training.tuning import study_key, tune
+    from training.model.tuning import study_key, tune
 
     periods = [(s.train, s.validation) for s in prepared.origins.splits]
     key = study_key(config, prepared.feature_set, prepared.origins, fingerprint)
@@ -267,7 +267,7 @@ def score_origin(
     split: TimeSplit, model: WinbackClassifier, prepared: Prepared, config: TrainConfig, truth: Any
 ) -> OriginScores:
     """The model's, each baseline's (fitted on the origin's training cutoffs) and the oracle's test scores."""
-    from training.baselines import baseline_scores, fit_baselines
+    from training.evaluation.baselines import baseline_scores, fit_baselines
 
     fitted = fit_baselines(
         config.target,
@@ -292,8 +292,8 @@ def score_origin(
 
 def evaluate(scores: list[OriginScores], config: TrainConfig) -> Evaluation:
     """Means, intervals and verdict of the scored origins (pure)."""
-    from training.baselines import probabilistic_baselines
-    from training.evaluation import evaluate_origins
+    from training.evaluation.baselines import probabilistic_baselines
+    from training.evaluation.compare import evaluate_origins
 
     return evaluate_origins(
         scores,
@@ -315,8 +315,8 @@ def champion_on_same_origins(
     champion was trained on. ``(None, None)`` without a usable champion.
     """
     from features.feature_sets import FeatureSetMismatch
-    from training.evaluation import scorer_metrics
-    from training.registry import NoChampionError, champion, load_champion
+    from training.evaluation.compare import scorer_metrics
+    from training.tracking.model_registry import NoChampionError, champion, load_champion
 
     current = champion(target)
     if current is None:
@@ -372,7 +372,7 @@ def train_target(
     UnsupportedTargetError
         When the data cannot support the target (the message says why).
     """
-    from training.recording import run_and_record
+    from training.tracking.recording import run_and_record
 
     say = progress or (lambda message: None)
     say("building the training table")

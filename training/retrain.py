@@ -10,14 +10,14 @@ scheduler:
   it is killed, so a crash never leaves a stale lock;
 * **idempotent** — the cutoffs are the newest the data allows
   (``features.training_table.monthly_cutoffs``) and the data fingerprint covers
-  the tables and those cutoffs (``training.tracking.data_fingerprint``). A
+  the tables and those cutoffs (``training.tracking.runs.data_fingerprint``). A
   target whose registry already holds a version trained on the same
   fingerprint and test cutoff is skipped with a message (``force`` retrains
   anyway), so rerunning on unchanged data does nothing;
 * **gated** — each target is trained by ``training.pipeline.train_target``,
   which evaluates the current champion on the same newest test cutoff and
   moves the ``champion`` alias only when the new version is better
-  (``training.registry.promote_if_better``).
+  (``training.tracking.model_registry.promote_if_better``).
 
 Exit codes
 ----------
@@ -40,7 +40,7 @@ from typing import Any
 
 import pandas as pd
 
-from features.schema import ShopTables
+from features.inputs.schema import ShopTables
 from features.targets import TARGET_NAMES
 from training.config import TrainConfig
 
@@ -187,7 +187,7 @@ def trained_version(
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    from training.registry import champion, registered_model_name
+    from training.tracking.model_registry import champion, registered_model_name
 
     client = client or MlflowClient()
     name = registered_model_name(target)
@@ -221,7 +221,7 @@ def retrain_target(
 ) -> TargetOutcome:
     """Retrain one target on the newest cutoffs unless it is up to date; gate the result."""
     from training.pipeline import train_target
-    from training.tracking import data_fingerprint
+    from training.tracking.runs import data_fingerprint
 
     say = progress or (lambda message: None)
     cutoffs = newest_cutoffs(tables, config)
@@ -271,7 +271,7 @@ def retrain(
     A target that fails is recorded as ``failed`` with its error and the
     others still run; :attr:`RetrainReport.exit_code` is then 4.
     """
-    from training.tracking import TrackingConfig, configure_tracking
+    from training.tracking.runs import TrackingConfig, configure_tracking
 
     settings = config.train.tracking
     configure_tracking(

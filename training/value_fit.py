@@ -16,13 +16,13 @@ import pandas as pd
 
 from features.feature_sets import MODEL_DERIVED_FEATURES, FeatureSet
 from features.value_table import value_targets
-from training.bgnbd import BetaGeoFitter
-from training.gamma_gamma import GammaGammaFitter
+from training.evaluation.bgnbd import BetaGeoFitter
+from training.evaluation.gamma_gamma import GammaGammaFitter
+from training.evaluation.value_baselines import BtydValueBaseline, btyd_features
+from training.evaluation.value_evaluation import fit_with_holdout
+from training.model.value_model import VALUE_MODEL_VARIANTS, WinbackValueRegressor
+from training.model.value_reasons import value_reason_codes, value_reference
 from training.split import table_cutoffs
-from training.value_baselines import BtydValueBaseline, btyd_features
-from training.value_evaluation import fit_with_holdout
-from training.value_model import VALUE_MODEL_VARIANTS, WinbackValueRegressor
-from training.value_reasons import value_reason_codes, value_reference
 
 #: The variant chosen by the rolling-origin evaluation (see benchmarks/value_quality.py).
 DEFAULT_VARIANT = "tweedie_btyd"
@@ -33,7 +33,7 @@ class FittedValueModel:
     """Everything a value prediction needs, fitted on the same training cutoffs.
 
     ``predict`` takes the feature frame of the customers to score and their
-    ``training.value_baselines.value_summary_at_cutoffs`` rows at the same
+    ``training.evaluation.value_baselines.value_summary_at_cutoffs`` rows at the same
     cutoff (both indexed by ``customer_id``, or by (``cutoff``, ``customer_id``)).
     """
 

@@ -19,15 +19,19 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from features.feature_sets import VALUE_FEATURES_V1, FeatureSet
+from features.inputs.schema import ShopTables
 from features.labels import LabelConfig
-from features.schema import ShopTables
 from features.value_table import VALUE_HORIZON_DAYS, build_value_table, supported_value_horizon
-from training.value_baselines import value_summary_at_cutoffs
-from training.value_evaluation import ValueEvaluation, evaluate_value_models, value_cutoffs
+from training.evaluation.value_baselines import value_summary_at_cutoffs
+from training.evaluation.value_evaluation import (
+    ValueEvaluation,
+    evaluate_value_models,
+    value_cutoffs,
+)
+from training.evaluation.value_metrics import VALUE_METRICS
+from training.evaluation.value_plots import plot_value_deciles
+from training.model.value_model import VALUE_MODEL_VARIANTS, WinbackValueRegressor
 from training.value_fit import DEFAULT_VARIANT, FittedValueModel, fit_value_model
-from training.value_metrics import VALUE_METRICS
-from training.value_model import VALUE_MODEL_VARIANTS, WinbackValueRegressor
-from training.value_plots import plot_value_deciles
 
 
 @dataclass(frozen=True)

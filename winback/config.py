@@ -129,8 +129,8 @@ class WinbackConfig(BaseModel):
 
 
 def tracking_config(train: TrainConfig) -> Any:
-    """The ``training.tracking.TrackingConfig`` of a ``[train.tracking]`` table."""
-    from training.tracking import TrackingConfig
+    """The ``training.tracking.runs.TrackingConfig`` of a ``[train.tracking]`` table."""
+    from training.tracking.runs import TrackingConfig
 
     settings = train.tracking
     return TrackingConfig(

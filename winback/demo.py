@@ -50,7 +50,7 @@ def load_or_simulate(config: WinbackConfig, out_dir: Path, progress: Progress):
     The simulated shop goes through the same loader and contract as a user's
     data, so the demo exercises the boundary a real shop meets.
     """
-    from features.sources import load_shop
+    from features.inputs.sources import load_shop
 
     if config.data.path is not None:
         progress(f"loading {config.data.path}")
@@ -72,11 +72,11 @@ def run_demo(
     step: Callable[[str], None] = lambda name: None,
 ) -> DemoResult:
     """Run the whole job with ``config``; ``step`` is called as each step starts."""
-    from features.contracts import write_quarantine
+    from features.inputs.contracts import write_quarantine
     from serving.scoring.models import load_served_models
     from serving.scoring.table import score_customers
     from training.pipeline import UnsupportedTargetError, train_target
-    from training.tracking import configure_tracking
+    from training.tracking.runs import configure_tracking
 
     out_dir = Path(config.demo.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -149,7 +149,7 @@ def _write_lists(config, serving_config, tables, result, progress, step, timings
     out_dir = Path(config.demo.output_dir)
     tracking = tracking_config(config.train)
     if tables.campaign_contacts is not None and len(tables.campaign_contacts):
-        from training.uplift import train_uplift
+        from training.uplift.model import train_uplift
 
         progress("fitting the uplift model on past campaigns")
         uplift = train_uplift(

@@ -39,7 +39,7 @@ class DemoValue:
 
 def train_demo_value(config: WinbackConfig, tables: Any, progress) -> DemoValue:
     """Train the value model on ``tables`` and gate it; a history too short is a skip, not a failure."""
-    from training.value_record import record_value_run
+    from training.tracking.value_record import record_value_run
     from training.value_training import train_value
 
     progress("value: evaluating over rolling origins")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from features.schema import ShopTables
+from features.inputs.schema import ShopTables
 
 
 def without_erased(tables: ShopTables) -> ShopTables:
@@ -58,8 +58,8 @@ def load_tables(
 
         shop = read_shop(data)
         return without_erased(shop.tables), shop
+    from features.inputs.sources import load_shop
     from features.simulation.bgnbd import CONFIG_FILE, read_bgnbd_world
-    from features.sources import load_shop
 
     if data.is_dir() and (data / CONFIG_FILE).exists() and mapping is None:
         tables = load_shop(data).tables

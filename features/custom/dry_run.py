@@ -13,7 +13,7 @@ import duckdb
 import pandas as pd
 
 from features.custom.windowed import WindowedFeature
-from features.schema import PANDAS_DTYPES, SCHEMAS, ShopTables
+from features.inputs.schema import PANDAS_DTYPES, SCHEMAS, ShopTables
 
 _NUMERIC = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "FLOAT", "DOUBLE", "DECIMAL")
 
@@ -32,7 +32,7 @@ def empty_tables(*names: str) -> ShopTables:
 def dry_run(definition: WindowedFeature) -> None:
     """Raise ``ValueError`` when the feature's query fails or does not give a number."""
     from features.build import feature_query
-    from features.engine import connect, table_columns
+    from features.engines.duckdb_engine import connect, table_columns
 
     con = connect(empty_tables(definition.table), duckdb.connect())
     try:

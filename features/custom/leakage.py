@@ -18,9 +18,9 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
+from features.definitions import FeatureDefinition
 from features.feature_sets import FeatureSet
-from features.registry import FeatureDefinition
-from features.schema import SCHEMAS, ShopTables
+from features.inputs.schema import SCHEMAS, ShopTables
 
 
 @dataclass(frozen=True)

@@ -44,8 +44,8 @@ from features.custom.windowed import (
     WindowedFeature,
     windowed,
 )
-from features.registry import FeatureDefinition
-from features.schema import SCHEMAS
+from features.definitions import FeatureDefinition
+from features.inputs.schema import SCHEMAS
 
 #: Tables a user-defined feature can aggregate: every contract table with a time column
 #: except ``customers`` (static, one row each) and ``suppressions`` (not behaviour).
@@ -180,7 +180,7 @@ class CustomFeature(BaseModel):
                 f"{value!r} is not a valid feature name: lower case letters, digits and _, "
                 "starting with a letter (e.g. distinct_products_90d)"
             )
-        from features.registry import registry
+        from features.definitions import registry
 
         if value in RESERVED_NAMES or value in registry():
             raise ValueError(f"{value!r} is already a built-in feature or column; rename it")

@@ -1,6 +1,6 @@
 """Windowed aggregates: one SQL aggregate over a contract table's rows in a trailing window.
 
-A :class:`WindowedFeature` is a :class:`~features.registry.FeatureDefinition` whose
+A :class:`WindowedFeature` is a :class:`~features.definitions.FeatureDefinition` whose
 rows are chosen by winback, never by its expression: the rows of ``table`` whose
 time column is on or before the cutoff day and, with ``window_days = w``, whose
 ``age_days`` (whole days from the row's date to the cutoff) is ``0 <= age_days < w``.
@@ -17,9 +17,9 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from features.registry import FeatureDefinition
+from features.definitions import FeatureDefinition
+from features.inputs.schema import SCHEMAS
 from features.relations import Shape
-from features.schema import SCHEMAS
 
 #: Columns every windowed relation has besides the table's own: the row's age in days.
 AGE_COLUMN = "age_days"
@@ -34,7 +34,7 @@ DEFAULTED_COLUMNS: dict[str, dict[str, str]] = {
 class WindowedFeature(FeatureDefinition):
     """A ``float64`` aggregate ``expression`` over ``table``'s rows in a trailing window.
 
-    Attributes (besides :class:`~features.registry.FeatureDefinition`'s)
+    Attributes (besides :class:`~features.definitions.FeatureDefinition`'s)
     ----------
     table
         The contract table whose rows are aggregated (it must have a time column).

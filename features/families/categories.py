@@ -7,7 +7,7 @@ category (lines without a category are left out).
 
 from __future__ import annotations
 
-from features.registry import FeatureDefinition
+from features.definitions import FeatureDefinition
 
 FAMILY = "categories"
 CATEGORY = "transactions.category"

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from functools import partial
 
-from features.registry import FeatureDefinition
+from features.definitions import FeatureDefinition
 
 FAMILY = "digital_engagement"
 RELATION = "engagement_events"

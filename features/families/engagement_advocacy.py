@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from functools import partial
 
-from features.registry import FeatureDefinition
+from features.definitions import FeatureDefinition
 
 FAMILY = "engagement_advocacy"
 

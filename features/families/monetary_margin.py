@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from functools import partial
 
+from features.definitions import FeatureDefinition
 from features.families import exact_stddev_samp
-from features.registry import FeatureDefinition
 
 FAMILY = "monetary_margin"
 WINDOWS_DAYS = (30, 90, 180, 365)

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from functools import partial
 
+from features.definitions import FeatureDefinition
 from features.families import exact_stddev_samp
-from features.registry import FeatureDefinition
 
 FAMILY = "recency_frequency"
 WINDOWS_DAYS = (30, 90, 180, 365)

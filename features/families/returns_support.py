@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from functools import partial
 
-from features.registry import FeatureDefinition
+from features.definitions import FeatureDefinition
 
 FAMILY = "returns_support"
 IS_RETURN = "transactions.is_return"

@@ -7,7 +7,7 @@ customer has several rows.
 
 from __future__ import annotations
 
-from features.registry import FeatureDefinition
+from features.definitions import FeatureDefinition
 
 FAMILY = "static_attributes"
 

@@ -1,7 +1,7 @@
 """The simulated shop: winback's embedded default data, with its ground truth.
 
 A seeded, vectorised simulator of a non-contractual shop. Its output is the
-contract tables of :mod:`features.schema` (canonical dtypes) plus the latent
+contract tables of :mod:`features.inputs.schema` (canonical dtypes) plus the latent
 truth that generated them, so that churn, VIP-potential and win-back models can
 be checked against what really happened and against an oracle.
 

@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from features.inputs.schema import ShopTables
 from features.publish import publish_file, publish_text
-from features.schema import ShopTables
 
 #: File the world's parameters are written to (its presence marks a BG/NBD world folder).
 CONFIG_FILE = "bgnbd_world.json"

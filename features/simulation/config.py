@@ -13,7 +13,7 @@ from datetime import date
 
 import pandas as pd
 
-from features.schema import EVENT_TYPES, SCHEMAS, ShopTables
+from features.inputs.schema import EVENT_TYPES, SCHEMAS, ShopTables
 
 DAY_US = 86_400_000_000
 DAYS_PER_YEAR = 365.25

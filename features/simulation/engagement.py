@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from features.schema import EVENT_TYPES
+from features.inputs.schema import EVENT_TYPES
 from features.simulation.columns import take, timestamps
 from features.simulation.config import SimulationConfig
 from features.simulation.process import Process, poisson_times, thin_alive

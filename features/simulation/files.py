@@ -14,8 +14,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from features.inputs.schema import ShopTables
 from features.publish import publish_file, publish_text
-from features.schema import ShopTables
 from features.simulation.config import TABLE_FILES, SimulatedShop, SimulationConfig
 
 

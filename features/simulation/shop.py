@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from features.schema import ShopTables
+from features.inputs.schema import ShopTables
 from features.simulation.campaigns import contact_frames, run_campaigns
 from features.simulation.columns import ids, string_array, take, timestamps
 from features.simulation.config import (

@@ -259,7 +259,7 @@ def winback_candidates(
     """Lapsed customers ranked by expected incremental margin (best first).
 
     With ``uplift`` (estimated uplift of a contact by customer id, from
-    ``training.uplift``): ``uplift x value_if_reactivated``, so customers who
+    ``training.uplift.model``): ``uplift x value_if_reactivated``, so customers who
     would come back anyway, or not at all, sink. Without it:
     ``reactivation_probability x value_if_reactivated`` ranks, and the
     incremental margin is that times ``assumed_effect_share``.

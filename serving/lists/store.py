@@ -223,7 +223,7 @@ def log_list(
     """
     import mlflow
 
-    from training.tracking import (
+    from training.tracking.runs import (
         TrackingConfig,
         configure_tracking,
         ensure_named_experiment,

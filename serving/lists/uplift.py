@@ -20,7 +20,7 @@ def uplift_estimates(
 ) -> pd.Series:
     """Estimated uplift of a contact for each (lapsed, when ``scores`` given) customer.
 
-    ``model`` is a ``training.uplift.UpliftModel``; ``features`` the score table's
+    ``model`` is a ``training.uplift.model.UpliftModel``; ``features`` the score table's
     feature values by ``customer_id``. Only lapsed customers are estimated when
     the score table is given (the uplift model learnt from lapsed contacts).
     """
@@ -47,7 +47,7 @@ def _cached_uplift_model(location: str, store: str) -> Any:
     The store is part of the key: ``models:/winback-uplift/1`` of one working
     directory is not that of another.
     """
-    from training.uplift import load_uplift_model
+    from training.uplift.model import load_uplift_model
 
     return load_uplift_model(location)
 
@@ -58,8 +58,8 @@ def registry_uplift_location(tracking: Any = None) -> str | None:
     None when the MLflow store does not exist (no empty store is created) or
     ``winback-uplift`` has no champion yet.
     """
-    from training.tracking import TrackingConfig, configure_tracking
-    from training.uplift import champion_uplift_location
+    from training.tracking.runs import TrackingConfig, configure_tracking
+    from training.uplift.model import champion_uplift_location
 
     config = tracking or TrackingConfig()
     uri = config.resolved_tracking_uri()
@@ -121,7 +121,7 @@ def list_uplift(
             location, f"{mlflow.get_tracking_uri()} {mlflow.get_registry_uri()}"
         )
     else:
-        from training.uplift import load_uplift_model
+        from training.uplift.model import load_uplift_model
 
         model = load_uplift_model(location)
     try:

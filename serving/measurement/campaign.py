@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from features.schema import ShopTables
+from features.inputs.schema import ShopTables
 from features.tiers import as_dates
 
 #: Where the Hillstrom test lives, relative to the project root.

@@ -6,7 +6,7 @@ import functools
 from pathlib import Path
 from typing import Any
 
-from features.schema import ShopTables
+from features.inputs.schema import ShopTables
 from serving.config import ENV_MEASUREMENT_DATA, ENV_MEASUREMENT_MAPPING, SIMULATED_DATA
 
 
@@ -26,7 +26,7 @@ def _load_tables(source: str, mapping: str | None, stamp: int) -> ShopTables:
         from features.simulation import read_shop
 
         return read_shop(path).tables
-    from features.sources import load_shop
+    from features.inputs.sources import load_shop
 
     return load_shop(path, mapping).tables
 

@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from features.inputs.schema import ShopTables
 from features.labels import LabelConfig, build_labels
-from features.schema import ShopTables
 from features.training_table import TARGETS as LABELS
 from features.training_table import data_dates
 from serving.config import SCORE_COLUMNS, TARGETS
@@ -131,8 +131,8 @@ def joined_outcomes(scores: pd.DataFrame, labels: pd.DataFrame, target: str) -> 
 
 
 def outcome_metrics(joined: pd.DataFrame) -> dict[str, float]:
-    """Realised metrics of served scores: ranking, calibration and lift (``training.metrics``)."""
-    from training.metrics import classification_metrics
+    """Realised metrics of served scores: ranking, calibration and lift (``training.evaluation.metrics``)."""
+    from training.evaluation.metrics import classification_metrics
 
     if joined.empty:
         return {name: float("nan") for name in BACKTEST_METRICS} | {"n": 0.0}

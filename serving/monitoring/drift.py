@@ -2,7 +2,7 @@
 
 For each target, the customers a score table scored (the model's population)
 are binned with the reference bins the model's training run recorded
-(``training.reference``): quantile bins of the training rows for numeric
+(``training.tracking.reference``): quantile bins of the training rows for numeric
 features, one bin per level for categoricals, a bin for missing values. The
 population stability index compares the shares::
 
@@ -30,7 +30,7 @@ import pandas as pd
 
 from serving.config import SCORE_COLUMNS, TARGETS
 from serving.scoring import store
-from training.reference import ColumnBins, ReferenceBins, bin_counts
+from training.tracking.reference import ColumnBins, ReferenceBins, bin_counts
 
 #: MLflow experiment of monitoring runs (drift and backtests).
 MONITORING_EXPERIMENT = "winback-monitoring"
@@ -165,7 +165,7 @@ def drift_table(
     Parameters
     ----------
     reference
-        The champion's reference bins (``training.reference.load_reference_bins``).
+        The champion's reference bins (``training.tracking.reference.load_reference_bins``).
     features
         Current feature values of the target's population (one row per customer).
     scores
@@ -323,8 +323,8 @@ def champion_references(
     """The reference bins of the given registry versions (target → version)."""
     from mlflow import MlflowClient
 
-    from training.reference import load_reference_bins
-    from training.registry import registered_model_name
+    from training.tracking.model_registry import registered_model_name
+    from training.tracking.reference import load_reference_bins
 
     client = client or MlflowClient()
     out = {}
@@ -348,7 +348,7 @@ def drift_report(
     Each target is compared with the reference of the model version that
     produced its stored scores (read from the registry and that version's
     training run unless ``references`` are given). MLflow tracking must be
-    configured (``training.tracking.configure_tracking``) when references are
+    configured (``training.tracking.runs.configure_tracking``) when references are
     loaded.
     """
     as_of = as_of or store.latest_version(score_dir)

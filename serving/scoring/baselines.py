@@ -4,7 +4,7 @@
 (``test_<metric>``), each baseline's metrics on the same test cutoff
 (``baseline_<name>_<metric>``) and, on simulated data, the oracle's
 (``oracle_<metric>``, or the best achievable ``ceiling_<metric>`` on the rich simulated
-shop; see ``training.recording``) and the run's ``verdict`` and ``loses_to`` tags. ``/models`` and the console's
+shop; see ``training.tracking.recording``) and the run's ``verdict`` and ``loses_to`` tags. ``/models`` and the console's
 model panel show them side by side, so a person sees whether the champion beats
 the simple rules it must beat.
 """

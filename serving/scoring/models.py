@@ -27,7 +27,7 @@ class ServingSetupError(RuntimeError):
 
 
 class ScoringModel(Protocol):
-    """What serving needs from a model (``training.model.WinbackClassifier`` has it)."""
+    """What serving needs from a model (``training.model.classifier.WinbackClassifier`` has it)."""
 
     feature_set_: FeatureSet
 
@@ -129,7 +129,8 @@ def load_served_models(
     """
     from mlflow.tracking import MlflowClient
 
-    from training import registry, tracking
+    from training.tracking import model_registry as registry
+    from training.tracking import runs as tracking
 
     track = (
         tracking_config(config)
@@ -183,11 +184,11 @@ def load_served_models(
 
 
 def tracking_config(config: ServingConfig) -> Any:
-    """The ``training.tracking.TrackingConfig`` of the served working directory.
+    """The ``training.tracking.runs.TrackingConfig`` of the served working directory.
 
     ``MLFLOW_TRACKING_URI`` wins when set; otherwise ``<home>/mlruns``.
     """
-    from training.tracking import TrackingConfig
+    from training.tracking.runs import TrackingConfig
 
     return TrackingConfig(root=str(config.home / "mlruns"))
 

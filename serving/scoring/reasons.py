@@ -45,7 +45,7 @@ def reason_texts(
 ) -> list[list[str]]:
     """Plain-language reasons (strongest first) for each row, from the model's SHAP values.
 
-    The texts of ``training.reasons.customer_reasons``. For a fitted
+    The texts of ``training.model.reasons.customer_reasons``. For a fitted
     ``WinbackClassifier`` the SHAP values come from LightGBM's ``pred_contrib``
     on :func:`~serving.scoring.predict.model_matrix` (one NumPy matrix, one
     thread), not through ``model.contributions``' pandas encoding: for one
@@ -53,7 +53,7 @@ def reason_texts(
     one ~2 ms. Other models (stand-ins) go through ``contributions`` and
     ``reason_codes`` as they are.
     """
-    from training.reasons import customer_reasons, reason_codes
+    from training.model.reasons import customer_reasons, reason_codes
 
     if len(features) == 0:
         return []

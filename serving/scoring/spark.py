@@ -32,7 +32,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from pyspark.sql import DataFrame as SparkDataFrame
     from pyspark.sql import SparkSession
 
-    from features.spark_engine import SparkConnection
+    from features.engines.spark_engine import SparkConnection
 
 #: Columns of the scoring frame the executors need besides the features.
 POPULATION_COLUMNS = ("is_active", "is_lapsed", "is_vip")
@@ -64,7 +64,7 @@ def predict_partition(batch: pd.DataFrame, models: Mapping[str, Any]) -> pd.Data
     """Each target's probability for the rows of ``batch`` in its population (else NaN).
 
     ``models`` maps a target to a fitted model with ``feature_set_`` and
-    ``predict_proba`` (``training.model.WinbackClassifier``).
+    ``predict_proba`` (``training.model.classifier.WinbackClassifier``).
     """
     masks = populations(batch)
     out = pd.DataFrame({"customer_id": batch["customer_id"].astype("string").to_numpy()})
@@ -107,7 +107,7 @@ def predict_scores_spark(
     if missing:
         raise ValueError(
             f"the Spark scoring frame lacks {missing}; it needs customer_id, the status "
-            "columns and the features (see features.spark_engine.build_scoring_frame_spark)"
+            "columns and the features (see features.engines.spark_engine.build_scoring_frame_spark)"
         )
     broadcast = spark.sparkContext.broadcast({t: models[t].model for t in models.targets})
     needed = ["customer_id", *POPULATION_COLUMNS, *models.feature_set().names]
@@ -169,7 +169,7 @@ def score_table_spark(
     """``serving.scoring.table.score_table`` with the predictions computed in Spark.
 
     ``frame`` is the scoring frame (features + status, indexed by
-    ``customer_id``), e.g. from ``features.spark_engine.build_scoring_frame_spark``;
+    ``customer_id``), e.g. from ``features.engines.spark_engine.build_scoring_frame_spark``;
     ``partitions`` spreads it over that many Spark tasks (Spark's default when
     ``None``). Returns the same table as ``score_table`` would.
     """
@@ -222,7 +222,7 @@ def score_customers_spark(
     (``register_parquet``/``register_tables``/``register_shop``); the shop's
     do-not-contact table (small) comes as ``suppressions`` and is stored with the version.
     """
-    from features.spark_engine import build_scoring_frame_spark
+    from features.engines.spark_engine import build_scoring_frame_spark
 
     config = config or ServingConfig()
     feature_set = models.feature_set()

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from features.feature_sets import FeatureSet
-from features.schema import ShopTables
+from features.inputs.schema import ShopTables
 from serving.config import SCORE_COLUMNS, TARGETS, ServingConfig
 from serving.scoring import store
 from serving.scoring.models import ServedModels
@@ -198,8 +198,8 @@ def score_customers(
     This is what ``winback score --as-of DATE`` runs. A rerun for the same date
     replaces that version. The shop's do-not-contact customers are stored with
     the version, so lists made from it leave them out. With ``con`` the tables
-    are the contract views registered on it (``features.engine.connect_parquet``:
-    read in place) and ``tables`` their outline (``features.engine.outline``:
+    are the contract views registered on it (``features.engines.duckdb_engine.connect_parquet``:
+    read in place) and ``tables`` their outline (``features.engines.duckdb_engine.outline``:
     columns, no rows).
     """
     from features.training_table import build_scoring_frame, build_scoring_frame_from

@@ -51,7 +51,7 @@ class ServedValueModel:
 
 def load_value_champion(client: Any) -> ServedValueModel | None:
     """The ``winback-value`` champion from the registry ``client`` reads, or None (logged)."""
-    from training.value_tracking import VALUE_MODEL_NAME, load_value_model, value_champion
+    from training.tracking.value_tracking import VALUE_MODEL_NAME, load_value_model, value_champion
 
     version = value_champion(client)
     if version is None:
@@ -77,7 +77,7 @@ def load_value_champion(client: Any) -> ServedValueModel | None:
 
 def with_summary(frame: pd.DataFrame, tables: Any, as_of: Any) -> pd.DataFrame:
     """The scoring frame with each customer's purchase summary at ``as_of`` joined on."""
-    from training.value_baselines import value_summary_at_cutoffs
+    from training.evaluation.value_baselines import value_summary_at_cutoffs
 
     summary = value_summary_at_cutoffs(tables, [as_of]).droplevel("cutoff")
     return frame.drop(columns=[c for c in SUMMARY_COLUMNS if c in frame]).join(summary)

@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 from serving.lists.store import read_manifest
 from tests.cli.test_lists_config import _score_table
 from tests.training import test_tracking as shared
-from training.tracking import TrackingConfig
-from training.uplift import fit_uplift, register_uplift, save_uplift_model
+from training.tracking.runs import TrackingConfig
+from training.uplift.model import fit_uplift, register_uplift, save_uplift_model
 from winback.cli import app
 
 empty_tracking_db = shared.empty_tracking_db

@@ -18,7 +18,7 @@ def test_warnings_and_library_logs_go_to_the_file_not_the_screen(tmp_path, capsy
         with third_party_to_file(path) as written:
             warnings.warn("imputer skipped a column", UserWarning, stacklevel=1)
             library.warning("cloudpickle notice")
-            logging.getLogger("alembic.runtime").info("running upgrade")
+            logging.getLogger("some_library.runtime").info("running upgrade")
             print("progress line")
         assert written == path == tmp_path / "out" / "logs" / "demo.log"
         captured = capsys.readouterr()

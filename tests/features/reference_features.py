@@ -14,7 +14,7 @@ from datetime import date, timedelta
 import numpy as np
 import pandas as pd
 
-from features.schema import EVENT_TYPES, SCHEMAS, ShopTables
+from features.inputs.schema import EVENT_TYPES, SCHEMAS, ShopTables
 
 UTC = "UTC"
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from features.contracts import (
+from features.inputs.contracts import (
     EXCLUDE_REASON_COLUMN,
     SOURCE_ROW_COLUMN,
     ContractError,
@@ -20,7 +20,7 @@ from features.contracts import (
     validate_table,
     write_quarantine,
 )
-from features.schema import GROUPS, SCHEMAS
+from features.inputs.schema import GROUPS, SCHEMAS
 
 NOW = pd.Timestamp("2025-01-01", tz="UTC")
 

@@ -24,7 +24,7 @@ from features.feature_sets import (
     latest_feature_set,
     union_feature_sets,
 )
-from features.schema import ShopTables
+from features.inputs.schema import ShopTables
 from tests.features.reference_features import canonical, random_shop
 from tests.features.test_features_hand import line as hand_line
 

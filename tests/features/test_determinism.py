@@ -14,7 +14,7 @@ import datetime as dt
 import pandas as pd
 
 from features.build import build_feature_table
-from features.engine import connect, connect_parquet
+from features.engines.duckdb_engine import connect, connect_parquet
 from features.labels import build_labels
 
 

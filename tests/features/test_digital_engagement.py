@@ -10,12 +10,12 @@ import pandas as pd
 import pytest
 
 from features.build import available_features, build_feature_table, build_features
-from features.contracts import validate_shop, validate_table
 from features.families import digital_engagement
 from features.feature_sets import CHURN_FEATURES_V1, CHURN_FEATURES_V2
-from features.schema import EVENT_TYPES, ShopTables
+from features.inputs.contracts import validate_shop, validate_table
+from features.inputs.schema import EVENT_TYPES, ShopTables
+from features.inputs.sources import load_shop
 from features.simulation import SimulatedShop, SimulationConfig, simulate_shop
-from features.sources import load_shop
 from tests.features.reference_features import random_shop
 
 NOW = pd.Timestamp("2025-01-01", tz="UTC")
@@ -90,7 +90,7 @@ def test_engagement_events_quarantine_names_each_reason_with_exact_counts():
 
 
 def test_engagement_events_need_their_required_columns():
-    from features.contracts import ContractError
+    from features.inputs.contracts import ContractError
 
     frame = raw_events().drop(columns="event_type")
     with pytest.raises(ContractError, match=r"missing required column\(s\) \['event_type'\]"):

@@ -8,11 +8,11 @@ import stat
 import pandas as pd
 import pytest
 
-from features.contracts import validate_shop, validate_table, write_quarantine
 from features.erasure import ErasureRegistry, drop_erased
-from features.mappings import ColumnMapping
-from features.schema import ShopTables
-from features.sources import load_shop
+from features.inputs.contracts import validate_shop, validate_table, write_quarantine
+from features.inputs.mappings import ColumnMapping
+from features.inputs.schema import ShopTables
+from features.inputs.sources import load_shop
 
 NOW = pd.Timestamp("2025-01-01", tz="UTC")
 

@@ -8,8 +8,8 @@ import pandas as pd
 import sqlglot
 
 from features.build import _canonical, build_feature_table, feature_query
-from features.engine import connect, table_columns
-from features.registry import resolve
+from features.definitions import resolve
+from features.engines.duckdb_engine import connect, table_columns
 from tests.features.reference_features import random_shop
 
 CUTOFFS = [date(2022, 9, 30), date(2023, 6, 30)]

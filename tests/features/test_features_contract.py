@@ -14,7 +14,8 @@ from features.build import (
     build_features,
     feature_query,
 )
-from features.engine import connect_parquet
+from features.definitions import RELATIONS, feature_names, get_feature, registry, resolve
+from features.engines.duckdb_engine import connect_parquet
 from features.feature_sets import (
     CHURN_FEATURES_V1,
     FEATURE_SETS,
@@ -23,8 +24,7 @@ from features.feature_sets import (
     FeatureSet,
     get_feature_set,
 )
-from features.registry import RELATIONS, feature_names, get_feature, registry, resolve
-from features.schema import SCHEMAS, ShopTables
+from features.inputs.schema import SCHEMAS, ShopTables
 from tests.features.reference_features import random_shop
 
 CUTOFF = date(2023, 6, 30)

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from features.build import available_features, build_feature_table, build_features
-from features.schema import ShopTables
+from features.inputs.schema import ShopTables
 from tests.features.reference_features import canonical
 
 CUTOFF = date(2024, 6, 30)

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from features.build import build_features
-from features.schema import EVENT_TYPES, SCHEMAS, ShopTables
+from features.inputs.schema import EVENT_TYPES, SCHEMAS, ShopTables
 from tests.features.reference_features import random_shop
 
 CUTOFF = date(2022, 9, 30)

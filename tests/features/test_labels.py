@@ -11,8 +11,8 @@ import sqlglot
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from features.inputs.schema import ShopTables
 from features.labels import LabelConfig, build_labels, customer_status, outcomes_sql, status_sql
-from features.schema import ShopTables
 from features.tiers import TierConfig, trailing_value_sql
 
 CUTOFF = dt.date(2024, 3, 31)

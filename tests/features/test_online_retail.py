@@ -14,7 +14,7 @@ import duckdb
 import pandas as pd
 import pytest
 
-from features.sources import load_shop
+from features.inputs.sources import load_shop
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 ONLINE_RETAIL = DATA / "online_retail_I.csv.gz"

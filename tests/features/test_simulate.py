@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from features.schema import GROUPS, SCHEMAS
+from features.inputs.schema import GROUPS, SCHEMAS
 from features.simulation import (
     SimulatedShop,
     SimulationConfig,

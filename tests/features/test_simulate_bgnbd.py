@@ -14,7 +14,7 @@ from features.simulation import (
     bgnbd_no_order_probability,
     simulate_bgnbd_world,
 )
-from training.metrics import classification_metrics
+from training.evaluation.metrics import classification_metrics
 
 CUTOFF = dt.date(2025, 3, 31)
 HORIZON = 90

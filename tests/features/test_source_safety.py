@@ -9,10 +9,10 @@ import duckdb
 import pandas as pd
 import pytest
 
-from features.contracts import ContractError, validate_shop, write_quarantine
-from features.mappings import ColumnMapping
+from features.inputs.contracts import ContractError, validate_shop, write_quarantine
+from features.inputs.mappings import ColumnMapping
+from features.inputs.sources import load_shop
 from features.redaction import redact_credentials
-from features.sources import load_shop
 
 NOW = pd.Timestamp("2025-01-01", tz="UTC")
 ORDERS = pd.DataFrame(

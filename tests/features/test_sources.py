@@ -11,9 +11,9 @@ import duckdb
 import pandas as pd
 import pytest
 
-from features.contracts import ContractError
-from features.mappings import ColumnMapping, builtin_mappings, load_mapping, parse_mapping
-from features.sources import load_shop, source_kind
+from features.inputs.contracts import ContractError
+from features.inputs.mappings import ColumnMapping, builtin_mappings, load_mapping, parse_mapping
+from features.inputs.sources import load_shop, source_kind
 
 NOW = pd.Timestamp("2025-01-01", tz="UTC")
 

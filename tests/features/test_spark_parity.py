@@ -15,8 +15,7 @@ import pytest
 import sqlglot
 
 from features.build import build_feature_table
-from features.schema import ShopTables
-from features.spark_engine import (
+from features.engines.spark_engine import (
     ENV_SPARK_MASTER,
     SparkConfig,
     SparkConnection,
@@ -24,6 +23,7 @@ from features.spark_engine import (
     spark_session,
     to_spark_sql,
 )
+from features.inputs.schema import ShopTables
 from features.training_table import build_training_table
 
 CUTOFFS = [dt.date(2024, 12, 31), dt.date(2025, 6, 30)]
@@ -149,8 +149,8 @@ def test_spark_config_settings_and_master(monkeypatch):
 def test_user_defined_features_give_the_same_values_on_spark(connection, shop_with_gaps):
     """A windowed custom feature goes through the same SQL (transpiled) as the built-in ones."""
     from features.custom.spec import CustomFeature, custom_definitions
+    from features.engines.spark_engine import build_feature_table_spark
     from features.feature_sets import FeatureSet
-    from features.spark_engine import build_feature_table_spark
 
     entries = [
         CustomFeature(

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from features.schema import ShopTables
+from features.inputs.schema import ShopTables
 from features.tiers import (
     ABCD_GRADES,
     TierConfig,

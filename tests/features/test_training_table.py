@@ -195,7 +195,7 @@ def test_scoring_frame_joins_the_status_when_the_features_list_other_customers(
     small_shop, shop_cutoffs
 ):
     """The status goes on by position only when both list the same customers, else by key."""
-    from features.engine import connect
+    from features.engines.duckdb_engine import connect
     from features.training_table import _with_status
 
     tables = small_shop.tables

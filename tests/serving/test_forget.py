@@ -97,7 +97,7 @@ def test_a_file_that_cannot_be_rewritten_fails_the_check(stores):
 
 
 def test_later_loads_quarantine_the_forgotten_customer(stores, tmp_path):
-    from features.sources import load_shop
+    from features.inputs.sources import load_shop
 
     forget_customers([GONE], stores)
     orders = pd.DataFrame(

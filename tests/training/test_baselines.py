@@ -10,7 +10,7 @@ import pytest
 
 from features.simulation import SimulationConfig, simulate_shop
 from features.training_table import build_training_table, monthly_cutoffs
-from training.baselines import (
+from training.evaluation.baselines import (
     BgNbdBaseline,
     LogisticBaseline,
     RecencyBaseline,
@@ -21,7 +21,7 @@ from training.baselines import (
     label_values,
     quintile_score,
 )
-from training.bgnbd import rfm_summary_at_cutoffs
+from training.evaluation.bgnbd import rfm_summary_at_cutoffs
 
 
 def _table(cutoff: str, rows: list[tuple]) -> pd.DataFrame:

@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from features.schema import ShopTables
-from training.bgnbd import (
+from features.inputs.schema import ShopTables
+from training.evaluation.bgnbd import (
     BetaGeoFitter,
     bgnbd_expected_purchases,
     bgnbd_log_likelihood,
@@ -206,7 +206,7 @@ def test_expected_purchases_feature_uses_train_cutoffs_only():
 
 
 def test_gradient_matches_finite_differences():
-    from training.bgnbd import _log_likelihood_and_gradient
+    from training.evaluation.bgnbd import _log_likelihood_and_gradient
 
     x = np.array([0.0, 1.0, 4.0, 2.0])
     t_x = np.array([0.0, 3.0, 20.0, 29.5])

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from training.calibration import (
+from training.model.calibration import (
     IsotonicCalibrator,
     SigmoidCalibrator,
     cross_fitted_scores,

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from training.evaluation import (
+from training.evaluation.compare import (
     OriginScores,
     evaluate_origins,
     origin_metric_names,

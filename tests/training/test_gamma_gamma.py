@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from scipy import integrate, stats
 
-from training.bgnbd import BetaGeoFitter
-from training.gamma_gamma import (
+from training.evaluation.bgnbd import BetaGeoFitter
+from training.evaluation.gamma_gamma import (
     GammaGammaFitter,
     _log_likelihood_and_gradient,
     gamma_gamma_log_likelihood,

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn import metrics as skm
 
-from training.metrics import (
+from training.evaluation.metrics import (
     capture_at,
     classification_metrics,
     expected_calibration_error,

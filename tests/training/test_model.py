@@ -12,7 +12,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.metrics import roc_auc_score
 
 from features.feature_sets import FeatureSet, FeatureSetMismatch
-from training.model import BIAS_COLUMN, WinbackClassifier, infer_feature_set
+from training.model.classifier import BIAS_COLUMN, WinbackClassifier, infer_feature_set
 
 FEATURES = FeatureSet(
     "test_v1",

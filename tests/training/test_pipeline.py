@@ -117,8 +117,8 @@ def small_config(root, **overrides) -> TrainConfig:
 def test_bgnbd_feature_joins_on_cutoff_and_customer(small_shop):
     from features.labels import LabelConfig
     from features.training_table import build_training_table, monthly_cutoffs
-    from training.bgnbd import rfm_summary_at_cutoffs
-    from training.btyd_features import BGNBD_FEATURE, add_bgnbd_feature
+    from training.evaluation.bgnbd import rfm_summary_at_cutoffs
+    from training.evaluation.btyd_features import BGNBD_FEATURE, add_bgnbd_feature
     from training.split import time_split
 
     cutoffs = monthly_cutoffs(small_shop.tables, 60, 30, count=4)
@@ -142,7 +142,7 @@ def test_bgnbd_feature_joins_on_cutoff_and_customer(small_shop):
 def test_end_to_end_runs_record_gate_and_reproduce(small_shop, tmp_path, monkeypatch):
     import mlflow
 
-    from training import registry
+    from training.tracking import model_registry as registry
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)

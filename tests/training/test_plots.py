@@ -10,8 +10,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from sklearn import metrics as skm
 
-from training.metrics import profit_curve, reliability_table
-from training.plots import (
+from training.evaluation.metrics import profit_curve, reliability_table
+from training.evaluation.plots import (
     figure_to_png,
     gains_curve,
     plot_feature_importance,

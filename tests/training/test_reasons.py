@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from features.registry import feature_names
-from training.reasons import (
+from features.definitions import feature_names
+from training.model.reasons import (
     ENGAGEMENT_FEATURES,
     REASON_TEMPLATES,
     RECENT_DAYS,

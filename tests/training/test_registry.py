@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from tests.training import test_tracking as shared
 from tests.training.test_tracking import LinearStandIn, feature_frame
-from training.registry import (
+from training.tracking.model_registry import (
     CHAMPION_ALIAS,
     GateConfig,
     GateDecision,
@@ -29,7 +29,7 @@ from training.registry import (
     registered_model_name,
     rollback,
 )
-from training.tracking import log_model, start_training_run
+from training.tracking.runs import log_model, start_training_run
 
 # The tracking-store fixtures of test_tracking: each test gets an empty store
 # under its own tmp_path/mlruns, tmp_path being the working directory.

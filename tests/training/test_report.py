@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.metrics import classification_metrics, lift_table
-from training.plots import plot_reliability
-from training.report import render_model_report, write_model_report
+from training.evaluation.metrics import classification_metrics, lift_table
+from training.evaluation.plots import plot_reliability
+from training.evaluation.report import render_model_report, write_model_report
 
 RNG = np.random.default_rng(3)
 P = RNG.uniform(0.05, 0.95, 200)

@@ -137,9 +137,9 @@ def test_two_retrains_at_once_one_runs_the_other_exits_3(tmp_path, monkeypatch):
     assert codes == [EXIT_OK, EXIT_LOCKED], outcomes
 
     # the registry is intact: one version, the champion, with its reference bins
-    from training import registry
-    from training.reference import load_reference_bins
-    from training.tracking import TrackingConfig, configure_tracking
+    from training.tracking import model_registry as registry
+    from training.tracking.reference import load_reference_bins
+    from training.tracking.runs import TrackingConfig, configure_tracking
 
     configure_tracking(TrackingConfig(root=str(root)))
     versions = registry.list_models("churn")

@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from features.feature_sets import FeatureSet
-from features.schema import ShopTables
-from training.tracking import (
+from features.inputs.schema import ShopTables
+from training.tracking.runs import (
     TrackingConfig,
     code_version,
     configure_tracking,
@@ -463,7 +463,7 @@ def test_load_model_rejects_foreign_models(tracking):
 @pytest.fixture(scope="session")
 def fitted_classifier():
     """A small real ``WinbackClassifier`` (few trees) fitted on synthetic features."""
-    from training.model import WinbackClassifier
+    from training.model.classifier import WinbackClassifier
 
     train, valid = feature_frame(400, seed=1), feature_frame(200, seed=2)
 
@@ -507,7 +507,7 @@ def test_winback_classifier_round_trip_keeps_probabilities_contributions_and_cal
     start=st.integers(0, 5),
 )
 def test_string_hash_is_by_value_across_dtypes_and_slices(texts, start):
-    from training.tracking import _string_hash
+    from training.tracking.runs import _string_hash
 
     strings = pd.Series(texts, dtype="string")
     hashed = _string_hash(strings)

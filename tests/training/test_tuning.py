@@ -9,7 +9,7 @@ import pytest
 
 from features.feature_sets import FeatureSet
 from training.config import LightGBMParams, TrainConfig
-from training.tuning import search_space, tune
+from training.model.tuning import search_space, tune
 
 FEATURES = FeatureSet("tune_v1", (("days_since_last_order", "float64"), ("orders_90d", "float64")))
 
@@ -116,7 +116,7 @@ def test_objective_is_the_mean_over_origins(config, tmp_path):
 
 
 def test_a_change_of_feature_set_labels_or_origins_starts_a_new_study(periods, config, tmp_path):
-    from training.tuning import study_key
+    from training.model.tuning import study_key
 
     origins = {"origins": [{"test_cutoffs": ["2024-06-01"]}]}
     key = study_key(config, FEATURES, origins, "fp")

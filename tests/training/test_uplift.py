@@ -10,7 +10,7 @@ import pytest
 
 from features.feature_sets import REACTIVATION_FEATURES_V1
 from tests.training import test_tracking as shared
-from training.uplift import (
+from training.uplift.model import (
     UpliftConfig,
     UpliftModel,
     campaign_training_table,
@@ -145,7 +145,7 @@ def test_campaign_uplift_ranks_true_uplift_and_round_trips(small_shop, tmp_path)
 
 
 def test_logged_uplift_model_loads_from_its_run(tracking) -> None:
-    from training.uplift import log_uplift_model
+    from training.uplift.model import log_uplift_model
 
     X, t, y, _ = _synthetic(1_500, seed=5)
     result = fit_uplift(

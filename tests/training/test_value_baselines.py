@@ -7,11 +7,11 @@ import pandas as pd
 import pytest
 from hypothesis import given
 
-from features.schema import ShopTables
+from features.inputs.schema import ShopTables
 from tests.features.test_labels import FASTER, P_CUTOFF, shop, transactions
-from training.bgnbd import simulate_bgnbd
-from training.gamma_gamma import simulate_gamma_gamma
-from training.value_baselines import (
+from training.evaluation.bgnbd import simulate_bgnbd
+from training.evaluation.gamma_gamma import simulate_gamma_gamma
+from training.evaluation.value_baselines import (
     BTYD_FEATURES,
     BtydValueBaseline,
     TrailingValueBaseline,

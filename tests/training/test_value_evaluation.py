@@ -9,14 +9,14 @@ import pytest
 from features.feature_sets import VALUE_FEATURES_V1
 from features.training_table import data_dates
 from features.value_table import build_value_table
-from training.value_baselines import value_summary_at_cutoffs
-from training.value_evaluation import (
+from training.evaluation.value_baselines import value_summary_at_cutoffs
+from training.evaluation.value_evaluation import (
     customer_holdout,
     evaluate_value_models,
     value_cutoffs,
     value_origins,
 )
-from training.value_model import VALUE_MODEL_VARIANTS, WinbackValueRegressor
+from training.model.value_model import VALUE_MODEL_VARIANTS, WinbackValueRegressor
 
 
 def _table(cutoffs: list[str], customers: int = 4) -> pd.DataFrame:

@@ -11,8 +11,8 @@ import pytest
 from features.feature_sets import VALUE_FEATURES_V1
 from features.training_table import build_scoring_frame
 from features.value_table import build_value_table
-from training.value_baselines import value_summary_at_cutoffs
-from training.value_evaluation import value_cutoffs
+from training.evaluation.value_baselines import value_summary_at_cutoffs
+from training.evaluation.value_evaluation import value_cutoffs
 from training.value_fit import fit_value_model
 
 
@@ -53,13 +53,13 @@ def test_unknown_variant_is_refused(fitted):
 def test_value_model_round_trips_through_the_registry(fitted, small_shop, tmp_path, monkeypatch):
     import mlflow
 
-    from training.tracking import (
+    from training.tracking.runs import (
         TrackingConfig,
         configure_tracking,
         ensure_named_experiment,
         model_pip_requirements,
     )
-    from training.value_tracking import (
+    from training.tracking.value_tracking import (
         VALUE_MODEL_NAME,
         load_value_model,
         log_value_model,

@@ -6,7 +6,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from training.value_metrics import (
+from training.evaluation.value_metrics import (
     decile_calibration,
     decile_calibration_error,
     gini,
@@ -16,7 +16,7 @@ from training.value_metrics import (
     top_share,
     value_metrics,
 )
-from training.value_plots import plot_value_deciles
+from training.evaluation.value_plots import plot_value_deciles
 
 Y = np.array([0.0, 10.0, 0.0, 30.0, 60.0])  # total 100
 

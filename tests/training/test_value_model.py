@@ -8,8 +8,8 @@ import pytest
 from sklearn.exceptions import NotFittedError
 
 from features.feature_sets import FeatureSet
-from training.value_metrics import normalized_gini
-from training.value_model import WinbackValueRegressor
+from training.evaluation.value_metrics import normalized_gini
+from training.model.value_model import WinbackValueRegressor
 
 FEATURES = FeatureSet(
     "value_test", (("order_count", "float64"), ("noise", "float64"), ("region", "category"))

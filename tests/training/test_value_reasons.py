@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.value_reasons import value_reason_codes, value_reference
+from training.model.value_reasons import value_reason_codes, value_reference
 
 TRAINING = pd.DataFrame(
     {
@@ -66,7 +66,7 @@ def test_sentences_follow_the_largest_contributions():
 
 def test_model_contributions_give_value_reasons():
     from features.feature_sets import FeatureSet
-    from training.value_model import WinbackValueRegressor
+    from training.model.value_model import WinbackValueRegressor
 
     rng = np.random.default_rng(0)
     n = 3000

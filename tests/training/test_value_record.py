@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pandas as pd
 
-from training.value_record import value_gate
+from training.tracking.value_record import value_gate
 
 ORIGINS = [pd.Timestamp("2024-11-01"), pd.Timestamp("2024-12-01")]
 

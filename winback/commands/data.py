@@ -71,8 +71,8 @@ def validate(
     ] = None,
 ) -> None:
     """Load and validate a shop's data; print rows in / accepted / quarantined per reason."""
-    from features.contracts import ContractError, write_quarantine
-    from features.sources import load_shop
+    from features.inputs.contracts import ContractError, write_quarantine
+    from features.inputs.sources import load_shop
 
     console = Console()
     if not console.is_terminal:

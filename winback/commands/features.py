@@ -1,7 +1,7 @@
 """``winback features build`` and ``winback features table``: features and training tables to Parquet.
 
 The lead mounts :data:`app` as ``winback features`` in ``winback/cli.py``. Both
-commands load a shop with ``features.sources.load_shop`` (file, folder or
+commands load a shop with ``features.inputs.sources.load_shop`` (file, folder or
 database, optional column mapping), show progress on stderr, write Parquet
 atomically (a temp file in the same folder, then a rename) and print a summary.
 Heavy imports happen inside the commands so ``winback --help`` stays fast.
@@ -76,7 +76,7 @@ def spark_connection(data: Path, mapping: str | None, master: str | None, err: C
     ``transactions/*.parquet``) without a mapping is read by Spark in place;
     anything else is loaded and validated as for DuckDB, then handed to Spark.
     """
-    from features.spark_engine import SparkConfig, SparkConnection, spark_session
+    from features.engines.spark_engine import SparkConfig, SparkConnection, spark_session
 
     try:
         connection = SparkConnection(spark_session(SparkConfig.from_env(master)))
@@ -147,7 +147,7 @@ def _progress(console: Console) -> Progress:
 
 def _load(path: Path, mapping: str | None, err: Console):
     """The shop's contract tables, with a note when rows were quarantined."""
-    from features.sources import load_shop
+    from features.inputs.sources import load_shop
 
     validation = load_shop(path, mapping)
     summary = validation.summary()
@@ -223,7 +223,7 @@ def build(
     spark_master: SparkMasterOption = None,
 ) -> None:
     """Features of every known customer as of a date, with status and tier, to Parquet."""
-    from features.contracts import ContractError
+    from features.inputs.contracts import ContractError
     from features.labels import STATUS_COLUMNS
     from features.training_table import build_scoring_frame, data_dates
 
@@ -240,7 +240,7 @@ def build(
         with _progress(err) as progress:
             step = progress.add_task(f"Loading {data}", total=None)
             if engine == "spark":
-                from features.spark_engine import build_scoring_frame_spark
+                from features.engines.spark_engine import build_scoring_frame_spark
 
                 connection = spark_connection(data, mapping, spark_master, err)
                 cutoff = day if day is not None else data_dates(connection.outline())[1]
@@ -296,7 +296,7 @@ def table(
     spark_master: SparkMasterOption = None,
 ) -> None:
     """A training table for one target over many cutoffs (features + label) to Parquet."""
-    from features.contracts import ContractError
+    from features.inputs.contracts import ContractError
     from features.labels import LabelConfig
     from features.training_table import TARGETS, build_training_table, monthly_cutoffs
 
@@ -325,7 +325,7 @@ def table(
                 f"({dates[0]} to {dates[-1]})",
             )
             if engine == "spark":
-                from features.spark_engine import build_training_table_spark
+                from features.engines.spark_engine import build_training_table_spark
 
                 frame = build_training_table_spark(
                     connection, target, dates, feature_set=chosen, label_config=label_config

@@ -67,10 +67,10 @@ def check(
     ] = 3,
 ) -> None:
     """Check user-defined (and built-in windowed) features for leakage on your data."""
-    from features.contracts import ContractError
     from features.custom.leakage import check_leakage
     from features.custom.windowed import WindowedFeature
-    from features.registry import registry
+    from features.definitions import registry
+    from features.inputs.contracts import ContractError
     from features.training_table import data_dates
 
     console, err = Console(), Console(stderr=True)

@@ -293,7 +293,7 @@ def measure(
         typer.echo("no --data given: measuring on the demo's simulated shop", err=True)
         tables = simulate_shop(SimulationConfig()).tables
     else:
-        from features.sources import load_shop
+        from features.inputs.sources import load_shop
 
         tables = load_shop(data, mapping=mapping).tables
     try:

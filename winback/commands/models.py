@@ -55,7 +55,7 @@ def _fail(message: str) -> typer.Exit:
 
 def _connect(tracking_uri: str | None, config: Path | None) -> str:
     """Configure MLflow from the options (then the config file, then defaults); return the URI."""
-    from training.tracking import TrackingConfig, configure_tracking
+    from training.tracking.runs import TrackingConfig, configure_tracking
 
     settings: dict[str, str] = {}
     if config is not None:
@@ -84,7 +84,7 @@ def _connect(tracking_uri: str | None, config: Path | None) -> str:
 
 
 def _check_target(target: str) -> str:
-    from training.registry import REGISTERED_KINDS
+    from training.tracking.model_registry import REGISTERED_KINDS
 
     if target not in REGISTERED_KINDS:
         raise _fail(f"unknown target {target!r}; choose one of {', '.join(REGISTERED_KINDS)}")
@@ -134,7 +134,7 @@ def list_command(
     if target is not None:
         _check_target(target)
     uri = _connect(tracking_uri, config)
-    from training.registry import list_models
+    from training.tracking.model_registry import list_models
 
     rows = list_models(target)
     console = _console()
@@ -163,7 +163,7 @@ def promote_command(
     if not version.isdigit():
         raise _fail(f"version {version!r} is not a version number; see `winback models list`")
     _connect(tracking_uri, config)
-    from training.registry import RegistryError, champion, promote
+    from training.tracking.model_registry import RegistryError, champion, promote
 
     before = champion(target)
     try:
@@ -186,7 +186,7 @@ def rollback_command(
     """Move TARGET's champion back to the version that held it before."""
     _check_target(target)
     _connect(tracking_uri, config)
-    from training.registry import RegistryError, champion, rollback
+    from training.tracking.model_registry import RegistryError, champion, rollback
 
     before = champion(target)
     try:

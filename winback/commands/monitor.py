@@ -70,7 +70,7 @@ def drift(
     Exits 1 when any column is at or above the alert threshold (for schedulers).
     """
     from serving.monitoring.drift import DriftConfig, drift_report, log_drift_report
-    from training.tracking import TrackingConfig, configure_tracking
+    from training.tracking.runs import TrackingConfig, configure_tracking
 
     try:
         config = DriftConfig(warn_psi=warn_psi, alert_psi=alert_psi)
@@ -149,7 +149,7 @@ def backtest(
         )
         typer.echo(f"plot written to {plot}")
     if log:
-        from training.tracking import TrackingConfig, configure_tracking
+        from training.tracking.runs import TrackingConfig, configure_tracking
 
         configure_tracking(TrackingConfig(root=tracking_root))
         typer.echo(f"logged to MLflow run {log_backtest(frame)}")

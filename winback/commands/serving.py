@@ -170,7 +170,7 @@ def _is_simulated_folder(data: Path | None, mapping: str | None) -> bool:
 
 def _score_in_place(data: Path, as_of: str | None, models, config):
     """Score a simulated shop's Parquet files read in place by DuckDB (no pandas copy of the rows)."""
-    from features.engine import connect_parquet, outline
+    from features.engines.duckdb_engine import connect_parquet, outline
     from serving.scoring.table import score_customers
 
     con = connect_parquet(data, memory_limit=IN_PLACE_MEMORY_LIMIT)
@@ -186,7 +186,7 @@ def _score_on_spark(data, mapping, as_of, models, config, master):
     A folder of canonical Parquet tables (no mapping) is read by Spark in place;
     anything else is loaded and validated as for DuckDB, then sent to Spark.
     """
-    from features.spark_engine import SparkConfig, SparkConnection, spark_session
+    from features.engines.spark_engine import SparkConfig, SparkConnection, spark_session
     from serving.scoring.spark import score_customers_spark
 
     try:

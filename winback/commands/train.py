@@ -207,7 +207,7 @@ def _train(console, request: TrainRequest, train_config, sections) -> None:
 
 def train_uplift_command(console, data, mapping, train_config, sections, seed: int | None) -> None:
     """``winback train --target uplift``: fit on past campaigns, register, gate on Qini."""
-    from training.uplift import UpliftConfig, train_uplift
+    from training.uplift.model import UpliftConfig, train_uplift
     from winback.config import tracking_config
     from winback.shop import load_tables
 
@@ -238,7 +238,7 @@ def train_uplift_command(console, data, mapping, train_config, sections, seed: i
 def print_unavailable_features(console, tables, *, verbose: bool) -> None:
     """One line on the features this data cannot support (each one under ``--verbose``)."""
     from features.build import available_features
-    from features.schema import SCHEMAS
+    from features.inputs.schema import SCHEMAS
 
     names, notes = available_features(tables)
     if not notes:

@@ -48,7 +48,7 @@ def value_rich_table(result: Any):
 
 def train_value_command(console, data, mapping, train_config, sections) -> None:
     """Prepare, evaluate over rolling origins, fit, record in MLflow and gate ``winback-value``."""
-    from training.value_record import record_value_run
+    from training.tracking.value_record import record_value_run
     from training.value_training import train_value
     from winback.config import tracking_config
     from winback.shop import load_tables

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from training.reference import ReferenceBins, column_bins
+from training.tracking.reference import ReferenceBins, column_bins
 
 
 def test_drift_endpoint_answers_200_404_and_400(tmp_path, monkeypatch):

@@ -7,8 +7,8 @@ import pandas as pd
 
 from serving.scoring import store
 from tests.serving.api import test_service_http as shared
-from training.tracking import TrackingConfig, configure_tracking
-from training.uplift import fit_uplift, register_uplift, save_uplift_model
+from training.tracking.runs import TrackingConfig, configure_tracking
+from training.uplift.model import fit_uplift, register_uplift, save_uplift_model
 
 AUTH = shared.AUTH
 COLUMNS = ["days_since_last_order", "order_count_365d"]

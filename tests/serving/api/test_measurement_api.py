@@ -269,8 +269,8 @@ def champion_runs(home: Path) -> dict[str, str]:
     """The MLflow run id of each target's champion in the shared home."""
     from mlflow.tracking import MlflowClient
 
-    from training import registry
-    from training.tracking import TrackingConfig
+    from training.tracking import model_registry as registry
+    from training.tracking.runs import TrackingConfig
 
     track = TrackingConfig(root=str(home / "mlruns"))
     client = MlflowClient(

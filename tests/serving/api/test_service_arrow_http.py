@@ -41,7 +41,7 @@ def _table(n: int, seed: int, names: list[str]) -> tuple[pa.Table, pd.DataFrame]
 @pytest.fixture(scope="module")
 def served(serving_home):
     from serving.scoring.models import load_served_models
-    from training.tracking import TrackingConfig
+    from training.tracking.runs import TrackingConfig
 
     uri = TrackingConfig(root=str(serving_home / "mlruns")).resolved_tracking_uri()
     return load_served_models(ServingConfig(home=serving_home), tracking_uri=uri)

@@ -24,7 +24,7 @@ LARGE = ServingConfig().direct_rows + 44
 @pytest.fixture(scope="module")
 def served(serving_home):
     from serving.scoring.models import load_served_models
-    from training.tracking import TrackingConfig
+    from training.tracking.runs import TrackingConfig
 
     uri = TrackingConfig(root=str(serving_home / "mlruns")).resolved_tracking_uri()
     return load_served_models(ServingConfig(home=serving_home), tracking_uri=uri)

@@ -91,8 +91,9 @@ def make_serving_home(home: Path, customers: int = 300) -> Path:
     from serving.scoring.models import load_served_models
     from serving.scoring.store import write_score_table
     from serving.scoring.table import score_table
-    from training import registry, tracking
-    from training.model import WinbackClassifier
+    from training.model.classifier import WinbackClassifier
+    from training.tracking import model_registry as registry
+    from training.tracking import runs as tracking
 
     config = tracking.TrackingConfig(root=str(home / "mlruns"))
     for i, target in enumerate(("churn", "vip", "reactivation")):
@@ -243,7 +244,7 @@ def test_score_rows_matches_the_models_in_process(client, serving_home):
     from serving.config import ServingConfig
     from serving.scoring.models import load_served_models
     from serving.scoring.predict import predict_scores
-    from training.tracking import TrackingConfig
+    from training.tracking.runs import TrackingConfig
 
     rows = _rows(40)
     response = client.post("/score_rows", json={"rows": rows}, headers=AUTH)

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.schema import ShopTables
+from features.inputs.schema import ShopTables
 from serving.measurement.campaign import (
     compare_groups,
     group_intervals,

@@ -19,7 +19,7 @@ from serving.monitoring.drift import (
     population_stability_index,
     score_table_drift,
 )
-from training.reference import (
+from training.tracking.reference import (
     ColumnBins,
     ReferenceBins,
     bin_counts,

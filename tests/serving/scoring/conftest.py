@@ -19,7 +19,7 @@ from features.training_table import build_scoring_frame
 from serving.config import ServingConfig
 from serving.scoring.models import ServedModel, ServedModels
 from serving.scoring.table import score_customers
-from training.model import WinbackClassifier
+from training.model.classifier import WinbackClassifier
 
 AS_OF = dt.date(2025, 6, 30)
 SCORED_AT = dt.datetime(2025, 7, 1, 6, 0, tzinfo=dt.UTC)

@@ -1,5 +1,5 @@
 """Reasons on request take LightGBM's pred_contrib on the model matrix: the same texts as the
-model's own ``contributions`` through ``training.reasons.reason_codes``."""
+model's own ``contributions`` through ``training.model.reasons.reason_codes``."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from serving.scoring.lookup import ScoreLookup
 from serving.scoring.models import load_served_models
 from serving.scoring.predict import FeatureColumns
 from serving.scoring.reasons import reason_texts
-from training.reasons import reason_codes
+from training.model.reasons import reason_codes
 
 
 def slow_reason_texts(model, frame, reference) -> list[list[str]]:

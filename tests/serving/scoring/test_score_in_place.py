@@ -1,7 +1,7 @@
 """Scoring a simulated shop's Parquet files read in place writes the same score table.
 
 ``winback score --data <simulated folder>`` reads the tables with DuckDB where they
-lie (``features.engine.connect_parquet``) instead of loading them into pandas; the
+lie (``features.engines.duckdb_engine.connect_parquet``) instead of loading them into pandas; the
 score table and the features written must be those of the in-memory path.
 """
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from features.engine import connect_parquet, outline
+from features.engines.duckdb_engine import connect_parquet, outline
 from features.simulation import write_shop
 from serving.config import ServingConfig
 from serving.scoring import store

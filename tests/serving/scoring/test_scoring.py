@@ -491,7 +491,7 @@ def test_score_customers_on_the_small_shop(small_shop, tmp_path):
     )
     from features.training_table import build_scoring_frame
     from serving.scoring.table import score_customers
-    from training.model import WinbackClassifier
+    from training.model.classifier import WinbackClassifier
 
     tables = small_shop.tables
     sets = {

@@ -24,7 +24,7 @@ from serving.scoring.predict import (
     predict_scores,
 )
 from serving.scoring.rows import RowsInvalid, rows_to_columns, rows_to_frame
-from training.model import WinbackClassifier
+from training.model.classifier import WinbackClassifier
 
 FS = FeatureSet(
     "fast_path_v1",

@@ -25,7 +25,7 @@ def spark():
     pytest.importorskip("pyspark", reason="PySpark is not installed (uv sync --extra dev)")
     if shutil.which("java") is None:
         pytest.skip("no Java runtime on PATH: apt-get install -y openjdk-17-jre-headless")
-    from features.spark_engine import SparkConfig, spark_session
+    from features.engines.spark_engine import SparkConfig, spark_session
 
     return spark_session(SparkConfig(shuffle_partitions=1))
 
@@ -33,7 +33,7 @@ def spark():
 def test_score_customers_spark_writes_the_same_versions(
     spark, shop, models, memory_score_dir, tmp_path
 ):
-    from features.spark_engine import SparkConnection
+    from features.engines.spark_engine import SparkConnection
     from serving.scoring.spark import score_customers_spark
 
     connection = SparkConnection(spark)

@@ -1,0 +1,207 @@
+"""Baselines for customer value: what a team gets without our model.
+
+* ``trailing``: trailing 12-month margin carried forward over the horizon
+  (``trailing_margin * horizon_days / 365``), the rule serving's
+  ``expected_value`` uses today;
+* ``btyd``: BG/NBD x Gamma-Gamma -- expected purchase days in the horizon times
+  the expected value of a purchase day -- fitted on the training cutoffs only,
+  what lifetimes or PyMC-Marketing's ``clv`` module would report.
+
+Both follow the same small interface as the model: ``fit(table)`` on the
+training rows, ``predict(table)`` the expected value of each row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from features.engines.duckdb_engine import connect
+from features.inputs.schema import ShopTables
+from training.evaluation.bgnbd import (
+    RFM_COLUMNS,
+    BetaGeoFitter,
+    cutoff_days,
+    rfm_summary_at_cutoffs,
+)
+from training.evaluation.gamma_gamma import GammaGammaFitter
+
+SUMMARY_COLUMNS = (*RFM_COLUMNS, "monetary_value")
+#: Columns :meth:`BtydValueBaseline.features` adds for the value model.
+BTYD_FEATURES = (
+    "btyd_expected_purchases",
+    "btyd_p_alive",
+    "btyd_expected_spend",
+    "btyd_expected_value",
+)
+
+
+def value_summary_at_cutoffs(
+    tables: ShopTables, cutoffs: Iterable, *, con: duckdb.DuckDBPyConnection | None = None
+) -> pd.DataFrame:
+    """Point-in-time BG/NBD and Gamma-Gamma summary of each customer at each cutoff.
+
+    ``frequency``, ``recency``, ``T`` from ``training.evaluation.bgnbd.rfm_summary_at_cutoffs``
+    (purchase days on or before the cutoff day) and ``monetary_value``: the mean
+    value of those purchase days -- margin of their purchase lines, or their
+    amount when the shop has no margin column. Returns are left out of the spend
+    (the Gamma-Gamma model needs positive values). Indexed by (``cutoff``,
+    ``customer_id``), cutoffs as naive midnight ``datetime64[us]``.
+    """
+    con = connect(tables, con)
+    rfm = rfm_summary_at_cutoffs(tables, cutoffs, con=con)
+    columns = tables.transactions.columns
+    value = "t.margin_amount" if "margin_amount" in columns else "t.amount"
+    is_purchase = "NOT coalesce(t.is_return, false)" if "is_return" in columns else "true"
+    days = con.execute(
+        f"""
+        SELECT t.customer_id, CAST(t.ordered_at AS DATE) AS day, SUM(coalesce({value}, 0.0)) AS value
+        FROM transactions AS t WHERE {is_purchase}
+        GROUP BY t.customer_id, CAST(t.ordered_at AS DATE)
+        ORDER BY t.customer_id, day
+        """
+    ).df()
+    days["customer_id"] = days["customer_id"].astype("string")
+    days["day"] = pd.to_datetime(days["day"]).astype("datetime64[us]")
+    grouped = days.groupby("customer_id", sort=False)
+    days["mean_to_date"] = grouped["value"].cumsum() / (grouped.cumcount() + 1)
+    keys = rfm.index.to_frame(index=False)
+    # the running mean at each customer's last purchase day on or before the cutoff
+    joined = pd.merge_asof(
+        keys.reset_index().sort_values("cutoff"),
+        days[["customer_id", "day", "mean_to_date"]].sort_values("day"),
+        left_on="cutoff", right_on="day", by="customer_id",
+    ).set_index("index").sort_index()  # fmt: skip
+    out = rfm.copy()
+    out["monetary_value"] = joined["mean_to_date"].to_numpy(dtype=float)
+    return out[list(SUMMARY_COLUMNS)]
+
+
+def _keys(index: pd.MultiIndex) -> pd.MultiIndex:
+    return pd.MultiIndex.from_arrays(
+        [
+            cutoff_days(index.get_level_values("cutoff")),
+            index.get_level_values("customer_id").astype(str),
+        ],
+        names=["cutoff", "customer_id"],
+    )
+
+
+class TrailingValueBaseline:
+    """Trailing 12-month margin carried forward: ``trailing_margin * horizon_days / 365``."""
+
+    name = "trailing"
+
+    def __init__(self, horizon_days: int):
+        self.horizon_days = horizon_days
+
+    def fit(self, table: pd.DataFrame) -> TrailingValueBaseline:
+        """Nothing to learn; checks the table carries ``trailing_margin``."""
+        if "trailing_margin" not in table.columns:
+            raise ValueError(
+                "TrailingValueBaseline needs a trailing_margin column; build the table with "
+                "features.value_table.build_value_table"
+            )
+        return self
+
+    def predict(self, table: pd.DataFrame) -> np.ndarray:
+        return table["trailing_margin"].to_numpy(dtype=float) * self.horizon_days / 365.0
+
+
+class BtydValueBaseline:
+    """BG/NBD x Gamma-Gamma expected value over the horizon, fitted on the training cutoffs.
+
+    Parameters
+    ----------
+    horizon_days
+        Length of the value horizon.
+    summary
+        :func:`value_summary_at_cutoffs` at least at the training and scored cutoffs.
+    penalizer_coef
+        L2 penalty of both fits (a small one keeps them stable on real data).
+    """
+
+    name = "btyd"
+
+    def __init__(self, horizon_days: int, summary: pd.DataFrame, *, penalizer_coef: float = 1e-3):
+        self.horizon_days = horizon_days
+        self.summary = summary
+        self.penalizer_coef = penalizer_coef
+
+    def fit(self, table: pd.DataFrame) -> BtydValueBaseline:
+        """Fit BG/NBD on every summary row at the table's cutoffs, Gamma-Gamma on positive spend."""
+        missing = [c for c in SUMMARY_COLUMNS if c not in self.summary.columns]
+        if missing:
+            raise ValueError(
+                f"BtydValueBaseline: summary lacks {missing}; build it with value_summary_at_cutoffs"
+            )
+        summary = self.summary.copy()
+        summary.index = _keys(summary.index)
+        cutoffs = _keys(table.index).get_level_values("cutoff").unique()
+        train = summary[summary.index.get_level_values("cutoff").isin(cutoffs)]
+        if train.empty:
+            raise ValueError(
+                f"BtydValueBaseline: the summary has no rows at the train cutoffs "
+                f"{[str(c.date()) for c in cutoffs]}"
+            )
+        self.bgnbd_ = BetaGeoFitter(penalizer_coef=self.penalizer_coef).fit(
+            train["frequency"], train["recency"], train["T"]
+        )
+        spenders = train[train["monetary_value"] > 0]
+        self.gamma_gamma_ = GammaGammaFitter(penalizer_coef=self.penalizer_coef).fit(
+            spenders["frequency"] + 1, spenders["monetary_value"]
+        )
+        if self.gamma_gamma_.params_.q <= 1:  # heavy tail: no finite mean without shrinkage
+            self.gamma_gamma_ = GammaGammaFitter(penalizer_coef=0.1).fit(
+                spenders["frequency"] + 1, spenders["monetary_value"]
+            )
+        self.summary_ = summary
+        return self
+
+    def predict(self, table: pd.DataFrame) -> np.ndarray:
+        """Expected value of each row (0 for a row without a purchase by its cutoff)."""
+        return self.features(table)["btyd_expected_value"].to_numpy()
+
+    def features(self, table: pd.DataFrame) -> pd.DataFrame:
+        """The fitted models' view of each row of ``table``, from its summary (:func:`btyd_features`)."""
+        return btyd_features(
+            self.bgnbd_,
+            self.gamma_gamma_,
+            self.horizon_days,
+            self.summary_.reindex(_keys(table.index)).set_axis(table.index),
+        )
+
+
+def btyd_features(
+    bgnbd: BetaGeoFitter, gamma_gamma: GammaGammaFitter, horizon_days: int, summary: pd.DataFrame
+) -> pd.DataFrame:
+    """Fitted BG/NBD and Gamma-Gamma models' view of each summary row (:data:`BTYD_FEATURES`).
+
+    Expected purchase days in the horizon, P(alive), expected value of a
+    purchase day and their product. With parameters from training cutoffs only
+    and each row's summary stopping at its own cutoff, the columns are as
+    point-in-time as the summary; rows without a summary (no purchase) get zeros.
+    """
+    known = summary["frequency"].notna().to_numpy()
+    out = pd.DataFrame(0.0, index=summary.index, columns=list(BTYD_FEATURES))
+    if known.any():
+        r = summary[known]
+        purchases = bgnbd.expected_purchases(horizon_days, r["frequency"], r["recency"], r["T"])
+        m = r["monetary_value"].to_numpy(dtype=float)
+        spend = gamma_gamma.expected_spend(np.where(m > 0, r["frequency"].to_numpy() + 1, 0.0), m)
+        out.loc[known, "btyd_expected_purchases"] = purchases
+        out.loc[known, "btyd_p_alive"] = bgnbd.p_alive(r["frequency"], r["recency"], r["T"])
+        out.loc[known, "btyd_expected_spend"] = spend
+        out.loc[known, "btyd_expected_value"] = purchases * spend
+    return out
+
+
+def value_baselines(horizon_days: int, summary: pd.DataFrame | None) -> dict[str, object]:
+    """The unfitted value baselines; ``btyd`` only when a summary is given."""
+    out: dict[str, object] = {"trailing": TrailingValueBaseline(horizon_days)}
+    if summary is not None:
+        out["btyd"] = BtydValueBaseline(horizon_days, summary)
+    return out
