@@ -78,27 +78,26 @@ def build_home(home: Path, customers: int, scored_up_to: int = 1_000_000, trees:
     from serving.scoring.store import write_score_table
     from serving.scoring.table import score_table
     from training.model.classifier import WinbackClassifier
-    from training.tracking import model_registry as registry
-    from training.tracking import runs as tracking
+    from training.tracking import model_io, model_registry, runs
 
     sets = {
         "churn": CHURN_FEATURES_V1,
         "vip": VIP_FEATURES_V1,
         "reactivation": REACTIVATION_FEATURES_V1,
     }
-    config = tracking.TrackingConfig(root=str(home / "mlruns"))
+    config = runs.TrackingConfig(root=str(home / "mlruns"))
     for i, (target, fs) in enumerate(sets.items()):
         X = synthetic_features(fs, 20_000, i)
         driver = X[fs.names[0]].fillna(0).to_numpy()
         y = (np.random.default_rng(i).uniform(size=len(X)) < driver / driver.max()).astype(int)
         model = WinbackClassifier(fs, n_estimators=trees, early_stopping_rounds=1000, num_threads=2)
         model.fit(X, y, eval_set=(X.iloc[:5000], y[:5000]))
-        with tracking.start_training_run(target, config) as run:
-            tracking.log_model(model, input_example=X)
-            version = registry.register(
+        with runs.start_training_run(target, config) as run:
+            model_io.log_model(model, input_example=X)
+            version = model_registry.register(
                 run.info.run_id, target, test_cutoff=AS_OF, metrics={"roc_auc": 0.0}
             )
-        registry.promote(target, version, reason="benchmark")
+        model_registry.promote(target, version, reason="benchmark")
     mlflow.set_tracking_uri(None)
     serving_config = ServingConfig(home=home)
     models = load_served_models(serving_config, tracking_uri=config.resolved_tracking_uri())

@@ -10,7 +10,7 @@ scheduler:
   it is killed, so a crash never leaves a stale lock;
 * **idempotent** — the cutoffs are the newest the data allows
   (``features.training_table.monthly_cutoffs``) and the data fingerprint covers
-  the tables and those cutoffs (``training.tracking.runs.data_fingerprint``). A
+  the tables and those cutoffs (``training.tracking.fingerprint.data_fingerprint``). A
   target whose registry already holds a version trained on the same
   fingerprint and test cutoff is skipped with a message (``force`` retrains
   anyway), so rerunning on unchanged data does nothing;
@@ -221,7 +221,7 @@ def retrain_target(
 ) -> TargetOutcome:
     """Retrain one target on the newest cutoffs unless it is up to date; gate the result."""
     from training.pipeline import train_target
-    from training.tracking.runs import data_fingerprint
+    from training.tracking.fingerprint import data_fingerprint
 
     say = progress or (lambda message: None)
     cutoffs = newest_cutoffs(tables, config)

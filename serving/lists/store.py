@@ -223,20 +223,12 @@ def log_list(
     """
     import mlflow
 
-    from training.tracking.runs import (
-        TrackingConfig,
-        configure_tracking,
-        ensure_named_experiment,
-        flatten_params,
-    )
+    from training.tracking.runs import flatten_params, start_run
 
-    config = tracking or TrackingConfig()
-    configure_tracking(config)
-    experiment_id = ensure_named_experiment(LIST_EXPERIMENT, config)
     folder = list_folder(list_dir, manifest.list_id)
     aggregates = list_aggregates(pd.read_parquet(folder / PARQUET_NAME))
     tags = {"list_id": manifest.list_id, "kind": manifest.kind, "as_of": manifest.as_of}
-    with mlflow.start_run(experiment_id=experiment_id, run_name=manifest.list_id, tags=tags) as run:
+    with start_run(LIST_EXPERIMENT, tracking, run_name=manifest.list_id, tags=tags) as run:
         params = {"kind": manifest.kind, "as_of": manifest.as_of, "log_rows": log_rows}
         params.update(flatten_params(dict(manifest.parameters)))
         params.update({f"model_version.{k}": str(v) for k, v in manifest.model_versions.items()})

@@ -129,21 +129,20 @@ def load_served_models(
     """
     from mlflow.tracking import MlflowClient
 
-    from training.tracking import model_registry as registry
-    from training.tracking import runs as tracking
+    from training.tracking import model_io, model_registry, runs
 
     track = (
         tracking_config(config)
         if tracking_uri is None
-        else tracking.TrackingConfig(root=str(config.home / "mlruns"), tracking_uri=tracking_uri)
+        else runs.TrackingConfig(root=str(config.home / "mlruns"), tracking_uri=tracking_uri)
     )
     tracking_uri = track.resolved_tracking_uri()
     check_registry_exists(tracking_uri)  # before MLflow creates an empty store
-    tracking.configure_tracking(track)
+    runs.configure_tracking(track)
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=track.resolved_registry_uri())
     loaded = {}
     for target in targets:
-        name = registry.registered_model_name(target)
+        name = model_registry.registered_model_name(target)
         pinned = config.model_versions.get(target)
         if pinned is not None:
             try:
@@ -155,13 +154,13 @@ def load_served_models(
                     f"unpin it (WINBACK_MODEL_VERSIONS)"
                 ) from exc
         else:
-            version = registry.champion(target, client=client)
+            version = model_registry.champion(target, client=client)
             if version is None:
                 raise ServingSetupError(
                     f"no champion model for target {target!r} ({name}@champion) in the registry "
                     f"at {tracking_uri}: create one with `{_train_command(target)}`"
                 )
-        model = tracking.load_model(f"models:/{name}/{version.version}")
+        model = model_io.load_model(f"models:/{name}/{version.version}")
         run = training_run(client, version.run_id)
         run_metrics = {} if run is None else {k: float(v) for k, v in run.data.metrics.items()}
         loaded[target] = ServedModel(

@@ -9,8 +9,9 @@ from typer.testing import CliRunner
 
 from tests.training import test_tracking as shared
 from tests.training.test_tracking import LinearStandIn, feature_frame
+from training.tracking.model_io import log_model
 from training.tracking.model_registry import champion, promote_if_better, register
-from training.tracking.runs import log_model, start_training_run
+from training.tracking.runs import start_training_run
 from winback.commands.models import app
 
 # Each test gets an empty store under its own tmp_path/mlruns (the working dir).

@@ -39,7 +39,7 @@ def test_winback_train_picks_up_a_custom_feature_and_scoring_rebuilds_it(
     from features.build import build_features
     from features.custom.spec import use_custom_features
     from features.training_table import build_scoring_frame
-    from training.tracking import model_registry as registry
+    from training.tracking import model_registry
     from winback.cli import app
     from winback.config import load_config
 
@@ -49,7 +49,7 @@ def test_winback_train_picks_up_a_custom_feature_and_scoring_rebuilds_it(
     result = CliRunner().invoke(app, ["train", "--target", "churn", "--data", str(small_shop_dir)])
     assert result.exit_code == 0, result.output
 
-    champion = registry.load_champion("churn")
+    champion = model_registry.load_champion("churn")
     feature_set = champion.feature_set_
     assert feature_set.name.startswith("churn_features_v3_custom_")
     assert "large_line_count_180d" in feature_set.names

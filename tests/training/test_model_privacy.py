@@ -12,14 +12,9 @@ import pytest
 from tests.training import test_tracking as shared
 from tests.training.test_tracking import FEATURES, LinearStandIn, feature_frame
 from training.tracking.integrity import DIGEST_TAG, ModelIntegrityError, model_digest
+from training.tracking.model_io import load_model, log_model, synthetic_input_example
 from training.tracking.model_registry import register
-from training.tracking.runs import (
-    load_model,
-    log_config,
-    log_model,
-    start_training_run,
-    synthetic_input_example,
-)
+from training.tracking.runs import log_config, start_training_run
 from training.uplift.model import load_uplift_model
 
 empty_tracking_db = shared.empty_tracking_db

@@ -142,7 +142,7 @@ def test_bgnbd_feature_joins_on_cutoff_and_customer(small_shop):
 def test_end_to_end_runs_record_gate_and_reproduce(small_shop, tmp_path, monkeypatch):
     import mlflow
 
-    from training.tracking import model_registry as registry
+    from training.tracking import model_registry
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
@@ -182,7 +182,7 @@ def test_end_to_end_runs_record_gate_and_reproduce(small_shop, tmp_path, monkeyp
     assert third.metrics == second.metrics  # same seed, same data: bitwise equal metrics
     assert third.best_params == second.best_params  # the Optuna study resumed, no new trials
     assert not third.gate_promoted and third.gate_reason.startswith("equal")
-    assert str(registry.champion("churn").version) == "2"
+    assert str(model_registry.champion("churn").version) == "2"
 
     # what the run recorded
     assert list(second.comparison.index[:1]) == ["model"]
@@ -229,7 +229,7 @@ def test_end_to_end_runs_record_gate_and_reproduce(small_shop, tmp_path, monkeyp
     assert third_version.tags["role"] == "challenger"
 
     # the registered champion is the fitted model, calibrator included
-    champion = registry.load_champion("churn")
+    champion = model_registry.load_champion("churn")
     assert champion.feature_set_ == second.model.feature_set_
     X_test = second.model.feature_set_.names
     assert X_test == second.feature_set.names

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from tests.training import test_tracking as shared
 from tests.training.test_tracking import LinearStandIn, feature_frame
+from training.tracking.model_io import log_model
 from training.tracking.model_registry import (
     CHAMPION_ALIAS,
     GateConfig,
@@ -29,7 +30,7 @@ from training.tracking.model_registry import (
     registered_model_name,
     rollback,
 )
-from training.tracking.runs import log_model, start_training_run
+from training.tracking.runs import start_training_run
 
 # The tracking-store fixtures of test_tracking: each test gets an empty store
 # under its own tmp_path/mlruns, tmp_path being the working directory.

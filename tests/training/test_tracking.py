@@ -14,23 +14,25 @@ from hypothesis import strategies as st
 
 from features.feature_sets import FeatureSet
 from features.inputs.schema import ShopTables
+from training.tracking.fingerprint import data_fingerprint
+from training.tracking.model_io import (
+    decode_model_input,
+    encode_model_input,
+    load_model,
+    log_model,
+    model_pip_requirements,
+)
 from training.tracking.runs import (
     TrackingConfig,
     code_version,
     configure_tracking,
-    data_fingerprint,
-    decode_model_input,
-    encode_model_input,
     experiment_name,
     flatten_params,
-    load_model,
     log_config,
     log_data_fingerprint,
     log_feature_set,
     log_figures,
     log_metrics,
-    log_model,
-    model_pip_requirements,
     package_versions,
     start_training_run,
 )
@@ -507,7 +509,7 @@ def test_winback_classifier_round_trip_keeps_probabilities_contributions_and_cal
     start=st.integers(0, 5),
 )
 def test_string_hash_is_by_value_across_dtypes_and_slices(texts, start):
-    from training.tracking.runs import _string_hash
+    from training.tracking.fingerprint import _string_hash
 
     strings = pd.Series(texts, dtype="string")
     hashed = _string_hash(strings)

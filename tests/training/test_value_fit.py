@@ -53,12 +53,8 @@ def test_unknown_variant_is_refused(fitted):
 def test_value_model_round_trips_through_the_registry(fitted, small_shop, tmp_path, monkeypatch):
     import mlflow
 
-    from training.tracking.runs import (
-        TrackingConfig,
-        configure_tracking,
-        ensure_named_experiment,
-        model_pip_requirements,
-    )
+    from training.tracking.model_io import model_pip_requirements
+    from training.tracking.runs import TrackingConfig, configure_tracking, ensure_named_experiment
     from training.tracking.value_tracking import (
         VALUE_MODEL_NAME,
         load_value_model,

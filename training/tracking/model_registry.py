@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from training.tracking.integrity import DIGEST_TAG, digest_of_uri
-from training.tracking.runs import MODEL_ARTIFACT_PATH, TARGETS, load_model
+from training.tracking.model_io import MODEL_ARTIFACT_PATH, load_model
+from training.tracking.runs import TARGETS
 
 if TYPE_CHECKING:  # pragma: no cover
     from mlflow import MlflowClient
@@ -267,7 +268,7 @@ def register(
     target
         ``churn``, ``vip`` or ``reactivation``.
     artifact_path
-        The model's name in the run (``training.tracking.runs.log_model``'s ``name``),
+        The model's name in the run (``training.tracking.model_io.log_model``'s ``name``),
         or a full model URI.
     test_cutoff, metrics
         The test cutoff and the model's metrics on it.

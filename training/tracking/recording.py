@@ -46,10 +46,10 @@ class FittedRun:
 
 def tracking_config(config: TrainConfig):
     """The run's ``training.tracking.runs.TrackingConfig`` from the training config."""
-    from training.tracking import runs as tracking
+    from training.tracking import runs
 
     settings = config.tracking
-    return tracking.TrackingConfig(
+    return runs.TrackingConfig(
         root=settings.root,
         tracking_uri=settings.tracking_uri,
         registry_uri=settings.registry_uri,
@@ -61,16 +61,16 @@ def record_evaluation(evaluation: Evaluation, validation: dict[str, float]) -> N
     """Log the means, per-origin figures, intervals and the verdict to the active run."""
     import mlflow
 
-    from training.tracking import runs as tracking
+    from training.tracking import runs
 
-    tracking.log_metrics(evaluation.metrics, prefix="test_")
-    tracking.log_metrics(validation, prefix="validation_")
+    runs.log_metrics(evaluation.metrics, prefix="test_")
+    runs.log_metrics(validation, prefix="validation_")
     for name, row in evaluation.baselines.iterrows():
-        tracking.log_metrics(row.dropna().to_dict(), prefix=f"baseline_{name}_")
+        runs.log_metrics(row.dropna().to_dict(), prefix=f"baseline_{name}_")
     if evaluation.oracle_metrics is not None:
-        tracking.log_metrics(evaluation.oracle_metrics, prefix=f"{evaluation.reference}_")
-    tracking.log_metrics(origin_metric_names(evaluation))
-    tracking.log_metrics(evaluation.delta_metrics())
+        runs.log_metrics(evaluation.oracle_metrics, prefix=f"{evaluation.reference}_")
+    runs.log_metrics(origin_metric_names(evaluation))
+    runs.log_metrics(evaluation.delta_metrics())
     mlflow.log_table(evaluation.comparison.reset_index(names="scorer"), "comparison.json")
     per_origin = evaluation.per_origin.reset_index()
     per_origin["test_cutoff"] = per_origin["test_cutoff"].astype(str)
@@ -87,7 +87,7 @@ def run_and_record(
     """Fit, evaluate, record and gate inside one MLflow run (see the module docstring)."""
     import mlflow
 
-    from training.tracking import runs as tracking
+    from training.tracking import runs
 
     target, origins = config.target, prepared.origins
     tracking_settings = tracking_config(config)
@@ -97,7 +97,7 @@ def run_and_record(
         f"{len(prepared.feature_set.names)} features, {len(origins.splits)} test origins)"
     )
     run_name = f"{target}-{newest.test_cutoff.date().isoformat()}"
-    with tracking.start_training_run(target, tracking_settings, run_name=run_name) as run:
+    with runs.start_training_run(target, tracking_settings, run_name=run_name) as run:
         fingerprint = _log_inputs(tables, config, prepared)
         best_params: dict[str, Any] = {}
         tuned = tune_params(prepared, config, tracking_settings.optuna_storage(target), fingerprint)
@@ -158,12 +158,12 @@ def _log_inputs(tables: ShopTables, config: TrainConfig, prepared: Prepared) -> 
     """Config, feature set, data fingerprint and the origins' splits; returns the fingerprint."""
     import mlflow
 
-    from training.tracking import runs as tracking
+    from training.tracking import runs
 
     origins = prepared.origins
-    tracking.log_config(config.model_copy(update={"feature_set": prepared.feature_set.name}))
-    tracking.log_feature_set(prepared.feature_set)
-    fingerprint = tracking.log_data_fingerprint(tables, prepared.cutoffs)
+    runs.log_config(config.model_copy(update={"feature_set": prepared.feature_set.name}))
+    runs.log_feature_set(prepared.feature_set)
+    fingerprint = runs.log_data_fingerprint(tables, prepared.cutoffs)
     mlflow.log_dict(origins.newest.describe(), "split.json")
     mlflow.log_dict(origins.describe(), "origins.json")
     mlflow.log_dict(
@@ -187,7 +187,7 @@ def _bgnbd_experiment(prepared: Prepared, config: TrainConfig, params: dict, new
         return None
     from training.evaluation.btyd_features import bgnbd_feature_experiment
     from training.evaluation.metrics import classification_metrics
-    from training.tracking import runs as tracking
+    from training.tracking import runs
 
     say("trying BG/NBD expected purchases as a feature")
     auc = classification_metrics(newest.y, newest.model)["roc_auc"]
@@ -195,7 +195,7 @@ def _bgnbd_experiment(prepared: Prepared, config: TrainConfig, params: dict, new
         prepared.rfm, prepared.origins.newest, prepared.feature_set, config, params,
         prepared.label, auc,
     )  # fmt: skip
-    tracking.log_metrics(result, prefix="bgnbd_feature_")
+    runs.log_metrics(result, prefix="bgnbd_feature_")
     return result
 
 
@@ -203,7 +203,7 @@ def _log_model_and_gate(fitted: FittedRun, extras: dict, say: Progress) -> Train
     """Log the model and drift reference, register and gate it, write the report; the result."""
     import mlflow
 
-    from training.tracking import runs as tracking
+    from training.tracking import model_io
     from training.tracking.model_registry import promote_if_better, register
     from training.tracking.reference import log_training_reference
 
@@ -213,7 +213,7 @@ def _log_model_and_gate(fitted: FittedRun, extras: dict, say: Progress) -> Train
     say("logging the model and applying the promotion gate")
     champion_metrics, new_on_same = champion_on_same_origins(target, prepared, scores, config)
     X_train, _ = xy(newest.train, prepared.feature_set, prepared.label)
-    model_uri = tracking.log_model(model, input_example=X_train)
+    model_uri = model_io.log_model(model, input_example=X_train)
     X_test, _ = xy(newest.test, prepared.feature_set, prepared.label)
     log_training_reference(target, X_test, prepared.feature_set, scores[0].model)
     version = decision = None
@@ -221,7 +221,7 @@ def _log_model_and_gate(fitted: FittedRun, extras: dict, say: Progress) -> Train
         version = register(
             run.info.run_id,
             target,
-            tracking.MODEL_ARTIFACT_PATH,
+            model_io.MODEL_ARTIFACT_PATH,
             test_cutoff=newest.test_cutoff,
             metrics=evaluation.metrics,
             tags={"verdict": evaluation.verdict[:5000], "loses_to": ",".join(evaluation.loses_to)},
@@ -322,7 +322,7 @@ def _report(fitted: FittedRun, notes: list[str], fingerprint: str) -> str:
     import mlflow
 
     from training.evaluation.run_report import ReportInputs, close_figures, plots_and_report
-    from training.tracking import runs as tracking
+    from training.tracking import runs
 
     tables, config, prepared = fitted.tables, fitted.config, fitted.prepared
     run, model, scores, evaluation = fitted.run, fitted.model, fitted.scores, fitted.evaluation
@@ -347,7 +347,7 @@ def _report(fitted: FittedRun, notes: list[str], fingerprint: str) -> str:
     figures, html = plots_and_report(
         model, newest, prepared.feature_set, prepared.label, config, inputs
     )
-    tracking.log_figures(figures)
+    runs.log_figures(figures)
     mlflow.log_text(html, "report/model_report.html")
     close_figures(figures)
     return f"{run.info.artifact_uri}/report/model_report.html"

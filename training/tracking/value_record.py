@@ -19,15 +19,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from training.tracking.model_io import model_pip_requirements
 from training.tracking.model_registry import CHAMPION_ALIAS, _ensure_registered_model, gate
 from training.tracking.runs import (
     TrackingConfig,
-    code_version,
     configure_tracking,
-    ensure_named_experiment,
     log_figures,
     log_metrics,
-    model_pip_requirements,
+    start_run,
 )
 from training.tracking.value_tracking import VALUE_MODEL_NAME, log_value_model, value_champion
 
@@ -112,11 +111,9 @@ def _record(result: Any, tracking: TrackingConfig) -> ValueRecord:
     import mlflow
 
     configure_tracking(tracking)
-    experiment_id = ensure_named_experiment(VALUE_MODEL_NAME, tracking)
     client = mlflow.MlflowClient()
     champion = value_champion(client)
-    tags = {"target": "value", "code_version": code_version()}
-    with mlflow.start_run(experiment_id=experiment_id, tags=tags) as run:
+    with start_run(VALUE_MODEL_NAME, tracking, tags={"target": "value"}) as run:
         mlflow.log_params({k: json.dumps(v) if isinstance(v, list) else v
                            for k, v in result.model.describe().items()})  # fmt: skip
         log_metrics(result.metrics())

@@ -589,18 +589,10 @@ def log_uplift_model(
     """
     import mlflow
 
-    from training.tracking.runs import (
-        TrackingConfig,
-        configure_tracking,
-        ensure_named_experiment,
-        log_figures,
-    )
+    from training.tracking.runs import log_figures, start_run
 
-    config = tracking or TrackingConfig()
-    configure_tracking(config)
-    experiment_id = ensure_named_experiment(UPLIFT_EXPERIMENT, config)
     run_tags = {"kind": "uplift", "learner": result.config.learner, **(tags or {})}
-    with mlflow.start_run(experiment_id=experiment_id, tags=run_tags) as run:
+    with start_run(UPLIFT_EXPERIMENT, tracking, tags=run_tags) as run:
         params = {k: v for k, v in result.config.__dict__.items()}
         params["feature_columns"] = ",".join(result.model.feature_names_)[:6000]
         mlflow.log_params(params)

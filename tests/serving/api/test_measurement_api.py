@@ -269,7 +269,7 @@ def champion_runs(home: Path) -> dict[str, str]:
     """The MLflow run id of each target's champion in the shared home."""
     from mlflow.tracking import MlflowClient
 
-    from training.tracking import model_registry as registry
+    from training.tracking import model_registry
     from training.tracking.runs import TrackingConfig
 
     track = TrackingConfig(root=str(home / "mlruns"))
@@ -277,7 +277,7 @@ def champion_runs(home: Path) -> dict[str, str]:
         tracking_uri=track.resolved_tracking_uri(), registry_uri=track.resolved_registry_uri()
     )
     return {
-        target: registry.champion(target, client=client).run_id
+        target: model_registry.champion(target, client=client).run_id
         for target in ("churn", "vip", "reactivation")
     }
 

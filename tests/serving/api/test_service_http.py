@@ -92,10 +92,9 @@ def make_serving_home(home: Path, customers: int = 300) -> Path:
     from serving.scoring.store import write_score_table
     from serving.scoring.table import score_table
     from training.model.classifier import WinbackClassifier
-    from training.tracking import model_registry as registry
-    from training.tracking import runs as tracking
+    from training.tracking import model_io, model_registry, runs
 
-    config = tracking.TrackingConfig(root=str(home / "mlruns"))
+    config = runs.TrackingConfig(root=str(home / "mlruns"))
     for i, target in enumerate(("churn", "vip", "reactivation")):
         fs = VIP_FEATURES if target == "vip" else FEATURES
         train, valid = synthetic_features(1500, 10 + i), synthetic_features(500, 20 + i)
@@ -107,14 +106,14 @@ def make_serving_home(home: Path, customers: int = 300) -> Path:
             _labels(train, target, 1),
             eval_set=(valid[fs.names], _labels(valid, target, 2)),
         )
-        with tracking.start_training_run(target, config) as run:
-            tracking.log_model(model, input_example=train[fs.names])
+        with runs.start_training_run(target, config) as run:
+            model_io.log_model(model, input_example=train[fs.names])
             mlflow.log_metrics(training_run_metrics(i))
             mlflow.set_tags(training_run_verdict(i))
-            version = registry.register(
+            version = model_registry.register(
                 run.info.run_id, target, test_cutoff="2024-01-01", metrics={"roc_auc": 0.8}
             )
-        registry.promote(target, version, reason="test fixture")
+        model_registry.promote(target, version, reason="test fixture")
     mlflow.set_tracking_uri(None)
 
     serving_config = ServingConfig(home=home)

@@ -101,7 +101,8 @@ def test_mlflow_gets_manifest_and_aggregates_not_rows_unless_asked(tracking, tmp
     )
     client = mlflow.MlflowClient()
     listed = {a.path for a in client.list_artifacts(plain.mlflow_run_id)}
-    assert listed == {"manifest.json", "aggregates.json"}
+    # the package versions every run records; no rows
+    assert listed == {"manifest.json", "aggregates.json", "package_versions.json"}
     assert {a.path for a in client.list_artifacts(rows.mlflow_run_id)} == listed | {"list.csv"}
     run = client.get_run(plain.mlflow_run_id)
     assert run.data.metrics["rows"] == 200
