@@ -12,17 +12,14 @@ from hypothesis import strategies as st
 
 from tests.training import test_tracking as shared
 from tests.training.test_tracking import LinearStandIn, feature_frame
+from training.tracking.gate import GateConfig, GateDecision, gate
 from training.tracking.model_io import log_model
+from training.tracking.model_list import champion_history, list_models
 from training.tracking.model_registry import (
     CHAMPION_ALIAS,
-    GateConfig,
-    GateDecision,
     NoChampionError,
     RegistryError,
     champion,
-    champion_history,
-    gate,
-    list_models,
     load_champion,
     promote,
     promote_if_better,

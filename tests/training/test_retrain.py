@@ -137,12 +137,12 @@ def test_two_retrains_at_once_one_runs_the_other_exits_3(tmp_path, monkeypatch):
     assert codes == [EXIT_OK, EXIT_LOCKED], outcomes
 
     # the registry is intact: one version, the champion, with its reference bins
-    from training.tracking import model_registry
+    from training.tracking import model_list, model_registry
     from training.tracking.reference import load_reference_bins
     from training.tracking.runs import TrackingConfig, configure_tracking
 
     configure_tracking(TrackingConfig(root=str(root)))
-    versions = model_registry.list_models("churn")
+    versions = model_list.list_models("churn")
     assert [v.version for v in versions] == ["1"] and versions[0].is_champion
     champion = model_registry.load_champion("churn")
     reference = load_reference_bins(model_registry.champion("churn").run_id)
@@ -154,4 +154,4 @@ def test_two_retrains_at_once_one_runs_the_other_exits_3(tmp_path, monkeypatch):
     code, report, _ = run_retrain(lambda: _load(str(shop_dir)), tiny_config(root))
     assert code == EXIT_OK and report.outcomes[0].status == "skipped"
     assert "up to date" in report.outcomes[0].message
-    assert [v.version for v in model_registry.list_models("churn")] == ["1"]
+    assert [v.version for v in model_list.list_models("churn")] == ["1"]

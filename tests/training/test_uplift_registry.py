@@ -8,7 +8,8 @@ import pytest
 
 from tests.training import test_tracking as shared
 from tests.training.test_uplift import _synthetic
-from training.tracking.model_registry import champion, champion_history, list_models, load_champion
+from training.tracking.model_list import champion_history, list_models
+from training.tracking.model_registry import champion, load_champion
 from training.uplift.model import (
     UpliftConfig,
     champion_uplift_location,

@@ -19,8 +19,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from training.tracking.gate import gate
 from training.tracking.model_io import model_pip_requirements
-from training.tracking.model_registry import CHAMPION_ALIAS, _ensure_registered_model, gate
+from training.tracking.model_registry import CHAMPION_ALIAS, _ensure_registered_model
 from training.tracking.runs import (
     TrackingConfig,
     configure_tracking,

@@ -678,7 +678,8 @@ def register_uplift(
     than zero and at least ``min_improvement``; otherwise the version is tagged
     ``role=challenger`` with the reason.
     """
-    from training.tracking.model_registry import GateConfig, promote_if_better, register
+    from training.tracking.gate import GateConfig
+    from training.tracking.model_registry import promote_if_better, register
     from training.tracking.runs import TrackingConfig, configure_tracking
 
     tracking = tracking or TrackingConfig()

@@ -134,7 +134,7 @@ def list_command(
     if target is not None:
         _check_target(target)
     uri = _connect(tracking_uri, config)
-    from training.tracking.model_registry import list_models
+    from training.tracking.model_list import list_models
 
     rows = list_models(target)
     console = _console()
