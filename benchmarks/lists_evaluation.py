@@ -41,12 +41,8 @@ from serving.measurement.campaign import (
     load_hillstrom,
 )
 from training.model.classifier import WinbackClassifier
-from training.uplift.model import (
-    UpliftConfig,
-    campaign_training_table,
-    fit_campaign_uplift,
-    fit_uplift,
-)
+from training.uplift.data import campaign_training_table
+from training.uplift.fit import UpliftConfig, fit_campaign_uplift, fit_uplift
 
 HORIZON = 90
 

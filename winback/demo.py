@@ -149,7 +149,7 @@ def _write_lists(config, serving_config, tables, result, progress, step, timings
     out_dir = Path(config.demo.output_dir)
     tracking = tracking_config(config.train)
     if tables.campaign_contacts is not None and len(tables.campaign_contacts):
-        from training.uplift.model import train_uplift
+        from training.uplift.record import train_uplift
 
         progress("fitting the uplift model on past campaigns")
         uplift = train_uplift(

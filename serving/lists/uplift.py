@@ -47,7 +47,7 @@ def _cached_uplift_model(location: str, store: str) -> Any:
     The store is part of the key: ``models:/winback-uplift/1`` of one working
     directory is not that of another.
     """
-    from training.uplift.model import load_uplift_model
+    from training.uplift.record import load_uplift_model
 
     return load_uplift_model(location)
 
@@ -59,7 +59,7 @@ def registry_uplift_location(tracking: Any = None) -> str | None:
     ``winback-uplift`` has no champion yet.
     """
     from training.tracking.runs import TrackingConfig, configure_tracking
-    from training.uplift.model import champion_uplift_location
+    from training.uplift.record import champion_uplift_location
 
     config = tracking or TrackingConfig()
     uri = config.resolved_tracking_uri()
@@ -121,7 +121,7 @@ def list_uplift(
             location, f"{mlflow.get_tracking_uri()} {mlflow.get_registry_uri()}"
         )
     else:
-        from training.uplift.model import load_uplift_model
+        from training.uplift.record import load_uplift_model
 
         model = load_uplift_model(location)
     try:

@@ -12,7 +12,8 @@ from serving.lists.store import read_manifest
 from tests.cli.test_lists_config import _score_table
 from tests.training import test_tracking as shared
 from training.tracking.runs import TrackingConfig
-from training.uplift.model import fit_uplift, register_uplift, save_uplift_model
+from training.uplift.fit import fit_uplift
+from training.uplift.record import UpliftRows, register_uplift, save_uplift_model
 from winback.cli import app
 
 empty_tracking_db = shared.empty_tracking_db
@@ -55,7 +56,9 @@ def test_winback_list_uses_the_uplift_champion_unless_told_otherwise(tracking, t
     assert all(r["uplift"] is None for r in plain["rows"])
 
     result, X, t, y = _fit_on(features, ["tenure_days", "total_margin_amount"], seed=1)
-    first = register_uplift(result, X, t, y, test_cutoff="2025-06-01", tracking=TrackingConfig())
+    first = register_uplift(
+        result, UpliftRows(X, t, y), test_cutoff="2025-06-01", tracking=TrackingConfig()
+    )
     assert first.promoted
     listed = runner.invoke(app, ["models", "list", "--target", "uplift"])
     assert listed.exit_code == 0, listed.output
@@ -79,7 +82,7 @@ def test_winback_list_uses_the_uplift_champion_unless_told_otherwise(tracking, t
     # a champion that cannot score this score table: the list says so and falls back
     unusable, X2, t2, y2 = _fit_on(features.assign(spend=1.0), ["tenure_days", "spend"], seed=2)
     second = register_uplift(
-        unusable, X2, t2, y2, test_cutoff="2025-06-01", tracking=TrackingConfig()
+        unusable, UpliftRows(X2, t2, y2), test_cutoff="2025-06-01", tracking=TrackingConfig()
     )
     promoted = runner.invoke(app, ["models", "promote", "uplift", second.version])
     assert promoted.exit_code == 0, promoted.output

@@ -15,7 +15,7 @@ from training.tracking.integrity import DIGEST_TAG, ModelIntegrityError, model_d
 from training.tracking.model_io import load_model, log_model, synthetic_input_example
 from training.tracking.model_registry import register
 from training.tracking.runs import log_config, start_training_run
-from training.uplift.model import load_uplift_model
+from training.uplift.record import load_uplift_model
 
 empty_tracking_db = shared.empty_tracking_db
 tracking = shared.tracking

@@ -10,17 +10,10 @@ import pytest
 
 from features.feature_sets import REACTIVATION_FEATURES_V1
 from tests.training import test_tracking as shared
-from training.uplift.model import (
-    UpliftConfig,
-    UpliftModel,
-    campaign_training_table,
-    fit_campaign_uplift,
-    fit_uplift,
-    load_uplift_model,
-    qini_coefficient,
-    qini_curve,
-    save_uplift_model,
-)
+from training.uplift.data import campaign_training_table
+from training.uplift.fit import UpliftConfig, fit_campaign_uplift, fit_uplift
+from training.uplift.model import UpliftModel, qini_coefficient, qini_curve
+from training.uplift.record import load_uplift_model, save_uplift_model
 
 # An empty MLflow store per test (schema migrated once per session), as test_registry does.
 empty_tracking_db = shared.empty_tracking_db
@@ -145,7 +138,7 @@ def test_campaign_uplift_ranks_true_uplift_and_round_trips(small_shop, tmp_path)
 
 
 def test_logged_uplift_model_loads_from_its_run(tracking) -> None:
-    from training.uplift.model import log_uplift_model
+    from training.uplift.record import log_uplift_model
 
     X, t, y, _ = _synthetic(1_500, seed=5)
     result = fit_uplift(

@@ -10,12 +10,12 @@ from tests.training import test_tracking as shared
 from tests.training.test_uplift import _synthetic
 from training.tracking.model_list import champion_history, list_models
 from training.tracking.model_registry import champion, load_champion
-from training.uplift.model import (
-    UpliftConfig,
+from training.uplift.fit import UpliftConfig, fit_uplift
+from training.uplift.model import qini_coefficient
+from training.uplift.record import (
+    UpliftRows,
     champion_uplift_location,
-    fit_uplift,
     load_uplift_model,
-    qini_coefficient,
     register_uplift,
 )
 
@@ -33,7 +33,9 @@ GOOD = UpliftConfig(n_estimators=40)
 
 def _register(config: UpliftConfig, tracking, *, fit_on=Y, **kwargs):
     result = fit_uplift(X, T, fit_on, IDS, config)
-    return register_uplift(result, X, T, Y, test_cutoff="2025-06-30", tracking=tracking, **kwargs)
+    return register_uplift(
+        result, UpliftRows(X, T, Y), test_cutoff="2025-06-30", tracking=tracking, **kwargs
+    )
 
 
 def test_first_model_is_champion_and_lists_can_load_it(tracking) -> None:

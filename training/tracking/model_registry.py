@@ -215,7 +215,7 @@ def load_champion(target: str, *, client: MlflowClient | None = None) -> Any:
     if target not in TARGETS:
         raise ValueError(
             f"load_champion loads the classifiers of {list(TARGETS)}; load the {target!r} "
-            f"champion with training.uplift.model.load_uplift_model(champion_uplift_location())"
+            f"champion with training.uplift.record.load_uplift_model(champion_uplift_location())"
         )
     version = champion(target, client=client)
     if version is None:

@@ -207,7 +207,8 @@ def _train(console, request: TrainRequest, train_config, sections) -> None:
 
 def train_uplift_command(console, data, mapping, train_config, sections, seed: int | None) -> None:
     """``winback train --target uplift``: fit on past campaigns, register, gate on Qini."""
-    from training.uplift.model import UpliftConfig, train_uplift
+    from training.uplift.fit import UpliftConfig
+    from training.uplift.record import train_uplift
     from winback.config import tracking_config
     from winback.shop import load_tables
 

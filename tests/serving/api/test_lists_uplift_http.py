@@ -8,7 +8,8 @@ import pandas as pd
 from serving.scoring import store
 from tests.serving.api import test_service_http as shared
 from training.tracking.runs import TrackingConfig, configure_tracking
-from training.uplift.model import fit_uplift, register_uplift, save_uplift_model
+from training.uplift.fit import fit_uplift
+from training.uplift.record import UpliftRows, register_uplift, save_uplift_model
 
 AUTH = shared.AUTH
 COLUMNS = ["days_since_last_order", "order_count_365d"]
@@ -38,7 +39,9 @@ def test_served_winback_list_uses_the_uplift_champion(client, serving_home, tmp_
     )
     result = fit_uplift(X, t, y, pd.Series(range(n)).astype(str))
     tracking = TrackingConfig(root=str(serving_home / "mlruns"))
-    trained = register_uplift(result, X, t, y, test_cutoff="2025-01-01", tracking=tracking)
+    trained = register_uplift(
+        result, UpliftRows(X, t, y), test_cutoff="2025-01-01", tracking=tracking
+    )
     try:
         body = _winback(client)
         assert body["manifest"]["model_versions"]["uplift"] == f"winback-uplift/{trained.version}"
