@@ -27,9 +27,6 @@ KNOWN = {
     "module features/inputs/contracts.py",
     "module features/engines/spark_engine.py",
     "module training/model/reasons.py",
-    "module training/tracking/model_registry.py",
-    "module training/tracking/runs.py",
-    "module training/uplift/model.py",
     "lines features/inputs/contracts.py:_value_rules",
     "lines features/inputs/contracts.py:validate_table",
     "lines serving/api/lists.py:list_endpoint",
@@ -42,11 +39,8 @@ KNOWN = {
     "parameters serving/lists/store.py:save_list",
     "parameters serving/scoring/spark.py:score_table_spark",
     "parameters training/evaluation/baselines.py:evaluate_baselines",
-    "parameters training/evaluation/metrics.py:expected_maximum_profit",
-    "parameters training/evaluation/metrics.py:profit_maximizing_fraction",
     "parameters training/evaluation/report.py:render_model_report",
     "parameters training/model/tuning.py:tune",
-    "parameters training/uplift/model.py:register_uplift",
 }
 
 

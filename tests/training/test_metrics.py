@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from sklearn import metrics as skm
 
 from training.evaluation.metrics import (
+    ProfitModel,
     capture_at,
     classification_metrics,
     expected_calibration_error,
@@ -181,36 +182,40 @@ def profit_loop(y, score, contact_cost, offer_value, gamma, offer_cost):
 
 
 def test_profit_curve_matches_loop_and_hand_values():
-    curve = profit_curve(Y, SCORE, contact_cost=1.0, offer_value=10.0)
+    curve = profit_curve(Y, SCORE, ProfitModel(contact_cost=1.0, offer_value=10.0))
     # top 1: 10 - 1 = 9; top 3: 2*10 - 3 = 17; top 7: 3*10 - 7 = 23; all: 30 - 10 = 20
     assert curve["profit"].iloc[[0, 1, 3, 7, 10]].tolist() == pytest.approx([0, 9, 17, 23, 20])
     loop = profit_loop(Y, SCORE, 2.0, 12.0, 0.4, 3.0)
     curve = profit_curve(
-        Y, SCORE, contact_cost=2.0, offer_value=12.0, acceptance_rate=0.4, offer_cost=3.0
+        Y,
+        SCORE,
+        ProfitModel(contact_cost=2.0, offer_value=12.0, acceptance_rate=0.4, offer_cost=3.0),
     )
     assert curve["profit"].to_numpy() == pytest.approx(loop)
     assert curve["profit_per_customer"].to_numpy() == pytest.approx(loop / 10)
 
 
 def test_expected_maximum_profit_fixed_acceptance():
-    emp = expected_maximum_profit(Y, SCORE, contact_cost=1.0, offer_value=10.0)
+    emp = expected_maximum_profit(Y, SCORE, ProfitModel(contact_cost=1.0, offer_value=10.0))
     assert emp == pytest.approx(2.3)  # 23 at the top 7, per customer
-    assert profit_maximizing_fraction(Y, SCORE, contact_cost=1.0, offer_value=10.0) == 0.7
+    assert (
+        profit_maximizing_fraction(Y, SCORE, ProfitModel(contact_cost=1.0, offer_value=10.0)) == 0.7
+    )
     # an offer worth less than a contact: contact nobody
-    assert expected_maximum_profit(Y, SCORE, contact_cost=5.0, offer_value=1.0) == 0.0
+    assert expected_maximum_profit(Y, SCORE, ProfitModel(contact_cost=5.0, offer_value=1.0)) == 0.0
 
 
 def test_expected_maximum_profit_uncertain_acceptance():
     kwargs = dict(contact_cost=1.0, offer_value=20.0, offer_cost=2.0)
-    fixed = expected_maximum_profit(Y, SCORE, acceptance_rate=0.3, **kwargs)
+    fixed = expected_maximum_profit(Y, SCORE, ProfitModel(acceptance_rate=0.3, **kwargs))
     # a Beta concentrated at 0.3 gives the fixed-rate value
-    sharp = expected_maximum_profit(Y, SCORE, acceptance_beta=(3e5, 7e5), **kwargs)
+    sharp = expected_maximum_profit(Y, SCORE, ProfitModel(acceptance_beta=(3e5, 7e5), **kwargs))
     assert sharp == pytest.approx(fixed, rel=1e-3)
     # E[max] >= max(E): uncertainty about gamma never lowers EMP below the mean-gamma value
-    wide = expected_maximum_profit(Y, SCORE, acceptance_beta=(6, 14), **kwargs)
+    wide = expected_maximum_profit(Y, SCORE, ProfitModel(acceptance_beta=(6, 14), **kwargs))
     assert wide >= fixed - 1e-12
     with pytest.raises(ValueError, match="acceptance_rate"):
-        profit_curve(Y, SCORE, contact_cost=1, offer_value=2, acceptance_rate=1.5)
+        profit_curve(Y, SCORE, ProfitModel(contact_cost=1, offer_value=2, acceptance_rate=1.5))
 
 
 def test_better_ranking_has_higher_profit():
@@ -219,4 +224,6 @@ def test_better_ranking_has_higher_profit():
     good = y + rng.normal(0, 0.5, 2000)
     noise = rng.normal(0, 1, 2000)
     kwargs = dict(contact_cost=1.0, offer_value=8.0)
-    assert expected_maximum_profit(y, good, **kwargs) > expected_maximum_profit(y, noise, **kwargs)
+    assert expected_maximum_profit(y, good, ProfitModel(**kwargs)) > expected_maximum_profit(
+        y, noise, ProfitModel(**kwargs)
+    )

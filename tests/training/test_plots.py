@@ -10,7 +10,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from sklearn import metrics as skm
 
-from training.evaluation.metrics import profit_curve, reliability_table
+from training.evaluation.metrics import ProfitModel, profit_curve, reliability_table
 from training.evaluation.plots import (
     figure_to_png,
     gains_curve,
@@ -72,7 +72,7 @@ def test_gains_curve_ends_at_one_and_draws_each_score():
 
 
 def test_profit_curve_marks_the_maximum():
-    curve = profit_curve(Y, P, contact_cost=1.0, offer_value=5.0)
+    curve = profit_curve(Y, P, ProfitModel(contact_cost=1.0, offer_value=5.0))
     ax = plot_profit_curve({"model": curve})
     best = ax.collections[0].get_offsets()[0]
     assert best[1] == pytest.approx(curve["profit_per_customer"].max())

@@ -229,11 +229,15 @@ def scorer_metrics(
     offer_value: float,
 ) -> dict[str, float]:
     """The classification metrics plus expected maximum profit of one scorer."""
-    from training.evaluation.metrics import classification_metrics, expected_maximum_profit
+    from training.evaluation.metrics import (
+        ProfitModel,
+        classification_metrics,
+        expected_maximum_profit,
+    )
 
     metrics = classification_metrics(y, score, probabilities=probabilities)
     metrics["expected_maximum_profit"] = expected_maximum_profit(
-        y, score, contact_cost=contact_cost, offer_value=offer_value
+        y, score, ProfitModel(contact_cost=contact_cost, offer_value=offer_value)
     )
     return metrics
 

@@ -14,6 +14,7 @@ ties -- so that a rule is neither flattered nor punished by the row order.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -221,42 +222,61 @@ def classification_metrics(y_true, p, *, probabilities: bool = True) -> dict[str
 # --------------------------------------------------------------------- profit
 
 
-def _profit_components(y, score, contact_cost, offer_value, offer_cost):
+@dataclass(frozen=True)
+class ProfitModel:
+    """What a retention contact costs and earns, for profit curves and EMP.
+
+    Every contacted customer costs ``contact_cost``; a contacted *positive*
+    (e.g. a would-be churner) accepts with probability ``acceptance_rate``
+    (gamma) and is then worth ``offer_value`` -- the margin kept by retaining
+    her -- minus the incentive ``offer_cost`` she redeems; a contacted
+    *negative* (would have stayed anyway) redeems the incentive. With
+    ``acceptance_beta=(alpha, beta)`` gamma is uncertain, ``gamma ~ Beta(alpha,
+    beta)`` (Verbraken et al. use (6, 14)), integrated on ``points`` quantiles.
+    """
+
+    contact_cost: float
+    offer_value: float
+    acceptance_rate: float = 1.0
+    offer_cost: float = 0.0
+    acceptance_beta: tuple[float, float] | None = None
+    points: int = 200
+
+    def __post_init__(self) -> None:
+        if self.contact_cost < 0 or self.offer_value < 0 or self.offer_cost < 0:
+            raise ValueError(
+                "contact_cost, offer_value and offer_cost must be >= 0; got "
+                f"{self.contact_cost}, {self.offer_value}, {self.offer_cost}"
+            )
+        if not 0 <= self.acceptance_rate <= 1:
+            raise ValueError(f"acceptance_rate must lie in [0, 1], got {self.acceptance_rate}")
+        if self.acceptance_beta is not None and min(self.acceptance_beta) <= 0:
+            raise ValueError(f"acceptance_beta parameters must be > 0, got {self.acceptance_beta}")
+
+    def gammas(self) -> np.ndarray:
+        """The acceptance rates integrated over: one fixed rate, or Beta quantiles."""
+        if self.acceptance_beta is None:
+            return np.array([float(self.acceptance_rate)])
+        alpha, beta = self.acceptance_beta
+        return stats.beta.ppf((np.arange(self.points) + 0.5) / self.points, alpha, beta)
+
+
+def _profit_components(y, score) -> tuple[int, np.ndarray, np.ndarray]:
     y_arr, s = _check(y, score, probabilities=False)
-    if contact_cost < 0 or offer_value < 0 or offer_cost < 0:
-        raise ValueError(
-            "contact_cost, offer_value and offer_cost must be >= 0; got "
-            f"{contact_cost}, {offer_value}, {offer_cost}"
-        )
     n = s.size
     k = np.arange(n + 1)
     return n, k, expected_positives_in_top(y_arr, s, k)
 
 
-def profit_curve(
-    y,
-    score,
-    *,
-    contact_cost: float,
-    offer_value: float,
-    acceptance_rate: float = 1.0,
-    offer_cost: float = 0.0,
-) -> pd.DataFrame:
+def profit_curve(y, score, profit: ProfitModel) -> pd.DataFrame:
     """Campaign profit when contacting the top-k customers by score, for every k.
 
-    Profit model (deterministic; Verbraken et al. 2013's EMPC with a fixed
-    acceptance rate):
-
-    * every contacted customer costs ``contact_cost``;
-    * a contacted *positive* (e.g. a would-be churner) accepts with probability
-      ``acceptance_rate`` (gamma) and is then worth ``offer_value`` -- the margin
-      kept by retaining her -- minus the incentive ``offer_cost`` she redeems:
-      ``gamma * (offer_value - offer_cost) - contact_cost``;
-    * a contacted *negative* (would have stayed anyway) redeems the incentive:
-      ``- contact_cost - offer_cost``.
-
-    With the defaults (gamma = 1, no incentive cost) ``offer_value`` is simply
-    the expected value of contacting a positive.
+    Deterministic, at ``profit.acceptance_rate`` (Verbraken et al. 2013's EMPC
+    with a fixed acceptance rate): a contacted positive earns
+    ``gamma * (offer_value - offer_cost) - contact_cost``, a contacted negative
+    costs ``contact_cost + offer_cost``. With the defaults (gamma = 1, no
+    incentive cost) ``offer_value`` is simply the expected value of contacting
+    a positive.
 
     Returns
     -------
@@ -265,94 +285,51 @@ def profit_curve(
         ``positives_contacted`` (expected, ties shared), ``profit`` (total) and
         ``profit_per_customer`` (profit / n, the EMP convention).
     """
-    if not 0 <= acceptance_rate <= 1:
-        raise ValueError(f"acceptance_rate must lie in [0, 1], got {acceptance_rate}")
-    n, k, positives = _profit_components(y, score, contact_cost, offer_value, offer_cost)
+    n, k, positives = _profit_components(y, score)
     negatives = k - positives
-    profit = positives * (
-        acceptance_rate * (offer_value - offer_cost) - contact_cost
-    ) - negatives * (contact_cost + offer_cost)
+    total = positives * (
+        profit.acceptance_rate * (profit.offer_value - profit.offer_cost) - profit.contact_cost
+    ) - negatives * (profit.contact_cost + profit.offer_cost)
     return pd.DataFrame(
         {
             "customers_contacted": k,
             "fraction_contacted": k / n,
             "positives_contacted": positives,
-            "profit": profit,
-            "profit_per_customer": profit / n,
+            "profit": total,
+            "profit_per_customer": total / n,
         }
     )
 
 
-def _acceptance_grid(acceptance_beta: tuple[float, float], points: int) -> np.ndarray:
-    alpha, beta = acceptance_beta
-    if alpha <= 0 or beta <= 0:
-        raise ValueError(f"acceptance_beta parameters must be > 0, got {acceptance_beta}")
-    return stats.beta.ppf((np.arange(points) + 0.5) / points, alpha, beta)
-
-
-def _profit_matrix(y, score, contact_cost, offer_value, offer_cost, gammas):
-    n, k, positives = _profit_components(y, score, contact_cost, offer_value, offer_cost)
+def _profit_matrix(y, score, profit: ProfitModel) -> tuple[int, np.ndarray, np.ndarray]:
+    n, k, positives = _profit_components(y, score)
     negatives = k - positives
     # rows: gamma, columns: k
-    profit = (
-        np.outer(gammas, positives * (offer_value - offer_cost))
-        - positives * contact_cost
-        - negatives * (contact_cost + offer_cost)
+    matrix = (
+        np.outer(profit.gammas(), positives * (profit.offer_value - profit.offer_cost))
+        - positives * profit.contact_cost
+        - negatives * (profit.contact_cost + profit.offer_cost)
     )
-    return n, k, profit
+    return n, k, matrix
 
 
-def expected_maximum_profit(
-    y,
-    score,
-    *,
-    contact_cost: float,
-    offer_value: float,
-    acceptance_rate: float = 1.0,
-    offer_cost: float = 0.0,
-    acceptance_beta: tuple[float, float] | None = None,
-    points: int = 200,
-) -> float:
+def expected_maximum_profit(y, score, profit: ProfitModel) -> float:
     """Expected maximum profit per customer (EMP) of a score.
 
-    With a fixed ``acceptance_rate`` this is the maximum of
-    :func:`profit_curve`'s ``profit_per_customer`` over the contact fraction
-    (contacting nobody gives 0, so EMP >= 0). With ``acceptance_beta=(alpha,
-    beta)`` the acceptance rate gamma is uncertain, ``gamma ~ Beta(alpha,
-    beta)`` (Verbraken et al. use (6, 14)), and EMP is the expectation over
-    gamma of the best profit for that gamma, computed on ``points`` quantiles.
+    With a fixed acceptance rate this is the maximum of :func:`profit_curve`'s
+    ``profit_per_customer`` over the contact fraction (contacting nobody gives
+    0, so EMP >= 0); with ``acceptance_beta`` it is the expectation over gamma
+    of the best profit for that gamma.
     """
-    gammas = (
-        _acceptance_grid(acceptance_beta, points)
-        if acceptance_beta is not None
-        else np.array([float(acceptance_rate)])
-    )
-    if acceptance_beta is None and not 0 <= acceptance_rate <= 1:
-        raise ValueError(f"acceptance_rate must lie in [0, 1], got {acceptance_rate}")
-    n, _k, profit = _profit_matrix(y, score, contact_cost, offer_value, offer_cost, gammas)
-    return float(profit.max(axis=1).mean() / n)
+    n, _k, matrix = _profit_matrix(y, score, profit)
+    return float(matrix.max(axis=1).mean() / n)
 
 
-def profit_maximizing_fraction(
-    y,
-    score,
-    *,
-    contact_cost: float,
-    offer_value: float,
-    acceptance_rate: float = 1.0,
-    offer_cost: float = 0.0,
-    acceptance_beta: tuple[float, float] | None = None,
-    points: int = 200,
-) -> float:
+def profit_maximizing_fraction(y, score, profit: ProfitModel) -> float:
     """The share of customers to contact that achieves :func:`expected_maximum_profit`.
 
     Under an uncertain acceptance rate, the expected optimal fraction over gamma.
     The smallest optimal fraction is taken when several tie.
     """
-    gammas = (
-        _acceptance_grid(acceptance_beta, points)
-        if acceptance_beta is not None
-        else np.array([float(acceptance_rate)])
-    )
-    n, k, profit = _profit_matrix(y, score, contact_cost, offer_value, offer_cost, gammas)
-    return float((k[profit.argmax(axis=1)] / n).mean())
+    n, k, matrix = _profit_matrix(y, score, profit)
+    return float((k[matrix.argmax(axis=1)] / n).mean())

@@ -58,7 +58,7 @@ def plots_and_report(
     """
     comparison, metrics = inputs.comparison, inputs.metrics
     from training.evaluation import plots
-    from training.evaluation.metrics import lift_table, profit_curve
+    from training.evaluation.metrics import ProfitModel, lift_table, profit_curve
     from training.evaluation.report import render_model_report
     from training.model.reasons import reason_codes, reason_frequencies
 
@@ -71,7 +71,9 @@ def plots_and_report(
     contributions = model.contributions(sample)
     curves = {
         name: profit_curve(
-            y_test, score, contact_cost=config.contact_cost, offer_value=config.offer_value
+            y_test,
+            score,
+            ProfitModel(contact_cost=config.contact_cost, offer_value=config.offer_value),
         )
         for name, score in scores.items()
     }
