@@ -32,14 +32,12 @@ KNOWN = {
     "lines serving/api/lists.py:list_endpoint",
     "lines serving/lists/build.py:build_list",
     "lines training/model/reasons.py:customer_reasons",
-    "lines training/evaluation/report.py:render_model_report",
     "parameters serving/lists/build.py:build_list",
     "parameters serving/lists/store.py:create_list",
     "parameters serving/lists/store.py:create_list_from_score_table",
     "parameters serving/lists/store.py:save_list",
     "parameters serving/scoring/spark.py:score_table_spark",
     "parameters training/evaluation/baselines.py:evaluate_baselines",
-    "parameters training/evaluation/report.py:render_model_report",
     "parameters training/model/tuning.py:tune",
 }
 

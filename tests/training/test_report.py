@@ -12,7 +12,7 @@ import pytest
 
 from training.evaluation.metrics import classification_metrics, lift_table
 from training.evaluation.plots import plot_reliability
-from training.evaluation.report import render_model_report, write_model_report
+from training.evaluation.report import ModelReport, render_model_report, write_model_report
 
 RNG = np.random.default_rng(3)
 P = RNG.uniform(0.05, 0.95, 200)
@@ -43,7 +43,7 @@ def _kwargs():
 
 
 def test_report_has_every_section_and_values():
-    page = render_model_report(**_kwargs())
+    page = render_model_report(ModelReport(**_kwargs()))
     for heading in (
         "Data",
         "Labels",
@@ -63,7 +63,7 @@ def test_report_has_every_section_and_values():
 
 
 def test_report_is_self_contained_and_images_decode():
-    page = render_model_report(**_kwargs())
+    page = render_model_report(ModelReport(**_kwargs()))
     assert not re.search(r'(src|href)="(https?:)?//', page)
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
     assert len(images) == 2
@@ -71,26 +71,26 @@ def test_report_is_self_contained_and_images_decode():
 
 
 def test_report_escapes_user_text():
-    page = render_model_report(**_kwargs())
+    page = render_model_report(ModelReport(**_kwargs()))
     assert "<script>" not in page
     assert "&lt;script&gt;" in page
 
 
 def test_minimal_report_and_missing_values():
-    page = render_model_report(target="vip", metrics={"roc_auc": float("nan"), "n": 3})
+    page = render_model_report(ModelReport(target="vip", metrics={"roc_auc": float("nan"), "n": 3}))
     assert "<h2>Test metrics</h2>" in page and "<h2>Plots</h2>" not in page
     assert "—" in page
 
 
 def test_write_model_report(tmp_path):
-    path = write_model_report(tmp_path / "reports" / "churn.html", **_kwargs())
-    assert path.read_text(encoding="utf-8") == render_model_report(**_kwargs())
+    path = write_model_report(tmp_path / "reports" / "churn.html", ModelReport(**_kwargs()))
+    assert path.read_text(encoding="utf-8") == render_model_report(ModelReport(**_kwargs()))
     assert [p.name for p in path.parent.iterdir()] == ["churn.html"]  # no temp file left
 
 
 def test_write_fails_cleanly_on_bad_arguments(tmp_path):
     with pytest.raises(TypeError):
-        write_model_report(tmp_path / "r.html", target="churn")  # metrics is required
+        write_model_report(tmp_path / "r.html", ModelReport(target="churn"))  # metrics is required
     assert list(tmp_path.iterdir()) == []
 
 
@@ -99,7 +99,7 @@ def test_report_ends_the_comparison_with_the_intervals_and_the_verdict():
         {"delta": [0.02, -0.009], "ci_low": [0.01, -0.02], "ci_high": [0.03, 0.003]},
         index=pd.Index(["rfm", "logistic"], name="baseline"),
     )
-    page = render_model_report(**_kwargs(), deltas=deltas)
+    page = render_model_report(ModelReport(**_kwargs(), deltas=deltas))
     assert "<h2>ROC-AUC model − baseline (paired bootstrap 95% interval)</h2>" in page
     assert "does not beat logistic (Δ -0.009 [-0.020, +0.003])" in page
     assert "rfm (Δ" not in page  # a baseline beaten with its interval above zero is not listed

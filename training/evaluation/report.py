@@ -15,6 +15,7 @@ import html
 import math
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -85,109 +86,115 @@ def _section(title: str, body: str) -> str:
     return f"<section><h2>{html.escape(title)}</h2>{body}</section>"
 
 
-def render_model_report(
-    *,
-    target: str,
-    metrics: Mapping[str, float],
-    comparison: pd.DataFrame | None = None,
-    figures: Mapping[str, Figure | Axes | bytes] | None = None,
-    data_summary: Mapping[str, object] | None = None,
-    label_summary: Mapping[str, object] | None = None,
-    calibration: Mapping[str, object] | None = None,
-    lift: pd.DataFrame | None = None,
-    reasons: pd.DataFrame | None = None,
-    segments: pd.DataFrame | None = None,
-    notes: Sequence[str] = (),
-    deltas: pd.DataFrame | None = None,
-    title: str | None = None,
-    generated_at: dt.datetime | None = None,
-) -> str:
-    """The model report as one self-contained HTML string.
+@dataclass(frozen=True)
+class ModelReport:
+    """What one model report shows; every part but the target and metrics is optional.
 
-    Parameters
-    ----------
-    target
-        ``"churn"``, ``"vip"`` or ``"reactivation"``.
-    metrics
-        The model's test metrics (``training.evaluation.metrics.classification_metrics`` and extras).
-    comparison
-        Model, baselines and oracle as rows, metrics as columns.
-    figures
-        Caption -> figure (matplotlib Figure/Axes or PNG bytes), embedded as base64.
-    data_summary, label_summary, calibration
-        Small key -> value tables: source, fingerprint, cutoffs, rows; label
-        definition and base rates; calibration method with Brier / log loss / ECE
-        before and after.
-    lift, reasons, segments
-        ``training.evaluation.metrics.lift_table``, ``training.model.reasons.reason_frequencies``
-        and a per-segment metrics table (e.g. by tier).
-    notes
-        Free sentences shown at the top (e.g. the gate decision, the BG/NBD-feature result).
-    deltas
-        ROC-AUC model − baseline per baseline with its paired bootstrap
-        interval (``delta``, ``ci_low``, ``ci_high``); ends the comparison with
-        the verdict.
-    generated_at
-        Timestamp shown in the header; now (UTC) by default.
+    ``comparison`` has the model, baselines and oracle as rows and metrics as
+    columns; ``figures`` maps a caption to a matplotlib Figure/Axes or PNG
+    bytes (embedded as base64); ``data_summary``, ``label_summary`` and
+    ``calibration`` are small key -> value tables (source, fingerprint,
+    cutoffs; label definition and base rates; calibration method with Brier /
+    log loss / ECE before and after); ``lift``, ``reasons`` and ``segments``
+    are ``training.evaluation.metrics.lift_table``,
+    ``training.model.reasons.reason_frequencies`` and a per-segment metrics
+    table; ``notes`` are sentences shown at the top (e.g. the gate decision);
+    ``deltas`` is ROC-AUC model − baseline per baseline with its paired
+    bootstrap interval (``delta``, ``ci_low``, ``ci_high``), which ends the
+    comparison with the verdict; ``generated_at`` is now (UTC) by default.
     """
-    when = generated_at or dt.datetime.now(dt.UTC)
-    title = title or f"winback {target} model report"
+
+    target: str
+    metrics: Mapping[str, float]
+    comparison: pd.DataFrame | None = None
+    figures: Mapping[str, Figure | Axes | bytes] | None = None
+    data_summary: Mapping[str, object] | None = None
+    label_summary: Mapping[str, object] | None = None
+    calibration: Mapping[str, object] | None = None
+    lift: pd.DataFrame | None = None
+    reasons: pd.DataFrame | None = None
+    segments: pd.DataFrame | None = None
+    notes: Sequence[str] = ()
+    deltas: pd.DataFrame | None = None
+    title: str | None = None
+    generated_at: dt.datetime | None = None
+
+
+def _has_rows(frame: pd.DataFrame | None) -> bool:
+    return frame is not None and not frame.empty
+
+
+def _header(report: ModelReport) -> list[str]:
+    when = report.generated_at or dt.datetime.now(dt.UTC)
+    title = report.title or f"winback {report.target} model report"
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
-        f'<p class="subtitle">target <b>{html.escape(target)}</b> · generated '
+        f'<p class="subtitle">target <b>{html.escape(report.target)}</b> · generated '
         f"{html.escape(when.strftime('%Y-%m-%d %H:%M UTC'))}</p>",
     ]
-    if notes:
-        items = "".join(f"<li>{html.escape(str(n))}</li>" for n in notes)
+    if report.notes:
+        items = "".join(f"<li>{html.escape(str(n))}</li>" for n in report.notes)
         parts.append(f'<ul class="note">{items}</ul>')
-    if data_summary:
-        parts.append(_section("Data", _mapping_table(data_summary)))
-    if label_summary:
-        parts.append(_section("Labels", _mapping_table(label_summary)))
-    parts.append(_section("Test metrics", _mapping_table(metrics)))
-    if comparison is not None and not comparison.empty:
+    return parts
+
+
+def _comparison_sections(report: ModelReport) -> list[str]:
+    parts = []
+    if _has_rows(report.comparison):
         parts.append(
             _section(
                 "Model vs baselines (mean over the same test origins)",
-                _frame_table(comparison)
+                _frame_table(report.comparison)
                 + '<p class="note">Rule baselines rank customers but do not give probabilities: '
                 "their log loss, Brier score and ECE are not defined (—).</p>",
             )
         )
-    if deltas is not None and not deltas.empty:
+    if _has_rows(report.deltas):
         from training.evaluation.compare import verdict_line
 
+        verdict = html.escape(verdict_line(report.deltas))
         parts.append(
             _section(
                 "ROC-AUC model − baseline (paired bootstrap 95% interval)",
-                _frame_table(deltas)
-                + f'<p class="verdict"><b>Verdict:</b> {html.escape(verdict_line(deltas))}</p>',
+                _frame_table(report.deltas) + f'<p class="verdict"><b>Verdict:</b> {verdict}</p>',
             )
         )
-    if calibration:
-        parts.append(_section("Calibration", _mapping_table(calibration)))
-    if lift is not None and not lift.empty:
-        parts.append(_section("Lift by decile", _frame_table(lift, index=False)))
-    if figures:
-        parts.append(_section("Plots", "".join(_figure(c, f) for c, f in figures.items())))
-    if reasons is not None and not reasons.empty:
-        parts.append(_section("Most common first reasons", _frame_table(reasons)))
-    if segments is not None and not segments.empty:
-        parts.append(_section("Segments", _frame_table(segments)))
+    return parts
+
+
+def render_model_report(report: ModelReport) -> str:
+    """The model report as one self-contained HTML string."""
+    parts = _header(report)
+    if report.data_summary:
+        parts.append(_section("Data", _mapping_table(report.data_summary)))
+    if report.label_summary:
+        parts.append(_section("Labels", _mapping_table(report.label_summary)))
+    parts.append(_section("Test metrics", _mapping_table(report.metrics)))
+    parts.extend(_comparison_sections(report))
+    if report.calibration:
+        parts.append(_section("Calibration", _mapping_table(report.calibration)))
+    if _has_rows(report.lift):
+        parts.append(_section("Lift by decile", _frame_table(report.lift, index=False)))
+    if report.figures:
+        figures = "".join(_figure(c, f) for c, f in report.figures.items())
+        parts.append(_section("Plots", figures))
+    if _has_rows(report.reasons):
+        parts.append(_section("Most common first reasons", _frame_table(report.reasons)))
+    if _has_rows(report.segments):
+        parts.append(_section("Segments", _frame_table(report.segments)))
     parts.append("</body></html>")
     return "\n".join(parts)
 
 
-def write_model_report(path: str | os.PathLike, **kwargs) -> Path:
-    """Render :func:`render_model_report` (same keyword arguments) and write it to ``path``.
+def write_model_report(path: str | os.PathLike, report: ModelReport) -> Path:
+    """Render :func:`render_model_report` and write it to ``path``.
 
     The file is written to a temporary sibling and renamed, so a reader never
     sees half a report. Returns the path.
     """
     target = Path(path)
-    text = render_model_report(**kwargs)
-    publish_text(target, text)
+    publish_text(target, render_model_report(report))
     return target

@@ -59,7 +59,7 @@ def plots_and_report(
     comparison, metrics = inputs.comparison, inputs.metrics
     from training.evaluation import plots
     from training.evaluation.metrics import ProfitModel, lift_table, profit_curve
-    from training.evaluation.report import render_model_report
+    from training.evaluation.report import ModelReport, render_model_report
     from training.model.reasons import reason_codes, reason_frequencies
 
     X_test, y_test = xy(split.test, feature_set, label)
@@ -96,18 +96,20 @@ def plots_and_report(
     }
     segments = segment_table(feature_set, X_test, y_test, p_test)
     html = render_model_report(
-        target=config.target,
-        metrics=metrics,
-        comparison=comparison,
-        figures={name.replace("_", " "): fig for name, fig in figures.items()},
-        data_summary=inputs.data_summary,
-        label_summary=label_summary,
-        calibration=calibration,
-        lift=lift_table(y_test, p_test),
-        reasons=reason_frequencies(reason_codes(contributions, sample)),
-        segments=segments,
-        notes=inputs.notes,
-        deltas=inputs.deltas,
+        ModelReport(
+            target=config.target,
+            metrics=metrics,
+            comparison=comparison,
+            figures={name.replace("_", " "): fig for name, fig in figures.items()},
+            data_summary=inputs.data_summary,
+            label_summary=label_summary,
+            calibration=calibration,
+            lift=lift_table(y_test, p_test),
+            reasons=reason_frequencies(reason_codes(contributions, sample)),
+            segments=segments,
+            notes=inputs.notes,
+            deltas=inputs.deltas,
+        )
     )
     return figures, html
 
