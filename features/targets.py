@@ -10,6 +10,7 @@ spelling them again.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,9 @@ TARGET_NAMES: tuple[str, ...] = tuple(TARGETS)
 
 #: Targets with pipelines of their own (regression of value; campaign uplift).
 OTHER_TARGET_NAMES: tuple[str, ...] = ("value", "uplift")
+
+#: A classification target's name as a type, for pydantic settings and request models.
+TargetName = Literal[TARGET_NAMES]  # type: ignore[valid-type]
 
 
 def target(name: str) -> Target:

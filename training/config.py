@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-Target = Literal["churn", "vip", "reactivation"]
+from features.targets import TargetName
 
 #: Metrics the promotion gate may compare, with whether higher is better.
 GATE_METRICS: dict[str, bool] = {
@@ -85,7 +85,7 @@ class TrainConfig(_Frozen):
     ``training.split``).
     """
 
-    target: Target = "churn"
+    target: TargetName = "churn"
     feature_set: str | None = Field(
         None, description="Feature set name; the target's default set when None."
     )

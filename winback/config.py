@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from features.custom.spec import CustomFeature, custom_definitions
 from features.simulation import SimulationConfig
+from features.targets import TARGET_NAMES
 from serving.config import ServingConfig
 from serving.lists.settings import ListConfig, ListSettings
 from training.config import TrainConfig
@@ -50,16 +51,16 @@ class DemoSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    targets: tuple[str, ...] = ("churn", "vip", "reactivation")
+    targets: tuple[str, ...] = TARGET_NAMES
     tune_trials: int = Field(5, ge=0)
     output_dir: str = "winback_output"
 
     @field_validator("targets")
     @classmethod
     def _known_targets(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        unknown = sorted(set(value) - {"churn", "vip", "reactivation"})
+        unknown = sorted(set(value) - set(TARGET_NAMES))
         if unknown:
-            raise ValueError(f"unknown targets {unknown}; use churn, vip, reactivation")
+            raise ValueError(f"unknown targets {unknown}; use {', '.join(TARGET_NAMES)}")
         return value
 
 

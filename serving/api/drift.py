@@ -8,7 +8,8 @@ from typing import Any
 from pydantic import BaseModel, Field
 from starlette.responses import JSONResponse
 
-from serving.api.schemas import REQUEST_CONFIG, Target
+from features.targets import TargetName
+from serving.api.schemas import REQUEST_CONFIG
 from serving.api.state import ServingState
 from serving.config import TARGETS
 from serving.monitoring.drift import DriftConfig, drift_report
@@ -20,7 +21,7 @@ class DriftRequest(BaseModel):
     model_config = REQUEST_CONFIG
 
     as_of: dt.date | None = Field(None, description="Score table date; the newest when omitted.")
-    targets: list[Target] | None = Field(None, description="Targets to check; all scored ones.")
+    targets: list[TargetName] | None = Field(None, description="Targets to check; all scored ones.")
     warn_psi: float = Field(0.1, gt=0)
     alert_psi: float = Field(0.25, gt=0)
 

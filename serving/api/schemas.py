@@ -15,10 +15,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from features.targets import TargetName
 from serving.config import MAX_POSTED_ROWS
 from serving.lists.store import LIST_ID_PATTERN
-
-Target = Literal["churn", "vip", "reactivation"]
 
 #: Request models: no unknown fields, no input values in errors (no customer data in
 #: logs), no infinity or NaN where a number is expected, no conversions ("1" is not 1).
@@ -164,7 +163,7 @@ class ScoreRowsRequest(BaseModel):
         description=f"Column-wise feature values: feature -> values (at most {MAX_POSTED_ROWS:,} "
         f"each, {MAX_POSTED_COLUMNS} columns).",
     )
-    targets: list[Target] | None = Field(
+    targets: list[TargetName] | None = Field(
         default=None,
         description="Targets to score (default all three); rows need the union of their "
         "feature sets' columns, exactly.",
@@ -199,7 +198,7 @@ class ScoreRowsResponse(BaseModel):
 class ModelInfo(BaseModel):
     """One served model: a target's classifier, or the ``value`` model (``winback-value``)."""
 
-    target: Literal["churn", "vip", "reactivation", "value"]
+    target: TargetName | Literal["value"]
     name: str
     version: str
     feature_set: str

@@ -29,6 +29,7 @@ from typing import Any
 import pandas as pd
 
 from features.publish import publish_file, publish_text
+from features.targets import TARGET_NAMES
 from serving.lists.build import (
     LIST_KINDS,
     SUPPRESSED_ROWS,
@@ -383,7 +384,7 @@ def create_list_from_score_table(
         raise FileNotFoundError(f"score table of {as_of} in {score_dir}: {exc}") from None
     versions: dict[str, Any] = {
         t: (str(scores[f"{t}_model_version"].iloc[0]) if len(scores) else None)
-        for t in ("churn", "vip", "reactivation")
+        for t in TARGET_NAMES
         if f"{t}_model_version" in scores.columns
     }
     if uplift.model_version is not None:
