@@ -1,6 +1,6 @@
 """``winback data validate``: load a shop, validate it, show and keep the quarantine.
 
-The lead registers :func:`validate` on the ``data`` group in ``winback/cli.py``.
+``winback/cli.py`` registers :func:`validate` on the ``data`` group.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """``winback features build`` and ``winback features table``: features and training tables to Parquet.
 
-The lead mounts :data:`app` as ``winback features`` in ``winback/cli.py``. Both
+``winback/cli.py`` mounts :data:`app` as ``winback features``. Both
 commands load a shop with ``features.inputs.sources.load_shop`` (file, folder or
 database, optional column mapping), show progress on stderr, write Parquet
 atomically (a temp file in the same folder, then a rename) and print a summary.

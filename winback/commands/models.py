@@ -1,6 +1,6 @@
 """``winback models list|promote|rollback``: look at and move the registered champions.
 
-The lead mounts :data:`app` as ``winback models`` in ``winback/cli.py``. MLflow
+``winback/cli.py`` mounts :data:`app` as ``winback models``. MLflow
 is imported inside the commands (it takes seconds), so ``winback --help`` stays
 fast. Every command reads the same store as ``winback train``: ``./mlruns`` of
 the working directory, ``MLFLOW_TRACKING_URI``, ``--tracking-uri`` or the
