@@ -3,26 +3,19 @@
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from features.feature_sets import FeatureSet
-from training.tracking.runs import package_versions
+from training.tracking.runs import TRACKED_PACKAGES, package_versions
 
-#: What the logged model needs at load time (``winback`` itself is installed
-#: separately: it is not on a package index).
-MODEL_REQUIREMENTS = (
-    "mlflow",
-    "lightgbm",
-    "scikit-learn",
-    "pandas",
-    "numpy",
-    "scipy",
-    "pyarrow",
-    "duckdb",
-    "cloudpickle",
+#: What the logged model needs at load time: the tracked packages but winback itself
+#: (installed separately: it is not on a package index) and the tuner.
+MODEL_REQUIREMENTS = tuple(
+    p for p in TRACKED_PACKAGES if p not in ("winback", "optuna", "optuna-integration")
 )
 
 
@@ -110,42 +103,69 @@ def _positive_probability(probabilities: Any) -> np.ndarray:
     return array
 
 
-def _load_python_model_class():
+def python_model_class(name: str, attribute: str, predict: Callable[[Any, pd.DataFrame], Any]):
+    """An MLflow pyfunc class named ``name`` carrying one fitted object as ``attribute``.
+
+    ``predict(inner, frame)`` answers the pyfunc's ``predict``. The class is
+    made on first use, so importing a module does not import MLflow; the
+    module that names it serves it from its ``__getattr__`` so pickles find
+    it. Our signatures are explicit, so MLflow's type-hint check of
+    ``predict`` (and its warning) is skipped.
+    """
     import mlflow.pyfunc
 
-    class WinbackPythonModel(mlflow.pyfunc.PythonModel):
-        """MLflow pyfunc wrapper carrying a whole fitted ``WinbackClassifier``.
+    def __init__(self, inner: Any) -> None:
+        setattr(self, attribute, inner)
 
-        ``predict`` returns the calibrated probability of the positive class,
-        one per row; :func:`load_model` unwraps the classifier itself, which
-        serving needs for ``contributions`` (reason codes).
-        """
+    def predict_(self, context, model_input, params=None):  # noqa: ARG001 (pyfunc contract)
+        return predict(getattr(self, attribute), pd.DataFrame(model_input))
 
-        # Our signature is explicit (inferred from the input example); skip
-        # MLflow's type-hint validation of ``predict`` and its warning about it.
-        _skip_type_hint_validation = True
+    module, _, qualname = name.rpartition(".")
+    return type(
+        qualname,
+        (mlflow.pyfunc.PythonModel,),
+        {
+            "__init__": __init__,
+            "predict": predict_,
+            "_skip_type_hint_validation": True,
+            "__module__": module,
+            "__qualname__": qualname,
+            "__doc__": f"MLflow pyfunc wrapper carrying a whole fitted model as ``{attribute}``.",
+        },
+    )
 
-        def __init__(self, classifier: Any):
-            self.classifier = classifier
 
-        def predict(self, context, model_input, params=None):  # noqa: ARG002 (pyfunc contract)
-            feature_set = getattr(self.classifier, "feature_set_", None)
-            frame = pd.DataFrame(model_input)
-            return _positive_probability(
-                self.classifier.predict_proba(decode_model_input(frame, feature_set))
-            )
+def load_python_model(uri: str, attribute: str, hint: str) -> Any:
+    """The fitted object inside a logged or registered pyfunc, as ``attribute``.
 
-    WinbackPythonModel.__module__ = __name__
-    WinbackPythonModel.__qualname__ = "WinbackPythonModel"
-    return WinbackPythonModel
+    A registered version is unpickled only when its files still have the
+    SHA-256 recorded at registration (``training.tracking.integrity``).
+    ``hint`` names the function that logs such models, for the error.
+    """
+    import mlflow
+
+    from training.tracking.integrity import verified_download
+
+    with tempfile.TemporaryDirectory() as folder:
+        pyfunc = mlflow.pyfunc.load_model(str(verified_download(uri, folder)))
+    inner = getattr(pyfunc.unwrap_python_model(), attribute, None)
+    if inner is None:
+        raise TypeError(
+            f"model {uri!r} is not a winback model of this kind (no {attribute} inside its "
+            f"pyfunc wrapper); log such models with {hint}"
+        )
+    return inner
+
+
+def _classifier_probability(classifier: Any, frame: pd.DataFrame) -> np.ndarray:
+    feature_set = getattr(classifier, "feature_set_", None)
+    return _positive_probability(classifier.predict_proba(decode_model_input(frame, feature_set)))
 
 
 def __getattr__(name: str):
-    # The pyfunc wrapper subclasses an MLflow class; build it lazily so that
-    # importing this module does not import MLflow, while pickles can still
-    # find ``training.tracking.runs.WinbackPythonModel``.
+    # Pickles of logged classifiers name ``training.tracking.model_io.WinbackPythonModel``.
     if name == "WinbackPythonModel":
-        cls = _load_python_model_class()
+        cls = python_model_class(f"{__name__}.{name}", "classifier", _classifier_probability)
         globals()[name] = cls
         return cls
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -189,8 +209,7 @@ def log_model(
     if input_example.empty:
         raise ValueError("input_example has no rows: pass the training features")
     example = synthetic_input_example(encode_model_input(input_example, feature_set))
-    python_model = globals().get("WinbackPythonModel") or __getattr__("WinbackPythonModel")
-    wrapper = python_model(model)
+    wrapper = __getattr__("WinbackPythonModel")(model)
     output = wrapper.predict(None, example)
     signature = infer_signature(example, output)
     metadata_ = {"feature_set": feature_set.to_dict()} if feature_set is not None else None
@@ -210,21 +229,7 @@ def load_model(uri: str) -> Any:
     """Load a logged or registered model back as the native ``WinbackClassifier``.
 
     Accepts any MLflow model URI (``models:/winback-churn@champion``,
-    ``models:/winback-churn/3``, ``runs:/<run_id>/model``, ``models:/m-...``). A
-    registered version is unpickled only when its files still have the SHA-256
-    recorded at registration (``training.tracking.integrity``).
+    ``models:/winback-churn/3``, ``runs:/<run_id>/model``, ``models:/m-...``);
+    registered versions are checked against their digest first.
     """
-    import mlflow
-
-    from training.tracking.integrity import verified_download
-
-    with tempfile.TemporaryDirectory() as folder:
-        pyfunc = mlflow.pyfunc.load_model(str(verified_download(uri, folder)))
-    wrapper = pyfunc.unwrap_python_model()
-    classifier = getattr(wrapper, "classifier", None)
-    if classifier is None:
-        raise TypeError(
-            f"model {uri!r} is not a winback model (no classifier inside its pyfunc wrapper); "
-            "log models with training.tracking.model_io.log_model"
-        )
-    return classifier
+    return load_python_model(uri, "classifier", "training.tracking.model_io.log_model")

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from training.tracking.gate import gate
+from training.tracking.integrity import DIGEST_TAG, digest_of_uri
 from training.tracking.model_io import model_pip_requirements
 from training.tracking.model_registry import CHAMPION_ALIAS, _ensure_registered_model
 from training.tracking.runs import (
@@ -123,7 +124,10 @@ def _record(result: Any, tracking: TrackingConfig) -> ValueRecord:
         uri = log_value_model(result.model, pip_requirements=model_pip_requirements())
         _ensure_registered_model(client, VALUE_MODEL_NAME, "value")
         version = client.create_model_version(
-            VALUE_MODEL_NAME, source=uri, run_id=run.info.run_id
+            VALUE_MODEL_NAME,
+            source=uri,
+            run_id=run.info.run_id,
+            tags={DIGEST_TAG: digest_of_uri(uri)},
         ).version
     client.set_model_version_tag(
         VALUE_MODEL_NAME, version, "test_origins", json.dumps(_origins(result))

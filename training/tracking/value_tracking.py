@@ -15,36 +15,20 @@ from typing import Any
 import pandas as pd
 
 from training.evaluation.value_baselines import SUMMARY_COLUMNS
+from training.tracking.model_io import load_python_model, python_model_class
 
 VALUE_MODEL_NAME = "winback-value"
 VALUE_ARTIFACT_PATH = "value_model"
 
 
-def _python_model_class():
-    import mlflow.pyfunc
-
-    class WinbackValuePythonModel(mlflow.pyfunc.PythonModel):
-        """MLflow pyfunc wrapper carrying a whole ``FittedValueModel``."""
-
-        _skip_type_hint_validation = True
-
-        def __init__(self, value_model: Any):
-            self.value_model = value_model
-
-        def predict(self, context, model_input, params=None):  # noqa: ARG002 (pyfunc contract)
-            frame = pd.DataFrame(model_input)
-            return self.value_model.predict(frame, frame[list(SUMMARY_COLUMNS)])
-
-    WinbackValuePythonModel.__module__ = __name__
-    WinbackValuePythonModel.__qualname__ = "WinbackValuePythonModel"
-    return WinbackValuePythonModel
+def _predicted_value(value_model: Any, frame: pd.DataFrame) -> Any:
+    return value_model.predict(frame, frame[list(SUMMARY_COLUMNS)])
 
 
 def __getattr__(name: str):
-    # Built lazily so importing this module does not import MLflow, while pickles
-    # can still find ``training.tracking.value_tracking.WinbackValuePythonModel``.
+    # Pickles of logged value models name this module's ``WinbackValuePythonModel``.
     if name == "WinbackValuePythonModel":
-        cls = _python_model_class()
+        cls = python_model_class(f"{__name__}.{name}", "value_model", _predicted_value)
         globals()[name] = cls
         return cls
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -71,17 +55,8 @@ def log_value_model(
 
 
 def load_value_model(uri: str) -> Any:
-    """The ``FittedValueModel`` inside a logged or registered value model."""
-    import mlflow
-
-    wrapper = mlflow.pyfunc.load_model(uri).unwrap_python_model()
-    model = getattr(wrapper, "value_model", None)
-    if model is None:
-        raise TypeError(
-            f"model {uri!r} is not a winback value model; log it with "
-            "training.tracking.value_tracking.log_value_model"
-        )
-    return model
+    """The ``FittedValueModel`` inside a logged or registered value model (digest checked)."""
+    return load_python_model(uri, "value_model", "training.tracking.value_tracking.log_value_model")
 
 
 def value_champion(client: Any) -> Any:
