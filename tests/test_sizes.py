@@ -24,14 +24,11 @@ MAX_PARAMETERS = 7
 
 #: Over a limit when the check was written; split them, then remove them here.
 KNOWN = {
-    "module features/inputs/contracts.py",
     "module features/engines/spark_engine.py",
     "module training/model/reasons.py",
     "module training/tracking/model_registry.py",
     "module training/tracking/runs.py",
     "module training/uplift/model.py",
-    "lines features/inputs/contracts.py:_value_rules",
-    "lines features/inputs/contracts.py:validate_table",
     "lines serving/api/lists.py:list_endpoint",
     "lines serving/lists/build.py:build_list",
     "lines training/model/reasons.py:customer_reasons",
