@@ -10,6 +10,7 @@ with a human-readable detail, so that it is counted exactly once.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -214,41 +215,42 @@ def _review_rules(values: dict[str, pd.Series], reasons: Reasons) -> None:
     )
 
 
-def _contact_rules(values: dict[str, pd.Series], reasons: Reasons) -> None:
-    group = values["group"].str.lower()
-    values["group"] = group
-    reasons.flag(
-        ~group.isin(GROUPS).fillna(False).to_numpy(dtype=bool),
-        "invalid_group",
-        _describe("group=", group, f" is not one of {list(GROUPS)}"),
-    )
-
-
 def _referral_rules(values: dict[str, pd.Series], reasons: Reasons) -> None:
     if "referred_customer_id" in values:
         same = (values["referred_customer_id"] == values["customer_id"]).fillna(False)
         reasons.flag(same.to_numpy(dtype=bool), "self_referral", "customer referred themself")
 
 
-def _event_rules(values: dict[str, pd.Series], reasons: Reasons) -> None:
-    event_type = values["event_type"].str.lower()
-    values["event_type"] = event_type
+def _one_of(
+    values: dict[str, pd.Series],
+    reasons: Reasons,
+    *,
+    column: str,
+    allowed: tuple[str, ...],
+    reason: str,
+    hint: str = "",
+) -> None:
+    """A code column read case-blind: lower-cased in ``values``, flagged when not ``allowed``."""
+    codes = values[column].str.lower()
+    values[column] = codes
     reasons.flag(
-        ~event_type.isin(EVENT_TYPES).fillna(False).to_numpy(dtype=bool),
-        "invalid_event_type",
-        _describe(
-            "event_type=",
-            event_type,
-            f" is not one of {list(EVENT_TYPES)}; map the source's types to these",
-        ),
+        ~codes.isin(allowed).fillna(False).to_numpy(dtype=bool),
+        reason,
+        _describe(f"{column}=", codes, f" is not one of {list(allowed)}{hint}"),
     )
 
 
 _TABLE_RULES: dict[str, Callable[[dict[str, pd.Series], Reasons], None]] = {
     "reviews": _review_rules,
-    "campaign_contacts": _contact_rules,
+    "campaign_contacts": partial(_one_of, column="group", allowed=GROUPS, reason="invalid_group"),
     "referrals": _referral_rules,
-    "engagement_events": _event_rules,
+    "engagement_events": partial(
+        _one_of,
+        column="event_type",
+        allowed=EVENT_TYPES,
+        reason="invalid_event_type",
+        hint="; map the source's types to these",
+    ),
 }
 
 
