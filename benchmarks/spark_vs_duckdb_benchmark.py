@@ -55,11 +55,14 @@ def _children_hwm_gib(pid: int) -> float:
 
 def build_features_spark(data: Path, out: Path, driver_memory: str) -> dict[str, object]:
     """Every feature as of the last data day on Spark local[2], from Parquet to Parquet."""
+    from features.build import feature_query
+    from features.definitions import resolve
+    from features.engines.duckdb_engine import table_columns
     from features.engines.spark_engine import (
         SparkConfig,
         SparkConnection,
-        feature_query_spark,
         spark_session,
+        to_spark_sql,
     )
 
     started = time.perf_counter()
@@ -70,7 +73,10 @@ def build_features_spark(data: Path, out: Path, driver_memory: str) -> dict[str,
     row = spark.sql("SELECT count(*) AS n, max(ordered_at) AS last FROM transactions").collect()[0]
     cutoff = row["last"].date()
     connection.register_cutoffs([cutoff])
-    spark.sql(feature_query_spark(connection)).write.mode("overwrite").parquet(str(out))
+    columns = table_columns(connection)
+    definitions, _ = resolve(None, columns)
+    query = to_spark_sql(feature_query(definitions, columns))
+    spark.sql(query).write.mode("overwrite").parquet(str(out))
     customers = spark.read.parquet(str(out)).count()
     result = {
         "engine": "spark local[2]",

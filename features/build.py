@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 
 from features.custom.windowed import windowed_sql
 from features.definitions import RELATIONS, FeatureDefinition, resolve
+from features.engines.base import Engine
 from features.engines.duckdb_engine import connect, table_columns
 from features.feature_sets import FeatureSet
 from features.inputs.schema import SCHEMAS, ShopTables
@@ -260,9 +261,7 @@ def _canonical(frame: pd.DataFrame, definitions: Sequence[FeatureDefinition]) ->
     return frame.set_index(list(KEYS))  # copy-on-write: the columns are not copied
 
 
-def _fetch(
-    con: duckdb.DuckDBPyConnection, sql: str, definitions: Sequence[FeatureDefinition]
-) -> pd.DataFrame:
+def _fetch(con: Engine, sql: str, definitions: Sequence[FeatureDefinition]) -> pd.DataFrame:
     """The query's result as the canonical frame, sorted by ``(cutoff, customer_id)`` in SQL.
 
     On DuckDB it comes through Arrow (:func:`_frame_from_arrow`, no Python string
@@ -277,16 +276,18 @@ def _fetch(
 
 
 def build_feature_table_from(
-    con: duckdb.DuckDBPyConnection,
+    con: Engine,
     cutoffs: Sequence[date],
     *,
     feature_set: FeatureSet | None = None,
 ) -> pd.DataFrame:
     """Features for every cutoff from contract views already registered on ``con``.
 
-    Use this with ``features.engines.duckdb_engine.connect_parquet`` to read Parquet files
-    directly; :func:`build_feature_table` registers pandas tables first.
-    Omitted features (absent table or column) are logged and listed in
+    ``con`` is any engine (``features.engines.base``): use this with
+    ``features.engines.duckdb_engine.connect_parquet`` to read Parquet files
+    directly, or with a ``SparkConnection`` to run on Spark;
+    :func:`build_feature_table` registers pandas tables first. Omitted
+    features (absent table or column) are logged and listed in
     ``frame.attrs["omitted_features"]``.
     """
     dates = _as_dates(cutoffs)

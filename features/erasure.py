@@ -32,7 +32,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.inputs.contracts import ERASED
 from features.inputs.schema import ShopTables
 from features.publish import publish_text
 
@@ -186,7 +185,6 @@ def drop_erased(
 __all__ = [
     "DEFAULT_ERASURE_DIR",
     "ENV_ERASURE_DIR",
-    "ERASED",
     "ErasureRegistry",
     "drop_erased",
 ]

@@ -42,9 +42,9 @@ import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-import duckdb
 import pandas as pd
 
+from features.engines.base import Engine
 from features.engines.duckdb_engine import connect
 from features.inputs.schema import ShopTables
 from features.tiers import (
@@ -156,7 +156,7 @@ GROUP BY b.cutoff, t.customer_id
 """
 
 
-def _connection(tables: ShopTables, con: duckdb.DuckDBPyConnection | None):
+def _connection(tables: ShopTables, con: Engine | None) -> Engine:
     return connect(tables) if con is None else con
 
 
@@ -165,7 +165,7 @@ def customer_status(
     cutoffs: Iterable[object],
     config: LabelConfig = LabelConfig(),
     *,
-    con: duckdb.DuckDBPyConnection | None = None,
+    con: Engine | None = None,
 ) -> pd.DataFrame:
     """Who each customer is at each cutoff: active, lapsed, VIP, tier, trailing margin.
 
@@ -190,7 +190,7 @@ def _status(
     tables: ShopTables,
     dates: list[dt.date],
     config: LabelConfig,
-    con: duckdb.DuckDBPyConnection,
+    con: Engine,
     trailing: pd.DataFrame,
     tiers: pd.DataFrame,
 ) -> pd.DataFrame:
@@ -218,21 +218,23 @@ def build_labels(
     cutoffs: Iterable[object],
     config: LabelConfig = LabelConfig(),
     *,
-    con: duckdb.DuckDBPyConnection | None = None,
+    con: Engine | None = None,
 ) -> pd.DataFrame:
     """Status at each cutoff and labels from the horizon after it, for many cutoffs at once.
 
     Parameters
     ----------
     tables
-        The shop's validated tables.
+        The shop's validated tables (with ``con``: their outline,
+        ``features.engines.duckdb_engine.outline``, is enough).
     cutoffs
         Calendar dates (UTC); dates, timestamps or ISO strings.
     config
         Windows and tiers (see :class:`LabelConfig`).
     con
-        A connection where ``tables`` are registered (``features.engines.duckdb_engine.connect``);
-        a new one by default.
+        The engine where ``tables`` are registered (``features.engines.base``): a
+        DuckDB connection (``features.engines.duckdb_engine.connect``) or a
+        ``SparkConnection``; a new DuckDB connection by default.
 
     Returns
     -------

@@ -18,10 +18,10 @@ import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-import duckdb
 import numpy as np
 import pandas as pd
 
+from features.engines.base import Engine
 from features.engines.duckdb_engine import connect
 from features.inputs.schema import ShopTables
 
@@ -129,7 +129,7 @@ def as_dates(values: Iterable[object] | object) -> list[dt.date]:
     return sorted(out)
 
 
-def register_cutoffs(con: duckdb.DuckDBPyConnection, dates: Iterable[dt.date]) -> None:
+def register_cutoffs(con: Engine, dates: Iterable[dt.date]) -> None:
     """(Re)create the temp table ``cutoffs`` (one column ``cutoff DATE``) holding ``dates``.
 
     The same relation ``features.build`` queries, so both can share a connection.
@@ -210,7 +210,7 @@ def trailing_value(
     dates: Iterable[object],
     window_days: int = 365,
     *,
-    con: duckdb.DuckDBPyConnection | None = None,
+    con: Engine | None = None,
 ) -> pd.DataFrame:
     """Trailing margin and revenue of every customer active at each date.
 
@@ -223,7 +223,7 @@ def trailing_value(
     window_days
         The trailing window: events with ``date + 1 - window_days <= day <= date``.
     con
-        A connection where ``tables`` are registered (``features.engines.duckdb_engine.connect``);
+        The engine where ``tables`` are registered (``features.engines.base``);
         a new one by default.
 
     Returns

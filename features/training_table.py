@@ -19,8 +19,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from features.build import build_feature_table, build_feature_table_from
-from features.engines.duckdb_engine import connect
+from features.build import build_feature_table_from
+from features.engines.base import Engine
+from features.engines.duckdb_engine import connect, outline
 from features.feature_sets import FeatureSet
 from features.inputs.schema import ShopTables
 from features.labels import LabelConfig, build_labels, customer_status, status_sql
@@ -133,14 +134,15 @@ def build_training_table(
     *,
     feature_set: FeatureSet | None = None,
     label_config: LabelConfig = LabelConfig(),
-    con: duckdb.DuckDBPyConnection | None = None,
+    con: Engine | None = None,
 ) -> pd.DataFrame:
     """Features and the target's label for its population at every cutoff.
 
     Parameters
     ----------
     tables
-        The shop's validated tables.
+        The shop's validated tables (with ``con``: their outline,
+        ``features.engines.duckdb_engine.outline``, is enough).
     target
         ``"churn"``, ``"vip"`` or ``"reactivation"`` (see :data:`TARGETS`).
     cutoffs
@@ -151,7 +153,8 @@ def build_training_table(
     label_config
         Windows and tiers defining the labels and populations.
     con
-        DuckDB connection to run on; a new in-memory one by default.
+        The engine where ``tables`` are registered (``features.engines.base``): a
+        DuckDB connection or a ``SparkConnection``; a new DuckDB connection by default.
 
     Returns
     -------
@@ -176,7 +179,7 @@ def build_training_table(
     check_observed(tables, dates, label_config.horizon_days)
     con = connect(tables) if con is None else con
     labels = build_labels(tables, dates, label_config, con=con)
-    features = build_feature_table(tables, dates, feature_set=feature_set, con=con)
+    features = build_feature_table_from(con, dates, feature_set=feature_set)
     return join_training_table(features, labels, target, label_config, feature_set)
 
 
@@ -189,8 +192,7 @@ def join_training_table(
 ) -> pd.DataFrame:
     """Features of the target's labelled population joined with its label and future value.
 
-    The last step of :func:`build_training_table`, shared by every engine (DuckDB
-    here, Spark in ``features.engines.spark_engine``).
+    The last step of :func:`build_training_table`.
     """
     label = TARGETS[target]
     population = labels.loc[labels[label].notna(), [label, *VALUE_COLUMNS]]
@@ -216,9 +218,13 @@ def build_scoring_frame(
     feature_set: FeatureSet | None = None,
     *,
     label_config: LabelConfig = LabelConfig(),
-    con: duckdb.DuckDBPyConnection | None = None,
+    con: Engine | None = None,
 ) -> pd.DataFrame:
     """Features of every known customer at ``as_of``, with their status, for scoring.
+
+    ``con`` is the engine where ``tables`` are registered; a new DuckDB
+    connection by default (see :func:`build_scoring_frame_from` for an engine
+    whose tables are not in memory).
 
     Returns
     -------
@@ -230,12 +236,12 @@ def build_scoring_frame(
     """
     dates = one_date(as_of)
     con = connect(tables) if con is None else con
-    features = build_feature_table(tables, dates, feature_set=feature_set, con=con)
+    features = build_feature_table_from(con, dates, feature_set=feature_set)
     return _with_status(features, tables, dates[0], label_config, con, feature_set)
 
 
 def build_scoring_frame_from(
-    con: duckdb.DuckDBPyConnection,
+    con: Engine,
     as_of: dt.date | str,
     feature_set: FeatureSet | None = None,
     *,
@@ -244,13 +250,12 @@ def build_scoring_frame_from(
 ) -> pd.DataFrame:
     """:func:`build_scoring_frame` from contract views already registered on ``con``.
 
-    With ``features.engines.duckdb_engine.connect_parquet`` the tables are read in place by
-    DuckDB and never become pandas frames (a million customers' 23M events take
-    about 3 GB as frames). ``tables`` is the outline of ``con``
-    (``features.engines.duckdb_engine.outline``; made when not given): only its columns are read.
+    With ``features.engines.duckdb_engine.connect_parquet`` (or a ``SparkConnection``)
+    the tables are read in place and never become pandas frames (a million
+    customers' 23M events take about 3 GB as frames). ``tables`` is the outline
+    of ``con`` (``features.engines.duckdb_engine.outline``; made when not given):
+    only its columns are read.
     """
-    from features.engines.duckdb_engine import outline
-
     dates = one_date(as_of)
     features = build_feature_table_from(con, dates, feature_set=feature_set)
     tables = outline(con) if tables is None else tables
@@ -273,7 +278,7 @@ def join_scoring_frame(
 ) -> pd.DataFrame:
     """Features at one cutoff joined with each customer's status, indexed by ``customer_id``.
 
-    The last step of :func:`build_scoring_frame`, shared by every engine.
+    The last step of :func:`build_scoring_frame` when features and status list different customers.
     """
     frame = features.join(status, how="left").droplevel("cutoff")
     frame.attrs = _scoring_attrs(features, as_of, feature_set)
@@ -296,7 +301,7 @@ def _with_status(
     tables: ShopTables,
     as_of: dt.date,
     label_config: LabelConfig,
-    con: duckdb.DuckDBPyConnection,
+    con: Engine,
     feature_set: FeatureSet | None,
 ) -> pd.DataFrame:
     """The scoring frame: features of one date with each customer's status attached.
@@ -305,12 +310,17 @@ def _with_status(
     sorted like the features and attached by position when both list the same
     customers (they do: both are the customers with a purchase by ``as_of``), so
     a million customers' string ids are never indexed, sorted or aligned in
-    pandas. Any other case goes through ``customer_status`` and a join.
+    pandas. Any other case, and any engine but DuckDB (the one query nests
+    ``WITH`` clauses, which Spark SQL refuses), goes through ``customer_status``
+    and a join.
     """
-    status = _sorted_status(tables, as_of, label_config, con)
+    fast = isinstance(con, duckdb.DuckDBPyConnection)
+    status = _sorted_status(tables, as_of, label_config, con) if fast else None
     ids = features.index.get_level_values("customer_id")
-    same = len(ids) == status.num_rows and _large_strings(ids).equals(
-        _large_strings(status.column("customer_id"))
+    same = (
+        status is not None
+        and len(ids) == status.num_rows
+        and _large_strings(ids).equals(_large_strings(status.column("customer_id")))
     )
     if not same:
         joined = customer_status(tables, [as_of], label_config, con=con)

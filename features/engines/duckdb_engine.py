@@ -20,6 +20,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
+from features.engines.base import Engine
 from features.inputs.schema import SCHEMAS, ShopTables
 
 #: Money columns read as exact decimals, by table.
@@ -101,8 +102,8 @@ def connect(
     return con
 
 
-def table_columns(con: duckdb.DuckDBPyConnection) -> dict[str, list[str]]:
-    """Column names of each contract table visible on ``con`` (absent tables left out)."""
+def table_columns(con: Engine) -> dict[str, list[str]]:
+    """Column names of each contract table visible on ``con``, any engine (absent tables left out)."""
     out: dict[str, list[str]] = {}
     for name in SCHEMAS:
         try:
@@ -165,8 +166,8 @@ def connect_parquet(
     return con
 
 
-def outline(con: duckdb.DuckDBPyConnection, source: str = "") -> ShopTables:
-    """A stand-in ``ShopTables`` for the tables registered on ``con`` (e.g. by ``connect_parquet``).
+def outline(con: Engine, source: str = "") -> ShopTables:
+    """A stand-in ``ShopTables`` for the tables registered on ``con``, any engine (e.g. ``connect_parquet``).
 
     Each contract table present is a pandas frame with its columns and no rows,
     except ``transactions``, which holds its first and last line by

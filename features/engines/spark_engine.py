@@ -6,11 +6,13 @@ SQL over contract views (``transactions``, ``customers``, ...) and a
 ``cutoffs`` relation. This module runs that *same text* on a Spark session,
 transpiled with ``sqlglot.transpile(sql, read="duckdb", write="spark")``, over
 Spark temp views with the same names. There is no second copy of any
-definition: :class:`SparkConnection` offers the few methods of a DuckDB
-connection that ``features.build`` and ``features.labels`` call, so their own
-functions (``build_feature_table_from``, ``customer_status``, ``build_labels``)
-run unchanged against Spark, and the pandas post-processing (tiers, label
-populations, canonical dtypes) is shared too.
+definition and no second API: :class:`SparkConnection` is an engine
+(``features.engines.base.Engine``), so the builders themselves
+(``build_feature_table_from``, ``build_training_table``, ``build_labels``,
+``build_scoring_frame_from``, ...) run on Spark when given one as ``con``, and
+the pandas post-processing (tiers, label populations, canonical dtypes) is
+shared too. ``features.engines.duckdb_engine.outline(connection)`` gives the
+stand-in tables those builders read column names and dates from.
 
 Spark keeps ``NaN`` where DuckDB reads a missing value (a sum over a column
 with a NaN becomes NaN), so every floating-point column of a registered table
@@ -39,10 +41,7 @@ import pandas as pd
 import pyarrow as pa
 import sqlglot
 
-from features.build import build_feature_table_from
-from features.feature_sets import FeatureSet
 from features.inputs.schema import SCHEMAS, ShopTables
-from features.labels import LabelConfig, build_labels, customer_status
 from features.tiers import as_dates
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -220,14 +219,13 @@ def _arrow_table(frame: pd.DataFrame) -> pa.Table:
 
 
 class SparkConnection:
-    """Run the DuckDB-dialect SQL of ``features.build`` and ``features.labels`` on Spark.
+    """An engine (``features.engines.base.Engine``) running the builders' SQL on Spark.
 
-    It offers the part of a DuckDB connection those modules use, so their own
-    functions run on Spark: ``execute``/``sql`` transpile a query with SQLGlot
-    and return a result with ``df()``, ``description`` and ``fetchall()``;
-    ``CREATE OR REPLACE TEMP TABLE cutoffs`` + ``executemany("INSERT INTO cutoffs
-    ...")`` (how both modules register their cutoff dates) become a Spark temp
-    view ``cutoffs``. Contract tables are registered with :meth:`register_parquet`,
+    It offers the part of a DuckDB connection the builders use, so they run on
+    Spark: ``execute``/``sql`` transpile a query with SQLGlot and return a
+    result with ``df()``, ``description`` and ``fetchall()``; ``CREATE OR REPLACE TEMP TABLE cutoffs`` +
+    ``executemany("INSERT INTO cutoffs ...")`` (how the builders register their
+    cutoff dates) become a Spark temp view ``cutoffs``. Contract tables are registered with :meth:`register_parquet`,
     :meth:`register_tables` or :meth:`register_shop`.
 
     Parameters
@@ -243,7 +241,6 @@ class SparkConnection:
         self.spark = spark
         self.views: dict[str, list[str]] = {}
         self._cutoffs: list[dt.date] = []
-        self._outline: ShopTables | None = None
 
     # -- contract tables
     def register(self, name: str, frame: SparkDataFrame) -> None:
@@ -259,7 +256,6 @@ class SparkConnection:
         clean = _without_nan(frame)
         clean.createOrReplaceTempView(name)
         self.views[name] = list(clean.columns)
-        self._outline = None
 
     def register_parquet(self, directory: str | Path) -> dict[str, list[str]]:
         """Register ``<directory>/<name>.parquet`` (or ``<name>/*.parquet``) of every contract table.
@@ -296,7 +292,7 @@ class SparkConnection:
                 self.register(name, self.spark.createDataFrame(_arrow_table(frame)))
         return dict(self.views)
 
-    # -- the DuckDB connection methods features.build / features.labels use
+    # -- the engine interface (features.engines.base.Engine)
     def execute(self, sql: str, parameters: Sequence[Any] | None = None) -> SparkResult:
         """Run one DuckDB-dialect statement on Spark (see the class docstring)."""
         if parameters:
@@ -329,41 +325,9 @@ class SparkConnection:
         frame = self.spark.createDataFrame([(d,) for d in self._cutoffs], "cutoff DATE")
         frame.createOrReplaceTempView("cutoffs")
 
-    def table_columns(self) -> dict[str, list[str]]:
-        """Column names of each registered contract table."""
-        return dict(self.views)
-
-    # -- shared helpers
-    def outline(self) -> ShopTables:
-        """A stand-in ``ShopTables`` for the SQL generators of ``features.labels``/``tiers``.
-
-        Each registered table is a pandas frame with its columns and no rows, except ``transactions``, which holds its first and
-        last line by ``ordered_at``, so ``data_dates``, ``monthly_cutoffs`` and
-        ``last_event_at`` give the true range. Never use it for values.
-        """
-        if self._outline is not None:
-            return self._outline
-        present: dict[str, pd.DataFrame] = {}
-        for name, columns in self.views.items():
-            if name == "transactions":
-                ends = self.spark.sql(
-                    "(SELECT * FROM transactions WHERE ordered_at IS NOT NULL "
-                    "ORDER BY ordered_at LIMIT 1) UNION ALL "
-                    "(SELECT * FROM transactions WHERE ordered_at IS NOT NULL "
-                    "ORDER BY ordered_at DESC LIMIT 1)"
-                )
-                frame = arrow_to_pandas(ends.toArrow())
-                if "ordered_at" in frame.columns:
-                    frame["ordered_at"] = pd.to_datetime(frame["ordered_at"]).dt.tz_localize("UTC")
-            else:
-                frame = pd.DataFrame({c: pd.Series([], dtype=object) for c in columns})
-            present[name] = frame
-        self._outline = ShopTables(**present, source="spark")
-        return self._outline
-
 
 class SparkResult:
-    """The result of :meth:`SparkConnection.execute`, with DuckDB's ``df``/``description``/``fetchall``."""
+    """The result of :meth:`SparkConnection.execute`, as ``features.engines.base.Result``."""
 
     def __init__(self, connection: SparkConnection, frame: SparkDataFrame | None) -> None:
         self.connection = connection
@@ -381,9 +345,10 @@ class SparkResult:
         return [tuple(row) for row in self.frame.collect()]
 
     def df(self) -> pd.DataFrame:
+        """The rows as pandas, typed as DuckDB's ``df()`` types them (NULL floats as NaN)."""
         if self.frame is None:
             return pd.DataFrame()
-        return arrow_to_pandas(self.frame.toArrow())
+        return duckdb_types(self.frame.toArrow()).to_pandas()
 
 
 def _double_literal(node: sqlglot.exp.Expression) -> sqlglot.exp.Expression:
@@ -405,12 +370,12 @@ def to_spark_sql(sql: str) -> str:
     return trees[0].transform(_double_literal).sql(dialect="spark")
 
 
-def arrow_to_pandas(table: pa.Table) -> pd.DataFrame:
-    """A Spark result as DuckDB's ``df()`` gives it.
+def duckdb_types(table: pa.Table) -> pa.Table:
+    """A Spark result typed as DuckDB gives it.
 
     Decimals become ``float64`` (Spark types a sum of ``1.0`` literals as a
     decimal), dates become midnight timestamps and time-zone-aware timestamps
-    naive UTC; NULL floats are NaN.
+    naive UTC.
     """
     columns = []
     for spec, column in zip(table.schema, table.columns, strict=True):
@@ -422,116 +387,7 @@ def arrow_to_pandas(table: pa.Table) -> pd.DataFrame:
         elif pa.types.is_timestamp(kind) and kind.tz is not None:
             column = column.cast(pa.timestamp(kind.unit, tz="UTC")).cast(pa.timestamp(kind.unit))
         columns.append(column)
-    table = pa.table(columns, names=table.schema.names)
-    return table.to_pandas()
-
-
-# --------------------------------------------------------------------- builders
-
-
-def build_feature_table_spark(
-    connection: SparkConnection,
-    cutoffs: Sequence[dt.date],
-    *,
-    feature_set: FeatureSet | None = None,
-) -> pd.DataFrame:
-    """Features of every customer at every cutoff, computed by Spark.
-
-    The same result as ``features.build.build_feature_table`` (index
-    ``(cutoff, customer_id)``, one ``float64`` or ``category`` column per
-    feature, omitted features in ``attrs``): it *is* that module's builder,
-    run on a :class:`SparkConnection`.
-    """
-    return build_feature_table_from(connection, cutoffs, feature_set=feature_set)
-
-
-def build_features_spark(
-    connection: SparkConnection, cutoff: dt.date, *, feature_set: FeatureSet | None = None
-) -> pd.DataFrame:
-    """Features as of one cutoff, indexed by ``customer_id`` (``features.build.build_features``)."""
-    table = build_feature_table_spark(connection, [cutoff], feature_set=feature_set)
-    out = table.droplevel("cutoff")
-    out.attrs = dict(table.attrs)
-    return out
-
-
-def customer_status_spark(
-    connection: SparkConnection,
-    cutoffs: Iterable[object],
-    config: LabelConfig = LabelConfig(),
-) -> pd.DataFrame:
-    """``features.labels.customer_status`` (active, lapsed, VIP, tier, trailing margin) on Spark."""
-    return customer_status(connection.outline(), cutoffs, config, con=connection)
-
-
-def build_labels_spark(
-    connection: SparkConnection,
-    cutoffs: Iterable[object],
-    config: LabelConfig = LabelConfig(),
-) -> pd.DataFrame:
-    """``features.labels.build_labels`` (status, labels, outcomes) on Spark."""
-    return build_labels(connection.outline(), cutoffs, config, con=connection)
-
-
-def build_scoring_frame_spark(
-    connection: SparkConnection,
-    as_of: dt.date | str,
-    feature_set: FeatureSet | None = None,
-    *,
-    label_config: LabelConfig = LabelConfig(),
-) -> pd.DataFrame:
-    """``features.training_table.build_scoring_frame`` on Spark: features plus status columns."""
-    from features.training_table import join_scoring_frame, one_date
-
-    dates = one_date(as_of)
-    features = build_feature_table_spark(connection, dates, feature_set=feature_set)
-    status = customer_status_spark(connection, dates, label_config)
-    return join_scoring_frame(features, status, dates[0], feature_set)
-
-
-def build_training_table_spark(
-    connection: SparkConnection,
-    target: str,
-    cutoffs: Iterable[object],
-    *,
-    feature_set: FeatureSet | None = None,
-    label_config: LabelConfig = LabelConfig(),
-) -> pd.DataFrame:
-    """``features.training_table.build_training_table`` with features and labels from Spark.
-
-    The same checks (known target, observed horizons), columns and ``attrs``.
-    """
-    from features.training_table import TARGETS, join_training_table, unobserved_cutoffs
-
-    if target not in TARGETS:
-        raise ValueError(f"unknown target {target!r}: choose one of {sorted(TARGETS)}")
-    dates = as_dates(cutoffs)
-    if not dates:
-        raise ValueError("no cutoffs given: pass at least one date (see monthly_cutoffs)")
-    outline = connection.outline()
-    unobserved = unobserved_cutoffs(outline, dates, label_config.horizon_days)
-    if unobserved:
-        raise ValueError(
-            f"{len(unobserved)} cutoff(s) {[str(d) for d in unobserved]} have a "
-            f"{label_config.horizon_days}-day horizon that runs past the last data date "
-            f"{outline.last_event_at().date()}: drop them or use monthly_cutoffs()"
-        )
-    labels = build_labels(outline, dates, label_config, con=connection)
-    features = build_feature_table_spark(connection, dates, feature_set=feature_set)
-    return join_training_table(features, labels, target, label_config, feature_set)
-
-
-def feature_query_spark(connection: SparkConnection, feature_set: FeatureSet | None = None) -> str:
-    """The Spark SQL text the feature build runs (for ``EXPLAIN`` or a notebook)."""
-    from features.build import custom_of, feature_query
-    from features.definitions import resolve
-
-    definitions, _ = resolve(
-        None if feature_set is None else feature_set.names,
-        connection.table_columns(),
-        extra=custom_of(feature_set),
-    )
-    return to_spark_sql(feature_query(definitions, connection.table_columns()))
+    return pa.table(columns, names=table.schema.names)
 
 
 __all__ = [
@@ -539,14 +395,7 @@ __all__ = [
     "SparkConfig",
     "SparkConnection",
     "SparkResult",
-    "arrow_to_pandas",
-    "build_feature_table_spark",
-    "build_features_spark",
-    "build_labels_spark",
-    "build_scoring_frame_spark",
-    "build_training_table_spark",
-    "customer_status_spark",
-    "feature_query_spark",
+    "duckdb_types",
     "spark_session",
     "to_spark_sql",
 ]

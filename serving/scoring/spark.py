@@ -50,7 +50,7 @@ def typed_features(batch: pd.DataFrame, feature_set: FeatureSet) -> pd.DataFrame
         if name not in batch.columns:
             raise ValueError(
                 f"the Spark scoring frame lacks the feature column {name!r} of feature set "
-                f"{feature_set.name!r}: build it with build_scoring_frame_spark for these models"
+                f"{feature_set.name!r}: build it with build_scoring_frame_from for these models"
             )
         values = batch[name]
         if dtype == "category":
@@ -107,7 +107,7 @@ def predict_scores_spark(
     if missing:
         raise ValueError(
             f"the Spark scoring frame lacks {missing}; it needs customer_id, the status "
-            "columns and the features (see features.engines.spark_engine.build_scoring_frame_spark)"
+            "columns and the features (see features.training_table.build_scoring_frame_from)"
         )
     broadcast = spark.sparkContext.broadcast({t: models[t].model for t in models.targets})
     needed = ["customer_id", *POPULATION_COLUMNS, *models.feature_set().names]
@@ -169,7 +169,7 @@ def score_table_spark(
     """``serving.scoring.table.score_table`` with the predictions computed in Spark.
 
     ``frame`` is the scoring frame (features + status, indexed by
-    ``customer_id``), e.g. from ``features.engines.spark_engine.build_scoring_frame_spark``;
+    ``customer_id``), e.g. from ``features.training_table.build_scoring_frame_from``;
     ``partitions`` spreads it over that many Spark tasks (Spark's default when
     ``None``). Returns the same table as ``score_table`` would.
     """
@@ -222,11 +222,11 @@ def score_customers_spark(
     (``register_parquet``/``register_tables``/``register_shop``); the shop's
     do-not-contact table (small) comes as ``suppressions`` and is stored with the version.
     """
-    from features.engines.spark_engine import build_scoring_frame_spark
+    from features.training_table import build_scoring_frame_from
 
     config = config or ServingConfig()
     feature_set = models.feature_set()
-    frame = build_scoring_frame_spark(connection, as_of, feature_set)
+    frame = build_scoring_frame_from(connection, as_of, feature_set)
     table = score_table_spark(
         connection.spark,
         frame,

@@ -270,7 +270,7 @@ def test_builtin_mapping_files_are_in_the_wheel_sources():
 
     import features
 
-    folder = Path(features.__file__).parent / "mappings"
+    folder = Path(features.__file__).parent / "inputs" / "mappings"
     assert (folder / "online_retail.toml").is_file()
     ignored = (Path(features.__file__).parents[1] / ".gitignore").read_text()
     assert "*.toml" not in ignored and "mappings" not in ignored

@@ -14,12 +14,12 @@ import pandas as pd
 import pytest
 import sqlglot
 
-from features.build import build_feature_table
+from features.build import build_feature_table, build_feature_table_from
+from features.engines.duckdb_engine import outline
 from features.engines.spark_engine import (
     ENV_SPARK_MASTER,
     SparkConfig,
     SparkConnection,
-    build_training_table_spark,
     spark_session,
     to_spark_sql,
 )
@@ -66,7 +66,7 @@ def connection(spark, shop_with_gaps) -> SparkConnection:
 def test_training_table_with_every_feature_matches_duckdb(connection, shop_with_gaps):
     """One Spark run covers every feature (populations, NaN inputs) and the VIP labels."""
     expected = build_training_table(shop_with_gaps, "vip", CUTOFFS)
-    got = build_training_table_spark(connection, "vip", CUTOFFS)
+    got = build_training_table(outline(connection), "vip", CUTOFFS, con=connection)
     assert got.index.names == ["cutoff", "customer_id"]
     assert len(got) == len(expected) > 1_000
     assert got.shape[1] == expected.shape[1] > 45
@@ -80,11 +80,11 @@ def test_training_table_with_every_feature_matches_duckdb(connection, shop_with_
 
 
 def test_outline_gives_the_data_range(connection, shop_with_gaps):
-    outline = connection.outline()
-    assert list(outline.transactions.columns) == list(shop_with_gaps.transactions.columns)
-    assert outline.last_event_at() == shop_with_gaps.last_event_at()
+    stand_in = outline(connection)
+    assert list(stand_in.transactions.columns) == list(shop_with_gaps.transactions.columns)
+    assert stand_in.last_event_at() == shop_with_gaps.last_event_at()
     assert (
-        outline.transactions["ordered_at"].min() == shop_with_gaps.transactions["ordered_at"].min()
+        stand_in.transactions["ordered_at"].min() == shop_with_gaps.transactions["ordered_at"].min()
     )
 
 
@@ -96,7 +96,7 @@ def test_parquet_folder_and_warehouse_tables_register_the_contract_views(
     assert set(views) == set(small_shop.tables.present())
     for name, frame in small_shop.tables.present().items():
         assert views[name] == list(frame.columns)
-    assert from_files.outline().last_event_at() == small_shop.tables.last_event_at()
+    assert outline(from_files).last_event_at() == small_shop.tables.last_event_at()
 
     spark.read.parquet(str(small_shop_dir / "transactions.parquet")).createOrReplaceTempView(
         "warehouse_order_lines"
@@ -149,7 +149,6 @@ def test_spark_config_settings_and_master(monkeypatch):
 def test_user_defined_features_give_the_same_values_on_spark(connection, shop_with_gaps):
     """A windowed custom feature goes through the same SQL (transpiled) as the built-in ones."""
     from features.custom.spec import CustomFeature, custom_definitions
-    from features.engines.spark_engine import build_feature_table_spark
     from features.feature_sets import FeatureSet
 
     entries = [
@@ -170,7 +169,7 @@ def test_user_defined_features_give_the_same_values_on_spark(connection, shop_wi
         custom_definitions(entries)
     )
     expected = build_feature_table(shop_with_gaps, CUTOFFS, feature_set=fs)
-    got = build_feature_table_spark(connection, CUTOFFS, feature_set=fs)
+    got = build_feature_table_from(connection, CUTOFFS, feature_set=fs)
     assert list(got.columns) == ["order_count", "large_line_share_120d", "distinct_products_all"]
     assert got["large_line_share_120d"].isna().any() and got["large_line_share_120d"].gt(0).any()
     pd.testing.assert_frame_equal(got, expected, check_exact=False, rtol=1e-9, atol=1e-9)

@@ -223,6 +223,7 @@ def build(
     spark_master: SparkMasterOption = None,
 ) -> None:
     """Features of every known customer as of a date, with status and tier, to Parquet."""
+    from features.engines.duckdb_engine import outline
     from features.inputs.contracts import ContractError
     from features.labels import STATUS_COLUMNS
     from features.training_table import build_scoring_frame, data_dates
@@ -240,17 +241,13 @@ def build(
         with _progress(err) as progress:
             step = progress.add_task(f"Loading {data}", total=None)
             if engine == "spark":
-                from features.engines.spark_engine import build_scoring_frame_spark
-
                 connection = spark_connection(data, mapping, spark_master, err)
-                cutoff = day if day is not None else data_dates(connection.outline())[1]
-                progress.update(step, description=f"Building features as of {cutoff} on Spark")
-                frame = build_scoring_frame_spark(connection, cutoff, chosen)
+                tables, on = outline(connection, source="spark"), " on Spark"
             else:
-                tables = _load(data, mapping, err)
-                cutoff = day if day is not None else data_dates(tables)[1]
-                progress.update(step, description=f"Building features as of {cutoff}")
-                frame = build_scoring_frame(tables, cutoff, chosen)
+                tables, connection, on = _load(data, mapping, err), None, ""
+            cutoff = day if day is not None else data_dates(tables)[1]
+            progress.update(step, description=f"Building features as of {cutoff}{on}")
+            frame = build_scoring_frame(tables, cutoff, chosen, con=connection)
             progress.update(step, description=f"Writing {out}")
             frame = frame.reset_index()
             frame.insert(0, "cutoff", pd_date(cutoff))
@@ -296,6 +293,7 @@ def table(
     spark_master: SparkMasterOption = None,
 ) -> None:
     """A training table for one target over many cutoffs (features + label) to Parquet."""
+    from features.engines.duckdb_engine import outline
     from features.inputs.contracts import ContractError
     from features.labels import LabelConfig
     from features.training_table import TARGETS, build_training_table, monthly_cutoffs
@@ -312,9 +310,9 @@ def table(
             step = progress.add_task(f"Loading {data}", total=None)
             if engine == "spark":
                 connection = spark_connection(data, mapping, spark_master, err)
-                tables = connection.outline()
+                tables = outline(connection, source="spark")
             else:
-                tables = _load(data, mapping, err)
+                tables, connection = _load(data, mapping, err), None
             if "dates" in spec:
                 dates = spec["dates"]
             else:
@@ -324,16 +322,14 @@ def table(
                 description=f"Building {target} table over {len(dates)} cutoff(s) "
                 f"({dates[0]} to {dates[-1]})",
             )
-            if engine == "spark":
-                from features.engines.spark_engine import build_training_table_spark
-
-                frame = build_training_table_spark(
-                    connection, target, dates, feature_set=chosen, label_config=label_config
-                )
-            else:
-                frame = build_training_table(
-                    tables, target, dates, feature_set=chosen, label_config=label_config
-                )
+            frame = build_training_table(
+                tables,
+                target,
+                dates,
+                feature_set=chosen,
+                label_config=label_config,
+                con=connection,
+            )
             label = frame.attrs["label"]
             progress.update(step, description=f"Writing {out}")
             flat = frame.reset_index()

@@ -186,6 +186,7 @@ def _score_on_spark(data, mapping, as_of, models, config, master):
     A folder of canonical Parquet tables (no mapping) is read by Spark in place;
     anything else is loaded and validated as for DuckDB, then sent to Spark.
     """
+    from features.engines.duckdb_engine import outline
     from features.engines.spark_engine import SparkConfig, SparkConnection, spark_session
     from serving.scoring.spark import score_customers_spark
 
@@ -202,7 +203,7 @@ def _score_on_spark(data, mapping, as_of, models, config, master):
     )
     if canonical:
         connection.register_parquet(data)
-        tables = connection.outline()  # columns and the data's date range, no values
+        tables = outline(connection, source="spark")  # columns and date range, no values
         dnc = data / "suppressions.parquet"
         suppressions = _read_parquet(dnc) if dnc.is_file() else None
     else:

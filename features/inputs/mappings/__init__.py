@@ -207,7 +207,7 @@ class ColumnMapping(BaseModel):
 
 def builtin_mappings() -> dict[str, Path]:
     """Built-in mapping files by name (``online_retail.toml`` is ``online-retail``)."""
-    folder = resources.files("features") / "mappings"
+    folder = resources.files("features.inputs.mappings")
     out = {}
     for entry in folder.iterdir():
         if entry.name.endswith(".toml"):
