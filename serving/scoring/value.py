@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import duckdb
 import numpy as np
 import pandas as pd
 
@@ -21,10 +22,12 @@ from features.feature_sets import MODEL_DERIVED_FEATURES, FeatureSet
 
 logger = logging.getLogger("winback.serving.scoring")
 
+#: The point-in-time purchase summary the value model's BTYD features need
+#: (``features.value_table.SUMMARY_COLUMNS``, not imported: the service never builds it).
+SUMMARY_COLUMNS = ("frequency", "recency", "T", "monetary_value")
+
 #: The score-table columns the value model fills (missing without a value champion).
 VALUE_COLUMNS = ("predicted_value", "value_horizon_days")
-#: The point-in-time purchase summary the value model's BTYD features need.
-SUMMARY_COLUMNS = ("frequency", "recency", "T", "monetary_value")
 
 
 @dataclass(frozen=True)
@@ -75,12 +78,25 @@ def load_value_champion(client: Any) -> ServedValueModel | None:
     )
 
 
-def with_summary(frame: pd.DataFrame, tables: Any, as_of: Any) -> pd.DataFrame:
-    """The scoring frame with each customer's purchase summary at ``as_of`` joined on."""
-    from training.value_baselines import value_summary_at_cutoffs
+def with_summary(
+    frame: pd.DataFrame, tables: Any, as_of: Any, *, con: duckdb.DuckDBPyConnection | None = None
+) -> pd.DataFrame:
+    """The scoring frame with each customer's purchase summary at ``as_of`` added.
 
-    summary = value_summary_at_cutoffs(tables, [as_of]).droplevel("cutoff")
-    return frame.drop(columns=[c for c in SUMMARY_COLUMNS if c in frame]).join(summary)
+    One DuckDB query over the contract views on ``con`` (read in place), or over
+    ``tables`` registered on a new connection; the frame's columns are not copied.
+    """
+    from features.engine import connect
+    from features.value_table import value_summary_from
+
+    con = connect(tables) if con is None else con
+    summary = value_summary_from(con, [as_of]).droplevel("cutoff")
+    out = frame.drop(columns=[c for c in SUMMARY_COLUMNS if c in frame])
+    same = summary.index.equals(frame.index)
+    for column in SUMMARY_COLUMNS:
+        values = summary[column] if same else summary[column].reindex(frame.index)
+        out[column] = values.to_numpy()
+    return out
 
 
 def predicted_value(value: ServedValueModel | None, frame: pd.DataFrame) -> pd.Series:
