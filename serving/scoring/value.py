@@ -104,8 +104,35 @@ def predicted_value(value: ServedValueModel | None, frame: pd.DataFrame) -> pd.S
     out = pd.Series(np.nan, index=frame.index, dtype="float64", name="predicted_value")
     if value is None or not set(SUMMARY_COLUMNS) <= set(frame.columns):
         return out
-    out[:] = value.model.predict(frame, frame[list(SUMMARY_COLUMNS)])
+    fast = _offset_prediction(value.model, frame)
+    out[:] = fast if fast is not None else value.model.predict(frame, frame[list(SUMMARY_COLUMNS)])
     return out
+
+
+def _offset_prediction(model: Any, frame: pd.DataFrame) -> np.ndarray | None:
+    """A Tweedie value model with an offset, predicted without copying the frame; else None.
+
+    The same values as ``model.predict`` (``exp(raw score + log offset)``), with the
+    raw score from :func:`serving.scoring.predict.raw_scores` on the model's matrix
+    built from the frame's own columns and the BTYD features.
+    """
+    from serving.scoring.predict import FeatureColumns, raw_scores
+    from training.value_baselines import btyd_features
+
+    regressor = getattr(model, "regressor", None)
+    if getattr(regressor, "loss", None) != "tweedie" or getattr(regressor, "offset", None) is None:
+        return None
+    summary = frame[list(SUMMARY_COLUMNS)]
+    derived = btyd_features(model.bgnbd, model.gamma_gamma, model.horizon_days, summary)
+    names = regressor.feature_set_.names
+    inputs = pd.DataFrame(
+        {n: derived[n] if n in derived.columns else frame[n] for n in names}, copy=False
+    )
+    matrix = FeatureColumns(inputs).matrix(names, regressor.categories_)
+    raw = raw_scores(
+        regressor.booster_, matrix, regressor.best_iteration_, num_threads=regressor.num_threads
+    )
+    return np.exp(raw + regressor._log_offset(inputs))
 
 
 def value_input_set(value: ServedValueModel) -> FeatureSet:
