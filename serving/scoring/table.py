@@ -222,6 +222,7 @@ def score_customers(
         scored_at=scored_at,
     )
     features = frame[feature_set.names]
+    del frame  # the context and summary columns are not written: free them first
     return store.write_score_table(
         table, features, config.score_path, as_of, suppressions=tables.suppressions
     )
