@@ -15,6 +15,7 @@ events in the horizon, features only events on or before the cutoff.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from collections.abc import Iterable
 
 import duckdb
@@ -22,13 +23,15 @@ import numpy as np
 import pandas as pd
 
 from features.build import build_feature_table
-from features.engines.duckdb_engine import connect
+from features.engines.duckdb_engine import connect, table_columns
 from features.feature_sets import MODEL_DERIVED_FEATURES, FeatureSet
 from features.inputs.schema import ShopTables
 from features.labels import LabelConfig, customer_status, outcomes_sql
 from features.tiers import CUTOFF_DTYPE, as_dates, register_cutoffs
 from features.training_table import check_features_cover, check_observed, data_dates
 
+#: The point-in-time purchase summary of BG/NBD and Gamma-Gamma, in their vocabulary.
+SUMMARY_COLUMNS = ("frequency", "recency", "T", "monetary_value")
 #: The value label and the columns a value table carries next to it.
 VALUE_LABEL = "future_value"
 VALUE_HORIZON_DAYS = 365
@@ -39,6 +42,82 @@ VALUE_POPULATION = "customers with an order on or before the cutoff (active or l
 def value_basis(tables: ShopTables) -> str:
     """``"margin"`` when the transactions carry ``margin_amount``, else ``"revenue"``."""
     return "margin" if "margin_amount" in tables.transactions.columns else "revenue"
+
+
+def value_summary_sql(tx_columns: Iterable[str], cutoff: dt.date | None = None) -> str:
+    """The SQL of :func:`value_summary_from`: one grouping by purchase day, one by customer.
+
+    With ``cutoff`` the lines are filtered against that date in the scan and
+    the result has no ``cutoff`` column; otherwise every cutoff of the
+    ``cutoffs`` relation gets its rows. Day values are exact decimal sums, so
+    the mean does not depend on the order DuckDB's threads add them in.
+    """
+    columns = set(tx_columns)
+    value = "t.margin_amount" if "margin_amount" in columns else "t.amount"
+    where = ["NOT coalesce(t.is_return, false)"] if "is_return" in columns else []
+    if cutoff is not None:
+        where.append(f"t.ordered_at < TIMESTAMP '{cutoff.isoformat()}' + INTERVAL 1 DAY")
+    filtered = f"WHERE {' AND '.join(where)}" if where else ""
+    days = (
+        "SELECT t.customer_id, CAST(t.ordered_at AS DATE) AS day,"
+        f" SUM(coalesce({value}, 0)) AS value\n  FROM transactions AS t {filtered}\n"
+        "  GROUP BY t.customer_id, CAST(t.ordered_at AS DATE)"
+    )
+    day = f"DATE '{cutoff.isoformat()}'" if cutoff is not None else "c.cutoff"
+    summary = (
+        "CAST(count(*) - 1 AS DOUBLE) AS frequency,"
+        " CAST(date_diff('day', min(p.day), max(p.day)) AS DOUBLE) AS recency,"
+        f" CAST(date_diff('day', min(p.day), {day}) AS DOUBLE) AS \"T\","
+        " CAST(sum(p.value) AS DOUBLE) / count(*) AS monetary_value"
+    )
+    if cutoff is not None:
+        return (
+            f"WITH purchase_days AS ({days})\nSELECT p.customer_id, {summary}\n"
+            "FROM purchase_days AS p GROUP BY p.customer_id ORDER BY p.customer_id"
+        )
+    return (
+        f"WITH purchase_days AS ({days})\nSELECT c.cutoff, p.customer_id, {summary}\n"
+        "FROM cutoffs AS c JOIN purchase_days AS p ON p.day <= c.cutoff\n"
+        "GROUP BY c.cutoff, p.customer_id ORDER BY c.cutoff, p.customer_id"
+    )
+
+
+def value_summary_from(con: duckdb.DuckDBPyConnection, cutoffs: Iterable[object]) -> pd.DataFrame:
+    """Point-in-time BG/NBD and Gamma-Gamma summary of each customer at each cutoff.
+
+    Over the contract views on ``con`` (registered from pandas or read in place
+    from Parquet), in one query: ``frequency`` (purchase days on or before the
+    cutoff day, minus one), ``recency`` (days from the first to the last),
+    ``T`` (days from the first to the cutoff) and ``monetary_value``, the mean
+    value of those purchase days -- margin of their purchase lines, or their
+    amount when the shop has no margin column. Returns are left out (the
+    Gamma-Gamma model needs positive spend). Indexed by (``cutoff``,
+    ``customer_id``), sorted, cutoffs as naive midnight ``datetime64[us]``.
+    """
+    dates = as_dates(cutoffs)
+    if not dates:
+        raise ValueError("value_summary_from needs at least one cutoff")
+    tx = table_columns(con).get("transactions", [])
+    if "customer_id" not in tx or "ordered_at" not in tx:
+        raise ValueError("transactions need 'customer_id' and 'ordered_at' columns for RFM")
+    if len(dates) > 1:
+        register_cutoffs(con, dates)
+    single = dates[0] if len(dates) == 1 else None
+    result = con.sql(value_summary_sql(tx, single)).to_arrow_table()
+    customers = pd.Index(pd.array(result.column("customer_id"), dtype="string"))
+    if single is not None:
+        cutoff = pd.DatetimeIndex([pd.Timestamp(single)]).as_unit("us")
+        index = pd.MultiIndex(
+            levels=[cutoff, customers],
+            codes=[np.zeros(len(customers), dtype="int8"), np.arange(len(customers))],
+            names=["cutoff", "customer_id"],
+            verify_integrity=False,
+        )
+    else:
+        days = pd.DatetimeIndex(result.column("cutoff").to_numpy()).as_unit("us")
+        index = pd.MultiIndex.from_arrays([days, customers], names=["cutoff", "customer_id"])
+    data = {c: result.column(c).to_numpy() for c in SUMMARY_COLUMNS}
+    return pd.DataFrame(data, index=index, copy=False)
 
 
 def build_value_labels(

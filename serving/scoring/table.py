@@ -211,12 +211,7 @@ def score_customers(
     else:
         frame = build_scoring_frame_from(con, as_of, feature_set, tables=tables)
     if models.value is not None:
-        if con is not None:
-            raise ValueError(
-                "the value champion needs the shop's rows for its purchase summary: "
-                "score loaded tables (con=None) when a value model is served"
-            )
-        frame = with_summary(frame, tables, as_of)
+        frame = with_summary(frame, tables, as_of, con=con)
     table = score_table(
         frame,
         models,
@@ -227,6 +222,7 @@ def score_customers(
         scored_at=scored_at,
     )
     features = frame[feature_set.names]
+    del frame  # the context and summary columns are not written: free them first
     return store.write_score_table(
         table, features, config.score_path, as_of, suppressions=tables.suppressions
     )

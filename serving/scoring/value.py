@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import duckdb
 import numpy as np
 import pandas as pd
 
@@ -21,10 +22,12 @@ from features.feature_sets import MODEL_DERIVED_FEATURES, FeatureSet
 
 logger = logging.getLogger("winback.serving.scoring")
 
+#: The point-in-time purchase summary the value model's BTYD features need
+#: (``features.value_table.SUMMARY_COLUMNS``, not imported: the service never builds it).
+SUMMARY_COLUMNS = ("frequency", "recency", "T", "monetary_value")
+
 #: The score-table columns the value model fills (missing without a value champion).
 VALUE_COLUMNS = ("predicted_value", "value_horizon_days")
-#: The point-in-time purchase summary the value model's BTYD features need.
-SUMMARY_COLUMNS = ("frequency", "recency", "T", "monetary_value")
 
 
 @dataclass(frozen=True)
@@ -75,12 +78,25 @@ def load_value_champion(client: Any) -> ServedValueModel | None:
     )
 
 
-def with_summary(frame: pd.DataFrame, tables: Any, as_of: Any) -> pd.DataFrame:
-    """The scoring frame with each customer's purchase summary at ``as_of`` joined on."""
-    from training.evaluation.value_baselines import value_summary_at_cutoffs
+def with_summary(
+    frame: pd.DataFrame, tables: Any, as_of: Any, *, con: duckdb.DuckDBPyConnection | None = None
+) -> pd.DataFrame:
+    """The scoring frame with each customer's purchase summary at ``as_of`` added.
 
-    summary = value_summary_at_cutoffs(tables, [as_of]).droplevel("cutoff")
-    return frame.drop(columns=[c for c in SUMMARY_COLUMNS if c in frame]).join(summary)
+    One DuckDB query over the contract views on ``con`` (read in place), or over
+    ``tables`` registered on a new connection; the frame's columns are not copied.
+    """
+    from features.engines.duckdb_engine import connect
+    from features.value_table import value_summary_from
+
+    con = connect(tables) if con is None else con
+    summary = value_summary_from(con, [as_of]).droplevel("cutoff")
+    out = frame.drop(columns=[c for c in SUMMARY_COLUMNS if c in frame])
+    same = summary.index.equals(frame.index)
+    for column in SUMMARY_COLUMNS:
+        values = summary[column] if same else summary[column].reindex(frame.index)
+        out[column] = values.to_numpy()
+    return out
 
 
 def predicted_value(value: ServedValueModel | None, frame: pd.DataFrame) -> pd.Series:
@@ -88,8 +104,35 @@ def predicted_value(value: ServedValueModel | None, frame: pd.DataFrame) -> pd.S
     out = pd.Series(np.nan, index=frame.index, dtype="float64", name="predicted_value")
     if value is None or not set(SUMMARY_COLUMNS) <= set(frame.columns):
         return out
-    out[:] = value.model.predict(frame, frame[list(SUMMARY_COLUMNS)])
+    fast = _offset_prediction(value.model, frame)
+    out[:] = fast if fast is not None else value.model.predict(frame, frame[list(SUMMARY_COLUMNS)])
     return out
+
+
+def _offset_prediction(model: Any, frame: pd.DataFrame) -> np.ndarray | None:
+    """A Tweedie value model with an offset, predicted without copying the frame; else None.
+
+    The same values as ``model.predict`` (``exp(raw score + log offset)``), with the
+    raw score from :func:`serving.scoring.predict.raw_scores` on the model's matrix
+    built from the frame's own columns and the BTYD features.
+    """
+    from serving.scoring.predict import FeatureColumns, raw_scores
+    from training.evaluation.value_baselines import btyd_features
+
+    regressor = getattr(model, "regressor", None)
+    if getattr(regressor, "loss", None) != "tweedie" or getattr(regressor, "offset", None) is None:
+        return None
+    summary = frame[list(SUMMARY_COLUMNS)]
+    derived = btyd_features(model.bgnbd, model.gamma_gamma, model.horizon_days, summary)
+    names = regressor.feature_set_.names
+    inputs = pd.DataFrame(
+        {n: derived[n] if n in derived.columns else frame[n] for n in names}, copy=False
+    )
+    matrix = FeatureColumns(inputs).matrix(names, regressor.categories_)
+    raw = raw_scores(
+        regressor.booster_, matrix, regressor.best_iteration_, num_threads=regressor.num_threads
+    )
+    return np.exp(raw + regressor._log_offset(inputs))
 
 
 def value_input_set(value: ServedValueModel) -> FeatureSet:

@@ -21,15 +21,10 @@ import pandas as pd
 
 from features.engines.duckdb_engine import connect
 from features.inputs.schema import ShopTables
-from training.evaluation.bgnbd import (
-    RFM_COLUMNS,
-    BetaGeoFitter,
-    cutoff_days,
-    rfm_summary_at_cutoffs,
-)
+from features.value_table import SUMMARY_COLUMNS, value_summary_from
+from training.evaluation.bgnbd import BetaGeoFitter, cutoff_days
 from training.evaluation.gamma_gamma import GammaGammaFitter
 
-SUMMARY_COLUMNS = (*RFM_COLUMNS, "monetary_value")
 #: Columns :meth:`BtydValueBaseline.features` adds for the value model.
 BTYD_FEATURES = (
     "btyd_expected_purchases",
@@ -44,40 +39,12 @@ def value_summary_at_cutoffs(
 ) -> pd.DataFrame:
     """Point-in-time BG/NBD and Gamma-Gamma summary of each customer at each cutoff.
 
-    ``frequency``, ``recency``, ``T`` from ``training.evaluation.bgnbd.rfm_summary_at_cutoffs``
-    (purchase days on or before the cutoff day) and ``monetary_value``: the mean
-    value of those purchase days -- margin of their purchase lines, or their
-    amount when the shop has no margin column. Returns are left out of the spend
-    (the Gamma-Gamma model needs positive values). Indexed by (``cutoff``,
-    ``customer_id``), cutoffs as naive midnight ``datetime64[us]``.
+    ``frequency``, ``recency``, ``T`` (purchase days on or before the cutoff
+    day, as ``training.evaluation.bgnbd.rfm_summary_at_cutoffs``) and ``monetary_value``,
+    the mean value of those purchase days: ``features.value_table.value_summary_from``
+    over ``tables`` registered on ``con``.
     """
-    con = connect(tables, con)
-    rfm = rfm_summary_at_cutoffs(tables, cutoffs, con=con)
-    columns = tables.transactions.columns
-    value = "t.margin_amount" if "margin_amount" in columns else "t.amount"
-    is_purchase = "NOT coalesce(t.is_return, false)" if "is_return" in columns else "true"
-    days = con.execute(
-        f"""
-        SELECT t.customer_id, CAST(t.ordered_at AS DATE) AS day, SUM(coalesce({value}, 0.0)) AS value
-        FROM transactions AS t WHERE {is_purchase}
-        GROUP BY t.customer_id, CAST(t.ordered_at AS DATE)
-        ORDER BY t.customer_id, day
-        """
-    ).df()
-    days["customer_id"] = days["customer_id"].astype("string")
-    days["day"] = pd.to_datetime(days["day"]).astype("datetime64[us]")
-    grouped = days.groupby("customer_id", sort=False)
-    days["mean_to_date"] = grouped["value"].cumsum() / (grouped.cumcount() + 1)
-    keys = rfm.index.to_frame(index=False)
-    # the running mean at each customer's last purchase day on or before the cutoff
-    joined = pd.merge_asof(
-        keys.reset_index().sort_values("cutoff"),
-        days[["customer_id", "day", "mean_to_date"]].sort_values("day"),
-        left_on="cutoff", right_on="day", by="customer_id",
-    ).set_index("index").sort_index()  # fmt: skip
-    out = rfm.copy()
-    out["monetary_value"] = joined["mean_to_date"].to_numpy(dtype=float)
-    return out[list(SUMMARY_COLUMNS)]
+    return value_summary_from(connect(tables, con), cutoffs)
 
 
 def _keys(index: pd.MultiIndex) -> pd.MultiIndex:

@@ -138,8 +138,7 @@ def _score_locked(config, data, mapping, as_of, engine, spark_master) -> None:
         raise typer.Exit(1) from None
     if engine == "spark":
         version, date = _score_on_spark(data, mapping, as_of, models, config, spark_master)
-    # in place unless a value champion is served: its purchase summary reads the rows
-    elif _is_simulated_folder(data, mapping) and models.value is None:
+    elif _is_simulated_folder(data, mapping):
         version, date = _score_in_place(data, as_of, models, config)
     else:
         tables = _load_tables(data, mapping)

@@ -8,15 +8,19 @@ score table and the features written must be those of the in-memory path.
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
 
 from features.engines.duckdb_engine import connect_parquet, outline
+from features.feature_sets import FeatureSet
 from features.simulation import write_shop
 from serving.config import ServingConfig
 from serving.scoring import store
+from serving.scoring.models import ServedModels
 from serving.scoring.table import score_customers
+from serving.scoring.value import ServedValueModel
 from tests.serving.scoring.conftest import AS_OF, SCORED_AT
 from winback.commands.serving import _is_simulated_folder
 
@@ -51,6 +55,34 @@ def test_in_place_scores_and_features_equal_the_in_memory_ones(
         store.read_features(memory_score_dir, AS_OF),
         rtol=1e-12,
     )
+
+
+class _SummaryValueModel:
+    """A value model reading every summary column (the wiring, not the model, is tested)."""
+
+    horizon_days = 365
+    regressor = SimpleNamespace(feature_set_=FeatureSet("value", ()))
+
+    def predict(self, features, summary):
+        return (summary["frequency"] * 10 + summary["recency"] + summary["T"]).to_numpy() + (
+            summary["monetary_value"].to_numpy()
+        )
+
+
+def test_in_place_scores_with_a_value_champion_equal_the_in_memory_ones(
+    shop, models, folder, tmp_path
+):
+    value = ServedValueModel(_SummaryValueModel(), "winback-value", "1")
+    with_value = ServedModels(dict(models.models), value=value)
+    con = connect_parquet(folder)
+    in_place, in_memory = tmp_path / "in_place", tmp_path / "in_memory"
+    score_customers(outline(con), AS_OF, with_value, ServingConfig(score_dir=in_place),
+                    scored_at=SCORED_AT, con=con)  # fmt: skip
+    score_customers(shop.tables, AS_OF, with_value, ServingConfig(score_dir=in_memory),
+                    scored_at=SCORED_AT)  # fmt: skip
+    scores = store.read_scores(in_place, AS_OF)
+    assert scores["predicted_value"].notna().sum() > 200
+    pd.testing.assert_frame_equal(scores, store.read_scores(in_memory, AS_OF))
 
 
 def test_only_a_simulated_folder_without_a_mapping_is_read_in_place(folder, tmp_path):

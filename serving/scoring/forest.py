@@ -1,0 +1,206 @@
+"""LightGBM trees evaluated with NumPy over many rows: LightGBM's raw scores, for less CPU.
+
+LightGBM's predictor walks each row down each tree in turn, about 90 ns a tree
+and a row on a 2-core machine: scoring a million customers with four models of
+150-230 trees took about 45 CPU s. Here every split of a tree is evaluated for
+a block of rows at once (one vectorised comparison per split), the outcomes are
+packed into a small integer code, and a table made once per tree maps the code
+to the leaf. The result is bit for bit LightGBM's raw score: the comparisons are
+LightGBM's (missing values and near-zero values as its predictor sends them) and
+the trees are added in the same order, starting from zero.
+
+Used for large batches only (the compiled tables cost about a second per model):
+a tree with more than :data:`MAX_SPLITS` splits, linear trees or several trees per
+iteration make :meth:`Forest.from_booster` return ``None``, and the caller keeps
+LightGBM's predictor.
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+#: Most splits per tree (17 leaves): the outcome code fits ``uint16``, its table 65,536 leaves.
+MAX_SPLITS = 16
+#: Rows evaluated together: the block's codes and outcomes stay in the processor's cache.
+BLOCK_ROWS = 65_536
+#: LightGBM's predictor reads values within this distance of zero as zero (``kZeroThreshold``).
+ZERO_THRESHOLD = 1e-35
+
+
+@dataclass(frozen=True)
+class _Split:
+    """One split: numerical (``value <= threshold``) or categorical (``value in categories``).
+
+    ``missing`` says where LightGBM sends a missing value: ``"left"``, ``"right"``, or
+    ``"zero-left"``/``"zero-right"`` when zero and missing go the default way.
+    """
+
+    feature: int
+    threshold: float
+    missing: str
+    categories: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class _Tree:
+    splits: tuple[_Split, ...]
+    leaf_of_code: np.ndarray  # uint8, one leaf per combination of split outcomes
+    leaf_values: np.ndarray  # float64
+
+
+def _split(node: dict) -> _Split:
+    """The :class:`_Split` of a ``dump_model`` node, its missing values routed as LightGBM does."""
+    feature = int(node["split_feature"])
+    if node["decision_type"] == "==":  # categorical: missing and negative values go right
+        categories = np.array([int(c) for c in str(node["threshold"]).split("||")], dtype=float)
+        return _Split(feature, np.nan, "right", categories)
+    if node["decision_type"] != "<=":
+        raise NotImplementedError(node["decision_type"])
+    threshold = float(node["threshold"])
+    left = bool(node["default_left"])
+    kind = node["missing_type"]
+    if kind == "NaN":
+        return _Split(feature, threshold, "left" if left else "right")
+    if kind == "None":  # a missing value is read as 0.0
+        return _Split(feature, threshold, "left" if threshold >= 0.0 else "right")
+    if kind == "Zero":
+        return _Split(feature, threshold, "zero-left" if left else "zero-right")
+    raise NotImplementedError(kind)
+
+
+def _tree(root: dict) -> _Tree | None:
+    """The splits of a tree (pre-order) and the leaf each combination of their outcomes reaches."""
+    splits: list[_Split] = []
+    leaves: list[float] = []
+
+    def walk(node: dict) -> tuple:
+        if "split_feature" not in node:
+            leaves.append(float(node["leaf_value"]))
+            return ("leaf", len(leaves) - 1)
+        splits.append(_split(node))
+        k = len(splits) - 1
+        return ("split", k, walk(node["left_child"]), walk(node["right_child"]))
+
+    shape = walk(root)
+    if len(splits) > MAX_SPLITS:
+        return None
+    codes = np.arange(2 ** len(splits), dtype=np.int64)
+    leaf_of_code = np.zeros(len(codes), dtype=np.uint8)
+
+    def fill(node: tuple, rows: np.ndarray) -> None:
+        if node[0] == "leaf":
+            leaf_of_code[rows] = node[1]
+            return
+        left = ((codes[rows] >> node[1]) & 1).astype(bool)
+        fill(node[2], rows[left])
+        fill(node[3], rows[~left])
+
+    fill(shape, codes)
+    return _Tree(tuple(splits), leaf_of_code, np.array(leaves, dtype="float64"))
+
+
+class Forest:
+    """The first trees of a LightGBM booster, evaluated block by block with NumPy."""
+
+    def __init__(self, trees: tuple[_Tree, ...]) -> None:
+        self.trees = trees
+        self.features = sorted({s.feature for t in trees for s in t.splits})
+
+    @classmethod
+    def from_booster(cls, booster: Any, num_iteration: int | None = None) -> Forest | None:
+        """The forest of ``booster``'s first ``num_iteration`` trees, or None if not supported."""
+        model = booster.dump_model(num_iteration=num_iteration)
+        if int(model.get("num_tree_per_iteration", 1)) != 1:
+            return None
+        trees = []
+        for info in model["tree_info"]:
+            if info.get("is_linear"):
+                return None
+            try:
+                tree = _tree(info["tree_structure"])
+            except NotImplementedError:
+                return None
+            if tree is None:
+                return None
+            trees.append(tree)
+        return cls(tuple(trees))
+
+    def raw_score(self, matrix: np.ndarray) -> np.ndarray:
+        """Sum of the trees' leaf values per row of ``matrix`` (rows x features, float64)."""
+        out = np.empty(len(matrix), dtype="float64")
+        for start in range(0, len(matrix), BLOCK_ROWS):
+            block = matrix[start : start + BLOCK_ROWS]
+            out[start : start + len(block)] = self._block(block)
+        return out
+
+    def _block(self, block: np.ndarray) -> np.ndarray:
+        columns = _BlockColumns(block)
+        n = len(block)
+        total = np.zeros(n, dtype="float64")
+        outcome = np.empty(n, dtype=bool)
+        code = np.empty(n, dtype=np.uint16)
+        bit = np.empty(n, dtype=np.uint16)
+        for tree in self.trees:
+            code[:] = 0
+            for k, split in enumerate(tree.splits):
+                if split.categories is None:
+                    np.less_equal(columns.get(split.feature, split.missing), split.threshold,
+                                  out=outcome)  # fmt: skip
+                else:
+                    values = columns.truncated(split.feature)
+                    outcome[:] = np.isin(values, split.categories)
+                np.left_shift(outcome, k, out=bit, dtype=np.uint16, casting="unsafe")
+                code |= bit
+            total += tree.leaf_values[tree.leaf_of_code[code]]
+        return total
+
+
+class _BlockColumns:
+    """A block's feature columns as LightGBM's predictor reads them, made once per variant.
+
+    Near-zero values become zero; a missing value becomes ``-inf`` where it goes
+    left and stays NaN (every comparison false) where it goes right.
+    """
+
+    def __init__(self, block: np.ndarray) -> None:
+        self._block = block
+        self._made: dict[tuple[int, str], np.ndarray] = {}
+
+    def get(self, feature: int, missing: str) -> np.ndarray:
+        key = (feature, missing)
+        if key in self._made:
+            return self._made[key]
+        if missing == "right":
+            values = np.ascontiguousarray(self._block[:, feature])
+            values[np.abs(values) <= ZERO_THRESHOLD] = 0.0
+        else:
+            values = self.get(feature, "right").copy()
+            default = np.isnan(values)
+            if missing.startswith("zero"):
+                default |= values == 0.0
+            values[default] = -np.inf if missing.endswith("left") else np.nan
+        self._made[key] = values
+        return values
+
+    def truncated(self, feature: int) -> np.ndarray:
+        """The column truncated to integers (LightGBM's category of a value)."""
+        key = (feature, "truncated")
+        if key not in self._made:
+            self._made[key] = np.trunc(self.get(feature, "right"))
+        return self._made[key]
+
+
+_FORESTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def forest_of(booster: Any, num_iteration: int | None) -> Forest | None:
+    """The (cached) :class:`Forest` of a booster's first ``num_iteration`` trees, or None."""
+    cached = _FORESTS.get(booster)
+    if cached is None or cached[0] != num_iteration:
+        cached = (num_iteration, Forest.from_booster(booster, num_iteration))
+        _FORESTS[booster] = cached
+    return cached[1]
