@@ -123,7 +123,7 @@ class WinbackClassifier(ClassifierMixin, BaseEstimator):
         reg_alpha: float = 0.0,
         reg_lambda: float = 1.0,
         min_split_gain: float = 0.0,
-        early_stopping_rounds: int = 50,
+        early_stopping_rounds: int = 100,
         eval_metric: Literal["auc", "binary_logloss"] = "auc",
         calibration: Literal["auto", "isotonic", "sigmoid", "none"] = "auto",
         num_threads: int = 1,
