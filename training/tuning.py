@@ -29,7 +29,7 @@ from optuna_integration.lightgbm import LightGBMPruningCallback
 
 from features.feature_sets import FeatureSet
 from training.config import TrainConfig, label_column
-from training.model import classifier_from_config
+from training.model import MONOTONE_INCREASING, classifier_from_config
 
 #: Boosting rounds between two reports to the pruner (each report is a DB write).
 REPORT_INTERVAL = 10
@@ -73,7 +73,8 @@ def study_key(config: TrainConfig, feature_set: FeatureSet, origins: Any, finger
 
     The data fingerprint, the feature set (names and kinds), the label
     definition and horizon, the search space's code, the origins' cutoffs and
-    the fixed training settings (LightGBM defaults, early stopping, refit).
+    the fixed training settings (LightGBM defaults, early stopping, refit,
+    monotone constraints).
     """
     import hashlib
     import inspect
@@ -87,6 +88,7 @@ def study_key(config: TrainConfig, feature_set: FeatureSet, origins: Any, finger
         "horizon_days": config.horizon_days,
         "label": config.label,
         "search_space": inspect.getsource(search_space),
+        "monotone_increasing": MONOTONE_INCREASING.get(config.target, ()),
         "origins": describe,
         "fixed": config.model_dump(
             include={"lightgbm", "early_stopping_rounds", "seed", "refit_on_validation"}
