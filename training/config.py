@@ -113,7 +113,13 @@ class TrainConfig(_Frozen):
         "costs up to 9x the CPU on a busy one (threads spinning at every barrier).",
     )
     lightgbm: LightGBMParams = LightGBMParams()
-    early_stopping_rounds: int = Field(50, ge=1)
+    early_stopping_rounds: int = Field(
+        100,
+        ge=1,
+        description="Stop when validation ROC-AUC has not improved for this many trees. 100 at "
+        "the default learning rate of 0.02: with 50, one demo-shop reactivation origin stopped "
+        "at 2 trees on a noisy early AUC peak (test ROC-AUC 0.750 against 0.760 with 100).",
+    )
     eval_metric: Literal["auc", "binary_logloss"] = "auc"
     tune_trials: int = Field(0, ge=0)
     tune_timeout_seconds: float | None = Field(None, gt=0)

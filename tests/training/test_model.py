@@ -262,3 +262,30 @@ def test_simulated_longer_since_last_order_never_lowers_churn_risk_on_average(
     gap = X_test["purchase_gap_mean_days"].where(X_test["purchase_gap_mean_days"] > 0)
     later["overdue_ratio"] = later["days_since_last_order"] / gap
     assert model.predict_proba(later).mean() >= model.predict_proba(X_test).mean()
+
+
+def test_monotone_increasing_features_never_lower_the_score(data):
+    (X, y), val, (X_test, _) = data
+    # a bump: churn is likelier near irrelevant == 0 than on either side
+    bump = np.abs(X["irrelevant"].to_numpy()) < 0.5
+    y_bump = np.where(bump, True, y)
+    grid = X_test.iloc[:50].loc[X_test.index[:50].repeat(21)].copy()
+    grid["irrelevant"] = np.tile(np.linspace(-3, 3, 21), 50)
+
+    def steps(model) -> np.ndarray:
+        return np.diff(model.predict_raw(grid).reshape(50, 21), axis=1)
+
+    free = small_model().fit(X, y_bump, eval_set=val)
+    assert (steps(free) < -1e-9).any()  # unconstrained, the bump's far side goes down
+    constrained = small_model(monotone_increasing=("irrelevant", "not_a_feature"))
+    constrained.fit(X, y_bump, eval_set=val)
+    assert (steps(constrained) >= -1e-9).all()
+
+
+def test_the_vip_model_is_monotone_in_trailing_spend():
+    from training.config import TrainConfig
+    from training.model.classifier import classifier_from_config
+
+    vip = classifier_from_config(TrainConfig(target="vip"))
+    assert "spend_365d_amount" in vip.monotone_increasing
+    assert classifier_from_config(TrainConfig(target="churn")).monotone_increasing == ()

@@ -145,3 +145,20 @@ def test_a_change_of_feature_set_labels_or_origins_starts_a_new_study(periods, c
         feature_set=smaller, label_col="churned",
     )  # fmt: skip
     assert rerun.n_run == 2
+
+
+def test_a_new_study_tries_the_configured_defaults_first(periods, config, tmp_path):
+    from training.model.tuning import default_trial
+
+    defaults = config.model_copy(
+        update={"lightgbm": LightGBMParams(n_estimators=40, num_leaves=5, reg_alpha=0.0)}
+    )
+    result = run(periods, defaults, 3, f"sqlite:///{tmp_path / 'd.db'}")
+    study = optuna.load_study(study_name=result.study_name, storage=result.storage)
+    first = study.trials[0].params
+    # the defaults as they are, reg_alpha = 0 clipped to the log scale's lower bound
+    assert first == default_trial(defaults)
+    assert first["num_leaves"] == 5 and first["min_child_samples"] == 200
+    assert first["reg_alpha"] == pytest.approx(1e-3)
+    # so the study's best is never worse on validation than the defaults
+    assert result.best_value >= study.trials[0].value

@@ -31,6 +31,16 @@ from training.model.calibration import Calibrator, fit_calibrator
 
 BIAS_COLUMN = "bias"
 
+#: Features whose effect on a target's score is known to be non-decreasing, constrained
+#: so in LightGBM. VIP is the top of trailing-12-month margin at the horizon's end among
+#: customers who are not VIP yet, so more trailing spend or margin (all else equal) is
+#: closer to the bar, never further. The constraint keeps a model fitted on a few dozen
+#: positives from learning the opposite by noise (Online Retail VIP: ROC-AUC 0.957 ->
+#: 0.960 over three origins; demo shop unchanged at 0.963).
+MONOTONE_INCREASING: dict[str, tuple[str, ...]] = {
+    "vip": ("spend_365d_amount", "spend_365d_rank_share", "margin_365d_amount"),
+}
+
 
 def infer_feature_set(X: pd.DataFrame, name: str = "inferred") -> FeatureSet:
     """A feature set from a frame's columns: categoricals/strings → ``category``, else float."""
@@ -102,6 +112,9 @@ class WinbackClassifier(ClassifierMixin, BaseEstimator):
     calibration
         ``"auto"``, ``"isotonic"``, ``"sigmoid"`` or ``"none"``; fitted on the
         calibration set (the ``eval_set`` unless one is given).
+    monotone_increasing
+        Features the score may only rise with (LightGBM's monotone constraints,
+        ``advanced`` method); names absent from the feature set are ignored.
     num_threads
         Threads for LightGBM; fixed so results are reproducible.
     random_state
@@ -123,9 +136,10 @@ class WinbackClassifier(ClassifierMixin, BaseEstimator):
         reg_alpha: float = 0.0,
         reg_lambda: float = 1.0,
         min_split_gain: float = 0.0,
-        early_stopping_rounds: int = 50,
+        early_stopping_rounds: int = 100,
         eval_metric: Literal["auc", "binary_logloss"] = "auc",
         calibration: Literal["auto", "isotonic", "sigmoid", "none"] = "auto",
+        monotone_increasing: tuple[str, ...] = (),
         num_threads: int = 1,
         random_state: int = 0,
     ) -> None:
@@ -144,11 +158,19 @@ class WinbackClassifier(ClassifierMixin, BaseEstimator):
         self.early_stopping_rounds = early_stopping_rounds
         self.eval_metric = eval_metric
         self.calibration = calibration
+        self.monotone_increasing = monotone_increasing
         self.num_threads = num_threads
         self.random_state = random_state
 
     # ------------------------------------------------------------------ fitting
     def _lgbm(self) -> lgb.LGBMClassifier:
+        constraints: dict[str, Any] = {}
+        increasing = set(getattr(self, "monotone_increasing", ()))  # older pickles lack it
+        if increasing & set(self.feature_set_.names):
+            constraints = {
+                "monotone_constraints": [int(n in increasing) for n in self.feature_set_.names],
+                "monotone_constraints_method": "advanced",
+            }
         return lgb.LGBMClassifier(
             objective="binary",
             n_estimators=self.n_estimators,
@@ -168,6 +190,7 @@ class WinbackClassifier(ClassifierMixin, BaseEstimator):
             force_row_wise=True,
             metric=self.eval_metric,
             verbose=-1,
+            **constraints,
         )
 
     def fit(
@@ -362,6 +385,7 @@ def classifier_from_config(
         "early_stopping_rounds": config.early_stopping_rounds,
         "eval_metric": config.eval_metric,
         "calibration": config.calibration,
+        "monotone_increasing": MONOTONE_INCREASING.get(config.target, ()),
         "num_threads": config.num_threads,
         "random_state": config.seed,
     }

@@ -1,6 +1,9 @@
 """Optuna tuning of the LightGBM hyper-parameters on the validation period.
 
 * one search space, in :func:`search_space`;
+* the configured defaults are a new study's first trial, so a short study
+  (the demo runs 5 trials, all of them TPE's random start-up draws) can only
+  swap the defaults for parameters that did better on validation;
 * a seeded TPE sampler and a median pruner fed by LightGBM's validation AUC
   every few boosting rounds (``LightGBMPruningCallback``), so bad trials stop early;
 * the objective is the mean validation ROC-AUC over the test origins (each
@@ -26,7 +29,7 @@ from optuna_integration.lightgbm import LightGBMPruningCallback
 
 from features.feature_sets import FeatureSet
 from training.config import TrainConfig, label_column
-from training.model.classifier import classifier_from_config
+from training.model.classifier import MONOTONE_INCREASING, classifier_from_config
 
 #: Boosting rounds between two reports to the pruner (each report is a DB write).
 REPORT_INTERVAL = 10
@@ -36,7 +39,7 @@ def search_space(trial: optuna.Trial) -> dict[str, Any]:
     """The LightGBM parameters Optuna explores, as ``WinbackClassifier`` keyword arguments."""
     return {
         "learning_rate": trial.suggest_float("learning_rate", 0.02, 0.3, log=True),
-        "num_leaves": trial.suggest_int("num_leaves", 8, 128, log=True),
+        "num_leaves": trial.suggest_int("num_leaves", 4, 128, log=True),
         "min_child_samples": trial.suggest_int("min_child_samples", 10, 400, log=True),
         "subsample": trial.suggest_float("subsample", 0.5, 1.0),
         "colsample_bytree": trial.suggest_float("colsample_bytree", 0.4, 1.0),
@@ -45,12 +48,33 @@ def search_space(trial: optuna.Trial) -> dict[str, Any]:
     }
 
 
+def default_trial(config: TrainConfig) -> dict[str, Any]:
+    """The configured LightGBM defaults as a point of the search space (clipped into its bounds).
+
+    Enqueued as a new study's first trial. Why: with few trials TPE only draws
+    at random, and a random draw that wins on validation by noise replaced the
+    regularised defaults (measured on the 20,000-customer demo shop: VIP test
+    ROC-AUC 0.961 tuned against 0.963 with the defaults).
+    """
+    probe = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    trial = probe.ask()
+    search_space(trial)
+    defaults = config.lightgbm.model_dump()
+    out: dict[str, Any] = {}
+    for name, distribution in trial.distributions.items():
+        value = min(max(defaults[name], distribution.low), distribution.high)
+        is_int = isinstance(distribution, optuna.distributions.IntDistribution)
+        out[name] = int(round(value)) if is_int else float(value)
+    return out
+
+
 def study_key(config: TrainConfig, feature_set: FeatureSet, origins: Any, fingerprint: str) -> str:
     """A hash of everything that changes a study's trials, so a change starts a new study.
 
     The data fingerprint, the feature set (names and kinds), the label
     definition and horizon, the search space's code, the origins' cutoffs and
-    the fixed training settings (LightGBM defaults, early stopping, refit).
+    the fixed training settings (LightGBM defaults, early stopping, refit,
+    monotone constraints).
     """
     import hashlib
     import inspect
@@ -64,6 +88,7 @@ def study_key(config: TrainConfig, feature_set: FeatureSet, origins: Any, finger
         "horizon_days": config.horizon_days,
         "label": config.label,
         "search_space": inspect.getsource(search_space),
+        "monotone_increasing": MONOTONE_INCREASING.get(config.target, ()),
         "origins": describe,
         "fixed": config.model_dump(
             include={"lightgbm", "early_stopping_rounds", "seed", "refit_on_validation"}
@@ -258,6 +283,8 @@ def tune(
         load_if_exists=True,
     )
     objective = _objective(periods, config, feature_set, study_name)
+    if not study.trials:
+        study.enqueue_trial(default_trial(config))
 
     already = len(_finished(study))
     remaining = max(0, n_trials - already)
