@@ -287,22 +287,34 @@ class ScoreLookup:
             out.append(record)
         return out
 
-    def frame(self) -> pd.DataFrame:
-        """The whole score table indexed by ``customer_id``, read now (for a list build).
+    def frame(self, columns: Sequence[str] | None = None) -> pd.DataFrame:
+        """The score table indexed by ``customer_id``, read now (for a list build).
 
-        Costs the table's size for as long as the caller holds it: what a list
-        needs, never kept by the lookup.
+        ``columns``: only these (those the table has); all by default. Costs
+        their size for as long as the caller holds it: what a list needs, never
+        kept by the lookup.
         """
-        table = _plain_strings(self.scores.read_all())
+        names = None
+        if columns is not None:
+            present = set(self.scores.schema.names)
+            names = ["customer_id", *(c for c in columns if c in present and c != "customer_id")]
+        table = _plain_strings(self.scores.read_all(names))
         frame = table.to_pandas()
         frame["customer_id"] = frame["customer_id"].astype("string")
         return frame.set_index("customer_id")
 
-    def feature_frame(self) -> pd.DataFrame | None:
-        """Every customer's stored features indexed by ``customer_id``, read now (None without)."""
+    def feature_frame(self, columns: Sequence[str] | None = None) -> pd.DataFrame | None:
+        """Stored features indexed by ``customer_id``, read now (None without features).
+
+        ``columns``: only these (those the file has); all by default.
+        """
         if self.features is None:
             return None
-        frame = self.features.read_all().to_pandas()
+        names = None
+        if columns is not None:
+            present = set(self.features.schema.names)
+            names = [c for c in columns if c in present]
+        frame = self.features.read_all(names).to_pandas()
         ids = self.scores.read_all(["customer_id"]).column(0).to_numpy(zero_copy_only=False)
         frame.index = pd.Index(ids, dtype="string", name="customer_id")
         return frame
