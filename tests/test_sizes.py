@@ -26,13 +26,11 @@ MAX_PARAMETERS = 7
 KNOWN = {
     "module features/contracts.py",
     "module features/spark_engine.py",
-    "module training/reasons.py",
     "module training/registry.py",
     "module training/tracking.py",
     "module training/uplift.py",
     "lines features/contracts.py:_value_rules",
     "lines features/contracts.py:validate_table",
-    "lines training/reasons.py:customer_reasons",
     "lines training/report.py:render_model_report",
     "parameters serving/scoring/spark.py:score_table_spark",
     "parameters training/baselines.py:evaluate_baselines",
