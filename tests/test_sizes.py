@@ -32,7 +32,6 @@ KNOWN = {
     "lines features/contracts.py:_value_rules",
     "lines features/contracts.py:validate_table",
     "lines training/report.py:render_model_report",
-    "parameters serving/scoring/spark.py:score_table_spark",
     "parameters training/baselines.py:evaluate_baselines",
     "parameters training/metrics.py:expected_maximum_profit",
     "parameters training/metrics.py:profit_maximizing_fraction",
