@@ -333,27 +333,39 @@ def _listed(value: Any) -> list[str] | None:
     return None if value is None else list(value)
 
 
+_FLOAT64 = pa.float64().id
+_STRINGS = frozenset({pa.string().id, pa.large_string().id})
+
+
 def _arrays(table: pa.Table, columns: Iterable[tuple[str, str]]) -> dict[str, np.ndarray]:
     """The feature columns of a few rows as NumPy: float64 (null as NaN) or str/None objects.
 
-    Straight from Arrow, column by column (a pandas frame in between cost most
-    of the time of explaining one customer on request); a float64 column of one
-    chunk converts without a cast (~4 us a column instead of ~10).
+    Straight from Arrow (a pandas frame in between cost most of the time of
+    explaining one customer on request), and the float64 columns of one chunk
+    in one conversion: ~25 us for 60 columns of one row, where a conversion
+    per column took ~100 us.
     """
     kinds = dict(columns)
     out: dict[str, np.ndarray] = {}
-    for name, column in zip(table.column_names, table.columns, strict=True):
+    floats: list[tuple[str, pa.Array]] = []
+    for name, column, type_ in zip(
+        table.column_names, table.columns, table.schema.types, strict=True
+    ):
         kind = kinds.get(name)
         if kind is None:
             continue
-        if column.num_chunks == 1:
-            column = column.chunk(0)
         if kind == "category":
-            out[name] = np.array(column.cast(pa.string()).to_pylist(), dtype=object)
-        elif column.type == pa.float64():
-            out[name] = column.to_numpy(zero_copy_only=False)
+            text = column if type_.id in _STRINGS else column.cast(pa.string())
+            out[name] = np.array(text.to_pylist(), dtype=object)
+        elif type_.id == _FLOAT64 and column.num_chunks == 1:
+            floats.append((name, column.chunk(0)))
         else:
-            out[name] = column.cast(pa.float64()).to_numpy(zero_copy_only=False)
+            out[name] = column.cast(pa.float64()).to_numpy()
+    if floats:
+        values = pa.concat_arrays([array for _, array in floats]).to_numpy(zero_copy_only=False)
+        rows = table.num_rows
+        for j, (name, _) in enumerate(floats):
+            out[name] = values[j * rows : (j + 1) * rows]
     return out
 
 
