@@ -141,7 +141,7 @@ def _write_lists(config, serving_config, tables, result, progress, step, timings
     list ranks by the champion's uplift: customers who come back *because* of
     the contact first. Rules and list settings come from ``[lists]``.
     """
-    from serving.lists.store import create_list_from_score_table
+    from serving.lists.store import ListOptions, create_list_from_score_table
     from serving.lists.targeting import TargetingConfig
 
     started = time.perf_counter()
@@ -172,10 +172,7 @@ def _write_lists(config, serving_config, tables, result, progress, step, timings
             serving_config.score_path,
             out_dir / "lists",
             as_of,
-            config=lists,
-            targeting=targeting,
-            log_to_mlflow=True,
-            tracking=tracking,
+            ListOptions(config=lists, targeting=targeting, log_to_mlflow=True, tracking=tracking),
         )
         saved[kind] = manifest
     timings["lists"] = time.perf_counter() - started

@@ -14,13 +14,15 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from serving.api.schemas import REQUEST_CONFIG
 from serving.api.state import ServingState
-from serving.lists.build import REASON_COLUMN, mark_suppressed
+from serving.lists.build import REASON_COLUMN, list_columns_needed, mark_suppressed
 from serving.lists.export import list_csv, list_records
 from serving.lists.settings import list_settings_from_file, service_config_file
 from serving.lists.store import (
     LIST_ID_PATTERN,
     SERVICE_LIST_DIR,
     ListManifest,
+    ListOptions,
+    ListSource,
     create_list,
     read_list,
 )
@@ -112,29 +114,31 @@ def _list_body(frame: pd.DataFrame, manifest: ListManifest, output_format: str) 
     return Response(json.dumps(body, default=str), media_type="application/json")
 
 
-async def list_endpoint(state: ServingState, request: ListRequest) -> Response:
-    """Build, save (and log) a list from the service's score table; JSON or CSV.
+def _busy(state: ServingState) -> JSONResponse | None:
+    """503 with ``Retry-After`` when the service already builds its most lists at once."""
+    if state.lists_running < state.config.max_concurrent_lists:
+        return None
+    return JSONResponse(
+        {
+            "error": f"{state.lists_running} lists are being built, at most "
+            f"{state.config.max_concurrent_lists} at once: retry in "
+            f"{LIST_RETRY_AFTER_SECONDS} s"
+        },
+        status_code=503,
+        headers={"Retry-After": str(LIST_RETRY_AFTER_SECONDS)},
+    )
 
-    ``state`` is ``serving.service.ServingState``. Rules and defaults come from
-    the service's ``winback.toml`` (:func:`service_config_file`), read on every
-    request. Winback lists use the uplift model named by ``WINBACK_UPLIFT_MODEL``
-    (a file, ``runs:/<run_id>`` or ``models:/...``) when set, else the
-    ``winback-uplift`` champion of the service's registry (:func:`list_uplift`).
+
+def list_options(state: ServingState, request: ListRequest) -> ListOptions | JSONResponse:
+    """The list's rules, targeting and record from the request and the service's ``winback.toml``.
+
+    The file is read on every request (an edited rule applies to the next
+    list); a broken file is 409 (fix the service, not the request), a bad
+    combination of request values 400.
     """
-
-    if state.lists_running >= state.config.max_concurrent_lists:
-        return JSONResponse(
-            {
-                "error": f"{state.lists_running} lists are being built, at most "
-                f"{state.config.max_concurrent_lists} at once: retry in "
-                f"{LIST_RETRY_AFTER_SECONDS} s"
-            },
-            status_code=503,
-            headers={"Retry-After": str(LIST_RETRY_AFTER_SECONDS)},
-        )
     try:
         settings, config = list_settings_from_file(service_config_file(state.config.home))
-    except ValueError as exc:  # the service's own winback.toml is broken: fix it, not the request
+    except ValueError as exc:
         return JSONResponse({"error": str(exc)}, status_code=409)
     try:
         targeting = TargetingConfig(
@@ -149,49 +153,76 @@ async def list_endpoint(state: ServingState, request: ListRequest) -> Response:
             config = dataclasses.replace(config, control_share=request.control_share)
     except ValueError as exc:
         return JSONResponse({"error": str(exc)}, status_code=400)
-    await state.refresh_after_erasure()
+    return ListOptions(
+        config=config,
+        targeting=targeting,
+        explain_rows=state.config.max_explain_rows,
+        log_to_mlflow=request.log_to_mlflow,
+        tracking=tracking_config(state.config),
+        log_rows=request.log_rows,
+    )
+
+
+def build_service_list(
+    state: ServingState, kind: str, options: ListOptions
+) -> tuple[pd.DataFrame, ListManifest]:
+    """Build and save a ``kind`` list from the served score table (blocking: run it in a thread).
+
+    Reads only the columns the list needs; reasons the table lacks are computed
+    for the best ``options.explain_rows`` rows (``ServingConfig.max_explain_rows``).
+    """
     lookup = state.lookup
-    list_dir = Path(state.config.home) / SERVICE_LIST_DIR
-
-    tracking = tracking_config(state.config)
-
-    target = REASON_COLUMN[request.kind].removesuffix("_reasons")  # the ranking score's model
+    score_columns, feature_columns = list_columns_needed(kind, options.config)
+    table = lookup.frame(score_columns)
+    features = lookup.feature_frame(feature_columns)
+    uplift = list_uplift(kind, table, features, tracking=options.tracking)
+    versions = dict(lookup.model_versions())
+    if uplift.model_version is not None:
+        versions["uplift"] = uplift.model_version
+    source = ListSource(
+        mark_suppressed(table, lookup.suppressions),
+        lookup.as_of,
+        features=features,
+        uplift=uplift.estimates,
+        model_versions=versions,
+        notes={"uplift_note": uplift.note} if uplift.note else {},
+    )
+    target = REASON_COLUMN[kind].removesuffix("_reasons")  # the ranking score's model
+    top = state.config.top_reasons
 
     def explain(customer_ids: pd.Index) -> list[list[str]]:
         known, _ = lookup.find([str(c) for c in customer_ids])
-        found = dict(
-            zip(known, lookup.reasons(known, target, state.models, top_reasons=top), strict=True)
-        )
+        texts = lookup.reasons(known, target, state.models, top_reasons=top)
+        found = dict(zip(known, texts, strict=True))
         return [found.get(str(c)) or [NO_STANDOUT_REASON] for c in customer_ids]
 
-    top = state.config.top_reasons
+    list_dir = Path(state.config.home) / SERVICE_LIST_DIR
+    on_request = explain if state.config.explain_on_request else None
+    return create_list(kind, source, list_dir, options, explain=on_request)
 
-    def build() -> tuple[pd.DataFrame, ListManifest]:
-        table, features = lookup.frame(), lookup.feature_frame()  # read for this build only
-        uplift = list_uplift(request.kind, table, features, tracking=tracking)
-        versions = dict(lookup.model_versions())
-        if uplift.model_version is not None:
-            versions["uplift"] = uplift.model_version
-        return create_list(
-            request.kind,
-            mark_suppressed(table, lookup.suppressions),
-            list_dir,
-            as_of=lookup.as_of,
-            features=features,
-            uplift=uplift.estimates,
-            config=config,
-            targeting=targeting,
-            model_versions=versions,
-            explain=explain if state.config.explain_on_request else None,
-            log_to_mlflow=request.log_to_mlflow,
-            tracking=tracking,
-            notes={"uplift_note": uplift.note} if uplift.note else None,
-            log_rows=request.log_rows,
-        )
 
+async def list_endpoint(state: ServingState, request: ListRequest) -> Response:
+    """Build, save (and log) a list from the service's score table; JSON or CSV.
+
+    ``state`` is ``serving.service.ServingState``. Rules and defaults come from
+    the service's ``winback.toml`` (:func:`service_config_file`), read on every
+    request. Winback lists use the uplift model named by ``WINBACK_UPLIFT_MODEL``
+    (a file, ``runs:/<run_id>`` or ``models:/...``) when set, else the
+    ``winback-uplift`` champion of the service's registry (:func:`list_uplift`).
+    At most ``max_concurrent_lists`` build at once (503 with ``Retry-After``).
+    """
+    busy = _busy(state)
+    if busy is not None:
+        return busy
+    options = list_options(state, request)
+    if isinstance(options, JSONResponse):
+        return options
+    await state.refresh_after_erasure()
     state.lists_running += 1
     try:
-        frame, manifest = await anyio.to_thread.run_sync(build)
+        frame, manifest = await anyio.to_thread.run_sync(
+            build_service_list, state, request.kind, options
+        )
     finally:
         state.lists_running -= 1
     return _list_body(frame, manifest, request.format)

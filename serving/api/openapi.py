@@ -219,7 +219,8 @@ def openapi_document(spec: dict[str, Any], state: ServingState) -> dict[str, Any
                 continue
             schema = model_schema(request, schemas)
             operation["requestBody"] = {
-                "required": True,
+                # a model without required fields (``/drift``) takes no body as all defaults
+                "required": bool(schema.get("required")),
                 "content": {"application/json": {"schema": schema}},
             }
             if path == "/score_rows":

@@ -45,18 +45,18 @@ async def lookup_scores(state: ServingState, request: ScoresRequest) -> Response
             f"{state.lookup.as_of}",
             not_found=unknown,
         )
-    explain = (
+    lookup = state.lookup
+    records = lookup.records(found, explain=False)
+    if (
         request.explain
         and state.config.explain_on_request
-        and state.lookup.needs_reasons(found, state.models)
-    )
-
-    def build() -> list[dict[str, Any]]:
-        return state.lookup.records(
-            found, models=state.models, explain=explain, top_reasons=state.config.top_reasons
+        and lookup.features is not None
+        and lookup.missing_reasons(records, state.models)
+    ):  # SHAP off the event loop: other lookups go on meanwhile
+        top = state.config.top_reasons
+        await anyio.to_thread.run_sync(
+            lambda: lookup.explain_records(records, state.models, top_reasons=top)
         )
-
-    records = await anyio.to_thread.run_sync(build) if explain else build()
     return Response(scores_response_json(records, unknown), media_type="application/json")
 
 

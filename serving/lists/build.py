@@ -37,6 +37,11 @@ from serving.lists.actions import (
 from serving.lists.control import assign_groups
 from serving.lists.settings import ListConfig
 from serving.lists.targeting import TargetingConfig, apply_targeting
+from serving.lists.values import (
+    predicted_value_if_returning,
+    value_if_reactivated,
+    value_if_retained,
+)
 
 #: The list kinds, as named on the command line and in the API.
 LIST_KINDS = ("at-risk", "winback", "vip-potential", "near-vip")
@@ -95,6 +100,24 @@ SCORE_TABLE_COLUMNS = (
     "is_vip",
     "trailing_margin",
 )
+
+
+#: Feature columns the list values read (``winback``'s value, ``near-vip``'s spend).
+VALUE_FEATURES = ("total_margin_amount", "tenure_days", "margin_rate")
+
+
+def list_columns_needed(
+    kind: str, config: ListConfig
+) -> tuple[tuple[str, ...], tuple[str, ...] | None]:
+    """The score-table and feature columns a list of ``kind`` reads (None: every feature).
+
+    A ``winback`` list reads every feature: its uplift model picks its own.
+    """
+    scores = (*SCORE_TABLE_COLUMNS, "predicted_value", "value_horizon_days", REASON_COLUMN[kind])
+    if kind == "winback":
+        return scores, None
+    rules = {c for rule in config.actions.rules for c in rule.columns if c != "tier"}
+    return scores, (*VALUE_FEATURES, *sorted(rules))
 
 
 def score_frame(scores: pd.DataFrame) -> pd.DataFrame:
@@ -181,72 +204,6 @@ def at_risk_candidates(scores: pd.DataFrame, config: ListConfig) -> pd.DataFrame
     pool["value_at_risk"] = pool["churn_risk"] * pool["value_if_retained"]
     pool["expected_incremental_margin"] = pool["value_at_risk"] * config.assumed_effect_share
     return _ranked(pool, "value_at_risk")
-
-
-def value_if_retained(pool: pd.DataFrame, horizon_days: int) -> pd.Series:
-    """Margin an active customer brings over the horizon if they stay.
-
-    The value champion's ``predicted_value`` at the list horizon's rate where
-    the score table has it; else (no champion, or a customer it did not score)
-    their trailing 12-month margin at the same daily rate.
-    """
-    trailing = np.maximum(pool["trailing_margin"].astype("float64"), 0.0) * horizon_days / 365.0
-    if "predicted_value" not in pool.columns:
-        return trailing
-    days = pool["value_horizon_days"].astype("Float64").astype("float64")
-    predicted = pool["predicted_value"].astype("float64") * horizon_days / days
-    return np.maximum(predicted.where(predicted.notna(), trailing), 0.0)
-
-
-def value_note(scores: pd.DataFrame) -> str:
-    """What a list's values rest on, for its manifest."""
-    if "predicted_value" in scores.columns and scores["predicted_value"].notna().any():
-        horizon = scores["value_horizon_days"].dropna()
-        days = int(horizon.iloc[0]) if len(horizon) else "?"
-        return f"predicted_value of the value champion ({days}-day horizon)"
-    return "trailing 12-month margin rule: no value champion (train one with --target value)"
-
-
-#: The smallest reactivation probability a predicted value is divided by (a cap on the ratio).
-MIN_RETURN_PROBABILITY = 0.02
-
-
-def predicted_value_if_returning(pool: pd.DataFrame, horizon_days: int) -> pd.Series:
-    """The value champion's value of a lapsed customer who comes back, over the horizon.
-
-    ``predicted_value`` already weighs the value by the chance of coming back,
-    so the value *if* they return is it (at the horizon's rate) over their
-    ``reactivation_probability`` (floored at :data:`MIN_RETURN_PROBABILITY`).
-    Missing where the champion gave no value (the caller keeps today's rule).
-    """
-    if "predicted_value" not in pool.columns:
-        return pd.Series(np.nan, index=pool.index, dtype="float64")
-    days = pool["value_horizon_days"].astype("Float64").astype("float64")
-    at_rate = pool["predicted_value"].astype("float64") * horizon_days / days
-    chance = np.maximum(pool["reactivation_probability"].astype("float64"), MIN_RETURN_PROBABILITY)
-    return np.maximum(at_rate / chance, 0.0)
-
-
-def value_if_reactivated(
-    scores: pd.DataFrame, features: pd.DataFrame | None, horizon_days: int
-) -> pd.Series:
-    """Margin a lapsed customer brings over the horizon if they come back.
-
-    Their own historical margin rate (``total_margin_amount`` over their tenure,
-    at least a year) when the features have it, else the median trailing margin
-    of active customers (what scoring's ``expected_value`` uses).
-    """
-    s = scores
-    share = horizon_days / 365.0
-    active_margin = s.loc[s["is_active"].astype(bool), "trailing_margin"].dropna()
-    typical = float(active_margin.median()) if len(active_margin) else 0.0
-    value = pd.Series(typical * share, index=s.index, dtype="float64")
-    if features is not None and {"total_margin_amount", "tenure_days"} <= set(features.columns):
-        f = features.reindex(s.index)
-        years = np.maximum(f["tenure_days"].astype("float64"), 365.0) / 365.0
-        own = f["total_margin_amount"].astype("float64") / years * share
-        value = own.where(own.notna(), value)
-    return np.maximum(value, 0.0)
 
 
 def winback_candidates(
@@ -375,9 +332,8 @@ def build_list(
     uplift: pd.Series | None = None,
     config: ListConfig = ListConfig(),
     targeting: TargetingConfig = TargetingConfig(),
-    explain: Callable[[pd.Index], pd.Series] | None = None,
 ) -> pd.DataFrame:
-    """One retention list: ranked, targeted, with reasons, actions and a control group.
+    """One retention list: ranked, targeted, with stored reasons, actions and a control group.
 
     Parameters
     ----------
@@ -394,42 +350,27 @@ def build_list(
         Estimated uplift of a contact by ``customer_id`` (``winback`` only).
     config, targeting
         List settings and how many to keep (top N, budget, profit-optimal cut).
-    explain
-        Reasons for customers the score table has none for (a callable from the
-        index of those customers to lists of reason texts), e.g. the service's
-        on-demand SHAP explanations; without it they stay empty.
 
     Returns
     -------
     pandas.DataFrame
         One row per targeted customer, best first: :data:`BASE_COLUMNS`, the kind's
-        value columns (:data:`KIND_COLUMNS`), then :data:`TAIL_COLUMNS`.
+        value columns (:data:`KIND_COLUMNS`), then :data:`TAIL_COLUMNS`. Reasons
+        are the score table's (empty where it has none: :func:`explain_list`
+        computes them).
     """
     ranked = candidates(kind, scores, config, features=features, uplift=uplift)
     ranked, suppressed = without_suppressed(ranked, scores)  # before targeting and control
-    targeted = apply_targeting(ranked, targeting, value_column="expected_incremental_margin")
-    out = targeted.copy()
+    out = apply_targeting(ranked, targeting, value_column="expected_incremental_margin").copy()
     tiers, _ = list_tiers(score_frame(scores), config.tiers)
     out["tier"] = tiers["tier"].reindex(out.index)
     reason_column = REASON_COLUMN[kind]
-    raw_reasons = (
+    out["reasons"] = _reasons_text(
         out[reason_column]
         if reason_column in out.columns
         else pd.Series([None] * len(out), index=out.index, dtype="object")
     )
-    reasons = _reasons_text(raw_reasons)
-    if explain is not None:
-        need = reasons.index[reasons.fillna("") == ""]
-        if len(need):
-            reasons.loc[need] = _reasons_text(pd.Series(explain(need), index=need))
-    out["reasons"] = reasons
-    behaviour = out[["tier"]].copy()
-    if features is not None:
-        extra = features.reindex(out.index)
-        for column in extra.columns:
-            if column != "tier":
-                behaviour[column] = extra[column]
-    actions = suggest_actions(behaviour, config.actions)
+    actions = suggest_actions(_behaviour(out, features), config.actions)
     out["action"] = actions["action"]
     out["action_rule"] = actions["action_rule"]
     out["group"] = assign_groups(
@@ -439,6 +380,24 @@ def build_list(
         share=config.control_share,
         n_strata=config.n_strata,
     ).to_numpy()
+    out = _list_columns(out, kind, list_id)
+    out.attrs[SUPPRESSED_ROWS] = suppressed
+    return out
+
+
+def _behaviour(out: pd.DataFrame, features: pd.DataFrame | None) -> pd.DataFrame:
+    """The listed customers' tier and feature values: what the action rules test."""
+    behaviour = out[["tier"]].copy()
+    if features is not None:
+        extra = features.reindex(out.index)
+        for column in extra.columns:
+            if column != "tier":
+                behaviour[column] = extra[column]
+    return behaviour
+
+
+def _list_columns(out: pd.DataFrame, kind: str, list_id: str) -> pd.DataFrame:
+    """The list's columns in order (missing ones empty), ``customer_id`` a column, ranks from 1."""
     out["list_id"] = list_id
     out["rank"] = np.arange(1, len(out) + 1, dtype=np.int64)
     out.index.name = "customer_id"
@@ -450,7 +409,30 @@ def build_list(
     out = out[columns]
     out["group"] = out["group"].astype("string")
     out["tier"] = out["tier"].astype("string")
-    out.attrs[SUPPRESSED_ROWS] = suppressed
+    return out
+
+
+def explain_list(
+    frame: pd.DataFrame, explain: Callable[[pd.Index], list[list[str]]], *, limit: int
+) -> pd.DataFrame:
+    """A built list with reasons computed for its rows that have none stored, best ranks first.
+
+    ``explain`` maps customer ids to lists of reason texts (e.g. the service's
+    on-demand SHAP explanations, ~1 ms a row). Only rows within the first
+    ``limit`` ranks are explained, so a list of the whole base costs at most
+    ``limit`` explanations; rows further down keep the score table's reasons.
+    """
+    reasons = frame["reasons"].fillna("")
+    head = np.arange(len(frame)) < limit
+    need = np.flatnonzero(head & (reasons == "").to_numpy(dtype=bool))
+    if not len(need):
+        return frame
+    out = frame.copy()
+    ids = pd.Index(out["customer_id"].iloc[need])
+    texts = _reasons_text(pd.Series(list(explain(ids)), index=ids, dtype="object"))
+    column = out.columns.get_loc("reasons")
+    out.iloc[need, column] = texts.to_numpy()
+    out.attrs = dict(frame.attrs)
     return out
 
 

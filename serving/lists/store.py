@@ -17,6 +17,7 @@ aggregates, its rows only with ``log_rows``.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import re
@@ -34,13 +35,14 @@ from serving.lists.build import (
     LIST_KINDS,
     SUPPRESSED_ROWS,
     build_list,
+    explain_list,
     mark_suppressed,
-    value_note,
 )
 from serving.lists.export import list_csv
 from serving.lists.settings import ListConfig
 from serving.lists.targeting import TargetingConfig
 from serving.lists.uplift import list_uplift
+from serving.lists.values import value_note
 
 LIST_EXPERIMENT = "winback-lists"
 MANIFEST_NAME = "manifest.json"
@@ -76,7 +78,7 @@ class ListManifest:
     list_id: str
     kind: str
     as_of: str
-    generated_at: str
+    generated_at: str = ""
     parameters: Mapping[str, Any] = field(default_factory=dict)
     model_versions: Mapping[str, Any] = field(default_factory=dict)
     rows: int = 0
@@ -118,33 +120,24 @@ def list_folder(list_dir: Path, list_id: str) -> Path:
     return Path(list_dir) / check_list_id(list_id)
 
 
-def save_list(
-    frame: pd.DataFrame,
-    list_dir: Path,
-    *,
-    list_id: str,
-    kind: str,
-    as_of: dt.date | str,
-    parameters: Mapping[str, Any] | None = None,
-    model_versions: Mapping[str, Any] | None = None,
-    generated_at: dt.datetime | None = None,
-) -> ListManifest:
+def save_list(frame: pd.DataFrame, list_dir: Path, draft: ListManifest) -> ListManifest:
     """Write a list's Parquet, CSV and manifest (each published by rename, manifest last).
 
-    The manifest counts the do-not-contact customers :func:`build_list` left
+    ``draft`` names the list (id, kind, as-of date, parameters, model versions;
+    ``generated_at`` now when empty); the saved manifest adds the row counts per
+    group, the files, and the do-not-contact customers :func:`build_list` left
     out (``frame.attrs["suppressed_rows"]``, by reason).
     """
-    folder = list_folder(list_dir, list_id)
+    folder = list_folder(list_dir, draft.list_id)
     folder.mkdir(parents=True, exist_ok=True)
     groups = frame["group"].astype("string") if "group" in frame.columns else pd.Series([])
-    manifest = ListManifest(
-        list_id=list_id,
-        kind=kind,
-        as_of=str(as_of),
-        generated_at=(generated_at or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).isoformat(),
-        parameters=dict(parameters or {}),
+    manifest = dataclasses.replace(
+        draft,
+        as_of=str(draft.as_of),
+        generated_at=draft.generated_at or dt.datetime.now(dt.UTC).isoformat(),
+        parameters=dict(draft.parameters),
         model_versions={
-            k: (None if v is None else str(v)) for k, v in (model_versions or {}).items()
+            k: (None if v is None else str(v)) for k, v in draft.model_versions.items()
         },
         rows=len(frame),
         treatment_rows=int((groups == "treatment").sum()),
@@ -258,66 +251,89 @@ def _metric_name(key: str) -> str:
     return "".join(c if c.isalnum() or c in "_-./ " else "_" for c in key)
 
 
+@dataclass(frozen=True)
+class ListSource:
+    """What a list is built from: one date's score table, the features behind it, uplift.
+
+    ``model_versions`` (the models the scores and uplift came from) and ``notes``
+    (e.g. why no uplift model was used) go into the manifest.
+    """
+
+    scores: pd.DataFrame
+    as_of: dt.date | str
+    features: pd.DataFrame | None = None
+    uplift: pd.Series | None = None
+    model_versions: Mapping[str, Any] = field(default_factory=dict)
+    notes: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ListOptions:
+    """How a list is made and recorded.
+
+    ``config`` and ``targeting``: the list rules and how many rows to keep;
+    ``explain_rows``: how many of the best-ranked rows without stored reasons
+    get them computed (when the caller can explain); ``log_to_mlflow``,
+    ``tracking`` and ``log_rows``: the ``winback-lists`` record (:func:`log_list`).
+    """
+
+    config: ListConfig = field(default_factory=ListConfig)
+    targeting: TargetingConfig = field(default_factory=TargetingConfig)
+    explain_rows: int = 1000
+    log_to_mlflow: bool = False
+    tracking: Any = None
+    log_rows: bool = False
+
+
 def create_list(
     kind: str,
-    scores: pd.DataFrame,
+    source: ListSource,
     list_dir: Path,
+    options: ListOptions = ListOptions(),
     *,
-    as_of: dt.date | str,
-    features: pd.DataFrame | None = None,
-    uplift: pd.Series | None = None,
-    config: Any = None,
-    targeting: Any = None,
-    model_versions: Mapping[str, Any] | None = None,
-    explain: Callable[[pd.Index], pd.Series] | None = None,
+    explain: Callable[[pd.Index], list[list[str]]] | None = None,
     list_id: str | None = None,
     generated_at: dt.datetime | None = None,
-    log_to_mlflow: bool = False,
-    tracking: Any = None,
-    notes: Mapping[str, Any] | None = None,
-    log_rows: bool = False,
 ) -> tuple[pd.DataFrame, ListManifest]:
     """Build a list (``serving.lists.build.build_list``) under a new id, save it, optionally log it.
 
-    What ``winback lists <kind>`` and the service's list endpoints run. The
-    manifest records the list and targeting parameters, so :func:`rebuild_list`
-    can reproduce the rows from the same scores.
+    What ``winback lists <kind>`` and the service's list endpoints run. With
+    ``explain`` (customer ids → reason texts) the best ``options.explain_rows``
+    rows without stored reasons get them (:func:`explain_list`). The manifest
+    records the list and targeting parameters, so :func:`rebuild_list` can
+    reproduce the rows from the same scores.
     """
-
-    config = config or ListConfig()
-    targeting = targeting or TargetingConfig()
     generated_at = generated_at or dt.datetime.now(dt.UTC)
     list_id = check_list_id(list_id) if list_id else new_list_id(kind, generated_at)
     frame = build_list(
         kind,
-        scores,
+        source.scores,
         list_id=list_id,
-        features=features,
-        uplift=uplift,
-        config=config,
-        targeting=targeting,
-        explain=explain,
+        features=source.features,
+        uplift=source.uplift,
+        config=options.config,
+        targeting=options.targeting,
     )
-    parameters = {
-        "list": config.to_dict(),
-        "targeting": targeting.to_dict(),
-        "uplift": uplift is not None,
-        "value": value_note(scores),
-        **dict(notes or {}),
-    }
-    manifest = save_list(
-        frame,
-        list_dir,
+    if explain is not None:
+        frame = explain_list(frame, explain, limit=options.explain_rows)
+    draft = ListManifest(
         list_id=list_id,
         kind=kind,
-        as_of=as_of,
-        parameters=parameters,
-        model_versions=model_versions,
-        generated_at=generated_at,
+        as_of=str(source.as_of),
+        generated_at=generated_at.astimezone(dt.UTC).isoformat(),
+        parameters={
+            "list": options.config.to_dict(),
+            "targeting": options.targeting.to_dict(),
+            "uplift": source.uplift is not None,
+            "value": value_note(source.scores),
+            **dict(source.notes),
+        },
+        model_versions=dict(source.model_versions),
     )
-    if log_to_mlflow:
-        run_id = log_list(manifest, list_dir, tracking=tracking, log_rows=log_rows)
-        manifest = ListManifest.from_dict({**manifest.to_dict(), "mlflow_run_id": run_id})
+    manifest = save_list(frame, list_dir, draft)
+    if options.log_to_mlflow:
+        run_id = log_list(manifest, list_dir, tracking=options.tracking, log_rows=options.log_rows)
+        manifest = dataclasses.replace(manifest, mlflow_run_id=run_id)
     return frame, manifest
 
 
@@ -355,22 +371,18 @@ def create_list_from_score_table(
     score_dir: Path,
     list_dir: Path,
     as_of: dt.date,
+    options: ListOptions = ListOptions(),
     *,
-    config: Any = None,
-    targeting: Any = None,
     uplift_model: str | Path | None = None,
-    log_to_mlflow: bool = False,
-    tracking: Any = None,
-    log_rows: bool = False,
 ) -> tuple[pd.DataFrame, ListManifest]:
     """Build and save a list from a stored score table (and its feature file).
 
     What ``winback lists <kind>`` and ``winback demo`` run: reads the score table
     of ``as_of``, estimates uplift for win-back lists (``uplift_model``, else
     ``WINBACK_UPLIFT_MODEL``, else the ``winback-uplift`` champion of the
-    ``tracking`` store: :func:`list_uplift`), records the model versions the
-    scores and uplift came from, marks the do-not-contact customers stored with
-    the version, and calls :func:`create_list`.
+    ``options.tracking`` store: :func:`list_uplift`), records the model versions
+    the scores and uplift came from, marks the do-not-contact customers stored
+    with the version, and calls :func:`create_list`.
     """
     from serving.scoring import store
 
@@ -379,7 +391,9 @@ def create_list_from_score_table(
     if features is not None:
         features.index = features.index.astype("string")
     try:
-        uplift = list_uplift(kind, scores, features, uplift_model=uplift_model, tracking=tracking)
+        uplift = list_uplift(
+            kind, scores, features, uplift_model=uplift_model, tracking=options.tracking
+        )
     except FileNotFoundError as exc:
         raise FileNotFoundError(f"score table of {as_of} in {score_dir}: {exc}") from None
     versions: dict[str, Any] = {
@@ -389,18 +403,12 @@ def create_list_from_score_table(
     }
     if uplift.model_version is not None:
         versions["uplift"] = uplift.model_version
-    return create_list(
-        kind,
+    source = ListSource(
         scores,
-        list_dir,
-        as_of=as_of,
+        as_of,
         features=features,
         uplift=uplift.estimates,
-        config=config,
-        targeting=targeting,
         model_versions=versions,
-        log_to_mlflow=log_to_mlflow,
-        tracking=tracking,
-        notes={"uplift_note": uplift.note} if uplift.note else None,
-        log_rows=log_rows,
+        notes={"uplift_note": uplift.note} if uplift.note else {},
     )
+    return create_list(kind, source, list_dir, options)

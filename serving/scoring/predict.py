@@ -59,7 +59,8 @@ class FeatureColumns:
         self = cls.__new__(cls)
         self._frame = None
         self._rows = lengths.pop()
-        self._dtypes = {name: feature_set.dtypes[name] for name in arrays}
+        dtypes = feature_set.dtypes  # a property building a dict: once, not once per column
+        self._dtypes = {name: dtypes[name] for name in arrays}
         self._floats = {n: a for n, a in arrays.items() if self._dtypes[n] != "category"}
         self._strings = {n: a for n, a in arrays.items() if self._dtypes[n] == "category"}
         self._codes = {}

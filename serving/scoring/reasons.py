@@ -48,12 +48,13 @@ def reason_texts(
     The texts of ``training.model.reasons.customer_reasons``. For a fitted
     ``WinbackClassifier`` the SHAP values come from LightGBM's ``pred_contrib``
     on :func:`~serving.scoring.predict.model_matrix` (one NumPy matrix, one
-    thread), not through ``model.contributions``' pandas encoding: for one
-    customer that route spent ~0.1 s in pandas indexing and conversions, this
-    one ~2 ms. Other models (stand-ins) go through ``contributions`` and
-    ``reason_codes`` as they are.
+    thread), and the sentences from the same NumPy columns
+    (``training.model.reasons.top_reasons``): no frame is built, which for one
+    customer was most of the time (pandas indexing and conversions cost
+    milliseconds; LightGBM's SHAP ~1-3 ms). Other models (stand-ins) go
+    through ``contributions`` and ``reason_codes`` as they are.
     """
-    from training.model.reasons import customer_reasons, reason_codes
+    from training.model.reasons import array_reference, reason_codes, top_reasons
 
     if len(features) == 0:
         return []
@@ -70,11 +71,13 @@ def reason_texts(
         num_iteration=model.best_iteration_,
         num_threads=1,
     )
-    contributions = pd.DataFrame(np.asarray(values, dtype="float64"), columns=[*names, "bias"])
-    frame = columns.frame if isinstance(features, FeatureColumns) else features
-    if list(frame.columns) != list(names):
-        frame = frame[names]
-    reasons = customer_reasons(contributions, frame, top=top, reference=reference)
+    arrays = {
+        name: columns.strings(name) if kind == "category" else columns.floats(name)
+        for name, kind in model.feature_set_.columns
+    }
+    contributions = np.asarray(values, dtype="float64")[:, : len(names)]  # the last is the bias
+    refs = array_reference(names, arrays, reference)
+    reasons = top_reasons(contributions, names, arrays, refs, top=top)
     return [[reason.text for reason in row] for row in reasons]
 
 

@@ -154,24 +154,15 @@ def spark_frame(spark: SparkSession, frame: pd.DataFrame, partitions: int | None
     return out.repartition(partitions) if partitions else out
 
 
-def score_table_spark(
-    spark: SparkSession,
-    frame: pd.DataFrame,
-    models: ServedModels,
-    *,
-    as_of: dt.date,
-    horizon_days: int = 90,
-    explain_top: int = 1000,
-    top_reasons: int = 3,
-    scored_at: dt.datetime | None = None,
-    partitions: int | None = None,
+def spark_probabilities(
+    spark: SparkSession, frame: pd.DataFrame, models: ServedModels, partitions: int | None = None
 ) -> pd.DataFrame:
-    """``serving.scoring.table.score_table`` with the predictions computed in Spark.
+    """Every model's probability for every customer of the scoring frame, computed in Spark.
 
     ``frame`` is the scoring frame (features + status, indexed by
     ``customer_id``), e.g. from ``features.training_table.build_scoring_frame_from``;
     ``partitions`` spreads it over that many Spark tasks (Spark's default when
-    ``None``). Returns the same table as ``score_table`` would.
+    ``None``). Returns one score column per target, indexed by ``customer_id``.
     """
     if frame.index.name != "customer_id":
         raise ValueError(
@@ -183,7 +174,16 @@ def score_table_spark(
     probabilities = probabilities.set_index("customer_id")
     if probabilities.index.has_duplicates:
         raise ValueError("Spark returned duplicate customer_id rows: is the frame's index unique?")
-    precomputed = ServedModels(
+    return probabilities
+
+
+def precomputed_models(models: ServedModels, probabilities: pd.DataFrame) -> ServedModels:
+    """``models`` answering with the ``probabilities`` Spark computed (reasons still from the model).
+
+    Handed to ``serving.scoring.table.score_table``, which then builds the same
+    table as from the models themselves.
+    """
+    return ServedModels(
         {
             target: ServedModel(
                 target=target,
@@ -195,15 +195,6 @@ def score_table_spark(
             )
             for target, served in models.models.items()
         }
-    )
-    return score_table(
-        frame,
-        precomputed,
-        as_of=as_of,
-        horizon_days=horizon_days,
-        explain_top=explain_top,
-        top_reasons=top_reasons,
-        scored_at=scored_at,
     )
 
 
@@ -227,10 +218,10 @@ def score_customers_spark(
     config = config or ServingConfig()
     feature_set = models.feature_set()
     frame = build_scoring_frame_from(connection, as_of, feature_set)
-    table = score_table_spark(
-        connection.spark,
+    probabilities = spark_probabilities(connection.spark, frame, models)
+    table = score_table(
         frame,
-        models,
+        precomputed_models(models, probabilities),
         as_of=as_of,
         horizon_days=config.horizon_days,
         explain_top=config.explain_top,

@@ -12,7 +12,7 @@ import pytest
 from features.erasure import ErasureRegistry
 from features.erasure_files import mentions
 from serving.forget import ForgetStores, forget_customers
-from serving.lists.store import create_list, read_manifest
+from serving.lists.store import ListSource, create_list, read_manifest
 from serving.scoring import store
 from tests.serving.lists.test_lists import _large_scores
 
@@ -37,7 +37,7 @@ def stores(tmp_path) -> ForgetStores:
         store.write_score_table(
             scores.assign(as_of=as_of), features, stores.score_dir, as_of, suppressions=suppressions
         )
-    create_list("winback", scores, stores.list_dir, as_of=D2, features=features)
+    create_list("winback", ListSource(scores, D2, features=features), stores.list_dir)
     (out / "validation").mkdir(parents=True)
     quarantine = pd.DataFrame({"customer_id": [GONE, "C00009"], "reason": ["duplicate_row"] * 2})
     quarantine.to_parquet(out / "validation" / "transactions.quarantine.parquet")

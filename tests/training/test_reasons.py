@@ -10,15 +10,13 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from features.definitions import feature_names
-from training.model.reasons import (
+from training.model.reason_templates import (
     ENGAGEMENT_FEATURES,
     REASON_TEMPLATES,
     RECENT_DAYS,
-    customer_reasons,
     generic_reason,
-    reason_codes,
-    reason_frequencies,
 )
+from training.model.reasons import customer_reasons, reason_codes, reason_frequencies
 
 FEATURES = pd.DataFrame(
     {

@@ -15,7 +15,8 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from training.model.reasons import REASON_TEMPLATES, Template, _num, reason_codes
+from training.model.reason_templates import REASON_TEMPLATES, Template, _num, when_known
+from training.model.reasons import reason_codes
 
 #: The reference key holding the shop's margin rate (margin over spend of all customers).
 SHOP_MARGIN_RATE = "margin_rate"
@@ -71,37 +72,26 @@ def value_templates(reference: Mapping[str, float], horizon_days: int) -> dict[s
         side = "above" if rate > shop else "below"
         return f"margin rate {side} the shop's ({rate:.0%} vs {shop:.0%})"
 
-    def high_margin_share(row, high):
-        share = _num(row.get("high_margin_spend_share"))
-        if math.isnan(share):
-            return None
-        return f"{share:.0%} of spend in high-margin categories"
-
-    def expected_orders(row, high):
-        n = _num(row.get("btyd_expected_purchases"))
-        return (
-            None
-            if math.isnan(n)
-            else f"buying pattern suggests {n:.1f} orders in {horizon_days} days"
-        )
-
-    def p_alive(row, high):
-        p = _num(row.get("btyd_p_alive"))
-        return None if math.isnan(p) else f"{p:.0%} likely still an active buyer"
-
-    def expected_spend(row, high):
-        value = _num(row.get("btyd_expected_spend"))
-        return None if math.isnan(value) else f"a typical order of theirs is worth {value:,.0f}"
-
     return {
         **REASON_TEMPLATES,
         "order_value_mean_amount": per_order,
         "spend_365d_amount": spend_365d,
         "margin_rate": margin_rate,
-        "high_margin_spend_share": high_margin_share,
-        "btyd_expected_purchases": expected_orders,
-        "btyd_p_alive": p_alive,
-        "btyd_expected_spend": expected_spend,
+        "high_margin_spend_share": when_known(
+            "high_margin_spend_share",
+            lambda share, high: f"{share:.0%} of spend in high-margin categories",
+        ),
+        "btyd_expected_purchases": when_known(
+            "btyd_expected_purchases",
+            lambda n, high: f"buying pattern suggests {n:.1f} orders in {horizon_days} days",
+        ),
+        "btyd_p_alive": when_known(
+            "btyd_p_alive", lambda p, high: f"{p:.0%} likely still an active buyer"
+        ),
+        "btyd_expected_spend": when_known(
+            "btyd_expected_spend",
+            lambda value, high: f"a typical order of theirs is worth {value:,.0f}",
+        ),
     }
 
 

@@ -87,7 +87,7 @@ def run_list(request: ListRequest) -> None:
     file (``--config``, else ``./winback.toml``, else defaults), tiers and
     horizon from ``[train]``; ``--control-share`` and ``--contact-cost`` override.
     """
-    from serving.lists.store import create_list_from_score_table
+    from serving.lists.store import ListOptions, create_list_from_score_table
 
     if request.output_format not in ("csv", "json", "parquet"):
         raise typer.BadParameter(f"--format {request.output_format!r}: use csv, json or parquet")
@@ -101,11 +101,13 @@ def run_list(request: ListRequest) -> None:
             request.score_dir,
             request.list_dir,
             date,
-            config=config,
-            targeting=targeting,
+            ListOptions(
+                config=config,
+                targeting=targeting,
+                log_to_mlflow=request.mlflow_log != "none",
+                log_rows=request.mlflow_log == "rows",
+            ),
             uplift_model=request.uplift_model,
-            log_to_mlflow=request.mlflow_log != "none",
-            log_rows=request.mlflow_log == "rows",
         )
     except (FileNotFoundError, ValueError) as exc:
         raise typer.BadParameter(str(exc)) from None

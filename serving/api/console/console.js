@@ -362,12 +362,46 @@
       }
       body.appendChild(tr);
     }
+    fillReasons(shown);
     const end = start + shown.length;
     $("page-info").textContent = rows.length
       ? `rows ${start + 1}–${end} of ${rows.length} · page ${state.page + 1} of ${pages}`
       : "no rows match the filters";
     $("page-prev").disabled = state.page === 0;
     $("page-next").disabled = state.page >= pages - 1;
+  }
+
+  /** The target whose reasons each list kind shows (what POST /scores explains on request). */
+  const REASON_TARGETS = {
+    "at-risk": "churn",
+    winback: "reactivation",
+    "vip-potential": "vip",
+    "near-vip": "vip",
+  };
+
+  /**
+   * Reasons for the shown rows that came without (a list explains its best ranks only):
+   * asked once per row from POST /scores, which explains on request, then shown.
+   */
+  async function fillReasons(shown) {
+    const list = state.list;
+    const target = list && REASON_TARGETS[list.manifest.kind];
+    const missing = shown.filter((r) => !r.reasons && !r.reasonsAsked);
+    if (!target || !missing.length) return;
+    for (const record of missing) record.reasonsAsked = true;
+    let body;
+    try {
+      const ids = missing.map((r) => r.customer_id);
+      body = await (await api("/scores", { customer_ids: ids, explain: true })).json();
+    } catch (err) {
+      return; // the rows keep "–": the list itself is shown either way
+    }
+    const found = new Map((body.scores || []).map((s) => [s.customer_id, s.reasons || {}]));
+    for (const record of missing) {
+      const reasons = (found.get(record.customer_id) || {})[target];
+      if (reasons && reasons.length) record.reasons = reasons.join("; ");
+    }
+    if (state.list === list) render();
   }
 
   function render() {

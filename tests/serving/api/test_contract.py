@@ -59,6 +59,17 @@ def test_the_examples_are_accepted(client, document) -> None:
             assert response.status_code == 200, (path, response.text)
 
 
+def test_a_body_is_required_where_the_request_has_required_fields(client, document) -> None:
+    for path in ("/scores", "/lists", "/drift"):
+        body = document["paths"][path]["post"]["requestBody"]
+        schema = body["content"]["application/json"]["schema"]
+        assert body["required"] == bool(schema.get("required")), path
+    assert not document["paths"]["/drift"]["post"]["requestBody"]["required"]
+    # no body: /drift checks the newest table with the defaults, /lists names what it needs
+    assert client.post("/drift", headers=AUTH).status_code in (200, 404)
+    assert client.post("/lists", headers=AUTH).status_code == 400
+
+
 def schemathesis_config(
     examples: int, *, key: str = API_KEY, extra: str = ""
 ) -> schemathesis.config.SchemathesisConfig:

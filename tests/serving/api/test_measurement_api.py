@@ -19,7 +19,7 @@ import pytest
 from serving.api.measurement import measurement_endpoint, parse_as_of
 from serving.api.schemas import MeasurementRequest, MeasurementResponse
 from serving.config import ServingConfig
-from serving.lists.store import SERVICE_LIST_DIR, save_list
+from serving.lists.store import SERVICE_LIST_DIR, ListManifest, save_list
 from serving.measurement.campaign import newcombe_interval, welch_interval
 from serving.measurement.data import MeasurementUnavailable, measurement_tables
 from serving.scoring.baselines import run_comparison, split_baseline_metric
@@ -52,7 +52,8 @@ LINES = [
 def _home(tmp_path: Path) -> Path:
     frame = pd.DataFrame({"customer_id": list(GROUPS), "group": list(GROUPS.values())})
     frame["rank"] = np.arange(1, len(frame) + 1)
-    save_list(frame, tmp_path / SERVICE_LIST_DIR, list_id=LIST_ID, kind="winback", as_of=LIST_DATE)
+    draft = ListManifest(list_id=LIST_ID, kind="winback", as_of=str(LIST_DATE))
+    save_list(frame, tmp_path / SERVICE_LIST_DIR, draft)
     tx = pd.DataFrame(
         LINES,
         columns=["customer_id", "ordered_at", "order_id", "amount", "margin_amount", "is_return"],
@@ -164,7 +165,7 @@ def test_a_list_without_control_group_cannot_be_compared(tmp_path) -> None:
     home = _home(tmp_path)
     frame = pd.DataFrame({"customer_id": ["T1", "T2"], "group": ["treatment", "treatment"]})
     other = "winback-20240331T090000Z-000000"
-    save_list(frame, home / SERVICE_LIST_DIR, list_id=other, kind="winback", as_of=LIST_DATE)
+    save_list(frame, home / SERVICE_LIST_DIR, ListManifest(other, "winback", str(LIST_DATE)))
     status, body = _call(_state(home), list_id=other, as_of="2024-05-31")
     assert status == 422
     assert "0 'control'" in body["error"]

@@ -11,7 +11,7 @@ import pytest
 
 from serving.lists.build import build_list, mark_suppressed
 from serving.lists.export import list_csv, spreadsheet_safe
-from serving.lists.store import create_list
+from serving.lists.store import ListOptions, ListSource, create_list
 from serving.lists.targeting import TargetingConfig
 from tests.serving.lists.test_lists import _large_scores
 from tests.training import test_tracking as shared
@@ -51,7 +51,7 @@ def test_manifest_counts_suppressed_rows(tmp_path):
     scores, features = _large_scores(300, seed=5)
     marked = mark_suppressed(scores, _suppressions(["C00001", "C00002"], ["opted_out", "legal"]))
     frame, manifest = create_list(
-        "winback", marked, tmp_path, as_of="2025-06-30", features=features
+        "winback", ListSource(marked, "2025-06-30", features=features), tmp_path
     )
     assert manifest.suppressed_rows == {"legal": 1, "opted_out": 1}
     assert manifest.rows == len(frame) == 298
@@ -83,7 +83,7 @@ def test_saved_csv_is_escaped(tmp_path):
     scores.loc[0, "customer_id"] = "=1+2"
     features.index = pd.Index(scores["customer_id"], name="customer_id")
     frame, manifest = create_list(
-        "winback", scores, tmp_path, as_of="2025-06-30", features=features
+        "winback", ListSource(scores, "2025-06-30", features=features), tmp_path
     )
     saved = (tmp_path / manifest.list_id / "list.csv").read_text()
     assert "'=1+2" in saved and "\n=1+2" not in saved
@@ -94,11 +94,11 @@ def test_mlflow_gets_manifest_and_aggregates_not_rows_unless_asked(tracking, tmp
     import mlflow
 
     scores, features = _large_scores(200, seed=7)
-    args = {"as_of": "2025-06-30", "features": features, "log_to_mlflow": True}
-    _, plain = create_list("winback", scores, tmp_path / "lists", tracking=tracking, **args)
-    _, rows = create_list(
-        "winback", scores, tmp_path / "lists", tracking=tracking, log_rows=True, **args
-    )
+    source = ListSource(scores, "2025-06-30", features=features)
+    logged = ListOptions(log_to_mlflow=True, tracking=tracking)
+    _, plain = create_list("winback", source, tmp_path / "lists", logged)
+    with_rows = ListOptions(log_to_mlflow=True, tracking=tracking, log_rows=True)
+    _, rows = create_list("winback", source, tmp_path / "lists", with_rows)
     client = mlflow.MlflowClient()
     listed = {a.path for a in client.list_artifacts(plain.mlflow_run_id)}
     # the package versions every run records; no rows

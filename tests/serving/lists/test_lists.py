@@ -9,9 +9,11 @@ import pandas as pd
 import pytest
 
 from features.tiers import TierConfig
-from serving.lists.build import build_list, candidates
+from serving.lists.build import build_list, candidates, explain_list, list_columns_needed
 from serving.lists.settings import ListConfig
 from serving.lists.store import (
+    ListOptions,
+    ListSource,
     check_list_id,
     create_list,
     list_ids,
@@ -163,14 +165,9 @@ def test_control_group_share_and_strata_in_a_list() -> None:
 
 def test_saved_list_is_reproducible_from_its_id(tmp_path) -> None:
     scores, features = _large_scores(500, seed=3)
+    source = ListSource(scores, "2025-06-30", features=features, model_versions={"reactivation": 4})
     frame, manifest = create_list(
-        "winback",
-        scores,
-        tmp_path,
-        as_of="2025-06-30",
-        features=features,
-        targeting=TargetingConfig(top=300),
-        model_versions={"reactivation": 4},
+        "winback", source, tmp_path, ListOptions(targeting=TargetingConfig(top=300))
     )
     check_list_id(manifest.list_id)
     assert list_ids(tmp_path) == [manifest.list_id]
@@ -257,3 +254,36 @@ def test_cli_builds_saves_and_measures_a_list(small_shop, small_shop_dir, tmp_pa
     assert metrics["reactivation_rate"]["n_control"] == 40
     folder = tmp_path / "lists" / body["list_id"]
     assert (folder / "measurement_2025-08-31.png").is_file()
+
+
+def test_explain_list_explains_only_the_best_ranked_rows_without_reasons() -> None:
+    frame = build_list("at-risk", _scores(), list_id="t", features=_features(), config=CONFIG)
+    asked: list[list[str]] = []
+
+    def explain(ids: pd.Index) -> list[list[str]]:
+        asked.append([str(c) for c in ids])
+        return [[f"why {c}", "and more"] for c in ids]
+
+    out = explain_list(frame, explain, limit=4).set_index("customer_id")
+    assert asked == [["C", "B", "E"]]  # ranks 1-4 (C, B, A, E) less A, whose reasons are stored
+    assert out.loc["C", "reasons"] == "why C; and more"
+    assert out.loc["A", "reasons"] == "no order for 90 days; spend falling"
+    assert out.loc[["D", "F"], "reasons"].tolist() == ["", ""]  # beyond the limit
+    assert frame.set_index("customer_id").loc["C", "reasons"] == ""  # the input is not changed
+
+
+@pytest.mark.parametrize("kind", ["at-risk", "vip-potential", "near-vip", "winback"])
+def test_a_list_reads_only_the_columns_it_needs(kind) -> None:
+    scores, features = _scores(), _features()
+    features["unused_feature"] = 1.0
+    score_columns, feature_columns = list_columns_needed(kind, CONFIG)
+    kept = (
+        features
+        if feature_columns is None
+        else features[[c for c in feature_columns if c in features.columns]]
+    )
+    assert feature_columns is None or "unused_feature" not in kept.columns
+    full = build_list(kind, scores, list_id="t", features=features, config=CONFIG, uplift=UPLIFT)
+    narrow = build_list(kind, scores[[c for c in score_columns if c in scores]], list_id="t",
+                        features=kept, config=CONFIG, uplift=UPLIFT)  # fmt: skip
+    pd.testing.assert_frame_equal(narrow, full)

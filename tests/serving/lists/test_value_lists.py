@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from serving.lists.build import build_list
-from serving.lists.store import create_list
+from serving.lists.store import ListSource, create_list
 from serving.scoring.models import ServedModels
 from serving.scoring.table import score_table
 from serving.scoring.value import SUMMARY_COLUMNS, ServedValueModel
@@ -38,13 +38,13 @@ def test_at_risk_ranks_by_predicted_value_when_the_champion_scored():
 
 
 def test_manifest_says_what_the_values_rest_on(tmp_path):
-    _, manifest = create_list("at-risk", _with_predicted_value(), tmp_path, as_of="2025-06-30",
-                              features=_features())  # fmt: skip
+    source = ListSource(_with_predicted_value(), "2025-06-30", features=_features())
+    _, manifest = create_list("at-risk", source, tmp_path)
     written = json.loads((tmp_path / manifest.list_id / "manifest.json").read_text())
     assert (
         written["parameters"]["value"] == "predicted_value of the value champion (365-day horizon)"
     )
-    _, manifest = create_list("at-risk", _scores(), tmp_path, as_of="2025-06-30")
+    _, manifest = create_list("at-risk", ListSource(_scores(), "2025-06-30"), tmp_path)
     assert manifest.parameters["value"].startswith(
         "trailing 12-month margin rule: no value champion"
     )
