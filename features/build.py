@@ -87,7 +87,7 @@ def feature_query(
     Parameters
     ----------
     definitions
-        Features to compute (all computable from ``columns``; see ``registry.resolve``).
+        Features to compute, all computable from ``columns`` (``features.definitions.resolve``).
     columns
         Column names of each present contract table.
     cutoff

@@ -214,7 +214,7 @@ def resolve(
         if unknown:
             raise KeyError(
                 f"unknown features {unknown}: not in features.definitions; "
-                "check the feature set against registry.feature_names()"
+                "check the feature set against features.definitions.feature_names()"
             )
     wanted = set(features) if names is None else set(names)
     omitted: dict[str, str] = {}

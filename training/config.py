@@ -8,12 +8,12 @@ default model.
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from features.config_file import ConfigError, read_config_file
 from features.targets import TargetName
 
 #: Metrics the promotion gate may compare, with whether higher is better.
@@ -165,10 +165,6 @@ class TrainConfig(_Frozen):
         return GATE_METRICS[self.gate_metric]
 
 
-class ConfigError(ValueError):
-    """A training config file is missing, unreadable or invalid."""
-
-
 def _describe(error: ValidationError, source: str) -> str:
     lines = [f"invalid training config {source}:"]
     for err in error.errors():
@@ -205,16 +201,8 @@ def load_train_config(path: str | Path | None = None, **overrides: Any) -> Train
     data: dict[str, Any] = {}
     source = "(defaults)"
     if path is not None:
-        path = Path(path)
         source = str(path)
-        if not path.is_file():
-            raise ConfigError(
-                f"training config file {path} does not exist; pass an existing TOML file"
-            )
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"training config file {path} is not valid TOML: {exc}") from None
+        data = read_config_file(path, "training config file")
         if "train" in data and isinstance(data["train"], dict):
             data = data["train"]
         elif isinstance(data.get("features"), dict):  # a winback.toml with no [train] section

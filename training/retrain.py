@@ -319,7 +319,7 @@ def run_retrain(
         ``(exit code, report or None, message)``; see the module docstring for
         the codes.
     """
-    from training.config import ConfigError
+    from features.config_file import ConfigError
 
     try:
         config = config() if callable(config) else config

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import tomllib
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from features.config_file import ConfigError, read_config_file
 from features.custom.spec import CustomFeature, custom_definitions
 from features.simulation import SimulationConfig
 from features.targets import TARGET_NAMES
@@ -29,10 +29,6 @@ from serving.lists.settings import ListConfig, ListSettings
 from training.config import TrainConfig
 
 DEFAULT_CONFIG_FILE = "winback.toml"
-
-
-class ConfigError(ValueError):
-    """The configuration file is missing, unreadable or has an invalid key."""
 
 
 class DataSettings(BaseModel):
@@ -189,11 +185,7 @@ def load_config(path: str | Path | None = None) -> WinbackConfig:
     found = find_config_file(path)
     if found is None:
         return WinbackConfig()
-    try:
-        data = tomllib.loads(found.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {found} is not valid TOML: {exc}") from None
-    return config_from_dict(data, source=str(found))
+    return config_from_dict(read_config_file(found), source=str(found))
 
 
 def _plain(value: Any) -> Any:
@@ -233,10 +225,7 @@ def load_sections(path: str | Path | None) -> WinbackConfig:
     """
     if path is None:
         return WinbackConfig()
-    try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    data = read_config_file(path)
     if set(data) & set(WinbackConfig.model_fields):
         return config_from_dict(data, source=str(path))
     return WinbackConfig()

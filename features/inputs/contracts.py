@@ -178,6 +178,12 @@ def _schema(table: str) -> TableSchema:
     return SCHEMAS[table]
 
 
+def _utc_now(now: pd.Timestamp | None) -> pd.Timestamp:
+    """``now`` in UTC (naive values read as UTC); the current time when ``None``."""
+    now = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
+    return now.tz_localize("UTC") if now.tzinfo is None else now.tz_convert("UTC")
+
+
 def _check_columns(frame: pd.DataFrame, table: str, schema: TableSchema) -> list[str]:
     """Raise on a table with no rows, missing required or repeated columns; note unknown ones."""
     if len(frame) == 0:
@@ -258,6 +264,14 @@ def _canonical_values(
     return values
 
 
+def _accepted(canonical: pd.DataFrame, reasons: Reasons, schema: TableSchema) -> pd.DataFrame:
+    """The rows no reason was given to, in schema column order and dtypes, a fresh index."""
+    out = canonical[reasons.open].reset_index(drop=True)
+    return out[[c for c in schema.names if c in out.columns]].astype(
+        schema.dtypes(list(out.columns))
+    )
+
+
 def _quarantined_rows(
     frame: pd.DataFrame,
     reasons: Reasons,
@@ -323,8 +337,7 @@ def validate_table(
     """
     schema = _schema(table)
     options = options or ContractOptions()
-    now = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
-    now = now.tz_localize("UTC") if now.tzinfo is None else now.tz_convert("UTC")
+    now = _utc_now(now)
     notes = _check_columns(frame, table, schema)
     coerced = _coerce_columns(frame, schema, options, notes)
 
@@ -345,10 +358,7 @@ def validate_table(
     canonical = pd.DataFrame({k: v for k, v in values.items()})
     flag_duplicates(table, canonical, reasons)
 
-    out = canonical[reasons.open].reset_index(drop=True)
-    out = out[[c for c in schema.names if c in out.columns]].astype(
-        schema.dtypes(list(out.columns))
-    )
+    out = _accepted(canonical, reasons, schema)
     quarantine = _quarantined_rows(frame, reasons, erased_rows, schema, options)
     report = ValidationReport(
         table=table,
@@ -394,7 +404,7 @@ def validate_shop(
         raise ContractError(
             f"no 'transactions' table among {sorted(raw)}; winback needs the order lines"
         )
-    now = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
+    now = _utc_now(now)
     options = options or {}
     results = {
         name: validate_table(frame, name, now=now, options=options.get(name), erased=erased)

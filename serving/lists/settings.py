@@ -240,19 +240,15 @@ def list_settings_from_file(path: Path | None) -> tuple[Any, Any]:
     What the service reads on every list request, so an edited rule applies to
     the next list without a restart. ``ValueError`` names the file and the key.
     """
-    import tomllib
-
     from pydantic import ValidationError
 
+    from features.config_file import read_config_file
     from training.config import TrainConfig, train_config_from_dict
 
     if path is None:
         settings, train = ListSettings(), TrainConfig()
         return settings, configured_list_config(settings, train)
-    try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ValueError(f"cannot read the config file {path}: {exc}") from None
+    data = read_config_file(path)
     try:
         settings = ListSettings.model_validate(data.get("lists", {}))
     except ValidationError as exc:

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from features.config_file import ConfigError
 from winback.cli import app
 from winback.config import (
-    ConfigError,
     WinbackConfig,
     config_as_toml,
     config_from_dict,

@@ -139,7 +139,8 @@ def test_a_ticket_feature_reads_its_own_table():
 def test_the_config_file_refuses_a_bad_entry_naming_its_key_and_a_name_twice():
     import tomllib
 
-    from winback.config import ConfigError, config_as_toml, config_from_dict
+    from features.config_file import ConfigError
+    from winback.config import config_as_toml, config_from_dict
 
     good = {"name": "n90", "expression": "count(*)", "window_days": 90, "description": "d"}
     config = config_from_dict({"features": {"custom": [good]}})

@@ -7,7 +7,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from training.config import ConfigError, TrainConfig, label_config, load_train_config
+from features.config_file import ConfigError
+from training.config import TrainConfig, label_config, load_train_config
 
 # ---------------------------------------------------------------- config
 

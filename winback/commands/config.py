@@ -16,7 +16,8 @@ def show(
     ),
 ) -> None:
     """Print the effective configuration as TOML: defaults, overridden by the file."""
-    from winback.config import ConfigError, config_as_toml, find_config_file, load_config
+    from features.config_file import ConfigError
+    from winback.config import config_as_toml, find_config_file, load_config
 
     try:
         effective = load_config(config)

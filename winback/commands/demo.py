@@ -38,7 +38,8 @@ def demo(
     """Simulate a shop, validate it, train the three models, score everyone, write the lists."""
     from rich.console import Console
 
-    from winback.config import ConfigError, load_config
+    from features.config_file import ConfigError
+    from winback.config import load_config
 
     console = Console()
     try:

@@ -28,7 +28,8 @@ ConfigOption = Annotated[
 
 def configured_custom_features(config: Path | None, err: Console) -> tuple:
     """The definitions of ``[[features.custom]]`` in the config file (exit 2 when invalid)."""
-    from winback.config import ConfigError, find_config_file, load_sections
+    from features.config_file import ConfigError
+    from winback.config import find_config_file, load_sections
 
     try:
         return load_sections(find_config_file(config)).features.definitions()

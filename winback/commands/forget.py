@@ -45,10 +45,11 @@ def forget(
     ),
 ) -> None:
     """Remove customers from scores, features, lists, quarantine files and MLflow artifacts."""
+    from features.config_file import ConfigError
     from features.erasure import ErasureRegistry
     from features.publish import LockHeld
     from serving.forget import ForgetStores, forget_customers
-    from winback.config import ConfigError, load_config, tracking_config
+    from winback.config import load_config, tracking_config
 
     ids = _read_ids(customer_ids, ids_file)
     try:

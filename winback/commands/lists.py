@@ -119,8 +119,9 @@ def _list_settings(request: ListRequest):
     """The list rules and the targeting, from the config file and the options."""
     import dataclasses
 
+    from features.config_file import ConfigError
     from serving.lists.targeting import TargetingConfig
-    from winback.config import ConfigError, list_config, load_config
+    from winback.config import list_config, load_config
 
     try:
         effective = load_config(request.config_file)

@@ -59,7 +59,8 @@ def _connect(tracking_uri: str | None, config: Path | None) -> str:
 
     settings: dict[str, str] = {}
     if config is not None:
-        from training.config import ConfigError, load_train_config
+        from features.config_file import ConfigError
+        from training.config import load_train_config
 
         try:
             train_config = load_train_config(config)

@@ -125,13 +125,13 @@ def train(
     """Train a model, compare it with the baselines and gate it into the registry."""
     from rich.console import Console
 
-    from training.config import ConfigError, load_train_config
+    from features.config_file import ConfigError
+    from training.config import load_train_config
 
     console = Console()
     if target not in TARGETS:
         console.print(f"[red]--target {target!r} is not one of {', '.join(TARGETS)}[/red]")
         raise typer.Exit(2)
-    from winback.config import ConfigError as FileConfigError
     from winback.config import find_config_file, load_sections
 
     try:
@@ -141,7 +141,7 @@ def train(
         else:
             train_config = load_train_config(path, target=target, tune_trials=tune, seed=seed)
         sections = load_sections(path)
-    except (ConfigError, FileConfigError) as exc:
+    except ConfigError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
     from winback.terminal import log_file, third_party_to_file
