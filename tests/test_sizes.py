@@ -22,11 +22,9 @@ MAX_MODULE_LINES = 500
 MAX_FUNCTION_LINES = 80
 MAX_PARAMETERS = 7
 
-#: Over a limit when the check was written; split them, then remove them here.
-KNOWN = {
-    "parameters training/evaluation/baselines.py:evaluate_baselines",
-    "parameters training/model/tuning.py:tune",
-}
+#: Over a limit when the check was written; split them, then remove them here. Empty:
+#: every module, function and signature is within the limits.
+KNOWN: set[str] = set()
 
 
 def _is_command(node: ast.FunctionDef) -> bool:

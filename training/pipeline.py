@@ -223,7 +223,6 @@ def tune_params(prepared: Prepared, config: TrainConfig, storage: str, fingerpri
         storage=storage,
         study_name=f"winback-{config.target}-{key[:16]}",
         feature_set=prepared.feature_set,
-        label_col=prepared.label,
     )
 
 

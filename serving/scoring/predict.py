@@ -239,10 +239,8 @@ def model_matrix(model: Any, features: pd.DataFrame | FeatureColumns) -> np.ndar
 
 
 def has_booster(model: Any) -> bool:
-    """Whether ``model`` is a fitted ``WinbackClassifier`` (booster, categories, calibrator)."""
-    return all(
-        hasattr(model, a) for a in ("booster_", "categories_", "best_iteration_", "calibrator_")
-    )
+    """Whether ``model`` is a fitted ``WinbackClassifier``: its trees can score a matrix."""
+    return callable(getattr(model, "trees", None)) and hasattr(model, "categories_")
 
 
 #: Rows from which a batch is scored by :mod:`serving.scoring.forest` (its tables cost
@@ -272,10 +270,8 @@ def raw_scores(
 def predict_matrix(model: Any, matrix: np.ndarray, *, num_threads: int | None = None) -> np.ndarray:
     """Calibrated probabilities of a fitted ``WinbackClassifier`` for a :func:`model_matrix`."""
     threads = model.num_threads if num_threads is None else num_threads
-    raw = raw_scores(model.booster_, matrix, model.best_iteration_, num_threads=threads)
-    if model.calibrator_ is None:
-        return 1.0 / (1.0 + np.exp(-raw))
-    return np.asarray(model.calibrator_.predict(raw), dtype="float64")
+    booster, num_iteration = model.trees()
+    return model.calibrate(raw_scores(booster, matrix, num_iteration, num_threads=threads))
 
 
 def predict_probability(

@@ -65,11 +65,9 @@ def reason_texts(
         result = reason_codes(model.contributions(X), X, top=top, reference=reference)
         return _as_texts(result, len(X))
     columns = features if isinstance(features, FeatureColumns) else FeatureColumns(features)
-    values = model.booster_.predict(
-        model_matrix(model, columns),
-        pred_contrib=True,
-        num_iteration=model.best_iteration_,
-        num_threads=1,
+    booster, num_iteration = model.trees()
+    values = booster.predict(
+        model_matrix(model, columns), pred_contrib=True, num_iteration=num_iteration, num_threads=1
     )
     arrays = {
         name: columns.strings(name) if kind == "category" else columns.floats(name)

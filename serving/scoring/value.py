@@ -129,10 +129,9 @@ def _offset_prediction(model: Any, frame: pd.DataFrame) -> np.ndarray | None:
         {n: derived[n] if n in derived.columns else frame[n] for n in names}, copy=False
     )
     matrix = FeatureColumns(inputs).matrix(names, regressor.categories_)
-    raw = raw_scores(
-        regressor.booster_, matrix, regressor.best_iteration_, num_threads=regressor.num_threads
-    )
-    return np.exp(raw + regressor._log_offset(inputs))
+    booster, num_iteration = regressor.trees()
+    raw = raw_scores(booster, matrix, num_iteration, num_threads=regressor.num_threads)
+    return np.exp(raw + regressor.log_offset(inputs))
 
 
 def value_input_set(value: ServedValueModel) -> FeatureSet:

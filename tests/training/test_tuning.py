@@ -50,7 +50,6 @@ def run(periods, config, n_trials, storage, name="study"):
         storage,
         name,
         feature_set=FEATURES,
-        label_col="churned",
     )
 
 
@@ -92,11 +91,10 @@ def test_missing_label_column_is_named(periods, config, tmp_path):
         tune(
             train,
             validation,
-            config,
+            config.model_copy(update={"target": "vip"}),
             1,
             f"sqlite:///{tmp_path / 'x.db'}",
             feature_set=FEATURES,
-            label_col="became_vip",
         )
 
 
@@ -108,7 +106,6 @@ def test_objective_is_the_mean_over_origins(config, tmp_path):
         1,
         f"sqlite:///{tmp_path / 'o.db'}",
         feature_set=FEATURES,
-        label_col="churned",
     )
     study = optuna.load_study(study_name=result.study_name, storage=result.storage)
     per_origin = study.trials[0].user_attrs["validation_roc_auc_per_origin"]
@@ -142,7 +139,7 @@ def test_a_change_of_feature_set_labels_or_origins_starts_a_new_study(periods, c
     train, validation = periods
     rerun = tune(
         train, validation, config, 2, storage, f"winback-churn-{new_key[:16]}",
-        feature_set=smaller, label_col="churned",
+        feature_set=smaller,
     )  # fmt: skip
     assert rerun.n_run == 2
 

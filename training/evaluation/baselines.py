@@ -446,7 +446,6 @@ def evaluate_baselines(
     target: str,
     split_train: pd.DataFrame,
     split_test: pd.DataFrame,
-    label_col: str | None = None,
     *,
     rfm: pd.DataFrame | None = None,
     horizon_days: int | None = None,
@@ -461,8 +460,6 @@ def evaluate_baselines(
         ``"churn"``, ``"vip"`` or ``"reactivation"``.
     split_train, split_test
         Training-table rows of the train and test cutoffs (``training.split``).
-    label_col
-        The label column; taken from the table's ``attrs`` by default.
     rfm, horizon_days
         RFM summaries and horizon for the BG/NBD baseline (skipped without ``rfm``).
 
@@ -473,6 +470,7 @@ def evaluate_baselines(
         :func:`training.evaluation.metrics.classification_metrics`. Rule baselines have
         NaN log loss, Brier and ECE: their scores are not probabilities.
     """
+    label_col = TARGETS.get(target)
     baselines = fit_baselines(
         target,
         split_train,

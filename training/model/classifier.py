@@ -334,10 +334,27 @@ class WinbackClassifier(ClassifierMixin, BaseEstimator):
         is all winback needs, as ``churn_risk`` / ``vip_potential`` /
         ``reactivation_probability``.
         """
-        raw = self.predict_raw(X)
+        return self.calibrate(self.predict_raw(X))
+
+    def calibrate(self, raw: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities from raw scores (the logistic link without a calibrator).
+
+        For callers that compute raw scores themselves, from :meth:`trees`.
+        """
+        self._check_fitted()
         if self.calibrator_ is None:
-            return 1.0 / (1.0 + np.exp(-raw))
-        return self.calibrator_.predict(raw)
+            return 1.0 / (1.0 + np.exp(-np.asarray(raw, dtype="float64")))
+        return np.asarray(self.calibrator_.predict(raw), dtype="float64")
+
+    def trees(self) -> tuple[lgb.Booster, int | None]:
+        """The fitted booster and the tree count early stopping chose.
+
+        For evaluators of the same trees on a prepared matrix (``serving``'s
+        batch scorer and reason codes); :meth:`calibrate` turns their raw
+        scores into probabilities.
+        """
+        self._check_fitted()
+        return self.booster_, self.best_iteration_
 
     def predict(self, X: pd.DataFrame, threshold: float = 0.5) -> np.ndarray:
         """0/1 decisions at a probability threshold (calibrated probabilities)."""

@@ -237,7 +237,6 @@ def tune(
     study_name: str | None = None,
     *,
     feature_set: FeatureSet | None = None,
-    label_col: str | None = None,
 ) -> TuningResult:
     """Search LightGBM parameters that maximise validation ROC-AUC (mean over origins).
 
@@ -255,9 +254,9 @@ def tune(
         Optuna storage URL (default: SQLite under ``./mlruns``) and study name
         (default ``winback-<target>``; include a data fingerprint to keep studies
         on different data apart).
-    feature_set, label_col
+    feature_set
         Columns to train on (default: the frame's columns other than labels and
-        ``future_*`` outcomes) and the label column (default: the target's).
+        ``future_*`` outcomes). The label column is the config's target's.
 
     Returns
     -------
@@ -266,7 +265,7 @@ def tune(
     """
     if n_trials < 1:
         raise ValueError(f"n_trials must be at least 1, got {n_trials}")
-    label_col = label_col or label_column(config.target)
+    label_col = label_column(config.target)
     periods, feature_set = _periods(train, validation, label_col, feature_set)
 
     storage = storage or default_storage()

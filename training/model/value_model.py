@@ -178,7 +178,7 @@ class WinbackValueRegressor(RegressorMixin, BaseEstimator):
         )
         return self
 
-    def _log_offset(self, X: pd.DataFrame) -> np.ndarray | None:
+    def log_offset(self, X: pd.DataFrame) -> np.ndarray | None:
         """``log(offset)`` per row (floored) plus the fitted level shift, or None without one."""
         if self.offset is None:
             return None
@@ -194,13 +194,13 @@ class WinbackValueRegressor(RegressorMixin, BaseEstimator):
         model = lgb.LGBMRegressor(objective=objective, **params)
         kwargs: dict[str, Any] = {
             "categorical_feature": self.feature_set_.categorical or "auto",
-            "init_score": self._log_offset(X),
+            "init_score": self.log_offset(X),
         }
         if eval_set is not None:
             kwargs["eval_X"] = (self._encode(eval_set[0]),)
             kwargs["eval_y"] = (eval_set[1],)
             if self.offset is not None:
-                kwargs["eval_init_score"] = [self._log_offset(eval_set[0])]
+                kwargs["eval_init_score"] = [self.log_offset(eval_set[0])]
             kwargs["callbacks"] = [
                 lgb.early_stopping(
                     self.early_stopping_rounds, first_metric_only=True, verbose=False
@@ -208,6 +208,11 @@ class WinbackValueRegressor(RegressorMixin, BaseEstimator):
             ]
         model.fit(self._encode(X), y, **kwargs)
         return model.booster_, int(model.best_iteration_ or model.n_estimators)
+
+    def trees(self) -> tuple[lgb.Booster, int | None]:
+        """The fitted booster and the tree count early stopping chose (see :meth:`log_offset`)."""
+        self._check_fitted()
+        return self.booster_, self.best_iteration_
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "booster_"):
@@ -231,7 +236,7 @@ class WinbackValueRegressor(RegressorMixin, BaseEstimator):
         """Expected value over the horizon for each row (never negative)."""
         self._check_fitted()
         if self.offset is not None:
-            return np.exp(self._booster_predict(X, raw_score=True) + self._log_offset(X))
+            return np.exp(self._booster_predict(X, raw_score=True) + self.log_offset(X))
         mean = self._booster_predict(X)
         if self.loss == "hurdle":
             mean = mean * self.buyer_model_.predict_proba(X)
@@ -264,7 +269,7 @@ class WinbackValueRegressor(RegressorMixin, BaseEstimator):
         if self.loss == "hurdle":
             values = values + self.buyer_model_.contributions(X).to_numpy()
         if self.offset is not None:
-            values[:, self.feature_set_.names.index(self.offset)] += self._log_offset(X)
+            values[:, self.feature_set_.names.index(self.offset)] += self.log_offset(X)
         columns = [*self.feature_set_.names, BIAS_COLUMN]
         return pd.DataFrame(values, index=X.index, columns=columns)
 
