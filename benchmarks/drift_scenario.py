@@ -64,9 +64,10 @@ def main() -> None:
     from serving.monitoring.drift import drift_report, log_drift_report
     from serving.scoring.models import load_served_models
     from serving.scoring.table import score_customers
-    from training.config import LightGBMParams, TrackingSettings, TrainConfig
+    from training.config import LightGBMParams, TrainConfig
     from training.pipeline import train_target
     from training.retrain import RetrainConfig, describe, run_retrain
+    from training.tracking.runs import TrackingConfig
 
     shift = dt.date.fromisoformat(args.shift_date)
     started = time.perf_counter()
@@ -90,7 +91,7 @@ def main() -> None:
         early_stopping_rounds=30,
         bgnbd_feature_experiment=False,
         report=False,
-        tracking=TrackingSettings(root=str(work / "mlruns")),
+        tracking=TrackingConfig(root=str(work / "mlruns")),
     )
 
     # 1. the champion, trained on the data as it stood the day before the shift

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from features.config_file import ConfigError, read_config_file
 from features.targets import TargetName
+from training.tracking.runs import TrackingConfig
 
 #: Metrics the promotion gate may compare, with whether higher is better.
 GATE_METRICS: dict[str, bool] = {
@@ -55,22 +56,6 @@ class LightGBMParams(_Frozen):
     reg_alpha: float = Field(0.0, ge=0)
     reg_lambda: float = Field(1.0, ge=0)
     min_split_gain: float = Field(0.0, ge=0)
-
-
-class TrackingSettings(_Frozen):
-    """Where MLflow records runs and the model registry (see ``training.tracking.runs.TrackingConfig``).
-
-    ``root`` is the local folder (relative to the working directory) holding the
-    SQLite store, artifacts and Optuna studies; ``None`` URIs keep the defaults
-    under it (or ``MLFLOW_TRACKING_URI`` when set). ``register_model = false``
-    logs runs without touching the registry.
-    """
-
-    root: str = "mlruns"
-    tracking_uri: str | None = None
-    registry_uri: str | None = None
-    artifact_root: str | None = None
-    register_model: bool = True
 
 
 class TrainConfig(_Frozen):
@@ -137,7 +122,7 @@ class TrainConfig(_Frozen):
     label: dict[str, Any] = Field(
         default_factory=dict, description="Keyword arguments of features.labels.LabelConfig."
     )
-    tracking: TrackingSettings = TrackingSettings()
+    tracking: TrackingConfig = TrackingConfig()
 
     @field_validator("gate_metric")
     @classmethod

@@ -125,19 +125,6 @@ class WinbackConfig(BaseModel):
     features: FeaturesSection = FeaturesSection()
 
 
-def tracking_config(train: TrainConfig) -> Any:
-    """The ``training.tracking.runs.TrackingConfig`` of a ``[train.tracking]`` table."""
-    from training.tracking.runs import TrackingConfig
-
-    settings = train.tracking
-    return TrackingConfig(
-        root=settings.root,
-        tracking_uri=settings.tracking_uri,
-        registry_uri=settings.registry_uri,
-        artifact_root=settings.artifact_root,
-    )
-
-
 def list_config(config: WinbackConfig) -> ListConfig:
     """The lists' settings: ``[lists]`` with the tiers and horizon of ``[train]`` (one place each)."""
     from serving.lists.settings import configured_list_config

@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from winback.config import WinbackConfig, list_config, tracking_config
+from winback.config import WinbackConfig, list_config
 
 Progress = Callable[[str], None]
 
@@ -121,7 +121,7 @@ def run_demo(
     started = time.perf_counter()
     step("score")
     serving_config = config.serving.model_copy(update={"horizon_days": config.train.horizon_days})
-    result.tracking_uri = configure_tracking(tracking_config(config.train))
+    result.tracking_uri = configure_tracking(config.train.tracking)
     models = load_served_models(serving_config, targets=list(result.training))
     as_of = tables.last_event_at().date()
     progress(f"scoring every customer as of {as_of}")
@@ -147,7 +147,7 @@ def _write_lists(config, serving_config, tables, result, progress, step, timings
     started = time.perf_counter()
     step("lists")
     out_dir = Path(config.demo.output_dir)
-    tracking = tracking_config(config.train)
+    tracking = config.train.tracking
     if tables.campaign_contacts is not None and len(tables.campaign_contacts):
         from training.uplift.record import train_uplift
 

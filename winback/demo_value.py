@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from winback.config import WinbackConfig, tracking_config
+from winback.config import WinbackConfig
 
 
 @dataclass(frozen=True)
@@ -48,4 +48,4 @@ def train_demo_value(config: WinbackConfig, tables: Any, progress) -> DemoValue:
     except ValueError as exc:
         return DemoValue(skipped=str(exc))
     progress("value: recording and gating")
-    return DemoValue(result, record_value_run(result, tracking_config(config.train)))
+    return DemoValue(result, record_value_run(result, config.train.tracking))

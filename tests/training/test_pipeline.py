@@ -101,7 +101,8 @@ def small_shop():
 
 
 def small_config(root, **overrides) -> TrainConfig:
-    from training.config import LightGBMParams, TrackingSettings
+    from training.config import LightGBMParams
+    from training.tracking.runs import TrackingConfig
 
     params = {
         "horizon_days": 60,
@@ -109,7 +110,7 @@ def small_config(root, **overrides) -> TrainConfig:
         "lightgbm": LightGBMParams(n_estimators=60, learning_rate=0.1, min_child_samples=20),
         "early_stopping_rounds": 10,
         "num_threads": 1,
-        "tracking": TrackingSettings(root=str(root)),
+        "tracking": TrackingConfig(root=str(root)),
         **overrides,
     }
     return TrainConfig(**params)

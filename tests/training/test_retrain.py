@@ -22,7 +22,8 @@ SHOP_DAYS = (dt.date(2024, 6, 1), dt.date(2025, 12, 31))
 
 
 def tiny_config(root: Path, **overrides) -> RetrainConfig:
-    from training.config import LightGBMParams, TrackingSettings, TrainConfig
+    from training.config import LightGBMParams, TrainConfig
+    from training.tracking.runs import TrackingConfig
 
     train = TrainConfig(
         horizon_days=60,
@@ -32,7 +33,7 @@ def tiny_config(root: Path, **overrides) -> RetrainConfig:
         num_threads=1,
         bgnbd_feature_experiment=False,
         report=False,
-        tracking=TrackingSettings(root=str(root)),
+        tracking=TrackingConfig(root=str(root)),
     )
     return RetrainConfig(train=train, targets=("churn",), **overrides)
 

@@ -44,19 +44,6 @@ class FittedRun:
     evaluation: Evaluation
 
 
-def tracking_config(config: TrainConfig):
-    """The run's ``training.tracking.runs.TrackingConfig`` from the training config."""
-    from training.tracking import runs
-
-    settings = config.tracking
-    return runs.TrackingConfig(
-        root=settings.root,
-        tracking_uri=settings.tracking_uri,
-        registry_uri=settings.registry_uri,
-        artifact_root=settings.artifact_root,
-    )
-
-
 def record_evaluation(evaluation: Evaluation, validation: dict[str, float]) -> None:
     """Log the means, per-origin figures, intervals and the verdict to the active run."""
     import mlflow
@@ -90,7 +77,7 @@ def run_and_record(
     from training.tracking import runs
 
     target, origins = config.target, prepared.origins
-    tracking_settings = tracking_config(config)
+    tracking_settings = config.tracking
     newest = origins.newest
     say(
         f"opening the MLflow run ({len(prepared.table)} rows, "

@@ -85,6 +85,8 @@ class TrackingConfig(BaseModel):
     artifact_root
         Folder (or URI) under which each experiment keeps its artifacts;
         ``None`` means ``<root>/artifacts``.
+    register_model
+        ``False`` logs training runs without touching the model registry.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -93,6 +95,7 @@ class TrackingConfig(BaseModel):
     tracking_uri: str | None = None
     registry_uri: str | None = None
     artifact_root: str | None = None
+    register_model: bool = True
 
     @field_validator("root")
     @classmethod

@@ -49,7 +49,7 @@ def forget(
     from features.erasure import ErasureRegistry
     from features.publish import LockHeld
     from serving.forget import ForgetStores, forget_customers
-    from winback.config import load_config, tracking_config
+    from winback.config import load_config
 
     ids = _read_ids(customer_ids, ids_file)
     try:
@@ -59,7 +59,7 @@ def forget(
         raise typer.Exit(2) from None
     out = output_dir or Path(settings.demo.output_dir)
     data = settings.data.path
-    tracking = tracking_config(settings.train)
+    tracking = settings.train.tracking
     artifacts = tracking.resolved_artifact_root()
     stores = ForgetStores(
         output_dir=out,

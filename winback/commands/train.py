@@ -209,10 +209,9 @@ def train_uplift_command(console, data, mapping, train_config, sections, seed: i
     """``winback train --target uplift``: fit on past campaigns, register, gate on Qini."""
     from training.uplift.fit import UpliftConfig
     from training.uplift.record import train_uplift
-    from winback.config import tracking_config
     from winback.shop import load_tables
 
-    tracking = tracking_config(train_config)
+    tracking = train_config.tracking
     config = UpliftConfig() if seed is None else UpliftConfig(random_state=seed)
     try:
         console.print(f"[cyan]›[/cyan] {'loading data' if data else 'simulating the demo shop'}")

@@ -50,7 +50,6 @@ def train_value_command(console, data, mapping, train_config, sections) -> None:
     """Prepare, evaluate over rolling origins, fit, record in MLflow and gate ``winback-value``."""
     from training.tracking.value_record import record_value_run
     from training.value_training import train_value
-    from winback.config import tracking_config
     from winback.shop import load_tables
 
     settings = sections.value.settings(train_config.num_threads)
@@ -67,7 +66,7 @@ def train_value_command(console, data, mapping, train_config, sections) -> None:
     console.print(value_rich_table(result))
     colour = "green" if result.verdict() == "beats every baseline" else "red"
     console.print(f"[{colour}]{result.verdict()}[/{colour}]")
-    record = record_value_run(result, tracking_config(train_config))
+    record = record_value_run(result, train_config.tracking)
     word = "[green]champion[/green]" if record.promoted else "[red]challenger[/red]"
     console.print(f"winback-value version {record.version} is {word}: {record.reason}")
     console.print(f"MLflow run {record.run_id}")
