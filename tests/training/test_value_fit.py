@@ -59,6 +59,7 @@ def test_value_model_round_trips_through_the_registry(fitted, small_shop, tmp_pa
         VALUE_MODEL_NAME,
         load_value_model,
         log_value_model,
+        register_value_model,
         value_champion,
     )
 
@@ -70,10 +71,9 @@ def test_value_model_round_trips_through_the_registry(fitted, small_shop, tmp_pa
     client = mlflow.MlflowClient()
     assert value_champion(client) is None  # nothing registered: serving falls back
     model, table = fitted
-    with mlflow.start_run(experiment_id=experiment_id):
-        log_value_model(
-            model, pip_requirements=model_pip_requirements(), registered_model_name=VALUE_MODEL_NAME
-        )
+    with mlflow.start_run(experiment_id=experiment_id) as run:
+        uri = log_value_model(model, pip_requirements=model_pip_requirements())
+        register_value_model(client, uri, run.info.run_id)
     client.set_registered_model_alias(VALUE_MODEL_NAME, "champion", "1")
     version = value_champion(client)
     loaded = load_value_model(f"models:/{VALUE_MODEL_NAME}/{version.version}")
@@ -85,3 +85,12 @@ def test_value_model_round_trips_through_the_registry(fitted, small_shop, tmp_pa
     np.testing.assert_allclose(
         pyfunc.predict(frame.join(summary)), model.predict(frame, summary), rtol=1e-12
     )
+    # a registered value model whose pickle changed afterwards is refused, never unpickled
+    from training.tracking.integrity import ModelIntegrityError
+
+    pickles = [p for p in (tmp_path / "mlruns").rglob("python_model.pkl")]
+    assert pickles
+    for path in pickles:
+        path.write_bytes(path.read_bytes() + b"tampered")
+    with pytest.raises(ModelIntegrityError, match="changed after registration"):
+        load_value_model(f"models:/{VALUE_MODEL_NAME}/{version.version}")

@@ -166,9 +166,10 @@ class WinbackClassifier(ClassifierMixin, BaseEstimator):
     def _lgbm(self) -> lgb.LGBMClassifier:
         constraints: dict[str, Any] = {}
         increasing = set(getattr(self, "monotone_increasing", ()))  # older pickles lack it
-        if increasing & set(self.feature_set_.names):
+        names = self.feature_set_.names if hasattr(self, "feature_set_") else []  # unfitted: none
+        if increasing & set(names):
             constraints = {
-                "monotone_constraints": [int(n in increasing) for n in self.feature_set_.names],
+                "monotone_constraints": [int(n in increasing) for n in names],
                 "monotone_constraints_method": "advanced",
             }
         return lgb.LGBMClassifier(

@@ -241,7 +241,8 @@ def start_training_run(
 
 
 def _project_root() -> Path:
-    return Path(__file__).resolve().parent.parent
+    """The checkout this module runs from (``training/tracking/runs.py`` is three levels down)."""
+    return Path(__file__).resolve().parents[2]
 
 
 def _git(*args: str) -> str | None:

@@ -20,9 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from training.tracking.gate import gate
-from training.tracking.integrity import DIGEST_TAG, digest_of_uri
 from training.tracking.model_io import model_pip_requirements
-from training.tracking.model_registry import CHAMPION_ALIAS, _ensure_registered_model
+from training.tracking.model_registry import CHAMPION_ALIAS
 from training.tracking.runs import (
     TrackingConfig,
     configure_tracking,
@@ -30,7 +29,12 @@ from training.tracking.runs import (
     log_metrics,
     start_run,
 )
-from training.tracking.value_tracking import VALUE_MODEL_NAME, log_value_model, value_champion
+from training.tracking.value_tracking import (
+    VALUE_MODEL_NAME,
+    log_value_model,
+    register_value_model,
+    value_champion,
+)
 
 GATE_METRIC = "test_normalized_gini"
 
@@ -122,13 +126,7 @@ def _record(result: Any, tracking: TrackingConfig) -> ValueRecord:
         log_figures(result.figures())
         mlflow.set_tags({"verdict": result.verdict(), "notes": "; ".join(result.notes) or "none"})
         uri = log_value_model(result.model, pip_requirements=model_pip_requirements())
-        _ensure_registered_model(client, VALUE_MODEL_NAME, "value")
-        version = client.create_model_version(
-            VALUE_MODEL_NAME,
-            source=uri,
-            run_id=run.info.run_id,
-            tags={DIGEST_TAG: digest_of_uri(uri)},
-        ).version
+        version = register_value_model(client, uri, run.info.run_id)
     client.set_model_version_tag(
         VALUE_MODEL_NAME, version, "test_origins", json.dumps(_origins(result))
     )

@@ -34,12 +34,11 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def log_value_model(
-    model: Any, *, pip_requirements: list[str], registered_model_name: str | None = None
-) -> str:
+def log_value_model(model: Any, *, pip_requirements: list[str]) -> str:
     """Log a fitted value model to the active MLflow run; returns its model URI.
 
     No input example is stored: it would copy customers' rows into the artifact.
+    Register it with :func:`register_value_model`, which records its digest.
     """
     import mlflow
 
@@ -48,10 +47,25 @@ def log_value_model(
         name=VALUE_ARTIFACT_PATH,
         python_model=wrapper,
         pip_requirements=pip_requirements,
-        registered_model_name=registered_model_name,
         metadata={"horizon_days": model.horizon_days, "value_basis": model.value_basis},
     )
     return info.model_uri
+
+
+def register_value_model(client: Any, uri: str, run_id: str) -> str:
+    """Register a logged value model as a new version of ``winback-value``, with its SHA-256.
+
+    :func:`load_value_model` unpickles a registered version only when its files
+    still have that digest.
+    """
+    from training.tracking.integrity import DIGEST_TAG, digest_of_uri
+    from training.tracking.model_registry import _ensure_registered_model
+
+    _ensure_registered_model(client, VALUE_MODEL_NAME, "value")
+    tags = {DIGEST_TAG: digest_of_uri(uri)}
+    return str(
+        client.create_model_version(VALUE_MODEL_NAME, source=uri, run_id=run_id, tags=tags).version
+    )
 
 
 def load_value_model(uri: str) -> Any:
