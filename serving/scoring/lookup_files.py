@@ -138,6 +138,46 @@ class BatchedRows:
             return schema.empty_table()
         return pa.Table.from_batches(slices)
 
+    def row(self, position: int, columns: Sequence[str]) -> list:
+        """One row's values of ``columns`` as Python objects: what a by-id lookup reads.
+
+        Scalar by scalar from the one batch holding the row, about half the cost
+        of slicing it into a table and converting that.
+        """
+        if self._table is not None:
+            return list(
+                self._table.select(list(columns)).slice(position, 1).to_pylist()[0].values()
+            )
+        batch, local = divmod(position, self.batch_rows)
+        with self._lock:
+            record = self._reader.get_batch(batch)
+        return [record.column(self._positions[c])[local].as_py() for c in columns]
+
+    def constants(self, columns: Sequence[str]) -> dict[str, object]:
+        """Those of the dictionary-encoded ``columns`` that hold one value on every row, with it.
+
+        A version's model versions and feature sets usually do: a lookup then
+        need not read them per customer. Reads those columns once (narrow
+        dictionary indices).
+        """
+        candidates = [
+            c
+            for c in columns
+            if c in self._positions and pa.types.is_dictionary(self.schema.field(c).type)
+        ]
+        if not candidates:
+            return {}
+        out: dict[str, object] = {}
+        table = self.read_all(candidates)
+        for name in candidates:
+            column = table.column(name)
+            if column.null_count or not len(column):
+                continue
+            values = pc.unique(column.combine_chunks().dictionary_decode())
+            if len(values) == 1:
+                out[name] = values[0].as_py()
+        return out
+
     def read_all(self, columns: Sequence[str] | None = None) -> pa.Table:
         """Every row (a whole-table read: what a list build needs, for as long as it runs)."""
         if self._table is not None:
