@@ -141,6 +141,17 @@ def scores_response_json(scores: Sequence[dict[str, Any]], not_found: Sequence[s
     return text.encode("utf-8")
 
 
+def stored_scores_json(records: Sequence[bytes], not_found: Sequence[str]) -> bytes:
+    """The body of a :class:`ScoresResponse` from records stored as JSON, spliced as they are.
+
+    What a by-id lookup sends when nothing is left to explain: the stored
+    records (``serving.scoring.record_file``) are already the objects
+    :func:`scores_response_json` would write.
+    """
+    tail = json.dumps(list(not_found), ensure_ascii=False, separators=(",", ":"))
+    return b'{"scores":[' + b",".join(records) + b'],"not_found":' + tail.encode("utf-8") + b"}"
+
+
 class ScoreRowsRequest(BaseModel):
     """Feature rows to score, row-wise (``rows``) or column-wise (``columns``, faster)."""
 

@@ -26,22 +26,9 @@ from serving.scoring.lookup_files import (
 from serving.scoring.models import ServedModels, ServingSetupError
 from serving.scoring.predict import FeatureColumns
 from serving.scoring.reasons import feature_reference, reason_column, reason_texts
+from serving.scoring.record_file import RECORD_COLUMNS, RecordFile, has_record_file
 
 logger = logging.getLogger("winback.serving.service")
-
-#: Columns of a looked-up customer that are returned as they are stored.
-RECORD_COLUMNS = (
-    "churn_risk",
-    "vip_potential",
-    "reactivation_probability",
-    "expected_value",
-    "predicted_value",
-    "value_horizon_days",
-    "tier",
-    "is_active",
-    "is_lapsed",
-    "is_vip",
-)
 
 
 def _plain(value: Any) -> Any:
@@ -88,6 +75,8 @@ class ScoreLookup:
         self.reference = reference
         #: The shop's do-not-contact customers stored with this version (lists leave them out).
         self.suppressions: pd.DataFrame | None = None
+        #: Each customer's stored record as JSON (None for versions written without it).
+        self.record_file: RecordFile | None = None
         self._score_names = frozenset(scores.schema.names)
         self._columns = [c for c in _WANTED if c in self._score_names]
         #: Columns with one value on every row (model versions, feature sets), read once.
@@ -137,6 +126,8 @@ class ScoreLookup:
             index, scores, features = open_lookup_files(folder, with_features=with_features)
             reference = feature_reference_of(features) if features is not None else None
             lookup = cls(as_of, index, scores, features, reference)
+            if has_record_file(folder):
+                lookup.record_file = RecordFile(folder)
         else:
             logger.warning(
                 "score table %s has no lookup files: it is read into this worker's memory; "
@@ -189,6 +180,20 @@ class ScoreLookup:
             raise KeyError(f"customer ids not in the score table of {self.as_of}: {unknown[:5]}")
         present = [c for c in columns if c in self._score_names]
         return self.scores.take(positions, present).to_pylist()
+
+    def stored_json(self, customer_ids: Sequence[str]) -> list[bytes] | None:
+        """Known customers' stored records as JSON bytes (reasons as stored), in their order.
+
+        None when this version has no record file: :meth:`records` reads the
+        Arrow rows instead.
+        """
+        if self.record_file is None:
+            return None
+        positions = self.index.positions([str(c) for c in customer_ids])
+        if (positions < 0).any():
+            unknown = [c for c, p in zip(customer_ids, positions, strict=True) if p < 0]
+            raise KeyError(f"customer ids not in the score table of {self.as_of}: {unknown[:5]}")
+        return [self.record_file.get(p) for p in positions.tolist()]
 
     def _record_rows(self, customer_ids: Sequence[str]) -> list[dict[str, Any]]:
         """The stored values of a record's columns for known customers, in their order."""

@@ -22,6 +22,7 @@ Parquet read with ``memory_map`` still decodes into each worker's own memory.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import threading
 import warnings
@@ -34,10 +35,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 
+from serving.scoring.record_file import RECORD_FILES, write_record_file
+
 SCORES_ARROW = "scores.arrow"
 FEATURES_ARROW = "features.arrow"
 IDS_FILE = "customer_ids.npy"
-LOOKUP_FILES = (SCORES_ARROW, FEATURES_ARROW, IDS_FILE)
+LOOKUP_FILES = (SCORES_ARROW, FEATURES_ARROW, IDS_FILE, *RECORD_FILES)
 #: Rows per record batch: a lookup reads one batch (~150 KB of scores at 1,024 rows).
 BATCH_ROWS = 1024
 _BATCH_KEY = b"winback.batch_rows"
@@ -258,13 +261,15 @@ def write_lookup_files(
     folder: Path,
     scores: pd.DataFrame,
     features: pd.DataFrame | None,
+    as_of: dt.date,
     reference: dict[str, float] | None = None,
 ) -> None:
     """Write the lookup files of one version into ``folder`` (being filled, not yet published).
 
     ``scores`` has a ``customer_id`` column; ``features`` is indexed by
     ``customer_id`` (customers it lacks get missing values). ``reference``
-    defaults to the medians of ``features``.
+    defaults to the medians of ``features``. The customers' JSON records
+    (:mod:`serving.scoring.record_file`) are written from the same rows.
     """
     from serving.scoring.reasons import feature_reference
 
@@ -272,7 +277,10 @@ def write_lookup_files(
     index, order = IdIndex.from_ids(scores["customer_id"].astype(str))
     ordered = scores.iloc[order]
     np.save(folder / IDS_FILE, index.ids)
-    _write_batches(folder / SCORES_ARROW, [arrow_scores(ordered)], {_BATCH_KEY: b"%d" % BATCH_ROWS})
+    table = arrow_scores(ordered)
+    _write_batches(folder / SCORES_ARROW, [table], {_BATCH_KEY: b"%d" % BATCH_ROWS})
+    write_record_file(folder, table, as_of)
+    del table
     if features is None:
         return
     aligned = features.copy()
