@@ -9,7 +9,9 @@ Beside ``scores.parquet`` and ``features.parquet`` each version folder holds
   are in the features file's schema metadata;
 * ``customer_ids.npy``: the sorted ids as fixed-width UTF-8 bytes, the index a
   lookup binary-searches (memory-mapped: ~24 probes, the top ones shared by every
-  lookup).
+  lookup);
+* ``records.jsonl`` and ``record_offsets.npy``: each customer's by-id answer as
+  JSON, in the same order (:mod:`serving.scoring.record_file`).
 
 A lookup reads the one batch holding the customer with a positional read
 (``pread``): the OS page cache keeps one copy of the files for every worker and
