@@ -37,7 +37,8 @@ import sys
 import time
 from pathlib import Path
 
-#: (module, function) wrapped as stages, in the order ``winback score`` calls them.
+#: (module, function) wrapped as stages, in the order ``winback score`` calls them
+#: (those a version of the code lacks are skipped).
 STAGES = (
     ("serving.scoring.models", "load_served_models"),
     ("training.tracking.model_io", "load_python_model"),
@@ -51,6 +52,7 @@ STAGES = (
     ("features.training_table", "join_scoring_frame"),
     ("serving.scoring.value", "with_summary"),
     ("serving.scoring.table", "score_table"),
+    ("serving.scoring.table", "_score_table"),
     ("serving.scoring.predict", "predict_scores"),
     ("serving.scoring.table", "expected_value"),
     ("serving.scoring.value", "predicted_value"),
