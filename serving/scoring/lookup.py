@@ -101,7 +101,9 @@ class ScoreLookup:
         index, order = IdIndex.from_ids(scores["customer_id"])
         feature_rows, reference = None, None
         if features is not None:
-            feature_rows = BatchedRows(table=aligned_features(features, scores["customer_id"], order))
+            feature_rows = BatchedRows(
+                table=aligned_features(features, scores["customer_id"], order)
+            )
             reference = feature_reference(features)
         rows = BatchedRows(table=arrow_scores(scores, order))
         return cls(as_of, index, rows, feature_rows, reference)

@@ -124,7 +124,9 @@ def _text_array(ids: Iterable[str]) -> pa.LargeStringArray | None:
         return None
     if isinstance(array, pa.ChunkedArray):
         array = array.combine_chunks()
-    if array.null_count or not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
+    if array.null_count or not (
+        pa.types.is_string(array.type) or pa.types.is_large_string(array.type)
+    ):
         return None
     return array.cast(pa.large_string())
 
@@ -201,7 +203,9 @@ def arrow_scores(scores: pd.DataFrame, order: np.ndarray | None = None) -> pa.Ta
         column = table.column(i)
         if name.endswith(REASON_SUFFIX):
             if column.type != _REASONS_TYPE:  # all missing: Arrow typed the column as null
-                typed = pa.array(scores[name].iloc[_rows(order, len(scores))].tolist(), _REASONS_TYPE)
+                typed = pa.array(
+                    scores[name].iloc[_rows(order, len(scores))].tolist(), _REASONS_TYPE
+                )
                 table = table.set_column(i, name, typed)
         elif name == "tier" or name.endswith(DICTIONARY_SUFFIXES):
             table = table.set_column(i, name, dictionary_column(column.cast(pa.string())))
@@ -292,7 +296,9 @@ def write_lookup_files(
     if features is None:
         return
     reference = feature_reference(features) if reference is None else reference
-    write_feature_file(folder, [aligned_features(features, scores["customer_id"], order)], reference)
+    write_feature_file(
+        folder, [aligned_features(features, scores["customer_id"], order)], reference
+    )
 
 
 def aligned_features(

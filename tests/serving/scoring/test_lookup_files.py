@@ -148,7 +148,9 @@ def test_ids_in_order_are_written_without_moving_a_row(tmp_path):
     expected = scores.set_index("customer_id")
     frame = served.frame()
     assert frame.index.tolist() == expected.index.tolist()
-    pd.testing.assert_series_equal(frame["churn_risk"], expected["churn_risk"], check_index_type=False)
+    pd.testing.assert_series_equal(
+        frame["churn_risk"], expected["churn_risk"], check_index_type=False
+    )
     assert frame["churn_reasons"].map(_listed).tolist() == expected["churn_reasons"].tolist()
     again = served.feature_frame()
     assert again["orders_365d"].tolist() == features["orders_365d"].tolist()
