@@ -37,25 +37,31 @@ import sys
 import time
 from pathlib import Path
 
-#: (module, function) wrapped as stages, in the order ``winback score`` calls them.
+#: (module, function) wrapped as stages, in the order ``winback score`` calls them
+#: (those a version of the code lacks are skipped).
 STAGES = (
     ("serving.scoring.models", "load_served_models"),
+    ("training.tracking.model_io", "load_python_model"),
     ("winback.commands.serving", "_load_tables"),
     ("features.engines.duckdb_engine", "connect_parquet"),
     ("features.engines.duckdb_engine", "outline"),
-    ("features.training_table", "build_feature_table"),
     ("features.build", "build_feature_table_from"),
     ("features.training_table", "_with_status"),
+    ("features.training_table", "_sorted_status"),
     ("features.training_table", "customer_status"),
     ("features.training_table", "join_scoring_frame"),
     ("serving.scoring.value", "with_summary"),
     ("serving.scoring.table", "score_table"),
+    ("serving.scoring.table", "_score_table"),
     ("serving.scoring.predict", "predict_scores"),
     ("serving.scoring.table", "expected_value"),
     ("serving.scoring.value", "predicted_value"),
     ("serving.scoring.reasons", "feature_reference"),
     ("serving.scoring.reasons", "reason_texts"),
     ("serving.scoring.store", "write_score_table"),
+    ("serving.scoring.lookup_files", "write_lookup_files"),
+    ("features.publish", "fsync_tree"),
+    ("serving.scoring.store", "_publish_catalogue"),
 )
 
 
@@ -110,7 +116,9 @@ def install(recorder: Recorder) -> None:
     """Wrap every stage function where it is defined and where it was imported."""
     for module_name, function_name in STAGES:
         module = importlib.import_module(module_name)
-        original = getattr(module, function_name)
+        original = getattr(module, function_name, None)
+        if original is None:  # a stage of another version of the code
+            continue
         wrapped = recorder.wrap(function_name, original)
         for loaded in list(sys.modules.values()):
             if getattr(loaded, function_name, None) is original:

@@ -128,6 +128,80 @@ JOIN bounds AS b ON b.cutoff = h.cutoff
 """
 
 
+#: The point-in-time purchase summary of BG/NBD and Gamma-Gamma, in their vocabulary.
+SUMMARY_COLUMNS = ("frequency", "recency", "T", "monetary_value")
+
+
+def summary_select(day: str, *, rows: str = "p", purchase: str | None = None) -> str:
+    """The SQL of :data:`SUMMARY_COLUMNS` over purchase days (``{rows}.day``, ``{rows}.value``).
+
+    ``day`` is the cutoff date's SQL; ``purchase``, when given, is the condition
+    that picks the purchase days among the rows (other days are left out).
+    """
+    only = f" FILTER (WHERE {purchase})" if purchase else ""
+    first, last = f"min({rows}.day){only}", f"max({rows}.day){only}"
+    return (
+        f"CAST(count(*){only} - 1 AS DOUBLE) AS frequency,"
+        f" CAST(date_diff('day', {first}, {last}) AS DOUBLE) AS recency,"
+        f" CAST(date_diff('day', {first}, {day}) AS DOUBLE) AS \"T\","
+        f" CAST(sum({rows}.value){only} AS DOUBLE) / count(*){only} AS monetary_value"
+    )
+
+
+def scoring_status_sql(
+    tables: ShopTables, as_of: dt.date, config: LabelConfig, *, summary: bool = False
+) -> str:
+    """Status, trailing margin and (``summary``) purchase summary at ``as_of``, in one scan.
+
+    What :func:`status_sql`, ``features.tiers.trailing_value_sql`` and
+    ``features.value_table.value_summary_sql`` give for one date, from one grouping
+    of the lines by customer and day instead of three passes over them: the
+    sums are exact decimals, so every value is the same. One row per customer
+    with a purchase on or before ``as_of``, sorted by ``customer_id``: ``is_active``,
+    ``is_lapsed``, ``trailing_margin`` (window sum, NULL for a customer without
+    days in the window), ``ranked`` (a purchase in the tier window), then
+    :data:`SUMMARY_COLUMNS` with ``summary``.
+    """
+    is_return, margin = purchase_expressions(tables)
+    columns = set(tables.transactions.columns)
+    value = "t.margin_amount" if "margin_amount" in columns else "t.amount"
+
+    def since(days: int) -> str:
+        return f"DATE '{(as_of + dt.timedelta(days=1 - days)).isoformat()}'"
+
+    bought = "d.purchase_lines > 0"
+    last = f"max(d.day) FILTER (WHERE {bought})"
+    window = f"d.day >= {since(config.tiers.window_days)}"
+    extra = ""
+    if summary:
+        value_sql = f", SUM(CASE WHEN {is_return} THEN NULL ELSE coalesce({value}, 0) END) AS value"
+        extra = ",\n    " + summary_select(f"DATE '{as_of.isoformat()}'", rows="d", purchase=bought)
+    else:
+        value_sql = ""
+    return f"""
+WITH days AS (
+    SELECT
+        t.customer_id AS customer_id,
+        CAST(t.ordered_at AS DATE) AS day,
+        SUM(CASE WHEN {is_return} THEN 0 ELSE 1 END) AS purchase_lines,
+        SUM({margin}) AS margin{value_sql}
+    FROM transactions AS t
+    WHERE t.ordered_at < {day_start(1, f"DATE '{as_of.isoformat()}'")}
+    GROUP BY t.customer_id, CAST(t.ordered_at AS DATE)
+)
+SELECT
+    d.customer_id AS customer_id,
+    {last} >= {since(config.active_window_days)} AS is_active,
+    {last} < {since(config.lapsed_after_days)} AS is_lapsed,
+    SUM(d.margin) FILTER (WHERE {window}) AS trailing_margin,
+    coalesce(bool_or({bought} AND {window}), FALSE) AS ranked{extra}
+FROM days AS d
+GROUP BY d.customer_id
+HAVING {last} IS NOT NULL
+ORDER BY d.customer_id
+"""
+
+
 def outcomes_sql(tables: ShopTables, config: LabelConfig) -> str:
     """SQL for each customer's horizon outcomes (relations ``transactions``, ``cutoffs``).
 

@@ -24,14 +24,18 @@ from features.engines.base import Engine
 from features.engines.duckdb_engine import connect, outline
 from features.feature_sets import FeatureSet
 from features.inputs.schema import ShopTables
-from features.labels import LabelConfig, build_labels, customer_status, status_sql
+from features.labels import (
+    SUMMARY_COLUMNS,
+    LabelConfig,
+    build_labels,
+    customer_status,
+    scoring_status_sql,
+)
 from features.targets import TARGETS as TARGET_TABLE
 from features.tiers import (
     TierConfig,
     as_dates,
     assign_tiers,
-    register_cutoffs,
-    trailing_value_sql,
 )
 
 #: Status columns that come straight from the status query (the rest from the tiers).
@@ -219,12 +223,13 @@ def build_scoring_frame(
     *,
     label_config: LabelConfig = LabelConfig(),
     con: Engine | None = None,
+    summary: bool = False,
 ) -> pd.DataFrame:
     """Features of every known customer at ``as_of``, with their status, for scoring.
 
     ``con`` is the engine where ``tables`` are registered; a new DuckDB
     connection by default (see :func:`build_scoring_frame_from` for an engine
-    whose tables are not in memory).
+    whose tables are not in memory, and for ``summary``).
 
     Returns
     -------
@@ -237,7 +242,7 @@ def build_scoring_frame(
     dates = one_date(as_of)
     con = connect(tables) if con is None else con
     features = build_feature_table_from(con, dates, feature_set=feature_set)
-    return _with_status(features, tables, dates[0], label_config, con, feature_set)
+    return _with_status(features, tables, dates[0], label_config, con, feature_set, summary)
 
 
 def build_scoring_frame_from(
@@ -247,6 +252,7 @@ def build_scoring_frame_from(
     *,
     tables: ShopTables | None = None,
     label_config: LabelConfig = LabelConfig(),
+    summary: bool = False,
 ) -> pd.DataFrame:
     """:func:`build_scoring_frame` from contract views already registered on ``con``.
 
@@ -254,12 +260,14 @@ def build_scoring_frame_from(
     the tables are read in place and never become pandas frames (a million
     customers' 23M events take about 3 GB as frames). ``tables`` is the outline
     of ``con`` (``features.engines.duckdb_engine.outline``; made when not given):
-    only its columns are read.
+    only its columns are read. With ``summary`` the frame also gets the purchase
+    summary (``features.labels.SUMMARY_COLUMNS``) when the status query can give
+    it (DuckDB, same customers); the caller checks for the columns.
     """
     dates = one_date(as_of)
     features = build_feature_table_from(con, dates, feature_set=feature_set)
     tables = outline(con) if tables is None else tables
-    return _with_status(features, tables, dates[0], label_config, con, feature_set)
+    return _with_status(features, tables, dates[0], label_config, con, feature_set, summary)
 
 
 def one_date(as_of: object) -> list[dt.date]:
@@ -303,6 +311,7 @@ def _with_status(
     label_config: LabelConfig,
     con: Engine,
     feature_set: FeatureSet | None,
+    summary: bool = False,
 ) -> pd.DataFrame:
     """The scoring frame: features of one date with each customer's status attached.
 
@@ -315,7 +324,7 @@ def _with_status(
     and a join.
     """
     fast = isinstance(con, duckdb.DuckDBPyConnection)
-    status = _sorted_status(tables, as_of, label_config, con) if fast else None
+    status = _sorted_status(tables, as_of, label_config, con, summary) if fast else None
     ids = features.index.get_level_values("customer_id")
     same = (
         status is not None
@@ -341,24 +350,20 @@ def _large_strings(values: object) -> pa.Array:
 
 
 def _sorted_status(
-    tables: ShopTables, as_of: dt.date, config: LabelConfig, con: duckdb.DuckDBPyConnection
+    tables: ShopTables,
+    as_of: dt.date,
+    config: LabelConfig,
+    con: duckdb.DuckDBPyConnection,
+    summary: bool = False,
 ) -> pa.Table:
     """Status and trailing margin of every customer at ``as_of``, sorted by ``customer_id``.
 
-    The SQL of ``customer_status`` (``status_sql`` and ``trailing_value_sql``) in one
-    query; ``ranked`` says whether the customer is in the tier ranking (a purchase
-    inside the trailing window).
+    The values of ``customer_status`` from one scan of the lines
+    (``features.labels.scoring_status_sql``); ``ranked`` says whether the
+    customer is in the tier ranking (a purchase inside the trailing window).
+    With ``summary`` also the purchase summary of ``features.value_table``.
     """
-    register_cutoffs(con, [as_of])
-    trailing = trailing_value_sql(tables, config.tiers.window_days)
-    return con.sql(
-        f"WITH status AS ({status_sql(tables, config)}),\n"
-        f"window_value AS ({trailing})\n"
-        "SELECT s.customer_id, s.is_active, s.is_lapsed, t.trailing_margin,"
-        " t.customer_id IS NOT NULL AS ranked\n"
-        "FROM status AS s LEFT JOIN window_value AS t ON t.customer_id = s.customer_id\n"
-        "ORDER BY s.customer_id"
-    ).to_arrow_table()
+    return con.sql(scoring_status_sql(tables, as_of, config, summary=summary)).to_arrow_table()
 
 
 def _status_columns(status: pa.Table, tiers: TierConfig) -> dict[str, object]:
@@ -372,9 +377,11 @@ def _status_columns(status: pa.Table, tiers: TierConfig) -> dict[str, object]:
         names[rows] = assign_tiers(pd.Series(margin[rows]), tiers).to_numpy(object)
     tier = pd.array(names, dtype="string")
     flags = {c: status.column(c).to_numpy(zero_copy_only=False).astype(bool) for c in STATUS_FLAGS}
+    summary = {c: status.column(c).to_numpy() for c in SUMMARY_COLUMNS if c in status.column_names}
     return {
         **flags,
         "is_vip": np.isin(names, list(tiers.vip_tiers)),
         "tier": tier,
         "trailing_margin": margin,
+        **summary,
     }

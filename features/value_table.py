@@ -26,12 +26,16 @@ from features.build import build_feature_table
 from features.engines.duckdb_engine import connect, table_columns
 from features.feature_sets import MODEL_DERIVED_FEATURES, FeatureSet
 from features.inputs.schema import ShopTables
-from features.labels import LabelConfig, customer_status, outcomes_sql
+from features.labels import (
+    SUMMARY_COLUMNS,
+    LabelConfig,
+    customer_status,
+    outcomes_sql,
+    summary_select,
+)
 from features.tiers import CUTOFF_DTYPE, as_dates, register_cutoffs
 from features.training_table import check_features_cover, check_observed, data_dates
 
-#: The point-in-time purchase summary of BG/NBD and Gamma-Gamma, in their vocabulary.
-SUMMARY_COLUMNS = ("frequency", "recency", "T", "monetary_value")
 #: The value label and the columns a value table carries next to it.
 VALUE_LABEL = "future_value"
 VALUE_HORIZON_DAYS = 365
@@ -64,12 +68,7 @@ def value_summary_sql(tx_columns: Iterable[str], cutoff: dt.date | None = None) 
         "  GROUP BY t.customer_id, CAST(t.ordered_at AS DATE)"
     )
     day = f"DATE '{cutoff.isoformat()}'" if cutoff is not None else "c.cutoff"
-    summary = (
-        "CAST(count(*) - 1 AS DOUBLE) AS frequency,"
-        " CAST(date_diff('day', min(p.day), max(p.day)) AS DOUBLE) AS recency,"
-        f" CAST(date_diff('day', min(p.day), {day}) AS DOUBLE) AS \"T\","
-        " CAST(sum(p.value) AS DOUBLE) / count(*) AS monetary_value"
-    )
+    summary = summary_select(day)
     if cutoff is not None:
         return (
             f"WITH purchase_days AS ({days})\nSELECT p.customer_id, {summary}\n"

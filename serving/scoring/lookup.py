@@ -17,7 +17,7 @@ from serving.scoring import store
 from serving.scoring.lookup_files import (
     BatchedRows,
     IdIndex,
-    arrow_features,
+    aligned_features,
     arrow_scores,
     feature_reference_of,
     has_lookup_files,
@@ -90,16 +90,15 @@ class ScoreLookup:
     ) -> ScoreLookup:
         """A lookup of a score table held in memory (indexed by ``customer_id``)."""
         scores = table.reset_index()
-        index, order = IdIndex.from_ids(scores["customer_id"].astype(str))
-        ordered = scores.iloc[order]
+        index, order = IdIndex.from_ids(scores["customer_id"])
         feature_rows, reference = None, None
         if features is not None:
-            aligned = features.copy()
-            aligned.index = aligned.index.astype(str)
-            aligned = aligned.reindex(ordered["customer_id"].astype(str).to_numpy())
-            feature_rows = BatchedRows(table=arrow_features(aligned))
+            feature_rows = BatchedRows(
+                table=aligned_features(features, scores["customer_id"], order)
+            )
             reference = feature_reference(features)
-        return cls(as_of, index, BatchedRows(table=arrow_scores(ordered)), feature_rows, reference)
+        rows = BatchedRows(table=arrow_scores(scores, order))
+        return cls(as_of, index, rows, feature_rows, reference)
 
     @classmethod
     def load(cls, score_dir: Path, *, with_features: bool = True) -> ScoreLookup:

@@ -213,8 +213,12 @@ def _publish_version(
     features: pd.DataFrame | None,
     suppressions: pd.DataFrame | None,
     extra: dict | None = None,
+    reference: dict[str, float] | None = None,
 ) -> Path:
-    """Fill a new version folder and publish it by one rename; returns the folder."""
+    """Fill a new version folder and publish it by one rename; returns the folder.
+
+    ``reference``: the feature medians stored with the features (computed when None).
+    """
     metadata = {
         "as_of": as_of.isoformat(),
         "rows": len(scores),
@@ -233,7 +237,7 @@ def _publish_version(
         if suppressions is not None:
             kept = [c for c in SUPPRESSION_COLUMNS if c in suppressions.columns]
             suppressions[kept].to_parquet(folder / SUPPRESSIONS_FILE, index=False)
-        write_lookup_files(folder, scores, features, as_of)  # what a served instance reads
+        write_lookup_files(folder, scores, features, as_of, reference)  # what a service reads
         (folder / METADATA_FILE).write_text(json.dumps(metadata, indent=2), encoding="utf-8")
 
     return publish_folder(Path(score_dir) / _folder_name(as_of), fill)
@@ -247,6 +251,7 @@ def write_score_table(
     *,
     suppressions: pd.DataFrame | None = None,
     wait_seconds: float = 0.0,
+    reference: dict[str, float] | None = None,
 ) -> ScoreTableVersion:
     """Write one version of the score table: a new folder by one rename, then the catalogue.
 
@@ -255,14 +260,20 @@ def write_score_table(
     shop's do-not-contact customers, kept so lists from this version leave them
     out. Customers erased by ``winback forget`` are never written. Holds the
     score lock (waiting up to ``wait_seconds``); an earlier version of the same
-    date is removed after the catalogue stops naming it.
+    date is removed after the catalogue stops naming it. ``reference`` is the
+    medians of ``features`` when the caller has them (computed otherwise).
     """
     _check(scores)
     score_dir = Path(score_dir)
-    scores, features, suppressions = _without_erased(scores, features, suppressions)
+    kept = _without_erased(scores, features, suppressions)
+    if kept[1] is not features:  # erased customers' values leave the medians too
+        reference = None
+    scores, features, suppressions = kept
     with score_lock(score_dir, wait_seconds=wait_seconds):
         remove_leftovers(score_dir)
-        folder = _publish_version(score_dir, as_of, scores, features, suppressions)
+        folder = _publish_version(
+            score_dir, as_of, scores, features, suppressions, reference=reference
+        )
         _publish_catalogue(score_dir)
         _remove_superseded(score_dir)
     return ScoreTableVersion(as_of, folder / SCORES_FILE, folder / FEATURES_FILE, len(scores))

@@ -17,6 +17,8 @@ customers; elsewhere it is missing, never a made-up number.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 import duckdb
 import numpy as np
@@ -29,7 +31,7 @@ from serving.scoring import store
 from serving.scoring.models import ServedModels
 from serving.scoring.predict import FeatureColumns, predict_scores
 from serving.scoring.reasons import feature_reference, reason_column, reason_texts, top_scored
-from serving.scoring.value import predicted_value, with_summary
+from serving.scoring.value import SUMMARY_COLUMNS, predicted_value, with_summary
 
 #: Context columns of the scoring frame that the score table carries along.
 CONTEXT_COLUMNS = ("is_active", "is_lapsed", "is_vip", "tier", "trailing_margin")
@@ -95,16 +97,40 @@ def score_table(
     columns plus ``is_active, is_lapsed, is_vip, tier, trailing_margin`` (what
     ``features.training_table.build_scoring_frame`` returns).
     """
+    settings = _Settings(as_of, horizon_days, explain_top, top_reasons, scored_at)
+    reference = feature_reference(frame[models.feature_set().names]) if explain_top > 0 else None
+    return _score_table(frame, models, settings, reference)
+
+
+@dataclass(frozen=True)
+class _Settings:
+    """What :func:`score_table` is asked for besides the frame and the models."""
+
+    as_of: dt.date
+    horizon_days: int = 90
+    explain_top: int = 1000
+    top_reasons: int = 3
+    scored_at: dt.datetime | None = None
+
+
+def _score_table(
+    frame: pd.DataFrame,
+    models: ServedModels,
+    settings: _Settings,
+    reference: Mapping[str, float] | None,
+) -> pd.DataFrame:
+    """:func:`score_table` with the feature medians the reasons compare against given."""
     missing = [c for c in CONTEXT_COLUMNS if c not in frame.columns]
     if missing:
         raise ValueError(
             f"the scoring frame lacks the columns {missing}; build it with "
             f"features.training_table.build_scoring_frame"
         )
-    scored_at = scored_at or dt.datetime.now(dt.UTC)
+    scored_at = settings.scored_at or dt.datetime.now(dt.UTC)
+    horizon_days, explain_top = settings.horizon_days, settings.explain_top
     masks = populations(frame)
     out = pd.DataFrame(index=frame.index)
-    out["as_of"] = pd.Series([as_of] * len(frame), index=frame.index, dtype="object")
+    out["as_of"] = pd.Series([settings.as_of] * len(frame), index=frame.index, dtype="object")
     columns = FeatureColumns(frame)  # each column converted once, shared by every model
     for target in TARGETS:
         out[SCORE_COLUMNS[target]] = _population_scores(models, columns, target, masks[target])
@@ -125,7 +151,6 @@ def score_table(
     for col in ("is_active", "is_lapsed", "is_vip"):
         out[col] = frame[col].fillna(False).astype(bool)
     out["trailing_margin"] = margin
-    reference = feature_reference(frame[models.feature_set().names]) if explain_top > 0 else None
     for target in TARGETS:
         reasons = np.full(len(frame), None, dtype=object)
         if target in models.models and explain_top > 0:
@@ -135,7 +160,7 @@ def score_table(
                 texts = reason_texts(
                     models[target].model,
                     columns.subset(chosen),
-                    top=top_reasons,
+                    top=settings.top_reasons,
                     reference=reference,
                 )
                 reasons[chosen] = pd.Series(texts, dtype="object").to_numpy()
@@ -206,23 +231,28 @@ def score_customers(
 
     config = config or ServingConfig()
     feature_set = scoring_feature_set(models)
+    value = models.value is not None
+    # The status query gives the value champion's purchase summary in the same scan.
     if con is None:
-        frame = build_scoring_frame(tables, as_of, feature_set)
+        frame = build_scoring_frame(tables, as_of, feature_set, summary=value)
     else:
-        frame = build_scoring_frame_from(con, as_of, feature_set, tables=tables)
-    if models.value is not None:
+        frame = build_scoring_frame_from(con, as_of, feature_set, tables=tables, summary=value)
+    if value and not set(SUMMARY_COLUMNS) <= set(frame.columns):
         frame = with_summary(frame, tables, as_of, con=con)
-    table = score_table(
-        frame,
-        models,
-        as_of=as_of,
-        horizon_days=config.horizon_days,
-        explain_top=config.explain_top,
-        top_reasons=config.top_reasons,
-        scored_at=scored_at,
-    )
     features = frame[feature_set.names]
+    # The medians of every stored feature: the reasons' yardstick now, and the one stored
+    # with the features for reasons given later (the classifiers' features are among them).
+    reference = feature_reference(features)
+    settings = _Settings(
+        as_of, config.horizon_days, config.explain_top, config.top_reasons, scored_at
+    )
+    table = _score_table(frame, models, settings, reference)
     del frame  # the context and summary columns are not written: free them first
     return store.write_score_table(
-        table, features, config.score_path, as_of, suppressions=tables.suppressions
+        table,
+        features,
+        config.score_path,
+        as_of,
+        suppressions=tables.suppressions,
+        reference=reference,
     )

@@ -147,7 +147,10 @@ def load_python_model(uri: str, attribute: str, hint: str) -> Any:
     from training.tracking.integrity import verified_download
 
     with tempfile.TemporaryDirectory() as folder:
-        pyfunc = mlflow.pyfunc.load_model(str(verified_download(uri, folder)))
+        # No requirement check: it costs a scan of the installed packages per model, and
+        # commands print their own messages, not MLflow's warnings.
+        local = str(verified_download(uri, folder))
+        pyfunc = mlflow.pyfunc.load_model(local, suppress_warnings=True)
     inner = getattr(pyfunc.unwrap_python_model(), attribute, None)
     if inner is None:
         raise TypeError(

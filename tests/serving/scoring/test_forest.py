@@ -47,6 +47,8 @@ def test_forest_equals_lightgbm_raw_scores(params):
     expected = booster.predict(test, raw_score=True, num_iteration=20)
     assert np.array_equal(forest.raw_score(test), expected)
     assert np.array_equal(forest.raw_score(np.asfortranarray(test)), expected)
+    for threads in (1, 2, 3):  # blocks on threads: the same bits, each row where it belongs
+        assert np.array_equal(forest.raw_score(test, threads=threads), expected)
 
 
 def test_large_trees_and_small_batches_stay_with_lightgbm():

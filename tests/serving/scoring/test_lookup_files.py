@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from serving.scoring import lookup_files, store
@@ -158,3 +159,66 @@ def test_a_version_without_lookup_files_is_read_into_memory(tmp_path, caplog):
     assert "no lookup files" in caplog.text
     ids = scores["customer_id"].tolist()[:3]
     assert [r["customer_id"] for r in served.records(ids, explain=False)] == ids
+
+
+@pytest.mark.parametrize("kind", ["list", "object", "string", "str", "arrow", "numpy"])
+def test_ids_are_encoded_as_python_would_encode_them(kind):
+    ids = ["b", "", "ä-7", "K12", "日本", "a" * 30, "K1"]
+    values = {
+        "list": ids,
+        "object": pd.Series(ids, dtype=object),
+        "string": pd.Series(ids, dtype="string"),
+        "str": pd.Series(ids, dtype="str"),
+        "arrow": pa.chunked_array([ids[:3], ids[3:]]),
+        "numpy": np.array(ids, dtype=object),
+    }[kind]
+    expected = np.array([s.encode("utf-8") for s in ids], dtype=bytes)
+    encoded = lookup_files.utf8_fixed_width(values)
+    assert encoded.dtype == expected.dtype and encoded.tolist() == expected.tolist()
+    index, order = lookup_files.IdIndex.from_ids(values)
+    assert order.tolist() == np.argsort(expected, kind="stable").tolist()
+    assert index.ids.tolist() == sorted(expected.tolist())
+
+
+def test_ids_that_are_not_text_are_written_as_their_text():
+    assert lookup_files.utf8_fixed_width(pd.Series([12, 3])).tolist() == [b"12", b"3"]
+    assert lookup_files.utf8_fixed_width([]).dtype == np.dtype("S1")
+    assert lookup_files.utf8_fixed_width(pd.Series(["", ""], dtype="string")).dtype == "S1"
+
+
+def test_ids_in_order_are_written_without_moving_a_row(tmp_path):
+    as_of = dt.date(2025, 1, 31)
+    scores, features = _table(2100)
+    order = np.argsort(scores["customer_id"].to_numpy().astype(bytes), kind="stable")
+    scores, features = scores.iloc[order].reset_index(drop=True), features.iloc[order]
+    assert lookup_files.IdIndex.from_ids(scores["customer_id"])[1] is None
+    store.write_score_table(scores, features, tmp_path, as_of)
+    served = ScoreLookup.load(tmp_path)
+    expected = scores.set_index("customer_id")
+    frame = served.frame()
+    assert frame.index.tolist() == expected.index.tolist()
+    pd.testing.assert_series_equal(
+        frame["churn_risk"], expected["churn_risk"], check_index_type=False
+    )
+    assert frame["churn_reasons"].map(_listed).tolist() == expected["churn_reasons"].tolist()
+    again = served.feature_frame()
+    assert again["orders_365d"].tolist() == features["orders_365d"].tolist()
+    assert again["region"].tolist() == features["region"].tolist()
+
+
+def test_features_of_other_customers_are_aligned_by_id(tmp_path):
+    as_of = dt.date(2025, 1, 31)
+    scores, features = _table(1500)
+    shuffled = features.sample(frac=1.0, random_state=3).iloc[100:]  # 100 customers lack them
+    store.write_score_table(scores, shuffled, tmp_path, as_of)
+    served = ScoreLookup.load(tmp_path)
+    again = served.feature_frame()
+    lacking = ~again.index.isin(shuffled.index)
+    assert lacking.sum() == 100 and again.loc[lacking, "orders_365d"].isna().all()
+    kept = again.loc[~lacking]
+    assert kept["orders_365d"].tolist() == shuffled.loc[kept.index, "orders_365d"].tolist()
+    assert kept["region"].tolist() == shuffled.loc[kept.index, "region"].tolist()
+
+
+def _listed(value):
+    return None if value is None else list(value)
