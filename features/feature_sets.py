@@ -306,8 +306,9 @@ _NET_VALUE = tuple(
 #: VIP V4 also has the customer's value as tiers count it (net of returns; margin where the
 #: shop has it) over the 275 days that still count at the end of the horizon and over the
 #: whole 365-day tier window, each also relative to the shop's mean value at the cutoff.
-#: Measured over three rolling origins it lifted VIP ROC-AUC on Online Retail from 0.959
-#: to 0.966 and on the simulated shop from 0.963 to 0.965 (``benchmarks/model_experiments.py``).
+#: Measured over three rolling origins it lifted VIP ROC-AUC on Online Retail from 0.960
+#: to 0.967 and on the simulated 20,000-customer shop from 0.963 to 0.965
+#: (``benchmarks/model_experiments.py --targets vip --candidates regularised vip_features_v3``).
 VIP_FEATURES_V4 = FeatureSet(
     "vip_features_v4",
     _after(VIP_FEATURES_V3.columns, "spend_365d_rank_share", *_NET_VALUE),
