@@ -48,6 +48,8 @@ CANDIDATES: dict[str, dict] = {
     "regularised+refit": {"refit_on_validation": True},
     "regularised+3 validation cutoffs": {"validation_cutoffs": 3},
     "regularised+logloss stopping": {"eval_metric": "binary_logloss"},
+    # VIP only: the feature set before the net value features (vip_features_v4).
+    "vip_features_v3": {"feature_set": "vip_features_v3"},
 }
 
 
@@ -75,7 +77,7 @@ def run(args) -> pd.DataFrame:
             prepared_by_split = {}
             for name in args.candidates:
                 config = base.model_copy(update=CANDIDATES[name])
-                key = config.validation_cutoffs
+                key = (config.validation_cutoffs, config.feature_set)
                 try:
                     if key not in prepared_by_split:
                         prepared_by_split[key] = prepare(tables, config)

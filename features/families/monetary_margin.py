@@ -10,7 +10,10 @@ discount); ``customer_categories`` (spend per customer and category, with
 ``high_margin`` = 1 when the category's shop-wide margin rate up to the cutoff
 is above the shop's overall margin rate up to the cutoff). The line sums come
 to the customer through the orders (a sum of order sums), so the lines are
-grouped once.
+grouped once. The net value features read ``lines`` (every line on or before
+the cutoff, returns included, with ``age_days``), so that they are summed as
+``features.tiers`` values customers: purchases minus returns, and margin with a
+return line's own signed margin.
 """
 
 from __future__ import annotations
@@ -31,12 +34,58 @@ MARGIN = "transactions.margin_amount"
 DISCOUNT = "transactions.discount_amount"
 
 
+#: The part of the 365-day tier window that still counts at the end of the default 90-day
+#: horizon: VIP is the top of trailing-365-day value at ``cutoff + horizon_days``, so the
+#: value of the last 275 days carries into it and the older value drops out of it.
+KEPT_DAYS = 275
+TIER_WINDOW_DAYS = 365
+NET_SPEND = "CASE WHEN is_return THEN -amount ELSE amount END"
+NET_MARGIN = "COALESCE(margin_amount, 0.0)"
+
+
 def spend_within(days: int) -> str:
     """SQL summing purchase value of the orders placed in the last ``days`` days."""
     return f"SUM(CASE WHEN order_age_days < {days} THEN order_amount ELSE 0 END)"
 
 
 _feature = partial(FeatureDefinition.numeric, FAMILY)
+
+
+def _net_value(basis: str, days: int) -> FeatureDefinition:
+    """Net spend or net margin of the lines of the last ``days`` days, as tiers value it."""
+    what = {
+        "spend": ("Purchases minus returns", NET_SPEND, (), "of a shop without margins"),
+        "margin": ("Signed margin of purchase and return lines", NET_MARGIN, (MARGIN,), ""),
+    }
+    words, value, columns, whose = what[basis]
+    meaning = (
+        "the part of the tier value that still counts at the end of a 90-day horizon"
+        if days == KEPT_DAYS
+        else " ".join(("the tier value", whose)).strip()
+    )
+    return _feature(
+        f"net_{basis}_{days}d_amount",
+        "lines",
+        f"SUM(CASE WHEN age_days < {days} THEN {value} ELSE 0.0 END)",
+        f"{words} in the last {days} days: {meaning} (``features.tiers``).",
+        columns=columns,
+        zero_when_absent=True,
+    )
+
+
+def _mean_share(basis: str, days: int) -> FeatureDefinition:
+    """Net value over the mean 365-day net value of the customers active at the cutoff."""
+    value, whole = f"net_{basis}_{days}d_amount", f"net_{basis}_{TIER_WINDOW_DAYS}d_amount"
+    return _feature(
+        f"net_{basis}_{days}d_mean_share",
+        "derived",
+        f"CASE WHEN spend_365d_amount > 0 THEN {value} / NULLIF(AVG(CASE WHEN"
+        f" spend_365d_amount > 0 THEN {whole} END) OVER (PARTITION BY cutoff), 0) END",
+        f"{value} over the mean {whole} of the customers with spend in the last 365 days, at "
+        "the same cutoff; missing without spend in 365 days. Value relative to the shop at the "
+        "cutoff, as the VIP bar is, so it means the same in a young or growing shop.",
+        depends_on=tuple(dict.fromkeys(("spend_365d_amount", value, whole))),
+    )
 
 
 FEATURES: tuple[FeatureDefinition, ...] = (
@@ -80,6 +129,8 @@ FEATURES: tuple[FeatureDefinition, ...] = (
         "Relative to the shop at the cutoff, so it means the same in a young or growing shop.",
         depends_on=("spend_365d_amount",),
     ),
+    *(_net_value(basis, days) for basis in ("spend", "margin") for days in (275, 365)),
+    *(_mean_share(basis, days) for basis in ("spend", "margin") for days in (275, 365)),
     _feature(
         "order_value_mean_amount",
         "orders",

@@ -228,6 +228,13 @@ def reference_features(tables: ShopTables, cutoff: date) -> pd.DataFrame:
         row["spend_trend_90d"] = _ratio(spent[90] / 90, spent[365] / 365)
         row["spend_share_90d_of_180d"] = _ratio(spent[90], spent[180])
         row["spend_share_180d_of_365d"] = _ratio(spent[180], spent[365])
+        sign = np.where(mine["is_return"].astype(bool), -1.0, 1.0)
+        for w in (275, 365):
+            recent = (mine["age_days"] < w).to_numpy()
+            row[f"net_spend_{w}d_amount"] = float((mine["amount"].to_numpy() * sign)[recent].sum())
+            if "margin_amount" in has:
+                margins = mine["margin_amount"].fillna(0.0).to_numpy()
+                row[f"net_margin_{w}d_amount"] = float(margins[recent].sum())
         row["order_value_mean_amount"] = statistics.mean(values)
         row["order_value_max_amount"] = max(values)
         row["order_value_std_amount"] = _std(values)
@@ -321,6 +328,14 @@ def reference_features(tables: ShopTables, cutoff: date) -> pd.DataFrame:
         spent = out["spend_365d_amount"].where(out["spend_365d_amount"] > 0)
         below = spent.round(2).rank(method="min") - 1  # spent strictly less (to the cent)
         out["spend_365d_rank_share"] = below / max(int(spent.notna().sum()) - 1, 1)
+        active = out["spend_365d_amount"] > 0
+        for basis in ("spend", "margin"):
+            if f"net_{basis}_365d_amount" not in out.columns:
+                continue
+            mean = out.loc[active, f"net_{basis}_365d_amount"].mean()
+            for w in (275, 365):
+                share = out[f"net_{basis}_{w}d_amount"] / (mean if mean != 0 else math.nan)
+                out[f"net_{basis}_{w}d_mean_share"] = share.where(active)
     customers = tables.customers
     if customers is not None:
         for column in ("region", "acquisition_channel"):

@@ -111,6 +111,16 @@ EXPECTED = {
     "spend_share_90d_of_180d": (1.0, NAN),
     "spend_share_180d_of_365d": (0.6, NAN),
     "spend_365d_rank_share": (0.0, NAN),  # A is the only customer with spend in 365 days
+    # net of the return r1 (30, margin -3); every line of A is younger than 275 days, B's is 366
+    "net_spend_275d_amount": (70.0, 0.0),
+    "net_spend_365d_amount": (70.0, 0.0),
+    "net_margin_275d_amount": (16.0, 0.0),
+    "net_margin_365d_amount": (16.0, 0.0),
+    # relative to the mean over the customers with spend in 365 days: A alone
+    "net_spend_275d_mean_share": (1.0, NAN),
+    "net_spend_365d_mean_share": (1.0, NAN),
+    "net_margin_275d_mean_share": (1.0, NAN),
+    "net_margin_365d_mean_share": (1.0, NAN),
     "order_value_mean_amount": (100 / 3, 50.0),
     "order_value_max_amount": (40.0, 50.0),
     "order_value_std_amount": (math.sqrt(100 / 3), NAN),

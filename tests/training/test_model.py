@@ -289,3 +289,13 @@ def test_the_vip_model_is_monotone_in_trailing_spend():
     vip = classifier_from_config(TrainConfig(target="vip"))
     assert "spend_365d_amount" in vip.monotone_increasing
     assert classifier_from_config(TrainConfig(target="churn")).monotone_increasing == ()
+
+
+def test_every_monotone_vip_feature_is_in_the_vip_feature_set():
+    # a misspelt name would be ignored silently by the classifier (it skips absent names)
+    from features.feature_sets import latest_feature_set
+    from training.model.classifier import MONOTONE_INCREASING
+
+    names = set(latest_feature_set("vip").names)
+    assert set(MONOTONE_INCREASING["vip"]) <= names
+    assert {"net_spend_275d_amount", "net_spend_275d_mean_share"} <= set(MONOTONE_INCREASING["vip"])
