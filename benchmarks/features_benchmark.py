@@ -21,6 +21,11 @@ Run::
 
     uv run --frozen python benchmarks/features_benchmark.py            # 1M / 10M
     uv run --frozen python benchmarks/features_benchmark.py --customers 100000 --lines 1000000
+
+The shop is written as winback writes validated tables: with integer customer and
+order keys beside the string ids (``features.inputs.keys``; assigned once, when
+written, and timed then), which the build groups by. ``--with-ids`` also writes the
+same shop without them and builds from it, interleaved (the string-id path).
 """
 
 from __future__ import annotations
@@ -39,14 +44,24 @@ PEERS_VENV = Path("/tmp/winback-bench-peers")
 CUTOFF = date(2024, 12, 31)
 
 
-def write_shop(directory: Path, customers: int, lines: int, seed: int = 0) -> None:
-    """Write a random shop (transactions, customers, tickets, referrals, reviews) as Parquet."""
+def write_shop(
+    directory: Path, customers: int, lines: int, seed: int = 0, *, keys: bool = True
+) -> None:
+    """Write a random shop (transactions, customers, tickets, referrals, reviews) as Parquet.
+
+    With ``keys``, as winback writes validated tables (``winback data simulate``):
+    with the integer ``customer_key``/``order_key`` columns and ``customer_keys.parquet``
+    of ``features.inputs.keys``, assigned once here (the time it takes is printed).
+    """
     import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from features.inputs.keys import KEYS_FILE, KEYS_TABLE, with_keys
+
     rng = np.random.default_rng(seed)
     directory.mkdir(parents=True, exist_ok=True)
+    tables: dict[str, pa.Table] = {}
     start = np.datetime64("2022-01-01T00:00:00", "us")
     span_us = np.int64(3 * 365 * 86_400 * 1_000_000)
     ids = np.array([f"C{i:07d}" for i in range(customers)], dtype=object)
@@ -60,32 +75,24 @@ def write_shop(directory: Path, customers: int, lines: int, seed: int = 0) -> No
     margin = np.round(amount * (0.1 + 0.04 * category), 2)
     discount = np.where(rng.random(lines) < 0.3, np.round(amount * 0.2, 2), 0.0)
     tz = pa.timestamp("us", tz="UTC")
-    pq.write_table(
-        pa.table(
-            {
-                "customer_id": pa.array(ids[order_customer[line_order]], pa.string()),
-                "order_id": pa.array(np.char.add("O", line_order.astype(str)), pa.string()),
-                "ordered_at": pa.array(order_time[line_order]).cast(tz),
-                "amount": amount,
-                "is_return": is_return,
-                "margin_amount": margin,
-                "discount_amount": discount,
-                "category": pa.array(np.char.add("cat", category.astype(str)), pa.string()),
-            }
-        ),
-        directory / "transactions.parquet",
+    tables["transactions"] = pa.table(
+        {
+            "customer_id": pa.array(ids[order_customer[line_order]], pa.string()),
+            "order_id": pa.array(np.char.add("O", line_order.astype(str)), pa.string()),
+            "ordered_at": pa.array(order_time[line_order]).cast(tz),
+            "amount": amount,
+            "is_return": is_return,
+            "margin_amount": margin,
+            "discount_amount": discount,
+            "category": pa.array(np.char.add("cat", category.astype(str)), pa.string()),
+        }
     )
-    pq.write_table(
-        pa.table(
-            {
-                "customer_id": pa.array(ids, pa.string()),
-                "region": pa.array(rng.choice(["north", "south", "east", "west"], customers)),
-                "acquisition_channel": pa.array(
-                    rng.choice(["ads", "organic", "referral"], customers)
-                ),
-            }
-        ),
-        directory / "customers.parquet",
+    tables["customers"] = pa.table(
+        {
+            "customer_id": pa.array(ids, pa.string()),
+            "region": pa.array(rng.choice(["north", "south", "east", "west"], customers)),
+            "acquisition_channel": pa.array(rng.choice(["ads", "organic", "referral"], customers)),
+        }
     )
     for name, column, extra in (
         ("support_tickets", "opened_at", "ticket_id"),
@@ -103,7 +110,13 @@ def write_shop(directory: Path, customers: int, lines: int, seed: int = 0) -> No
             cols[extra] = pa.array(np.char.add("T", np.arange(n).astype(str)), pa.string())
         elif extra == "rating":
             cols[extra] = rng.integers(1, 6, n).astype(float)
-        pq.write_table(pa.table(cols), directory / f"{name}.parquet")
+        tables[name] = pa.table(cols)
+    if keys:
+        t0 = time.perf_counter()
+        tables = with_keys(tables)
+        print(f"assigned the integer keys in {time.perf_counter() - t0:.1f} s (once, when written)")
+    for name, table in tables.items():
+        pq.write_table(table, directory / (KEYS_FILE if name == KEYS_TABLE else f"{name}.parquet"))
 
 
 PEAK = """
@@ -119,14 +132,14 @@ OURS = (
 import json, sys, time
 from datetime import date
 from features.build import build_feature_table_from
-from features.engines.duckdb_engine import connect_parquet
+from features.engines.duckdb_engine import connect_parquet, has_customer_keys, table_columns
 t0, c0 = time.perf_counter(), time.process_time()
 con = connect_parquet(sys.argv[1], threads=int(sys.argv[3]), memory_limit=sys.argv[4])
 con.execute("SET enable_progress_bar = false")
 frame = build_feature_table_from(con, [date.fromisoformat(sys.argv[2])])
 seconds = time.perf_counter() - t0
 print(json.dumps({"seconds": seconds, "cpu_seconds": time.process_time() - c0, "rows": len(frame), "columns": frame.shape[1],
-                  "peak_mib": peak_mib()}))
+                  "peak_mib": peak_mib(), "keys": has_customer_keys(con, table_columns(con))}))
 """
 )
 
@@ -181,27 +194,33 @@ def install_peers() -> None:
     )
 
 
-def write_shop_in_subprocess(directory: Path, customers: int, lines: int) -> None:
+def write_shop_in_subprocess(directory: Path, customers: int, lines: int, keys: bool) -> None:
     """Run :func:`write_shop` in its own process, so no build inherits its memory."""
     code = (
         "import sys; sys.path.insert(0, sys.argv[1]); from features_benchmark import write_shop;"
-        " from pathlib import Path; write_shop(Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))"
+        " from pathlib import Path; write_shop(Path(sys.argv[2]), int(sys.argv[3]),"
+        " int(sys.argv[4]), keys=sys.argv[5] == 'keys')"
     )
     here = str(Path(__file__).resolve().parent)
-    subprocess.run(
-        [sys.executable, "-c", code, here, str(directory), str(customers), str(lines)], check=True
-    )
+    arguments = [here, str(directory), str(customers), str(lines), "keys" if keys else "ids"]
+    subprocess.run([sys.executable, "-c", code, *arguments], check=True)
+
+
+def ids_folder(data: Path) -> Path:
+    """The folder of the same shop written without integer keys (``--with-ids``)."""
+    return data.with_name(data.name + "-ids")
 
 
 def builds(args: argparse.Namespace, data: Path) -> dict[str, tuple[str, str, tuple[str, ...]]]:
     """The builds to run: name -> (python, code, arguments)."""
-    out = {
-        "winback (DuckDB, all features)": (
+    settings = (str(CUTOFF), str(args.threads), args.memory_limit)
+    out = {"winback (DuckDB, all features)": (sys.executable, OURS, (str(data), *settings))}
+    if args.with_ids:
+        out["winback, string ids (no keys)"] = (
             sys.executable,
             OURS,
-            (str(data), str(CUTOFF), str(args.threads), args.memory_limit),
+            (str(ids_folder(data)), *settings),
         )
-    }
     if not args.skip_peers:
         peer_python = str(PEERS_VENV / "bin" / "python")
         for peer in ("lifetimes", "pymc-marketing"):
@@ -210,13 +229,15 @@ def builds(args: argparse.Namespace, data: Path) -> dict[str, tuple[str, str, tu
 
 
 def report(name: str, result: dict, load: float) -> None:
-    """Print one row of the result table."""
+    """Print one row of the result table (``keys``: whether our build grouped by integer keys)."""
+    keys = {True: "yes", False: "no"}
     if "error" in result:
         print(f"{name:38} error: {result['error']}", flush=True)
         return
     print(
         f"{name:38} {result['seconds']:8.2f} {result['cpu_seconds']:7.2f}"
-        f" {result['peak_mib']:9.0f} {result['rows']:10,} {result['columns']:5} {load:6.2f}",
+        f" {result['peak_mib']:9.0f} {result['rows']:10,} {result['columns']:5} {load:6.2f}"
+        f" {keys.get(result.get('keys'), '-'):>4}",
         flush=True,
     )
 
@@ -232,14 +253,21 @@ def main() -> None:
         "--rounds", type=int, default=1, help="run every build this many times, interleaved"
     )
     parser.add_argument("--install-peers", action="store_true")
+    parser.add_argument(
+        "--with-ids",
+        action="store_true",
+        help="also build from the same shop written without integer keys (<data>-ids)",
+    )
     parser.add_argument("--skip-peers", action="store_true")
     args = parser.parse_args()
 
-    data = args.data or Path(f"/tmp/winback-bench-{args.customers}-{args.lines}")
-    if not (data / "transactions.parquet").exists():
-        t0 = time.perf_counter()
-        write_shop_in_subprocess(data, args.customers, args.lines)
-        print(f"wrote {data} in {time.perf_counter() - t0:.1f} s")
+    data = args.data or Path(f"/tmp/winback-bench-{args.customers}-{args.lines}-keyed")
+    folders = {data: True, ids_folder(data): False} if args.with_ids else {data: True}
+    for folder, keys in folders.items():
+        if not (folder / "transactions.parquet").exists():
+            t0 = time.perf_counter()
+            write_shop_in_subprocess(folder, args.customers, args.lines, keys)
+            print(f"wrote {folder} in {time.perf_counter() - t0:.1f} s")
     if not args.skip_peers and args.install_peers and not PEERS_VENV.exists():
         install_peers()
     print(
@@ -248,7 +276,7 @@ def main() -> None:
     )
     print(
         f"{'what':38} {'wall s':>8} {'cpu s':>7} {'peak MiB':>9} {'rows':>10} {'cols':>5}"
-        f" {'load1':>6}"
+        f" {'load1':>6} {'keys':>4}"
     )
     todo = builds(args, data)
     for _ in range(args.rounds):

@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Collection
 from datetime import date
 
+from features.inputs.keys import CUSTOMER_KEY, ORDER_KEY
+
 KEYS = ("cutoff", "customer_id")
 
 # Relations in dependency order; each is a CTE named ``rel_<name>``.
@@ -25,17 +27,23 @@ EVENT_TABLES = {
 
 
 class Shape:
-    """How the relations meet the cutoffs: a join with ``cutoffs``, or one literal date.
+    """How the relations meet the cutoffs and which columns identify customers and orders.
 
     With one cutoff the events are filtered against a literal date and every
-    grouping, window and join is by ``customer_id`` alone (no join with the
-    ``cutoffs`` relation, one key less to hash and sort).
+    grouping, window and join is by the customer alone (no join with the
+    ``cutoffs`` relation, one key less to hash and sort). With ``keyed`` the
+    customer is ``customer_key`` and the order ``order_key``, integers assigned
+    when the tables were written (``features.inputs.keys``); otherwise the
+    string ids.
     """
 
-    def __init__(self, cutoff: date | None) -> None:
+    def __init__(self, cutoff: date | None, *, keyed: bool = False) -> None:
         self.single = cutoff is not None
+        self.keyed = keyed
         self.cutoff = f"DATE '{cutoff.isoformat()}'" if cutoff is not None else "c.cutoff"
-        self.keys: tuple[str, ...] = ("customer_id",) if cutoff is not None else KEYS
+        self.customer = CUSTOMER_KEY if keyed else "customer_id"
+        self.order = ORDER_KEY if keyed else "order_id"
+        self.keys: tuple[str, ...] = (self.customer,) if self.single else ("cutoff", self.customer)
         self.by = ", ".join(self.keys)
 
     def age_days(self, column: str) -> str:
@@ -49,7 +57,8 @@ class Shape:
         return f"FROM {table} AS {alias} JOIN cutoffs AS c ON {before}"
 
     def select_keys(self, alias: str) -> str:
-        return f"{alias}.customer_id" if self.single else f"c.cutoff, {alias}.customer_id"
+        customer = f"{alias}.{self.customer}"
+        return customer if self.single else f"c.cutoff, {customer}"
 
 
 def is_return(tx_columns: Collection[str], alias: str) -> str:
@@ -117,10 +126,10 @@ def orders_sql(tx_columns: Collection[str], shape: Shape, expressions: Collectio
     purchased = f" AND NOT {is_return(tx_columns, 't')}" if "is_return" in tx_columns else ""
     keys = shape.select_keys("t")
     return (
-        f"SELECT {keys}, t.order_id,\n    "
+        f"SELECT {keys}, t.{shape.order},\n    "
         + ",\n    ".join(parts)
         + f"\n  {shape.events('transactions', 't', 'ordered_at')}{purchased}"
-        + f"\n  GROUP BY {keys}, t.order_id"
+        + f"\n  GROUP BY {keys}, t.{shape.order}"
     )
 
 

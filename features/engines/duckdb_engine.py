@@ -15,12 +15,24 @@ of the currency unit).
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Collection, Mapping
 from pathlib import Path
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
 
 from features.engines.base import Engine
+from features.inputs.keys import (
+    CUSTOMER_KEY,
+    KEY_COLUMNS,
+    KEYS_FILE,
+    KEYS_TABLE,
+    ORDER_KEY,
+    shared_digest,
+    with_keys,
+)
 from features.inputs.schema import SCHEMAS, ShopTables
 
 #: Money columns read as exact decimals, by table.
@@ -75,12 +87,25 @@ def _configured(
     return con
 
 
+def _keyed_arrow(frames: dict[str, pd.DataFrame]) -> dict[str, pa.Table]:
+    """The frames as Arrow tables with the integer keys of ``features.inputs.keys``."""
+    with warnings.catch_warnings():
+        # pyarrow 25 reads Series.values of tz-aware columns, deprecated in pandas 3.1
+        warnings.filterwarnings("ignore", message="Series.values returning an ndarray")
+        arrow = {
+            name: pa.Table.from_pandas(_as_naive_utc(frame), preserve_index=False)
+            for name, frame in frames.items()
+        }
+    return with_keys(arrow)
+
+
 def connect(
     tables: ShopTables,
     con: duckdb.DuckDBPyConnection | None = None,
     *,
     threads: int | None = None,
     memory_limit: str | None = None,
+    customer_keys: bool = False,
 ) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with each present table registered as a view.
 
@@ -92,14 +117,42 @@ def connect(
         An existing connection to register into; a new in-memory one by default.
     threads, memory_limit
         DuckDB settings; DuckDB's own defaults when ``None``.
+    customer_keys
+        Assign the integer keys of ``features.inputs.keys`` now (a pass over the
+        ids), so the feature build groups by them; worth it only when several
+        builds read the same connection.
     """
     con = _configured(con, threads=threads, memory_limit=memory_limit)
-    for name, frame in tables.present().items():
-        if name not in SCHEMAS:
-            continue
+    frames = {name: f for name, f in tables.present().items() if name in SCHEMAS}
+    if customer_keys:
+        for name, table in _keyed_arrow(frames).items():
+            con.register(f"_winback_{name}", table)
+            _create_view(con, name, f"_winback_{name}")
+        return con
+    con.execute(f"DROP VIEW IF EXISTS {KEYS_TABLE}")  # a connection reused for other tables
+    for name, frame in frames.items():
         con.register(f"_winback_{name}", _as_naive_utc(frame))
         _create_view(con, name, f"_winback_{name}")
     return con
+
+
+def has_customer_keys(con: Engine, columns: Mapping[str, Collection[str]]) -> bool:
+    """Whether the contract views on ``con`` carry integer keys the build can group by.
+
+    True on a DuckDB connection with the ``customer_keys`` relation registered
+    (by :func:`connect_parquet` on files written with one key set, or by
+    :func:`connect` with ``customer_keys``), ``order_key`` in ``transactions``
+    and ``customer_key`` in every table with a ``customer_id``.
+    """
+    if not isinstance(con, duckdb.DuckDBPyConnection):
+        return False
+    try:
+        con.execute(f"SELECT {CUSTOMER_KEY}, customer_id FROM {KEYS_TABLE} LIMIT 0").fetchall()
+    except duckdb.Error:
+        return False
+    return ORDER_KEY in columns.get("transactions", ()) and all(
+        CUSTOMER_KEY in names for names in columns.values() if "customer_id" in names
+    )
 
 
 def table_columns(con: Engine) -> dict[str, list[str]]:
@@ -115,14 +168,34 @@ def table_columns(con: Engine) -> dict[str, list[str]]:
     return out
 
 
-def _parquet_source(directory: Path, name: str) -> str | None:
+def _parquet_files(directory: Path, name: str) -> tuple[str, list[Path]] | None:
+    """The ``read_parquet`` source of table ``name`` in ``directory`` and its files."""
     single = directory / f"{name}.parquet"
     if single.is_file():
-        return str(single)
+        return str(single), [single]
     folder = directory / name
-    if folder.is_dir() and any(folder.glob("*.parquet")):
-        return str(folder / "*.parquet")
+    files = sorted(folder.glob("*.parquet")) if folder.is_dir() else []
+    if files:
+        return str(folder / "*.parquet"), files
     return None
+
+
+def _register_keys(con: duckdb.DuckDBPyConnection, directory: Path, files: list[Path]) -> None:
+    """Register ``customer_keys`` when it and every table's files carry one key set.
+
+    Files written together by ``features.inputs.keys.with_keys`` share the
+    digest in their metadata (only the footers are read); any other mix leaves
+    the relation out, and the build groups by the string ids.
+    """
+    con.execute(f"DROP VIEW IF EXISTS {KEYS_TABLE}")  # a connection reused for another folder
+    keys_file = directory / KEYS_FILE
+    if not keys_file.is_file() or shared_digest([keys_file, *files]) is None:
+        return
+    quoted = str(keys_file).replace("'", "''")
+    con.execute(
+        f"CREATE OR REPLACE TEMP VIEW {KEYS_TABLE} AS SELECT {CUSTOMER_KEY}, customer_id"
+        f" FROM read_parquet('{quoted}')"
+    )
 
 
 def connect_parquet(
@@ -139,7 +212,9 @@ def connect_parquet(
     tables larger than memory stream out-of-core. Time-zone-aware timestamp
     columns become naive UTC (through the epoch: ten times faster in DuckDB than
     a time-zone conversion) and money decimal, as in :func:`connect`. Absent
-    files mean absent tables.
+    files mean absent tables. Files written with integer keys
+    (``features.inputs.keys``, e.g. by ``winback data simulate``) also register
+    ``customer_keys``, and the feature build groups by the keys.
 
     Parameters
     ----------
@@ -150,19 +225,21 @@ def connect_parquet(
     """
     directory = Path(directory)
     con = _configured(con, threads=threads, memory_limit=memory_limit)
-    found = False
-    for name in SCHEMAS:
-        source = _parquet_source(directory, name)
-        if source is None:
-            continue
-        found = found or name == "transactions"
-        quoted = source.replace("'", "''")
-        _create_view(con, name, f"read_parquet('{quoted}')")
-    if not found:
+    if _parquet_files(directory, "transactions") is None:
         raise FileNotFoundError(
             f"no transactions.parquet (or transactions/*.parquet) in {directory}: "
             "write the canonical transactions table there first"
         )
+    files: list[Path] = []
+    for name in SCHEMAS:
+        found = _parquet_files(directory, name)
+        if found is None:
+            continue
+        source, table_files = found
+        files += table_files
+        quoted = source.replace("'", "''")
+        _create_view(con, name, f"read_parquet('{quoted}')")
+    _register_keys(con, directory, files)
     return con
 
 
@@ -175,7 +252,8 @@ def outline(con: Engine, source: str = "") -> ShopTables:
     do-not-contact customers that the score store keeps), so ``last_event_at``,
     the suppressions and the SQL generators of
     ``features.labels``/``features.tiers`` (which read only column names) work
-    without loading the rows. Never use it for values: pass ``con`` along.
+    without loading the rows. Never use it for values: pass ``con`` along. The
+    integer key columns (``features.inputs.keys``) are left out.
     """
     present: dict[str, pd.DataFrame] = {}
     for name, columns in table_columns(con).items():
@@ -194,5 +272,5 @@ def outline(con: Engine, source: str = "") -> ShopTables:
                     frame[column] = frame[column].astype("string")
         else:
             frame = pd.DataFrame({c: pd.Series([], dtype=object) for c in columns})
-        present[name] = frame
+        present[name] = frame.drop(columns=list(KEY_COLUMNS), errors="ignore")
     return ShopTables(**present, source=source)

@@ -41,6 +41,7 @@ import pandas as pd
 import pyarrow as pa
 import sqlglot
 
+from features.inputs.keys import KEY_COLUMNS
 from features.inputs.schema import SCHEMAS, ShopTables
 from features.tiers import as_dates
 
@@ -244,7 +245,12 @@ class SparkConnection:
 
     # -- contract tables
     def register(self, name: str, frame: SparkDataFrame) -> None:
-        """Register a Spark DataFrame as the contract view ``name`` (NaN read as NULL)."""
+        """Register a Spark DataFrame as the contract view ``name`` (NaN read as NULL).
+
+        The integer keys of ``features.inputs.keys`` are left out: the Spark build
+        groups by the ids.
+        """
+        frame = frame.drop(*KEY_COLUMNS)
         if name not in SCHEMAS:
             raise ValueError(f"{name!r} is not a contract table; use one of {sorted(SCHEMAS)}")
         missing = [c for c in SCHEMAS[name].required if c not in frame.columns]

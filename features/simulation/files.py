@@ -14,6 +14,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from features.inputs.keys import KEY_COLUMNS, KEYS_FILE, KEYS_TABLE, with_keys
 from features.inputs.schema import ShopTables
 from features.publish import publish_file, publish_text
 from features.simulation.config import TABLE_FILES, SimulatedShop, SimulationConfig
@@ -32,25 +33,35 @@ def _write_atomic(table: pa.Table, path: Path) -> None:
     publish_file(path, lambda p: pq.write_table(table, p))
 
 
-def write_shop(shop: SimulatedShop, out_dir: Path) -> dict[str, Path]:
+def write_shop(
+    shop: SimulatedShop, out_dir: Path, *, customer_keys: bool = True
+) -> dict[str, Path]:
     """Write every table, the truth and the config to ``out_dir`` (atomically).
 
     One Parquet file per contract table (``transactions.parquet``, ...), plus
     ``truth.parquet``, ``contact_truth.parquet`` and ``simulation.json``. The
     same shop always gives the same bytes.
 
+    With ``customer_keys`` the tables carry the integer ``customer_key`` (and
+    ``order_key``) columns of ``features.inputs.keys`` and ``customer_keys.parquet``
+    maps them back, so a feature build reading the files in place
+    (``connect_parquet``) groups by integers; :func:`read_shop` drops them again.
+
     Returns
     -------
     dict[str, Path]
-        Path of each written file by name (table name, ``truth``,
-        ``contact_truth``, ``simulation``).
+        Path of each written file by name (table name, ``customer_keys``,
+        ``truth``, ``contact_truth``, ``simulation``).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
-    for name, frame in shop.tables.present().items():
-        path = out_dir / TABLE_FILES[name]
-        _write_atomic(_arrow_table(frame), path)
+    tables = {name: _arrow_table(frame) for name, frame in shop.tables.present().items()}
+    if customer_keys:
+        tables = with_keys(tables)  # customer_keys last: published after the tables it maps
+    for name, table in tables.items():
+        path = out_dir / (KEYS_FILE if name == KEYS_TABLE else TABLE_FILES[name])
+        _write_atomic(table, path)
         paths[name] = path
     truth = shop.truth.copy(deep=False)
     truth.attrs = {}
@@ -98,7 +109,7 @@ def read_shop(directory: Path) -> SimulatedShop:
     config = truth.attrs["simulation_config"]
     source = json.loads((directory / "simulation.json").read_text()).get("source", "")
     frames = {
-        name: pd.read_parquet(directory / file)
+        name: pd.read_parquet(directory / file).drop(columns=list(KEY_COLUMNS), errors="ignore")
         for name, file in TABLE_FILES.items()
         if (directory / file).exists()
     }

@@ -14,7 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from features.build import build_features
+from features.build import build_feature_table_from, build_features
+from features.engines.duckdb_engine import connect
 from features.inputs.schema import EVENT_TYPES, SCHEMAS, ShopTables
 from tests.features.reference_features import random_shop
 
@@ -112,4 +113,19 @@ def apply(shop: ShopTables, edits: list[tuple]) -> ShopTables:
 @given(edits=st.lists(edit, min_size=1, max_size=6))
 def test_events_after_the_cutoff_never_change_a_feature(shop, con, baseline, edits):
     changed = build_features(apply(shop, edits), CUTOFF, con=con)
+    pd.testing.assert_frame_equal(changed, baseline, check_categorical=False, rtol=1e-12)
+
+
+@settings(
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(edits=st.lists(edit, min_size=1, max_size=6))
+def test_events_after_the_cutoff_never_change_a_feature_built_by_integer_keys(
+    shop, baseline, edits
+):
+    """The same with keys assigned to the edited tables (new customers move every later key)."""
+    con = connect(apply(shop, edits), threads=1, customer_keys=True)
+    changed = build_feature_table_from(con, [CUTOFF]).droplevel("cutoff")
     pd.testing.assert_frame_equal(changed, baseline, check_categorical=False, rtol=1e-12)
