@@ -133,6 +133,7 @@ def write_synthetic_version(score_dir: Path, models, as_of: dt.date, customers: 
     from features.publish import publish_folder
     from serving.scoring import lookup_files, store
     from serving.scoring.reasons import feature_reference
+    from serving.scoring.record_file import write_record_file
 
     feature_set = models.feature_set()
 
@@ -143,6 +144,7 @@ def write_synthetic_version(score_dir: Path, models, as_of: dt.date, customers: 
         np.save(folder / lookup_files.IDS_FILE, ids)
         del ids
         lookup_files.write_score_file(folder, scores)
+        write_record_file(folder, scores, as_of)
         del scores
         chunks = _feature_chunks(feature_set, customers, seed=2)
         first = next(chunks)

@@ -34,6 +34,7 @@ ENV_MEASUREMENT_MAPPING = "WINBACK_MEASUREMENT_MAPPING"
 SIMULATED_DATA = "simulated"
 ENV_PREDICT_THREADS = "WINBACK_PREDICT_THREADS"
 ENV_MAX_BODY_BYTES = "WINBACK_MAX_BODY_BYTES"
+ENV_MAX_EXPLAIN_ROWS = "WINBACK_MAX_EXPLAIN_ROWS"
 #: Rows one request may post (JSON ``rows``, each of ``columns``, or an Arrow body).
 MAX_POSTED_ROWS = 100_000
 #: Shortest API key the service accepts.
@@ -166,8 +167,9 @@ class ServingConfig(BaseModel):
         ``WINBACK_HOME`` (working dir), ``WINBACK_SCORE_DIR``, ``WINBACK_API_KEY_FILE``,
         ``WINBACK_MODEL_VERSIONS`` (``churn=3,vip=2``),
         ``WINBACK_EXPLAIN_ON_REQUEST`` (``0``/``1``), ``WINBACK_MEASUREMENT_DATA``,
-        ``WINBACK_MEASUREMENT_MAPPING``, ``WINBACK_PREDICT_THREADS`` and ``WINBACK_MAX_BODY_BYTES``; keys themselves
-        are read by :func:`serving.api.auth.load_api_keys`.
+        ``WINBACK_MEASUREMENT_MAPPING``, ``WINBACK_PREDICT_THREADS``, ``WINBACK_MAX_BODY_BYTES``
+        and ``WINBACK_MAX_EXPLAIN_ROWS``; keys themselves are read by
+        :func:`serving.api.auth.load_api_keys`.
         """
         env = os.environ if environ is None else environ
         values: dict = {}
@@ -189,24 +191,25 @@ class ServingConfig(BaseModel):
             values["measurement_data"] = env[ENV_MEASUREMENT_DATA]
         if env.get(ENV_MEASUREMENT_MAPPING):
             values["measurement_mapping"] = env[ENV_MEASUREMENT_MAPPING]
-        if env.get(ENV_MAX_BODY_BYTES):
-            text = env[ENV_MAX_BODY_BYTES].strip()
-            if not text.isdigit() or int(text) == 0:
-                raise ValueError(
-                    f"{ENV_MAX_BODY_BYTES}={text!r} is not a positive number of bytes; "
-                    f"set it to e.g. 33554432 (32 MiB)"
-                )
-            values["max_body_bytes"] = int(text)
-        if env.get(ENV_PREDICT_THREADS):
-            text = env[ENV_PREDICT_THREADS].strip()
-            if not text.isdigit():
-                raise ValueError(
-                    f"{ENV_PREDICT_THREADS}={text!r} is not a whole number of LightGBM threads; "
-                    f"set it to e.g. 1"
-                )
-            values["predict_threads"] = int(text)
+        for variable, field, example in (
+            (ENV_MAX_BODY_BYTES, "max_body_bytes", "33554432 (32 MiB)"),
+            (ENV_MAX_EXPLAIN_ROWS, "max_explain_rows", "1000"),
+            (ENV_PREDICT_THREADS, "predict_threads", "1"),
+        ):
+            if env.get(variable):
+                values[field] = _positive_int(variable, env[variable], example)
         values.update(overrides)
         return cls(**values)
+
+
+def _positive_int(variable: str, text: str, example: str) -> int:
+    """A positive whole number from an environment variable, or an error naming it."""
+    text = text.strip()
+    if not text.isdigit() or int(text) == 0:
+        raise ValueError(
+            f"{variable}={text!r} is not a positive whole number; set it to e.g. {example}"
+        )
+    return int(text)
 
 
 def parse_model_versions(text: str) -> dict[str, int]:

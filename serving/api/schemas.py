@@ -28,6 +28,10 @@ REQUEST_CONFIG = ConfigDict(
 MAX_POSTED_COLUMNS = 1000
 
 
+#: Customer ids one ``/scores`` request may ask for.
+MAX_CUSTOMER_IDS = 1000
+
+
 class ScoresRequest(BaseModel):
     """Look up the stored scores of one or more customers."""
 
@@ -36,7 +40,7 @@ class ScoresRequest(BaseModel):
         json_schema_extra={"example": {"customer_ids": ["C000123", "C000456"]}},
     )
 
-    customer_ids: list[str] = Field(min_length=1, max_length=1000)
+    customer_ids: list[str] = Field(min_length=1, max_length=MAX_CUSTOMER_IDS)
     explain: bool = Field(
         default=True,
         description="Compute reasons now for customers that have none stored (~2 ms each).",
@@ -135,6 +139,17 @@ def scores_response_json(scores: Sequence[dict[str, Any]], not_found: Sequence[s
     body = {"scores": list(scores), "not_found": list(not_found)}
     text = json.dumps(body, default=_json_value, ensure_ascii=False, separators=(",", ":"))
     return text.encode("utf-8")
+
+
+def stored_scores_json(records: Sequence[bytes], not_found: Sequence[str]) -> bytes:
+    """The body of a :class:`ScoresResponse` from records stored as JSON, spliced as they are.
+
+    What a by-id lookup sends when nothing is left to explain: the stored
+    records (``serving.scoring.record_file``) are already the objects
+    :func:`scores_response_json` would write.
+    """
+    tail = json.dumps(list(not_found), ensure_ascii=False, separators=(",", ":"))
+    return b'{"scores":[' + b",".join(records) + b'],"not_found":' + tail.encode("utf-8") + b"}"
 
 
 class ScoreRowsRequest(BaseModel):
@@ -240,11 +255,26 @@ class ScoreTableInfo(BaseModel):
     )
 
 
+class RequestLimits(BaseModel):
+    """What one request may hold; past these the service answers 400 or 413."""
+
+    max_body_bytes: int = Field(description="Largest request body (413 past it).")
+    max_rows: int = Field(description="Feature rows one `/score_rows` request may post.")
+    max_customer_ids: int = Field(
+        default=MAX_CUSTOMER_IDS, description="Customer ids one `/scores` request may ask for."
+    )
+    max_explain_rows: int = Field(
+        description="Rows one request may ask reasons for (`explain`); clients split longer "
+        "requests."
+    )
+
+
 class ModelsResponse(BaseModel):
-    """What the service is serving."""
+    """What the service is serving, and the limits of one request."""
 
     models: list[ModelInfo]
     score_table: ScoreTableInfo
+    limits: RequestLimits
 
 
 class ErrorResponse(BaseModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -19,6 +20,7 @@ from serving.api.schemas import (
     ScoreRowsResponse,
     ScoresRequest,
     scores_response_json,
+    stored_scores_json,
 )
 from serving.api.state import ServingState
 from serving.scoring.predict import FeatureColumns
@@ -46,17 +48,22 @@ async def lookup_scores(state: ServingState, request: ScoresRequest) -> Response
             not_found=unknown,
         )
     lookup = state.lookup
-    records = lookup.records(found, explain=False)
-    if (
-        request.explain
-        and state.config.explain_on_request
-        and lookup.features is not None
-        and lookup.missing_reasons(records, state.models)
-    ):  # SHAP off the event loop: other lookups go on meanwhile
+    explain = request.explain and state.config.explain_on_request and lookup.features is not None
+    stored = lookup.stored_json(found)  # the records as JSON, when the version has them
+    if stored is not None and not explain:
+        return Response(stored_scores_json(stored, unknown), media_type="application/json")
+    if stored is None:
+        records = lookup.records(found, explain=False)
+    else:
+        records = [json.loads(record) for record in stored]
+    if explain and lookup.missing_reasons(records, state.models):
+        # SHAP off the event loop: other lookups go on meanwhile
         top = state.config.top_reasons
         await anyio.to_thread.run_sync(
             lambda: lookup.explain_records(records, state.models, top_reasons=top)
         )
+    elif stored is not None:
+        return Response(stored_scores_json(stored, unknown), media_type="application/json")
     return Response(scores_response_json(records, unknown), media_type="application/json")
 
 

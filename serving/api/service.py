@@ -41,6 +41,7 @@ from serving.api.schemas import (
     MeasurementResponse,
     ModelInfo,
     ModelsResponse,
+    RequestLimits,
     ScoreRowsRequest,
     ScoreRowsResponse,
     ScoresRequest,
@@ -93,7 +94,13 @@ def describe_models(state: ServingState) -> ModelsResponse:
         model_versions=state.lookup.model_versions(),
         stale_targets=sorted(stale_targets(state.lookup, state.models)),
     )
-    return ModelsResponse(models=models, score_table=table)
+    config = state.config
+    limits = RequestLimits(
+        max_body_bytes=config.max_body_bytes,
+        max_rows=config.max_rows,
+        max_explain_rows=config.max_explain_rows,
+    )
+    return ModelsResponse(models=models, score_table=table, limits=limits)
 
 
 def freeze_loaded_objects() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -29,14 +30,15 @@ class ServingState:
     batcher: FrameBatcher
     lists_running: int = 0
     erasure_mark: tuple[int, int] | None = None
+    erasure_log: str | None = None
 
     def erasure_log_mark(self) -> tuple[int, int] | None:
         """``(mtime, size)`` of the erasure log under the service's home (None: no erasure yet)."""
-        registry = ErasureRegistry.default()
-        log = registry.log_path
-        path = log if log.is_absolute() else self.config.home / log
+        if self.erasure_log is None:  # resolved once: a lookup then costs one stat
+            log = ErasureRegistry.default().log_path
+            self.erasure_log = str(log if log.is_absolute() else self.config.home / log)
         try:
-            stat = path.stat()
+            stat = os.stat(self.erasure_log)
         except FileNotFoundError:
             return None
         return stat.st_mtime_ns, stat.st_size

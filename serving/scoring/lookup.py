@@ -26,22 +26,9 @@ from serving.scoring.lookup_files import (
 from serving.scoring.models import ServedModels, ServingSetupError
 from serving.scoring.predict import FeatureColumns
 from serving.scoring.reasons import feature_reference, reason_column, reason_texts
+from serving.scoring.record_file import RECORD_COLUMNS, RecordFile, has_record_file
 
 logger = logging.getLogger("winback.serving.service")
-
-#: Columns of a looked-up customer that are returned as they are stored.
-RECORD_COLUMNS = (
-    "churn_risk",
-    "vip_potential",
-    "reactivation_probability",
-    "expected_value",
-    "predicted_value",
-    "value_horizon_days",
-    "tier",
-    "is_active",
-    "is_lapsed",
-    "is_vip",
-)
 
 
 def _plain(value: Any) -> Any:
@@ -88,8 +75,13 @@ class ScoreLookup:
         self.reference = reference
         #: The shop's do-not-contact customers stored with this version (lists leave them out).
         self.suppressions: pd.DataFrame | None = None
+        #: Each customer's stored record as JSON (None for versions written without it).
+        self.record_file: RecordFile | None = None
         self._score_names = frozenset(scores.schema.names)
         self._columns = [c for c in _WANTED if c in self._score_names]
+        #: Columns with one value on every row (model versions, feature sets), read once.
+        self._constants = scores.constants(self._columns)
+        self._varying = [c for c in self._columns if c not in self._constants]
         self._versions = self._first_row_versions()
 
     @classmethod
@@ -133,6 +125,8 @@ class ScoreLookup:
             index, scores, features = open_lookup_files(folder, with_features=with_features)
             reference = feature_reference_of(features) if features is not None else None
             lookup = cls(as_of, index, scores, features, reference)
+            if has_record_file(folder):
+                lookup.record_file = RecordFile(folder)
         else:
             logger.warning(
                 "score table %s has no lookup files: it is read into this worker's memory; "
@@ -185,6 +179,31 @@ class ScoreLookup:
             raise KeyError(f"customer ids not in the score table of {self.as_of}: {unknown[:5]}")
         present = [c for c in columns if c in self._score_names]
         return self.scores.take(positions, present).to_pylist()
+
+    def stored_json(self, customer_ids: Sequence[str]) -> list[bytes] | None:
+        """Known customers' stored records as JSON bytes (reasons as stored), in their order.
+
+        None when this version has no record file: :meth:`records` reads the
+        Arrow rows instead.
+        """
+        if self.record_file is None:
+            return None
+        positions = self.index.positions([str(c) for c in customer_ids])
+        if (positions < 0).any():
+            unknown = [c for c, p in zip(customer_ids, positions, strict=True) if p < 0]
+            raise KeyError(f"customer ids not in the score table of {self.as_of}: {unknown[:5]}")
+        return [self.record_file.get(p) for p in positions.tolist()]
+
+    def _record_rows(self, customer_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """The stored values of a record's columns for known customers, in their order."""
+        if len(customer_ids) != 1:
+            return self._rows(customer_ids, self._columns)
+        (position,) = self.index.positions(customer_ids).tolist()
+        if position < 0:
+            raise KeyError(f"customer id not in the score table of {self.as_of}: {customer_ids[0]}")
+        row = dict(zip(self._varying, self.scores.row(position, self._varying), strict=True))
+        row.update(self._constants)
+        return [row]
 
     @staticmethod
     def missing_reasons(
@@ -260,7 +279,7 @@ class ScoreLookup:
         """
         ids = [str(c) for c in customer_ids]
         out = []
-        for customer_id, row in zip(ids, self._rows(ids, self._columns), strict=True):
+        for customer_id, row in zip(ids, self._record_rows(ids), strict=True):
             record: dict[str, Any] = {"customer_id": customer_id, "as_of": self.as_of}
             for col in RECORD_COLUMNS:
                 record[col] = _plain(row.get(col))

@@ -9,7 +9,9 @@ Beside ``scores.parquet`` and ``features.parquet`` each version folder holds
   are in the features file's schema metadata;
 * ``customer_ids.npy``: the sorted ids as fixed-width UTF-8 bytes, the index a
   lookup binary-searches (memory-mapped: ~24 probes, the top ones shared by every
-  lookup).
+  lookup);
+* ``records.jsonl`` and ``record_offsets.npy``: each customer's by-id answer as
+  JSON, in the same order (:mod:`serving.scoring.record_file`).
 
 A lookup reads the one batch holding the customer with a positional read
 (``pread``): the OS page cache keeps one copy of the files for every worker and
@@ -22,6 +24,7 @@ Parquet read with ``memory_map`` still decodes into each worker's own memory.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import threading
 import warnings
@@ -34,10 +37,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 
+from serving.scoring.record_file import RECORD_FILES, write_record_file
+
 SCORES_ARROW = "scores.arrow"
 FEATURES_ARROW = "features.arrow"
 IDS_FILE = "customer_ids.npy"
-LOOKUP_FILES = (SCORES_ARROW, FEATURES_ARROW, IDS_FILE)
+LOOKUP_FILES = (SCORES_ARROW, FEATURES_ARROW, IDS_FILE, *RECORD_FILES)
 #: Rows per record batch: a lookup reads one batch (~150 KB of scores at 1,024 rows).
 BATCH_ROWS = 1024
 _BATCH_KEY = b"winback.batch_rows"
@@ -181,6 +186,46 @@ class BatchedRows:
             return schema.empty_table()
         return pa.Table.from_batches(slices)
 
+    def row(self, position: int, columns: Sequence[str]) -> list:
+        """One row's values of ``columns`` as Python objects: what a by-id lookup reads.
+
+        Scalar by scalar from the one batch holding the row, about half the cost
+        of slicing it into a table and converting that.
+        """
+        if self._table is not None:
+            return list(
+                self._table.select(list(columns)).slice(position, 1).to_pylist()[0].values()
+            )
+        batch, local = divmod(position, self.batch_rows)
+        with self._lock:
+            record = self._reader.get_batch(batch)
+        return [record.column(self._positions[c])[local].as_py() for c in columns]
+
+    def constants(self, columns: Sequence[str]) -> dict[str, object]:
+        """Those of the dictionary-encoded ``columns`` that hold one value on every row, with it.
+
+        A version's model versions and feature sets usually do: a lookup then
+        need not read them per customer. Reads those columns once (narrow
+        dictionary indices).
+        """
+        candidates = [
+            c
+            for c in columns
+            if c in self._positions and pa.types.is_dictionary(self.schema.field(c).type)
+        ]
+        if not candidates:
+            return {}
+        out: dict[str, object] = {}
+        table = self.read_all(candidates)
+        for name in candidates:
+            column = table.column(name)
+            if column.null_count or not len(column):
+                continue
+            values = pc.unique(column.combine_chunks().dictionary_decode())
+            if len(values) == 1:
+                out[name] = values[0].as_py()
+        return out
+
     def read_all(self, columns: Sequence[str] | None = None) -> pa.Table:
         """Every row (a whole-table read: what a list build needs, for as long as it runs)."""
         if self._table is not None:
@@ -277,22 +322,28 @@ def write_lookup_files(
     folder: Path,
     scores: pd.DataFrame,
     features: pd.DataFrame | None,
+    as_of: dt.date,
     reference: dict[str, float] | None = None,
 ) -> None:
     """Write the lookup files of one version into ``folder`` (being filled, not yet published).
 
     ``scores`` has a ``customer_id`` column; ``features`` is indexed by
     ``customer_id`` (customers it lacks get missing values). ``reference``
-    defaults to the medians of ``features``. Rows already in id order (as the
-    scoring frame comes) and features listing the same customers in the same
-    order are written without copying or re-indexing either frame.
+    defaults to the medians of ``features``. The customers' JSON records
+    (:mod:`serving.scoring.record_file`) are written from the same rows. Rows
+    already in id order (as the scoring frame comes) and features listing the
+    same customers in the same order are written without copying or re-indexing
+    either frame.
     """
     from serving.scoring.reasons import feature_reference
 
     folder = Path(folder)
     index, order = IdIndex.from_ids(scores["customer_id"])
     np.save(folder / IDS_FILE, index.ids)
-    write_score_file(folder, arrow_scores(scores, order))
+    table = arrow_scores(scores, order)
+    write_score_file(folder, table)
+    write_record_file(folder, table, as_of)
+    del table
     if features is None:
         return
     reference = feature_reference(features) if reference is None else reference

@@ -79,6 +79,27 @@ def test_direction_minus_one_explains_low_scores():
     assert reasons[2] == []
 
 
+def test_a_score_nothing_pushes_up_is_explained_by_what_holds_it_down():
+    contributions = _contributions(
+        [
+            [-0.1, 0.0, -0.5, -0.3, 0.0, 0.0, 0.0],
+            [0.2, 0.0, -0.5, -0.3, 0.0, 0.0, 0.0],
+            [0.0] * 7,
+        ]
+    )
+    reasons = customer_reasons(contributions, FEATURES, reference=REFERENCE)
+    held_down = reasons[0]
+    assert [r.contribution for r in held_down] == pytest.approx([-0.5, -0.3, -0.1])
+    assert [r.code for r in held_down] == [
+        FEATURES.columns[2],
+        FEATURES.columns[3],
+        FEATURES.columns[0],
+    ]
+    # one feature pushing up is reason enough: nothing holding the score down is added
+    assert [r.contribution for r in reasons[1]] == pytest.approx([0.2])
+    assert reasons[2] == []  # nothing moved the score: nothing to say
+
+
 def test_ties_break_by_column_order():
     contributions = _contributions([[0.2] * 6 + [0.0]] * 3)
     codes = reason_codes(contributions, FEATURES, templates={})
@@ -141,6 +162,9 @@ def test_selection_matches_brute_force(values, top, direction):
     for i in range(values.shape[0]):
         candidates = [(-direction * values[i, j], j) for j in range(values.shape[1])]
         expected = [names[j] for key, j in sorted(candidates) if key < 0][:top]
+        if not expected:  # nothing pushes toward the class: what pushes away, largest first
+            held = sorted(candidates, key=lambda kj: (-kj[0], kj[1]))
+            expected = [names[j] for key, j in held if key > 0][:top]
         assert [r.code for r in got[i]] == expected
 
 
@@ -174,7 +198,7 @@ def test_a_lapsed_customer_below_the_median_is_not_called_recent():
     assert codes["reason_1"].tolist() == [
         "last order 181 days ago",
         "no order for 250 days, 5.0x the usual gap",
-        None,
+        "no order for 400 days, 4.0x the usual gap",  # what holds its score down
         "last order 200 days ago, within their usual gap",
     ]
     # judged against the whole base (median 60 days) the same customers read as overdue

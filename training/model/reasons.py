@@ -126,8 +126,14 @@ def top_reasons(
         row = _Row(values, i)
         reasons: list[Reason] = []
         seen: set[str] = set()
-        for j in order[i]:
-            if push[i, j] <= 0 or len(reasons) == top:
+        # A score no feature pushes up (below the base rate) is explained by what holds it down.
+        ranked, sign = (
+            (order[i], 1.0)
+            if push[i, order[i][0]] > 0
+            else (np.argsort(push[i], kind="stable"), -1.0)
+        )
+        for j in ranked:
+            if sign * push[i, j] <= 0 or len(reasons) == top:
                 break
             name = names[j]
             value = values[name][i]
@@ -158,7 +164,8 @@ def customer_reasons(
     features
         The feature values the contributions were computed from.
     top
-        Reasons per customer (fewer when fewer features push toward the class).
+        Reasons per customer (fewer when fewer features push toward the class; a
+        customer no feature pushes toward it gets the features holding the score down).
     direction
         ``+1``: reasons for a high score (contributions > 0); ``-1``: reasons for
         a low score (contributions < 0).

@@ -19,12 +19,16 @@
     { key: "reactivation_probability", label: "Reactivation prob.", type: "score" },
     {
       key: "expected_value",
-      label: "Expected value (gross margin over the horizon, shop currency)",
+      label: "Expected value",
+      unit: "margin, shop currency",
+      title: "Expected gross margin over the list horizon, in the shop's currency",
       type: "money",
     },
     {
       key: "predicted_value",
-      label: "Predicted value (gross margin over the value horizon, shop currency)",
+      label: "Predicted value",
+      unit: "margin, shop currency",
+      title: "Predicted gross margin over the value model's horizon, in the shop's currency",
       type: "money",
     },
     { key: "reasons", label: "Top reasons", type: "reasons" },
@@ -80,6 +84,8 @@
     sortDir: 1,
     page: 0,
     pageSize: 25,
+    explainLimit: 25, // rows one POST /scores may explain; /models says the served limit
+    askedReasons: new Map(), // "target:customer_id" -> reasons asked from POST /scores ("" if none)
   };
 
   const $ = (id) => document.getElementById(id);
@@ -313,6 +319,13 @@
     for (const column of COLUMNS) {
       const th = document.createElement("th");
       th.textContent = column.label;
+      if (column.unit) {
+        const unit = document.createElement("span");
+        unit.className = "unit";
+        unit.textContent = column.unit;
+        th.appendChild(unit);
+        th.title = column.title;
+      }
       th.dataset.column = column.key;
       th.className = "sortable";
       th.setAttribute("aria-sort", "none");
@@ -346,7 +359,9 @@
       for (const column of COLUMNS) {
         const td = document.createElement("td");
         td.dataset.column = column.key;
-        const text = formatCell(column, record[column.key]);
+        const value =
+          column.type === "reasons" ? record.reasons || askedReasons(record) : record[column.key];
+        const text = formatCell(column, value);
         if (column.type === "group" && record.group) {
           const badge = document.createElement("span");
           badge.className = `group ${record.group}`;
@@ -383,23 +398,36 @@
    * Reasons for the shown rows that came without (a list explains its best ranks only):
    * asked once per row from POST /scores, which explains on request, then shown.
    */
+  function reasonKey(record) {
+    const target = state.list && REASON_TARGETS[state.list.manifest.kind];
+    return target ? `${target}:${record.customer_id}` : null;
+  }
+
+  function askedReasons(record) {
+    const key = reasonKey(record);
+    return key ? state.askedReasons.get(key) || null : null;
+  }
+
   async function fillReasons(shown) {
     const list = state.list;
     const target = list && REASON_TARGETS[list.manifest.kind];
-    const missing = shown.filter((r) => !r.reasons && !r.reasonsAsked);
+    const missing = shown.filter((r) => !r.reasons && !state.askedReasons.has(reasonKey(r)));
     if (!target || !missing.length) return;
-    for (const record of missing) record.reasonsAsked = true;
-    let body;
-    try {
-      const ids = missing.map((r) => r.customer_id);
-      body = await (await api("/scores", { customer_ids: ids, explain: true })).json();
-    } catch (err) {
-      return; // the rows keep "–": the list itself is shown either way
-    }
-    const found = new Map((body.scores || []).map((s) => [s.customer_id, s.reasons || {}]));
-    for (const record of missing) {
-      const reasons = (found.get(record.customer_id) || {})[target];
-      if (reasons && reasons.length) record.reasons = reasons.join("; ");
+    for (const record of missing) state.askedReasons.set(reasonKey(record), "");
+    const step = Math.max(1, state.explainLimit);
+    for (let start = 0; start < missing.length; start += step) {
+      const ids = missing.slice(start, start + step).map((r) => r.customer_id);
+      try {
+        const body = await (await api("/scores", { customer_ids: ids, explain: true })).json();
+        for (const score of body.scores || []) {
+          const reasons = (score.reasons || {})[target];
+          if (reasons && reasons.length) {
+            state.askedReasons.set(`${target}:${score.customer_id}`, reasons.join("; "));
+          }
+        }
+      } catch (err) {
+        break; // the rows keep "–": the list itself is shown either way
+      }
     }
     if (state.list === list) render();
   }
@@ -725,6 +753,9 @@
       const response = await api("/models");
       const body = await response.json();
       const table = body.score_table;
+      if (body.limits) {
+        state.explainLimit = Math.min(body.limits.max_explain_rows, body.limits.max_customer_ids);
+      }
       const stale = table.stale_targets.length
         ? ` Stale scores for ${table.stale_targets.join(", ")}: rerun 'winback score'.`
         : "";
@@ -756,7 +787,10 @@
         verdict.textContent = model.verdict || "–";
         if (model.loses_to && model.loses_to.length) {
           verdict.classList.add("flag-alert");
-          verdict.textContent = `${model.verdict || ""} (loses to ${model.loses_to.join(", ")})`;
+          const named = (model.verdict || "").startsWith("loses to"); // already names them
+          verdict.textContent = named
+            ? model.verdict
+            : `${model.verdict || ""} (loses to ${model.loses_to.join(", ")})`.trim();
         }
         tr.appendChild(verdict);
         const flag = document.createElement("td");

@@ -3,7 +3,7 @@
 Debian's ``chromium`` package is driven by Playwright (no browser download): the
 session fixture installs it with apt-get when it is missing and we are root, and
 the test is skipped, saying why, only when it cannot be installed. The screenshot
-goes to ``test-artifacts/console.png`` (gitignored).
+goes to ``tests/test-artifacts/console.png`` (gitignored).
 """
 
 from __future__ import annotations
@@ -43,6 +43,11 @@ MEASURE_SCREENSHOT = ARTIFACTS / "console_measurement.png"
 PATH_TIMING = ARTIFACTS / "console_path.json"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 DATA_UNTIL = "2024-06-30"
+#: Rows one request may explain in the served console: a list of 100 explains only its best
+#: 30, so the console must ask ``POST /scores`` for the others' reasons, in requests of 30.
+EXPLAIN_ROWS = 30
+ALL_REASONS_SHOWN = """() => [...document.querySelectorAll("#list-body td[data-column='reasons']")]
+    .every(td => td.textContent !== "–")"""
 
 
 def measurement_transactions(home: Path) -> pd.DataFrame:
@@ -70,7 +75,7 @@ def server(tmp_path_factory):
     home = shared_serving_home(tmp_path_factory)
     data = tmp_path_factory.mktemp("measurement-data") / "transactions.parquet"
     measurement_transactions(home).to_parquet(data, index=False)
-    extra = {"WINBACK_MEASUREMENT_DATA": str(data)}
+    extra = {"WINBACK_MEASUREMENT_DATA": str(data), "WINBACK_MAX_EXPLAIN_ROWS": str(EXPLAIN_ROWS)}
     with test_serve_smoke.running_service(home, "serve-console", extra) as url:
         yield url
 
@@ -141,14 +146,32 @@ def _shown_rows(page) -> list[dict[str, str]]:
     return page.eval_on_selector_all("#list-body tr", ROW_CELLS)
 
 
-def _check_rows(shown: list[dict[str, str]], records: list[dict]) -> None:
+def _reasons_on_request(server: str, ids: list[str], target: str) -> dict[str, str]:
+    """What ``POST /scores`` explains for ``ids``, as the console shows it ("a; b")."""
+    out = {}
+    for start in range(0, len(ids), EXPLAIN_ROWS):
+        body = httpx.post(
+            f"{server}/scores",
+            json={"customer_ids": ids[start : start + EXPLAIN_ROWS], "explain": True},
+            headers=AUTH,
+            timeout=60,
+        ).json()
+        out.update({s["customer_id"]: "; ".join(s["reasons"][target]) for s in body["scores"]})
+    return out
+
+
+def _check_rows(
+    shown: list[dict[str, str]], records: list[dict], asked: dict[str, str] | None = None
+) -> None:
     assert [r["customer_id"] for r in shown] == [r["customer_id"] for r in records]
     for row, record in zip(shown, records, strict=True):
         assert row["rank"] == str(record["rank"])
         assert row["group"] == record["group"]
         assert row["tier"] == (record["tier"] or "–")
         assert row["action"] == (record["action"] or "–")
-        assert record["reasons"] and row["reasons"] != "–"  # every row a person reads has reasons
+        # every row a person reads has reasons: the list's own, else asked from POST /scores
+        reasons = record["reasons"] or (asked or {}).get(record["customer_id"])
+        assert reasons and row["reasons"] == reasons
         for column in ("churn_risk", "vip_potential", "reactivation_probability"):
             if record[column] is None:
                 assert row[column] == "–"
@@ -186,6 +209,12 @@ def test_console_pulls_shows_and_downloads_a_winback_list(server, browser) -> No
             for name, value in sorted(churn["metrics"].items())
         ]
 
+        vip = next(m for m in models["models"] if m["target"] == "vip")
+        assert vip["loses_to"]  # flagged in red, the verdict said once
+        verdict = page.locator("#models-body tr[data-target='vip'] td.verdict")
+        assert verdict.text_content() == vip["verdict"]
+        assert "flag-alert" in verdict.get_attribute("class")
+
         page.select_option("#kind", "winback")
         page.fill("#top", "100")
         page.click("#pull")
@@ -202,6 +231,8 @@ def test_console_pulls_shows_and_downloads_a_winback_list(server, browser) -> No
         )
         print(f"console path (open page, key, win-back list, download): {path_seconds:.1f} s")
 
+        for money in ("expected_value", "predicted_value"):  # money says its unit
+            assert "shop currency" in page.text_content(f"th[data-column='{money}']")
         pulled = page.evaluate("() => window.winbackConsole.currentList()")
         list_id = pulled["manifest"]["list_id"]
         assert list_id.startswith("winback-") and list_id in page.text_content("#list-title")
@@ -211,26 +242,36 @@ def test_console_pulls_shows_and_downloads_a_winback_list(server, browser) -> No
         assert pulled == api  # the page holds exactly what the API returns for this list
         rows = api["rows"]
         assert len(rows) == api["manifest"]["rows"] == 100
+        unexplained = [r["customer_id"] for r in rows if not r["reasons"]]
+        assert len(unexplained) > EXPLAIN_ROWS  # more than one request's worth to fill in
+        asked = _reasons_on_request(server, unexplained, "reactivation")
 
-        # first page, then the second, in rank order
-        _check_rows(_shown_rows(page), rows[:25])
+        # all four pages in rank order, every row with its reasons
         assert "rows 1–25 of 100" in page.text_content("#page-info")
-        page.click("#page-next")
-        _check_rows(_shown_rows(page), rows[25:50])
-        page.click("#page-prev")
+        for number in range(4):
+            if number:
+                page.click("#page-next")
+            page.wait_for_function(ALL_REASONS_SHOWN)
+            _check_rows(_shown_rows(page), rows[25 * number : 25 * (number + 1)], asked)
+        for _ in range(3):
+            page.click("#page-prev")
+        _check_rows(_shown_rows(page), rows[:25], asked)
 
         # sorting by customer id, then back to rank
         page.click("th[data-column='customer_id']")
-        _check_rows(_shown_rows(page), sorted(rows, key=lambda r: r["customer_id"])[:25])
+        page.wait_for_function(ALL_REASONS_SHOWN)
+        by_id = sorted(rows, key=lambda r: r["customer_id"])[:25]
+        _check_rows(_shown_rows(page), by_id, asked)
         assert page.get_attribute("th[data-column='customer_id']", "aria-sort") == "ascending"
         page.click("th[data-column='rank']")
-        _check_rows(_shown_rows(page), rows[:25])
+        _check_rows(_shown_rows(page), rows[:25], asked)
 
         # the control group filter shows exactly the hold-out
         page.select_option("#filter-group", "control")
         control = [r for r in rows if r["group"] == "control"]
         assert len(control) == api["manifest"]["control_rows"] > 0
-        _check_rows(_shown_rows(page), control)
+        page.wait_for_function(ALL_REASONS_SHOWN)
+        _check_rows(_shown_rows(page), control, asked)
         page.select_option("#filter-group", "")
 
         # charts are drawn for the list

@@ -254,7 +254,9 @@ def test_models_list_the_value_model_with_its_gini_and_verdict() -> None:
         run_tags={"verdict": "beats every baseline", "loses_to": ""},
     )
     lookup = SimpleNamespace(as_of=dt.date(2025, 1, 31), rows=3, model_versions=lambda: {})
-    state = SimpleNamespace(models=ServedModels({}, value=value), lookup=lookup)
+    state = SimpleNamespace(
+        models=ServedModels({}, value=value), lookup=lookup, config=ServingConfig()
+    )
     (info,) = describe_models(state).models
     assert (info.target, info.name, info.version) == ("value", "winback-value", "4")
     assert info.test_metrics == {"normalized_gini": 0.61}

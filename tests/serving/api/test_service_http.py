@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 
 from features.feature_sets import FeatureSet
+from serving.config import ServingConfig
 from serving.scoring.store import read_scores
 
 API_KEY = "test-key-0123456789"
@@ -87,7 +88,6 @@ def make_serving_home(home: Path, customers: int = 300) -> Path:
     """A working directory with three champion models in ``mlruns/`` and a score table."""
     import mlflow
 
-    from serving.config import ServingConfig
     from serving.scoring.models import load_served_models
     from serving.scoring.store import write_score_table
     from serving.scoring.table import score_table
@@ -240,7 +240,6 @@ def _rows(n: int) -> list[dict]:
 
 
 def test_score_rows_matches_the_models_in_process(client, serving_home):
-    from serving.config import ServingConfig
     from serving.scoring.models import load_served_models
     from serving.scoring.predict import predict_scores
     from training.tracking.runs import TrackingConfig
@@ -328,6 +327,13 @@ def test_models_lists_versions_feature_sets_and_metrics(client):
     assert body["score_table"]["as_of"] == AS_OF.isoformat()
     assert body["score_table"]["rows"] == 300
     assert body["score_table"]["stale_targets"] == []
+    config = ServingConfig()  # the served process runs with the defaults
+    assert body["limits"] == {
+        "max_body_bytes": config.max_body_bytes,
+        "max_rows": config.max_rows,
+        "max_explain_rows": config.max_explain_rows,
+        "max_customer_ids": 1000,
+    }
 
 
 # ------------------------------------------------------------------ start-up

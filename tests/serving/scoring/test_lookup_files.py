@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import numpy as np
 import pandas as pd
@@ -77,6 +78,54 @@ def test_lookup_files_answer_like_the_table_in_memory(tmp_path):
         assert record["model_versions"] == {"churn": "3", "vip": None, "reactivation": "1"}
     assert served.rows == 3000 and served.model_versions()["churn"] == "3"
     assert served.reference == pytest.approx({"orders_365d": features["orders_365d"].median()})
+
+
+def test_one_customer_reads_like_many_with_constant_and_varying_columns(tmp_path):
+    scores, features = _table(3000)
+    scores["reactivation_model_version"] = np.where(np.arange(3000) < 2000, "1", "2")  # varies
+    scores.loc[5, "churn_model_version"] = None  # one missing value: not a constant
+    store.write_score_table(scores, features, tmp_path, dt.date(2025, 1, 31))
+    served = ScoreLookup.load(tmp_path)
+    assert served._constants == {
+        "churn_feature_set": "churn_v1",
+        "reactivation_feature_set": "react_v1",
+    }
+    ids = scores["customer_id"].tolist()
+    many = served.records(ids, explain=False)
+    assert [served.records([c], explain=False)[0] for c in ids] == many
+    assert many[5]["model_versions"]["churn"] is None
+    assert {r["model_versions"]["reactivation"] for r in many} == {"1", "2"}
+    with pytest.raises(KeyError, match="K-nope"):
+        served.records(["K-nope"], explain=False)
+
+
+def test_stored_json_records_say_what_the_records_say(tmp_path):
+    from serving.api.schemas import scores_response_json, stored_scores_json
+    from serving.scoring import record_file
+
+    scores, features = _table(3000)
+    scores.loc[3, "churn_reasons"] = ['says "why"; \\ é']  # quotes, backslash, non-ASCII
+    scores.loc[4, "scored_at"] = pd.Timestamp("2025-02-01 02:00:00.250", tz="UTC")
+    store.write_score_table(scores, features, tmp_path, dt.date(2025, 1, 31))
+    served = ScoreLookup.load(tmp_path)
+    assert served.record_file is not None and len(served.record_file) == 3000
+    ids = scores["customer_id"].tolist()
+    stored = json.loads(stored_scores_json(served.stored_json(ids), ["K-nope"]))
+    assert stored == json.loads(
+        scores_response_json(served.records(ids, explain=False), ["K-nope"])
+    )
+    assert stored["scores"][3]["reasons"]["churn"] == ['says "why"; \\ é']
+    assert stored["scores"][4]["scored_at"] == "2025-02-01T02:00:00.250000Z"
+    assert stored["scores"][0]["scored_at"] == "2025-02-01T02:00:00Z"
+    with pytest.raises(KeyError, match="K-nope"):
+        served.stored_json(["K-nope"])
+    # a version written without record files is read from its Arrow rows
+    folder = store.scores_path(tmp_path, dt.date(2025, 1, 31)).parent
+    for name in record_file.RECORD_FILES:
+        (folder / name).unlink()
+    older = ScoreLookup.load(tmp_path)
+    assert older.record_file is None and older.stored_json(ids[:1]) is None
+    assert older.records(ids[:5], explain=False) == served.records(ids[:5], explain=False)
 
 
 def test_whole_table_reads_give_back_the_frames(tmp_path):

@@ -361,6 +361,8 @@ def test_each_write_is_a_new_version_folder_and_old_layout_is_still_read(tmp_pat
         "features.arrow",
         "features.parquet",
         "metadata.json",
+        "record_offsets.npy",
+        "records.jsonl",
         "scores.arrow",
         "scores.parquet",
     ]

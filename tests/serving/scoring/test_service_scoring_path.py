@@ -269,6 +269,16 @@ def test_predict_threads_from_the_environment():
         ServingConfig.from_env({"WINBACK_PREDICT_THREADS": "two"})
 
 
+def test_request_limits_from_the_environment():
+    config = ServingConfig.from_env(
+        {"WINBACK_MAX_EXPLAIN_ROWS": "30", "WINBACK_MAX_BODY_BYTES": "1048576"}
+    )
+    assert (config.max_explain_rows, config.max_body_bytes) == (30, 1_048_576)
+    for bad in ("0", "-5", "1e3", "thirty"):
+        with pytest.raises(ValueError, match=f"WINBACK_MAX_EXPLAIN_ROWS='{bad}'"):
+            ServingConfig.from_env({"WINBACK_MAX_EXPLAIN_ROWS": bad})
+
+
 @pytest.mark.parametrize(("rows", "row_chunks"), [(5, 2), (700, 2), (700, 3), (1000, 1)])
 def test_predict_scores_on_a_pool_in_chunks_equals_one_call_per_model(fitted, rows, row_chunks):
     from concurrent.futures import ThreadPoolExecutor
