@@ -329,11 +329,11 @@ def write_lookup_files(
 
     ``scores`` has a ``customer_id`` column; ``features`` is indexed by
     ``customer_id`` (customers it lacks get missing values). ``reference``
-    defaults to the medians of ``features``. Rows already in id order (as the
-    scoring frame comes) and features listing the same customers in the same
-    order are written without copying or re-indexing either frame. The
-    customers' JSON records (:mod:`serving.scoring.record_file`) are written
-    from the same rows.
+    defaults to the medians of ``features``. The customers' JSON records
+    (:mod:`serving.scoring.record_file`) are written from the same rows. Rows
+    already in id order (as the scoring frame comes) and features listing the
+    same customers in the same order are written without copying or re-indexing
+    either frame.
     """
     from serving.scoring.reasons import feature_reference
 

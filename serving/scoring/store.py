@@ -237,7 +237,7 @@ def _publish_version(
         if suppressions is not None:
             kept = [c for c in SUPPRESSION_COLUMNS if c in suppressions.columns]
             suppressions[kept].to_parquet(folder / SUPPRESSIONS_FILE, index=False)
-        write_lookup_files(folder, scores, features, as_of, reference)  # what a service reads
+        write_lookup_files(folder, scores, features, as_of, reference)  # what a worker reads
         (folder / METADATA_FILE).write_text(json.dumps(metadata, indent=2), encoding="utf-8")
 
     return publish_folder(Path(score_dir) / _folder_name(as_of), fill)
