@@ -49,6 +49,7 @@ import numpy as np
 import pandas as pd
 
 from features.inputs.coercion import Coerced, coerce_column, examples
+from features.inputs.keys import KEY_COLUMNS
 from features.inputs.quarantine import (
     ErasedIds,
     Reasons,
@@ -202,7 +203,8 @@ def _check_columns(frame: pd.DataFrame, table: str, schema: TableSchema) -> list
     if len(set(columns)) != len(columns):
         dupes = sorted({c for c in columns if columns.count(c) > 1})
         raise ContractError(f"table {table!r} has repeated column names {dupes}; rename them")
-    unknown = [c for c in columns if c not in schema.names and c not in HIDDEN_COLUMNS]
+    derived = (*HIDDEN_COLUMNS, *KEY_COLUMNS)  # ours, e.g. keys `winback data simulate` writes
+    unknown = [c for c in columns if c not in schema.names and c not in derived]
     return [f"dropped unknown columns {unknown}"] if unknown else []
 
 

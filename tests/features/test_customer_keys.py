@@ -145,3 +145,24 @@ def test_keyed_query_is_sorted_by_the_key_and_transpiles_to_spark():
         assert [o.this.name for o in parsed.args["order"].expressions] == (
             ["customer_key"] if cutoff else ["cutoff", "customer_key"]
         )
+
+
+def test_validating_a_keyed_table_drops_the_keys_without_a_note():
+    from features.inputs.contracts import validate_table
+
+    frame = pd.DataFrame(
+        {
+            "customer_id": ["a", "b"],
+            "order_id": ["o1", "o2"],
+            "ordered_at": pd.to_datetime(["2024-01-01", "2024-01-02"], utc=True),
+            "amount": [1.0, 2.0],
+            "customer_key": [0, 1],
+            "order_key": [0, 1],
+            "stray": [1, 2],
+        }
+    )
+    validated = validate_table(frame, "transactions")
+    assert "customer_key" not in validated.table.columns
+    assert [n for n in validated.report.notes if "unknown" in n] == [
+        "dropped unknown columns ['stray']"
+    ]
