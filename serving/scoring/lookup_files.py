@@ -205,8 +205,9 @@ class BatchedRows:
         """Those of the dictionary-encoded ``columns`` that hold one value on every row, with it.
 
         A version's model versions and feature sets usually do: a lookup then
-        need not read them per customer. Reads those columns once (narrow
-        dictionary indices).
+        need not read them per customer. Reads only those columns, batch by
+        batch (a one-entry dictionary and no missing value in any batch), so
+        nothing of the size of the table is held or decoded.
         """
         candidates = [
             c
@@ -215,16 +216,25 @@ class BatchedRows:
         ]
         if not candidates:
             return {}
-        out: dict[str, object] = {}
-        table = self.read_all(candidates)
-        for name in candidates:
-            column = table.column(name)
-            if column.null_count or not len(column):
-                continue
-            values = pc.unique(column.combine_chunks().dictionary_decode())
-            if len(values) == 1:
-                out[name] = values[0].as_py()
-        return out
+        if self._table is not None:
+            batches = self._table.select(candidates).to_batches()
+        else:
+            fields = [self._positions[c] for c in candidates]
+            options = ipc.IpcReadOptions(included_fields=fields)
+            reader = ipc.open_file(pa.OSFile(str(self._path)), options=options)
+            batches = (reader.get_batch(i) for i in range(reader.num_record_batches))
+        single = set(candidates)
+        value: dict[str, object] = {}
+        for batch in batches:
+            for name in list(single):
+                column = batch.column(name)
+                if column.null_count or len(column.dictionary) != 1:
+                    single.discard(name)
+                else:
+                    value.setdefault(name, column.dictionary[0].as_py())
+            if not single:
+                return {}
+        return {name: value[name] for name in candidates if name in single and name in value}
 
     def read_all(self, columns: Sequence[str] | None = None) -> pa.Table:
         """Every row (a whole-table read: what a list build needs, for as long as it runs)."""
