@@ -79,9 +79,6 @@ class ScoreLookup:
         self.record_file: RecordFile | None = None
         self._score_names = frozenset(scores.schema.names)
         self._columns = [c for c in _WANTED if c in self._score_names]
-        #: Columns with one value on every row (model versions, feature sets), read once.
-        self._constants = scores.constants(self._columns)
-        self._varying = [c for c in self._columns if c not in self._constants]
         self._versions = self._first_row_versions()
 
     @classmethod
@@ -171,12 +168,17 @@ class ScoreLookup:
         unknown = [c for c, p in zip(ids, positions, strict=True) if p < 0]
         return found, unknown
 
-    def _rows(self, customer_ids: Sequence[str], columns: Sequence[str]) -> list[dict[str, Any]]:
-        """The stored values of ``columns`` for known customers, in their order."""
+    def _known_positions(self, customer_ids: Sequence[str]) -> np.ndarray:
+        """Row positions of known customers; KeyError naming the unknown ones."""
         positions = self.index.positions([str(c) for c in customer_ids])
         if (positions < 0).any():
             unknown = [c for c, p in zip(customer_ids, positions, strict=True) if p < 0]
             raise KeyError(f"customer ids not in the score table of {self.as_of}: {unknown[:5]}")
+        return positions
+
+    def _rows(self, customer_ids: Sequence[str], columns: Sequence[str]) -> list[dict[str, Any]]:
+        """The stored values of ``columns`` for known customers, in their order."""
+        positions = self._known_positions(customer_ids)
         present = [c for c in columns if c in self._score_names]
         return self.scores.take(positions, present).to_pylist()
 
@@ -188,22 +190,8 @@ class ScoreLookup:
         """
         if self.record_file is None:
             return None
-        positions = self.index.positions([str(c) for c in customer_ids])
-        if (positions < 0).any():
-            unknown = [c for c, p in zip(customer_ids, positions, strict=True) if p < 0]
-            raise KeyError(f"customer ids not in the score table of {self.as_of}: {unknown[:5]}")
+        positions = self._known_positions(customer_ids)
         return [self.record_file.get(p) for p in positions.tolist()]
-
-    def _record_rows(self, customer_ids: Sequence[str]) -> list[dict[str, Any]]:
-        """The stored values of a record's columns for known customers, in their order."""
-        if len(customer_ids) != 1:
-            return self._rows(customer_ids, self._columns)
-        (position,) = self.index.positions(customer_ids).tolist()
-        if position < 0:
-            raise KeyError(f"customer id not in the score table of {self.as_of}: {customer_ids[0]}")
-        row = dict(zip(self._varying, self.scores.row(position, self._varying), strict=True))
-        row.update(self._constants)
-        return [row]
 
     @staticmethod
     def missing_reasons(
@@ -279,7 +267,7 @@ class ScoreLookup:
         """
         ids = [str(c) for c in customer_ids]
         out = []
-        for customer_id, row in zip(ids, self._record_rows(ids), strict=True):
+        for customer_id, row in zip(ids, self._rows(ids, self._columns), strict=True):
             record: dict[str, Any] = {"customer_id": customer_id, "as_of": self.as_of}
             for col in RECORD_COLUMNS:
                 record[col] = _plain(row.get(col))

@@ -186,56 +186,6 @@ class BatchedRows:
             return schema.empty_table()
         return pa.Table.from_batches(slices)
 
-    def row(self, position: int, columns: Sequence[str]) -> list:
-        """One row's values of ``columns`` as Python objects: what a by-id lookup reads.
-
-        Scalar by scalar from the one batch holding the row, about half the cost
-        of slicing it into a table and converting that.
-        """
-        if self._table is not None:
-            return list(
-                self._table.select(list(columns)).slice(position, 1).to_pylist()[0].values()
-            )
-        batch, local = divmod(position, self.batch_rows)
-        with self._lock:
-            record = self._reader.get_batch(batch)
-        return [record.column(self._positions[c])[local].as_py() for c in columns]
-
-    def constants(self, columns: Sequence[str]) -> dict[str, object]:
-        """Those of the dictionary-encoded ``columns`` that hold one value on every row, with it.
-
-        A version's model versions and feature sets usually do: a lookup then
-        need not read them per customer. Reads only those columns, batch by
-        batch (a one-entry dictionary and no missing value in any batch), so
-        nothing of the size of the table is held or decoded.
-        """
-        candidates = [
-            c
-            for c in columns
-            if c in self._positions and pa.types.is_dictionary(self.schema.field(c).type)
-        ]
-        if not candidates:
-            return {}
-        if self._table is not None:
-            batches = self._table.select(candidates).to_batches()
-        else:
-            fields = [self._positions[c] for c in candidates]
-            options = ipc.IpcReadOptions(included_fields=fields)
-            reader = ipc.open_file(pa.OSFile(str(self._path)), options=options)
-            batches = (reader.get_batch(i) for i in range(reader.num_record_batches))
-        single = set(candidates)
-        value: dict[str, object] = {}
-        for batch in batches:
-            for name in list(single):
-                column = batch.column(name)
-                if column.null_count or len(column.dictionary) != 1:
-                    single.discard(name)
-                else:
-                    value.setdefault(name, column.dictionary[0].as_py())
-            if not single:
-                return {}
-        return {name: value[name] for name in candidates if name in single and name in value}
-
     def read_all(self, columns: Sequence[str] | None = None) -> pa.Table:
         """Every row (a whole-table read: what a list build needs, for as long as it runs)."""
         if self._table is not None:

@@ -80,19 +80,17 @@ def test_lookup_files_answer_like_the_table_in_memory(tmp_path):
     assert served.reference == pytest.approx({"orders_365d": features["orders_365d"].median()})
 
 
-def test_one_customer_reads_like_many_with_constant_and_varying_columns(tmp_path):
+def test_model_versions_that_vary_or_are_missing_read_row_by_row(tmp_path):
     scores, features = _table(3000)
     scores["reactivation_model_version"] = np.where(np.arange(3000) < 2000, "1", "2")  # varies
     scores.loc[5, "churn_model_version"] = None  # one missing value: not a constant
     store.write_score_table(scores, features, tmp_path, dt.date(2025, 1, 31))
     served = ScoreLookup.load(tmp_path)
-    assert served._constants == {
-        "churn_feature_set": "churn_v1",
-        "reactivation_feature_set": "react_v1",
-    }
     ids = scores["customer_id"].tolist()
     many = served.records(ids, explain=False)
     assert [served.records([c], explain=False)[0] for c in ids] == many
+    stored = [json.loads(r) for r in served.stored_json(ids)]
+    assert [r["model_versions"] for r in stored] == [r["model_versions"] for r in many]
     assert many[5]["model_versions"]["churn"] is None
     assert {r["model_versions"]["reactivation"] for r in many} == {"1", "2"}
     with pytest.raises(KeyError, match="K-nope"):
