@@ -294,8 +294,9 @@ def _calibration_notes(
 
     Binned ECE is a count-weighted mean of |observed − predicted| over bins, so
     it is never below |mean predicted − observed rate| of the whole test period:
-    a shift in the base rate that no calibrator fitted before the test period
-    can see sets a floor no recalibration removes.
+    a gap between the rate the model predicts for the test period and the rate
+    observed there, which no calibrator fitted before that period can see, is a
+    floor no recalibration removes.
     """
     ece = evaluation.metrics.get("ece", float("nan"))
     if not ece > ECE_TARGET:
@@ -313,10 +314,10 @@ def _calibration_notes(
     floor = float(np.mean(floors))
     if floor > ECE_TARGET:
         why = (
-            f"out of reach on these origins: ECE can be no lower than the gap between the"
-            f" predicted and the observed rate (mean {floor:.3f}), because the base rate moved"
-            " between the validation and the test period (seasonality the calibrator, fitted"
-            " on the latest fully labelled period, cannot know)"
+            "out of reach on these origins: ECE can be no lower than the gap between the"
+            f" mean predicted and the observed rate of the test period (mean {floor:.3f}),"
+            " which a calibrator fitted on the latest fully labelled period cannot see (the"
+            " rate and its relation to the features move with the season)"
         )
     else:
         why = f"the base-rate gap explains at most {floor:.3f} of it"
