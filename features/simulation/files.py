@@ -7,30 +7,14 @@ shop always gives the same bytes, so a written shop can be pinned by digest.
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
-from features.inputs.keys import KEY_COLUMNS, KEYS_FILE, KEYS_TABLE, with_keys
 from features.inputs.schema import ShopTables
-from features.publish import publish_file, publish_text
-from features.simulation.config import TABLE_FILES, SimulatedShop, SimulationConfig
-
-
-def _arrow_table(frame: pd.DataFrame, *, keep_index: bool = False) -> pa.Table:
-    """``frame`` as an Arrow table with pandas metadata (dtypes survive a round trip)."""
-    with warnings.catch_warnings():
-        # pyarrow 25 reads Series.values of tz-aware columns, deprecated in pandas 3.1
-        warnings.filterwarnings("ignore", message="Series.values returning an ndarray")
-        return pa.Table.from_pandas(frame, preserve_index=keep_index)
-
-
-def _write_atomic(table: pa.Table, path: Path) -> None:
-    """Publish ``table`` as the Parquet file ``path`` (aside, fsynced, renamed)."""
-    publish_file(path, lambda p: pq.write_table(table, p))
+from features.inputs.table_files import arrow_table, read_tables, write_parquet, write_tables
+from features.publish import publish_text
+from features.simulation.config import SimulatedShop, SimulationConfig
 
 
 def write_shop(
@@ -55,14 +39,7 @@ def write_shop(
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths: dict[str, Path] = {}
-    tables = {name: _arrow_table(frame) for name, frame in shop.tables.present().items()}
-    if customer_keys:
-        tables = with_keys(tables)  # customer_keys last: published after the tables it maps
-    for name, table in tables.items():
-        path = out_dir / (KEYS_FILE if name == KEYS_TABLE else TABLE_FILES[name])
-        _write_atomic(table, path)
-        paths[name] = path
+    paths = write_tables(shop.tables.present(), out_dir, customer_keys=customer_keys)
     truth = shop.truth.copy(deep=False)
     truth.attrs = {}
     for name, frame, keep_index in (
@@ -70,7 +47,7 @@ def write_shop(
         ("contact_truth", shop.contact_truth, False),
     ):
         path = out_dir / f"{name}.parquet"
-        _write_atomic(_arrow_table(frame, keep_index=keep_index), path)
+        write_parquet(arrow_table(frame, keep_index=keep_index), path)
         paths[name] = path
     path = out_dir / "simulation.json"
     payload = {"config": shop.config.to_dict(), "source": shop.tables.source}
@@ -108,15 +85,8 @@ def read_shop(directory: Path) -> SimulatedShop:
     truth, contact_truth = read_truth(directory)
     config = truth.attrs["simulation_config"]
     source = json.loads((directory / "simulation.json").read_text()).get("source", "")
-    frames = {
-        name: pd.read_parquet(directory / file).drop(columns=list(KEY_COLUMNS), errors="ignore")
-        for name, file in TABLE_FILES.items()
-        if (directory / file).exists()
-    }
-    if "transactions" not in frames:
-        raise FileNotFoundError(f"{directory / TABLE_FILES['transactions']} not found")
     return SimulatedShop(
-        tables=ShopTables(**frames, source=source),
+        tables=ShopTables(**read_tables(directory), source=source),
         truth=truth,
         contact_truth=contact_truth,
         config=config,
