@@ -14,10 +14,11 @@ from features.inputs.schema import ShopTables
 
 
 def without_erased(tables: ShopTables) -> ShopTables:
-    """A simulated shop's tables without the customers ``winback forget`` erased.
+    """A shop's tables without the customers ``winback forget`` erased.
 
     Loaded data is validated, which quarantines their rows as ``erased``; a
-    simulated shop is regenerated from its seed, so they are removed here.
+    simulated shop, or tables validated before the erasure, are read as they
+    were written, so they are removed here.
     """
     from features.erasure import ErasureRegistry, drop_erased
 
@@ -37,7 +38,8 @@ def load_tables(
     ``truth`` is the :class:`features.simulation.SimulatedShop` for a simulated shop
     (generated now, or a folder written by ``winback data simulate``), the
     :class:`features.simulation.BgNbdWorld` for a folder written by
-    ``winback data simulate --process bgnbd``, and ``None`` for a user's data.
+    ``winback data simulate --process bgnbd``, and ``None`` for a user's data. A
+    folder written by ``winback data validate --write-tables`` is read as it is.
     """
     if config is None:
         from winback.config import load_config
@@ -59,7 +61,11 @@ def load_tables(
         shop = read_shop(data)
         return without_erased(shop.tables), shop
     from features.inputs.sources import load_shop
+    from features.inputs.table_files import is_validated_folder, read_validated
     from features.simulation.bgnbd import CONFIG_FILE, read_bgnbd_world
+
+    if is_validated_folder(data) and mapping is None:
+        return without_erased(read_validated(data)), None
 
     if data.is_dir() and (data / CONFIG_FILE).exists() and mapping is None:
         tables = load_shop(data).tables

@@ -69,10 +69,21 @@ def validate(
         str | None,
         typer.Option("--now", help="Quarantine timestamps after this time (default: now)."),
     ] = None,
+    write_tables: Annotated[
+        bool,
+        typer.Option(
+            "--write-tables",
+            help="Also write the accepted rows to --out as <table>.parquet with integer keys:"
+            " `winback train/score --data <out>` then reads them without validating again.",
+        ),
+    ] = False,
 ) -> None:
     """Load and validate a shop's data; print rows in / accepted / quarantined per reason."""
     from features.inputs.contracts import ContractError, write_quarantine
     from features.inputs.sources import load_shop
+
+    if write_tables and out is None:
+        raise typer.BadParameter("--write-tables needs --out FOLDER", param_hint="--write-tables")
 
     console = Console()
     if not console.is_terminal:
@@ -93,5 +104,21 @@ def validate(
         for note in result.report.notes:
             console.print(f"{name}: {note}", style="dim", markup=False, soft_wrap=True)
     if out is not None:
-        written = write_quarantine(validation, out)
+        written = list(write_quarantine(validation, out).values())
+        if write_tables:
+            written += _write_validated(validation, mapping, out)
         console.print(f"wrote {len(written)} files to {out}")
+
+
+def _write_validated(validation, mapping: str | None, out: Path) -> list[Path]:
+    """The accepted rows as keyed Parquet tables plus the marker naming their source."""
+    import datetime as dt
+
+    from features.inputs.table_files import write_validated
+
+    summary = {
+        "mapping": mapping,
+        "validated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "rows_accepted": {n: r.report.rows_accepted for n, r in validation.results.items()},
+    }
+    return write_validated(validation.tables, out, summary)

@@ -138,7 +138,7 @@ def _score_locked(config, data, mapping, as_of, engine, spark_master) -> None:
         raise typer.Exit(1) from None
     if engine == "spark":
         version, date = _score_on_spark(data, mapping, as_of, models, config, spark_master)
-    elif _is_simulated_folder(data, mapping):
+    elif _is_canonical_folder(data, mapping):
         version, date = _score_in_place(data, as_of, models, config)
     else:
         tables = _load_tables(data, mapping)
@@ -158,19 +158,19 @@ def _score_locked(config, data, mapping, as_of, engine, spark_master) -> None:
 IN_PLACE_MEMORY_LIMIT = "1536MB"
 
 
-def _is_simulated_folder(data: Path | None, mapping: str | None) -> bool:
-    """A folder written by ``winback data simulate`` (canonical Parquet, valid by construction)."""
-    return (
-        data is not None
-        and mapping is None
-        and data.is_dir()
-        and (data / "simulation.json").is_file()
-        and (data / "transactions.parquet").is_file()
-    )
+def _is_canonical_folder(data: Path | None, mapping: str | None) -> bool:
+    """A folder of canonical Parquet tables, valid as written (``winback data simulate``,
+    ``winback data validate --write-tables``): scored in place."""
+    from features.inputs.table_files import is_validated_folder
+
+    if data is None or mapping is not None:
+        return False
+    simulated = (data / "simulation.json").is_file() and (data / "transactions.parquet").is_file()
+    return (data.is_dir() and simulated) or is_validated_folder(data)
 
 
 def _score_in_place(data: Path, as_of: str | None, models, config):
-    """Score a simulated shop's Parquet files read in place by DuckDB (no pandas copy of the rows)."""
+    """Score a folder of canonical Parquet tables read in place by DuckDB (no pandas copy of the rows)."""
     from features.engines.duckdb_engine import connect_parquet, outline
     from serving.scoring.table import score_customers
 

@@ -22,7 +22,7 @@ from serving.scoring.models import ServedModels
 from serving.scoring.table import score_customers
 from serving.scoring.value import ServedValueModel
 from tests.serving.scoring.conftest import AS_OF, SCORED_AT
-from winback.commands.serving import _is_simulated_folder
+from winback.commands.serving import _is_canonical_folder
 
 
 @pytest.fixture(scope="module")
@@ -85,9 +85,9 @@ def test_in_place_scores_with_a_value_champion_equal_the_in_memory_ones(
     pd.testing.assert_frame_equal(scores, store.read_scores(in_memory, AS_OF))
 
 
-def test_only_a_simulated_folder_without_a_mapping_is_read_in_place(folder, tmp_path):
-    assert _is_simulated_folder(folder, None)
-    assert not _is_simulated_folder(folder, "online-retail")
-    assert not _is_simulated_folder(None, None)
+def test_only_a_simulated_or_validated_folder_without_a_mapping_is_read_in_place(folder, tmp_path):
+    assert _is_canonical_folder(folder, None)
+    assert not _is_canonical_folder(folder, "online-retail")
+    assert not _is_canonical_folder(None, None)
     (tmp_path / "transactions.parquet").write_bytes((folder / "transactions.parquet").read_bytes())
-    assert not _is_simulated_folder(tmp_path, None)  # a user's folder is validated first
+    assert not _is_canonical_folder(tmp_path, None)  # a user's folder is validated first
