@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from serving.api.schemas import REQUEST_CONFIG
 from serving.api.state import ServingState
-from serving.lists.build import REASON_COLUMN, list_columns_needed, mark_suppressed
+from serving.lists.build import list_columns_needed, mark_suppressed, ranking_target
 from serving.lists.export import list_csv, list_records
 from serving.lists.settings import list_settings_from_file, service_config_file
 from serving.lists.store import (
@@ -23,6 +23,7 @@ from serving.lists.store import (
     ListManifest,
     ListOptions,
     ListSource,
+    ListUnavailable,
     create_list,
     read_list,
 )
@@ -187,7 +188,7 @@ def build_service_list(
         model_versions=versions,
         notes={"uplift_note": uplift.note} if uplift.note else {},
     )
-    target = REASON_COLUMN[kind].removesuffix("_reasons")  # the ranking score's model
+    target = ranking_target(kind)
     top = state.config.top_reasons
 
     def explain(customer_ids: pd.Index) -> list[list[str]]:
@@ -223,6 +224,8 @@ async def list_endpoint(state: ServingState, request: ListRequest) -> Response:
         frame, manifest = await anyio.to_thread.run_sync(
             build_service_list, state, request.kind, options
         )
+    except ListUnavailable as exc:
+        return JSONResponse({"error": str(exc)}, status_code=409)
     finally:
         state.lists_running -= 1
     return _list_body(frame, manifest, request.format)

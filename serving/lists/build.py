@@ -54,6 +54,12 @@ REASON_COLUMN = {
     "near-vip": "vip_reasons",
 }
 
+
+def ranking_target(kind: str) -> str:
+    """The target whose model scores (and explains) a ``kind`` list."""
+    return REASON_COLUMN[kind].removesuffix("_reasons")
+
+
 #: Columns every list has, in order (kind-specific value columns follow ``expected_value``).
 BASE_COLUMNS = (
     "list_id",

@@ -37,6 +37,7 @@ from serving.lists.build import (
     build_list,
     explain_list,
     mark_suppressed,
+    ranking_target,
 )
 from serving.lists.export import list_csv
 from serving.lists.settings import ListConfig
@@ -51,6 +52,10 @@ CSV_NAME = "list.csv"
 #: What a list id looks like: ``<kind>-<UTC time>-<6 hex digits>``.
 LIST_ID_PATTERN = r"^[a-z-]+-\d{8}T\d{6}Z-[0-9a-f]{6}$"
 _ID_RE = re.compile(LIST_ID_PATTERN)
+
+
+class ListUnavailable(ValueError):
+    """The score table has no scores of the model a list kind ranks by."""
 
 
 def new_list_id(kind: str, generated_at: dt.datetime | None = None) -> str:
@@ -303,6 +308,13 @@ def create_list(
     records the list and targeting parameters, so :func:`rebuild_list` can
     reproduce the rows from the same scores.
     """
+    target = ranking_target(kind)
+    if target in source.model_versions and source.model_versions[target] is None:
+        raise ListUnavailable(
+            f"the score table of {source.as_of} has no {target} scores, which a {kind} list is"
+            f" ranked by: no {target} model was served (the shop's history may be too short"
+            f" for one); create it with `winback train --target {target}`, then `winback score`"
+        )
     generated_at = generated_at or dt.datetime.now(dt.UTC)
     list_id = check_list_id(list_id) if list_id else new_list_id(kind, generated_at)
     frame = build_list(
@@ -396,8 +408,9 @@ def create_list_from_score_table(
         )
     except FileNotFoundError as exc:
         raise FileNotFoundError(f"score table of {as_of} in {score_dir}: {exc}") from None
+    first = scores.head(1)
     versions: dict[str, Any] = {
-        t: (str(scores[f"{t}_model_version"].iloc[0]) if len(scores) else None)
+        t: next((str(v) for v in first[f"{t}_model_version"] if not pd.isna(v)), None)
         for t in TARGET_NAMES
         if f"{t}_model_version" in scores.columns
     }

@@ -117,15 +117,22 @@ def check_registry_exists(tracking_uri: str) -> None:
 
 
 def load_served_models(
-    config: ServingConfig, *, targets: Sequence[str] = TARGETS, tracking_uri: str | None = None
+    config: ServingConfig,
+    *,
+    targets: Sequence[str] | None = None,
+    tracking_uri: str | None = None,
 ) -> ServedModels:
     """Load each target's champion (or its pinned version) from the MLflow registry.
+
+    ``targets`` None means every target that has a champion: a shop whose history
+    cannot support one (reactivation on a one-year log) is served without it,
+    with a warning naming the command that would create it.
 
     Raises
     ------
     ServingSetupError
-        When the registry, a champion or a pinned version is missing, naming the
-        command that creates it.
+        When the registry, a pinned version, a champion of a requested target or
+        every champion is missing, naming the command that creates it.
     """
     from mlflow.tracking import MlflowClient
 
@@ -140,8 +147,8 @@ def load_served_models(
     check_registry_exists(tracking_uri)  # before MLflow creates an empty store
     runs.configure_tracking(track)
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=track.resolved_registry_uri())
-    loaded = {}
-    for target in targets:
+    loaded, missing = {}, []
+    for target in TARGETS if targets is None else targets:
         name = model_registry.registered_model_name(target)
         pinned = config.model_versions.get(target)
         if pinned is not None:
@@ -155,6 +162,9 @@ def load_served_models(
                 ) from exc
         else:
             version = model_registry.champion(target, client=client)
+            if version is None and targets is None:
+                missing.append(target)
+                continue
             if version is None:
                 raise ServingSetupError(
                     f"no champion model for target {target!r} ({name}@champion) in the registry "
@@ -176,6 +186,18 @@ def load_served_models(
         )
         logger.info(
             "loaded %s version %s (feature set %s)", name, version.version, model.feature_set_.name
+        )
+    if not loaded:
+        raise ServingSetupError(
+            f"no champion model in the registry at {tracking_uri}: create them with "
+            "`winback train` (or `winback demo`)"
+        )
+    for target in missing:
+        logger.warning(
+            "no champion for target %r: serving %s without it (create one with `%s`)",
+            target,
+            ", ".join(loaded),
+            _train_command(target),
         )
     from serving.scoring.value import load_value_champion
 
