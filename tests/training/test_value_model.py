@@ -89,3 +89,71 @@ def test_bad_input_is_named():
         WinbackValueRegressor(FEATURES).fit(X, np.r_[np.nan, y[1:]])
     with pytest.raises(NotFittedError, match="call fit"):
         WinbackValueRegressor(FEATURES).predict(X)
+
+
+def _two_priors(n: int, seed: int, trailing_informative: bool) -> tuple[pd.DataFrame, np.ndarray]:
+    """A noisy prior value and a trailing value, informative (its own noise) or not at all."""
+    rng = np.random.default_rng(seed)
+    mean = 50.0 * np.exp(rng.normal(size=n))
+    y = rng.poisson(mean / 50.0) * rng.gamma(2.0, 25.0, n)
+    trailing = mean * np.exp(rng.normal(size=n)) if trailing_informative else 50.0 * rng.random(n)
+    X = pd.DataFrame(
+        {
+            "noise": rng.normal(size=n),
+            "prior_value": mean * np.exp(rng.normal(size=n)),
+            "net_spend_365d_amount": np.where(rng.random(n) < 0.05, 0.0, trailing),
+        }
+    )
+    return X, y
+
+
+TWO_PRIORS = FeatureSet(
+    "value_two_priors",
+    (("noise", "float64"), ("prior_value", "float64"), ("net_spend_365d_amount", "float64")),
+)
+
+
+def _fit_with_trailing(informative: bool) -> tuple[WinbackValueRegressor, pd.DataFrame]:
+    X, y = _two_priors(6000, seed=6, trailing_informative=informative)
+    held_out = _two_priors(3000, seed=7, trailing_informative=informative)
+    model = WinbackValueRegressor(
+        TWO_PRIORS,
+        offset="prior_value",
+        trailing_value=("net_margin_365d_amount", "net_spend_365d_amount"),
+        lightgbm={**FAST, "n_estimators": 5},
+        num_threads=1,
+    ).fit(X, y, eval_set=held_out)
+    return model, X
+
+
+def test_an_informative_trailing_value_gets_a_weight_folded_into_trees_and_offset():
+    model, X = _fit_with_trailing(informative=True)
+    assert model.trailing_column_ == "net_spend_365d_amount"
+    assert model.trailing_weight_ > 0
+    predicted = model.predict(X)
+    # the form serving computes: exp(raw trees + log_offset), the weight already inside both
+    booster, trees = model.trees()
+    raw = booster.predict(model._encode(X), num_iteration=trees, raw_score=True)
+    np.testing.assert_allclose(np.exp(raw + model.log_offset(X)), predicted, rtol=1e-9)
+    contributions = model.contributions(X.head(40))
+    np.testing.assert_allclose(contributions.sum(axis=1), np.log(predicted[:40]), rtol=1e-6)
+    assert contributions["net_spend_365d_amount"].abs().sum() > 0
+    # the blend keeps the training level, and ranks new customers better than the prior alone
+    y = _two_priors(6000, seed=6, trailing_informative=True)[1]
+    assert predicted.sum() == pytest.approx(y.sum(), rel=0.05)
+    X_test, y_test = _two_priors(4000, seed=8, trailing_informative=True)
+    assert normalized_gini(y_test, model.predict(X_test)) > normalized_gini(
+        y_test, X_test["prior_value"].to_numpy()
+    )
+
+
+def test_a_trailing_value_that_ranks_nothing_gets_no_weight():
+    model, X = _fit_with_trailing(informative=False)
+    assert model.trailing_weight_ == 0.0
+    # the offset alone, as without a trailing value
+    prior = np.log(np.maximum(X["prior_value"].to_numpy(), 1e-3)) + model.offset_shift_
+    np.testing.assert_allclose(model.log_offset(X), prior)
+    with pytest.raises(ValueError, match="needs an offset"):
+        WinbackValueRegressor(TWO_PRIORS, trailing_value=("net_spend_365d_amount",)).fit(
+            X, np.ones(len(X))
+        )
