@@ -331,20 +331,6 @@ MODEL_DERIVED_FEATURES = tuple(name for name, _ in _BTYD)
 #: Not in :data:`FEATURE_SETS` (whose sets all build from SQL alone): its ``btyd_*``
 #: columns come from models fitted per training run (``training.evaluation.value_baselines``).
 VALUE_FEATURES_V1 = FeatureSet("value_features_v1", CHURN_FEATURES_V2.columns + _BTYD)
-#: V2 also has value as the label counts it (net of returns; margin where the shop has it)
-#: over 275 and 365 days, those relative to the shop's mean at the cutoff, the rank of
-#: trailing-year spend, and product diversity (V3 of churn): the label is net of returns,
-#: and V1 saw only gross spend.
-VALUE_FEATURES_V2 = FeatureSet(
-    "value_features_v2",
-    _after(
-        CHURN_FEATURES_V3.columns,
-        "spend_share_180d_of_365d",
-        ("spend_365d_rank_share", _F),
-        *_NET_VALUE,
-    )
-    + _BTYD,
-)
 
 #: Every released feature set by name.
 FEATURE_SETS: dict[str, FeatureSet] = {

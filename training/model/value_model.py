@@ -12,12 +12,6 @@ bring a lot, returns make a handful negative. Two losses fit that shape:
 
 Targets below 0 (net returns) are fitted as 0: both losses model non-negative
 money, and a customer who only returned things is worth nothing to contact.
-
-A Tweedie model with an offset can also lean on the customer's trailing value:
-``model^(1 - w) x trailing^w``, with ``w`` chosen on the hold-out that early
-stopping watches (0 when leaning does not rank the hold-out better). The weight
-is folded into the trees and the offset, so the model stays ``exp(trees +
-log offset)`` for whoever scores it.
 ``training.evaluation.value_evaluation`` compares the two on the same origins.
 """
 
@@ -29,12 +23,10 @@ from typing import Any, Literal
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
-from scipy.special import logsumexp
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.exceptions import NotFittedError
 
 from features.feature_sets import FeatureSet
-from training.evaluation.value_metrics import normalized_gini
 from training.model.classifier import (
     BIAS_COLUMN,
     WinbackClassifier,
@@ -65,10 +57,6 @@ DEFAULT_LIGHTGBM: dict[str, Any] = {
 }
 #: Offsets below this (a customer the prior gives nothing) are floored before the log.
 OFFSET_FLOOR = 1e-3
-#: Weights of the trailing value tried on the hold-out (0: the model alone).
-TRAILING_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
-#: Trailing values are floored at this share of the median positive one before the log.
-TRAILING_FLOOR_SHARE = 0.01
 
 
 def _as_values(y: Any, n_rows: int) -> np.ndarray:
@@ -98,12 +86,6 @@ class WinbackValueRegressor(RegressorMixin, BaseEstimator):
         sums to the training targets) and its trees learn only the correction,
         so early stopping falls back to the prior where the features add
         nothing. Tweedie only.
-    trailing_value
-        Feature columns holding the customer's trailing value, the first present
-        is used (e.g. net margin, else net spend, over 365 days): the prediction
-        becomes ``model^(1 - w) x trailing^w`` with ``w`` among
-        :data:`TRAILING_WEIGHTS`, the one ranking the ``eval_set`` best by
-        normalized Gini. Needs an ``offset``.
     early_stopping_rounds
         Stop when the validation deviance has not improved for this many rounds.
     num_threads, random_state
@@ -117,7 +99,6 @@ class WinbackValueRegressor(RegressorMixin, BaseEstimator):
         loss: Literal["tweedie", "hurdle"] = "tweedie",
         lightgbm: Mapping[str, Any] | None = None,
         offset: str | None = None,
-        trailing_value: tuple[str, ...] = (),
         early_stopping_rounds: int = 50,
         num_threads: int = 2,
         random_state: int = 0,
@@ -126,7 +107,6 @@ class WinbackValueRegressor(RegressorMixin, BaseEstimator):
         self.loss = loss
         self.lightgbm = lightgbm
         self.offset = offset
-        self.trailing_value = trailing_value
         self.early_stopping_rounds = early_stopping_rounds
         self.num_threads = num_threads
         self.random_state = random_state
@@ -146,12 +126,20 @@ class WinbackValueRegressor(RegressorMixin, BaseEstimator):
         self, X: pd.DataFrame, y, *, eval_set: tuple[pd.DataFrame, Any] | None = None
     ) -> WinbackValueRegressor:
         """Fit on ``(X, y)``, stopping early on ``eval_set`` (a later period or a hold-out)."""
-        feature_set = self._check_input(X)
+        if not isinstance(X, pd.DataFrame):
+            raise TypeError(f"X must be a pandas DataFrame, got {type(X).__name__}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss={self.loss!r}; use one of {LOSSES}")
+        if self.offset is not None and (self.loss != "tweedie" or self.offset not in X.columns):
+            raise ValueError(
+                f"offset={self.offset!r} needs loss='tweedie' and a column of that name in X"
+            )
+        feature_set = self.feature_set or infer_feature_set(X)
+        feature_set.check(X)
         self.feature_set_ = feature_set
         self.feature_names_in_ = np.asarray(feature_set.names, dtype=object)
         self.n_features_in_ = len(feature_set.names)
         self.categories_ = {c: category_values(X[c]) for c in feature_set.categorical}
-        self.trailing_weight_ = 0.0
         values = _as_values(y, len(X))
         if not (values > 0).any():
             raise ValueError("y has no positive value: nothing to learn a customer value from")
@@ -167,8 +155,6 @@ class WinbackValueRegressor(RegressorMixin, BaseEstimator):
             self.booster_, self.best_iteration_ = self._fit_booster(
                 X, values, held_out, objective="tweedie"
             )
-            if self.trailing_column_ is not None and held_out is not None:
-                self._lean_on_trailing(X, values, held_out)
             return self
         buys = values > 0
         self.buyer_model_ = WinbackClassifier(
@@ -192,77 +178,12 @@ class WinbackValueRegressor(RegressorMixin, BaseEstimator):
         )
         return self
 
-    def _check_input(self, X: pd.DataFrame) -> FeatureSet:
-        """The feature set to fit on, after checking ``X`` and the settings against each other."""
-        if not isinstance(X, pd.DataFrame):
-            raise TypeError(f"X must be a pandas DataFrame, got {type(X).__name__}")
-        if self.loss not in LOSSES:
-            raise ValueError(f"loss={self.loss!r}; use one of {LOSSES}")
-        if self.offset is not None and (self.loss != "tweedie" or self.offset not in X.columns):
-            raise ValueError(
-                f"offset={self.offset!r} needs loss='tweedie' and a column of that name in X"
-            )
-        feature_set = self.feature_set or infer_feature_set(X)
-        feature_set.check(X)
-        present = [c for c in self.trailing_value if c in feature_set.names]
-        if present and self.offset is None:
-            raise ValueError(f"trailing_value={self.trailing_value!r} needs an offset")
-        self.trailing_column_ = present[0] if present else None
-        return feature_set
-
-    def _lean_on_trailing(
-        self, X: pd.DataFrame, y: np.ndarray, held_out: tuple[pd.DataFrame, np.ndarray]
-    ) -> None:
-        """Choose the trailing value's weight on the hold-out; fold it into the trees and offset.
-
-        The log prediction becomes ``(1 - w) x (trees + log offset) + w x log trailing``
-        plus a shift that keeps the training total: the trees' leaves are scaled by
-        ``1 - w`` and the rest goes to :meth:`log_offset`.
-        """
-        column = self.trailing_column_
-        positive = X[column].to_numpy(dtype=float)
-        positive = positive[positive > 0]
-        self.trailing_floor_ = (
-            TRAILING_FLOOR_SHARE * float(np.median(positive)) if positive.size else OFFSET_FLOOR
-        )
-        eval_X, eval_y = held_out
-        model_log = self._booster_predict(eval_X, raw_score=True) + self.log_offset(eval_X)
-        trailing_log = self._trailing_log(eval_X)
-        best, best_gini = 0.0, normalized_gini(eval_y, model_log)
-        for weight in TRAILING_WEIGHTS[1:]:
-            gini = normalized_gini(eval_y, (1 - weight) * model_log + weight * trailing_log)
-            if gini > best_gini:
-                best, best_gini = weight, gini
-        if best == 0.0:
-            return
-        train_log = self._booster_predict(X, raw_score=True) + self.log_offset(X)
-        blended = (1 - best) * train_log + best * self._trailing_log(X)
-        self.trailing_shift_ = float(np.log(y.sum()) - logsumexp(blended))
-        _scale_leaves(self.booster_, 1 - best, self.best_iteration_)
-        self.trailing_weight_ = best
-
-    def _trailing_log(self, X: pd.DataFrame) -> np.ndarray:
-        values = X[self.trailing_column_].to_numpy(dtype=float)
-        return np.log(np.maximum(np.nan_to_num(values, nan=0.0), self.trailing_floor_))
-
-    def _log_priors(self, X: pd.DataFrame) -> dict[str, np.ndarray]:
-        """The offset's and the trailing value's parts of the log prediction, by column."""
-        weight = getattr(self, "trailing_weight_", 0.0)  # older pickles lack it
-        raw = np.log(np.maximum(X[self.offset].to_numpy(dtype=float), OFFSET_FLOOR))
-        parts = {self.offset: (1 - weight) * (raw + getattr(self, "offset_shift_", 0.0))}
-        if weight > 0:
-            parts[self.trailing_column_] = weight * self._trailing_log(X) + self.trailing_shift_
-        return parts
-
     def log_offset(self, X: pd.DataFrame) -> np.ndarray | None:
-        """The log prediction beside the trees, or None without an offset.
-
-        ``log(offset)`` per row (floored) plus the fitted level shift; with a
-        trailing-value weight ``w``, ``(1 - w)`` of that plus ``w x log trailing``.
-        """
+        """``log(offset)`` per row (floored) plus the fitted level shift, or None without one."""
         if self.offset is None:
             return None
-        return sum(self._log_priors(X).values())
+        raw = np.log(np.maximum(X[self.offset].to_numpy(dtype=float), OFFSET_FLOOR))
+        return raw + getattr(self, "offset_shift_", 0.0)
 
     def _fit_booster(
         self, X: pd.DataFrame, y: np.ndarray, eval_set, *, objective: str
@@ -338,8 +259,8 @@ class WinbackValueRegressor(RegressorMixin, BaseEstimator):
         """Per-row SHAP contributions in log-value units (plus ``bias``), for reason codes.
 
         The Tweedie model's raw score is the log of the expected value, so these
-        sum to ``log(predict)``; an ``offset``'s log (and the trailing value's part)
-        is credited to its own column. For a hurdle they add the buyer model's log-odds
+        sum to ``log(predict)``; an ``offset``'s log is credited to its own
+        column. For a hurdle they add the buyer model's log-odds
         contributions to the spend model's log ones: an approximation that ranks
         the features pushing value up, not an exact decomposition.
         """
@@ -348,8 +269,7 @@ class WinbackValueRegressor(RegressorMixin, BaseEstimator):
         if self.loss == "hurdle":
             values = values + self.buyer_model_.contributions(X).to_numpy()
         if self.offset is not None:
-            for column, part in self._log_priors(X).items():
-                values[:, self.feature_set_.names.index(column)] += part
+            values[:, self.feature_set_.names.index(self.offset)] += self.log_offset(X)
         columns = [*self.feature_set_.names, BIAS_COLUMN]
         return pd.DataFrame(values, index=X.index, columns=columns)
 
@@ -365,14 +285,6 @@ class WinbackValueRegressor(RegressorMixin, BaseEstimator):
 
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "booster_")
-
-
-def _scale_leaves(booster: lgb.Booster, factor: float, trees: int) -> None:
-    """Multiply every leaf of the first ``trees`` trees by ``factor`` (the raw score scales)."""
-    for tree in booster.dump_model(num_iteration=trees)["tree_info"]:
-        index = int(tree["tree_index"])
-        for leaf in range(int(tree["num_leaves"])):
-            booster.set_leaf_output(index, leaf, booster.get_leaf_output(index, leaf) * factor)
 
 
 #: LightGBM parameters the hurdle's buyer classifier takes from the value model's settings.
