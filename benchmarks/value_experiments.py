@@ -52,6 +52,15 @@ class Candidate:
     feature_set: FeatureSet
     params: dict[str, Any] = field(default_factory=dict)
     monotone: tuple[str, ...] = ()
+    #: False: fit all ``n_estimators`` trees, not stopping early on the hold-out.
+    stop_early: bool = True
+
+
+class _WithoutStopping(WinbackValueRegressor):
+    """The regressor fitted for all its ``n_estimators``, the hold-out ignored."""
+
+    def fit(self, X, y, *, eval_set=None):
+        return super().fit(X, y)
 
 
 _OFFSET = {"loss": "tweedie", "offset": "btyd_expected_value"}
@@ -72,6 +81,8 @@ CANDIDATES: dict[str, Candidate] = {
     "power1.8": Candidate(_V1, {**_OFFSET, "lightgbm": {"tweedie_variance_power": 1.8}}),
     "small": Candidate(_V1, {**_OFFSET, "lightgbm": _SMALL}),
     "monotone": Candidate(_V1, _OFFSET, monotone=MONEY_FEATURES),
+    "trees150": Candidate(_V1, {**_OFFSET, "lightgbm": {"n_estimators": 150}}, stop_early=False),
+    "trees400": Candidate(_V1, {**_OFFSET, "lightgbm": {"n_estimators": 400}}, stop_early=False),
     "no_offset": Candidate(_V1, {"loss": "tweedie"}),
     "hurdle": Candidate(_V1, {"loss": "hurdle"}),
 }
@@ -86,7 +97,8 @@ def _regressor(name: str, used: FeatureSet, threads: int) -> WinbackValueRegress
         lightgbm["monotone_constraints"] = [int(n in candidate.monotone) for n in fs.names]
         lightgbm["monotone_constraints_method"] = "advanced"
         params["lightgbm"] = lightgbm
-    return WinbackValueRegressor(fs, num_threads=threads, **params)
+    kind = WinbackValueRegressor if candidate.stop_early else _WithoutStopping
+    return kind(fs, num_threads=threads, **params)
 
 
 def load(args: argparse.Namespace):
