@@ -32,9 +32,9 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from value_quality import load  # noqa: E402  (this folder: run as a script)
+
 from features.feature_sets import VALUE_FEATURES_V1, FeatureSet  # noqa: E402
-from features.inputs.sources import load_shop  # noqa: E402
-from features.simulation import SimulationConfig, simulate_shop  # noqa: E402
 from features.value_table import build_value_table, supported_value_horizon  # noqa: E402
 from training.evaluation.value_baselines import value_summary_at_cutoffs  # noqa: E402
 from training.evaluation.value_evaluation import evaluate_value_models, value_cutoffs  # noqa: E402
@@ -99,13 +99,6 @@ def _regressor(name: str, used: FeatureSet, threads: int) -> WinbackValueRegress
         params["lightgbm"] = lightgbm
     kind = WinbackValueRegressor if candidate.stop_early else _WithoutStopping
     return kind(fs, num_threads=threads, **params)
-
-
-def load(args: argparse.Namespace):
-    if args.data:
-        return load_shop(Path(args.data), args.mapping).tables, Path(args.data).name
-    config = SimulationConfig(customers=args.customers, seed=args.seed)
-    return simulate_shop(config).tables, f"simulated {args.customers} seed {args.seed}"
 
 
 def prepare(args: argparse.Namespace) -> tuple[str, pd.DataFrame, pd.DataFrame]:
