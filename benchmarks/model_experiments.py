@@ -47,6 +47,11 @@ CANDIDATES: dict[str, dict] = {
     "regularised": {"refit_on_validation": False},
     "regularised+refit": {"refit_on_validation": True},
     "regularised+3 validation cutoffs": {"validation_cutoffs": 3},
+    # more training cutoffs where the history has them (a short log keeps all it has)
+    "regularised+24 cutoffs": {"cutoff_count": 24},
+    "regularised+18 cutoffs": {"cutoff_count": 18},
+    # every target on 12 cutoffs, reactivation too (cutoff_count set)
+    "regularised+12 cutoffs": {"cutoff_count": 12},
     "regularised+logloss stopping": {"eval_metric": "binary_logloss"},
     # VIP only: the feature set before the net value features (vip_features_v4).
     "vip_features_v3": {"feature_set": "vip_features_v3"},
@@ -77,7 +82,7 @@ def run(args) -> pd.DataFrame:
             prepared_by_split = {}
             for name in args.candidates:
                 config = base.model_copy(update=CANDIDATES[name])
-                key = (config.validation_cutoffs, config.feature_set)
+                key = (config.validation_cutoffs, config.feature_set, config.target_cutoff_count)
                 try:
                     if key not in prepared_by_split:
                         prepared_by_split[key] = prepare(tables, config)

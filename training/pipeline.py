@@ -146,7 +146,7 @@ def prepare(tables: ShopTables, config: TrainConfig) -> Prepared:
     target, label = config.target, label_column(config.target)
     try:
         cutoffs = monthly_cutoffs(
-            tables, config.horizon_days, config.cutoff_every_days, count=config.cutoff_count
+            tables, config.horizon_days, config.cutoff_every_days, count=config.target_cutoff_count
         )
     except ValueError as exc:
         raise UnsupportedTargetError(str(exc)) from None

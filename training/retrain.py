@@ -173,7 +173,7 @@ def newest_cutoffs(tables: ShopTables, config: TrainConfig) -> list[dt.date]:
     from features.training_table import monthly_cutoffs
 
     return monthly_cutoffs(
-        tables, config.horizon_days, config.cutoff_every_days, count=config.cutoff_count
+        tables, config.horizon_days, config.cutoff_every_days, count=config.target_cutoff_count
     )
 
 

@@ -26,6 +26,22 @@ def test_defaults_work_without_a_file():
     assert label_config(config).horizon_days == config.horizon_days
 
 
+def test_reactivation_spans_more_cutoffs_unless_cutoff_count_is_set(small_shop, tmp_path):
+    from training.retrain import newest_cutoffs
+
+    default = TrainConfig()
+    assert default.target_cutoff_count == 12
+    reactivation = default.model_copy(update={"target": "reactivation"})  # as demo and retrain
+    assert reactivation.target_cutoff_count == 24
+    assert len(newest_cutoffs(small_shop.tables, reactivation)) == 24
+    assert len(newest_cutoffs(small_shop.tables, default)) == 12
+    # a count the user sets holds for every target, as does None (all the history)
+    assert TrainConfig(target="reactivation", cutoff_count=9).target_cutoff_count == 9
+    assert TrainConfig(target="reactivation", cutoff_count=None).target_cutoff_count is None
+    path = write(tmp_path, '[train]\ntarget = "reactivation"\ncutoff_count = 12\n')
+    assert load_train_config(path).target_cutoff_count == 12
+
+
 def test_file_values_and_overrides(tmp_path):
     path = write(
         tmp_path,
