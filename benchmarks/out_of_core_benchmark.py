@@ -156,11 +156,7 @@ def key_parts(data: Path) -> float:
     orders = 0
     for files in parts.values():
         for part in files:
-            table = pq.read_table(part)
-            if CUSTOMER_KEY in table.column_names:
-                table = table.drop_columns(
-                    list({CUSTOMER_KEY, ORDER_KEY} & set(table.column_names))
-                )
+            table = _without_keys(pq.read_table(part))
             if "customer_id" in table.column_names:
                 keys = pc.index_in(
                     table.column("customer_id").cast(pa.string()), value_set=distinct
@@ -194,6 +190,15 @@ def _child(args: list[str]) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def _without_keys(table):
+    """``table`` without the integer keys and their digest (a copy gets keys of its own)."""
+    from features.inputs.keys import DIGEST_METADATA, KEY_COLUMNS
+
+    table = table.drop_columns([c for c in KEY_COLUMNS if c in table.column_names])
+    metadata = {k: v for k, v in (table.schema.metadata or {}).items() if k != DIGEST_METADATA}
+    return table.replace_schema_metadata(metadata)
+
+
 def copy_chunk(data: Path, source: int, chunk: int) -> int:
     """Write chunk ``chunk`` as a copy of chunk ``source`` with its own id prefix; return its lines.
 
@@ -209,7 +214,7 @@ def copy_chunk(data: Path, source: int, chunk: int) -> int:
         part = folder / f"part-{source}.parquet"
         if not part.exists():
             continue
-        table = pq.read_table(part)
+        table = _without_keys(pq.read_table(part))
         for column in ID_COLUMNS:
             if column in table.column_names:
                 i = table.column_names.index(column)
