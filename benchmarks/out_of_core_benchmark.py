@@ -13,6 +13,10 @@ plus the machine's load. The query is the one-cutoff form (events filtered
 against the literal date, grouped by ``customer_id`` alone) that
 ``build_feature_table_from`` runs for one cutoff.
 
+Unless ``--no-keys``, the parts then get the integer ``customer_key``/``order_key``
+columns and ``customer_keys.parquet`` of ``features.inputs.keys`` (as ``winback data
+simulate`` writes a shop; timed apart, once), and the build groups by them.
+
 Run (heavy: ~10 GB of disk, tens of minutes on 2 cores)::
 
     df -h /work
@@ -80,7 +84,7 @@ def build_features_duckdb(
 
     from features.build import feature_query
     from features.definitions import resolve
-    from features.engines.duckdb_engine import connect_parquet, table_columns
+    from features.engines.duckdb_engine import connect_parquet, has_customer_keys, table_columns
 
     started, cpu = time.perf_counter(), time.process_time()
     con = connect_parquet(data, threads=threads, memory_limit=memory_limit)
@@ -90,7 +94,8 @@ def build_features_duckdb(
     cutoff = last.date() if isinstance(last, dt.datetime) else last
     columns = table_columns(con)
     definitions, notes = resolve(None, columns)
-    sql = feature_query(definitions, columns, cutoff=cutoff)
+    keyed = has_customer_keys(con, columns)
+    sql = feature_query(definitions, columns, cutoff=cutoff, keyed=keyed)
     quoted = str(out).replace("'", "''")
     con.execute(f"COPY ({sql}) TO '{quoted}' (FORMAT parquet)")
     rows = con.execute(f"SELECT count(*) FROM read_parquet('{quoted}')").fetchall()[0][0]
@@ -102,11 +107,79 @@ def build_features_duckdb(
         "cutoff": str(cutoff),
         "memory_limit": memory_limit,
         "threads": threads,
+        "keyed": keyed,
         "seconds": round(time.perf_counter() - started, 1),
         "cpu_seconds": round(time.process_time() - cpu, 1),
         "peak_rss_gib": round(peak_rss_gib(), 2),
         "omitted": notes,
     }
+
+
+def _parts(data: Path) -> dict[str, list[Path]]:
+    """The part files of every table folder under ``data``, by table."""
+    folders = sorted(p for p in data.iterdir() if p.is_dir() and p.name != "duckdb-spill")
+    return {f.name: sorted(f.glob("part-*.parquet")) for f in folders}
+
+
+def key_parts(data: Path) -> float:
+    """Write the integer keys of ``features.inputs.keys`` into every part, as winback writes them.
+
+    ``customer_key`` is the position among the sorted distinct ids of all parts
+    (one pass reads the ids, a second rewrites each part with its keys and the key
+    set's digest), ``order_key`` numbers each part's orders after the previous
+    parts' (the chunks' ids never collide, so an order never spans two parts), and
+    ``customer_keys.parquet`` maps the keys back. Returns the seconds it took.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from features.inputs.keys import (
+        CUSTOMER_KEY,
+        KEYS_FILE,
+        ORDER_KEY,
+        key_set_digest,
+        with_digest,
+    )
+
+    started = time.perf_counter()
+    parts = _parts(data)
+    ids = []
+    for files in parts.values():
+        for part in files:
+            if "customer_id" in pq.read_schema(part).names:
+                column = pq.read_table(part, columns=["customer_id"]).column(0)
+                ids.append(pc.unique(column.cast(pa.string())).drop_null())
+    distinct = pc.unique(pa.chunked_array(ids, pa.string()))
+    distinct = distinct.take(pc.sort_indices(distinct))
+    digest = key_set_digest(distinct)
+    orders = 0
+    for files in parts.values():
+        for part in files:
+            table = _without_keys(pq.read_table(part))
+            if "customer_id" in table.column_names:
+                keys = pc.index_in(
+                    table.column("customer_id").cast(pa.string()), value_set=distinct
+                )
+                table = table.append_column(CUSTOMER_KEY, keys.cast(pa.int64()))
+            if part.parent.name == "transactions":
+                order_ids = table.column("order_id").cast(pa.string())
+                part_orders = pc.unique(order_ids).drop_null()
+                keys = pc.add(
+                    pc.index_in(order_ids, value_set=part_orders).cast(pa.int64()), orders
+                )
+                table = table.append_column(ORDER_KEY, keys)
+                orders += len(part_orders)
+            tmp = part.with_name(f".{part.name}.tmp")
+            pq.write_table(with_digest(table, digest), tmp, row_group_size=1_000_000)
+            os.replace(tmp, part)
+    keys_table = pa.table(
+        {CUSTOMER_KEY: pa.array(range(len(distinct)), pa.int64()), "customer_id": distinct}
+    )
+    tmp = data / f".{KEYS_FILE}.tmp"
+    pq.write_table(with_digest(keys_table, digest), tmp)
+    os.replace(tmp, data / KEYS_FILE)
+    return time.perf_counter() - started
 
 
 def _child(args: list[str]) -> dict:
@@ -115,6 +188,15 @@ def _child(args: list[str]) -> dict:
         [sys.executable, __file__, *args], check=True, capture_output=True, text=True
     )
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def _without_keys(table):
+    """``table`` without the integer keys and their digest (a copy gets keys of its own)."""
+    from features.inputs.keys import DIGEST_METADATA, KEY_COLUMNS
+
+    table = table.drop_columns([c for c in KEY_COLUMNS if c in table.column_names])
+    metadata = {k: v for k, v in (table.schema.metadata or {}).items() if k != DIGEST_METADATA}
+    return table.replace_schema_metadata(metadata)
 
 
 def copy_chunk(data: Path, source: int, chunk: int) -> int:
@@ -132,7 +214,7 @@ def copy_chunk(data: Path, source: int, chunk: int) -> int:
         part = folder / f"part-{source}.parquet"
         if not part.exists():
             continue
-        table = pq.read_table(part)
+        table = _without_keys(pq.read_table(part))
         for column in ID_COLUMNS:
             if column in table.column_names:
                 i = table.column_names.index(column)
@@ -209,6 +291,11 @@ def main() -> None:
     parser.add_argument("--memory-limit", default="4GB")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--keep", action="store_true", help="keep the generated data")
+    parser.add_argument(
+        "--no-keys",
+        action="store_true",
+        help="leave out the integer keys (features.inputs.keys): the build groups by string ids",
+    )
     args = parser.parse_args()
 
     print(
@@ -219,6 +306,15 @@ def main() -> None:
     started = time.perf_counter()
     lines = generate(args.data, args.chunks, args.customers, args.seeds)
     print(f"generated {lines:,} order lines in {time.perf_counter() - started:.0f} s", flush=True)
+    if not args.no_keys:
+        from features.inputs.keys import KEYS_FILE, shared_digest
+
+        files = [f for part in _parts(args.data).values() for f in part]
+        keys_file = args.data / KEYS_FILE
+        if keys_file.exists() and shared_digest([keys_file, *files]) is not None:
+            print("the parts carry one key set already", flush=True)
+        else:
+            print(f"assigned the integer keys in {key_parts(args.data):.0f} s (once)", flush=True)
     on_disk = sum(f.stat().st_size for f in args.data.rglob("*.parquet")) / 1e9
     spill = args.data / "duckdb-spill"
     spill.mkdir(exist_ok=True)

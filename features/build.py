@@ -15,7 +15,9 @@ population of a cutoff is every customer with at least one purchase
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 
 import duckdb
@@ -25,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from features.custom.windowed import windowed_sql
-from features.definitions import RELATIONS, FeatureDefinition, resolve
+from features.definitions import RELATIONS, FeatureDefinition, dependency, resolve
 from features.engines.base import Engine
 from features.engines.duckdb_engine import connect, has_customer_keys, table_columns
 from features.feature_sets import FeatureSet
@@ -68,7 +70,7 @@ def _relation_ctes(
     if by_relation["lines"]:
         ctes.append(("rel_lines", lines_sql(tx, shape)))
     if by_relation["returned_lines"]:
-        ctes.append(("rel_returned_lines", returned_lines_sql(shape)))
+        ctes.append(("rel_returned_lines", returned_lines_sql(tx, shape)))
     if by_relation["customer_categories"]:
         ctes += category_sql(tx, shape)
     for table in EVENT_TABLES:
@@ -115,20 +117,64 @@ def feature_query(
     by_relation: dict[str, list[FeatureDefinition]] = {r: [] for r in RELATIONS}
     for d in definitions:
         by_relation[d.relation].append(d)
-    # Dependencies of derived features are computed (but not returned) as well.
-    from features.definitions import registry
-
+    # Dependencies of derived features (features or parts) are computed, not returned.
     chosen = {d.name for d in definitions}
     for d in definitions:
         for dep in d.depends_on:
             if dep not in chosen:
                 chosen.add(dep)
-                by_relation[registry()[dep].relation].insert(0, registry()[dep])
+                by_relation[dependency(dep).relation].insert(0, dependency(dep))
 
     shape = Shape(cutoff, keyed=keyed)
     ctes = _relation_ctes(by_relation, tx, shape)
-    joined_cols = [f"agg_orders.{k}" for k in shape.keys]
-    joins: list[str] = []
+    aggregates = _aggregates(by_relation, shape)
+    # Windowed aggregates (user-defined features among them) bring their own CTEs and joins.
+    extra = windowed_sql(by_relation["windowed"], columns, shape)  # type: ignore[arg-type]
+    ctes += aggregates.ctes + extra.ctes
+    names = [d.name for defs in by_relation.values() for d in defs if d.name in aggregates.columns]
+    ctes.append(("joined", _joined_sql(aggregates, names, shape, extra.columns, extra.joins)))
+    windowed = [d for d in definitions if d.relation == "derived" and _WINDOW.search(d.expression)]
+    if windowed:
+        ctes += _window_ctes(windowed, aggregates, shape)
+    outputs = [_output_column(d, windowed=d in windowed) for d in definitions]
+    body = ",\n".join(f"{name} AS (\n  {sql}\n)" for name, sql in ctes)
+    return f"WITH {body}\n" + _output_sql(shape, outputs, windows=bool(windowed))
+
+
+def _output_column(definition: FeatureDefinition, *, windowed: bool) -> str:
+    """A feature's column in the final ``SELECT``; numbers as ``DOUBLE``.
+
+    Sums of money are exact decimals up to here (the same bits whatever the
+    thread count); as doubles the sorted result and its Arrow copy take half the
+    memory of 16-byte decimals, and the frame needs no conversion.
+    """
+    name = definition.name
+    if windowed:
+        value = f"windows.{name}"
+    else:
+        value = definition.expression if definition.relation == "derived" else name
+    if definition.relation == "windowed" or definition.dtype == "category":
+        # a windowed (e.g. user-defined) aggregate keeps its type: its check reads it
+        return value if value == name else f"{value} AS {name}"
+    return f"CAST({value} AS DOUBLE) AS {name}"
+
+
+#: A window function (``... OVER (...)``) in a derived feature's expression.
+_WINDOW = re.compile(r"\bOVER\s*\(", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class _Aggregates:
+    """The ``agg_<relation>`` CTEs, and for each aggregate its relation and column in ``joined``."""
+
+    ctes: list[tuple[str, str]]
+    columns: dict[str, tuple[str, str]]
+    joins: dict[str, str]
+
+
+def _aggregates(by_relation: dict[str, list[FeatureDefinition]], shape: Shape) -> _Aggregates:
+    """One grouping per relation by the keys; every relation is left-joined to ``agg_orders``."""
+    out = _Aggregates([], {}, {})
     for relation, defs in by_relation.items():
         if relation in ("derived", "windowed") or (not defs and relation != "orders"):
             continue
@@ -136,42 +182,66 @@ def feature_query(
         source = "customers" if relation == "customers" else f"rel_{relation}"
         select = ", ".join(keys) + "".join(f",\n    {d.expression} AS {d.name}" for d in defs)
         group = ", ".join(keys)
-        ctes.append((f"agg_{relation}", f"SELECT {select}\n  FROM {source} GROUP BY {group}"))
+        out.ctes.append((f"agg_{relation}", f"SELECT {select}\n  FROM {source} GROUP BY {group}"))
         for d in defs:
             col = f"agg_{relation}.{d.name}"
-            joined_cols.append(f"COALESCE({col}, 0) AS {d.name}" if d.zero_when_absent else col)
+            col = f"COALESCE({col}, 0) AS {d.name}" if d.zero_when_absent else col
+            out.columns[d.name] = (relation, col)
         if relation != "orders":
             on = " AND ".join(f"agg_{relation}.{k} = agg_orders.{k}" for k in keys)
-            joins.append(f"  LEFT JOIN agg_{relation} ON {on}")
-    # Windowed aggregates (user-defined features among them) bring their own CTEs and joins.
-    extra = windowed_sql(by_relation["windowed"], columns, shape)  # type: ignore[arg-type]
-    ctes, joined_cols, joins = ctes + extra.ctes, joined_cols + extra.columns, joins + extra.joins
-    ctes.append(
-        (
-            "joined",
-            "SELECT " + ",\n    ".join(joined_cols) + "\n  FROM agg_orders\n" + "\n".join(joins),
-        )
-    )
-    outputs = [
-        f"{d.expression} AS {d.name}" if d.relation == "derived" else d.name for d in definitions
-    ]
-    body = ",\n".join(f"{name} AS (\n  {sql}\n)" for name, sql in ctes)
-    return f"WITH {body}\n" + _output_sql(shape, outputs)
+            out.joins[relation] = f"  LEFT JOIN agg_{relation} ON {on}"
+    return out
 
 
-def _output_sql(shape: Shape, outputs: Sequence[str]) -> str:
+def _joined_sql(
+    aggregates: _Aggregates,
+    names: Sequence[str],
+    shape: Shape,
+    extra_columns: Sequence[str] = (),
+    extra_joins: Sequence[str] = (),
+) -> str:
+    """The population's rows (``agg_orders``) with the aggregates ``names`` joined on."""
+    used = [aggregates.columns[n] for n in names]
+    relations = dict.fromkeys(r for r, _ in used if r != "orders")
+    select = [f"agg_orders.{k}" for k in shape.keys] + [c for _, c in used] + list(extra_columns)
+    joins = [aggregates.joins[r] for r in relations] + list(extra_joins)
+    return "SELECT " + ",\n    ".join(select) + "\n  FROM agg_orders\n" + "\n".join(joins)
+
+
+def _window_ctes(
+    windowed: Sequence[FeatureDefinition], aggregates: _Aggregates, shape: Shape
+) -> list[tuple[str, str]]:
+    """The ``windows`` CTE: derived features with a window function, on narrow rows.
+
+    A window buffers every column of its input, and on the ``joined`` rows
+    (every feature) that took a quarter of the query at a million customers and
+    pushed it past its memory limit. These rows hold only what the windows read.
+    """
+    needed = list(dict.fromkeys(n for d in windowed for n in d.depends_on))
+    inputs = _joined_sql(aggregates, needed, shape)
+    if shape.single:  # the windows partition by cutoff, a constant here
+        inputs = inputs.replace("SELECT ", f"SELECT {shape.cutoff} AS cutoff, ", 1)
+    select = ", ".join(shape.keys) + "".join(f",\n    {d.expression} AS {d.name}" for d in windowed)
+    return [("window_inputs", inputs), ("windows", f"SELECT {select}\n  FROM window_inputs")]
+
+
+def _output_sql(shape: Shape, outputs: Sequence[str], *, windows: bool = False) -> str:
     """The final ``SELECT`` of ``cutoff``, ``customer_id`` and the features, sorted by both.
 
     Keyed, ``customer_id`` comes from ``customer_keys``; the keys are assigned in
     the ids' sorted order, so sorting by ``customer_key`` sorts by ``customer_id``
-    (integers compare faster than strings).
+    (integers compare faster than strings). With ``windows`` the ``windows``
+    CTE is joined on.
     """
-    cutoff = f"{shape.cutoff} AS cutoff" if shape.single else "cutoff"
-    source, customer, order = "joined", "customer_id", shape.by
+    cutoff = f"{shape.cutoff} AS cutoff" if shape.single else "joined.cutoff"
+    source, customer = "joined", f"joined.{shape.customer}"
+    if windows:
+        on = " AND ".join(f"windows.{k} = joined.{k}" for k in shape.keys)
+        source += f"\n  LEFT JOIN windows ON {on}"
     if shape.keyed:
-        cutoff = cutoff if shape.single else "joined.cutoff"
         source += f"\n  LEFT JOIN {KEYS_TABLE} AS k ON k.{CUSTOMER_KEY} = joined.{CUSTOMER_KEY}"
-        customer, order = "k.customer_id", ", ".join(f"joined.{k}" for k in shape.keys)
+        customer = "k.customer_id"
+    order = ", ".join(f"joined.{k}" for k in shape.keys)
     return (
         f"SELECT {cutoff}, {customer}"
         + "".join(f",\n  {o}" for o in outputs)

@@ -104,7 +104,8 @@ class FeatureDefinition:
         return tuple(dict.fromkeys(names))
 
 
-def _collect() -> dict[str, FeatureDefinition]:
+def _collect() -> tuple[dict[str, FeatureDefinition], dict[str, FeatureDefinition]]:
+    """The registered features and the parts (``PARTS``) of every family, checked."""
     from features.families import (
         categories,
         digital_engagement,
@@ -117,6 +118,7 @@ def _collect() -> dict[str, FeatureDefinition]:
     )
 
     out: dict[str, FeatureDefinition] = {}
+    parts: dict[str, FeatureDefinition] = {}
     for module in (
         recency_frequency,
         monetary_margin,
@@ -131,22 +133,44 @@ def _collect() -> dict[str, FeatureDefinition]:
             if definition.name in out:
                 raise ValueError(f"feature {definition.name!r} is defined twice")
             out[definition.name] = definition
-    for definition in out.values():
-        unknown = [d for d in definition.depends_on if d not in out]
+        for part in getattr(module, "PARTS", ()):
+            if not part.name.startswith("_") or part.name in parts:
+                raise ValueError(f"part {part.name!r}: a part's name starts with _ and is unique")
+            parts[part.name] = part
+    for definition in [*parts.values(), *out.values()]:
+        unknown = [d for d in definition.depends_on if d not in out and d not in parts]
         if unknown:
             raise ValueError(f"feature {definition.name!r} depends on unknown features {unknown}")
-    return out
+    return out, parts
 
 
 _REGISTRY: dict[str, FeatureDefinition] | None = None
+_PARTS: dict[str, FeatureDefinition] = {}
 
 
 def registry() -> dict[str, FeatureDefinition]:
     """Every registered feature by name, in registry (documentation) order."""
-    global _REGISTRY
+    global _REGISTRY, _PARTS
     if _REGISTRY is None:
-        _REGISTRY = _collect()
+        _REGISTRY, _PARTS = _collect()
     return dict(_REGISTRY)
+
+
+def parts() -> dict[str, FeatureDefinition]:
+    """Partial aggregates that derived features combine, by name (which starts with ``_``).
+
+    A part is computed only as a dependency and never returned: it is not a
+    feature (no set, no docs entry). It lets a derived feature add up sums that
+    different relations hold, e.g. a purchase sum of the orders and a return sum
+    of the returned lines, instead of grouping every line once more.
+    """
+    registry()
+    return dict(_PARTS)
+
+
+def dependency(name: str) -> FeatureDefinition:
+    """The definition a derived feature depends on: a registered feature or a part."""
+    return registry().get(name) or parts()[name]
 
 
 def feature_names() -> list[str]:
@@ -218,7 +242,8 @@ def resolve(
             )
     wanted = set(features) if names is None else set(names)
     omitted: dict[str, str] = {}
-    for definition in features.values():  # registry order: dependencies come first
+    # Parts, then the registry order: dependencies come first.
+    for definition in [*parts().values(), *features.values()]:
         reason = omission_reason(definition, columns, omitted)
         if reason is not None:
             omitted[definition.name] = reason

@@ -84,10 +84,19 @@ def lines_sql(tx_columns: Collection[str], shape: Shape) -> str:
 
 
 #: Sums over an order's purchase lines that customer features add up, by the
-#: contract column they need: (column name in ``orders``, SQL over the lines).
+#: contract column they need: (column name in ``orders``, SQL over the lines). The
+#: windowed ones go by each line's own age, as a sum over the lines would.
 ORDER_LINE_SUMS = {
+    "amount": (
+        ("order_spend_275d_amount", "SUM(CASE WHEN {age} < 275 THEN t.amount ELSE 0.0 END)"),
+        ("order_spend_365d_amount", "SUM(CASE WHEN {age} < 365 THEN t.amount ELSE 0.0 END)"),
+    ),
     "margin_amount": (
         ("order_margin_amount", "SUM(t.margin_amount)"),
+        (
+            "order_margin_275d_amount",
+            "SUM(CASE WHEN {age} < 275 THEN t.margin_amount ELSE 0.0 END)",
+        ),
         (
             "order_margin_365d_amount",
             "SUM(CASE WHEN {age} < 365 THEN t.margin_amount ELSE 0.0 END)",
@@ -133,16 +142,18 @@ def orders_sql(tx_columns: Collection[str], shape: Shape, expressions: Collectio
     )
 
 
-def returned_lines_sql(shape: Shape) -> str:
+def returned_lines_sql(tx_columns: Collection[str], shape: Shape) -> str:
     """The returned lines on or before the cutoff (relation ``returned_lines``).
 
     A narrow scan with the ``is_return`` filter pushed into it: the purchase
     lines' sums come through the orders, so only the returns are read again.
+    With ``margin_amount`` the rows carry it; without ``is_return`` there are none.
     """
+    margin = ", t.margin_amount" if "margin_amount" in tx_columns else ""
     return (
         f"SELECT {shape.select_keys('t')}, {shape.age_days('t.ordered_at')} AS age_days,"
-        f" t.amount\n  {shape.events('transactions', 't', 'ordered_at')}"
-        " AND COALESCE(t.is_return, FALSE)"
+        f" t.amount{margin}\n  {shape.events('transactions', 't', 'ordered_at')}"
+        f" AND {is_return(tx_columns, 't')}"
     )
 
 

@@ -3,17 +3,19 @@
 Relations: ``orders`` (one row per purchase order: ``order_amount`` = value of
 its non-return lines, ``order_age_days``, and where the optional columns exist
 the sums over its purchase lines ``order_margin_amount``,
-``order_margin_365d_amount`` (lines of the last 365 days), ``order_discount_amount``
+``order_margin_365d_amount`` (lines of the last 365 days; ``_275d`` likewise),
+``order_spend_275d_amount`` and ``order_spend_365d_amount``, ``order_discount_amount``
 (missing discounts as 0) and ``order_full_price_amount`` (value of the lines
 without discount), and ``order_discounted`` = 1 when one of them has a
 discount); ``customer_categories`` (spend per customer and category, with
 ``high_margin`` = 1 when the category's shop-wide margin rate up to the cutoff
-is above the shop's overall margin rate up to the cutoff). The line sums come
-to the customer through the orders (a sum of order sums), so the lines are
-grouped once. The net value features read ``lines`` (every line on or before
-the cutoff, returns included, with ``age_days``), so that they are summed as
-``features.tiers`` values customers: purchases minus returns, and margin with a
-return line's own signed margin.
+is above the shop's overall margin rate up to the cutoff); ``returned_lines``.
+The line sums come to the customer through the orders (a sum of order sums), so
+the lines are grouped once. The net value features are summed as
+``features.tiers`` values customers, purchases minus returns and margin with a
+return line's own signed margin: derived from the purchase sums of the orders
+and the return sums of the returned lines (``PARTS``), so no grouping of every
+line is needed for them.
 """
 
 from __future__ import annotations
@@ -39,8 +41,7 @@ DISCOUNT = "transactions.discount_amount"
 #: value of the last 275 days carries into it and the older value drops out of it.
 KEPT_DAYS = 275
 TIER_WINDOW_DAYS = 365
-NET_SPEND = "CASE WHEN is_return THEN -amount ELSE amount END"
-NET_MARGIN = "COALESCE(margin_amount, 0.0)"
+NET_WINDOWS_DAYS = (KEPT_DAYS, TIER_WINDOW_DAYS)
 
 
 def spend_within(days: int) -> str:
@@ -51,40 +52,92 @@ def spend_within(days: int) -> str:
 _feature = partial(FeatureDefinition.numeric, FAMILY)
 
 
+def _part(name: str, relation: str, expression: str, **kw) -> FeatureDefinition:
+    return _feature(name, relation, expression, "A sum the net value features add up.", **kw)
+
+
+def _net_parts(days: int) -> tuple[FeatureDefinition, ...]:
+    """The purchase sums (through the orders) and return sums of the lines of the last ``days``.
+
+    Each line counts by its own age; a line without margin counts 0 margin.
+    """
+    returned = "CASE WHEN age_days < {days} THEN {value} ELSE 0.0 END"
+    return (
+        _part(f"_purchase_{days}d_amount", "orders", f"SUM(order_spend_{days}d_amount)"),
+        _part(
+            f"_return_{days}d_amount",
+            "returned_lines",
+            f"SUM({returned.format(days=days, value='amount')})",
+            zero_when_absent=True,
+        ),
+        _part(
+            f"_purchase_margin_{days}d_amount",
+            "orders",
+            f"SUM(order_margin_{days}d_amount)",
+            columns=(MARGIN,),
+        ),
+        _part(
+            f"_return_margin_{days}d_amount",
+            "returned_lines",
+            f"SUM({returned.format(days=days, value='COALESCE(margin_amount, 0.0)')})",
+            columns=(MARGIN,),
+            zero_when_absent=True,
+        ),
+    )
+
+
+PARTS: tuple[FeatureDefinition, ...] = tuple(p for d in NET_WINDOWS_DAYS for p in _net_parts(d))
+
+
+def _net_sql(basis: str, days: int) -> tuple[str, tuple[str, ...]]:
+    """SQL of the net spend (purchases minus returns) or net margin (purchase and return
+    lines' signed margins) of the last ``days`` days, and the parts it reads."""
+    if basis == "spend":
+        parts = (f"_purchase_{days}d_amount", f"_return_{days}d_amount")
+        return f"({parts[0]} - {parts[1]})", parts
+    parts = (f"_purchase_margin_{days}d_amount", f"_return_margin_{days}d_amount")
+    return f"(COALESCE({parts[0]}, 0.0) + {parts[1]})", parts
+
+
 def _net_value(basis: str, days: int) -> FeatureDefinition:
     """Net spend or net margin of the lines of the last ``days`` days, as tiers value it."""
     what = {
-        "spend": ("Purchases minus returns", NET_SPEND, (), "of a shop without margins"),
-        "margin": ("Signed margin of purchase and return lines", NET_MARGIN, (MARGIN,), ""),
+        "spend": ("Purchases minus returns", (), "of a shop without margins"),
+        "margin": ("Signed margin of purchase and return lines", (MARGIN,), ""),
     }
-    words, value, columns, whose = what[basis]
+    words, columns, whose = what[basis]
     meaning = (
         "the part of the tier value that still counts at the end of a 90-day horizon"
         if days == KEPT_DAYS
         else " ".join(("the tier value", whose)).strip()
     )
+    value, parts = _net_sql(basis, days)
     return _feature(
         f"net_{basis}_{days}d_amount",
-        "lines",
-        f"SUM(CASE WHEN age_days < {days} THEN {value} ELSE 0.0 END)",
+        "derived",
+        value,
         f"{words} in the last {days} days: {meaning} (``features.tiers``).",
         columns=columns,
-        zero_when_absent=True,
+        depends_on=parts,
     )
 
 
 def _mean_share(basis: str, days: int) -> FeatureDefinition:
     """Net value over the mean 365-day net value of the customers active at the cutoff."""
-    value, whole = f"net_{basis}_{days}d_amount", f"net_{basis}_{TIER_WINDOW_DAYS}d_amount"
+    name, whole = f"net_{basis}_{days}d_amount", f"net_{basis}_{TIER_WINDOW_DAYS}d_amount"
+    (value, parts), (whole_value, whole_parts) = (
+        _net_sql(basis, days),
+        _net_sql(basis, TIER_WINDOW_DAYS),
+    )
     return _feature(
         f"net_{basis}_{days}d_mean_share",
         "derived",
         f"CASE WHEN spend_365d_amount > 0 THEN {value} / NULLIF(AVG(CASE WHEN"
-        f" spend_365d_amount > 0 THEN {whole} END) OVER (PARTITION BY cutoff), 0) END",
-        f"{value} over the mean {whole} of the customers with spend in the last 365 days, at "
+        f" spend_365d_amount > 0 THEN {whole_value} END) OVER (PARTITION BY cutoff), 0) END",
+        f"{name} over the mean {whole} of the customers with spend in the last 365 days, at "
         "the same cutoff; missing without spend in 365 days. Value relative to the shop at the "
         "cutoff, as the VIP bar is, so it means the same in a young or growing shop.",
-        depends_on=tuple(dict.fromkeys(("spend_365d_amount", value, whole))),
+        depends_on=tuple(dict.fromkeys(("spend_365d_amount", *parts, *whole_parts))),
     )
 
 
@@ -129,8 +182,8 @@ FEATURES: tuple[FeatureDefinition, ...] = (
         "Relative to the shop at the cutoff, so it means the same in a young or growing shop.",
         depends_on=("spend_365d_amount",),
     ),
-    *(_net_value(basis, days) for basis in ("spend", "margin") for days in (275, 365)),
-    *(_mean_share(basis, days) for basis in ("spend", "margin") for days in (275, 365)),
+    *(_net_value(basis, days) for basis in ("spend", "margin") for days in NET_WINDOWS_DAYS),
+    *(_mean_share(basis, days) for basis in ("spend", "margin") for days in NET_WINDOWS_DAYS),
     _feature(
         "order_value_mean_amount",
         "orders",

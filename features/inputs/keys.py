@@ -55,7 +55,7 @@ def _distinct_sorted_ids(tables: Mapping[str, pa.Table]) -> pa.Array:
     return distinct.take(pc.sort_indices(distinct))
 
 
-def _digest(ids: pa.Array) -> bytes:
+def key_set_digest(ids: pa.Array) -> bytes:
     """SHA-256 of the ids in key order: equal for equal key sets, whoever wrote them."""
     large = ids.cast(pa.large_string())
     sha = hashlib.sha256(pc.binary_length(large).to_numpy(zero_copy_only=False).tobytes())
@@ -67,7 +67,8 @@ def _digest(ids: pa.Array) -> bytes:
     return sha.hexdigest().encode()
 
 
-def _with_metadata(table: pa.Table, digest: bytes) -> pa.Table:
+def with_digest(table: pa.Table, digest: bytes) -> pa.Table:
+    """``table`` with the key set's digest in its schema metadata (:data:`DIGEST_METADATA`)."""
     metadata = dict(table.schema.metadata or {})
     metadata[DIGEST_METADATA] = digest
     return table.replace_schema_metadata(metadata)
@@ -101,7 +102,7 @@ def with_keys(tables: Mapping[str, pa.Table]) -> dict[str, pa.Table]:
                 " keys winback assigns; rename them before writing the shop"
             )
     ids = _distinct_sorted_ids(tables)
-    digest = _digest(ids)
+    digest = key_set_digest(ids)
     out: dict[str, pa.Table] = {}
     for name, table in tables.items():
         if "customer_id" in table.column_names:
@@ -110,9 +111,9 @@ def with_keys(tables: Mapping[str, pa.Table]) -> dict[str, pa.Table]:
             orders = table.column("order_id").cast(pa.string())
             distinct_orders = pc.unique(orders).drop_null()
             table = table.append_column(ORDER_KEY, _keys_of(orders, distinct_orders))
-        out[name] = _with_metadata(table, digest)
+        out[name] = with_digest(table, digest)
     keys = pa.table({CUSTOMER_KEY: pa.array(range(len(ids)), pa.int64()), "customer_id": ids})
-    out[KEYS_TABLE] = _with_metadata(keys, digest)
+    out[KEYS_TABLE] = with_digest(keys, digest)
     return out
 
 

@@ -25,7 +25,7 @@ def test_arrow_path_equals_the_sql_sorted_df_path():
     for cutoff in (None, CUTOFFS[1]):
         sql = feature_query(definitions, columns, cutoff=cutoff)
         assert sql.rstrip().endswith(
-            "ORDER BY " + ("customer_id" if cutoff else "cutoff, customer_id")
+            "ORDER BY " + ("joined.customer_id" if cutoff else "joined.cutoff, joined.customer_id")
         )
         expected = _canonical(con.execute(sql).df(), definitions)
         got = built if cutoff is None else build_feature_table(shop, [cutoff], con=con)
