@@ -46,6 +46,7 @@ import pandas as pd
 
 from features.engines.base import Engine
 from features.engines.duckdb_engine import connect
+from features.inputs.keys import CUSTOMER_KEY, KEYS_TABLE
 from features.inputs.schema import ShopTables
 from features.tiers import (
     CUTOFF_DTYPE,
@@ -149,7 +150,12 @@ def summary_select(day: str, *, rows: str = "p", purchase: str | None = None) ->
 
 
 def scoring_status_sql(
-    tables: ShopTables, as_of: dt.date, config: LabelConfig, *, summary: bool = False
+    tables: ShopTables,
+    as_of: dt.date,
+    config: LabelConfig,
+    *,
+    summary: bool = False,
+    keyed: bool = False,
 ) -> str:
     """Status, trailing margin and (``summary``) purchase summary at ``as_of``, in one scan.
 
@@ -160,7 +166,10 @@ def scoring_status_sql(
     with a purchase on or before ``as_of``, sorted by ``customer_id``: ``is_active``,
     ``is_lapsed``, ``trailing_margin`` (window sum, NULL for a customer without
     days in the window), ``ranked`` (a purchase in the tier window), then
-    :data:`SUMMARY_COLUMNS` with ``summary``.
+    :data:`SUMMARY_COLUMNS` with ``summary``. ``keyed`` groups by the integer
+    ``customer_key`` of ``features.inputs.keys`` (integers hash and compare
+    faster than string ids) and maps it back to ``customer_id`` through
+    ``customer_keys``.
     """
     is_return, margin = purchase_expressions(tables)
     columns = set(tables.transactions.columns)
@@ -178,27 +187,36 @@ def scoring_status_sql(
         extra = ",\n    " + summary_select(f"DATE '{as_of.isoformat()}'", rows="d", purchase=bought)
     else:
         value_sql = ""
-    return f"""
+    customer = CUSTOMER_KEY if keyed else "customer_id"
+    status = f"""
 WITH days AS (
     SELECT
-        t.customer_id AS customer_id,
+        t.{customer} AS {customer},
         CAST(t.ordered_at AS DATE) AS day,
         SUM(CASE WHEN {is_return} THEN 0 ELSE 1 END) AS purchase_lines,
         SUM({margin}) AS margin{value_sql}
     FROM transactions AS t
     WHERE t.ordered_at < {day_start(1, f"DATE '{as_of.isoformat()}'")}
-    GROUP BY t.customer_id, CAST(t.ordered_at AS DATE)
+    GROUP BY t.{customer}, CAST(t.ordered_at AS DATE)
 )
 SELECT
-    d.customer_id AS customer_id,
+    d.{customer} AS {customer},
     {last} >= {since(config.active_window_days)} AS is_active,
     {last} < {since(config.lapsed_after_days)} AS is_lapsed,
     SUM(d.margin) FILTER (WHERE {window}) AS trailing_margin,
     coalesce(bool_or({bought} AND {window}), FALSE) AS ranked{extra}
 FROM days AS d
-GROUP BY d.customer_id
+GROUP BY d.{customer}
 HAVING {last} IS NOT NULL
-ORDER BY d.customer_id
+"""
+    if not keyed:
+        return status + "ORDER BY d.customer_id\n"
+    return f"""
+WITH status AS ({status})
+SELECT k.customer_id AS customer_id, s.* EXCLUDE ({CUSTOMER_KEY})
+FROM status AS s
+LEFT JOIN {KEYS_TABLE} AS k ON k.{CUSTOMER_KEY} = s.{CUSTOMER_KEY}
+ORDER BY s.{CUSTOMER_KEY}
 """
 
 
