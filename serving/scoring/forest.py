@@ -53,6 +53,11 @@ class _Tree:
     leaf_of_code: np.ndarray  # uint8, one leaf per combination of split outcomes
     leaf_values: np.ndarray  # float64
 
+    @property
+    def value_of_code(self) -> np.ndarray:
+        """The leaf value each combination of split outcomes reaches (one lookup, not two)."""
+        return self.leaf_values[self.leaf_of_code]
+
 
 def _split(node: dict) -> _Split:
     """The :class:`_Split` of a ``dump_model`` node, its missing values routed as LightGBM does."""
@@ -111,6 +116,9 @@ class Forest:
     def __init__(self, trees: tuple[_Tree, ...]) -> None:
         self.trees = trees
         self.features = sorted({s.feature for t in trees for s in t.splits})
+        self._tables = [t.value_of_code for t in trees]
+        wide = any(len(t.splits) > 8 for t in trees)  # the narrowest code that holds every tree's
+        self._code_type = np.uint16 if wide else np.uint8
 
     @classmethod
     def from_booster(cls, booster: Any, num_iteration: int | None = None) -> Forest | None:
@@ -158,11 +166,11 @@ class Forest:
         columns = _BlockColumns(block)
         n = len(block)
         total = np.zeros(n, dtype="float64")
+        leaf = np.empty(n, dtype="float64")
         outcome = np.empty(n, dtype=bool)
-        code = np.empty(n, dtype=np.uint16)
-        bit = np.empty(n, dtype=np.uint16)
-        for tree in self.trees:
-            code[:] = 0
+        code = np.empty(n, dtype=self._code_type)
+        bit = np.empty(n, dtype=self._code_type)
+        for tree, table in zip(self.trees, self._tables, strict=True):
             for k, split in enumerate(tree.splits):
                 if split.categories is None:
                     np.less_equal(columns.get(split.feature, split.missing), split.threshold,
@@ -170,9 +178,15 @@ class Forest:
                 else:
                     values = columns.truncated(split.feature)
                     outcome[:] = np.isin(values, split.categories)
-                np.left_shift(outcome, k, out=bit, dtype=np.uint16, casting="unsafe")
-                code |= bit
-            total += tree.leaf_values[tree.leaf_of_code[code]]
+                if k == 0:
+                    np.copyto(code, outcome, casting="unsafe")
+                else:
+                    np.left_shift(outcome, k, out=bit, dtype=self._code_type, casting="unsafe")
+                    np.bitwise_or(code, bit, out=code)
+            if not tree.splits:  # a single leaf
+                code[:] = 0
+            np.take(table, code, out=leaf)
+            total += leaf  # the trees in LightGBM's order: the same sum, bit for bit
         return total
 
 

@@ -129,9 +129,20 @@ class FeatureColumns:
             raise FeatureSetMismatch(feature_set.name, missing, [], wrong)
 
     def floats(self, name: str) -> np.ndarray:
-        """Column ``name`` as float64, missing values NaN."""
+        """Column ``name`` as float64, missing values NaN (read-only).
+
+        A ``float64`` column is its frame's own array (its missing values are
+        NaN already): a copy of every feature column would add half a gigabyte
+        at a million customers.
+        """
         if name not in self._floats:
-            self._floats[name] = self.frame[name].to_numpy(dtype="float64", na_value=np.nan)
+            column = self.frame[name]
+            if column.dtype == np.float64:
+                values = column.to_numpy().view()
+                values.flags.writeable = False
+            else:
+                values = column.to_numpy(dtype="float64", na_value=np.nan)
+            self._floats[name] = values
         return self._floats[name]
 
     def strings(self, name: str) -> np.ndarray:
