@@ -139,8 +139,10 @@ class Forest:
             trees.append(tree)
         return cls(tuple(trees))
 
-    def raw_score(self, matrix: np.ndarray, *, threads: int | None = None) -> np.ndarray:
+    def raw_score(self, matrix: Any, *, threads: int | None = None) -> np.ndarray:
         """Sum of the trees' leaf values per row of ``matrix`` (rows x features, float64).
+
+        ``matrix`` is an array or a ``serving.scoring.predict.MatrixBlocks``.
 
         Blocks are evaluated on ``threads`` threads (default: the cores this process
         may use, at most :data:`MAX_THREADS`): NumPy releases the GIL in its loops,
@@ -151,7 +153,10 @@ class Forest:
         threads = min(default_threads() if threads is None else threads, len(starts))
 
         def score(start: int) -> None:
-            block = matrix[start : start + BLOCK_ROWS]
+            if isinstance(matrix, np.ndarray):
+                block = matrix[start : start + BLOCK_ROWS]
+            else:  # serving.scoring.predict.MatrixBlocks: the block made now, its features only
+                block = matrix.block(start, start + BLOCK_ROWS, self.features)
             out[start : start + len(block)] = self._block(block)
 
         if threads <= 1:
