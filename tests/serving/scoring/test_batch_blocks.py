@@ -11,9 +11,12 @@ from features.feature_sets import VALUE_FEATURES_V1, FeatureSet
 from serving.scoring.forest import BLOCK_ROWS, Forest
 from serving.scoring.predict import FOREST_MIN_ROWS, FeatureColumns, MatrixBlocks, raw_scores
 from serving.scoring.value import SUMMARY_COLUMNS, ServedValueModel, predicted_value
+from tests.training import test_value_fit
 
 FEATURES = FeatureSet("blocks", (("x", "float64"), ("region", "category"), ("y", "float64")))
 CATEGORIES = {"region": ["north", "south", "west"]}
+#: The value model fitted on the small shop (the fixture of the value model's own tests).
+value_fitted = test_value_fit.fitted
 
 
 def _frame(rows: int, seed: int = 0) -> pd.DataFrame:
@@ -68,26 +71,12 @@ def test_forest_reads_blocks_as_it_reads_the_matrix():
     assert np.array_equal(raw_scores(booster, small, None), expected[:500])  # LightGBM's route
 
 
-@pytest.fixture(scope="module")
-def value_model(small_shop):
-    from features.value_table import build_value_table
-    from training.evaluation.value_baselines import value_summary_at_cutoffs
-    from training.evaluation.value_evaluation import value_cutoffs
-    from training.value_fit import fit_value_model
-
-    tables = small_shop.tables
-    cutoffs = value_cutoffs(tables, 365, test_origins=1, train_cutoffs=2)
-    table = build_value_table(tables, cutoffs, horizon_days=365, feature_set=VALUE_FEATURES_V1)
-    summary = value_summary_at_cutoffs(tables, cutoffs)
-    model = fit_value_model(table, summary, VALUE_FEATURES_V1, train_cutoffs=2, num_threads=1)
-    return model, VALUE_FEATURES_V1.subset(table.columns)
-
-
-def test_value_predicted_in_blocks_equals_the_model(value_model, small_shop):
+def test_value_predicted_in_blocks_equals_the_model(value_fitted, small_shop):
     from features.training_table import build_scoring_frame
     from training.evaluation.value_baselines import value_summary_at_cutoffs
 
-    model, feature_set = value_model
+    model, table = value_fitted
+    feature_set = VALUE_FEATURES_V1.subset(table.columns)
     assert model.regressor.offset is not None  # the fast route
     as_of = "2025-06-30"
     frame = build_scoring_frame(small_shop.tables, as_of, feature_set)
