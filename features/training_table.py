@@ -21,7 +21,7 @@ import pyarrow as pa
 
 from features.build import build_feature_table_from
 from features.engines.base import Engine
-from features.engines.duckdb_engine import connect, outline
+from features.engines.duckdb_engine import connect, has_customer_keys, outline, table_columns
 from features.feature_sets import FeatureSet
 from features.inputs.schema import ShopTables
 from features.labels import (
@@ -362,8 +362,11 @@ def _sorted_status(
     (``features.labels.scoring_status_sql``); ``ranked`` says whether the
     customer is in the tier ranking (a purchase inside the trailing window).
     With ``summary`` also the purchase summary of ``features.value_table``.
+    Grouped by the integer customer keys when the tables carry them.
     """
-    return con.sql(scoring_status_sql(tables, as_of, config, summary=summary)).to_arrow_table()
+    keyed = has_customer_keys(con, table_columns(con))
+    sql = scoring_status_sql(tables, as_of, config, summary=summary, keyed=keyed)
+    return con.sql(sql).to_arrow_table()
 
 
 def _status_columns(status: pa.Table, tiers: TierConfig) -> dict[str, object]:

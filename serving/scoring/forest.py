@@ -53,6 +53,11 @@ class _Tree:
     leaf_of_code: np.ndarray  # uint8, one leaf per combination of split outcomes
     leaf_values: np.ndarray  # float64
 
+    @property
+    def value_of_code(self) -> np.ndarray:
+        """The leaf value each combination of split outcomes reaches (one lookup, not two)."""
+        return self.leaf_values[self.leaf_of_code]
+
 
 def _split(node: dict) -> _Split:
     """The :class:`_Split` of a ``dump_model`` node, its missing values routed as LightGBM does."""
@@ -111,6 +116,9 @@ class Forest:
     def __init__(self, trees: tuple[_Tree, ...]) -> None:
         self.trees = trees
         self.features = sorted({s.feature for t in trees for s in t.splits})
+        self._tables = [t.value_of_code for t in trees]
+        wide = any(len(t.splits) > 8 for t in trees)  # the narrowest code that holds every tree's
+        self._code_type = np.uint16 if wide else np.uint8
 
     @classmethod
     def from_booster(cls, booster: Any, num_iteration: int | None = None) -> Forest | None:
@@ -131,8 +139,10 @@ class Forest:
             trees.append(tree)
         return cls(tuple(trees))
 
-    def raw_score(self, matrix: np.ndarray, *, threads: int | None = None) -> np.ndarray:
+    def raw_score(self, matrix: Any, *, threads: int | None = None) -> np.ndarray:
         """Sum of the trees' leaf values per row of ``matrix`` (rows x features, float64).
+
+        ``matrix`` is an array or a ``serving.scoring.predict.MatrixBlocks``.
 
         Blocks are evaluated on ``threads`` threads (default: the cores this process
         may use, at most :data:`MAX_THREADS`): NumPy releases the GIL in its loops,
@@ -143,7 +153,10 @@ class Forest:
         threads = min(default_threads() if threads is None else threads, len(starts))
 
         def score(start: int) -> None:
-            block = matrix[start : start + BLOCK_ROWS]
+            if isinstance(matrix, np.ndarray):
+                block = matrix[start : start + BLOCK_ROWS]
+            else:  # serving.scoring.predict.MatrixBlocks: the block made now, its features only
+                block = matrix.block(start, start + BLOCK_ROWS, self.features)
             out[start : start + len(block)] = self._block(block)
 
         if threads <= 1:
@@ -158,11 +171,11 @@ class Forest:
         columns = _BlockColumns(block)
         n = len(block)
         total = np.zeros(n, dtype="float64")
+        leaf = np.empty(n, dtype="float64")
         outcome = np.empty(n, dtype=bool)
-        code = np.empty(n, dtype=np.uint16)
-        bit = np.empty(n, dtype=np.uint16)
-        for tree in self.trees:
-            code[:] = 0
+        code = np.empty(n, dtype=self._code_type)
+        bit = np.empty(n, dtype=self._code_type)
+        for tree, table in zip(self.trees, self._tables, strict=True):
             for k, split in enumerate(tree.splits):
                 if split.categories is None:
                     np.less_equal(columns.get(split.feature, split.missing), split.threshold,
@@ -170,9 +183,15 @@ class Forest:
                 else:
                     values = columns.truncated(split.feature)
                     outcome[:] = np.isin(values, split.categories)
-                np.left_shift(outcome, k, out=bit, dtype=np.uint16, casting="unsafe")
-                code |= bit
-            total += tree.leaf_values[tree.leaf_of_code[code]]
+                if k == 0:
+                    np.copyto(code, outcome, casting="unsafe")
+                else:
+                    np.left_shift(outcome, k, out=bit, dtype=self._code_type, casting="unsafe")
+                    np.bitwise_or(code, bit, out=code)
+            if not tree.splits:  # a single leaf
+                code[:] = 0
+            np.take(table, code, out=leaf)
+            total += leaf  # the trees in LightGBM's order: the same sum, bit for bit
         return total
 
 

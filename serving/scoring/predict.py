@@ -129,9 +129,20 @@ class FeatureColumns:
             raise FeatureSetMismatch(feature_set.name, missing, [], wrong)
 
     def floats(self, name: str) -> np.ndarray:
-        """Column ``name`` as float64, missing values NaN."""
+        """Column ``name`` as float64, missing values NaN (read-only).
+
+        A ``float64`` column is its frame's own array (its missing values are
+        NaN already): a copy of every feature column would add half a gigabyte
+        at a million customers.
+        """
         if name not in self._floats:
-            self._floats[name] = self.frame[name].to_numpy(dtype="float64", na_value=np.nan)
+            column = self.frame[name]
+            if column.dtype == np.float64:
+                values = column.to_numpy().view()
+                values.flags.writeable = False
+            else:
+                values = column.to_numpy(dtype="float64", na_value=np.nan)
+            self._floats[name] = values
         return self._floats[name]
 
     def strings(self, name: str) -> np.ndarray:
@@ -155,6 +166,19 @@ class FeatureColumns:
                     (positions.get(v, np.nan) for v in values), dtype="float64", count=len(values)
                 )  # a dict lookup per value: a third of Index.get_indexer's time on object arrays
         return self._codes[key]
+
+    def source(
+        self, name: str, categories: Sequence[str] | None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Column ``name``'s whole array (codes when it has ``categories``) and the rows to read.
+
+        The rows are ``None`` for every row in order; a :meth:`subset` names its rows.
+        """
+        return (self.floats(name) if categories is None else self.codes(name, categories)), None
+
+    def with_floats(self, arrays: Mapping[str, np.ndarray]) -> FeatureColumns:
+        """These columns plus (or replaced by) the float64 ``arrays``, sharing every conversion."""
+        return _WithFloats(self, arrays)
 
     def subset(self, rows: np.ndarray) -> FeatureColumns:
         """The rows at positions ``rows``, sharing this object's converted columns.
@@ -223,6 +247,82 @@ class _RowSubset(FeatureColumns):
     def codes(self, name: str, categories: Sequence[str]) -> np.ndarray:
         return self._parent.codes(name, categories)[self._positions]
 
+    def source(
+        self, name: str, categories: Sequence[str] | None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        values, rows = self._parent.source(name, categories)
+        return values, (self._positions if rows is None else rows[self._positions])
+
+
+class _WithFloats(FeatureColumns):
+    """A :class:`FeatureColumns` with some float64 columns added or replaced (model inputs
+    computed in scoring, e.g. the value model's BTYD features), the rest its parent's."""
+
+    def __init__(self, parent: FeatureColumns, arrays: Mapping[str, np.ndarray]) -> None:
+        lengths = {len(a) for a in arrays.values()} | {len(parent)}
+        if len(lengths) != 1:
+            raise ValueError(f"columns have different lengths {sorted(lengths)}")
+        self._parent = parent
+        self._extra = {name: np.asarray(a, dtype="float64") for name, a in arrays.items()}
+        self._rows = len(parent)
+        self._dtypes = (
+            None
+            if parent._dtypes is None
+            else {**parent._dtypes, **dict.fromkeys(arrays, "float64")}
+        )
+        self._frame = None
+        self._floats, self._strings, self._codes, self._matrices = {}, {}, {}, {}
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        if self._frame is None:
+            self._frame = self._parent.frame.assign(**self._extra)
+        return self._frame
+
+    def floats(self, name: str) -> np.ndarray:
+        return self._extra[name] if name in self._extra else self._parent.floats(name)
+
+    def strings(self, name: str) -> np.ndarray:
+        return self._parent.strings(name)
+
+    def codes(self, name: str, categories: Sequence[str]) -> np.ndarray:
+        return self._parent.codes(name, categories)
+
+    def source(
+        self, name: str, categories: Sequence[str] | None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        if name in self._extra and categories is None:
+            return self._extra[name], None
+        return self._parent.source(name, categories)
+
+
+class MatrixBlocks:
+    """A model's matrix (:func:`model_matrix`) made block by block, never whole.
+
+    What :mod:`serving.scoring.forest` reads for a large batch: each block holds
+    only the features the trees split on, taken from the columns' own arrays
+    (views of the scoring frame), so scoring a million customers does not copy
+    every feature into a matrix first (half a gigabyte per model).
+    """
+
+    def __init__(self, columns: FeatureColumns, names: Sequence[str], categories: Mapping) -> None:
+        # Every column converted (and its codes made) here, once: blocks are read on threads.
+        self._sources = [columns.source(n, categories.get(n)) for n in names]
+        self._rows = len(columns)
+
+    def __len__(self) -> int:
+        return self._rows
+
+    def block(self, start: int, stop: int, features: Sequence[int] | None = None) -> np.ndarray:
+        """Rows ``start:stop`` (column-major); only ``features`` filled when given (others NaN)."""
+        stop = min(stop, self._rows)
+        wanted = range(len(self._sources)) if features is None else features
+        out = np.full((stop - start, len(self._sources)), np.nan, dtype="float64", order="F")
+        for j in wanted:
+            values, rows = self._sources[j]
+            out[:, j] = values[start:stop] if rows is None else values[rows[start:stop]]
+        return out
+
 
 def model_matrix(model: Any, features: pd.DataFrame | FeatureColumns) -> np.ndarray:
     """The float64 matrix LightGBM sees for ``features``: the model's columns, categoricals as codes.
@@ -238,6 +338,13 @@ def model_matrix(model: Any, features: pd.DataFrame | FeatureColumns) -> np.ndar
     return columns.matrix(model.feature_set_.names, model.categories_)
 
 
+def model_input(model: Any, columns: FeatureColumns) -> np.ndarray | MatrixBlocks:
+    """The model's matrix, or its :class:`MatrixBlocks` for a batch the forest scores."""
+    if len(columns) >= FOREST_MIN_ROWS:
+        return MatrixBlocks(columns, model.feature_set_.names, model.categories_)
+    return model_matrix(model, columns)
+
+
 def has_booster(model: Any) -> bool:
     """Whether ``model`` is a fitted ``WinbackClassifier``: its trees can score a matrix."""
     return callable(getattr(model, "trees", None)) and hasattr(model, "categories_")
@@ -249,7 +356,11 @@ FOREST_MIN_ROWS = 50_000
 
 
 def raw_scores(
-    booster: Any, matrix: np.ndarray, num_iteration: int | None, *, num_threads: int = 0
+    booster: Any,
+    matrix: np.ndarray | MatrixBlocks,
+    num_iteration: int | None,
+    *,
+    num_threads: int = 0,
 ) -> np.ndarray:
     """LightGBM's raw score of each row: NumPy-evaluated trees for large batches, else LightGBM.
 
@@ -259,6 +370,8 @@ def raw_scores(
         forest = forest_of(booster, num_iteration)
         if forest is not None:
             return forest.raw_score(matrix)
+    if isinstance(matrix, MatrixBlocks):
+        matrix = matrix.block(0, len(matrix))
     return np.asarray(
         booster.predict(
             matrix, raw_score=True, num_iteration=num_iteration, num_threads=num_threads
@@ -267,7 +380,9 @@ def raw_scores(
     )
 
 
-def predict_matrix(model: Any, matrix: np.ndarray, *, num_threads: int | None = None) -> np.ndarray:
+def predict_matrix(
+    model: Any, matrix: np.ndarray | MatrixBlocks, *, num_threads: int | None = None
+) -> np.ndarray:
     """Calibrated probabilities of a fitted ``WinbackClassifier`` for a :func:`model_matrix`."""
     threads = model.num_threads if num_threads is None else num_threads
     booster, num_iteration = model.trees()
@@ -288,7 +403,8 @@ def predict_probability(
     if not has_booster(model):
         frame = features.frame if isinstance(features, FeatureColumns) else features
         return np.asarray(model.predict_proba(frame[model.feature_set_.names]), dtype="float64")
-    return predict_matrix(model, model_matrix(model, features), num_threads=num_threads)
+    columns = features if isinstance(features, FeatureColumns) else FeatureColumns(features)
+    return predict_matrix(model, model_input(model, columns), num_threads=num_threads)
 
 
 def predict_scores(

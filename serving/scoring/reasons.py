@@ -8,6 +8,7 @@ customers on request.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -20,20 +21,44 @@ from serving.scoring.predict import FeatureColumns, has_booster, model_matrix
 NO_STANDOUT_REASON = "no single behaviour stands out: the score is close to a typical customer's"
 
 
-def feature_reference(features: pd.DataFrame) -> dict[str, float]:
+def feature_reference(features: pd.DataFrame, *, threads: int | None = None) -> dict[str, float]:
     """Median of every numeric feature: what a reason calls "high" or "low" against.
 
     Computed over the whole scored population, so a customer's reasons do not
-    depend on which other customers are explained in the same call.
+    depend on which other customers are explained in the same call. The
+    medians of ``float64`` columns are NumPy's over the known values (what
+    pandas' ``median`` computes, bit for bit), on ``threads`` threads (default:
+    the cores this process may use, at most two): the selection releases the
+    GIL, and a million customers' 60 features took over a second on one.
     """
-    out = {}
-    for column in features.columns:
-        dtype = features[column].dtype
-        if pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype):
-            value = features[column].median()
-            if not pd.isna(value):
-                out[column] = float(value)
-    return out
+    from serving.scoring.forest import default_threads
+
+    numeric = [
+        c
+        for c in features.columns
+        if pd.api.types.is_numeric_dtype(features[c].dtype)
+        and not pd.api.types.is_bool_dtype(features[c].dtype)
+    ]
+
+    def median(column: str) -> float:
+        values = features[column]
+        if values.dtype != np.float64:
+            return values.median()
+        array = values.to_numpy()
+        known = array[~np.isnan(array)]
+        return np.median(known) if len(known) else np.nan
+
+    workers = min(default_threads() if threads is None else threads, max(len(numeric), 1))
+    if workers <= 1 or len(features) < _PARALLEL_ROWS:
+        medians = [median(c) for c in numeric]
+    else:
+        with ThreadPoolExecutor(workers) as pool:
+            medians = list(pool.map(median, numeric))
+    return {c: float(m) for c, m in zip(numeric, medians, strict=True) if not pd.isna(m)}
+
+
+#: Rows from which :func:`feature_reference` spreads its columns over threads.
+_PARALLEL_ROWS = 100_000
 
 
 def reason_texts(

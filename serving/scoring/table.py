@@ -146,7 +146,7 @@ def _score_table(
         typical,
         horizon_days=horizon_days,
     )
-    _add_predicted_value(out, models, frame, horizon_days)
+    _add_predicted_value(out, models, frame, horizon_days, columns)
     out["tier"] = frame["tier"].astype("string")
     for col in ("is_active", "is_lapsed", "is_vip"):
         out[col] = frame[col].fillna(False).astype(bool)
@@ -187,10 +187,14 @@ def _population_scores(
 
 
 def _add_predicted_value(
-    out: pd.DataFrame, models: ServedModels, frame: pd.DataFrame, horizon_days: int
+    out: pd.DataFrame,
+    models: ServedModels,
+    frame: pd.DataFrame,
+    horizon_days: int,
+    columns: FeatureColumns,
 ) -> None:
     """``predicted_value`` and ``value_horizon_days``; ``expected_value`` from them where known."""
-    value = predicted_value(models.value, frame)
+    value = predicted_value(models.value, frame, columns)
     out["predicted_value"] = value
     horizon = models.value.horizon_days if models.value is not None else None
     out["value_horizon_days"] = pd.Series(horizon, index=out.index, dtype="Int64")

@@ -99,24 +99,32 @@ def with_summary(
     return out
 
 
-def predicted_value(value: ServedValueModel | None, frame: pd.DataFrame) -> pd.Series:
-    """The value champion's prediction per customer; missing without a champion or a summary."""
+def predicted_value(
+    value: ServedValueModel | None, frame: pd.DataFrame, columns: Any = None
+) -> pd.Series:
+    """The value champion's prediction per customer; missing without a champion or a summary.
+
+    ``columns``: the frame's ``serving.scoring.predict.FeatureColumns`` when the
+    caller has them (conversions shared with the classifiers).
+    """
     out = pd.Series(np.nan, index=frame.index, dtype="float64", name="predicted_value")
     if value is None or not set(SUMMARY_COLUMNS) <= set(frame.columns):
         return out
-    fast = _offset_prediction(value.model, frame)
+    fast = _offset_prediction(value.model, frame, columns)
     out[:] = fast if fast is not None else value.model.predict(frame, frame[list(SUMMARY_COLUMNS)])
     return out
 
 
-def _offset_prediction(model: Any, frame: pd.DataFrame) -> np.ndarray | None:
+def _offset_prediction(model: Any, frame: pd.DataFrame, columns: Any = None) -> np.ndarray | None:
     """A Tweedie value model with an offset, predicted without copying the frame; else None.
 
     The same values as ``model.predict`` (``exp(raw score + log offset)``), with the
-    raw score from :func:`serving.scoring.predict.raw_scores` on the model's matrix
-    built from the frame's own columns and the BTYD features.
+    raw score from :func:`serving.scoring.predict.raw_scores` on the model's
+    columns: the frame's own arrays (``columns``, made from ``frame`` when not
+    given) and the BTYD features, never gathered into a frame (a million
+    customers' inputs as one frame, then one matrix, took a gigabyte).
     """
-    from serving.scoring.predict import FeatureColumns, raw_scores
+    from serving.scoring.predict import FeatureColumns, model_input, raw_scores
     from training.evaluation.value_baselines import btyd_features
 
     regressor = getattr(model, "regressor", None)
@@ -125,13 +133,13 @@ def _offset_prediction(model: Any, frame: pd.DataFrame) -> np.ndarray | None:
     summary = frame[list(SUMMARY_COLUMNS)]
     derived = btyd_features(model.bgnbd, model.gamma_gamma, model.horizon_days, summary)
     names = regressor.feature_set_.names
-    inputs = pd.DataFrame(
-        {n: derived[n] if n in derived.columns else frame[n] for n in names}, copy=False
-    )
-    matrix = FeatureColumns(inputs).matrix(names, regressor.categories_)
+    base = FeatureColumns(frame) if columns is None else columns
+    inputs = base.with_floats({n: derived[n].to_numpy() for n in names if n in derived.columns})
     booster, num_iteration = regressor.trees()
+    matrix = model_input(regressor, inputs)
     raw = raw_scores(booster, matrix, num_iteration, num_threads=regressor.num_threads)
-    return np.exp(raw + regressor.log_offset(inputs))
+    offset = pd.DataFrame({regressor.offset: inputs.floats(regressor.offset)}, copy=False)
+    return np.exp(raw + regressor.log_offset(offset))
 
 
 def value_input_set(value: ServedValueModel) -> FeatureSet:

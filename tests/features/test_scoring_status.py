@@ -8,7 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.engines.duckdb_engine import connect, connect_parquet, outline
+from features.engines.duckdb_engine import (
+    connect,
+    connect_parquet,
+    has_customer_keys,
+    outline,
+    table_columns,
+)
 from features.inputs.schema import ShopTables
 from features.labels import SUMMARY_COLUMNS, LabelConfig, customer_status
 from features.tiers import TierConfig
@@ -55,11 +61,14 @@ def _one_scan(tables, as_of, config, con=None) -> pd.DataFrame:
 @pytest.mark.parametrize("config", [CONFIG, WIDE, LabelConfig()], ids=["hand", "wide", "default"])
 @pytest.mark.parametrize("margin", [True, False], ids=["margin", "revenue"])
 @pytest.mark.parametrize("days_after", [0, -20, -61])
-def test_one_scan_equals_the_status_tier_and_summary_queries(config, margin, days_after):
+@pytest.mark.parametrize("keyed", [False, True], ids=["ids", "keys"])
+def test_one_scan_equals_the_status_tier_and_summary_queries(config, margin, days_after, keyed):
     tables = shop(HAND_ROWS + EXTRA_ROWS, margin=margin)
     as_of = CUTOFF + dt.timedelta(days=days_after)
     expected = _reference(tables, as_of, config)
-    got = _one_scan(tables, as_of, config)
+    con = connect(tables, customer_keys=keyed)
+    assert has_customer_keys(con, table_columns(con)) == keyed
+    got = _one_scan(tables, as_of, config, con=con)
     assert got.index.is_monotonic_increasing and "R" not in got.index
     pd.testing.assert_frame_equal(got[expected.columns], expected.loc[got.index])
     assert got.index.sort_values().equals(expected.index.sort_values())
@@ -77,6 +86,7 @@ def test_without_is_return_every_line_is_a_purchase():
 def test_one_scan_on_a_simulated_shop_read_in_place(small_shop, small_shop_dir):
     """Exact decimal sums: the same numbers bit for bit, also on the simulator's Parquet files."""
     con = connect_parquet(small_shop_dir)
+    assert has_customer_keys(con, table_columns(con))  # grouped by the simulator's keys
     tables = outline(con)
     for as_of in monthly_cutoffs(small_shop.tables, 90, every_days=300, count=2):
         expected = _reference(small_shop.tables, as_of, LabelConfig())

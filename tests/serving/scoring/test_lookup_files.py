@@ -126,6 +126,38 @@ def test_stored_json_records_say_what_the_records_say(tmp_path):
     assert older.records(ids[:5], explain=False) == served.records(ids[:5], explain=False)
 
 
+@pytest.mark.parametrize("provenance", ["one run", "varies"])
+def test_records_stored_without_their_shared_parts_read_back_whole(tmp_path, provenance):
+    import duckdb
+
+    from serving.scoring import record_file
+
+    as_of = dt.date(2025, 1, 31)
+    scores, _ = _table(3000)
+    scores.loc[3, "customer_id"] = 'x","churn_risk":\\"'  # the marker inside an id
+    if provenance == "varies":
+        scores.loc[4, "scored_at"] = pd.Timestamp("2025-02-01 02:00:00.250", tz="UTC")
+    index, order = lookup_files.IdIndex.from_ids(scores["customer_id"])
+    table = lookup_files.arrow_scores(scores, order)
+    assert record_file.write_record_file(tmp_path, table, as_of) == 3000
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.register("scores", table)
+    whole = [r[0].encode() for r in con.sql(record_file.record_sql(table.schema, as_of)).fetchall()]
+    stored = record_file.RecordFile(tmp_path)
+    assert [stored.get(i) for i in range(len(stored))] == whole
+    lines = (tmp_path / record_file.RECORDS_FILE).read_bytes()
+    assert lines.count(b'"as_of"') == 0  # stored once, not per row
+    assert lines.count(b'"model_versions"') == (0 if provenance == "one run" else 3000)
+    # a folder written before the parts file: whole lines, read as they are
+    (tmp_path / record_file.RECORDS_FILE).write_bytes(b"".join(w + b"\n" for w in whole))
+    np.save(tmp_path / record_file.OFFSETS_FILE, np.cumsum([0] + [len(w) + 1 for w in whole]))
+    (tmp_path / record_file.PARTS_FILE).unlink()
+    assert record_file.has_record_file(tmp_path)
+    older = record_file.RecordFile(tmp_path)
+    assert [older.get(i) for i in (0, 3, 2999)] == [whole[0], whole[3], whole[2999]]
+
+
 def test_whole_table_reads_give_back_the_frames(tmp_path):
     as_of = dt.date(2025, 1, 31)
     scores, features = _table(2100)

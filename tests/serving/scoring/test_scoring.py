@@ -362,6 +362,7 @@ def test_each_write_is_a_new_version_folder_and_old_layout_is_still_read(tmp_pat
         "features.parquet",
         "metadata.json",
         "record_offsets.npy",
+        "record_parts.json",
         "records.jsonl",
         "scores.arrow",
         "scores.parquet",
