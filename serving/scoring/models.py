@@ -136,7 +136,7 @@ def load_served_models(
     """
     from mlflow.tracking import MlflowClient
 
-    from training.tracking import model_io, model_registry, runs
+    from training.tracking import runs
 
     track = (
         tracking_config(config)
@@ -149,44 +149,11 @@ def load_served_models(
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=track.resolved_registry_uri())
     loaded, missing = {}, []
     for target in TARGETS if targets is None else targets:
-        name = model_registry.registered_model_name(target)
-        pinned = config.model_versions.get(target)
-        if pinned is not None:
-            try:
-                version = client.get_model_version(name, str(pinned))
-            except Exception as exc:  # MLflow raises its own RestException subclasses
-                raise ServingSetupError(
-                    f"pinned model version {name} v{pinned} (target {target!r}) is not in the "
-                    f"registry at {tracking_uri}: list versions with `winback models list` or "
-                    f"unpin it (WINBACK_MODEL_VERSIONS)"
-                ) from exc
-        else:
-            version = model_registry.champion(target, client=client)
-            if version is None and targets is None:
-                missing.append(target)
-                continue
-            if version is None:
-                raise ServingSetupError(
-                    f"no champion model for target {target!r} ({name}@champion) in the registry "
-                    f"at {tracking_uri}: create one with `{_train_command(target)}`"
-                )
-        model = model_io.load_model(f"models:/{name}/{version.version}")
-        run = training_run(client, version.run_id)
-        run_metrics = {} if run is None else {k: float(v) for k, v in run.data.metrics.items()}
-        loaded[target] = ServedModel(
-            target=target,
-            model=model,
-            name=name,
-            version=str(version.version),
-            trained_at=run_started_at(run),
-            metrics=_version_metrics(version, run_metrics),
-            run_id=version.run_id,
-            run_metrics=run_metrics,
-            run_tags=verdict_tags(run),
-        )
-        logger.info(
-            "loaded %s version %s (feature set %s)", name, version.version, model.feature_set_.name
-        )
+        version = _registry_version(client, target, config, tracking_uri, required=bool(targets))
+        if version is None:
+            missing.append(target)
+            continue
+        loaded[target] = _served_model(client, target, version)
     if not loaded:
         raise ServingSetupError(
             f"no champion model in the registry at {tracking_uri}: create them with "
@@ -202,6 +169,59 @@ def load_served_models(
     from serving.scoring.value import load_value_champion
 
     return ServedModels(loaded, value=load_value_champion(client))
+
+
+def _registry_version(
+    client: Any, target: str, config: ServingConfig, tracking_uri: str, *, required: bool
+) -> Any:
+    """The registry version to serve for ``target``: pinned, else the champion.
+
+    ``None`` when there is no champion and the target was not asked for by name.
+    """
+    from training.tracking import model_registry
+
+    name = model_registry.registered_model_name(target)
+    pinned = config.model_versions.get(target)
+    if pinned is not None:
+        try:
+            return client.get_model_version(name, str(pinned))
+        except Exception as exc:  # MLflow raises its own RestException subclasses
+            raise ServingSetupError(
+                f"pinned model version {name} v{pinned} (target {target!r}) is not in the "
+                f"registry at {tracking_uri}: list versions with `winback models list` or "
+                f"unpin it (WINBACK_MODEL_VERSIONS)"
+            ) from exc
+    version = model_registry.champion(target, client=client)
+    if version is None and required:
+        raise ServingSetupError(
+            f"no champion model for target {target!r} ({name}@champion) in the registry "
+            f"at {tracking_uri}: create one with `{_train_command(target)}`"
+        )
+    return version
+
+
+def _served_model(client: Any, target: str, version: Any) -> ServedModel:
+    """Load one registry version with its training run's metrics and verdict."""
+    from training.tracking import model_io, model_registry
+
+    name = model_registry.registered_model_name(target)
+    model = model_io.load_model(f"models:/{name}/{version.version}")
+    run = training_run(client, version.run_id)
+    run_metrics = {} if run is None else {k: float(v) for k, v in run.data.metrics.items()}
+    logger.info(
+        "loaded %s version %s (feature set %s)", name, version.version, model.feature_set_.name
+    )
+    return ServedModel(
+        target=target,
+        model=model,
+        name=name,
+        version=str(version.version),
+        trained_at=run_started_at(run),
+        metrics=_version_metrics(version, run_metrics),
+        run_id=version.run_id,
+        run_metrics=run_metrics,
+        run_tags=verdict_tags(run),
+    )
 
 
 def tracking_config(config: ServingConfig) -> Any:
