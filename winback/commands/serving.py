@@ -161,12 +161,14 @@ IN_PLACE_MEMORY_LIMIT = "1536MB"
 def _is_canonical_folder(data: Path | None, mapping: str | None) -> bool:
     """A folder of canonical Parquet tables, valid as written (``winback data simulate``,
     ``winback data validate --write-tables``): scored in place."""
-    from features.inputs.table_files import is_validated_folder
+    from features.inputs.table_files import is_validated_folder, table_file
 
     if data is None or mapping is not None:
         return False
-    simulated = (data / "simulation.json").is_file() and (data / "transactions.parquet").is_file()
-    return (data.is_dir() and simulated) or is_validated_folder(data)
+    simulated = (data / "simulation.json").is_file() and (
+        data / table_file("transactions")
+    ).is_file()
+    return simulated or is_validated_folder(data)
 
 
 def _score_in_place(data: Path, as_of: str | None, models, config):
