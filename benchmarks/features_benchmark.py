@@ -23,9 +23,10 @@ Run::
     uv run --frozen python benchmarks/features_benchmark.py --customers 100000 --lines 1000000
 
 The shop is written as winback writes validated tables: with integer customer and
-order keys beside the string ids (``features.inputs.keys``; assigned once, when
-written, and timed then), which the build groups by. ``--with-ids`` also writes the
-same shop without them and builds from it, interleaved (the string-id path).
+order keys beside the string ids, and the rows clustered by customer and time
+(``features.inputs.keys``; done once, when written, and timed then), which the build
+groups by. ``--with-ids`` also writes the same shop without them (rows in the
+generator's order) and builds from it, interleaved (the string-id path).
 """
 
 from __future__ import annotations
@@ -51,13 +52,15 @@ def write_shop(
 
     With ``keys``, as winback writes validated tables (``winback data simulate``):
     with the integer ``customer_key``/``order_key`` columns and ``customer_keys.parquet``
-    of ``features.inputs.keys``, assigned once here (the time it takes is printed).
+    of ``features.inputs.keys`` and the rows clustered by customer and time, done once
+    here (the time it takes is printed).
     """
     import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from features.inputs.keys import KEYS_FILE, KEYS_TABLE, with_keys
+    from features.inputs.keys import KEYS_FILE, KEYS_TABLE, clustered, with_keys
+    from features.inputs.schema import SCHEMAS
 
     rng = np.random.default_rng(seed)
     directory.mkdir(parents=True, exist_ok=True)
@@ -113,8 +116,14 @@ def write_shop(
         tables[name] = pa.table(cols)
     if keys:
         t0 = time.perf_counter()
-        tables = with_keys(tables)
-        print(f"assigned the integer keys in {time.perf_counter() - t0:.1f} s (once, when written)")
+        tables = {
+            name: clustered(table, SCHEMAS[name].time_column if name in SCHEMAS else None)
+            for name, table in with_keys(tables).items()
+        }
+        print(
+            f"assigned the integer keys and clustered the rows in {time.perf_counter() - t0:.1f} s"
+            " (once, when written)"
+        )
     for name, table in tables.items():
         pq.write_table(table, directory / (KEYS_FILE if name == KEYS_TABLE else f"{name}.parquet"))
 
@@ -261,7 +270,7 @@ def main() -> None:
     parser.add_argument("--skip-peers", action="store_true")
     args = parser.parse_args()
 
-    data = args.data or Path(f"/tmp/winback-bench-{args.customers}-{args.lines}-keyed")
+    data = args.data or Path(f"/tmp/winback-bench-{args.customers}-{args.lines}-clustered")
     folders = {data: True, ids_folder(data): False} if args.with_ids else {data: True}
     for folder, keys in folders.items():
         if not (folder / "transactions.parquet").exists():

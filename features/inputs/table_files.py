@@ -25,7 +25,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from features.inputs.keys import KEY_COLUMNS, KEYS_FILE, KEYS_TABLE, with_keys
+from features.inputs.keys import KEY_COLUMNS, KEYS_FILE, KEYS_TABLE, clustered, with_keys
 from features.inputs.schema import SCHEMAS, ShopTables
 from features.publish import publish_file, publish_text
 
@@ -56,12 +56,17 @@ def write_tables(
 ) -> dict[str, Path]:
     """Write contract tables as ``<table>.parquet`` (with the integer keys by default).
 
+    Keyed, each table's rows are clustered by customer and time
+    (``features.inputs.keys.clustered``); without keys they keep their order.
     ``customer_keys.parquet`` comes last: it is published after the tables it maps.
     Returns the path of each file by table name.
     """
     tables = {name: arrow_table(frame) for name, frame in frames.items()}
     if customer_keys:
-        tables = with_keys(tables)
+        tables = {
+            name: clustered(table, SCHEMAS[name].time_column if name in SCHEMAS else None)
+            for name, table in with_keys(tables).items()
+        }
     return {name: write_parquet(t, Path(out_dir) / table_file(name)) for name, t in tables.items()}
 
 
