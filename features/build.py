@@ -144,7 +144,8 @@ def feature_query(
 def _output_column(definition: FeatureDefinition, *, windowed: bool) -> str:
     """A feature's column in the final ``SELECT``; numbers as ``DOUBLE``.
 
-    Sums of money are exact decimals up to here (the same bits whatever the
+    Sums of money are exact up to here (integers of ten-thousandths,
+    ``features.relations.money_e4``, or decimals: the same bits whatever the
     thread count); as doubles the sorted result and its Arrow copy take half the
     memory of 16-byte decimals, and the frame needs no conversion.
     """

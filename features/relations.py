@@ -17,6 +17,9 @@ from features.inputs.keys import CUSTOMER_KEY, ORDER_KEY
 
 KEYS = ("cutoff", "customer_id")
 
+#: Money in the relations is counted in ten-thousandths of the currency unit (see :func:`money_e4`).
+MONEY_SCALE = 10_000
+
 # Relations in dependency order; each is a CTE named ``rel_<name>``.
 EVENT_TABLES = {
     "support_tickets": ("opened_at", ()),
@@ -49,6 +52,16 @@ class Shape:
     def age_days(self, column: str) -> str:
         return f"date_diff('day', CAST({column} AS DATE), {self.cutoff})"
 
+    def since(self, column: str, days: int) -> str:
+        """SQL true for an event on or before the cutoff that is in its last ``days`` days.
+
+        The same as ``age_days(column) < days`` for such an event (its date is after
+        ``cutoff - days``, so its naive timestamp is at or after midnight of
+        ``cutoff - (days - 1)``), but a comparison with a constant instead of two
+        date conversions per row.
+        """
+        return f"{column} >= CAST({self.cutoff} AS TIMESTAMP) - INTERVAL {days - 1} DAY"
+
     def events(self, table: str, alias: str, time_column: str) -> str:
         """``FROM`` (and ``WHERE``) of ``table``'s events on or before the cutoff(s)."""
         before = f"{alias}.{time_column} < CAST({self.cutoff} AS TIMESTAMP) + INTERVAL 1 DAY"
@@ -59,6 +72,24 @@ class Shape:
     def select_keys(self, alias: str) -> str:
         customer = f"{alias}.{self.customer}"
         return customer if self.single else f"c.cutoff, {customer}"
+
+
+def money_e4(value: str) -> str:
+    """SQL of a money value in ten-thousandths of the currency unit: an integer, as ``DOUBLE``.
+
+    The contract views hold money as ``DECIMAL(18, 4)`` (``features.engines.duckdb_engine``),
+    an integer ``N`` of ten-thousandths; as ``DOUBLE`` it is the double nearest ``N / 10^4``,
+    and ``ROUND`` of that times 10^4 is ``N`` again while ``|N| < 2^51`` (the error, at most
+    ``|N| * 2^-52``, stays below 1/2). Sums of these integers as ``DOUBLE`` are exact, so
+    the same in any order and on any thread count, while the sum of the absolute values
+    of a group stays below 2^53 (900 billion currency units: per order, per customer and
+    per (customer, category)); they take 8 bytes, against 16 for a sum of decimals, and
+    are cheap to add. Column names end in ``_e4``; ``x_e4 / 10000`` is the double
+    nearest the exact sum, as the decimal sum cast to ``DOUBLE`` is. Shop-wide sums
+    (whole categories, the whole population) are summed as ``BIGINT`` (exact in DuckDB
+    whatever their size), not as ``DOUBLE``.
+    """
+    return f"ROUND(CAST({value} AS DOUBLE) * {MONEY_SCALE})"
 
 
 def is_return(tx_columns: Collection[str], alias: str) -> str:
@@ -85,28 +116,24 @@ def lines_sql(tx_columns: Collection[str], shape: Shape) -> str:
 
 #: Sums over an order's purchase lines that customer features add up, by the
 #: contract column they need: (column name in ``orders``, SQL over the lines). The
-#: windowed ones go by each line's own age, as a sum over the lines would.
+#: windowed ones go by each line's own age, as a sum over the lines would. Money
+#: in ten-thousandths (:func:`money_e4`); ``{since_275d}`` is the test of a line of
+#: the last 275 days.
 ORDER_LINE_SUMS = {
     "amount": (
-        ("order_spend_275d_amount", "SUM(CASE WHEN {age} < 275 THEN t.amount ELSE 0.0 END)"),
-        ("order_spend_365d_amount", "SUM(CASE WHEN {age} < 365 THEN t.amount ELSE 0.0 END)"),
+        ("order_spend_275d_e4", "SUM(CASE WHEN {since_275d} THEN {amount} ELSE 0 END)"),
+        ("order_spend_365d_e4", "SUM(CASE WHEN {since_365d} THEN {amount} ELSE 0 END)"),
     ),
     "margin_amount": (
-        ("order_margin_amount", "SUM(t.margin_amount)"),
-        (
-            "order_margin_275d_amount",
-            "SUM(CASE WHEN {age} < 275 THEN t.margin_amount ELSE 0.0 END)",
-        ),
-        (
-            "order_margin_365d_amount",
-            "SUM(CASE WHEN {age} < 365 THEN t.margin_amount ELSE 0.0 END)",
-        ),
+        ("order_margin_e4", "SUM({margin})"),
+        ("order_margin_275d_e4", "SUM(CASE WHEN {since_275d} THEN {margin} ELSE 0 END)"),
+        ("order_margin_365d_e4", "SUM(CASE WHEN {since_365d} THEN {margin} ELSE 0 END)"),
     ),
     "discount_amount": (
-        ("order_discount_amount", "SUM(COALESCE(t.discount_amount, 0.0))"),
+        ("order_discount_e4", "SUM(COALESCE({discount}, 0))"),
         (
-            "order_full_price_amount",
-            "SUM(CASE WHEN COALESCE(t.discount_amount, 0.0) = 0 THEN t.amount ELSE 0.0 END)",
+            "order_full_price_e4",
+            "SUM(CASE WHEN COALESCE(t.discount_amount, 0) = 0 THEN {amount} ELSE 0 END)",
         ),
     ),
 }
@@ -120,26 +147,42 @@ def orders_sql(tx_columns: Collection[str], shape: Shape, expressions: Collectio
     order level (counts, order values, gaps), the row carries the sums over its
     lines that a feature in ``expressions`` reads (margin, discount, full-price
     value): customer sums are sums of order sums, so the lines are grouped once.
+    Money is summed in ten-thousandths (``order_amount_e4``, ...; :func:`money_e4`).
+    The order's age is that of its oldest line, taken from the earliest
+    ``ordered_at`` after the grouping, and a line's window is a comparison of its
+    timestamp with a constant (:meth:`Shape.since`): no date arithmetic per line.
     """
-    age = shape.age_days("t.ordered_at")
-    parts = ["SUM(t.amount) AS order_amount", f"MAX({age}) AS order_age_days"]
+    values = {
+        "amount": money_e4("t.amount"),
+        "margin": money_e4("t.margin_amount"),
+        "discount": money_e4("t.discount_amount"),
+        "since_275d": shape.since("t.ordered_at", 275),
+        "since_365d": shape.since("t.ordered_at", 365),
+    }
+    parts = [f"SUM({values['amount']}) AS order_amount_e4", "MIN(t.ordered_at) AS first_ordered_at"]
+    names = ["order_amount_e4"]
     for column, sums in ORDER_LINE_SUMS.items():
         for name, sql in sums:
             if column in tx_columns and any(name in e for e in expressions):
-                parts.append(f"{sql.format(age=age)} AS {name}")
+                parts.append(f"{sql.format(**values)} AS {name}")
+                names.append(name)
     if "discount_amount" in tx_columns:
         parts.append(
-            "MAX(CASE WHEN COALESCE(t.discount_amount, 0.0) > 0 THEN 1 ELSE 0 END)"
-            " AS order_discounted"
+            "MAX(CASE WHEN COALESCE(t.discount_amount, 0) > 0 THEN 1 ELSE 0 END) AS order_discounted"
         )
+        names.append("order_discounted")
     purchased = f" AND NOT {is_return(tx_columns, 't')}" if "is_return" in tx_columns else ""
     keys = shape.select_keys("t")
-    return (
-        f"SELECT {keys}, t.{shape.order},\n    "
-        + ",\n    ".join(parts)
-        + f"\n  {shape.events('transactions', 't', 'ordered_at')}{purchased}"
-        + f"\n  GROUP BY {keys}, t.{shape.order}"
+    grouping = (
+        f"SELECT {keys}, t.{shape.order},\n      "
+        + ",\n      ".join(parts)
+        + f"\n    {shape.events('transactions', 't', 'ordered_at')}{purchased}"
+        + f"\n    GROUP BY {keys}, t.{shape.order}"
     )
+    cutoff = shape.cutoff if shape.single else "o.cutoff"
+    age = f"date_diff('day', CAST(o.first_ordered_at AS DATE), {cutoff}) AS order_age_days"
+    columns = ", ".join(f"o.{c}" for c in (*shape.keys, shape.order, *names))
+    return f"SELECT {columns}, {age}\n  FROM ({grouping}) AS o"
 
 
 def returned_lines_sql(tx_columns: Collection[str], shape: Shape) -> str:
@@ -148,11 +191,15 @@ def returned_lines_sql(tx_columns: Collection[str], shape: Shape) -> str:
     A narrow scan with the ``is_return`` filter pushed into it: the purchase
     lines' sums come through the orders, so only the returns are read again.
     With ``margin_amount`` the rows carry it; without ``is_return`` there are none.
+    Money in ten-thousandths (``amount_e4``, ``margin_e4``; :func:`money_e4`).
     """
-    margin = ", t.margin_amount" if "margin_amount" in tx_columns else ""
+    margin = (
+        f", {money_e4('t.margin_amount')} AS margin_e4" if "margin_amount" in tx_columns else ""
+    )
     return (
         f"SELECT {shape.select_keys('t')}, {shape.age_days('t.ordered_at')} AS age_days,"
-        f" t.amount{margin}\n  {shape.events('transactions', 't', 'ordered_at')}"
+        f" {money_e4('t.amount')} AS amount_e4{margin}\n"
+        f"  {shape.events('transactions', 't', 'ordered_at')}"
         f" AND {is_return(tx_columns, 't')}"
     )
 
@@ -174,36 +221,53 @@ def order_gaps_sql(shape: Shape) -> str:
 
 
 def category_sql(tx_columns: Collection[str], shape: Shape) -> list[tuple[str, str]]:
+    """The ``customer_categories`` relation and the CTEs it needs, in order.
+
+    One row per (customer, category) with ``category_amount``, the exact sum as
+    ``DECIMAL(18, 4)`` (summed in ten-thousandths, :func:`money_e4`, then
+    converted: its square is summed exactly), and with margins the
+    ``high_margin`` flag of the category. The shop-wide category margin rates
+    get a scan of their own rather than a second reader of the (customer,
+    category) grouping: a relation read twice is materialised, and that grouping
+    has millions of rows. Their sums are ``BIGINT`` (exact in DuckDB at any size).
+    """
     margin = "margin_amount" in tx_columns
-    # Narrow scans of the purchased, categorised lines (filter pushed into the scan).
-    # The shop-wide category margin rates get a scan of their own rather than a second
-    # reader of the (customer, category) grouping: a relation read twice is
-    # materialised, and that grouping has millions of rows.
     purchased = f" AND NOT {is_return(tx_columns, 't')}" if "is_return" in tx_columns else ""
     scan = (
         f"{shape.events('transactions', 't', 'ordered_at')}{purchased} AND t.category IS NOT NULL"
     )
     keys = shape.select_keys("t")
     spend = (
-        f"SELECT {keys}, t.category, SUM(t.amount) AS category_amount\n"
+        f"SELECT {keys}, t.category, SUM({money_e4('t.amount')}) AS category_amount_e4\n"
         f"  {scan}\n  GROUP BY {keys}, t.category"
     )
+    amount = f"CAST(p.category_amount_e4 / {MONEY_SCALE} AS DECIMAL(18, 4)) AS category_amount"
+    p_keys = ", ".join("p." + k for k in shape.keys)
     if not margin:
-        return [("rel_customer_categories", spend)]
+        return [
+            ("rel_category_spend", spend),
+            (
+                "rel_customer_categories",
+                f"SELECT {p_keys}, p.category, {amount}\n  FROM rel_category_spend AS p",
+            ),
+        ]
     cutoff_key = "" if shape.single else "c.cutoff, "
     totals = (
-        f"SELECT {cutoff_key}t.category, SUM(t.amount) AS category_amount,"
-        " SUM(t.margin_amount) AS category_margin_amount\n"
+        f"SELECT {cutoff_key}t.category,"
+        f" SUM(CAST({money_e4('t.amount')} AS BIGINT)) AS category_amount_e4,"
+        f" SUM(CAST({money_e4('t.margin_amount')} AS BIGINT)) AS category_margin_e4\n"
         f"  {scan}\n  GROUP BY {cutoff_key}t.category"
+    )
+    rate = (
+        f"(CAST(SUM(category_margin_e4) AS DOUBLE) / {MONEY_SCALE})"
+        f" / NULLIF(CAST(SUM(category_amount_e4) AS DOUBLE) / {MONEY_SCALE}, 0) AS rate"
     )
     if shape.single:
         rates = (
             "SELECT r.category, CASE WHEN r.rate > s.rate THEN 1 ELSE 0 END AS high_margin\n"
-            "  FROM (SELECT category, SUM(category_margin_amount)"
-            " / NULLIF(SUM(category_amount), 0) AS rate\n"
+            f"  FROM (SELECT category, {rate}\n"
             "        FROM rel_category_totals GROUP BY category) AS r\n"
-            "  CROSS JOIN (SELECT SUM(category_margin_amount) / NULLIF(SUM(category_amount), 0)"
-            " AS rate\n"
+            f"  CROSS JOIN (SELECT {rate}\n"
             "        FROM rel_category_totals) AS s"
         )
         on = "m.category = p.category"
@@ -211,17 +275,14 @@ def category_sql(tx_columns: Collection[str], shape: Shape) -> list[tuple[str, s
         rates = (
             "SELECT r.cutoff, r.category,"
             " CASE WHEN r.rate > s.rate THEN 1 ELSE 0 END AS high_margin\n"
-            "  FROM (SELECT cutoff, category, SUM(category_margin_amount)"
-            " / NULLIF(SUM(category_amount), 0) AS rate\n"
+            f"  FROM (SELECT cutoff, category, {rate}\n"
             "        FROM rel_category_totals GROUP BY cutoff, category) AS r\n"
-            "  JOIN (SELECT cutoff, SUM(category_margin_amount) / NULLIF(SUM(category_amount), 0)"
-            " AS rate\n"
+            f"  JOIN (SELECT cutoff, {rate}\n"
             "        FROM rel_category_totals GROUP BY cutoff) AS s ON s.cutoff = r.cutoff"
         )
         on = "m.cutoff = p.cutoff AND m.category = p.category"
     joined = (
-        f"SELECT {', '.join('p.' + k for k in shape.keys)}, p.category, p.category_amount,"
-        " m.high_margin\n"
+        f"SELECT {p_keys}, p.category, {amount}, m.high_margin\n"
         f"  FROM rel_category_spend AS p JOIN rel_category_margin AS m ON {on}"
     )
     return [

@@ -9,6 +9,31 @@ collects them; ``features.build`` turns a selection into one query.
 """
 
 
+def money(sum_e4: str) -> str:
+    """SQL of a money sum counted in ten-thousandths (``features.relations.money_e4``) in currency.
+
+    The sum is an exact integer; divided once, it is the double nearest the exact
+    amount (the value an exact decimal sum cast to ``DOUBLE`` has), so every feature
+    built from it is the same whatever the thread count.
+    """
+    from features.relations import MONEY_SCALE
+
+    return f"({sum_e4} / {MONEY_SCALE})" if _one_term(sum_e4) else f"(({sum_e4}) / {MONEY_SCALE})"
+
+
+def _one_term(sql: str) -> bool:
+    """Whether ``sql`` is one call or parenthesised term (``SUM(...)``, ``(a - b)``)."""
+    head = sql.split("(", 1)[0]
+    if not sql.endswith(")") or not (head == "" or head.isidentifier()):
+        return False
+    depth = 0
+    for i, char in enumerate(sql):
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if depth == 0 and i > len(head):
+            return i == len(sql) - 1
+    return False
+
+
 def exact_stddev_samp(expression: str) -> str:
     """SQL for the sample standard deviation of ``expression`` from exact sums.
 

@@ -2,7 +2,8 @@
 
 Relation ``customer_categories``: one row per (cutoff, customer, category)
 with ``category_amount``, the value of the customer's purchased lines in that
-category (lines without a category are left out).
+category (lines without a category are left out), an exact ``DECIMAL(18, 4)`` so
+its squares add up exactly.
 """
 
 from __future__ import annotations
@@ -10,6 +11,14 @@ from __future__ import annotations
 from features.definitions import FeatureDefinition
 
 FAMILY = "categories"
+
+
+def _double(decimal_sql: str) -> str:
+    """A decimal aggregate as ``DOUBLE`` before a division: DuckDB divides decimals so
+    anyway, Spark would keep a decimal quotient with only 6 decimals."""
+    return f"CAST({decimal_sql} AS DOUBLE)"
+
+
 CATEGORY = "transactions.category"
 
 FEATURES: tuple[FeatureDefinition, ...] = (
@@ -28,7 +37,7 @@ FEATURES: tuple[FeatureDefinition, ...] = (
         FAMILY,
         "float64",
         "customer_categories",
-        "MAX(category_amount) / NULLIF(SUM(category_amount), 0)",
+        f"{_double('MAX(category_amount)')} / NULLIF({_double('SUM(category_amount)')}, 0)",
         "Share of categorised spend in the customer's largest category; missing without it.",
         columns=(CATEGORY,),
     ),
@@ -37,8 +46,8 @@ FEATURES: tuple[FeatureDefinition, ...] = (
         FAMILY,
         "float64",
         "customer_categories",
-        "SUM(category_amount * category_amount)"
-        " / NULLIF(SUM(category_amount) * SUM(category_amount), 0)",
+        f"{_double('SUM(category_amount * category_amount)')}"
+        f" / NULLIF({_double('SUM(category_amount) * SUM(category_amount)')}, 0)",
         "Herfindahl index of spend over categories (1 = one category); missing without spend.",
         columns=(CATEGORY,),
     ),

@@ -1,15 +1,19 @@
 """Spend, its trend, order values, margin and discount behaviour.
 
-Relations: ``orders`` (one row per purchase order: ``order_amount`` = value of
+Relations: ``orders`` (one row per purchase order: ``order_amount_e4`` = value of
 its non-return lines, ``order_age_days``, and where the optional columns exist
-the sums over its purchase lines ``order_margin_amount``,
-``order_margin_365d_amount`` (lines of the last 365 days; ``_275d`` likewise),
-``order_spend_275d_amount`` and ``order_spend_365d_amount``, ``order_discount_amount``
-(missing discounts as 0) and ``order_full_price_amount`` (value of the lines
+the sums over its purchase lines ``order_margin_e4``,
+``order_margin_365d_e4`` (lines of the last 365 days; ``_275d`` likewise),
+``order_spend_275d_e4`` and ``order_spend_365d_e4``, ``order_discount_e4``
+(missing discounts as 0) and ``order_full_price_e4`` (value of the lines
 without discount), and ``order_discounted`` = 1 when one of them has a
 discount); ``customer_categories`` (spend per customer and category, with
 ``high_margin`` = 1 when the category's shop-wide margin rate up to the cutoff
 is above the shop's overall margin rate up to the cutoff); ``returned_lines``.
+Money in the relations is counted in ten-thousandths of the currency unit
+(``_e4``: exact integers as ``DOUBLE``, ``features.relations.money_e4``), and a
+feature divides its sums once (``features.families.money``), so sums do not
+depend on the thread count.
 The line sums come to the customer through the orders (a sum of order sums), so
 the lines are grouped once. The net value features are summed as
 ``features.tiers`` values customers, purchases minus returns and margin with a
@@ -23,15 +27,16 @@ from __future__ import annotations
 from functools import partial
 
 from features.definitions import FeatureDefinition
-from features.families import exact_stddev_samp
+from features.families import exact_stddev_samp, money
+from features.relations import MONEY_SCALE
 
 FAMILY = "monetary_margin"
 WINDOWS_DAYS = (30, 90, 180, 365)
 
 #: Value, margin and discount of the purchased lines, over the ``orders`` relation.
-SPEND = "SUM(order_amount)"
-MARGIN_SUM = "SUM(order_margin_amount)"
-DISCOUNT_SUM = "SUM(order_discount_amount)"
+SPEND = money("SUM(order_amount_e4)")
+MARGIN_SUM = money("SUM(order_margin_e4)")
+DISCOUNT_SUM = money("SUM(order_discount_e4)")
 MARGIN = "transactions.margin_amount"
 DISCOUNT = "transactions.discount_amount"
 
@@ -46,10 +51,15 @@ NET_WINDOWS_DAYS = (KEPT_DAYS, TIER_WINDOW_DAYS)
 
 def spend_within(days: int) -> str:
     """SQL summing purchase value of the orders placed in the last ``days`` days."""
-    return f"SUM(CASE WHEN order_age_days < {days} THEN order_amount ELSE 0 END)"
+    return money(f"SUM(CASE WHEN order_age_days < {days} THEN order_amount_e4 ELSE 0 END)")
 
 
 _feature = partial(FeatureDefinition.numeric, FAMILY)
+
+#: ``spend_365d_amount`` rounded to the cent (half away from zero) exactly: back to its
+#: exact ten-thousandths first (``x * 10^4`` rounds to them), then to hundredths, so a
+#: value half a cent away rounds as the exact decimal does.
+_CENTS_365D = f"ROUND(ROUND(spend_365d_amount * {MONEY_SCALE}) / 100)"
 
 
 def _part(name: str, relation: str, expression: str, **kw) -> FeatureDefinition:
@@ -59,27 +69,29 @@ def _part(name: str, relation: str, expression: str, **kw) -> FeatureDefinition:
 def _net_parts(days: int) -> tuple[FeatureDefinition, ...]:
     """The purchase sums (through the orders) and return sums of the lines of the last ``days``.
 
-    Each line counts by its own age; a line without margin counts 0 margin.
+    Each line counts by its own age; a line without margin counts 0 margin. The sums
+    are in ten-thousandths (exact integers, ``features.relations.money_e4``), so the net
+    values subtract them exactly.
     """
-    returned = "CASE WHEN age_days < {days} THEN {value} ELSE 0.0 END"
+    returned = "CASE WHEN age_days < {days} THEN {value} ELSE 0 END"
     return (
-        _part(f"_purchase_{days}d_amount", "orders", f"SUM(order_spend_{days}d_amount)"),
+        _part(f"_purchase_{days}d_e4", "orders", f"SUM(order_spend_{days}d_e4)"),
         _part(
-            f"_return_{days}d_amount",
+            f"_return_{days}d_e4",
             "returned_lines",
-            f"SUM({returned.format(days=days, value='amount')})",
+            f"SUM({returned.format(days=days, value='amount_e4')})",
             zero_when_absent=True,
         ),
         _part(
-            f"_purchase_margin_{days}d_amount",
+            f"_purchase_margin_{days}d_e4",
             "orders",
-            f"SUM(order_margin_{days}d_amount)",
+            f"SUM(order_margin_{days}d_e4)",
             columns=(MARGIN,),
         ),
         _part(
-            f"_return_margin_{days}d_amount",
+            f"_return_margin_{days}d_e4",
             "returned_lines",
-            f"SUM({returned.format(days=days, value='COALESCE(margin_amount, 0.0)')})",
+            f"SUM({returned.format(days=days, value='COALESCE(margin_e4, 0)')})",
             columns=(MARGIN,),
             zero_when_absent=True,
         ),
@@ -91,12 +103,29 @@ PARTS: tuple[FeatureDefinition, ...] = tuple(p for d in NET_WINDOWS_DAYS for p i
 
 def _net_sql(basis: str, days: int) -> tuple[str, tuple[str, ...]]:
     """SQL of the net spend (purchases minus returns) or net margin (purchase and return
-    lines' signed margins) of the last ``days`` days, and the parts it reads."""
+    lines' signed margins) of the last ``days`` days in ten-thousandths (exact), and the
+    parts it reads."""
     if basis == "spend":
-        parts = (f"_purchase_{days}d_amount", f"_return_{days}d_amount")
+        parts = (f"_purchase_{days}d_e4", f"_return_{days}d_e4")
         return f"({parts[0]} - {parts[1]})", parts
-    parts = (f"_purchase_margin_{days}d_amount", f"_return_margin_{days}d_amount")
-    return f"(COALESCE({parts[0]}, 0.0) + {parts[1]})", parts
+    parts = (f"_purchase_margin_{days}d_e4", f"_return_margin_{days}d_e4")
+    return f"(COALESCE({parts[0]}, 0) + {parts[1]})", parts
+
+
+def _active_mean(value_e4: str) -> str:
+    """SQL of the mean of ``value_e4`` (ten-thousandths) over the customers with spend in the
+    last 365 days at the same cutoff, in currency.
+
+    The shop-wide sum is a ``BIGINT`` sum (exact at any size in DuckDB), divided once (as
+    a windowed average of exact decimals is): the mean does not depend on the order the
+    customers are added in.
+    """
+    active = "spend_365d_amount > 0"
+    total = (
+        f"SUM(CAST(CASE WHEN {active} THEN {value_e4} END AS BIGINT)) OVER (PARTITION BY cutoff)"
+    )
+    count = f"COUNT(CASE WHEN {active} THEN 1 END) OVER (PARTITION BY cutoff)"
+    return f"CAST({total} AS DOUBLE) / NULLIF({count} * {MONEY_SCALE}, 0)"
 
 
 def _net_value(basis: str, days: int) -> FeatureDefinition:
@@ -115,7 +144,7 @@ def _net_value(basis: str, days: int) -> FeatureDefinition:
     return _feature(
         f"net_{basis}_{days}d_amount",
         "derived",
-        value,
+        money(value),
         f"{words} in the last {days} days: {meaning} (``features.tiers``).",
         columns=columns,
         depends_on=parts,
@@ -132,8 +161,8 @@ def _mean_share(basis: str, days: int) -> FeatureDefinition:
     return _feature(
         f"net_{basis}_{days}d_mean_share",
         "derived",
-        f"CASE WHEN spend_365d_amount > 0 THEN {value} / NULLIF(AVG(CASE WHEN"
-        f" spend_365d_amount > 0 THEN {whole_value} END) OVER (PARTITION BY cutoff), 0) END",
+        f"CASE WHEN spend_365d_amount > 0 THEN {money(value)}"
+        f" / NULLIF({_active_mean(whole_value)}, 0) END",
         f"{name} over the mean {whole} of the customers with spend in the last 365 days, at "
         "the same cutoff; missing without spend in 365 days. Value relative to the shop at the "
         "cutoff, as the VIP bar is, so it means the same in a young or growing shop.",
@@ -176,7 +205,7 @@ FEATURES: tuple[FeatureDefinition, ...] = (
         "spend_365d_rank_share",
         "derived",
         "CASE WHEN spend_365d_amount > 0 THEN PERCENT_RANK() OVER"
-        " (PARTITION BY cutoff, spend_365d_amount > 0 ORDER BY ROUND(spend_365d_amount, 2)) END",
+        f" (PARTITION BY cutoff, spend_365d_amount > 0 ORDER BY {_CENTS_365D}) END",
         "Share of the customers with spend in the last 365 days who spent less in them, "
         "at the same cutoff, to the cent (0 = least, 1 = most); missing without spend in 365 days. "
         "Relative to the shop at the cutoff, so it means the same in a young or growing shop.",
@@ -187,19 +216,19 @@ FEATURES: tuple[FeatureDefinition, ...] = (
     _feature(
         "order_value_mean_amount",
         "orders",
-        "AVG(order_amount)",
+        f"{SPEND} / NULLIF(COUNT(order_amount_e4), 0)",
         "Mean value of a purchase order.",
     ),
     _feature(
         "order_value_max_amount",
         "orders",
-        "MAX(order_amount)",
+        money("MAX(order_amount_e4)"),
         "Largest purchase order value.",
     ),
     _feature(
         "order_value_std_amount",
         "orders",
-        exact_stddev_samp("order_amount"),
+        exact_stddev_samp(f"CAST(order_amount_e4 / {MONEY_SCALE} AS DECIMAL(18, 4))"),
         "Sample standard deviation of purchase order values; missing with one order.",
     ),
     _feature(
@@ -212,7 +241,7 @@ FEATURES: tuple[FeatureDefinition, ...] = (
     _feature(
         "margin_365d_amount",
         "orders",
-        "SUM(order_margin_365d_amount)",
+        money("SUM(order_margin_365d_e4)"),
         "Gross margin of purchased lines in the last 365 days.",
         columns=(MARGIN,),
     ),
@@ -226,14 +255,14 @@ FEATURES: tuple[FeatureDefinition, ...] = (
     _feature(
         "full_price_spend_share",
         "orders",
-        f"SUM(order_full_price_amount) / NULLIF({SPEND}, 0)",
+        f"{money('SUM(order_full_price_e4)')} / NULLIF({SPEND}, 0)",
         "Share of spend on lines bought without discount; missing when spend is 0.",
         columns=(DISCOUNT,),
     ),
     _feature(
         "discount_rate",
         "orders",
-        f"{DISCOUNT_SUM} / NULLIF({SPEND} + {DISCOUNT_SUM}, 0)",
+        f"{DISCOUNT_SUM} / NULLIF({money('SUM(order_amount_e4) + SUM(order_discount_e4)')}, 0)",
         "Discount given over list value (spend + discount) of purchased lines.",
         columns=(DISCOUNT,),
     ),
@@ -247,8 +276,8 @@ FEATURES: tuple[FeatureDefinition, ...] = (
     _feature(
         "high_margin_spend_share",
         "customer_categories",
-        "SUM(CASE WHEN high_margin = 1 THEN category_amount ELSE 0 END)"
-        " / NULLIF(SUM(category_amount), 0)",
+        "CAST(SUM(CASE WHEN high_margin = 1 THEN category_amount ELSE 0 END) AS DOUBLE)"
+        " / NULLIF(CAST(SUM(category_amount) AS DOUBLE), 0)",
         "Share of spend in high-margin categories (shop-wide category margin rate up to the "
         "cutoff above the shop's overall rate); missing without categorised spend.",
         columns=(MARGIN, "transactions.category"),

@@ -1,7 +1,7 @@
 """Recency, tenure, order frequency, its trend, and the gaps between purchases.
 
 Relations (built by ``features.build``): ``orders`` has one row per purchase
-order (an ``order_id`` with a non-return line) with ``order_amount`` and
+order (an ``order_id`` with a non-return line) with ``order_amount_e4`` and
 ``order_age_days`` (whole days from the date of the order's purchase lines to the
 cutoff, 0 on the cutoff day; the oldest line's when they differ); ``order_days`` is
 the same rows in time order with ``gap_days``, the days since the previous

@@ -1,7 +1,7 @@
 """Indirect costs: returned lines and support tickets.
 
 Relations: ``returned_lines`` (one row per returned order line, ``is_return``,
-with ``age_days`` and ``amount``), ``orders`` for the spend a return rate
+with ``age_days`` and ``amount_e4``, its value in ten-thousandths), ``orders`` for the spend a return rate
 divides by, and
 ``support_tickets`` (one row per ticket opened by the cutoff, ``age_days``).
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 from functools import partial
 
 from features.definitions import FeatureDefinition
+from features.families import money
 
 FAMILY = "returns_support"
 IS_RETURN = "transactions.is_return"
@@ -39,7 +40,7 @@ FEATURES: tuple[FeatureDefinition, ...] = (
     _feature(
         "returned_amount",
         "returned_lines",
-        "SUM(amount)",
+        money("SUM(amount_e4)"),
         "Value of returned lines.",
         columns=(IS_RETURN,),
         zero_when_absent=True,

@@ -3,8 +3,8 @@
 DuckDB aggregates in parallel and adds partial sums in whatever order its threads
 finish; with floating-point money that order moves the last bits of a sum, two
 customers' equal spends stop being equal, and a LightGBM model trained on them
-splits elsewhere. Money is summed as exact decimals, so the thread count cannot
-change a feature.
+splits elsewhere. Money is summed exactly (decimals, or integers of ten-thousandths
+in the feature relations), so the thread count cannot change a feature.
 """
 
 from __future__ import annotations
