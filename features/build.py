@@ -21,10 +21,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 import duckdb
-import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from features.custom.windowed import windowed_sql
 from features.definitions import RELATIONS, FeatureDefinition, dependency, resolve
@@ -35,7 +32,6 @@ from features.inputs.keys import CUSTOMER_KEY, KEYS_TABLE
 from features.inputs.schema import SCHEMAS, ShopTables
 from features.relations import (
     EVENT_TABLES,
-    KEYS,
     Shape,
     category_sql,
     event_sql,
@@ -44,6 +40,7 @@ from features.relations import (
     orders_sql,
     returned_lines_sql,
 )
+from features.result_frame import canonical_frame, frame_from_arrow, ids_by_key
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +82,7 @@ def feature_query(
     *,
     cutoff: date | None = None,
     keyed: bool = False,
+    by_key: bool = False,
 ) -> str:
     """The SQL text computing ``definitions`` for every cutoff in the ``cutoffs`` relation.
 
@@ -104,6 +102,9 @@ def feature_query(
         ``customer_id`` through the ``customer_keys`` relation for the output
         (faster; same values and columns). See
         ``features.engines.duckdb_engine.has_customer_keys``.
+    by_key
+        With ``keyed``: return ``customer_key`` in place of ``customer_id`` (sorted
+        the same way); the build looks the ids up by key after the fetch.
 
     Returns
     -------
@@ -138,7 +139,7 @@ def feature_query(
         ctes += _window_ctes(windowed, aggregates, shape)
     outputs = [_output_column(d, windowed=d in windowed) for d in definitions]
     body = ",\n".join(f"{name} AS (\n  {sql}\n)" for name, sql in ctes)
-    return f"WITH {body}\n" + _output_sql(shape, outputs, windows=bool(windowed))
+    return f"WITH {body}\n" + _output_sql(shape, outputs, windows=bool(windowed), by_key=by_key)
 
 
 def _output_column(definition: FeatureDefinition, *, windowed: bool) -> str:
@@ -226,20 +227,24 @@ def _window_ctes(
     return [("window_inputs", inputs), ("windows", f"SELECT {select}\n  FROM window_inputs")]
 
 
-def _output_sql(shape: Shape, outputs: Sequence[str], *, windows: bool = False) -> str:
-    """The final ``SELECT`` of ``cutoff``, ``customer_id`` and the features, sorted by both.
+def _output_sql(
+    shape: Shape, outputs: Sequence[str], *, windows: bool = False, by_key: bool = False
+) -> str:
+    """The final ``SELECT`` of ``cutoff``, the customer and the features, sorted by both.
 
-    Keyed, ``customer_id`` comes from ``customer_keys``; the keys are assigned in
-    the ids' sorted order, so sorting by ``customer_key`` sorts by ``customer_id``
-    (integers compare faster than strings). With ``windows`` the ``windows``
-    CTE is joined on.
+    Keyed, the rows are sorted by ``customer_key``: the keys are assigned in the
+    ids' sorted order, so that sorts by ``customer_id`` (integers compare faster
+    than strings), and ``customer_id`` comes from ``customer_keys``; with
+    ``by_key`` the rows keep ``customer_key`` instead, and the fetch looks the
+    ids up by key (no join of a million strings in SQL). With ``windows`` the
+    ``windows`` CTE is joined on.
     """
     cutoff = f"{shape.cutoff} AS cutoff" if shape.single else "joined.cutoff"
     source, customer = "joined", f"joined.{shape.customer}"
     if windows:
         on = " AND ".join(f"windows.{k} = joined.{k}" for k in shape.keys)
         source += f"\n  LEFT JOIN windows ON {on}"
-    if shape.keyed:
+    if shape.keyed and not by_key:
         source += f"\n  LEFT JOIN {KEYS_TABLE} AS k ON k.{CUSTOMER_KEY} = joined.{CUSTOMER_KEY}"
         customer = "k.customer_id"
     order = ", ".join(f"joined.{k}" for k in shape.keys)
@@ -284,88 +289,23 @@ def custom_of(feature_set: FeatureSet | None) -> tuple[FeatureDefinition, ...]:
     return active_custom_features() if feature_set is None else feature_set.custom
 
 
-def _categorical(column: pa.ChunkedArray) -> pd.Categorical:
-    """A string column as a categorical with sorted categories, by dictionary encoding."""
-    encoded = column.dictionary_encode().combine_chunks()
-    codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False)
-    values = pd.Categorical.from_codes(codes, categories=pd.Index(encoded.dictionary.to_pylist()))
-    return values.set_categories(sorted(values.categories))
-
-
-def _key_index(keys: pa.Table) -> pd.MultiIndex:
-    """The ``(cutoff, customer_id)`` index of sorted key rows, built from levels and codes.
-
-    Faster than ``set_index`` on a million rows (which factorises the strings):
-    with one cutoff the sorted, distinct ``customer_id`` column is its own
-    level; with several, the levels are the sorted distinct keys and the codes
-    their positions (an Arrow hash lookup).
-    """
-    cutoffs = keys.column("cutoff")
-    customers = keys.column("customer_id")
-    cutoff_level = pc.unique(cutoffs).sort() if len(keys) else pa.array([], cutoffs.type)
-    if len(cutoff_level) <= 1:
-        customer_level: pa.Array | pa.ChunkedArray = customers
-        codes = [np.zeros(len(keys), dtype="int8"), np.arange(len(keys))]
-    else:
-        customer_level = pc.unique(customers).sort()
-        codes = [
-            pc.index_in(cutoffs, value_set=cutoff_level).to_numpy(),
-            pc.index_in(customers, value_set=customer_level).to_numpy(),
-        ]
-    levels = [
-        pd.DatetimeIndex(cutoff_level.to_numpy(zero_copy_only=False)).astype("datetime64[s]"),
-        pd.Index(pd.array(customer_level, dtype="string")),
-    ]
-    return pd.MultiIndex(levels=levels, codes=codes, names=list(KEYS), verify_integrity=False)
-
-
-def _frame_from_arrow(table: pa.Table, definitions: Sequence[FeatureDefinition]) -> pd.DataFrame:
-    """The canonical frame (as :func:`_canonical` makes) from the sorted Arrow result.
-
-    Column by column, each Arrow column dropped once converted (``float64``
-    NumPy, or a categorical with sorted categories), so the peak holds one copy
-    of the result plus one column.
-    """
-    index = _key_index(table.select(list(KEYS)))
-    table = table.drop_columns(list(KEYS))
-    data: dict[str, object] = {}
-    for d in definitions:
-        column = table.column(d.name)
-        table = table.drop_columns([d.name])
-        if d.dtype == "category":
-            data[d.name] = _categorical(column.cast(pa.string()))
-        else:
-            data[d.name] = column.cast(pa.float64()).to_numpy()
-        del column
-    return pd.DataFrame(data, index=index, copy=False)
-
-
-def _canonical(frame: pd.DataFrame, definitions: Sequence[FeatureDefinition]) -> pd.DataFrame:
-    """Canonical dtypes and index, in place on the (freshly fetched) result frame."""
-    frame["cutoff"] = pd.to_datetime(frame["cutoff"]).astype("datetime64[s]")
-    frame["customer_id"] = frame["customer_id"].astype("string")
-    for d in definitions:
-        if d.dtype == "category":
-            values = frame[d.name].astype("string")
-            categories = sorted(values.dropna().unique())
-            frame[d.name] = pd.Categorical(values, categories=categories)
-        elif frame[d.name].dtype != "float64":
-            frame[d.name] = pd.to_numeric(frame[d.name]).astype("float64")
-    return frame.set_index(list(KEYS))  # copy-on-write: the columns are not copied
-
-
-def _fetch(con: Engine, sql: str, definitions: Sequence[FeatureDefinition]) -> pd.DataFrame:
+def _fetch(
+    con: Engine, sql: str, definitions: Sequence[FeatureDefinition], *, by_key: bool = False
+) -> pd.DataFrame:
     """The query's result as the canonical frame, sorted by ``(cutoff, customer_id)`` in SQL.
 
-    On DuckDB it comes through Arrow (:func:`_frame_from_arrow`, no Python string
+    On DuckDB it comes through Arrow (``features.result_frame``, no Python string
     objects); other connections (``features.engines.spark_engine``) give a pandas frame
-    (:func:`_canonical`). DuckDB's parallel sort of the result costs less than
-    sorting the fetched columns afterwards: a gather of 1M random rows is one
-    cache miss per value, column after column.
+    (``canonical_frame``). With ``by_key`` (a query made with ``by_key``) the
+    rows carry ``customer_key``, and the ids are looked up by key. DuckDB's sort
+    of the result (by an integer key) costs about what sorting the fetched
+    columns afterwards does, and it can spill: the fetched columns cannot,
+    and they would sit beside DuckDB's buffers at the end of the query.
     """
     if not isinstance(con, duckdb.DuckDBPyConnection):
-        return _canonical(con.execute(sql).df(), definitions)
-    return _frame_from_arrow(con.sql(sql).to_arrow_table(), definitions)
+        return canonical_frame(con.execute(sql).df(), definitions)
+    ids = ids_by_key(con) if by_key else None
+    return frame_from_arrow(con.sql(sql).to_arrow_table(), definitions, ids)
 
 
 def build_feature_table_from(
@@ -397,8 +337,8 @@ def build_feature_table_from(
     con.executemany("INSERT INTO cutoffs VALUES (?)", [(d,) for d in dates])
     single = dates[0] if len(dates) == 1 else None
     keyed = has_customer_keys(con, columns)
-    sql = feature_query(definitions, columns, cutoff=single, keyed=keyed)
-    out = _fetch(con, sql, definitions)
+    sql = feature_query(definitions, columns, cutoff=single, keyed=keyed, by_key=keyed)
+    out = _fetch(con, sql, definitions, by_key=keyed)
     out.attrs["omitted_features"] = list(notes)
     return out
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 from datetime import date
 
+import duckdb
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -27,10 +28,12 @@ from features.inputs.keys import (
     CUSTOMER_KEY,
     DIGEST_METADATA,
     KEYS_FILE,
+    KEYS_TABLE,
     shared_digest,
     with_keys,
 )
 from features.inputs.schema import SCHEMAS
+from features.result_frame import ids_by_key
 from features.simulation import write_shop
 from tests.features.reference_features import random_shop
 
@@ -167,6 +170,32 @@ def test_keyed_query_is_sorted_by_the_key_and_transpiles_to_spark():
         assert [o.this.name for o in parsed.args["order"].expressions] == (
             ["customer_key"] if cutoff else ["cutoff", "customer_key"]
         )
+
+
+def test_query_by_key_is_sorted_by_the_key_and_leaves_the_ids_to_the_fetch():
+    shop = random_shop(customers=20, seed=4)
+    columns = table_columns(connect(shop, customer_keys=True))
+    definitions, _ = resolve(None, columns)
+    for cutoff in (None, CUTOFFS[0]):
+        sql = feature_query(definitions, columns, cutoff=cutoff, keyed=True, by_key=True)
+        assert "customer_id" not in sql and KEYS_TABLE not in sql
+        spark = sqlglot.transpile(sql, read="duckdb", write="spark")
+        parsed = sqlglot.parse_one(spark[0], read="spark")
+        assert [e.alias_or_name for e in parsed.expressions[:2]] == ["cutoff", "customer_key"]
+        assert [o.this.name for o in parsed.args["order"].expressions] == (
+            ["customer_key"] if cutoff else ["cutoff", "customer_key"]
+        )
+
+
+def test_ids_by_key_follow_the_keys_and_a_key_set_with_gaps_is_refused():
+    con = duckdb.connect()
+    shuffled = pa.table({"customer_key": [2, 0, 1], "customer_id": ["c", "a", "b"]})
+    con.register("customer_keys", shuffled)
+    assert ids_by_key(con).to_pylist() == ["a", "b", "c"]
+    con.unregister("customer_keys")
+    con.register("customer_keys", pa.table({"customer_key": [0, 2], "customer_id": ["a", "c"]}))
+    with pytest.raises(ValueError, match="each key 0..1 once"):
+        ids_by_key(con)
 
 
 def test_validating_a_keyed_table_drops_the_keys_without_a_note():

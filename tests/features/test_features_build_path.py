@@ -7,9 +7,10 @@ from datetime import date
 import pandas as pd
 import sqlglot
 
-from features.build import _canonical, build_feature_table, feature_query
+from features.build import build_feature_table, feature_query
 from features.definitions import resolve
 from features.engines.duckdb_engine import connect, table_columns
+from features.result_frame import canonical_frame
 from tests.features.reference_features import random_shop
 
 CUTOFFS = [date(2022, 9, 30), date(2023, 6, 30)]
@@ -27,7 +28,7 @@ def test_arrow_path_equals_the_sql_sorted_df_path():
         assert sql.rstrip().endswith(
             "ORDER BY " + ("joined.customer_id" if cutoff else "joined.cutoff, joined.customer_id")
         )
-        expected = _canonical(con.execute(sql).df(), definitions)
+        expected = canonical_frame(con.execute(sql).df(), definitions)
         got = built if cutoff is None else build_feature_table(shop, [cutoff], con=con)
         if cutoff is not None:  # one cutoff: its own fast path, same rows as in the table
             pd.testing.assert_frame_equal(

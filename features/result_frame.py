@@ -1,0 +1,151 @@
+"""The feature query's result as the canonical frame: indexed by ``(cutoff, customer_id)``, sorted.
+
+``features.build`` fetches the result of its query through Arrow on DuckDB
+(:func:`frame_from_arrow`: no Python string objects, one column converted at
+a time) and as a pandas frame from other engines (:func:`canonical_frame`).
+Either way the frame has a ``datetime64[s]`` cutoff level, a ``string``
+customer level, ``float64`` numbers and categoricals with sorted categories.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from features.definitions import FeatureDefinition
+from features.inputs.keys import CUSTOMER_KEY, KEYS_TABLE
+from features.relations import KEYS
+
+
+def _categorical(column: pa.ChunkedArray) -> pd.Categorical:
+    """A string column as a categorical with sorted categories, by dictionary encoding."""
+    encoded = column.dictionary_encode().combine_chunks()
+    codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False)
+    values = pd.Categorical.from_codes(codes, categories=pd.Index(encoded.dictionary.to_pylist()))
+    return values.set_categories(sorted(values.categories))
+
+
+def _index(cutoff_level: pa.Array, customer_level: object, codes: list) -> pd.MultiIndex:
+    """The ``(cutoff, customer_id)`` index from its levels (Arrow) and codes (NumPy)."""
+    levels = [
+        pd.DatetimeIndex(cutoff_level.to_numpy(zero_copy_only=False)).astype("datetime64[s]"),
+        pd.Index(pd.array(customer_level, dtype="string")),
+    ]
+    return pd.MultiIndex(levels=levels, codes=codes, names=list(KEYS), verify_integrity=False)
+
+
+def _cutoff_level(cutoffs: pa.ChunkedArray) -> pa.Array:
+    """The sorted distinct cutoffs of the result rows."""
+    return pc.unique(cutoffs).sort() if len(cutoffs) else pa.array([], cutoffs.type)
+
+
+def _key_index(keys: pa.Table) -> pd.MultiIndex:
+    """The ``(cutoff, customer_id)`` index of sorted key rows, built from levels and codes.
+
+    Faster than ``set_index`` on a million rows (which factorises the strings):
+    with one cutoff the sorted, distinct ``customer_id`` column is its own
+    level; with several, the levels are the sorted distinct keys and the codes
+    their positions (an Arrow hash lookup).
+    """
+    cutoffs = keys.column("cutoff")
+    customers = keys.column("customer_id")
+    cutoff_level = _cutoff_level(cutoffs)
+    if len(cutoff_level) <= 1:
+        customer_level: pa.Array | pa.ChunkedArray = customers
+        codes = [np.zeros(len(keys), dtype="int8"), np.arange(len(keys))]
+    else:
+        customer_level = pc.unique(customers).sort()
+        codes = [
+            pc.index_in(cutoffs, value_set=cutoff_level).to_numpy(),
+            pc.index_in(customers, value_set=customer_level).to_numpy(),
+        ]
+    return _index(cutoff_level, customer_level, codes)
+
+
+def ids_by_key(con: duckdb.DuckDBPyConnection) -> pa.ChunkedArray:
+    """Every ``customer_id`` at the position of its ``customer_key`` (``customer_keys`` read whole)."""
+    table = con.sql(f"SELECT {CUSTOMER_KEY}, customer_id FROM {KEYS_TABLE}").to_arrow_table()
+    keys = table.column(CUSTOMER_KEY).to_numpy()
+    dense = np.arange(len(keys))
+    if np.array_equal(keys, dense):
+        return table.column("customer_id")
+    order = np.argsort(keys, kind="stable")
+    if not np.array_equal(keys[order], dense):
+        raise ValueError(
+            f"{KEYS_TABLE} does not hold each key 0..{len(keys) - 1} once: write the shop's"
+            " tables again (features.inputs.keys.with_keys assigns the keys)"
+        )
+    return table.column("customer_id").take(order)
+
+
+def _keyed_index(keys: pa.Table, ids: pa.ChunkedArray) -> pd.MultiIndex:
+    """The ``(cutoff, customer_id)`` index of rows sorted by ``(cutoff, customer_key)``.
+
+    The keys are the positions of the ids in their sorted order
+    (``features.inputs.keys``), so the rows are sorted by id too, and a row's
+    ``customer_id`` is ``ids[key]``: integer lookups, no string hashed or compared.
+    """
+    cutoffs, key_column = keys.column("cutoff"), keys.column(CUSTOMER_KEY)
+    if key_column.null_count:
+        raise ValueError(f"{key_column.null_count} result rows have no {CUSTOMER_KEY}")
+    key = key_column.to_numpy()
+    cutoff_level = _cutoff_level(cutoffs)
+    if len(cutoff_level) <= 1:
+        customer_keys = key
+        codes = [np.zeros(len(key), dtype="int8"), np.arange(len(key))]
+    else:
+        customer_keys = np.unique(key)
+        codes = [
+            pc.index_in(cutoffs, value_set=cutoff_level).to_numpy(),
+            np.searchsorted(customer_keys, key),
+        ]
+    return _index(cutoff_level, ids.take(customer_keys), codes)
+
+
+def frame_from_arrow(
+    table: pa.Table,
+    definitions: Sequence[FeatureDefinition],
+    ids: pa.ChunkedArray | None = None,
+) -> pd.DataFrame:
+    """The canonical frame (as :func:`canonical_frame` makes) from the sorted Arrow result.
+
+    Rows sorted by ``(cutoff, customer_id)``; or, given ``ids`` (from
+    :func:`ids_by_key`), by ``(cutoff, customer_key)`` with ``customer_key`` in
+    place of ``customer_id``. Column by column, each Arrow column dropped once
+    converted (``float64`` NumPy, or a categorical with sorted categories), so
+    the peak holds one copy of the result plus one column.
+    """
+    customer = "customer_id" if ids is None else CUSTOMER_KEY
+    keys = table.select(["cutoff", customer])
+    index = _key_index(keys) if ids is None else _keyed_index(keys, ids)
+    table = table.drop_columns(["cutoff", customer])
+    del keys
+    data: dict[str, object] = {}
+    for d in definitions:
+        column = table.column(d.name)
+        table = table.drop_columns([d.name])
+        if d.dtype == "category":
+            data[d.name] = _categorical(column.cast(pa.string()))
+        else:
+            data[d.name] = column.cast(pa.float64()).to_numpy()
+        del column
+    return pd.DataFrame(data, index=index, copy=False)
+
+
+def canonical_frame(frame: pd.DataFrame, definitions: Sequence[FeatureDefinition]) -> pd.DataFrame:
+    """Canonical dtypes and index, in place on the (freshly fetched) result frame."""
+    frame["cutoff"] = pd.to_datetime(frame["cutoff"]).astype("datetime64[s]")
+    frame["customer_id"] = frame["customer_id"].astype("string")
+    for d in definitions:
+        if d.dtype == "category":
+            values = frame[d.name].astype("string")
+            categories = sorted(values.dropna().unique())
+            frame[d.name] = pd.Categorical(values, categories=categories)
+        elif frame[d.name].dtype != "float64":
+            frame[d.name] = pd.to_numeric(frame[d.name]).astype("float64")
+    return frame.set_index(list(KEYS))  # copy-on-write: the columns are not copied
