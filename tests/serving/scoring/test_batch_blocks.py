@@ -51,7 +51,8 @@ def test_blocks_hold_the_rows_of_the_model_matrix():
 
 
 def test_forest_reads_blocks_as_it_reads_the_matrix():
-    frame = _frame(3 * BLOCK_ROWS // 2, seed=1)  # two blocks, the second partial
+    rows = (FOREST_MIN_ROWS // BLOCK_ROWS + 1) * BLOCK_ROWS + BLOCK_ROWS // 2
+    frame = _frame(rows, seed=1)  # a batch the forest scores, its last block partial
     columns = FeatureColumns(frame)
     matrix = columns.matrix(FEATURES.names, CATEGORIES)
     rng = np.random.default_rng(2)
