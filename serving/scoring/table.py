@@ -30,6 +30,7 @@ from features.feature_sets import FeatureSet
 from features.inputs.schema import ShopTables
 from serving.config import SCORE_COLUMNS, TARGETS, ServingConfig
 from serving.scoring import store
+from serving.scoring.forest import default_threads
 from serving.scoring.models import ServedModels
 from serving.scoring.predict import (
     FOREST_MIN_ROWS,
@@ -169,6 +170,7 @@ def _score_table(
                     columns.subset(chosen),
                     top=settings.top_reasons,
                     reference=reference,
+                    num_threads=default_threads(),
                 )
                 reasons[chosen] = pd.Series(texts, dtype="object").to_numpy()
         out[reason_column(target)] = pd.Series(reasons, index=frame.index, dtype="object")
