@@ -260,6 +260,7 @@ def score_customers(
             )
             if ready is not None:
                 ready.result()
+        status = None  # in the frame now: not held through the scoring and the write
     if value and not set(SUMMARY_COLUMNS) <= set(frame.columns):
         frame = with_summary(frame, tables, as_of, con=con)
     features = frame[feature_set.names]

@@ -204,12 +204,14 @@ def _score_in_place(data: Path, as_of: str | None, loading, config):
     try:
         tables = outline(con, source=str(data))
         date = _parse_date(as_of, tables)
-        status = scoring_status(con, date, tables=tables, summary=True)
+        # In a list handed over by pop(): score_customers then holds the only reference and
+        # frees the status (~100 MB at a million customers) once it is in the scoring frame.
+        status = [scoring_status(con, date, tables=tables, summary=True)]
     except BaseException:
         _loaded(loading)  # a missing model is reported first, as when models loaded first
         raise
     models = _loaded(loading)
-    version = score_customers(tables, date, models, config, con=con, status=status)
+    version = score_customers(tables, date, models, config, con=con, status=status.pop())
     return version, date, models
 
 
