@@ -46,11 +46,3 @@ def add_trees(
         base = table_starts[tree]
         for r in range(rows):
             total[r] += tables[base + code[r]]
-
-
-def load() -> None:
-    """Load (or compile, once per install) the machine code now, on a tiny block."""
-    columns = np.zeros((1, 1))
-    starts = np.array([0, 1], dtype=np.int64)
-    add_trees(columns, np.zeros(1, np.int64), np.zeros(1), starts, np.array([0, 2], np.int64),
-              np.zeros(2), np.zeros(1))  # fmt: skip

@@ -351,23 +351,6 @@ def has_booster(model: Any) -> bool:
     return callable(getattr(model, "trees", None)) and hasattr(model, "categories_")
 
 
-def prepare_batch(models: ServedModels) -> None:
-    """Make every served model's forest and load the compiled loop before a large batch needs them.
-
-    Batch scoring calls this on a thread while its feature query runs (DuckDB
-    leaves the GIL free): reading the trees and importing numba take about a
-    second of Python that would otherwise wait for the features.
-    """
-    from serving.scoring import forest_kernel
-
-    classifiers = [served.model for served in models.models.values()]
-    regressor = getattr(models.value.model, "regressor", None) if models.value else None
-    for model in [*classifiers, regressor]:
-        if callable(getattr(model, "trees", None)):
-            forest_of(*model.trees())
-    forest_kernel.load()
-
-
 #: Rows from which a batch is scored by :mod:`serving.scoring.forest` (its tables cost
 #: about a second per model; LightGBM's predictor is faster below).
 FOREST_MIN_ROWS = 50_000

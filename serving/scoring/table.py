@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import duckdb
@@ -32,12 +31,7 @@ from serving.config import SCORE_COLUMNS, TARGETS, ServingConfig
 from serving.scoring import store
 from serving.scoring.forest import default_threads
 from serving.scoring.models import ServedModels
-from serving.scoring.predict import (
-    FOREST_MIN_ROWS,
-    FeatureColumns,
-    predict_scores,
-    prepare_batch,
-)
+from serving.scoring.predict import FeatureColumns, predict_scores
 from serving.scoring.reasons import feature_reference, reason_column, reason_texts, top_scored
 from serving.scoring.value import SUMMARY_COLUMNS, predicted_value, with_summary
 
@@ -252,14 +246,9 @@ def score_customers(
     if con is None:
         frame = build_scoring_frame(tables, as_of, feature_set, summary=value)
     else:
-        with ThreadPoolExecutor(1) as pool:  # the trees made while DuckDB runs the query
-            large = status is not None and status.num_rows >= FOREST_MIN_ROWS
-            ready = pool.submit(prepare_batch, models) if large else None
-            frame = build_scoring_frame_from(
-                con, as_of, feature_set, tables=tables, summary=value, status=status
-            )
-            if ready is not None:
-                ready.result()
+        frame = build_scoring_frame_from(
+            con, as_of, feature_set, tables=tables, summary=value, status=status
+        )
         status = None  # in the frame now: not held through the scoring and the write
     if value and not set(SUMMARY_COLUMNS) <= set(frame.columns):
         frame = with_summary(frame, tables, as_of, con=con)
