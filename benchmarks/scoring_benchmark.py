@@ -34,6 +34,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -46,7 +47,9 @@ STAGES = (
     ("features.engines.duckdb_engine", "connect_parquet"),
     ("features.engines.duckdb_engine", "outline"),
     ("features.build", "build_feature_table_from"),
+    ("features.training_table", "scoring_status"),
     ("features.training_table", "_with_status"),
+    ("features.training_table", "_attach_status"),
     ("features.training_table", "_sorted_status"),
     ("features.training_table", "customer_status"),
     ("features.training_table", "join_scoring_frame"),
@@ -85,22 +88,38 @@ def _reset_peak() -> None:
 
 
 class Recorder:
-    """Wall, CPU and peak memory of each wrapped call, nested calls counted apart."""
+    """Wall, CPU and peak memory of each wrapped call, nested calls counted apart.
+
+    Calls on other threads than the main one (stages that run beside others) are
+    marked ``thread``: their CPU is the whole process's during the call (what every
+    thread used meanwhile), and their peak is not reset (the main thread's stages
+    reset it), so it is the process's highest mark by their end.
+    """
 
     def __init__(self) -> None:
         self.rows: list[dict] = []
-        self._stack: list[dict] = []
+        self._local = threading.local()
+
+    @property
+    def _stack(self) -> list[dict]:
+        if not hasattr(self._local, "stack"):
+            self._local.stack = []
+        return self._local.stack
 
     def wrap(self, name: str, function):
         @functools.wraps(function)
         def timed(*args, **kwargs):
-            if self._stack:  # the caller's peak so far, before the reset
-                parent = self._stack[-1]
+            stack = self._stack
+            main = threading.current_thread() is threading.main_thread()
+            if stack:  # the caller's peak so far, before the reset
+                parent = stack[-1]
                 parent["peak_mib"] = max(parent["peak_mib"], _rss_mib("VmHWM"))
-            _reset_peak()
-            row = {"stage": name, "depth": len(self._stack), "peak_mib": 0.0, "inner_s": 0.0}
+            if main:
+                _reset_peak()
+            row = {"stage": name, "depth": len(stack), "peak_mib": 0.0, "inner_s": 0.0}
+            row["thread"] = not main
             row["start"] = time.perf_counter()
-            self._stack.append(row)
+            stack.append(row)
             t0, c0 = time.perf_counter(), time.process_time()
             try:
                 return function(*args, **kwargs)
@@ -109,9 +128,9 @@ class Recorder:
                 row["cpu_s"] = time.process_time() - c0
                 row["peak_mib"] = max(row["peak_mib"], _rss_mib("VmHWM"))
                 row["rss_after_mib"] = _rss_mib("VmRSS")
-                self._stack.pop()
-                if self._stack:
-                    parent = self._stack[-1]
+                stack.pop()
+                if stack:
+                    parent = stack[-1]
                     parent["peak_mib"] = max(parent["peak_mib"], row["peak_mib"])
                     parent["inner_s"] += row["wall_s"]
                 self.rows.append(row)
@@ -170,12 +189,12 @@ def score_once(data: Path, tracking_dir: Path, score_dir: Path, explain_top: int
 
 def print_report(report: dict) -> None:
     """The stage table, then the totals."""
-    print(f"{'stage':34} {'wall s':>7} {'self s':>7} {'cpu s':>7} {'peak MiB':>9} {'RSS after':>9}")
+    print(f"{'stage':44} {'wall s':>7} {'self s':>7} {'cpu s':>7} {'peak MiB':>9} {'RSS after':>9}")
     order = sorted(report["rows"], key=lambda r: r.get("start", 0))
     for row in order:
-        name = "  " * row["depth"] + row["stage"]
+        name = "  " * row["depth"] + row["stage"] + (" [thread]" if row.get("thread") else "")
         print(
-            f"{name:34} {row['wall_s']:7.2f} {row['wall_s'] - row['inner_s']:7.2f}"
+            f"{name:44} {row['wall_s']:7.2f} {row['wall_s'] - row['inner_s']:7.2f}"
             f" {row['cpu_s']:7.2f} {row['peak_mib']:9.0f} {row['rss_after_mib']:9.0f}"
         )
     print(

@@ -253,6 +253,7 @@ def build_scoring_frame_from(
     tables: ShopTables | None = None,
     label_config: LabelConfig = LabelConfig(),
     summary: bool = False,
+    status: pa.Table | None = None,
 ) -> pd.DataFrame:
     """:func:`build_scoring_frame` from contract views already registered on ``con``.
 
@@ -262,12 +263,37 @@ def build_scoring_frame_from(
     of ``con`` (``features.engines.duckdb_engine.outline``; made when not given):
     only its columns are read. With ``summary`` the frame also gets the purchase
     summary (``features.labels.SUMMARY_COLUMNS``) when the status query can give
-    it (DuckDB, same customers); the caller checks for the columns.
+    it (DuckDB, same customers); the caller checks for the columns. ``status``:
+    what :func:`scoring_status` returned for the same date and options, when the
+    caller ran it already.
     """
     dates = one_date(as_of)
     features = build_feature_table_from(con, dates, feature_set=feature_set)
     tables = outline(con) if tables is None else tables
-    return _with_status(features, tables, dates[0], label_config, con, feature_set, summary)
+    if status is None:
+        return _with_status(features, tables, dates[0], label_config, con, feature_set, summary)
+    return _attach_status(features, status, tables, dates[0], label_config, con, feature_set)
+
+
+def scoring_status(
+    con: Engine,
+    as_of: dt.date | str,
+    *,
+    tables: ShopTables | None = None,
+    label_config: LabelConfig = LabelConfig(),
+    summary: bool = False,
+) -> pa.Table | None:
+    """The status query of :func:`build_scoring_frame_from` on its own; ``None`` off DuckDB.
+
+    It reads only the lines, not the features, so a caller can run it before the
+    feature query, while something else runs beside it (``winback score`` loads
+    the models meanwhile), and hand the result to
+    :func:`build_scoring_frame_from` as ``status``.
+    """
+    if not isinstance(con, duckdb.DuckDBPyConnection):
+        return None
+    tables = outline(con) if tables is None else tables
+    return _sorted_status(tables, one_date(as_of)[0], label_config, con, summary)
 
 
 def one_date(as_of: object) -> list[dt.date]:
@@ -325,6 +351,20 @@ def _with_status(
     """
     fast = isinstance(con, duckdb.DuckDBPyConnection)
     status = _sorted_status(tables, as_of, label_config, con, summary) if fast else None
+    return _attach_status(features, status, tables, as_of, label_config, con, feature_set)
+
+
+def _attach_status(
+    features: pd.DataFrame,
+    status: pa.Table | None,
+    tables: ShopTables,
+    as_of: dt.date,
+    label_config: LabelConfig,
+    con: Engine,
+    feature_set: FeatureSet | None,
+) -> pd.DataFrame:
+    """``status`` (:func:`_sorted_status`) put on by position when it lists the features'
+    customers; otherwise ``customer_status`` joined by key."""
     ids = features.index.get_level_values("customer_id")
     same = (
         status is not None

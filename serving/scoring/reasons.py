@@ -67,13 +67,15 @@ def reason_texts(
     *,
     top: int = 3,
     reference: Mapping[str, float] | None = None,
+    num_threads: int = 1,
 ) -> list[list[str]]:
     """Plain-language reasons (strongest first) for each row, from the model's SHAP values.
 
     The texts of ``training.model.reasons.customer_reasons``. For a fitted
     ``WinbackClassifier`` the SHAP values come from LightGBM's ``pred_contrib``
-    on :func:`~serving.scoring.predict.model_matrix` (one NumPy matrix, one
-    thread), and the sentences from the same NumPy columns
+    on :func:`~serving.scoring.predict.model_matrix` (one NumPy matrix;
+    ``num_threads`` LightGBM threads: one for the service's requests, the cores
+    for a batch's thousands of rows), and the sentences from the same NumPy columns
     (``training.model.reasons.top_reasons``): no frame is built, which for one
     customer was most of the time (pandas indexing and conversions cost
     milliseconds; LightGBM's SHAP ~1-3 ms). Other models (stand-ins) go
@@ -92,7 +94,10 @@ def reason_texts(
     columns = features if isinstance(features, FeatureColumns) else FeatureColumns(features)
     booster, num_iteration = model.trees()
     values = booster.predict(
-        model_matrix(model, columns), pred_contrib=True, num_iteration=num_iteration, num_threads=1
+        model_matrix(model, columns),
+        pred_contrib=True,
+        num_iteration=num_iteration,
+        num_threads=num_threads,
     )
     arrays = {
         name: columns.strings(name) if kind == "category" else columns.floats(name)

@@ -46,6 +46,7 @@ from features.erasure import ErasureRegistry
 from features.erasure_files import erase_rows
 from features.publish import (
     folder_lock,
+    fsync_file,
     publish_file,
     publish_folder,
     remove_folder,
@@ -237,21 +238,34 @@ def _publish_version(
 
     def fill(folder: Path) -> None:
         # The feature Parquet file (a few CPU seconds of encoding at a million customers,
-        # the GIL released) is written on a thread while the score files are.
-        with ThreadPoolExecutor(1) as pool:
+        # the GIL released) is written and fsynced on a thread while the score files are;
+        # each of those is fsynced on another thread once written, so the flush to disk
+        # overlaps the encoding instead of following it (the folder's fsync finds it done).
+        with ThreadPoolExecutor(1) as pool, ThreadPoolExecutor(1) as syncing:
             written = None
             if features is not None:
-                written = pool.submit(parquet_writer(features, folder / FEATURES_FILE))
+                written = pool.submit(_synced, parquet_writer(features, folder / FEATURES_FILE),
+                                      folder / FEATURES_FILE)  # fmt: skip
             scores.reset_index(drop=True).to_parquet(folder / SCORES_FILE, index=True)
+            syncing.submit(fsync_file, folder / SCORES_FILE)
             if suppressions is not None:
                 kept = [c for c in SUPPRESSION_COLUMNS if c in suppressions.columns]
                 suppressions[kept].to_parquet(folder / SUPPRESSIONS_FILE, index=False)
             write_lookup_files(folder, scores, features, as_of, reference)  # what a worker reads
+            for name in LOOKUP_FILES:
+                if (folder / name).is_file():
+                    syncing.submit(fsync_file, folder / name)
             if written is not None:
                 written.result()
         (folder / METADATA_FILE).write_text(json.dumps(metadata, indent=2), encoding="utf-8")
 
     return publish_folder(Path(score_dir) / _folder_name(as_of), fill)
+
+
+def _synced(write: Callable[[], None], path: Path) -> None:
+    """``write()``, then an fsync of the ``path`` it wrote."""
+    write()
+    fsync_file(path)
 
 
 def parquet_writer(frame: pd.DataFrame, path: Path) -> Callable[[], None]:

@@ -23,11 +23,13 @@ from dataclasses import dataclass
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from features.feature_sets import FeatureSet
 from features.inputs.schema import ShopTables
 from serving.config import SCORE_COLUMNS, TARGETS, ServingConfig
 from serving.scoring import store
+from serving.scoring.forest import default_threads
 from serving.scoring.models import ServedModels
 from serving.scoring.predict import FeatureColumns, predict_scores
 from serving.scoring.reasons import feature_reference, reason_column, reason_texts, top_scored
@@ -162,6 +164,7 @@ def _score_table(
                     columns.subset(chosen),
                     top=settings.top_reasons,
                     reference=reference,
+                    num_threads=default_threads(),
                 )
                 reasons[chosen] = pd.Series(texts, dtype="object").to_numpy()
         out[reason_column(target)] = pd.Series(reasons, index=frame.index, dtype="object")
@@ -221,6 +224,7 @@ def score_customers(
     *,
     scored_at: dt.datetime | None = None,
     con: duckdb.DuckDBPyConnection | None = None,
+    status: pa.Table | None = None,
 ) -> store.ScoreTableVersion:
     """Build features as of ``as_of``, score everyone and write the versioned score table.
 
@@ -229,7 +233,9 @@ def score_customers(
     the version, so lists made from it leave them out. With ``con`` the tables
     are the contract views registered on it (``features.engines.duckdb_engine.connect_parquet``:
     read in place) and ``tables`` their outline (``features.engines.duckdb_engine.outline``:
-    columns, no rows).
+    columns, no rows). ``status``: the customers' status on ``con`` when the caller ran
+    the query already (``features.training_table.scoring_status``, with the summary
+    when there is a value champion).
     """
     from features.training_table import build_scoring_frame, build_scoring_frame_from
 
@@ -240,7 +246,10 @@ def score_customers(
     if con is None:
         frame = build_scoring_frame(tables, as_of, feature_set, summary=value)
     else:
-        frame = build_scoring_frame_from(con, as_of, feature_set, tables=tables, summary=value)
+        frame = build_scoring_frame_from(
+            con, as_of, feature_set, tables=tables, summary=value, status=status
+        )
+        status = None  # in the frame now: not held through the scoring and the write
     if value and not set(SUMMARY_COLUMNS) <= set(frame.columns):
         frame = with_summary(frame, tables, as_of, con=con)
     features = frame[feature_set.names]

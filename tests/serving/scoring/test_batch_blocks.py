@@ -50,8 +50,18 @@ def test_blocks_hold_the_rows_of_the_model_matrix():
         columns.with_floats({"x": np.zeros(3)})
 
 
+def test_a_row_subset_converts_only_its_rows_to_the_same_strings():
+    frame = _frame(2_000, seed=3)
+    rows = np.array([1_999, 0, 7, 7, 512])
+    fresh = FeatureColumns(frame).subset(rows).strings("region")  # the parent converted nothing
+    whole = FeatureColumns(frame).strings("region")
+    assert fresh.dtype == object and fresh.tolist() == whole[rows].tolist()
+    assert None in whole.tolist() and all(v is None or isinstance(v, str) for v in fresh)
+
+
 def test_forest_reads_blocks_as_it_reads_the_matrix():
-    frame = _frame(3 * BLOCK_ROWS // 2, seed=1)  # two blocks, the second partial
+    rows = (FOREST_MIN_ROWS // BLOCK_ROWS + 1) * BLOCK_ROWS + BLOCK_ROWS // 2
+    frame = _frame(rows, seed=1)  # a batch the forest scores, its last block partial
     columns = FeatureColumns(frame)
     matrix = columns.matrix(FEATURES.names, CATEGORIES)
     rng = np.random.default_rng(2)

@@ -85,6 +85,28 @@ def test_in_place_scores_with_a_value_champion_equal_the_in_memory_ones(
     pd.testing.assert_frame_equal(scores, store.read_scores(in_memory, AS_OF))
 
 
+def test_a_status_queried_beforehand_gives_the_same_score_table(models, folder, tmp_path):
+    """``winback score`` runs the status query while the models load and hands it over."""
+    from features.training_table import scoring_status
+
+    con = connect_parquet(folder)
+    tables = outline(con)
+    status = scoring_status(con, AS_OF, tables=tables, summary=True)
+    assert status is not None and status.num_rows > 200
+    assert {"frequency", "monetary_value", "is_active"} <= set(status.column_names)
+    given, queried = tmp_path / "given", tmp_path / "queried"
+    score_customers(tables, AS_OF, models, ServingConfig(score_dir=given),
+                    scored_at=SCORED_AT, con=con, status=status)  # fmt: skip
+    score_customers(tables, AS_OF, models, ServingConfig(score_dir=queried),
+                    scored_at=SCORED_AT, con=con)  # fmt: skip
+    pd.testing.assert_frame_equal(
+        store.read_scores(given, AS_OF), store.read_scores(queried, AS_OF)
+    )
+    pd.testing.assert_frame_equal(
+        store.read_features(given, AS_OF), store.read_features(queried, AS_OF)
+    )
+
+
 def test_only_a_simulated_or_validated_folder_without_a_mapping_is_read_in_place(folder, tmp_path):
     assert _is_canonical_folder(folder, None)
     assert not _is_canonical_folder(folder, "online-retail")
