@@ -109,8 +109,9 @@ def feature_query(
     Returns
     -------
     str
-        One ``SELECT`` returning ``cutoff``, ``customer_id`` and one column per
-        feature in the given order, sorted by ``(cutoff, customer_id)``. It is
+        One ``SELECT`` returning ``cutoff``, ``customer_id`` (``customer_key``
+        with ``by_key``) and one column per feature in the given order, sorted
+        by ``(cutoff, customer_id)``. It is
         DuckDB SQL that ``sqlglot.transpile(sql, read="duckdb", write="spark")``
         turns into Spark SQL.
     """
