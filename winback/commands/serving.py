@@ -171,9 +171,10 @@ def _loaded(loading):
 
 #: DuckDB's memory limit when scoring tables read in place. The feature query of a
 #: million simulated customers (12M lines, 11M engagement events) stopped with
-#: "Out of Memory" at 1 GB in most runs (a part of it does not spill); at 1.5 GB
-#: it completes, the command peaking near 2.5 GiB.
-IN_PLACE_MEMORY_LIMIT = "1536MB"
+#: "Out of Memory" at 1 GB in most runs (a part of it does not spill). With money
+#: summed in 8-byte integers it completes at 1280MB, keyed or not; the command then
+#: peaks at 1.8-2.0 GiB keyed (2.2-2.4 GiB at 1536MB, with the models loaded first).
+IN_PLACE_MEMORY_LIMIT = "1280MB"
 
 
 def _is_canonical_folder(data: Path | None, mapping: str | None) -> bool:
