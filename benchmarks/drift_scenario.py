@@ -8,7 +8,8 @@ competitor's discount war). The script
 2. scores every customer monthly with that champion (score tables in a
    temporary folder), before and after the shift;
 3. checks drift of each scoring run against the champion's training data (PSI);
-4. backtests the score tables whose horizon has passed (realised AUC, ECE);
+4. backtests the score tables whose horizon has passed (realised AUC, ECE) and
+   flags decay against the champion's test ROC-AUC (``serving.monitoring.decay``);
 5. runs ``winback retrain``'s job on all the data and prints the champion's and
    the retrained model's metric on the same newest test cutoff.
 
@@ -61,6 +62,7 @@ def main() -> None:
     from features.simulation import SimulationConfig, simulate_shop
     from serving.config import ServingConfig
     from serving.monitoring.backtest import BacktestConfig, backtest, plot_backtest
+    from serving.monitoring.decay import decay_table
     from serving.monitoring.drift import drift_report, log_drift_report
     from serving.scoring.models import load_served_models
     from serving.scoring.table import score_customers
@@ -132,17 +134,22 @@ def main() -> None:
         )
     drift = pd.DataFrame(rows)
     live = backtest(shop.tables, serving.score_path, BacktestConfig(targets=("churn",)))
+    live = decay_table(live, {("churn", str(first.model_version)): first.metrics["roc_auc"]})
     table = drift.merge(
-        live[["as_of", "n", "base_rate", "mean_predicted", "roc_auc", "ece"]], on="as_of"
+        live[["as_of", "n", "base_rate", "mean_predicted", "roc_auc", "ece", "auc_drop", "status"]],
+        on="as_of",
     )
+    table["decay_flagged"] = table["status"] == "alert"
     print("\nmonthly scoring runs of the champion: drift and realised performance")
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     before, after = table[~table["after_shift"]], table[table["after_shift"]]
     print(f"\nmean before / after the shift: score PSI {before.score_psi.mean():.3f} / "
           f"{after.score_psi.mean():.3f}; realised ROC-AUC {before.roc_auc.mean():.4f} / "
           f"{after.roc_auc.mean():.4f}; ECE {before.ece.mean():.4f} / {after.ece.mean():.4f}; "
-          f"flagged {int(before.drift_flagged.sum())}/{len(before)} before, "
-          f"{int(after.drift_flagged.sum())}/{len(after)} after")  # fmt: skip
+          f"drift flagged {int(before.drift_flagged.sum())}/{len(before)} before, "
+          f"{int(after.drift_flagged.sum())}/{len(after)} after; decay alert "
+          f"{int(before.decay_flagged.sum())}/{len(before)} before, "
+          f"{int(after.decay_flagged.sum())}/{len(after)} after")  # fmt: skip
     plot = work / "live_performance.png"
     plot_backtest(live, reference={"roc_auc": first.metrics["roc_auc"]}).figure.savefig(plot)
     print(f"plot: {plot}")

@@ -273,7 +273,11 @@ def plot_backtest(
 
 
 def log_backtest(frame: pd.DataFrame, *, experiment: str = "winback-monitoring") -> str:
-    """Log a backtest frame as an MLflow run (metrics per score date as steps, plot, table)."""
+    """Log a backtest frame as an MLflow run (metrics per score date as steps, plot, table).
+
+    With the columns of ``serving.monitoring.decay.decay_table`` the trained AUC and
+    the drop are logged too.
+    """
     import mlflow
 
     exp = mlflow.set_experiment(experiment)
@@ -284,8 +288,8 @@ def log_backtest(frame: pd.DataFrame, *, experiment: str = "winback-monitoring")
             step = (pd.Timestamp(row.as_of).date() - dt.date(1970, 1, 1)).days
             values = {
                 f"{row.target}.{m}": float(getattr(row, m))
-                for m in BACKTEST_METRICS
-                if not np.isnan(float(getattr(row, m)))
+                for m in (*BACKTEST_METRICS, "trained_roc_auc", "auc_drop")
+                if hasattr(row, m) and not np.isnan(float(getattr(row, m)))
             }
             mlflow.log_metrics(values, step=step)
         if len(frame):

@@ -110,10 +110,21 @@ def backtest(
     horizon_days: int = typer.Option(_DEFAULT.horizon_days, "--horizon-days", min=1),
     target: list[str] | None = typer.Option(None, "--target", "-t"),
     plot: Path | None = typer.Option(None, "--plot", help="Save the over-time plot (PNG)."),
+    warn_auc_drop: float = typer.Option(
+        0.02, "--warn-auc-drop", help="ROC-AUC fall below the trained one that flags a warning."
+    ),
+    alert_auc_drop: float = typer.Option(
+        0.05, "--alert-auc-drop", help="ROC-AUC fall below the trained one that flags an alert."
+    ),
     log: bool = typer.Option(True, "--log/--no-log", help="Log to MLflow (winback-monitoring)."),
     tracking_root: str = typer.Option("mlruns", "--tracking-root"),
 ) -> None:
-    """Realised AUC, calibration and lift of every score table whose horizon has passed."""
+    """Realised AUC, calibration and lift of every score table whose horizon has passed.
+
+    Each table's ROC-AUC is compared with the test ROC-AUC its model version had
+    at training; exits 1 when a fall is at or above the alert threshold and
+    beyond sampling noise (for schedulers).
+    """
     from serving.monitoring.backtest import (
         BacktestConfig,
         list_backtest,
@@ -121,7 +132,12 @@ def backtest(
         plot_backtest,
     )
     from serving.monitoring.backtest import backtest as run_backtest
+    from serving.monitoring.decay import DecayConfig
 
+    try:
+        decay = DecayConfig(warn_auc_drop=warn_auc_drop, alert_auc_drop=alert_auc_drop)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
     config = BacktestConfig(horizon_days=horizon_days, targets=_check_targets(target))
     try:
         tables, _ = _tables(data, mapping)
@@ -132,27 +148,43 @@ def backtest(
     if frame.empty:
         typer.echo(f"no score table in {score_dir} has a full {horizon_days}-day horizon yet")
         return
+    frame = _with_decay(frame, decay, tracking_root)
     columns = ["as_of", "target", "model_version", "n", "base_rate", "mean_predicted"]
-    columns += ["roc_auc", "ece", "lift_at_10"]
+    columns += ["roc_auc", "trained_roc_auc", "ece", "lift_at_10", "status"]
     typer.echo(frame[columns].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     if list_dir is not None:
         lists = list_backtest(tables, list_dir, horizon_days)
         if len(lists):
             typer.echo(lists.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     if plot is not None:
-        ax = plot_backtest(frame)
-        publish_file(
-            plot,
-            lambda p: ax.figure.savefig(
-                p, dpi=120, bbox_inches="tight", format=plot.suffix.lstrip(".") or "png"
-            ),
-        )
-        typer.echo(f"plot written to {plot}")
+        _save_plot(plot_backtest(frame), plot)
     if log:
-        from training.tracking.runs import TrackingConfig, configure_tracking
-
-        configure_tracking(TrackingConfig(root=tracking_root))
         typer.echo(f"logged to MLflow run {log_backtest(frame)}")
+    if (frame["status"] == "alert").any():
+        typer.secho(
+            "realised ROC-AUC fell below the trained one (status alert): check the shop for a"
+            " behaviour shift and retrain (winback retrain)",
+            fg="red",
+            err=True,
+        )
+        raise typer.Exit(1)
+
+
+def _with_decay(frame, decay, tracking_root: str):
+    """The backtest ``frame`` with each row's trained ROC-AUC, drop and decay status."""
+    from serving.monitoring.decay import decay_table, trained_roc_auc
+    from training.tracking.runs import TrackingConfig, configure_tracking
+
+    configure_tracking(TrackingConfig(root=tracking_root))
+    versions = frame.dropna(subset=["model_version"])
+    pairs = zip(versions["target"].astype(str), versions["model_version"].astype(str), strict=True)
+    return decay_table(frame, trained_roc_auc(pairs), decay)
+
+
+def _save_plot(ax, plot: Path) -> None:
+    fmt = plot.suffix.lstrip(".") or "png"
+    publish_file(plot, lambda p: ax.figure.savefig(p, dpi=120, bbox_inches="tight", format=fmt))
+    typer.echo(f"plot written to {plot}")
 
 
 def retrain(
