@@ -40,7 +40,12 @@ from features.relations import (
     orders_sql,
     returned_lines_sql,
 )
-from features.result_frame import canonical_frame, frame_from_arrow, ids_by_key
+from features.result_frame import (
+    canonical_frame,
+    frame_from_arrow,
+    ids_by_key,
+    release_cached_memory,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -306,7 +311,9 @@ def _fetch(
     if not isinstance(con, duckdb.DuckDBPyConnection):
         return canonical_frame(con.execute(sql).df(), definitions)
     ids = ids_by_key(con) if by_key else None
-    return frame_from_arrow(con.sql(sql).to_arrow_table(), definitions, ids)
+    result = con.sql(sql).to_arrow_table()
+    release_cached_memory(con)
+    return frame_from_arrow(result, definitions, ids)
 
 
 def build_feature_table_from(

@@ -70,6 +70,10 @@ def _as_naive_utc(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+#: DuckDB variable holding the ``memory_limit`` winback set on a connection, as given.
+MEMORY_LIMIT_VARIABLE = "winback_memory_limit"
+
+
 def _configured(
     con: duckdb.DuckDBPyConnection | None, *, threads: int | None, memory_limit: str | None
 ) -> duckdb.DuckDBPyConnection:
@@ -86,6 +90,8 @@ def _configured(
         con.execute(f"SET threads = {int(threads)}")
     if memory_limit is not None:
         con.execute("SET memory_limit = ?", [memory_limit])
+        # kept exactly as given: current_setting() rounds it (1280MB reads "1.1 GiB")
+        con.execute(f"SET VARIABLE {MEMORY_LIMIT_VARIABLE} = ?", [memory_limit])
     return con
 
 

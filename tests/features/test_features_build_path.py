@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from datetime import date
 
+import duckdb
 import pandas as pd
 import sqlglot
 
 from features.build import build_feature_table, feature_query
 from features.definitions import resolve
-from features.engines.duckdb_engine import connect, table_columns
-from features.result_frame import canonical_frame
+from features.engines.duckdb_engine import MEMORY_LIMIT_VARIABLE, connect, table_columns
+from features.result_frame import canonical_frame, release_cached_memory
 from tests.features.reference_features import random_shop
 
 CUTOFFS = [date(2022, 9, 30), date(2023, 6, 30)]
@@ -51,3 +52,22 @@ def test_query_is_sorted_and_transpiles_to_spark():
         assert [o.this.name for o in parsed.args["order"].expressions] == (
             ["customer_id"] if cutoff else ["cutoff", "customer_id"]
         )
+
+
+def test_released_memory_keeps_the_limit_winback_set():
+    con = connect(random_shop(50), memory_limit="1280MB")
+    con.execute("CREATE TEMP TABLE t AS SELECT range AS x FROM range(100000)")
+    before = con.execute("SELECT current_setting('memory_limit')").fetchall()
+    for _ in range(3):  # setting it again must not drift as a rounded read-back would
+        release_cached_memory(con)
+    assert con.execute("SELECT current_setting('memory_limit')").fetchall() == before
+    assert con.execute(f"SELECT getvariable('{MEMORY_LIMIT_VARIABLE}')").fetchall() == [("1280MB",)]
+    assert con.execute("SELECT count(*) FROM t").fetchall() == [(100000,)]
+
+
+def test_release_leaves_a_connection_winback_did_not_limit_alone():
+    con = duckdb.connect()
+    con.execute("SET memory_limit = '777MB'")
+    before = con.execute("SELECT current_setting('memory_limit')").fetchall()
+    release_cached_memory(con)
+    assert con.execute("SELECT current_setting('memory_limit')").fetchall() == before
