@@ -79,6 +79,15 @@ def test_training_table_with_every_feature_matches_duckdb(connection, shop_with_
     assert got.attrs == expected.attrs
 
 
+def test_one_cutoff_with_every_feature_matches_duckdb(connection, shop_with_gaps):
+    """One cutoff takes the other shape of the query (a literal date, no cutoffs join)."""
+    cutoff = [dt.date(2025, 3, 31)]
+    expected = build_feature_table(shop_with_gaps, cutoff)
+    got = build_feature_table_from(connection, cutoff)
+    assert got.shape == expected.shape and got.shape[1] > 45
+    pd.testing.assert_frame_equal(got, expected, check_exact=False, rtol=1e-9, atol=1e-9)
+
+
 def test_outline_gives_the_data_range(connection, shop_with_gaps):
     stand_in = outline(connection)
     assert list(stand_in.transactions.columns) == list(shop_with_gaps.transactions.columns)
