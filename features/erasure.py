@@ -8,7 +8,10 @@ in the tables, not in the quarantine files). The registry never holds an id:
 * ``salt`` — 32 random bytes (hex) made on the first erasure, private to this
   installation; ids are recognised by HMAC-SHA256 with it;
 * ``erasure_log.jsonl`` — one line per erased customer: ``id_hash``,
-  ``erased_at``, the stores rewritten and the rows removed from each.
+  ``erased_at``, the stores rewritten and the rows removed from each;
+* ``written_files.json`` — files written with ``--out`` that hold customer rows
+  (validated tables, quarantine files, feature tables, exported lists), so
+  ``winback forget`` rewrites them wherever they are.
 
 The folder is ``winback_output/erasure`` of the working directory, or
 ``$WINBACK_ERASURE_DIR``. Keep it with the outputs (and back it up with them):
@@ -40,6 +43,7 @@ DEFAULT_ERASURE_DIR = Path("winback_output") / "erasure"
 SALT_NAME = "salt"
 LOG_NAME = "erasure_log.jsonl"
 LOCK_NAME = ".erasure.lock"
+WRITTEN_NAME = "written_files.json"
 #: Columns holding another customer's id, blanked (not dropped) when that customer is erased.
 REFERENCE_COLUMNS = {"referrals": ("referred_customer_id",)}
 
@@ -118,6 +122,27 @@ class ErasureRegistry:
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
+
+    def written_files(self) -> list[Path]:
+        """The files :meth:`record_written` noted, oldest first."""
+        path = Path(self.folder) / WRITTEN_NAME
+        if not path.is_file():
+            return []
+        return [Path(p) for p in json.loads(path.read_text(encoding="utf-8"))]
+
+    def record_written(self, files: Iterable[Path]) -> None:
+        """Note files winback wrote customer rows to, for ``winback forget`` to rewrite.
+
+        Only the files themselves: the folder they sit in may hold the shop's own
+        sources, which winback leaves alone. Holds :meth:`locked` itself; absolute
+        paths, each once.
+        """
+        with self.locked():
+            known = self.written_files()
+            new = [p for p in dict.fromkeys(Path(f).resolve() for f in files) if p not in known]
+            if new:
+                paths = [str(p) for p in (*known, *new)]
+                publish_text(Path(self.folder) / WRITTEN_NAME, json.dumps(paths, indent=1) + "\n")
 
     def record(
         self,

@@ -91,18 +91,34 @@ def _erase_csv(path: Path, ids: Collection[str]) -> FileErasure:
 
 
 def _erase_json(path: Path, ids: Collection[str]) -> FileErasure:
-    """MLflow table artifacts (``{"columns": [...], "data": [[...]]}``) lose their rows."""
+    """Tables in JSON lose their rows: MLflow table artifacts (``{"columns": [...],
+    "data": [[...]]}``) and exported lists (``{"list_id": ..., "rows": [{...}, ...]}``)."""
     if not mentions(path, ids):
         return FileErasure(path)
     try:
         payload = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(payload, dict) and isinstance(payload.get("rows"), list):
+            return _erase_json_records(path, payload, ids)
         frame = pd.DataFrame(payload["data"], columns=payload["columns"])
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, AttributeError):
         return FileErasure(path, problem="mentions the customer and is not a table")
     out, removed = erase_rows(frame, ids)
     payload["data"] = json.loads(out.to_json(orient="values", date_format="iso"))
     publish_text(path, json.dumps(payload))
     return FileErasure(path, removed)
+
+
+def _erase_json_records(path: Path, payload: dict, ids: Collection[str]) -> FileErasure:
+    """An exported list's ``rows`` (one object per customer) without the customers' rows."""
+    ids = set(map(str, ids))
+    rows = payload["rows"]
+    kept = [r for r in rows if not any(str(r.get(c)) in ids for c in OWNER_COLUMNS)]
+    for row in kept:
+        for column in REFERENCE_COLUMNS:
+            if str(row.get(column)) in ids:
+                row[column] = None
+    publish_text(path, json.dumps({**payload, "rows": kept}, default=str, indent=1))
+    return FileErasure(path, len(rows) - len(kept))
 
 
 def erase_from_file(path: str | Path, ids: Collection[str]) -> FileErasure:

@@ -9,12 +9,15 @@ erasure registry's lock:
 2. saved lists: ``list.parquet`` and ``list.csv`` rewritten without them, the
    manifest's counts updated (``erased_rows``), manifest last;
 3. every other table file under the output folder (quarantine files, feature
-   files) and under the MLflow artifact root (list CSVs logged by earlier
-   versions, table artifacts): rewritten without their rows;
+   files), under the MLflow artifact root (list CSVs logged by earlier
+   versions, table artifacts) and the files written with ``--out`` (validated
+   tables, quarantine files, feature tables, exported lists): rewritten without
+   their rows;
 4. the erasure registry records a salted hash per customer (never the id),
    the time and what was rewritten; loaders quarantine their rows from then on;
 5. a check: every file under the output folder (except the shop's own input
-   data) and the MLflow root, inside Parquet, DuckDB and SQLite files too.
+   data), the MLflow root and the files written with ``--out``, inside Parquet,
+   DuckDB and SQLite files too.
    Files still mentioning them are returned as problems.
 """
 
@@ -27,7 +30,13 @@ from pathlib import Path
 import pandas as pd
 
 from features.erasure import ErasureRegistry
-from features.erasure_files import erase_from_tree, erase_rows, files_under, mentions
+from features.erasure_files import (
+    erase_from_file,
+    erase_from_tree,
+    erase_rows,
+    files_under,
+    mentions,
+)
 from features.publish import publish_file, publish_text
 from serving.lists.export import list_csv
 from serving.lists.store import (
@@ -50,6 +59,9 @@ class ForgetStores:
 
     ``input_data`` are folders or files holding the shop's own input (left as
     they are: the shop erases its sources; winback quarantines the rows from then on).
+    ``written`` are files written with ``--out`` that hold customer rows
+    (``features.erasure.ErasureRegistry.written_files``): rewritten and checked
+    wherever they are, even inside the configured input.
     """
 
     output_dir: Path
@@ -60,6 +72,7 @@ class ForgetStores:
     erasure: ErasureRegistry | None = None
     artifact_root: Path | None = None
     wait_seconds: float = 60.0
+    written: tuple[Path, ...] = ()
 
     def registry(self) -> ErasureRegistry:
         return self.erasure if self.erasure is not None else ErasureRegistry.default()
@@ -68,21 +81,39 @@ class ForgetStores:
         """The folders searched: the output folder, the MLflow root and its artifact root."""
         roots = [self.output_dir, self.tracking_root]
         if self.artifact_root is not None and not any(
-            r.resolve() == self.artifact_root.resolve()
-            or r.resolve() in self.artifact_root.resolve().parents
-            for r in roots
+            _within(self.artifact_root, root) for root in roots
         ):
             roots.append(self.artifact_root)
         return roots
 
+    def written_files(self) -> list[Path]:
+        """The written files that exist and lie outside every root (those inside are walked)."""
+        roots = self.roots()
+        return [
+            path
+            for path in self.written
+            if path.is_file() and not any(_within(path, root) for root in roots)
+        ]
+
     def is_input(self, path: Path) -> bool:
-        """Whether ``path`` is the shop's input data (a configured source or a simulated shop)."""
+        """Whether ``path`` is the shop's input data (a configured source or a simulated shop).
+
+        A file winback wrote (``written``) is never input, even inside a configured source.
+        """
+        if path.resolve() in {p.resolve() for p in self.written}:
+            return False
         resolved = path.resolve()
         for source in self.input_data:
             source = source.resolve()
             if resolved == source or source in resolved.parents:
                 return True
         return any((parent / SIMULATED_SHOP_MARKER).is_file() for parent in path.parents)
+
+
+def _within(path: Path, folder: Path) -> bool:
+    """Whether ``path`` is ``folder`` or inside it."""
+    resolved, folder = path.resolve(), folder.resolve()
+    return resolved == folder or folder in resolved.parents
 
 
 @dataclass
@@ -136,7 +167,7 @@ def erase_from_lists(list_dir: Path, customer_ids: Collection[str]) -> dict[str,
 
 def remaining_mentions(stores: ForgetStores, customer_ids: Sequence[str]) -> list[Path]:
     """Files under the output folder (outside input data) and MLflow root naming a customer."""
-    found = []
+    found = [path for path in stores.written_files() if mentions(path, customer_ids)]
     for root in stores.roots():
         for path in files_under(root, skip=stores.is_input):
             if mentions(path, customer_ids):
@@ -170,6 +201,11 @@ def forget_customers(customer_ids: Sequence[str], stores: ForgetStores) -> Forge
                     report.problems.append(f"{name}: {result.problem}")
                 else:
                     report.removed_rows[name] = result.rows_removed
+        for result in (erase_from_file(path, ids) for path in stores.written_files()):
+            if result.problem:
+                report.problems.append(f"{result.path}: {result.problem}")
+            else:
+                report.removed_rows[str(result.path)] = result.rows_removed
         report.rewritten = sorted(report.removed_rows)
         registry.record(ids, rewritten=report.rewritten, removed_rows=report.removed_rows)
     report.remaining = remaining_mentions(stores, ids)

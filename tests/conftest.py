@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from features.erasure import ENV_ERASURE_DIR
 from features.simulation import SimulatedShop, SimulationConfig, simulate_shop, write_shop
 
 SMALL_SHOP_CONFIG = SimulationConfig(customers=2_000, seed=42)
@@ -27,3 +28,10 @@ def small_shop_dir(small_shop: SimulatedShop, tmp_path_factory: pytest.TempPathF
     out = tmp_path_factory.mktemp("small_shop")
     write_shop(small_shop, out)
     return out
+
+
+@pytest.fixture(autouse=True)
+def erasure_registry_outside_the_checkout(tmp_path_factory, monkeypatch):
+    """Each test's own erasure registry: commands note the files they write there, and its
+    default (``winback_output/erasure`` of the working directory) would be the checkout."""
+    monkeypatch.setenv(ENV_ERASURE_DIR, str(tmp_path_factory.mktemp("erasure")))

@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from features.erasure import ENV_ERASURE_DIR
 from features.erasure_files import files_under, mentions
 from tests.cli.test_demo import TINY
 from winback.cli import app
@@ -48,6 +49,7 @@ def _input_data(path) -> bool:
 
 def test_forget_after_demo_leaves_the_customer_nowhere(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(ENV_ERASURE_DIR)  # the default: winback_output/erasure of the working dir
     (tmp_path / "winback.toml").write_text(SMALL)
     runner = CliRunner()
     result = runner.invoke(app, ["demo", "--customers", "3000"])

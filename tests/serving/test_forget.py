@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 
@@ -122,3 +123,71 @@ def test_a_later_score_write_never_stores_a_forgotten_customer(stores, monkeypat
     assert written.rows == 99
     stored, stored_features = store.read_version(stores.score_dir, D2)
     assert GONE not in set(stored["customer_id"]) and GONE not in stored_features.index
+
+
+def test_files_written_elsewhere_are_rewritten_and_their_neighbours_left(stores, tmp_path):
+    """Files written with --out outside the output folder, even inside the shop's input."""
+    shop = tmp_path / "shop"  # the configured input: its own sources stay as they are
+    shop.mkdir()
+    rows = pd.DataFrame({"customer_id": [GONE, "C00001"], "amount": [1.0, 2.0]})
+    rows.to_csv(shop / "transactions.csv", index=False)
+    rows.to_parquet(shop / "transactions.quarantine.parquet")  # what validate --out shop wrote
+    export = tmp_path / "exports" / "winback.json"  # an exported list
+    export.parent.mkdir()
+    listed = [{"customer_id": c, "score": 0.5} for c in (GONE, "C00002")]
+    export.write_text(json.dumps({"list_id": "L1", "rows": listed}))
+    registry = stores.registry()
+    registry.record_written(
+        [shop / "transactions.quarantine.parquet", export, tmp_path / "gone.csv"]
+    )
+    registry.record_written([export])  # noted once
+    assert registry.written_files() == [
+        (shop / "transactions.quarantine.parquet").resolve(),
+        export.resolve(),
+        (tmp_path / "gone.csv").resolve(),  # never written: skipped, not an error
+    ]
+    stores = dataclasses.replace(
+        stores, input_data=(shop,), written=tuple(registry.written_files())
+    )
+
+    report = forget_customers([GONE], stores)
+    assert report.clean, (report.problems, report.remaining)
+    assert report.removed_rows[str((shop / "transactions.quarantine.parquet").resolve())] == 1
+    assert report.removed_rows[str(export.resolve())] == 1
+    assert pd.read_parquet(shop / "transactions.quarantine.parquet")["customer_id"].tolist() == [
+        "C00001"
+    ]
+    assert json.loads(export.read_text())["rows"] == [{"customer_id": "C00002", "score": 0.5}]
+    assert mentions(shop / "transactions.csv", [GONE])  # the shop's own source: not ours
+
+
+def test_forget_command_reaches_a_validated_folder_outside_the_output_folder(
+    small_shop, tmp_path, monkeypatch
+):
+    from typer.testing import CliRunner
+
+    from features.build import build_feature_table_from
+    from features.engines.duckdb_engine import connect_parquet
+    from winback.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WINBACK_ERASURE_DIR", str(tmp_path / "winback_output" / "erasure"))
+    source = tmp_path / "source"
+    source.mkdir()
+    small_shop.tables.transactions.to_csv(source / "transactions.csv", index=False)
+    small_shop.tables.customers.to_csv(source / "customers.csv", index=False)
+    validated = tmp_path / "elsewhere" / "validated"
+    runner = CliRunner()
+    args = ["data", "validate", str(source), "--out", str(validated), "--write-tables"]
+    assert runner.invoke(app, args).exit_code == 0
+    gone = str(small_shop.tables.transactions["customer_id"].iloc[0])
+    assert mentions(validated / "transactions.parquet", [gone])
+
+    result = runner.invoke(app, ["forget", gone])
+    assert result.exit_code == 0, result.output
+    assert str(validated) in result.output  # named among the places checked
+    for path in validated.iterdir():
+        assert not mentions(path, [gone]), path
+    assert mentions(source / "transactions.csv", [gone])  # the shop's own input, left alone
+    frame = build_feature_table_from(connect_parquet(validated), [dt.date(2025, 6, 30)])
+    assert gone not in set(frame.index.get_level_values("customer_id")) and len(frame) > 100

@@ -104,9 +104,13 @@ def validate(
         for note in result.report.notes:
             console.print(f"{name}: {note}", style="dim", markup=False, soft_wrap=True)
     if out is not None:
+        from features.erasure import ErasureRegistry
+
         written = list(write_quarantine(validation, out).values())
         if write_tables:
             written += _write_validated(validation, mapping, out)
+        # they hold customer rows: `winback forget` must reach them wherever they are
+        ErasureRegistry.default().record_written(written)
         console.print(f"wrote {len(written)} files to {out}")
 
 

@@ -131,7 +131,14 @@ def parse_cutoffs(spec: str) -> dict[str, object]:
 
 
 def write_parquet_atomic(frame, out: Path) -> None:
-    """Write ``frame`` to ``out`` via a temp file in the same folder and a rename."""
+    """Write ``frame`` to ``out`` via a temp file in the same folder and a rename.
+
+    The file holds customer rows, so it is noted for ``winback forget``
+    (``features.erasure.ErasureRegistry.record_written``).
+    """
+    from features.erasure import ErasureRegistry
+
+    ErasureRegistry.default().record_written([out])
     publish_file(out, lambda p: frame.to_parquet(p, index=False))
 
 

@@ -61,17 +61,19 @@ def forget(
     data = settings.data.path
     tracking = settings.train.tracking
     artifacts = tracking.resolved_artifact_root()
+    registry = ErasureRegistry.default()
     stores = ForgetStores(
         output_dir=out,
         score_dir=settings.serving.score_path,
         list_dir=out / "lists",
         tracking_root=tracking.root_path(),
         input_data=(Path(data),) if data and "://" not in data else (),
-        erasure=ErasureRegistry.default(),
+        erasure=registry,
         artifact_root=Path(artifacts.removeprefix("file://"))
         if artifacts.startswith("file://")
         else None,
         wait_seconds=wait,
+        written=tuple(registry.written_files()),
     )
     if not artifacts.startswith("file://"):
         typer.echo(f"note: MLflow artifacts in {artifacts} are not local; erase them there")
@@ -92,8 +94,10 @@ def forget(
         typer.secho(f"still mentions a forgotten customer: {path}", fg="red", err=True)
     if not report.clean:
         raise typer.Exit(EXIT_REMAINING)
+    checked = ", ".join(
+        [f"{root}/" for root in stores.roots()] + list(map(str, stores.written_files()))
+    )
     typer.echo(
-        f"checked every file under {out}/ (outside the shop's input data) and "
-        f"{stores.tracking_root}/: none mentions them. A running `winback serve` drops them "
-        f"on its next request."
+        f"checked every file under {checked} (outside the shop's input data): none mentions"
+        " them. A running `winback serve` drops them on its next request."
     )

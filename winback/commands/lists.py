@@ -163,9 +163,12 @@ def _say_what_was_made(manifest, date, list_dir: Path) -> None:
 
 
 def _emit(frame, manifest, request: ListRequest) -> None:
-    """Write the list to ``--out`` or stdout in the chosen format."""
+    """Write the list to ``--out`` (noted for ``winback forget``) or stdout in the chosen format."""
+    from features.erasure import ErasureRegistry
     from serving.lists.export import list_csv, list_records
 
+    if request.out is not None:
+        ErasureRegistry.default().record_written([request.out])
     if request.output_format == "parquet":
         publish_file(request.out, lambda p: frame.to_parquet(p, index=False))
         return
