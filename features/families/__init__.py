@@ -34,16 +34,22 @@ def _one_term(sql: str) -> bool:
     return False
 
 
-def exact_stddev_samp(expression: str) -> str:
-    """SQL for the sample standard deviation of ``expression`` from exact sums.
+def exact_stddev_samp(expression: str, unit: int = 1) -> str:
+    """SQL for the sample standard deviation of ``expression / unit`` from exact sums.
 
     ``STDDEV_SAMP`` merges its threads' running moments in floating point, in
     whatever order they finish, so its last bits change from run to run. Here
-    the count, sum and sum of squares are exact (decimal money, integer days)
-    and combined once: the same data gives the same bits. NULL below two values.
+    ``expression`` is integer-valued (days, or money in ten-thousandths as
+    ``DECIMAL(38, 0)`` with ``unit`` 10^4) and the count, sum and sum of squares
+    are exact integers combined once: the same data gives the same bits. Squares
+    of money stay integers (a ``DECIMAL(18, 4)`` square overflowed from 100,000
+    currency units up); the spread becomes a double, divided by ``unit``
+    squared, as a decimal of that scale is cast. NULL below two values.
     """
     n = f"COUNT({expression})"
     s = f"SUM({expression})"
     q = f"SUM(({expression}) * ({expression}))"
     spread = f"CAST({n} * {q} - {s} * {s} AS DOUBLE)"
+    if unit != 1:
+        spread = f"({spread} / {float(unit * unit)!r})"
     return f"CASE WHEN {n} > 1 THEN SQRT(GREATEST({spread} / ({n} * ({n} - 1)), 0)) END"

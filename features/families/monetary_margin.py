@@ -228,7 +228,7 @@ FEATURES: tuple[FeatureDefinition, ...] = (
     _feature(
         "order_value_std_amount",
         "orders",
-        exact_stddev_samp(f"CAST(order_amount_e4 / {MONEY_SCALE} AS DECIMAL(18, 4))"),
+        exact_stddev_samp("CAST(order_amount_e4 AS DECIMAL(38, 0))", MONEY_SCALE),
         "Sample standard deviation of purchase order values; missing with one order.",
     ),
     _feature(

@@ -109,3 +109,24 @@ def test_a_line_in_the_window_by_timestamp_is_one_younger_than_its_days(single):
         f"SELECT count(CASE WHEN {shape.since('e.seen_at', 275)} THEN 1 END) {shape.events('e', 'e', 'seen_at')}"
     ).fetchone()[0]
     assert 0 < inside < len(stamps)
+
+
+@pytest.mark.parametrize("threads", [1, 8])
+def test_order_value_spread_of_large_orders_is_exact_and_does_not_overflow(threads):
+    """Orders up to 10^9 currency units (a square of 10^26 ten-thousandths squared)."""
+    from features.families import exact_stddev_samp
+
+    rng = np.random.default_rng(4)
+    n = 60_000
+    groups = rng.integers(0, 300, n)
+    e4 = rng.integers(1, 10**13, n).astype("float64")  # up to 10^9 units, in ten-thousandths
+    con = duckdb.connect()
+    con.execute(f"SET threads = {threads}")
+    con.register("orders", {"g": groups, "order_amount_e4": e4})
+    sql = exact_stddev_samp("CAST(order_amount_e4 AS DECIMAL(38, 0))", MONEY_SCALE)
+    got = dict(con.execute(f"SELECT g, {sql} FROM orders GROUP BY g").fetchall())
+    for g in (0, 7, 299):
+        values = [int(v) for v in e4[groups == g]]  # exact integers in Python
+        k, s, q = len(values), sum(values), sum(v * v for v in values)
+        exact = ((k * q - s * s) / 10**8 / (k * (k - 1))) ** 0.5
+        assert got[g] == pytest.approx(exact, rel=1e-14)

@@ -151,3 +151,14 @@ def test_customers_get_their_most_frequent_country(validation, raw_counts):
     assert region["17850"] == "United Kingdom"
     assert region["12347"] == "Iceland"
     assert region.notna().mean() > 0.99
+
+
+def test_features_build_as_of_the_last_day_with_its_largest_order(validation):
+    """2011-12-09 holds a 168,469.60 order: its square overflowed a DECIMAL(18, 4) spread."""
+    import datetime as dt
+
+    from features.build import build_feature_table
+
+    frame = build_feature_table(validation.tables, [dt.date(2011, 12, 9)])
+    spread = frame["order_value_std_amount"]
+    assert spread.notna().sum() > 2_500 and spread.max() > 100_000
