@@ -20,6 +20,9 @@ def _double(decimal_sql: str) -> str:
 
 
 CATEGORY = "transactions.category"
+#: ``category_amount`` widened before it is squared: DuckDB multiplies two ``DECIMAL(18, 4)``
+#: into a ``DECIMAL(18, 8)``, which overflows from 100,000 currency units up (¥100,000 is common).
+_WIDE = "CAST(category_amount AS DECIMAL(38, 4))"
 
 FEATURES: tuple[FeatureDefinition, ...] = (
     FeatureDefinition(
@@ -46,7 +49,7 @@ FEATURES: tuple[FeatureDefinition, ...] = (
         FAMILY,
         "float64",
         "customer_categories",
-        f"{_double('SUM(category_amount * category_amount)')}"
+        f"{_double(f'SUM({_WIDE} * {_WIDE})')}"
         f" / NULLIF({_double('SUM(category_amount) * SUM(category_amount)')}, 0)",
         "Herfindahl index of spend over categories (1 = one category); missing without spend.",
         columns=(CATEGORY,),

@@ -242,3 +242,18 @@ def test_feature_table_over_cutoffs_equals_one_build_per_cutoff():
 def test_cutoff_with_a_time_of_day_is_refused():
     with pytest.raises(ValueError, match="time of day"):
         build_features(tiny_shop(), pd.Timestamp("2024-06-30 12:00"))
+
+
+def test_large_amounts_are_squared_without_overflow():
+    """¥300,000 of orders: the squares of money pass 10^10 (a DECIMAL(18, 8) overflowed)."""
+    tx = [
+        line("J", "j1", "2024-05-01T10:00:00Z", 200_000.0, category="tv"),
+        line("J", "j2", "2024-06-01T10:00:00Z", 100_000.0, category="audio"),
+        line("J", "j2", "2024-06-01T10:00:00Z", 0.5, category="audio"),
+    ]
+    tables = ShopTables(transactions=canonical("transactions", tx))
+    row = build_feature_table(tables, [CUTOFF]).loc[(pd.Timestamp(CUTOFF), "J")]
+    assert row["category_concentration_share"] == pytest.approx(
+        (200_000**2 + 100_000.5**2) / 300_000.5**2, rel=1e-15
+    )
+    assert row["order_value_std_amount"] == pytest.approx(abs(200_000 - 100_000.5) / math.sqrt(2))
