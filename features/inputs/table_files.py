@@ -2,8 +2,9 @@
 
 ``winback data validate DATA --out DIR --write-tables`` writes each contract
 table's accepted rows to ``DIR/<table>.parquet`` with the integer keys of
-``features.inputs.keys`` (so every later feature build groups by integers),
-then ``DIR/validated.json``, which names the source and marks the folder as
+``features.inputs.keys`` (so every later feature build groups by integers) and
+the purchase orders of ``features.inputs.order_table`` (so it groups no lines
+into orders), then ``DIR/validated.json``, which names the source and marks the folder as
 validated. ``winback train``, ``winback score`` and ``winback features build``
 read such a folder as it is (``winback score`` in place, through DuckDB, with
 no pandas copy of the rows); customers erased since are still left out.
@@ -25,7 +26,16 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from features.inputs.keys import KEY_COLUMNS, KEYS_FILE, KEYS_TABLE, clustered, with_keys
+from features.inputs.keys import (
+    KEY_COLUMNS,
+    KEYS_FILE,
+    KEYS_TABLE,
+    ORDERS_FILE,
+    ORDERS_TABLE,
+    clustered,
+    with_keys,
+)
+from features.inputs.order_table import order_table
 from features.inputs.schema import SCHEMAS, ShopTables
 from features.publish import publish_file, publish_text
 
@@ -34,8 +44,8 @@ VALIDATED_MARKER = "validated.json"
 
 
 def table_file(name: str) -> str:
-    """The file name of contract table (or ``customer_keys``) ``name``."""
-    return KEYS_FILE if name == KEYS_TABLE else f"{name}.parquet"
+    """The file name of contract table (or ``customer_keys``, ``purchase_orders``) ``name``."""
+    return {KEYS_TABLE: KEYS_FILE, ORDERS_TABLE: ORDERS_FILE}.get(name, f"{name}.parquet")
 
 
 def arrow_table(frame: pd.DataFrame, *, keep_index: bool = False) -> pa.Table:
@@ -57,16 +67,28 @@ def write_tables(
     """Write contract tables as ``<table>.parquet`` (with the integer keys by default).
 
     Keyed, each table's rows are clustered by customer and time
-    (``features.inputs.keys.clustered``); without keys they keep their order.
-    ``customer_keys.parquet`` comes last: it is published after the tables it maps.
-    Returns the path of each file by table name.
+    (``features.inputs.keys.clustered``), and the purchase orders go to
+    ``purchase_orders.parquet`` (``features.inputs.order_table``) when every
+    order's purchase lines fall on one day; an older one is removed otherwise.
+    Without keys the rows keep their order. ``customer_keys.parquet`` comes
+    last: it is published after the tables it maps. Returns the path of each
+    file by table name.
     """
     tables = {name: arrow_table(frame) for name, frame in frames.items()}
     if customer_keys:
-        tables = {
+        keyed = {
             name: clustered(table, SCHEMAS[name].time_column if name in SCHEMAS else None)
             for name, table in with_keys(tables).items()
         }
+        orders = order_table(keyed["transactions"]) if "transactions" in keyed else None
+        keys = keyed.pop(KEYS_TABLE)
+        tables = {
+            **keyed,
+            **({ORDERS_TABLE: orders} if orders is not None else {}),
+            KEYS_TABLE: keys,
+        }
+    if ORDERS_TABLE not in tables:
+        (Path(out_dir) / ORDERS_FILE).unlink(missing_ok=True)
     return {name: write_parquet(t, Path(out_dir) / table_file(name)) for name, t in tables.items()}
 
 
