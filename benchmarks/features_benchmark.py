@@ -62,7 +62,7 @@ def write_shop(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from features.inputs.keys import ORDERS_TABLE, clustered, with_keys
+    from features.inputs.keys import KEYS_TABLE, ORDERS_TABLE, clustered, with_keys
     from features.inputs.order_table import order_table
     from features.inputs.schema import SCHEMAS
     from features.inputs.table_files import table_file
@@ -130,9 +130,9 @@ def write_shop(
             " (once, when written)"
         )
         t0 = time.perf_counter()
-        orders = order_table(tables["transactions"])
-        if orders is not None:
-            tables[ORDERS_TABLE] = orders
+        orders = order_table(tables["transactions"], tables[KEYS_TABLE].column("customer_id"))
+        if orders is not None:  # before customer_keys, written last as winback writes it
+            tables = {**tables, ORDERS_TABLE: orders, KEYS_TABLE: tables.pop(KEYS_TABLE)}
         print(f"made the purchase-order table in {time.perf_counter() - t0:.1f} s (once)")
     for name, table in tables.items():
         pq.write_table(table, directory / table_file(name))

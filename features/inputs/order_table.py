@@ -60,11 +60,10 @@ def order_table_sql(tx_columns: list[str]) -> str:
         f"date_diff('day', LAG({day}) OVER (PARTITION BY {CUSTOMER_KEY}"
         f" ORDER BY ordered_at, {ORDER_KEY}), {day}) AS gap_days"
     )
-    names = ", ".join(["customer_id", "ordered_at", *order_table_sums(tx_columns)])
+    names = ", ".join(["ordered_at", *order_table_sums(tx_columns)])
     return (
         f"SELECT {CUSTOMER_KEY}, {ORDER_KEY}, {names}, {gap}, one_day\n"
-        f"FROM (SELECT t.{CUSTOMER_KEY}, t.{ORDER_KEY}, any_value(t.customer_id) AS customer_id,"
-        " MIN(t.ordered_at) AS ordered_at,\n"
+        f"FROM (SELECT t.{CUSTOMER_KEY}, t.{ORDER_KEY}, MIN(t.ordered_at) AS ordered_at,\n"
         "    CAST(MIN(t.ordered_at) AS DATE) = CAST(MAX(t.ordered_at) AS DATE)"
         " AND COUNT(t.ordered_at) = COUNT(*) AS one_day"
         f"{sums}\n  FROM transactions AS t {purchased}\n"
@@ -73,7 +72,9 @@ def order_table_sql(tx_columns: list[str]) -> str:
     )
 
 
-def order_table(transactions: pa.Table, *, threads: int | None = None) -> pa.Table | None:
+def order_table(
+    transactions: pa.Table, customer_ids: pa.Array | pa.ChunkedArray, *, threads: int | None = None
+) -> pa.Table | None:
     """The purchase-order table of keyed ``transactions`` (see the module docstring), or ``None``.
 
     Parameters
@@ -81,6 +82,10 @@ def order_table(transactions: pa.Table, *, threads: int | None = None) -> pa.Tab
     transactions
         The keyed lines as written (``features.inputs.keys.with_keys``: with
         ``customer_key``, ``order_key`` and the key set's digest).
+    customer_ids
+        The ``customer_id`` of each ``customer_key``, in key order (the
+        ``customer_keys`` table's column): the rows get their id by key, which
+        takes less memory and time than carrying the strings through the grouping.
     threads
         DuckDB threads; DuckDB's default when ``None``.
 
@@ -108,6 +113,8 @@ def order_table(transactions: pa.Table, *, threads: int | None = None) -> pa.Tab
     if not one_day or keys:
         return None
     table = table.drop_columns(["one_day"])
+    ids = pa.chunked_array([customer_ids]) if isinstance(customer_ids, pa.Array) else customer_ids
+    table = table.add_column(1, "customer_id", ids.take(table.column(CUSTOMER_KEY)))
     at = table.schema.get_field_index("ordered_at")
     unit = table.schema.field(at).type.unit
     table = table.set_column(at, "ordered_at", table.column(at).cast(pa.timestamp(unit, tz="UTC")))

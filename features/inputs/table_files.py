@@ -74,22 +74,29 @@ def write_tables(
     last: it is published after the tables it maps. Returns the path of each
     file by table name.
     """
+    out_dir = Path(out_dir)
     tables = {name: arrow_table(frame) for name, frame in frames.items()}
-    if customer_keys:
-        keyed = {
-            name: clustered(table, SCHEMAS[name].time_column if name in SCHEMAS else None)
-            for name, table in with_keys(tables).items()
-        }
-        orders = order_table(keyed["transactions"]) if "transactions" in keyed else None
-        keys = keyed.pop(KEYS_TABLE)
-        tables = {
-            **keyed,
-            **({ORDERS_TABLE: orders} if orders is not None else {}),
-            KEYS_TABLE: keys,
-        }
-    if ORDERS_TABLE not in tables:
-        (Path(out_dir) / ORDERS_FILE).unlink(missing_ok=True)
-    return {name: write_parquet(t, Path(out_dir) / table_file(name)) for name, t in tables.items()}
+    if not customer_keys:
+        (out_dir / ORDERS_FILE).unlink(missing_ok=True)
+        return {name: write_parquet(t, out_dir / table_file(name)) for name, t in tables.items()}
+    keyed = with_keys(tables)
+    del tables
+    keys = keyed.pop(KEYS_TABLE)
+    paths: dict[str, Path] = {}
+    lines = None
+    for name in list(keyed):  # each table is released once written, before the orders are made
+        table = clustered(keyed.pop(name), SCHEMAS[name].time_column if name in SCHEMAS else None)
+        paths[name] = write_parquet(table, out_dir / table_file(name))
+        lines = table if name == "transactions" else lines
+        del table
+    orders = None if lines is None else order_table(lines, keys.column("customer_id"))
+    del lines
+    if orders is None:
+        (out_dir / ORDERS_FILE).unlink(missing_ok=True)
+    else:
+        paths[ORDERS_TABLE] = write_parquet(orders, out_dir / ORDERS_FILE)
+    paths[KEYS_TABLE] = write_parquet(keys, out_dir / KEYS_FILE)
+    return paths
 
 
 def read_tables(directory: Path) -> dict[str, pd.DataFrame]:

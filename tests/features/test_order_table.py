@@ -39,6 +39,7 @@ from features.inputs.keys import (
 from features.inputs.order_table import order_table
 from features.inputs.schema import ShopTables
 from features.inputs.table_files import arrow_table, write_tables
+from features.relations import order_table_columns
 from features.simulation import SimulationConfig, simulate_shop
 from tests.features.reference_features import random_shop
 
@@ -138,9 +139,14 @@ HAND = _lines(
 )
 
 
+def _ids(keyed: dict[str, pa.Table]) -> pa.ChunkedArray:
+    """Each key's ``customer_id``, in key order, as the writer passes them."""
+    return keyed["customer_keys"].column("customer_id")
+
+
 def test_order_rows_hold_the_sums_in_ten_thousandths_and_the_gaps():
-    keyed = with_keys({"transactions": arrow_table(HAND)})["transactions"]
-    table = order_table(keyed)
+    keyed = with_keys({"transactions": arrow_table(HAND)})
+    table = order_table(keyed["transactions"], _ids(keyed))
     assert table is not None
     rows = table.to_pydict()
     assert rows["customer_id"] == ["a", "a", "a", "b", "b"]
@@ -157,7 +163,10 @@ def test_order_rows_hold_the_sums_in_ten_thousandths_and_the_gaps():
     assert rows["full_price_e4"] == [1, 35_000, 70_000, 50_000, 0]
     assert rows["discounted"] == [1, 0, 0, 0, 1]
     assert rows["gap_days"] == [None, 0, 10, None, 2]
-    assert table.schema.metadata[DIGEST_METADATA] == keyed.schema.metadata[DIGEST_METADATA]
+    assert (
+        table.schema.metadata[DIGEST_METADATA]
+        == keyed["customer_keys"].schema.metadata[DIGEST_METADATA]
+    )
     assert table.schema.metadata[LINES_METADATA] == b"8"
 
 
@@ -167,8 +176,8 @@ def test_no_order_table_when_an_order_spans_two_days_and_an_old_one_goes(tmp_pat
     assert (out / ORDERS_FILE).is_file()
     moved = HAND.copy()
     moved.loc[2, "ordered_at"] = pd.Timestamp("2024-01-02 00:00", tz=UTC)  # o1 on two days
-    keyed = with_keys({"transactions": arrow_table(moved)})["transactions"]
-    assert order_table(keyed) is None
+    keyed = with_keys({"transactions": arrow_table(moved)})
+    assert order_table(keyed["transactions"], _ids(keyed)) is None
     paths = write_tables({"transactions": moved}, out)
     assert ORDERS_TABLE not in paths and not (out / ORDERS_FILE).exists()
     con = connect_parquet(out)
@@ -182,10 +191,11 @@ def test_no_order_table_when_an_order_spans_two_days_and_an_old_one_goes(tmp_pat
 
 
 def test_unkeyed_lines_or_a_missing_time_make_no_order_table():
-    assert order_table(arrow_table(HAND)) is None
+    assert order_table(arrow_table(HAND), pa.array(["a", "b"])) is None
     missing = HAND.copy()
     missing.loc[1, "ordered_at"] = pd.NaT
-    assert order_table(with_keys({"transactions": arrow_table(missing)})["transactions"]) is None
+    keyed = with_keys({"transactions": arrow_table(missing)})
+    assert order_table(keyed["transactions"], _ids(keyed)) is None
 
 
 def test_the_build_reads_no_line_into_orders_and_the_query_transpiles_to_spark(tmp_path):
@@ -251,6 +261,8 @@ def test_erasure_removes_the_customer_from_the_order_table_and_the_build_follows
 
 def test_an_empty_purchase_history_gives_an_empty_order_table():
     returns = HAND.assign(is_return=True)
-    table = order_table(with_keys({"transactions": arrow_table(returns)})["transactions"])
+    keyed = with_keys({"transactions": arrow_table(returns)})
+    table = order_table(keyed["transactions"], _ids(keyed))
     assert table is not None and table.num_rows == 0
+    assert table.column_names == order_table_columns(list(returns.columns))
     assert pa.types.is_timestamp(table.schema.field("ordered_at").type)
