@@ -69,15 +69,15 @@ def write_tables(
     Keyed, each table's rows are clustered by customer and time
     (``features.inputs.keys.clustered``), and the purchase orders go to
     ``purchase_orders.parquet`` (``features.inputs.order_table``) when every
-    order's purchase lines fall on one day; an older one is removed otherwise.
+    order's purchase lines fall on one day; an older one is removed first.
     Without keys the rows keep their order. ``customer_keys.parquet`` comes
     last: it is published after the tables it maps. Returns the path of each
     file by table name.
     """
     out_dir = Path(out_dir)
+    (out_dir / ORDERS_FILE).unlink(missing_ok=True)  # never beside lines it was not made from
     tables = {name: arrow_table(frame) for name, frame in frames.items()}
     if not customer_keys:
-        (out_dir / ORDERS_FILE).unlink(missing_ok=True)
         return {name: write_parquet(t, out_dir / table_file(name)) for name, t in tables.items()}
     keyed = with_keys(tables)
     del tables
@@ -91,9 +91,7 @@ def write_tables(
         del table
     orders = None if lines is None else order_table(lines, keys.column("customer_id"))
     del lines
-    if orders is None:
-        (out_dir / ORDERS_FILE).unlink(missing_ok=True)
-    else:
+    if orders is not None:
         paths[ORDERS_TABLE] = write_parquet(orders, out_dir / ORDERS_FILE)
     paths[KEYS_TABLE] = write_parquet(keys, out_dir / KEYS_FILE)
     return paths
