@@ -65,6 +65,20 @@ edit = st.one_of(
 )
 
 
+def edited_shops(examples: int):
+    """Hypothesis over ``examples`` lists of one to six edits after the cutoff (``edits``)."""
+
+    def decorate(test):
+        examples_of = settings(
+            max_examples=examples,
+            deadline=None,
+            suppress_health_check=[HealthCheck.function_scoped_fixture],
+        )
+        return examples_of(given(edits=st.lists(edit, min_size=1, max_size=6))(test))
+
+    return decorate
+
+
 def apply(shop: ShopTables, edits: list[tuple]) -> ShopTables:
     """The shop with every edit applied; each one touches only events after the cutoff."""
     tx = shop.transactions.copy()
@@ -108,23 +122,13 @@ def apply(shop: ShopTables, edits: list[tuple]) -> ShopTables:
     return ShopTables(transactions=tx, customers=shop.customers, **others)
 
 
-@settings(
-    max_examples=25,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
-)
-@given(edits=st.lists(edit, min_size=1, max_size=6))
+@edited_shops(examples=25)
 def test_events_after_the_cutoff_never_change_a_feature(shop, con, baseline, edits):
     changed = build_features(apply(shop, edits), CUTOFF, con=con)
     pd.testing.assert_frame_equal(changed, baseline, check_categorical=False, rtol=1e-12)
 
 
-@settings(
-    max_examples=15,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
-)
-@given(edits=st.lists(edit, min_size=1, max_size=6))
+@edited_shops(examples=15)
 def test_events_after_the_cutoff_never_change_a_feature_built_by_integer_keys(
     shop, baseline, edits
 ):
@@ -134,12 +138,7 @@ def test_events_after_the_cutoff_never_change_a_feature_built_by_integer_keys(
     pd.testing.assert_frame_equal(changed, baseline, check_categorical=False, rtol=1e-12)
 
 
-@settings(
-    max_examples=12,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
-)
-@given(edits=st.lists(edit, min_size=1, max_size=6))
+@edited_shops(examples=12)
 def test_events_after_the_cutoff_never_change_a_feature_read_from_the_order_table(
     shop, baseline, edits, tmp_path_factory
 ):
