@@ -23,10 +23,12 @@ Run::
     uv run --frozen python benchmarks/features_benchmark.py --customers 100000 --lines 1000000
 
 The shop is written as winback writes validated tables: with integer customer and
-order keys beside the string ids, and the rows clustered by customer and time
-(``features.inputs.keys``; done once, when written, and timed then), which the build
-groups by. ``--with-ids`` also writes the same shop without them (rows in the
-generator's order) and builds from it, interleaved (the string-id path).
+order keys beside the string ids, the rows clustered by customer and time
+(``features.inputs.keys``), which the build groups by, and the table of purchase
+orders (``features.inputs.order_table``), which it reads instead of grouping the
+lines into orders; done once, when written, and timed then. ``--with-ids`` also
+writes the same shop without them (rows in the generator's order) and builds from
+it, interleaved (the string-id path).
 """
 
 from __future__ import annotations
@@ -52,15 +54,18 @@ def write_shop(
 
     With ``keys``, as winback writes validated tables (``winback data simulate``):
     with the integer ``customer_key``/``order_key`` columns and ``customer_keys.parquet``
-    of ``features.inputs.keys`` and the rows clustered by customer and time, done once
-    here (the time it takes is printed).
+    of ``features.inputs.keys``, the rows clustered by customer and time, and
+    ``purchase_orders.parquet`` (``features.inputs.order_table``), done once here
+    (the time each takes is printed).
     """
     import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from features.inputs.keys import KEYS_FILE, KEYS_TABLE, clustered, with_keys
+    from features.inputs.keys import KEYS_TABLE, ORDERS_TABLE, clustered, with_keys
+    from features.inputs.order_table import order_table
     from features.inputs.schema import SCHEMAS
+    from features.inputs.table_files import table_file
 
     rng = np.random.default_rng(seed)
     directory.mkdir(parents=True, exist_ok=True)
@@ -124,8 +129,13 @@ def write_shop(
             f"assigned the integer keys and clustered the rows in {time.perf_counter() - t0:.1f} s"
             " (once, when written)"
         )
+        t0 = time.perf_counter()
+        orders = order_table(tables["transactions"], tables[KEYS_TABLE].column("customer_id"))
+        if orders is not None:  # before customer_keys, written last as winback writes it
+            tables = {**tables, ORDERS_TABLE: orders, KEYS_TABLE: tables.pop(KEYS_TABLE)}
+        print(f"made the purchase-order table in {time.perf_counter() - t0:.1f} s (once)")
     for name, table in tables.items():
-        pq.write_table(table, directory / (KEYS_FILE if name == KEYS_TABLE else f"{name}.parquet"))
+        pq.write_table(table, directory / table_file(name))
 
 
 PEAK = """
@@ -141,14 +151,15 @@ OURS = (
 import json, sys, time
 from datetime import date
 from features.build import build_feature_table_from
-from features.engines.duckdb_engine import connect_parquet, has_customer_keys, table_columns
+from features.engines.duckdb_engine import connect_parquet, has_customer_keys, has_order_table, table_columns
 t0, c0 = time.perf_counter(), time.process_time()
 con = connect_parquet(sys.argv[1], threads=int(sys.argv[3]), memory_limit=sys.argv[4])
 con.execute("SET enable_progress_bar = false")
 frame = build_feature_table_from(con, [date.fromisoformat(sys.argv[2])])
 seconds = time.perf_counter() - t0
 print(json.dumps({"seconds": seconds, "cpu_seconds": time.process_time() - c0, "rows": len(frame), "columns": frame.shape[1],
-                  "peak_mib": peak_mib(), "keys": has_customer_keys(con, table_columns(con))}))
+                  "peak_mib": peak_mib(), "keys": has_customer_keys(con, table_columns(con)),
+                  "orders": has_order_table(con, table_columns(con))}))
 """
 )
 
@@ -238,7 +249,11 @@ def builds(args: argparse.Namespace, data: Path) -> dict[str, tuple[str, str, tu
 
 
 def report(name: str, result: dict, load: float) -> None:
-    """Print one row of the result table (``keys``: whether our build grouped by integer keys)."""
+    """Print one row of the result table.
+
+    ``keys``: whether our build grouped by integer keys; ``orders``: whether it read
+    the purchase-order table instead of grouping the lines.
+    """
     keys = {True: "yes", False: "no"}
     if "error" in result:
         print(f"{name:38} error: {result['error']}", flush=True)
@@ -246,7 +261,7 @@ def report(name: str, result: dict, load: float) -> None:
     print(
         f"{name:38} {result['seconds']:8.2f} {result['cpu_seconds']:7.2f}"
         f" {result['peak_mib']:9.0f} {result['rows']:10,} {result['columns']:5} {load:6.2f}"
-        f" {keys.get(result.get('keys'), '-'):>4}",
+        f" {keys.get(result.get('keys'), '-'):>4} {keys.get(result.get('orders'), '-'):>6}",
         flush=True,
     )
 
@@ -285,7 +300,7 @@ def main() -> None:
     )
     print(
         f"{'what':38} {'wall s':>8} {'cpu s':>7} {'peak MiB':>9} {'rows':>10} {'cols':>5}"
-        f" {'load1':>6} {'keys':>4}"
+        f" {'load1':>6} {'keys':>4} {'orders':>6}"
     )
     todo = builds(args, data)
     for _ in range(args.rounds):

@@ -26,9 +26,14 @@ import pandas as pd
 from features.custom.windowed import windowed_sql
 from features.definitions import RELATIONS, FeatureDefinition, dependency, resolve
 from features.engines.base import Engine
-from features.engines.duckdb_engine import connect, has_customer_keys, table_columns
+from features.engines.duckdb_engine import (
+    connect,
+    has_customer_keys,
+    has_order_table,
+    table_columns,
+)
 from features.feature_sets import FeatureSet
-from features.inputs.keys import CUSTOMER_KEY, KEYS_TABLE
+from features.inputs.keys import CUSTOMER_KEY, KEYS_TABLE, ORDERS_TABLE
 from features.inputs.schema import SCHEMAS, ShopTables
 from features.relations import (
     EVENT_TABLES,
@@ -51,24 +56,31 @@ logger = logging.getLogger(__name__)
 
 
 def _relation_ctes(
-    by_relation: dict[str, list[FeatureDefinition]], tx: Collection[str], shape: Shape
+    by_relation: dict[str, list[FeatureDefinition]],
+    tx: Collection[str],
+    shape: Shape,
+    order_table: str | None = None,
 ) -> list[tuple[str, str]]:
     """The ``rel_<name>`` CTEs of the relations the definitions use, in dependency order.
 
     The ``order_days`` definitions join the ``orders`` ones (one grouping over the
-    order rows with their gaps); ``by_relation`` is updated to say so.
+    order rows with their gaps); ``by_relation`` is updated to say so. With
+    ``order_table`` the order rows, gaps included, are read from that table.
     """
     ctes: list[tuple[str, str]] = []
     on_orders = [d.expression for d in by_relation["orders"] + by_relation["order_days"]]
-    if by_relation["order_days"]:
+    gaps = bool(by_relation["order_days"])
+    by_relation["orders"] += by_relation.pop("order_days")
+    if order_table is not None:
+        sql = orders_sql(tx, shape, on_orders, order_table=order_table, gaps=gaps)
+        ctes.append(("rel_orders", sql))
+    elif gaps:
         ctes += [
             ("rel_order_rows", orders_sql(tx, shape, on_orders)),
             ("rel_orders", order_gaps_sql(shape)),
         ]
-        by_relation["orders"] += by_relation.pop("order_days")
     else:
         ctes.append(("rel_orders", orders_sql(tx, shape, on_orders)))
-        by_relation.pop("order_days")
     if by_relation["lines"]:
         ctes.append(("rel_lines", lines_sql(tx, shape)))
     if by_relation["returned_lines"]:
@@ -88,6 +100,7 @@ def feature_query(
     cutoff: date | None = None,
     keyed: bool = False,
     by_key: bool = False,
+    order_table: bool = False,
 ) -> str:
     """The SQL text computing ``definitions`` for every cutoff in the ``cutoffs`` relation.
 
@@ -110,6 +123,11 @@ def feature_query(
     by_key
         With ``keyed``: return ``customer_key`` in place of ``customer_id`` (sorted
         the same way); the build looks the ids up by key after the fetch.
+    order_table
+        With ``keyed``: read the order rows and their gaps from the registered
+        ``purchase_orders`` table (``features.inputs.order_table``) instead of
+        grouping the lines (same values and columns). See
+        ``features.engines.duckdb_engine.has_order_table``.
 
     Returns
     -------
@@ -132,8 +150,10 @@ def feature_query(
                 chosen.add(dep)
                 by_relation[dependency(dep).relation].insert(0, dependency(dep))
 
+    if order_table and not keyed:
+        raise ValueError("the order table is keyed: pass keyed=True with order_table=True")
     shape = Shape(cutoff, keyed=keyed)
-    ctes = _relation_ctes(by_relation, tx, shape)
+    ctes = _relation_ctes(by_relation, tx, shape, ORDERS_TABLE if order_table else None)
     aggregates = _aggregates(by_relation, shape)
     # Windowed aggregates (user-defined features among them) bring their own CTEs and joins.
     extra = windowed_sql(by_relation["windowed"], columns, shape)  # type: ignore[arg-type]
@@ -345,7 +365,10 @@ def build_feature_table_from(
     con.executemany("INSERT INTO cutoffs VALUES (?)", [(d,) for d in dates])
     single = dates[0] if len(dates) == 1 else None
     keyed = has_customer_keys(con, columns)
-    sql = feature_query(definitions, columns, cutoff=single, keyed=keyed, by_key=keyed)
+    orders = has_order_table(con, columns)
+    sql = feature_query(
+        definitions, columns, cutoff=single, keyed=keyed, by_key=keyed, order_table=orders
+    )
     out = _fetch(con, sql, definitions, by_key=keyed)
     out.attrs["omitted_features"] = list(notes)
     return out

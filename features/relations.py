@@ -1,7 +1,8 @@
 """The SQL of each relation the feature definitions aggregate over.
 
 A relation is a point-in-time view of the events as of the cutoff(s): one
-narrow row per purchase order (``orders``, ``order_days``), per order line
+narrow row per purchase order (``orders``, ``order_days``; grouped from the lines,
+or read from the order table written with the keys), per order line
 (``lines``), per returned line (``returned_lines``), per (customer, category)
 (``customer_categories``) or per event of another table. ``features.build``
 composes the ones the requested features need into one query, each as a CTE
@@ -115,31 +116,87 @@ def lines_sql(tx_columns: Collection[str], shape: Shape) -> str:
 
 
 #: Sums over an order's purchase lines that customer features add up, by the
-#: contract column they need: (column name in ``orders``, SQL over the lines). The
-#: windowed ones go by each line's own age, as a sum over the lines would. Money
-#: in ten-thousandths (:func:`money_e4`); ``{since_275d}`` is the test of a line of
-#: the last 275 days.
+#: contract column they need: (column name in ``orders``, SQL of one line's term).
+#: ``orders`` sums the terms over the order's lines; the windowed ones go by each
+#: line's own time, as a sum over the lines would. Money in ten-thousandths
+#: (:func:`money_e4`); ``{since_275d}`` is the test of a line of the last 275 days.
 ORDER_LINE_SUMS = {
     "amount": (
-        ("order_spend_275d_e4", "SUM(CASE WHEN {since_275d} THEN {amount} ELSE 0 END)"),
-        ("order_spend_365d_e4", "SUM(CASE WHEN {since_365d} THEN {amount} ELSE 0 END)"),
+        ("order_spend_275d_e4", "CASE WHEN {since_275d} THEN {amount} ELSE 0 END"),
+        ("order_spend_365d_e4", "CASE WHEN {since_365d} THEN {amount} ELSE 0 END"),
     ),
     "margin_amount": (
-        ("order_margin_e4", "SUM({margin})"),
-        ("order_margin_275d_e4", "SUM(CASE WHEN {since_275d} THEN {margin} ELSE 0 END)"),
-        ("order_margin_365d_e4", "SUM(CASE WHEN {since_365d} THEN {margin} ELSE 0 END)"),
+        ("order_margin_e4", "{margin}"),
+        ("order_margin_275d_e4", "CASE WHEN {since_275d} THEN {margin} ELSE 0 END"),
+        ("order_margin_365d_e4", "CASE WHEN {since_365d} THEN {margin} ELSE 0 END"),
     ),
     "discount_amount": (
-        ("order_discount_e4", "SUM(COALESCE({discount}, 0))"),
-        (
-            "order_full_price_e4",
-            "SUM(CASE WHEN COALESCE(t.discount_amount, 0) = 0 THEN {amount} ELSE 0 END)",
-        ),
+        ("order_discount_e4", "COALESCE({discount}, 0)"),
+        ("order_full_price_e4", "CASE WHEN {undiscounted} THEN {amount} ELSE 0 END"),
     ),
+}
+#: The line terms of :data:`ORDER_LINE_SUMS` over the ``transactions`` view (alias ``t``).
+LINE_VALUES = {
+    "amount": money_e4("t.amount"),
+    "margin": money_e4("t.margin_amount"),
+    "discount": money_e4("t.discount_amount"),
+    "undiscounted": "COALESCE(t.discount_amount, 0) = 0",
+}
+#: 1 when one of the order's lines has a discount.
+ORDER_DISCOUNTED = "MAX(CASE WHEN COALESCE(t.discount_amount, 0) > 0 THEN 1 ELSE 0 END)"
+#: The order table's sums (``features.inputs.order_table``), by the ``orders`` column each
+#: holds: (its column in the table, the contract column it needs). Each is the order's
+#: sum of that column's line term (:data:`ORDER_LINE_SUMS`, no window).
+ORDER_TABLE_SUMS = {
+    "order_amount_e4": ("amount_e4", "amount"),
+    "order_margin_e4": ("margin_e4", "margin_amount"),
+    "order_discount_e4": ("discount_e4", "discount_amount"),
+    "order_full_price_e4": ("full_price_e4", "discount_amount"),
+    "order_discounted": ("discounted", "discount_amount"),
 }
 
 
-def orders_sql(tx_columns: Collection[str], shape: Shape, expressions: Collection[str] = ()) -> str:
+def order_table_sums(tx_columns: Collection[str]) -> dict[str, str]:
+    """SQL of each sum column of the order table over one order's lines (alias ``t``).
+
+    The same sums :func:`orders_sql` takes over the lines, so the two paths agree
+    to the bit (integers of ten-thousandths, :func:`money_e4`).
+    """
+    terms = {name: term for sums in ORDER_LINE_SUMS.values() for name, term in sums}
+    terms["order_amount_e4"] = "{amount}"
+    out = {}
+    for name, (column, needs) in ORDER_TABLE_SUMS.items():
+        if needs in tx_columns:
+            sql = ORDER_DISCOUNTED if name == "order_discounted" else f"SUM({terms[name]})"
+            out[column] = sql.format(**LINE_VALUES)
+    return out
+
+
+def order_table_columns(tx_columns: Collection[str]) -> list[str]:
+    """The columns of the order table written from lines with ``tx_columns``."""
+    sums = list(order_table_sums(tx_columns))
+    return [CUSTOMER_KEY, "customer_id", ORDER_KEY, "ordered_at", *sums, "gap_days"]
+
+
+def _order_sums(tx_columns: Collection[str], expressions: Collection[str]) -> list[tuple[str, str]]:
+    """The (name, line term) of :data:`ORDER_LINE_SUMS` that ``expressions`` read."""
+    return [
+        (name, term)
+        for column, sums in ORDER_LINE_SUMS.items()
+        if column in tx_columns
+        for name, term in sums
+        if any(name in e for e in expressions)
+    ]
+
+
+def orders_sql(
+    tx_columns: Collection[str],
+    shape: Shape,
+    expressions: Collection[str] = (),
+    *,
+    order_table: str | None = None,
+    gaps: bool = False,
+) -> str:
     """One narrow row per purchase order: its value, age, line sums and discounted flag.
 
     Only the purchase (non-return) lines are read, so every order row is a purchase
@@ -151,25 +208,25 @@ def orders_sql(tx_columns: Collection[str], shape: Shape, expressions: Collectio
     The order's age is that of its oldest line, taken from the earliest
     ``ordered_at`` after the grouping, and a line's window is a comparison of its
     timestamp with a constant (:meth:`Shape.since`): no date arithmetic per line.
+
+    With ``order_table`` (the name of a registered order table,
+    ``features.inputs.order_table``) the rows are read from it instead of grouping
+    the lines (:func:`order_table_sql`; ``gaps`` adds its ``gap_days``).
     """
+    if order_table is not None:
+        return order_table_sql(tx_columns, shape, expressions, order_table, gaps=gaps)
     values = {
-        "amount": money_e4("t.amount"),
-        "margin": money_e4("t.margin_amount"),
-        "discount": money_e4("t.discount_amount"),
+        **LINE_VALUES,
         "since_275d": shape.since("t.ordered_at", 275),
         "since_365d": shape.since("t.ordered_at", 365),
     }
     parts = [f"SUM({values['amount']}) AS order_amount_e4", "MIN(t.ordered_at) AS first_ordered_at"]
     names = ["order_amount_e4"]
-    for column, sums in ORDER_LINE_SUMS.items():
-        for name, sql in sums:
-            if column in tx_columns and any(name in e for e in expressions):
-                parts.append(f"{sql.format(**values)} AS {name}")
-                names.append(name)
+    for name, term in _order_sums(tx_columns, expressions):
+        parts.append(f"SUM({term.format(**values)}) AS {name}")
+        names.append(name)
     if "discount_amount" in tx_columns:
-        parts.append(
-            "MAX(CASE WHEN COALESCE(t.discount_amount, 0) > 0 THEN 1 ELSE 0 END) AS order_discounted"
-        )
+        parts.append(f"{ORDER_DISCOUNTED} AS order_discounted")
         names.append("order_discounted")
     purchased = f" AND NOT {is_return(tx_columns, 't')}" if "is_return" in tx_columns else ""
     keys = shape.select_keys("t")
@@ -183,6 +240,52 @@ def orders_sql(tx_columns: Collection[str], shape: Shape, expressions: Collectio
     age = f"date_diff('day', CAST(o.first_ordered_at AS DATE), {cutoff}) AS order_age_days"
     columns = ", ".join(f"o.{c}" for c in (*shape.keys, shape.order, *names))
     return f"SELECT {columns}, {age}\n  FROM ({grouping}) AS o"
+
+
+def order_table_sql(
+    tx_columns: Collection[str],
+    shape: Shape,
+    expressions: Collection[str],
+    table: str,
+    *,
+    gaps: bool = False,
+) -> str:
+    """The rows of :func:`orders_sql` read from the order table ``table``: no grouping of lines.
+
+    The table (``features.inputs.order_table``, keyed) holds one row per purchase
+    order with its sums (:data:`ORDER_TABLE_SUMS`), its one ``ordered_at`` and the
+    days since the customer's previous purchase order (``gap_days``, what
+    :func:`order_gaps_sql` gives at any cutoff: the orders before a cutoff are a
+    prefix of the customer's orders in time). It is written only when every
+    order's purchase lines fall on one day, and the tests of a line's time here
+    are against day boundaries (a cutoff, a window's first midnight), so the
+    cutoff takes or leaves whole orders and a windowed sum is the order's sum or
+    0 (``CASE WHEN`` of its time).
+    """
+    if not shape.keyed:
+        raise ValueError("the order table is keyed: read it with Shape(..., keyed=True)")
+    stored = {name: f"CAST(o.{column} AS DOUBLE)" for name, (column, _) in ORDER_TABLE_SUMS.items()}
+    values = {
+        "amount": stored["order_amount_e4"],
+        "margin": stored["order_margin_e4"],
+        "since_275d": shape.since("o.ordered_at", 275),
+        "since_365d": shape.since("o.ordered_at", 365),
+    }
+    parts = [f"{stored['order_amount_e4']} AS order_amount_e4"]
+    for name, term in _order_sums(tx_columns, expressions):
+        value = stored[name] if name in stored else term.format(**values)
+        parts.append(f"{value} AS {name}")
+    if "discount_amount" in tx_columns:
+        parts.append(f"o.{ORDER_TABLE_SUMS['order_discounted'][0]} AS order_discounted")
+    age = shape.age_days("o.ordered_at")
+    parts.append(f"{age} AS order_age_days")
+    if gaps:
+        parts.append("o.gap_days")
+    return (
+        f"SELECT {shape.select_keys('o')}, o.{shape.order},\n    "
+        + ",\n    ".join(parts)
+        + f"\n  {shape.events(table, 'o', 'ordered_at')}"
+    )
 
 
 def returned_lines_sql(tx_columns: Collection[str], shape: Shape) -> str:

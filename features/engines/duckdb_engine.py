@@ -24,18 +24,24 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from features.engines.base import Engine
 from features.inputs.keys import (
     CUSTOMER_KEY,
+    DIGEST_METADATA,
     KEY_COLUMNS,
     KEYS_FILE,
     KEYS_TABLE,
+    LINES_METADATA,
     ORDER_KEY,
+    ORDERS_FILE,
+    ORDERS_TABLE,
     shared_digest,
     with_keys,
 )
 from features.inputs.schema import SCHEMAS, ShopTables
+from features.relations import order_table_columns
 
 #: Money columns read as exact decimals, by table.
 MONEY_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -59,6 +65,12 @@ def _create_view(con: duckdb.DuckDBPyConnection, name: str, source: str) -> None
     described = con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()
     select = ", ".join(_column_sql(name, column, str(kind)) for column, kind, *_ in described)
     con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT {select} FROM {source}")
+
+
+def register_arrow(con: duckdb.DuckDBPyConnection, name: str, table: object) -> None:
+    """Register ``table`` (Arrow or pandas) as the view ``name``, with the column rules above."""
+    con.register(f"_winback_{name}", table)
+    _create_view(con, name, f"_winback_{name}")
 
 
 def _as_naive_utc(frame: pd.DataFrame) -> pd.DataFrame:
@@ -132,15 +144,14 @@ def connect(
     """
     con = _configured(con, threads=threads, memory_limit=memory_limit)
     frames = {name: f for name, f in tables.present().items() if name in SCHEMAS}
+    con.execute(f"DROP VIEW IF EXISTS {ORDERS_TABLE}")  # a connection reused for other tables
     if customer_keys:
         for name, table in _keyed_arrow(frames).items():
-            con.register(f"_winback_{name}", table)
-            _create_view(con, name, f"_winback_{name}")
+            register_arrow(con, name, table)
         return con
-    con.execute(f"DROP VIEW IF EXISTS {KEYS_TABLE}")  # a connection reused for other tables
+    con.execute(f"DROP VIEW IF EXISTS {KEYS_TABLE}")
     for name, frame in frames.items():
-        con.register(f"_winback_{name}", _as_naive_utc(frame))
-        _create_view(con, name, f"_winback_{name}")
+        register_arrow(con, name, _as_naive_utc(frame))
     return con
 
 
@@ -161,6 +172,26 @@ def has_customer_keys(con: Engine, columns: Mapping[str, Collection[str]]) -> bo
     return ORDER_KEY in columns.get("transactions", ()) and all(
         CUSTOMER_KEY in names for names in columns.values() if "customer_id" in names
     )
+
+
+def has_order_table(con: Engine, columns: Mapping[str, Collection[str]]) -> bool:
+    """Whether ``con`` has the order table the keyed build reads instead of grouping lines.
+
+    True on a keyed DuckDB connection (:func:`has_customer_keys`) where
+    :func:`connect_parquet` registered ``purchase_orders`` (written with the same
+    key set and from the same number of lines, ``features.inputs.order_table``)
+    with every column the lines' columns call for.
+    """
+    if not has_customer_keys(con, columns):
+        return False
+    assert isinstance(con, duckdb.DuckDBPyConnection)  # has_customer_keys says so
+    try:
+        cursor = con.execute(f"SELECT * FROM {ORDERS_TABLE} LIMIT 0")
+    except duckdb.Error:
+        return False
+    present = {d[0] for d in cursor.description}
+    cursor.fetchall()
+    return set(order_table_columns(columns["transactions"])) <= present
 
 
 def table_columns(con: Engine) -> dict[str, list[str]]:
@@ -188,22 +219,52 @@ def _parquet_files(directory: Path, name: str) -> tuple[str, list[Path]] | None:
     return None
 
 
-def _register_keys(con: duckdb.DuckDBPyConnection, directory: Path, files: list[Path]) -> None:
+def _register_keys(
+    con: duckdb.DuckDBPyConnection, directory: Path, files: list[Path]
+) -> bytes | None:
     """Register ``customer_keys`` when it and every table's files carry one key set.
 
     Files written together by ``features.inputs.keys.with_keys`` share the
     digest in their metadata (only the footers are read); any other mix leaves
-    the relation out, and the build groups by the string ids.
+    the relation out, and the build groups by the string ids. Returns the
+    digest of the key set registered, or ``None``.
     """
     con.execute(f"DROP VIEW IF EXISTS {KEYS_TABLE}")  # a connection reused for another folder
     keys_file = directory / KEYS_FILE
-    if not keys_file.is_file() or shared_digest([keys_file, *files]) is None:
-        return
+    digest = shared_digest([keys_file, *files]) if keys_file.is_file() else None
+    if digest is None:
+        return None
     quoted = str(keys_file).replace("'", "''")
     con.execute(
         f"CREATE OR REPLACE TEMP VIEW {KEYS_TABLE} AS SELECT {CUSTOMER_KEY}, customer_id"
         f" FROM read_parquet('{quoted}')"
     )
+    return digest
+
+
+def _register_orders(
+    con: duckdb.DuckDBPyConnection, directory: Path, digest: bytes | None, lines: list[Path]
+) -> None:
+    """Register the order table ``purchase_orders`` when it belongs to the keyed tables.
+
+    It must carry ``digest``, the key set registered with the tables
+    (:func:`_register_keys`), and the row count of the ``transactions`` files
+    ``lines`` it was made from; otherwise (no keys, or a tool rewrote the lines
+    or the table) the build groups the lines.
+    """
+    con.execute(f"DROP VIEW IF EXISTS {ORDERS_TABLE}")  # a connection reused for another folder
+    orders = directory / ORDERS_FILE
+    if digest is None or not orders.is_file():
+        return
+    metadata = pq.read_schema(orders).metadata or {}
+    rows = sum(pq.ParquetFile(f).metadata.num_rows for f in lines)
+    if (
+        metadata.get(DIGEST_METADATA) != digest
+        or metadata.get(LINES_METADATA) != str(rows).encode()
+    ):
+        return
+    quoted = str(orders).replace("'", "''")
+    _create_view(con, ORDERS_TABLE, f"read_parquet('{quoted}')")
 
 
 def connect_parquet(
@@ -222,7 +283,9 @@ def connect_parquet(
     a time-zone conversion) and money decimal, as in :func:`connect`. Absent
     files mean absent tables. Files written with integer keys
     (``features.inputs.keys``, e.g. by ``winback data simulate``) also register
-    ``customer_keys``, and the feature build groups by the keys.
+    ``customer_keys``, and the feature build groups by the keys; with the order
+    table written beside them (``features.inputs.order_table``) also
+    ``purchase_orders``, which the build reads instead of grouping the lines.
 
     Parameters
     ----------
@@ -239,15 +302,17 @@ def connect_parquet(
             "write the canonical transactions table there first"
         )
     files: list[Path] = []
+    lines: list[Path] = []
     for name in SCHEMAS:
         found = _parquet_files(directory, name)
         if found is None:
             continue
         source, table_files = found
         files += table_files
+        lines += table_files if name == "transactions" else []
         quoted = source.replace("'", "''")
         _create_view(con, name, f"read_parquet('{quoted}')")
-    _register_keys(con, directory, files)
+    _register_orders(con, directory, _register_keys(con, directory, files), lines)
     return con
 
 

@@ -43,6 +43,13 @@ KEYS_FILE = f"{KEYS_TABLE}.parquet"
 DIGEST_METADATA = b"winback.customer_keys"
 #: Columns the key assignment adds; never part of a contract table.
 KEY_COLUMNS = (CUSTOMER_KEY, ORDER_KEY)
+#: The derived table of purchase orders written beside the keyed tables
+#: (``features.inputs.order_table``), and its Parquet file. Not a contract table.
+ORDERS_TABLE = "purchase_orders"
+ORDERS_FILE = f"{ORDERS_TABLE}.parquet"
+#: Parquet metadata entry of the order table: the row count of the ``transactions`` it
+#: was made from, so transactions rewritten with their metadata kept are not read with it.
+LINES_METADATA = b"winback.transactions_rows"
 
 
 def _distinct_sorted_ids(tables: Mapping[str, pa.Table]) -> pa.Array:

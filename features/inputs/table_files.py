@@ -2,8 +2,9 @@
 
 ``winback data validate DATA --out DIR --write-tables`` writes each contract
 table's accepted rows to ``DIR/<table>.parquet`` with the integer keys of
-``features.inputs.keys`` (so every later feature build groups by integers),
-then ``DIR/validated.json``, which names the source and marks the folder as
+``features.inputs.keys`` (so every later feature build groups by integers) and
+the purchase orders of ``features.inputs.order_table`` (so it groups no lines
+into orders), then ``DIR/validated.json``, which names the source and marks the folder as
 validated. ``winback train``, ``winback score`` and ``winback features build``
 read such a folder as it is (``winback score`` in place, through DuckDB, with
 no pandas copy of the rows); customers erased since are still left out.
@@ -25,7 +26,16 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from features.inputs.keys import KEY_COLUMNS, KEYS_FILE, KEYS_TABLE, clustered, with_keys
+from features.inputs.keys import (
+    KEY_COLUMNS,
+    KEYS_FILE,
+    KEYS_TABLE,
+    ORDERS_FILE,
+    ORDERS_TABLE,
+    clustered,
+    with_keys,
+)
+from features.inputs.order_table import order_table
 from features.inputs.schema import SCHEMAS, ShopTables
 from features.publish import publish_file, publish_text
 
@@ -34,8 +44,8 @@ VALIDATED_MARKER = "validated.json"
 
 
 def table_file(name: str) -> str:
-    """The file name of contract table (or ``customer_keys``) ``name``."""
-    return KEYS_FILE if name == KEYS_TABLE else f"{name}.parquet"
+    """The file name of contract table (or ``customer_keys``, ``purchase_orders``) ``name``."""
+    return {KEYS_TABLE: KEYS_FILE, ORDERS_TABLE: ORDERS_FILE}.get(name, f"{name}.parquet")
 
 
 def arrow_table(frame: pd.DataFrame, *, keep_index: bool = False) -> pa.Table:
@@ -57,17 +67,34 @@ def write_tables(
     """Write contract tables as ``<table>.parquet`` (with the integer keys by default).
 
     Keyed, each table's rows are clustered by customer and time
-    (``features.inputs.keys.clustered``); without keys they keep their order.
-    ``customer_keys.parquet`` comes last: it is published after the tables it maps.
-    Returns the path of each file by table name.
+    (``features.inputs.keys.clustered``), and the purchase orders go to
+    ``purchase_orders.parquet`` (``features.inputs.order_table``) when every
+    order's purchase lines fall on one day; an older one is removed first.
+    Without keys the rows keep their order. ``customer_keys.parquet`` comes
+    last: it is published after the tables it maps. Returns the path of each
+    file by table name.
     """
+    out_dir = Path(out_dir)
+    (out_dir / ORDERS_FILE).unlink(missing_ok=True)  # never beside lines it was not made from
     tables = {name: arrow_table(frame) for name, frame in frames.items()}
-    if customer_keys:
-        tables = {
-            name: clustered(table, SCHEMAS[name].time_column if name in SCHEMAS else None)
-            for name, table in with_keys(tables).items()
-        }
-    return {name: write_parquet(t, Path(out_dir) / table_file(name)) for name, t in tables.items()}
+    if not customer_keys:
+        return {name: write_parquet(t, out_dir / table_file(name)) for name, t in tables.items()}
+    keyed = with_keys(tables)
+    del tables
+    keys = keyed.pop(KEYS_TABLE)
+    paths: dict[str, Path] = {}
+    lines = None
+    for name in list(keyed):  # each table is released once written, before the orders are made
+        table = clustered(keyed.pop(name), SCHEMAS[name].time_column if name in SCHEMAS else None)
+        paths[name] = write_parquet(table, out_dir / table_file(name))
+        lines = table if name == "transactions" else lines
+        del table
+    orders = None if lines is None else order_table(lines, keys.column("customer_id"))
+    del lines
+    if orders is not None:
+        paths[ORDERS_TABLE] = write_parquet(orders, out_dir / ORDERS_FILE)
+    paths[KEYS_TABLE] = write_parquet(keys, out_dir / KEYS_FILE)
+    return paths
 
 
 def read_tables(directory: Path) -> dict[str, pd.DataFrame]:

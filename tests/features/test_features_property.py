@@ -1,7 +1,9 @@
 """Hypothesis: events strictly after the cutoff day never change any feature.
 
 Edits touch transactions, tickets, referrals, reviews and engagement events (added, moved to
-another later time, or given another event type), always after the cutoff.
+another later time, or given another event type), always after the cutoff. The build runs
+on the tables in memory (string ids and integer keys) and on a keyed folder with its
+purchase-order table.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from features.build import build_feature_table_from, build_features
-from features.engines.duckdb_engine import connect
+from features.engines.duckdb_engine import connect, connect_parquet, has_order_table, table_columns
 from features.inputs.schema import EVENT_TYPES, SCHEMAS, ShopTables
+from features.inputs.table_files import write_tables
 from tests.features.reference_features import random_shop
 
 CUTOFF = date(2022, 9, 30)
@@ -62,6 +65,20 @@ edit = st.one_of(
 )
 
 
+def edited_shops(examples: int):
+    """Hypothesis over ``examples`` lists of one to six edits after the cutoff (``edits``)."""
+
+    def decorate(test):
+        examples_of = settings(
+            max_examples=examples,
+            deadline=None,
+            suppress_health_check=[HealthCheck.function_scoped_fixture],
+        )
+        return examples_of(given(edits=st.lists(edit, min_size=1, max_size=6))(test))
+
+    return decorate
+
+
 def apply(shop: ShopTables, edits: list[tuple]) -> ShopTables:
     """The shop with every edit applied; each one touches only events after the cutoff."""
     tx = shop.transactions.copy()
@@ -105,27 +122,42 @@ def apply(shop: ShopTables, edits: list[tuple]) -> ShopTables:
     return ShopTables(transactions=tx, customers=shop.customers, **others)
 
 
-@settings(
-    max_examples=25,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
-)
-@given(edits=st.lists(edit, min_size=1, max_size=6))
+@edited_shops(examples=25)
 def test_events_after_the_cutoff_never_change_a_feature(shop, con, baseline, edits):
     changed = build_features(apply(shop, edits), CUTOFF, con=con)
     pd.testing.assert_frame_equal(changed, baseline, check_categorical=False, rtol=1e-12)
 
 
-@settings(
-    max_examples=15,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
-)
-@given(edits=st.lists(edit, min_size=1, max_size=6))
+@edited_shops(examples=15)
 def test_events_after_the_cutoff_never_change_a_feature_built_by_integer_keys(
     shop, baseline, edits
 ):
     """The same with keys assigned to the edited tables (new customers move every later key)."""
     con = connect(apply(shop, edits), threads=1, customer_keys=True)
+    changed = build_feature_table_from(con, [CUTOFF]).droplevel("cutoff")
+    pd.testing.assert_frame_equal(changed, baseline, check_categorical=False, rtol=1e-12)
+
+
+@edited_shops(examples=12)
+def test_events_after_the_cutoff_never_change_a_feature_read_from_the_order_table(
+    shop, baseline, edits, tmp_path_factory
+):
+    """The same from a keyed folder with its purchase-order table, as ``write_tables`` writes it.
+
+    The table is written when every order's purchase lines fall on one day; an edit
+    that adds a late line to an earlier order of the same customer leaves it out,
+    and the build groups the lines.
+    """
+    edited = apply(shop, edits)
+    folder = tmp_path_factory.mktemp("keyed")
+    write_tables(edited.present(), folder)
+    purchases = edited.transactions[~edited.transactions["is_return"].astype(bool)]
+    days = (
+        purchases["ordered_at"]
+        .dt.floor("D")
+        .groupby([purchases["customer_id"], purchases["order_id"]])
+    )
+    con = connect_parquet(folder, threads=1)
+    assert has_order_table(con, table_columns(con)) == bool((days.nunique() == 1).all())
     changed = build_feature_table_from(con, [CUTOFF]).droplevel("cutoff")
     pd.testing.assert_frame_equal(changed, baseline, check_categorical=False, rtol=1e-12)

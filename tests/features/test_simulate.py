@@ -221,6 +221,7 @@ def test_write_and_read_round_trip(small_shop, small_shop_dir):
         "campaign_contacts.parquet",
         "engagement_events.parquet",
         "customer_keys.parquet",
+        "purchase_orders.parquet",
         "truth.parquet",
         "contact_truth.parquet",
         "simulation.json",

@@ -15,7 +15,7 @@ import pytest
 import sqlglot
 
 from features.build import build_feature_table, build_feature_table_from
-from features.engines.duckdb_engine import outline
+from features.engines.duckdb_engine import connect_parquet, has_order_table, outline, table_columns
 from features.engines.spark_engine import (
     ENV_SPARK_MASTER,
     SparkConfig,
@@ -23,7 +23,9 @@ from features.engines.spark_engine import (
     spark_session,
     to_spark_sql,
 )
+from features.inputs.keys import ORDERS_TABLE
 from features.inputs.schema import ShopTables
+from features.inputs.table_files import write_tables
 from features.training_table import build_training_table
 
 CUTOFFS = [dt.date(2024, 12, 31), dt.date(2025, 6, 30)]
@@ -181,4 +183,19 @@ def test_user_defined_features_give_the_same_values_on_spark(connection, shop_wi
     got = build_feature_table_from(connection, CUTOFFS, feature_set=fs)
     assert list(got.columns) == ["order_count", "large_line_share_120d", "distinct_products_all"]
     assert got["large_line_share_120d"].isna().any() and got["large_line_share_120d"].gt(0).any()
+    pd.testing.assert_frame_equal(got, expected, check_exact=False, rtol=1e-9, atol=1e-9)
+
+
+def test_a_folder_with_the_order_table_gives_duckdb_values_from_the_lines_on_spark(
+    spark, shop_with_gaps, tmp_path
+):
+    """Spark registers the contract tables only, so it groups the lines; DuckDB reads the orders."""
+    write_tables(shop_with_gaps.present(), tmp_path)
+    duck = connect_parquet(tmp_path)
+    assert has_order_table(duck, table_columns(duck))
+    con = SparkConnection(spark)
+    assert ORDERS_TABLE not in con.register_parquet(tmp_path)
+    expected = build_feature_table_from(duck, CUTOFFS)
+    got = build_feature_table_from(con, CUTOFFS)
+    assert len(got) > 1_000
     pd.testing.assert_frame_equal(got, expected, check_exact=False, rtol=1e-9, atol=1e-9)

@@ -96,6 +96,7 @@ def test_a_rewrite_removes_the_tables_the_new_source_lacks(small_shop, tmp_path)
     write_validated(fewer, out, {"mapping": None})
     assert sorted(p.name for p in out.glob("*.parquet")) == [
         "customer_keys.parquet",
+        "purchase_orders.parquet",
         "transactions.parquet",
     ]
     assert sorted(read_validated(out).present()) == ["transactions"]
