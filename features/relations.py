@@ -118,8 +118,15 @@ def lines_sql(tx_columns: Collection[str], shape: Shape) -> str:
 #: contract column they need: (column name in ``orders``, SQL over the lines). The
 #: windowed ones go by each line's own age, as a sum over the lines would. Money
 #: in ten-thousandths (:func:`money_e4`); ``{since_275d}`` is the test of a line of
-#: the last 275 days.
+#: the last 275 days. ``order_span_days``: days from the first line's date to the
+#: last one's (the scoring status, ``features.status_features``, checks it is 0).
 ORDER_LINE_SUMS = {
+    "ordered_at": (
+        (
+            "order_span_days",
+            "date_diff('day', CAST(MIN(t.ordered_at) AS DATE), CAST(MAX(t.ordered_at) AS DATE))",
+        ),
+    ),
     "amount": (
         ("order_spend_275d_e4", "SUM(CASE WHEN {since_275d} THEN {amount} ELSE 0 END)"),
         ("order_spend_365d_e4", "SUM(CASE WHEN {since_365d} THEN {amount} ELSE 0 END)"),
@@ -291,6 +298,34 @@ def category_sql(tx_columns: Collection[str], shape: Shape) -> list[tuple[str, s
         ("rel_category_spend", spend),
         ("rel_customer_categories", joined),
     ]
+
+
+#: The windows of the ``customer_products`` relation: every row is a product bought in
+#: the last ``PRODUCT_WINDOW_DAYS``, flagged when also bought in the last ``PRODUCT_RECENT_DAYS``.
+PRODUCT_WINDOW_DAYS = 365
+PRODUCT_RECENT_DAYS = 90
+
+
+def product_sql(tx_columns: Collection[str], shape: Shape) -> str:
+    """One row per (customer, product) bought in the last 365 days (``customer_products``).
+
+    Over the purchase lines with a ``product_id`` of the last
+    :data:`PRODUCT_WINDOW_DAYS`: ``product_line_count`` (the lines of that
+    product) and ``bought_recently`` (1 when one of them is of the last
+    :data:`PRODUCT_RECENT_DAYS`). Counting rows counts distinct products: one
+    scan and one grouping, where a ``COUNT(DISTINCT product_id)`` per window
+    read the lines once per window and hashed them twice.
+    """
+    purchased = f" AND NOT {is_return(tx_columns, 't')}" if "is_return" in tx_columns else ""
+    keys = shape.select_keys("t")
+    recent = shape.since("t.ordered_at", PRODUCT_RECENT_DAYS)
+    return (
+        f"SELECT {keys}, t.product_id, COUNT(*) AS product_line_count,"
+        f" MAX(CASE WHEN {recent} THEN 1 ELSE 0 END) AS bought_recently\n"
+        f"  {shape.events('transactions', 't', 'ordered_at')}{purchased}"
+        f" AND t.product_id IS NOT NULL AND {shape.since('t.ordered_at', PRODUCT_WINDOW_DAYS)}\n"
+        f"  GROUP BY {keys}, t.product_id"
+    )
 
 
 def event_sql(table: str, shape: Shape) -> str:
