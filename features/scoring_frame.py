@@ -187,9 +187,11 @@ def _scoring_frame(
     if parts is None:
         features = build_feature_table_from(con, [as_of], feature_set=feature_set)
         return _with_status(features, tables, as_of, label_config, con, feature_set, summary)
-    features = build_feature_table_from(con, [as_of], feature_set=_with_parts(feature_set, parts))
+    requested = set(_with_parts(feature_set, ()).names)
+    wanted = _with_parts(feature_set, parts)
+    features = build_feature_table_from(con, [as_of], feature_set=wanted)
     status = status_from_features(features, label_config)
-    features = features.drop(columns=[d.name for d in parts])
+    features = features.drop(columns=[d.name for d in parts if d.name not in requested])
     if status is None:  # an order's lines on two dates: the line query gives the status
         return _with_status(features, tables, as_of, label_config, con, feature_set, summary)
     frame = features.droplevel("cutoff")
@@ -200,12 +202,15 @@ def _scoring_frame(
 
 def _with_parts(feature_set: FeatureSet | None, parts: tuple[FeatureDefinition, ...]) -> FeatureSet:
     """``feature_set`` (every registered and active user-defined feature when ``None``)
-    with ``parts`` computed beside it."""
+    with ``parts`` computed beside it (registered features by name, the others as
+    user-defined ones)."""
     if feature_set is None:
         every = (*registry().values(), *custom_of(None))
         feature_set = FeatureSet("all", tuple((d.name, d.dtype) for d in every), custom_of(None))
-    columns = feature_set.columns + tuple((d.name, d.dtype) for d in parts)
-    return FeatureSet(feature_set.name, columns, (*feature_set.custom, *parts))
+    more = [d for d in parts if d.name not in feature_set.names]
+    columns = feature_set.columns + tuple((d.name, d.dtype) for d in more)
+    custom = (*feature_set.custom, *(d for d in more if d.name not in registry()))
+    return FeatureSet(feature_set.name, columns, custom)
 
 
 def _from_ahead(

@@ -23,7 +23,7 @@ from collections.abc import Collection
 import numpy as np
 import pandas as pd
 
-from features.definitions import FeatureDefinition
+from features.definitions import FeatureDefinition, get_feature
 from features.families.monetary_margin import NET_WINDOWS_DAYS
 from features.labels import SUMMARY_COLUMNS, LabelConfig
 from features.relations import MONEY_SCALE
@@ -31,15 +31,15 @@ from features.tiers import TierConfig, assign_tiers
 
 FAMILY = "status"
 #: Days from the last purchase order's date to the cutoff (its oldest line's date).
-LAST = "_status_last_order_age_days"
+LAST = "days_since_last_order"
 #: Days from the first purchase line's date to the cutoff.
-FIRST = "_status_first_order_age_days"
+FIRST = "tenure_days"
+#: Distinct dates of the purchase orders.
+DAYS = "purchase_day_count"
+#: Value of every purchase line: margin, or amount in a shop without margins.
+VALUES = {True: "total_margin_amount", False: "spend_amount"}
 #: Purchase orders whose lines fall on more than one date.
 SPANNING = "_status_spanning_order_count"
-#: Distinct dates of the purchase orders.
-DAYS = "_status_purchase_day_count"
-#: Value of every purchase line (margin, or amount without margins), ten-thousandths.
-VALUE = "_status_value_e4"
 #: Signed margin of every line in the tier window (revenue without margins), ten-thousandths.
 TRAILING = "_status_trailing_margin_e4"
 #: Status columns that are flags of the last purchase's age (the rest come from the tiers).
@@ -57,32 +57,29 @@ def status_definitions(
 ) -> tuple[FeatureDefinition, ...] | None:
     """The aggregates :func:`status_from_features` reads, for a shop with ``tx_columns``.
 
-    ``None`` when the tier window has no net margin parts in the feature query
-    (only the windows of ``NET_WINDOWS_DAYS`` have them). With ``summary`` also
-    the purchase days and the value of every purchase line.
+    Registered features where one is the aggregate (recency, and with ``summary``
+    tenure, purchase days and the value of the purchase lines), and two of their
+    own (names starting with ``_status_``). ``None`` when the tier window has no
+    net margin parts in the feature query (only the windows of
+    ``NET_WINDOWS_DAYS`` have them).
     """
     days = config.tiers.window_days
     if days not in NET_WINDOWS_DAYS:
         return None
-    if "margin_amount" in tx_columns:
+    margin = "margin_amount" in tx_columns
+    if margin:
         trailing = f"COALESCE(_purchase_margin_{days}d_e4, 0) + _return_margin_{days}d_e4"
         parts: tuple[str, ...] = (f"_purchase_margin_{days}d_e4", f"_return_margin_{days}d_e4")
-        value = "COALESCE(SUM(order_margin_e4), 0)"
     else:
         trailing = f"_purchase_{days}d_e4 - _return_{days}d_e4"
         parts = (f"_purchase_{days}d_e4", f"_return_{days}d_e4")
-        value = "SUM(order_amount_e4)"
     out = [
-        _definition(LAST, "orders", "MIN(order_age_days)"),
-        _definition(FIRST, "orders", "MAX(order_age_days)"),
+        get_feature(LAST),
         _definition(SPANNING, "orders", "COUNT(CASE WHEN order_span_days > 0 THEN 1 END)"),
         _definition(TRAILING, "derived", trailing, depends_on=parts),
     ]
     if summary:
-        out += [
-            _definition(DAYS, "order_days", "1 + COUNT(CASE WHEN gap_days > 0 THEN 1 END)"),
-            _definition(VALUE, "orders", value),
-        ]
+        out += [get_feature(FIRST), get_feature(DAYS), get_feature(VALUES[margin])]
     return tuple(out)
 
 
@@ -110,11 +107,13 @@ def status_from_features(
 
 def _summary(frame: pd.DataFrame) -> dict[str, np.ndarray]:
     """BG/NBD's summary from the purchase days, first and last order and purchase value."""
-    if DAYS not in frame.columns:
+    value = next((frame[v] for v in VALUES.values() if v in frame.columns), None)
+    if DAYS not in frame.columns or FIRST not in frame.columns or value is None:
         return {}
     days, first = frame[DAYS].to_numpy(), frame[FIRST].to_numpy()
-    value = np.nan_to_num(frame[VALUE].to_numpy(), nan=0.0)
-    values = (days - 1, first - frame[LAST].to_numpy(), first, value / MONEY_SCALE / days)
+    # the exact sum over 10^4 (``features.families.money``): DuckDB's cast of the decimal sum
+    value = np.nan_to_num(value.to_numpy(), nan=0.0)
+    values = (days - 1, first - frame[LAST].to_numpy(), first, value / days)
     return dict(zip(SUMMARY_COLUMNS, values, strict=True))
 
 

@@ -111,3 +111,13 @@ def test_status_from_the_features_of_a_simulated_shop_read_in_place(small_shop_d
         got = build_scoring_frame_from(con, as_of, CHURN_FEATURES_V3, tables=tables, summary=True)
         pd.testing.assert_frame_equal(got, expected, check_exact=True)
         assert got["is_vip"].sum() > 10 and np.isfinite(got[list(SUMMARY_COLUMNS)]).all().all()
+
+
+def test_every_feature_and_the_status_without_the_status_parts():
+    """Without a feature set: every feature, the status, and none of the status's own parts."""
+    tables = shop(HAND_ROWS + MORE_ROWS)
+    con = connect(tables)
+    frame = build_scoring_frame(tables, CUTOFF, con=con, summary=True)
+    features = build_feature_table_from(con, [CUTOFF])
+    assert list(frame.columns) == [*features.columns, *COLUMNS]
+    assert frame.attrs["omitted_features"] == features.attrs["omitted_features"]
