@@ -151,23 +151,3 @@ def test_customers_get_their_most_frequent_country(validation, raw_counts):
     assert region["17850"] == "United Kingdom"
     assert region["12347"] == "Iceland"
     assert region.notna().mean() > 0.99
-
-
-@pytest.mark.parametrize("as_of", ["2011-09-09", "2011-06-30"])
-def test_scoring_status_from_the_features_equals_the_line_query(validation, as_of):
-    """Invoices whose lines share a date: the feature query gives the status, bit for bit."""
-    import datetime as dt
-
-    from features.engines.duckdb_engine import connect
-    from features.labels import LabelConfig
-    from features.scoring_frame import _attach_status, _sorted_status, build_scoring_frame
-    from features.training_table import build_feature_table_from
-
-    tables, date, config = validation.tables, dt.date.fromisoformat(as_of), LabelConfig()
-    con = connect(tables)
-    frame = build_scoring_frame(tables, date, con=con, summary=True)
-    features = build_feature_table_from(con, [date])
-    status = _sorted_status(tables, date, config, con, summary=True)
-    expected = _attach_status(features, status, tables, date, config, con, None)
-    pd.testing.assert_frame_equal(frame, expected, check_exact=True)
-    assert frame["is_vip"].sum() > 100 and frame.attrs == expected.attrs

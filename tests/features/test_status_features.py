@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -42,6 +43,9 @@ MORE_ROWS = [
     ("S", "s1", "2023-07-01 00:00", 11.0, 0.7, False),
 ]
 COLUMNS = [*STATUS_COLUMNS, *SUMMARY_COLUMNS]
+ONLINE_RETAIL = (
+    Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "online_retail_I.csv.gz"
+)
 
 
 def _line_query(con, tables, as_of, config) -> pd.DataFrame:
@@ -121,3 +125,22 @@ def test_every_feature_and_the_status_without_the_status_parts():
     features = build_feature_table_from(con, [CUTOFF])
     assert list(frame.columns) == [*features.columns, *COLUMNS]
     assert frame.attrs["omitted_features"] == features.attrs["omitted_features"]
+
+
+@pytest.mark.realdata
+@pytest.mark.skipif(not ONLINE_RETAIL.is_file(), reason=f"real data not available: {ONLINE_RETAIL}")
+@pytest.mark.parametrize("as_of", ["2011-09-09", "2011-06-30"])
+def test_status_from_the_features_of_online_retail(as_of):
+    """Invoices whose lines share a date: the feature query gives the status, bit for bit."""
+    from features.inputs.sources import load_shop
+
+    now = pd.Timestamp("2012-01-01", tz="UTC")
+    tables = load_shop(ONLINE_RETAIL, "online-retail", now=now).tables
+    date, config = dt.date.fromisoformat(as_of), LabelConfig()
+    con = connect(tables)
+    frame = build_scoring_frame(tables, date, con=con, summary=True)
+    features = build_feature_table_from(con, [date])
+    status = _sorted_status(tables, date, config, con, summary=True)
+    expected = _attach_status(features, status, tables, date, config, con, None)
+    pd.testing.assert_frame_equal(frame, expected, check_exact=True)
+    assert frame["is_vip"].sum() > 100 and frame.attrs == expected.attrs
