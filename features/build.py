@@ -43,6 +43,7 @@ from features.relations import (
     lines_sql,
     order_gaps_sql,
     orders_sql,
+    product_sql,
     returned_lines_sql,
 )
 from features.result_frame import (
@@ -87,6 +88,8 @@ def _relation_ctes(
         ctes.append(("rel_returned_lines", returned_lines_sql(tx, shape)))
     if by_relation["customer_categories"]:
         ctes += category_sql(tx, shape)
+    if by_relation["customer_products"]:
+        ctes.append(("rel_customer_products", product_sql(tx, shape)))
     for table in EVENT_TABLES:
         if by_relation[table]:
             ctes.append((f"rel_{table}", event_sql(table, shape)))

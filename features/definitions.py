@@ -26,6 +26,7 @@ RELATIONS: dict[str, str] = {
     "lines": "transactions",
     "returned_lines": "transactions",
     "customer_categories": "transactions",
+    "customer_products": "transactions",
     "support_tickets": "support_tickets",
     "referrals": "referrals",
     "reviews": "reviews",

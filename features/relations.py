@@ -142,6 +142,9 @@ LINE_VALUES = {
     "discount": money_e4("t.discount_amount"),
     "undiscounted": "COALESCE(t.discount_amount, 0) = 0",
 }
+#: Days from the date of the order's first line to its last one's (the scoring status,
+#: ``features.status_features``, checks it is 0 for every order).
+ORDER_SPAN = "date_diff('day', CAST(MIN(t.ordered_at) AS DATE), CAST(MAX(t.ordered_at) AS DATE))"
 #: 1 when one of the order's lines has a discount.
 ORDER_DISCOUNTED = "MAX(CASE WHEN COALESCE(t.discount_amount, 0) > 0 THEN 1 ELSE 0 END)"
 #: The order table's sums (``features.inputs.order_table``), by the ``orders`` column each
@@ -228,6 +231,9 @@ def orders_sql(
     if "discount_amount" in tx_columns:
         parts.append(f"{ORDER_DISCOUNTED} AS order_discounted")
         names.append("order_discounted")
+    if any("order_span_days" in e for e in expressions):
+        parts.append(f"{ORDER_SPAN} AS order_span_days")
+        names.append("order_span_days")
     purchased = f" AND NOT {is_return(tx_columns, 't')}" if "is_return" in tx_columns else ""
     keys = shape.select_keys("t")
     grouping = (
@@ -277,6 +283,8 @@ def order_table_sql(
         parts.append(f"{value} AS {name}")
     if "discount_amount" in tx_columns:
         parts.append(f"o.{ORDER_TABLE_SUMS['order_discounted'][0]} AS order_discounted")
+    if any("order_span_days" in e for e in expressions):
+        parts.append("0 AS order_span_days")  # the table is written only for one-day orders
     age = shape.age_days("o.ordered_at")
     parts.append(f"{age} AS order_age_days")
     if gaps:
@@ -394,6 +402,34 @@ def category_sql(tx_columns: Collection[str], shape: Shape) -> list[tuple[str, s
         ("rel_category_spend", spend),
         ("rel_customer_categories", joined),
     ]
+
+
+#: The windows of the ``customer_products`` relation: every row is a product bought in
+#: the last ``PRODUCT_WINDOW_DAYS``, flagged when also bought in the last ``PRODUCT_RECENT_DAYS``.
+PRODUCT_WINDOW_DAYS = 365
+PRODUCT_RECENT_DAYS = 90
+
+
+def product_sql(tx_columns: Collection[str], shape: Shape) -> str:
+    """One row per (customer, product) bought in the last 365 days (``customer_products``).
+
+    Over the purchase lines with a ``product_id`` of the last
+    :data:`PRODUCT_WINDOW_DAYS`: ``product_line_count`` (the lines of that
+    product) and ``bought_recently`` (1 when one of them is of the last
+    :data:`PRODUCT_RECENT_DAYS`). Counting rows counts distinct products: one
+    scan and one grouping, where a ``COUNT(DISTINCT product_id)`` per window
+    read the lines once per window and hashed them twice.
+    """
+    purchased = f" AND NOT {is_return(tx_columns, 't')}" if "is_return" in tx_columns else ""
+    keys = shape.select_keys("t")
+    recent = shape.since("t.ordered_at", PRODUCT_RECENT_DAYS)
+    return (
+        f"SELECT {keys}, t.product_id, COUNT(*) AS product_line_count,"
+        f" MAX(CASE WHEN {recent} THEN 1 ELSE 0 END) AS bought_recently\n"
+        f"  {shape.events('transactions', 't', 'ordered_at')}{purchased}"
+        f" AND t.product_id IS NOT NULL AND {shape.since('t.ordered_at', PRODUCT_WINDOW_DAYS)}\n"
+        f"  GROUP BY {keys}, t.product_id"
+    )
 
 
 def event_sql(table: str, shape: Shape) -> str:

@@ -14,32 +14,26 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 
-import duckdb
-import numpy as np
 import pandas as pd
-import pyarrow as pa
 
 from features.build import build_feature_table_from
 from features.engines.base import Engine
-from features.engines.duckdb_engine import connect, has_customer_keys, outline, table_columns
+from features.engines.duckdb_engine import connect
 from features.feature_sets import FeatureSet
 from features.inputs.schema import ShopTables
-from features.labels import (
-    SUMMARY_COLUMNS,
-    LabelConfig,
-    build_labels,
-    customer_status,
-    scoring_status_sql,
+from features.labels import LabelConfig, build_labels
+
+# Scoring frames live in features.scoring_frame; these names have long been imported from here.
+from features.scoring_frame import (  # noqa: F401
+    FrameAhead,
+    build_scoring_frame,
+    build_scoring_frame_from,
+    join_scoring_frame,
+    one_date,
+    scoring_status,
 )
 from features.targets import TARGETS as TARGET_TABLE
-from features.tiers import (
-    TierConfig,
-    as_dates,
-    assign_tiers,
-)
-
-#: Status columns that come straight from the status query (the rest from the tiers).
-STATUS_FLAGS = ("is_active", "is_lapsed")
+from features.tiers import as_dates
 
 #: Target name -> label column of ``features.labels.build_labels``.
 TARGETS: dict[str, str] = {name: t.label for name, t in TARGET_TABLE.items()}
@@ -214,217 +208,3 @@ def join_training_table(
         "omitted_features": list(features.attrs.get("omitted_features", [])),
     }
     return table
-
-
-def build_scoring_frame(
-    tables: ShopTables,
-    as_of: dt.date | str,
-    feature_set: FeatureSet | None = None,
-    *,
-    label_config: LabelConfig = LabelConfig(),
-    con: Engine | None = None,
-    summary: bool = False,
-) -> pd.DataFrame:
-    """Features of every known customer at ``as_of``, with their status, for scoring.
-
-    ``con`` is the engine where ``tables`` are registered; a new DuckDB
-    connection by default (see :func:`build_scoring_frame_from` for an engine
-    whose tables are not in memory, and for ``summary``).
-
-    Returns
-    -------
-    pandas.DataFrame
-        Indexed by ``customer_id``: the feature columns, then ``is_active``,
-        ``is_lapsed``, ``is_vip``, ``tier`` and ``trailing_margin`` (see
-        ``features.labels.customer_status``), so serving can pick each model's
-        population and show tiers with the same definitions training used.
-    """
-    dates = one_date(as_of)
-    con = connect(tables) if con is None else con
-    features = build_feature_table_from(con, dates, feature_set=feature_set)
-    return _with_status(features, tables, dates[0], label_config, con, feature_set, summary)
-
-
-def build_scoring_frame_from(
-    con: Engine,
-    as_of: dt.date | str,
-    feature_set: FeatureSet | None = None,
-    *,
-    tables: ShopTables | None = None,
-    label_config: LabelConfig = LabelConfig(),
-    summary: bool = False,
-    status: pa.Table | None = None,
-) -> pd.DataFrame:
-    """:func:`build_scoring_frame` from contract views already registered on ``con``.
-
-    With ``features.engines.duckdb_engine.connect_parquet`` (or a ``SparkConnection``)
-    the tables are read in place and never become pandas frames (a million
-    customers' 23M events take about 3 GB as frames). ``tables`` is the outline
-    of ``con`` (``features.engines.duckdb_engine.outline``; made when not given):
-    only its columns are read. With ``summary`` the frame also gets the purchase
-    summary (``features.labels.SUMMARY_COLUMNS``) when the status query can give
-    it (DuckDB, same customers); the caller checks for the columns. ``status``:
-    what :func:`scoring_status` returned for the same date and options, when the
-    caller ran it already.
-    """
-    dates = one_date(as_of)
-    features = build_feature_table_from(con, dates, feature_set=feature_set)
-    tables = outline(con) if tables is None else tables
-    if status is None:
-        return _with_status(features, tables, dates[0], label_config, con, feature_set, summary)
-    return _attach_status(features, status, tables, dates[0], label_config, con, feature_set)
-
-
-def scoring_status(
-    con: Engine,
-    as_of: dt.date | str,
-    *,
-    tables: ShopTables | None = None,
-    label_config: LabelConfig = LabelConfig(),
-    summary: bool = False,
-) -> pa.Table | None:
-    """The status query of :func:`build_scoring_frame_from` on its own; ``None`` off DuckDB.
-
-    It reads only the lines, not the features, so a caller can run it before the
-    feature query, while something else runs beside it (``winback score`` loads
-    the models meanwhile), and hand the result to
-    :func:`build_scoring_frame_from` as ``status``.
-    """
-    if not isinstance(con, duckdb.DuckDBPyConnection):
-        return None
-    tables = outline(con) if tables is None else tables
-    return _sorted_status(tables, one_date(as_of)[0], label_config, con, summary)
-
-
-def one_date(as_of: object) -> list[dt.date]:
-    """``as_of`` as a one-element list of dates; ``ValueError`` for anything else."""
-    dates = as_dates(as_of)
-    if len(dates) != 1:
-        raise ValueError(f"as_of must be one date, got {as_of!r}")
-    return dates
-
-
-def join_scoring_frame(
-    features: pd.DataFrame,
-    status: pd.DataFrame,
-    as_of: dt.date,
-    feature_set: FeatureSet | None = None,
-) -> pd.DataFrame:
-    """Features at one cutoff joined with each customer's status, indexed by ``customer_id``.
-
-    The last step of :func:`build_scoring_frame` when features and status list different customers.
-    """
-    frame = features.join(status, how="left").droplevel("cutoff")
-    frame.attrs = _scoring_attrs(features, as_of, feature_set)
-    return frame
-
-
-def _scoring_attrs(
-    features: pd.DataFrame, as_of: dt.date, feature_set: FeatureSet | None
-) -> dict[str, object]:
-    """What a scoring frame says about itself: its date, feature set and omitted features."""
-    return {
-        "as_of": str(as_of),
-        "feature_set": None if feature_set is None else feature_set.name,
-        "omitted_features": list(features.attrs.get("omitted_features", [])),
-    }
-
-
-def _with_status(
-    features: pd.DataFrame,
-    tables: ShopTables,
-    as_of: dt.date,
-    label_config: LabelConfig,
-    con: Engine,
-    feature_set: FeatureSet | None,
-    summary: bool = False,
-) -> pd.DataFrame:
-    """The scoring frame: features of one date with each customer's status attached.
-
-    The status of :func:`features.labels.customer_status`, computed by one query
-    sorted like the features and attached by position when both list the same
-    customers (they do: both are the customers with a purchase by ``as_of``), so
-    a million customers' string ids are never indexed, sorted or aligned in
-    pandas. Any other case, and any engine but DuckDB (the one query nests
-    ``WITH`` clauses, which Spark SQL refuses), goes through ``customer_status``
-    and a join.
-    """
-    fast = isinstance(con, duckdb.DuckDBPyConnection)
-    status = _sorted_status(tables, as_of, label_config, con, summary) if fast else None
-    return _attach_status(features, status, tables, as_of, label_config, con, feature_set)
-
-
-def _attach_status(
-    features: pd.DataFrame,
-    status: pa.Table | None,
-    tables: ShopTables,
-    as_of: dt.date,
-    label_config: LabelConfig,
-    con: Engine,
-    feature_set: FeatureSet | None,
-) -> pd.DataFrame:
-    """``status`` (:func:`_sorted_status`) put on by position when it lists the features'
-    customers; otherwise ``customer_status`` joined by key."""
-    ids = features.index.get_level_values("customer_id")
-    same = (
-        status is not None
-        and len(ids) == status.num_rows
-        and _large_strings(ids).equals(_large_strings(status.column("customer_id")))
-    )
-    if not same:
-        joined = customer_status(tables, [as_of], label_config, con=con)
-        return join_scoring_frame(features, joined, as_of, feature_set)
-    frame = features.droplevel("cutoff")
-    columns = _status_columns(status, label_config.tiers)
-    frame = pd.concat([frame, pd.DataFrame(columns, index=frame.index)], axis=1)
-    frame.attrs = _scoring_attrs(features, as_of, feature_set)
-    return frame
-
-
-def _large_strings(values: object) -> pa.Array:
-    """``values`` (pandas strings or an Arrow column) as one Arrow ``large_string`` array."""
-    array = values if isinstance(values, pa.Array | pa.ChunkedArray) else pa.array(values)
-    if isinstance(array, pa.ChunkedArray):
-        array = array.combine_chunks()
-    return array.cast(pa.large_string())
-
-
-def _sorted_status(
-    tables: ShopTables,
-    as_of: dt.date,
-    config: LabelConfig,
-    con: duckdb.DuckDBPyConnection,
-    summary: bool = False,
-) -> pa.Table:
-    """Status and trailing margin of every customer at ``as_of``, sorted by ``customer_id``.
-
-    The values of ``customer_status`` from one scan of the lines
-    (``features.labels.scoring_status_sql``); ``ranked`` says whether the
-    customer is in the tier ranking (a purchase inside the trailing window).
-    With ``summary`` also the purchase summary of ``features.value_table``.
-    Grouped by the integer customer keys when the tables carry them.
-    """
-    keyed = has_customer_keys(con, table_columns(con))
-    sql = scoring_status_sql(tables, as_of, config, summary=summary, keyed=keyed)
-    return con.sql(sql).to_arrow_table()
-
-
-def _status_columns(status: pa.Table, tiers: TierConfig) -> dict[str, object]:
-    """The ``STATUS_COLUMNS`` as ``customer_status`` gives them, from :func:`_sorted_status`."""
-    ranked = status.column("ranked").to_numpy(zero_copy_only=False).astype(bool)
-    margin = status.column("trailing_margin").cast(pa.float64()).fill_null(0.0).to_numpy()
-    margin = np.where(ranked, np.nan_to_num(margin, nan=0.0), 0.0)
-    names = np.full(len(margin), None, dtype=object)
-    rows = np.flatnonzero(ranked)
-    if len(rows):
-        names[rows] = assign_tiers(pd.Series(margin[rows]), tiers).to_numpy(object)
-    tier = pd.array(names, dtype="string")
-    flags = {c: status.column(c).to_numpy(zero_copy_only=False).astype(bool) for c in STATUS_FLAGS}
-    summary = {c: status.column(c).to_numpy() for c in SUMMARY_COLUMNS if c in status.column_names}
-    return {
-        **flags,
-        "is_vip": np.isin(names, list(tiers.vip_tiers)),
-        "tier": tier,
-        "trailing_margin": margin,
-        **summary,
-    }

@@ -17,8 +17,9 @@ from features.engines.duckdb_engine import (
 )
 from features.inputs.schema import ShopTables
 from features.labels import SUMMARY_COLUMNS, LabelConfig, customer_status
+from features.scoring_frame import _sorted_status, _status_columns
 from features.tiers import TierConfig
-from features.training_table import _sorted_status, _status_columns, monthly_cutoffs
+from features.training_table import monthly_cutoffs
 from features.value_table import value_summary_from
 from tests.features.test_labels import CONFIG, CUTOFF, HAND_ROWS, shop
 

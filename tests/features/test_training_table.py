@@ -196,7 +196,7 @@ def test_scoring_frame_joins_the_status_when_the_features_list_other_customers(
 ):
     """The status goes on by position only when both list the same customers, else by key."""
     from features.engines.duckdb_engine import connect
-    from features.training_table import _with_status
+    from features.scoring_frame import _with_status
 
     tables = small_shop.tables
     as_of = shop_cutoffs[-1]

@@ -2,10 +2,9 @@
 
 Mounted by ``winback/cli.py`` on the ``features`` group. The entries of
 ``[[features.custom]]`` are validated when the file loads (a bad one stops here
-with the key and the reason); this command then builds them, with the built-in
-windowed features (product diversity), on the shop's data at a few cutoffs and
-runs the leakage check of ``features.custom.leakage``: the value at a cutoff must
-not change when the rows after it are removed or scrambled.
+with the key and the reason); this command then builds them on the shop's data
+at a few cutoffs and runs the leakage check of ``features.custom.leakage``: the
+value at a cutoff must not change when the rows after it are removed or scrambled.
 """
 
 from __future__ import annotations
@@ -67,21 +66,14 @@ def check(
         int, typer.Option("--cutoffs", min=1, max=12, help="How many cutoffs to check at.")
     ] = 3,
 ) -> None:
-    """Check user-defined (and built-in windowed) features for leakage on your data."""
+    """Check user-defined features for leakage on your data."""
     from features.custom.leakage import check_leakage
-    from features.custom.windowed import WindowedFeature
-    from features.definitions import registry
     from features.inputs.contracts import ContractError
     from features.training_table import data_dates
 
     console, err = Console(), Console(stderr=True)
-    custom = configured_custom_features(config, err)
-    built_in = [d for d in registry().values() if isinstance(d, WindowedFeature)]
-    definitions = [*built_in, *custom]
-    console.print(
-        f"{len(custom)} user-defined feature(s) valid; checking them with "
-        f"{len(built_in)} built-in windowed feature(s)"
-    )
+    definitions = list(configured_custom_features(config, err))
+    console.print(f"{len(definitions)} user-defined feature(s) valid; checking them")
     try:
         tables = _load(data, mapping, err)
         dates = spread_cutoffs(*data_dates(tables), cutoffs)

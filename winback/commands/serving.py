@@ -129,7 +129,7 @@ def _score_locked(config, data, mapping, as_of, engine, spark_master) -> None:
     """Load the champions, score and write the store (the caller holds the score lock).
 
     The models load on a thread (MLflow's imports and registry reads: seconds of
-    Python) while the status query of a folder read in place runs (DuckDB, which
+    Python) while the feature query of a folder read in place runs (DuckDB, which
     releases the GIL); the other routes wait for them first.
     """
     import functools
@@ -194,10 +194,11 @@ def _score_in_place(data: Path, as_of: str | None, load, config):
     """Score a folder of canonical Parquet tables read in place by DuckDB (no pandas copy of the rows).
 
     ``load()`` starts loading the served models on a thread (their future): the
-    customers' status (with the value champion's purchase summary, a few aggregates
-    more in the same scan) is computed while they load. They start after
-    ``outline``, whose small queries waited for the GIL the imports held (0.6 ->
-    1.9 s). Returns the version, the date and the models.
+    scoring frame of every feature the tables give, with the customers' status
+    and purchase summary (``features.training_table.scoring_status``), is built
+    while they load, and the models take their features from it. They start
+    after ``outline``, whose small queries waited for the GIL the imports held
+    (0.6 -> 1.9 s). Returns the version, the date and the models.
     """
     from features.engines.duckdb_engine import connect_parquet, outline
     from features.training_table import scoring_status
@@ -210,8 +211,8 @@ def _score_in_place(data: Path, as_of: str | None, load, config):
         tables = outline(con, source=str(data))
         date = _parse_date(as_of, tables)
         loading = load()
-        # In a list handed over by pop(): score_customers then holds the only reference and
-        # frees the status (~100 MB at a million customers) once it is in the scoring frame.
+        # In a list handed over by pop(): score_customers then holds the only reference, and
+        # the features no model reads (~8 MB each at a million customers) go with it.
         status = [scoring_status(con, date, tables=tables, summary=True)]
     except BaseException:
         _loaded(loading or load())  # a missing model is reported first, as before

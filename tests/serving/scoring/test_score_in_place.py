@@ -85,15 +85,42 @@ def test_in_place_scores_with_a_value_champion_equal_the_in_memory_ones(
     pd.testing.assert_frame_equal(scores, store.read_scores(in_memory, AS_OF))
 
 
-def test_a_status_queried_beforehand_gives_the_same_score_table(models, folder, tmp_path):
-    """``winback score`` runs the status query while the models load and hands it over."""
+def _with_custom_churn(shop, models):
+    """``models`` with a churn model trained with one user-defined feature more."""
+    from features.custom.windowed import Window, windowed
+    from features.training_table import build_scoring_frame
+    from serving.scoring.models import ServedModel
+    from training.model.classifier import WinbackClassifier
+
+    extra = windowed("big_spend_60d", "SUM(amount) FILTER (WHERE amount > 40)",
+                     "Spend on lines above 40 in the last 60 days", Window("transactions", 60, 0),
+                     reads=("amount",))  # fmt: skip
+    feature_set = models["churn"].feature_set.with_custom([extra])
+    frame = build_scoring_frame(shop.tables, AS_OF, feature_set)
+    y = (frame["big_spend_60d"] > 0).astype(int)
+    model = WinbackClassifier(
+        feature_set, n_estimators=5, min_child_samples=5, calibration="none", num_threads=1
+    ).fit(frame[feature_set.names], y)
+    churn = ServedModel("churn", model, "winback-churn", "9")
+    return ServedModels({**models.models, "churn": churn})
+
+
+@pytest.mark.parametrize("custom", [False, True], ids=["registered", "user-defined"])
+def test_a_frame_built_beforehand_gives_the_same_score_table(
+    shop, models, folder, tmp_path, custom
+):
+    """``winback score`` builds every feature while the models load and hands them over;
+    a model's feature that is not among them is queried then."""
     from features.training_table import scoring_status
 
     con = connect_parquet(folder)
     tables = outline(con)
     status = scoring_status(con, AS_OF, tables=tables, summary=True)
-    assert status is not None and status.num_rows > 200
-    assert {"frequency", "monetary_value", "is_active"} <= set(status.column_names)
+    assert status is not None and len(status.frame) > 200
+    assert {"frequency", "monetary_value", "is_active"} <= set(status.frame.columns)
+    if custom:
+        models = _with_custom_churn(shop, models)
+        assert "big_spend_60d" not in status.frame.columns
     given, queried = tmp_path / "given", tmp_path / "queried"
     score_customers(tables, AS_OF, models, ServingConfig(score_dir=given),
                     scored_at=SCORED_AT, con=con, status=status)  # fmt: skip
@@ -102,9 +129,9 @@ def test_a_status_queried_beforehand_gives_the_same_score_table(models, folder, 
     pd.testing.assert_frame_equal(
         store.read_scores(given, AS_OF), store.read_scores(queried, AS_OF)
     )
-    pd.testing.assert_frame_equal(
-        store.read_features(given, AS_OF), store.read_features(queried, AS_OF)
-    )
+    features = store.read_features(given, AS_OF)
+    pd.testing.assert_frame_equal(features, store.read_features(queried, AS_OF))
+    assert ("big_spend_60d" in features.columns) == custom
 
 
 def test_only_a_simulated_or_validated_folder_without_a_mapping_is_read_in_place(folder, tmp_path):
