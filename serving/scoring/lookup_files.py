@@ -29,6 +29,7 @@ import json
 import threading
 import warnings
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -195,13 +196,16 @@ class BatchedRows:
             return table if columns is None else table.select(list(columns))
 
 
-def arrow_scores(scores: pd.DataFrame, order: np.ndarray | None = None) -> pa.Table:
+def arrow_scores(
+    scores: pd.DataFrame, order: np.ndarray | None = None, table: pa.Table | None = None
+) -> pa.Table:
     """The score table as Arrow, with fixed types for columns that may be all-missing.
 
     ``order``: the rows at these positions (what ``scores.iloc[order]`` gives),
-    taken from the Arrow table rather than copying the frame first.
+    taken from the Arrow table rather than copying the frame first. ``table``:
+    ``scores`` converted already (``serving.scoring.arrow_tables.without_index``).
     """
-    table = _from_pandas(scores.reset_index(drop=True))
+    table = _from_pandas(scores.reset_index(drop=True)) if table is None else table
     if order is not None:
         table = table.take(pa.array(order))
     for i, name in enumerate(table.column_names):
@@ -262,8 +266,8 @@ def _write_batches(path: Path, tables: Iterable[pa.Table], metadata: dict[bytes,
             pending.append(table.replace_schema_metadata(schema.metadata))
             buffered = pa.concat_tables(pending).combine_chunks()
             full = len(buffered) // BATCH_ROWS * BATCH_ROWS
-            for start in range(0, full, BATCH_ROWS):
-                writer.write_batch(buffered.slice(start, BATCH_ROWS).to_batches()[0])
+            if full:  # one chunk per column: batches of exactly BATCH_ROWS, in one call
+                writer.write_table(buffered.slice(0, full), max_chunksize=BATCH_ROWS)
             rows += full
             pending = [buffered.slice(full)]
         if writer is None:
@@ -278,12 +282,27 @@ def _write_batches(path: Path, tables: Iterable[pa.Table], metadata: dict[bytes,
     return rows
 
 
+@dataclass(frozen=True)
+class LookupTables:
+    """The score table and its features converted to Arrow already (in the frames' order).
+
+    What ``arrow_features`` and the conversion in :func:`arrow_scores` would give
+    (``serving.scoring.arrow_tables.without_index``): the writer converts each frame
+    once for its Parquet file and its lookup file.
+    """
+
+    scores: pa.Table
+    features: pa.Table | None = None
+
+
 def write_lookup_files(
     folder: Path,
     scores: pd.DataFrame,
     features: pd.DataFrame | None,
     as_of: dt.date,
     reference: dict[str, float] | None = None,
+    *,
+    tables: LookupTables | None = None,
 ) -> None:
     """Write the lookup files of one version into ``folder`` (being filled, not yet published).
 
@@ -293,33 +312,40 @@ def write_lookup_files(
     (:mod:`serving.scoring.record_file`) are written from the same rows. Rows
     already in id order (as the scoring frame comes) and features listing the
     same customers in the same order are written without copying or re-indexing
-    either frame.
+    either frame. ``tables``: the frames converted to Arrow already.
     """
     from serving.scoring.reasons import feature_reference
 
     folder = Path(folder)
     index, order = IdIndex.from_ids(scores["customer_id"])
     np.save(folder / IDS_FILE, index.ids)
-    table = arrow_scores(scores, order)
+    table = arrow_scores(scores, order, None if tables is None else tables.scores)
     write_score_file(folder, table)
     write_record_file(folder, table, as_of)
     del table
     if features is None:
         return
     reference = feature_reference(features) if reference is None else reference
+    converted = None if tables is None else tables.features
     write_feature_file(
-        folder, [aligned_features(features, scores["customer_id"], order)], reference
+        folder, [aligned_features(features, scores["customer_id"], order, converted)], reference
     )
 
 
 def aligned_features(
-    features: pd.DataFrame, customer_ids: pd.Series, order: np.ndarray | None
+    features: pd.DataFrame,
+    customer_ids: pd.Series,
+    order: np.ndarray | None,
+    table: pa.Table | None = None,
 ) -> pa.Table:
-    """``features`` as Arrow, one row per score row in id order (missing customers: nulls)."""
+    """``features`` as Arrow, one row per score row in id order (missing customers: nulls).
+
+    ``table``: :func:`arrow_features` of ``features``, when the caller has it.
+    """
     ids = _text_array(customer_ids)
     own = _text_array(features.index)
     if ids is not None and own is not None and ids.equals(own):
-        table = arrow_features(features)
+        table = arrow_features(features) if table is None else table
         return table if order is None else table.take(pa.array(order))
     aligned = features.copy()
     aligned.index = aligned.index.astype(str)
