@@ -20,6 +20,7 @@ return ``None``, and the caller keeps LightGBM's predictor.
 from __future__ import annotations
 
 import os
+import threading
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -245,12 +246,26 @@ def default_threads() -> int:
 
 
 _FORESTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_FORESTS_LOCK = threading.Lock()
 
 
 def forest_of(booster: Any, num_iteration: int | None) -> Forest | None:
     """The (cached) :class:`Forest` of a booster's first ``num_iteration`` trees, or None."""
-    cached = _FORESTS.get(booster)
-    if cached is None or cached[0] != num_iteration:
-        cached = (num_iteration, Forest.from_booster(booster, num_iteration))
-        _FORESTS[booster] = cached
+    with _FORESTS_LOCK:  # one build per booster when a warm-up thread is at it too
+        cached = _FORESTS.get(booster)
+        if cached is None or cached[0] != num_iteration:
+            cached = (num_iteration, Forest.from_booster(booster, num_iteration))
+            _FORESTS[booster] = cached
     return cached[1]
+
+
+def warm(booster: Any, num_iteration: int | None) -> None:
+    """Make the booster's forest and load the compiled kernel (one row scored), ahead of a batch.
+
+    About a second of CPU per process (numba's import and the kernel's machine code
+    from its on-disk cache, plus the trees' tables) that a caller can spend while
+    something else waits, e.g. the feature query.
+    """
+    forest = forest_of(booster, num_iteration)
+    if forest is not None:
+        forest.raw_score(np.zeros((1, booster.num_feature())), threads=1)

@@ -29,6 +29,7 @@ import json
 import threading
 import warnings
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -229,11 +230,38 @@ def _rows(order: np.ndarray | None, n: int) -> np.ndarray | slice:
 
 
 def dictionary_column(column: pa.ChunkedArray) -> pa.ChunkedArray:
-    """``column`` dictionary-encoded with the narrowest index type its distinct values fit."""
-    encoded = pc.dictionary_encode(column.combine_chunks())
+    """``column`` dictionary-encoded with the narrowest index type its distinct values fit.
+
+    A column holding one value in every row (or none), as a scoring run's model
+    versions and feature sets do, is encoded without hashing each row: the same array.
+    """
+    values = column.combine_chunks()
+    constant = _constant_dictionary(values)
+    if constant is not None:
+        return pa.chunked_array([constant])
+    encoded = pc.dictionary_encode(values)
     size = len(encoded.dictionary)
     index = pa.int8() if size < 2**7 else pa.int16() if size < 2**15 else pa.int32()
     return pa.chunked_array([encoded.cast(pa.dictionary(index, pa.string()))])
+
+
+def _constant_dictionary(values: pa.Array) -> pa.DictionaryArray | None:
+    """``values`` (strings) dictionary-encoded when every row holds one value or is missing.
+
+    What :func:`dictionary_column` would make (``int8`` indices, zero in missing rows),
+    or None for any other column.
+    """
+    n = len(values)
+    if n == 0 or 0 < values.null_count < n:
+        return None
+    if values.null_count == n:
+        indices = pa.array(np.zeros(n, np.int8), mask=np.ones(n, bool))
+        return pa.DictionaryArray.from_arrays(indices, pa.array([], pa.string()))
+    bounds = pc.min_max(values)
+    if bounds["min"] != bounds["max"]:
+        return None
+    dictionary = pa.array([bounds["min"].as_py()], pa.string())
+    return pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int8)), dictionary)
 
 
 def arrow_features(features: pd.DataFrame) -> pa.Table:
@@ -319,17 +347,22 @@ def write_lookup_files(
     folder = Path(folder)
     index, order = IdIndex.from_ids(scores["customer_id"])
     np.save(folder / IDS_FILE, index.ids)
-    table = arrow_scores(scores, order, None if tables is None else tables.scores)
-    write_score_file(folder, table)
-    write_record_file(folder, table, as_of)
-    del table
-    if features is None:
-        return
-    reference = feature_reference(features) if reference is None else reference
-    converted = None if tables is None else tables.features
-    write_feature_file(
-        folder, [aligned_features(features, scores["customer_id"], order, converted)], reference
-    )
+    # The record file (DuckDB) and the feature file (Arrow IPC) release the GIL: each is
+    # written on a thread while this one writes the score file.
+    with ThreadPoolExecutor(2) as pool:
+        jobs = []
+        if features is not None:
+            reference = feature_reference(features) if reference is None else reference
+            converted = None if tables is None else tables.features
+            aligned = aligned_features(features, scores["customer_id"], order, converted)
+            jobs.append(pool.submit(write_feature_file, folder, [aligned], reference))
+            del aligned
+        table = arrow_scores(scores, order, None if tables is None else tables.scores)
+        jobs.append(pool.submit(write_record_file, folder, table, as_of))
+        write_score_file(folder, table)
+        del table
+        for job in jobs:
+            job.result()
 
 
 def aligned_features(

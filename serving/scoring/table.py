@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import duckdb
@@ -29,9 +30,9 @@ from features.feature_sets import FeatureSet
 from features.inputs.schema import ShopTables
 from serving.config import SCORE_COLUMNS, TARGETS, ServingConfig
 from serving.scoring import store
-from serving.scoring.forest import default_threads
+from serving.scoring.forest import default_threads, warm
 from serving.scoring.models import ServedModels
-from serving.scoring.predict import FeatureColumns, predict_scores
+from serving.scoring.predict import FOREST_MIN_ROWS, FeatureColumns, has_booster, predict_scores
 from serving.scoring.reasons import feature_reference, reason_column, reason_texts, top_scored
 from serving.scoring.value import SUMMARY_COLUMNS, predicted_value, with_summary
 
@@ -206,6 +207,16 @@ def _add_predicted_value(
         out["expected_value"] = scaled.where(value.notna(), out["expected_value"])
 
 
+def warm_forests(models: ServedModels) -> None:
+    """Each served model's forest made and the compiled kernel loaded (``forest.warm``)."""
+    boosters = [models[t].model.trees() for t in models.targets if has_booster(models[t].model)]
+    regressor = getattr(models.value.model, "regressor", None) if models.value else None
+    if has_booster(regressor):
+        boosters.append(regressor.trees())
+    for booster, num_iteration in boosters:
+        warm(booster, num_iteration)
+
+
 def scoring_feature_set(models: ServedModels) -> FeatureSet:
     """The features every served model reads, the value champion's included."""
     union = models.feature_set()
@@ -242,6 +253,11 @@ def score_customers(
     config = config or ServingConfig()
     feature_set = scoring_feature_set(models)
     value = models.value is not None
+    # The trees' kernel is loaded on a thread while the feature query runs (DuckDB's threads
+    # release the GIL): about a second of CPU that no longer waits in line after it.
+    large = status is not None and status.num_rows >= FOREST_MIN_ROWS
+    warming = ThreadPoolExecutor(1, thread_name_prefix="winback-forests") if large else None
+    warmed = warming.submit(warm_forests, models) if warming is not None else None
     # The status query gives the value champion's purchase summary in the same scan.
     if con is None:
         frame = build_scoring_frame(tables, as_of, feature_set, summary=value)
@@ -250,6 +266,9 @@ def score_customers(
             con, as_of, feature_set, tables=tables, summary=value, status=status
         )
         status = None  # in the frame now: not held through the scoring and the write
+    if warming is not None:
+        warmed.result()
+        warming.shutdown()
     if value and not set(SUMMARY_COLUMNS) <= set(frame.columns):
         frame = with_summary(frame, tables, as_of, con=con)
     features = frame[feature_set.names]

@@ -7,6 +7,8 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.ipc as ipc
 import pytest
 
 from serving.scoring import lookup_files, store
@@ -59,3 +61,31 @@ def test_a_version_written_from_one_conversion_equals_one_from_fresh_conversions
     features.to_parquet(fresh / store.FEATURES_FILE, index=True)
     for name in (*lookup_files.LOOKUP_FILES, store.SCORES_FILE, store.FEATURES_FILE):
         assert (version.folder / name).read_bytes() == (fresh / name).read_bytes(), name
+
+
+def _encoded_by_hashing(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    encoded = pc.dictionary_encode(column.combine_chunks())
+    return pa.chunked_array([encoded.cast(pa.dictionary(pa.int8(), pa.string()))])
+
+
+def _file_bytes(column: pa.ChunkedArray) -> bytes:
+    table = pa.table({"c": column})
+    sink = pa.BufferOutputStream()
+    with ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table, max_chunksize=lookup_files.BATCH_ROWS)
+    return sink.getvalue().to_pybytes()
+
+
+@pytest.mark.parametrize("n", [1, 7, 1025, 3001])
+@pytest.mark.parametrize("kind", ["constant", "missing", "two values", "one missing"])
+def test_a_constant_column_is_encoded_as_hashing_encodes_it(n, kind):
+    values = {
+        "constant": ["3"] * n,
+        "missing": [None] * n,
+        "two values": (["a", "b"] * n)[:n],
+        "one missing": ["x"] * (n - 1) + [None],
+    }[kind]
+    column = pa.chunked_array([pa.array(values, pa.string())])
+    encoded = lookup_files.dictionary_column(column)
+    assert encoded.equals(_encoded_by_hashing(column))
+    assert _file_bytes(encoded) == _file_bytes(_encoded_by_hashing(column))

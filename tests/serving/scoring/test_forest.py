@@ -112,3 +112,18 @@ def _nodes(node: dict):
     for child in ("left_child", "right_child"):
         if child in node:
             yield from _nodes(node[child])
+
+
+def test_a_warmed_forest_is_the_one_a_batch_uses():
+    from serving.scoring.forest import warm
+
+    x, y = _data(4_000, 7)
+    booster = lgb.train({"objective": "binary", "num_leaves": 7, "verbose": -1},
+                        lgb.Dataset(x, y, categorical_feature=[2]), num_boost_round=8)  # fmt: skip
+    warm(booster, 5)
+    forest = forest_of(booster, 5)
+    warm(booster, 5)
+    assert forest_of(booster, 5) is forest
+    rows = np.repeat(x, -(-FOREST_MIN_ROWS // len(x)), axis=0)
+    expected = booster.predict(rows, raw_score=True, num_iteration=5)
+    assert np.array_equal(raw_scores(booster, rows, 5), expected)
