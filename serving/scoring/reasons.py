@@ -45,8 +45,8 @@ def feature_reference(features: pd.DataFrame, *, threads: int | None = None) -> 
         if values.dtype != np.float64:
             return values.median()
         array = values.to_numpy()
-        known = array[~np.isnan(array)]
-        return np.median(known) if len(known) else np.nan
+        known = array[~np.isnan(array)]  # a copy: the median may reorder it in place
+        return np.median(known, overwrite_input=True) if len(known) else np.nan
 
     workers = min(default_threads() if threads is None else threads, max(len(numeric), 1))
     if workers <= 1 or len(features) < _PARALLEL_ROWS:
