@@ -143,8 +143,13 @@ def _score_table(
     out = pd.DataFrame(index=frame.index)
     out["as_of"] = pd.Series([settings.as_of] * len(frame), index=frame.index, dtype="object")
     columns = FeatureColumns(frame)  # each column converted once, shared by every model
-    for target in TARGETS:
-        out[SCORE_COLUMNS[target]] = _population_scores(models, columns, target, masks[target])
+    # The value champion predicts on a thread beside the classifiers: both halves run on
+    # two threads where they can, and each fills the other's single-threaded stretches.
+    with ThreadPoolExecutor(1, thread_name_prefix="winback-value") as pool:
+        value = pool.submit(predicted_value, models.value, frame, columns)
+        for target in TARGETS:
+            out[SCORE_COLUMNS[target]] = _population_scores(models, columns, target, masks[target])
+        value = value.result()
     lapsed = masks["reactivation"]
     margin = frame["trailing_margin"].astype("float64")
     active_margin = margin[masks["churn"]].dropna()
@@ -157,7 +162,7 @@ def _score_table(
         typical,
         horizon_days=horizon_days,
     )
-    _add_predicted_value(out, models, frame, horizon_days, columns)
+    _add_predicted_value(out, models, value, horizon_days)
     out["tier"] = frame["tier"].astype("string")
     for col in ("is_active", "is_lapsed", "is_vip"):
         out[col] = frame[col].fillna(False).astype(bool)
@@ -199,14 +204,10 @@ def _population_scores(
 
 
 def _add_predicted_value(
-    out: pd.DataFrame,
-    models: ServedModels,
-    frame: pd.DataFrame,
-    horizon_days: int,
-    columns: FeatureColumns,
+    out: pd.DataFrame, models: ServedModels, value: pd.Series, horizon_days: int
 ) -> None:
-    """``predicted_value`` and ``value_horizon_days``; ``expected_value`` from them where known."""
-    value = predicted_value(models.value, frame, columns)
+    """``predicted_value`` (the value champion's, :func:`predicted_value`) and
+    ``value_horizon_days``; ``expected_value`` from them where known."""
     out["predicted_value"] = value
     horizon = models.value.horizon_days if models.value is not None else None
     out["value_horizon_days"] = pd.Series(horizon, index=out.index, dtype="Int64")
