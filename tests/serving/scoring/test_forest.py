@@ -24,22 +24,27 @@ def _data(rows: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return x, y.astype(int)
 
 
-@pytest.mark.parametrize(
+#: LightGBM's missing-value handling: NaN with learnt directions, zero and missing the
+#: default way, a missing value read as zero.
+MISSING_TYPES = pytest.mark.parametrize(
     "params",
-    [
-        {},  # missing values as NaN, learnt default directions
-        {"zero_as_missing": True},  # zero and missing go the default way
-        {"use_missing": False},  # a missing value is read as zero
-    ],
+    [{}, {"zero_as_missing": True}, {"use_missing": False}],
     ids=["nan", "zero", "none"],
 )
-def test_forest_equals_lightgbm_raw_scores(params):
-    x, y = _data(4_000, 0)
-    booster = lgb.train(
+
+
+def _booster(params: dict, seed: int, rounds: int) -> lgb.Booster:
+    x, y = _data(4_000, seed)
+    return lgb.train(
         {"objective": "binary", "num_leaves": 15, "min_data_in_leaf": 5, "verbose": -1, **params},
         lgb.Dataset(x, y, categorical_feature=[2]),
-        num_boost_round=30,
+        num_boost_round=rounds,
     )
+
+
+@MISSING_TYPES
+def test_forest_equals_lightgbm_raw_scores(params):
+    booster = _booster(params, 0, 30)
     test, _ = _data(3 * BLOCK_ROWS // 2, 1)  # two blocks, the second partial
     test[:50, 2] = 9.0  # a category unseen in training
     forest = Forest.from_booster(booster, 20)
@@ -64,16 +69,10 @@ def test_large_trees_and_small_batches_stay_with_lightgbm():
     assert len(forest_of(small, 3).trees) == 3
 
 
-@pytest.mark.parametrize("params", [{}, {"zero_as_missing": True}, {"use_missing": False}],
-                         ids=["nan", "zero", "none"])  # fmt: skip
+@MISSING_TYPES
 def test_odd_values_go_where_lightgbm_sends_them(params):
     """Near-zero, negative, fractional, huge and infinite values, in numbers and categories."""
-    x, y = _data(4_000, 3)
-    booster = lgb.train(
-        {"objective": "binary", "num_leaves": 15, "min_data_in_leaf": 5, "verbose": -1, **params},
-        lgb.Dataset(x, y, categorical_feature=[2]),
-        num_boost_round=25,
-    )
+    booster = _booster(params, 3, 25)
     odd = np.array([np.nan, 0.0, -0.0, 1e-40, -1e-40, 1e-35, -1e-35, 2e-35, -2e-35, -0.5, -1.0,
                     -1.5, 0.5, 0.99, 1.0, 2.7, 5.999, 6.0, 1e12, -1e12, np.inf, -np.inf])  # fmt: skip
     rng = np.random.default_rng(4)
