@@ -106,7 +106,7 @@ def utf8_fixed_width(ids: Iterable[str]) -> np.ndarray:
     ``encode`` per id took about a second for a million customers); anything
     Arrow does not hold as non-null text goes through ``str`` one by one.
     """
-    array = _text_array(ids)
+    array = text_array(ids)
     if array is None:
         encoded = np.array([str(c).encode("utf-8") for c in ids], dtype=bytes)
         return encoded.astype("S1") if encoded.dtype.itemsize == 0 else encoded
@@ -121,7 +121,7 @@ def utf8_fixed_width(ids: Iterable[str]) -> np.ndarray:
     return out.view(f"S{width}").reshape(len(array))
 
 
-def _text_array(ids: Iterable[str]) -> pa.LargeStringArray | None:
+def text_array(ids: Iterable[str]) -> pa.LargeStringArray | None:
     """``ids`` as one Arrow ``large_string`` array without nulls, or None when they are not text."""
     if not isinstance(ids, pa.Array | pa.ChunkedArray | pd.Series | pd.Index | np.ndarray):
         return None
@@ -375,8 +375,8 @@ def aligned_features(
 
     ``table``: :func:`arrow_features` of ``features``, when the caller has it.
     """
-    ids = _text_array(customer_ids)
-    own = _text_array(features.index)
+    ids = text_array(customer_ids)
+    own = text_array(features.index)
     if ids is not None and own is not None and ids.equals(own):
         table = arrow_features(features) if table is None else table
         return table if order is None else table.take(pa.array(order))

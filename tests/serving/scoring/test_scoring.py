@@ -349,6 +349,11 @@ def test_store_refuses_duplicate_customers(tmp_path):
     doubled = pd.concat([table, table.head(1)])
     with pytest.raises(ValueError, match="duplicate customer_id"):
         store.write_score_table(doubled, features, tmp_path, dt.date(2024, 1, 31))
+    in_order = doubled.sort_values("customer_id", kind="stable")  # the repeat next to itself
+    with pytest.raises(ValueError, match="duplicate customer_id"):
+        store.write_score_table(in_order, features, tmp_path, dt.date(2024, 1, 31))
+    assert not store._strictly_increasing(in_order["customer_id"])
+    assert store._strictly_increasing(in_order["customer_id"].drop_duplicates())
 
 
 def test_a_failed_write_leaves_the_previous_version(tmp_path):
