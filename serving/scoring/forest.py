@@ -261,13 +261,14 @@ def forest_of(booster: Any, num_iteration: int | None) -> Forest | None:
     return cached[1]
 
 
-def warm(booster: Any, num_iteration: int | None) -> None:
-    """Make the booster's forest and load the compiled kernel (one row scored), ahead of a batch.
+def warm(booster: Any, num_iteration: int | None, *, kernel: bool = True) -> None:
+    """Make the booster's forest and (with ``kernel``) load the compiled kernel, ahead of a batch.
 
-    About a second of CPU per process (numba's import and the kernel's machine code
-    from its on-disk cache, plus the trees' tables) that a caller can spend while
-    something else waits, e.g. the feature query.
+    The forest's tables take a few tenths of a second of Python per model; the
+    kernel (numba's import and its machine code from the on-disk cache, about a
+    second of CPU and 100 MiB) loads when one row is scored. A caller spends
+    them while something else waits.
     """
     forest = forest_of(booster, num_iteration)
-    if forest is not None:
+    if forest is not None and kernel:
         forest.raw_score(np.zeros((1, booster.num_feature())), threads=1)

@@ -216,14 +216,15 @@ def _add_predicted_value(
         out["expected_value"] = scaled.where(value.notna(), out["expected_value"])
 
 
-def warm_forests(models: ServedModels) -> None:
-    """Each served model's forest made and the compiled kernel loaded (``forest.warm``)."""
+def warm_forests(models: ServedModels, *, kernel: bool = True) -> None:
+    """Each served model's forest made and (with ``kernel``) the compiled kernel loaded
+    (``forest.warm``)."""
     boosters = [models[t].model.trees() for t in models.targets if has_booster(models[t].model)]
     regressor = getattr(models.value.model, "regressor", None) if models.value else None
     if has_booster(regressor):
         boosters.append(regressor.trees())
     for booster, num_iteration in boosters:
-        warm(booster, num_iteration)
+        warm(booster, num_iteration, kernel=kernel)
 
 
 def scoring_feature_set(models: ServedModels) -> FeatureSet:
@@ -262,11 +263,12 @@ def score_customers(
     config = config or ServingConfig()
     feature_set = scoring_feature_set(models)
     value = models.value is not None
-    # The trees' kernel is loaded on a thread while the feature query runs (DuckDB's threads
-    # release the GIL): about a second of CPU that no longer waits in line after it.
+    # The forests are made on a thread while the feature query runs (DuckDB releases the
+    # GIL), the compiled kernel loaded while the medians are taken: CPU that no longer waits
+    # in line. The kernel (~100 MiB) loads after the query, whose peak is the command's.
     large = status is not None and status.num_rows >= FOREST_MIN_ROWS
     warming = ThreadPoolExecutor(1, thread_name_prefix="winback-forests") if large else None
-    warmed = warming.submit(warm_forests, models) if warming is not None else None
+    made = warming.submit(warm_forests, models, kernel=False) if warming is not None else None
     # The status query gives the value champion's purchase summary in the same scan.
     if con is None:
         frame = build_scoring_frame(tables, as_of, feature_set, summary=value)
@@ -275,15 +277,17 @@ def score_customers(
             con, as_of, feature_set, tables=tables, summary=value, status=status
         )
         status = None  # in the frame now: not held through the scoring and the write
-    if warming is not None:
-        warmed.result()
-        warming.shutdown()
+    warmed = warming.submit(warm_forests, models) if warming is not None else None
     if value and not set(SUMMARY_COLUMNS) <= set(frame.columns):
         frame = with_summary(frame, tables, as_of, con=con)
     features = frame[feature_set.names]
     # The medians of every stored feature: the reasons' yardstick now, and the one stored
     # with the features for reasons given later (the classifiers' features are among them).
     reference = feature_reference(features)
+    if warming is not None:
+        made.result()
+        warmed.result()
+        warming.shutdown()
     settings = _Settings(
         as_of, config.horizon_days, config.explain_top, config.top_reasons, scored_at
     )

@@ -124,13 +124,15 @@ def test_the_forests_warmed_during_the_feature_query_score_the_same(
     warmed = []
     monkeypatch.setattr(table, "FOREST_MIN_ROWS", 1)  # a batch this small counts as large
     real = table.warm_forests
-    monkeypatch.setattr(table, "warm_forests", lambda m: (warmed.append(m), real(m)))
+    monkeypatch.setattr(
+        table, "warm_forests", lambda m, **kw: (warmed.append((m, kw)), real(m, **kw))
+    )
     con = connect_parquet(folder)
     tables = outline(con)
     status = scoring_status(con, AS_OF, tables=tables, summary=models.value is not None)
     config = ServingConfig(score_dir=tmp_path / "warmed")
     score_customers(tables, AS_OF, models, config, scored_at=SCORED_AT, con=con, status=status)
-    assert warmed == [models]
+    assert warmed == [(models, {"kernel": False}), (models, {})]  # forests, then the kernel
     pd.testing.assert_frame_equal(
         store.read_scores(tmp_path / "warmed", AS_OF), store.read_scores(memory_score_dir, AS_OF)
     )
