@@ -5,9 +5,10 @@ and a row on a 2-core machine: scoring a million customers with four models of
 150-350 trees took about 45 CPU s. Here every split of a tree is evaluated for
 a block of rows at once, the outcomes are packed into a small integer code, and
 a table made once per tree maps the code to the leaf value
-(:mod:`serving.scoring.forest_kernel`, compiled with numba: the comparison, the
-packing and the lookup in one vectorised pass per split, where NumPy took three
-passes over memory and 2-3x the CPU). The result is bit for bit LightGBM's raw
+(:mod:`serving.scoring.forest_kernel`, compiled with numba: each split's column
+read as LightGBM reads it, then the comparison, the packing and the lookup in one
+vectorised pass per split, the whole block in one call without the GIL, where NumPy
+took several passes over memory per split and column). The result is bit for bit LightGBM's raw
 score: the comparisons are LightGBM's (missing values and near-zero values as
 its predictor sends them) and the trees are added in the same order, starting
 from zero.
@@ -20,6 +21,7 @@ return ``None``, and the caller keeps LightGBM's predictor.
 from __future__ import annotations
 
 import os
+import threading
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -29,11 +31,12 @@ import numpy as np
 
 #: Most splits per tree (17 leaves): the outcome code fits ``uint16``, its table 65,536 leaves.
 MAX_SPLITS = 16
-#: Rows evaluated together: the block's columns and codes stay in the processor's cache
-#: (8,192 rows: ~25% less CPU than 65,536 for the demo's churn model, 1M rows).
-BLOCK_ROWS = 8_192
-#: LightGBM's predictor reads values within this distance of zero as zero (``kZeroThreshold``).
-ZERO_THRESHOLD = 1e-35
+#: Largest category a categorical split may name (the kernel looks categories up in a table).
+MAX_CATEGORY = 65_535
+#: Rows evaluated together: the block's column variants (~60-100 of 8 bytes a row) and
+#: codes stay in the core's L2 cache (2,048 rows: ~30% less CPU than 8,192 for the demo's
+#: churn model, 600k rows).
+BLOCK_ROWS = 2_048
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,8 @@ def _split(node: dict) -> _Split:
     feature = int(node["split_feature"])
     if node["decision_type"] == "==":  # categorical: missing and negative values go right
         categories = np.array([int(c) for c in str(node["threshold"]).split("||")], dtype=float)
+        if categories.min(initial=0) < 0 or categories.max(initial=0) > MAX_CATEGORY:
+            raise NotImplementedError("category out of the kernel's table")
         return _Split(feature, np.nan, "right", categories)
     if node["decision_type"] != "<=":
         raise NotImplementedError(node["decision_type"])
@@ -133,12 +138,15 @@ class Forest:
                     thresholds.append(0.5)
                 column.append(variants.setdefault(key, len(variants)))
         self._variants = list(variants)
-        self._split_column = np.array(column, dtype=np.int64)
-        self._thresholds = np.array(thresholds, dtype="float64")
-        self._tree_starts = np.cumsum([0] + [len(t.splits) for t in trees], dtype=np.int64)
         tables = [t.value_of_code for t in trees]
-        self._table_starts = np.cumsum([0] + [len(t) for t in tables], dtype=np.int64)
-        self._tables = np.concatenate(tables) if tables else np.zeros(0)
+        self._trees = (
+            np.array(column, dtype=np.int64),
+            np.array(thresholds, dtype="float64"),
+            np.cumsum([0] + [len(t.splits) for t in trees], dtype=np.int64),
+            np.cumsum([0] + [len(t) for t in tables], dtype=np.int64),
+            np.concatenate(tables) if tables else np.zeros(0),
+        )
+        self._variant_arrays: tuple | None = None
 
     @classmethod
     def from_booster(cls, booster: Any, num_iteration: int | None = None) -> Forest | None:
@@ -165,8 +173,9 @@ class Forest:
         ``matrix`` is an array or a ``serving.scoring.predict.MatrixBlocks``.
 
         Blocks are evaluated on ``threads`` threads (default: the cores this process
-        may use, at most :data:`MAX_THREADS`): NumPy and the compiled loop release the
-        GIL, so a million rows take about half the wall time on two cores, for the same CPU.
+        may use, at most :data:`MAX_THREADS`): each block is one compiled call that
+        releases the GIL, so a million rows take about half the wall time on two cores,
+        for the same CPU.
         """
         out = np.empty(len(matrix), dtype="float64")
         starts = range(0, len(matrix), BLOCK_ROWS)
@@ -188,55 +197,41 @@ class Forest:
         return out
 
     def _block(self, block: np.ndarray) -> np.ndarray:
-        from serving.scoring.forest_kernel import add_trees
+        """The raw scores of a block (rows x features): one compiled call."""
+        from serving.scoring.forest_kernel import score_block
 
-        columns = _BlockColumns(block)
+        variants = self._variant_arrays or self._make_variant_arrays()
+        rows = np.ascontiguousarray(np.asarray(block, dtype="float64").T)  # a view when F-ordered
         stacked = np.empty((len(self._variants), len(block)), dtype="float64")
-        for i, (feature, missing, categories) in enumerate(self._variants):
-            if categories is None:
-                stacked[i] = columns.get(feature, missing)
-            else:
-                member = np.isin(columns.truncated(feature), np.array(categories))
-                stacked[i] = np.where(member, 0.0, np.nan)
         total = np.zeros(len(block), dtype="float64")
-        add_trees(stacked, self._split_column, self._thresholds, self._tree_starts,
-                  self._table_starts, self._tables, total)  # fmt: skip
+        score_block(rows, variants, self._trees, stacked, total)
         return total
 
+    def _make_variant_arrays(self) -> tuple:
+        """The variants as the kernel reads them: feature, mode, and categorical members."""
+        from serving.scoring import forest_kernel as kernel
 
-class _BlockColumns:
-    """A block's feature columns as LightGBM's predictor reads them, made once per variant.
-
-    Near-zero values become zero; a missing value becomes ``-inf`` where it goes
-    left and stays NaN (every comparison false) where it goes right.
-    """
-
-    def __init__(self, block: np.ndarray) -> None:
-        self._block = block
-        self._made: dict[tuple[int, str], np.ndarray] = {}
-
-    def get(self, feature: int, missing: str) -> np.ndarray:
-        key = (feature, missing)
-        if key in self._made:
-            return self._made[key]
-        if missing == "right":
-            values = np.ascontiguousarray(self._block[:, feature])
-            values[np.abs(values) <= ZERO_THRESHOLD] = 0.0
-        else:
-            values = self.get(feature, "right").copy()
-            default = np.isnan(values)
-            if missing.startswith("zero"):
-                default |= values == 0.0
-            values[default] = -np.inf if missing.endswith("left") else np.nan
-        self._made[key] = values
-        return values
-
-    def truncated(self, feature: int) -> np.ndarray:
-        """The column truncated to integers (LightGBM's category of a value)."""
-        key = (feature, "truncated")
-        if key not in self._made:
-            self._made[key] = np.trunc(self.get(feature, "right"))
-        return self._made[key]
+        modes = {"right": kernel.RIGHT, "left": kernel.LEFT, "zero-left": kernel.ZERO_LEFT,
+                 "zero-right": kernel.ZERO_RIGHT, "member": kernel.MEMBER}  # fmt: skip
+        starts, sizes, members = [], [], [np.zeros(0, dtype=np.uint8)]
+        offset = 0
+        for _, _, categories in self._variants:
+            size = 0 if categories is None else int(max(categories, default=-1)) + 1
+            if size:
+                table = np.zeros(size, dtype=np.uint8)
+                table[np.array(categories, dtype=np.int64)] = 1
+                members.append(table)
+            starts.append(offset)
+            sizes.append(size)
+            offset += size
+        self._variant_arrays = (
+            np.array([v[0] for v in self._variants], dtype=np.int64),
+            np.array([modes[v[1]] for v in self._variants], dtype=np.int64),
+            np.array(starts, dtype=np.int64),
+            np.array(sizes, dtype=np.int64),
+            np.concatenate(members),
+        )
+        return self._variant_arrays
 
 
 #: Most threads a batch is scored on.
@@ -253,12 +248,27 @@ def default_threads() -> int:
 
 
 _FORESTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_FORESTS_LOCK = threading.Lock()
 
 
 def forest_of(booster: Any, num_iteration: int | None) -> Forest | None:
     """The (cached) :class:`Forest` of a booster's first ``num_iteration`` trees, or None."""
-    cached = _FORESTS.get(booster)
-    if cached is None or cached[0] != num_iteration:
-        cached = (num_iteration, Forest.from_booster(booster, num_iteration))
-        _FORESTS[booster] = cached
+    with _FORESTS_LOCK:  # one build per booster when a warm-up thread is at it too
+        cached = _FORESTS.get(booster)
+        if cached is None or cached[0] != num_iteration:
+            cached = (num_iteration, Forest.from_booster(booster, num_iteration))
+            _FORESTS[booster] = cached
     return cached[1]
+
+
+def warm(booster: Any, num_iteration: int | None, *, kernel: bool = True) -> None:
+    """Make the booster's forest and (with ``kernel``) load the compiled kernel, ahead of a batch.
+
+    The forest's tables take a few tenths of a second of Python per model; the
+    kernel (numba's import and its machine code from the on-disk cache, about a
+    second of CPU and 100 MiB) loads when one row is scored. A caller spends
+    them while something else waits.
+    """
+    forest = forest_of(booster, num_iteration)
+    if forest is not None and kernel:
+        forest.raw_score(np.zeros((1, booster.num_feature())), threads=1)

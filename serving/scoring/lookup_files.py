@@ -29,6 +29,8 @@ import json
 import threading
 import warnings
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -104,7 +106,7 @@ def utf8_fixed_width(ids: Iterable[str]) -> np.ndarray:
     ``encode`` per id took about a second for a million customers); anything
     Arrow does not hold as non-null text goes through ``str`` one by one.
     """
-    array = _text_array(ids)
+    array = text_array(ids)
     if array is None:
         encoded = np.array([str(c).encode("utf-8") for c in ids], dtype=bytes)
         return encoded.astype("S1") if encoded.dtype.itemsize == 0 else encoded
@@ -119,7 +121,7 @@ def utf8_fixed_width(ids: Iterable[str]) -> np.ndarray:
     return out.view(f"S{width}").reshape(len(array))
 
 
-def _text_array(ids: Iterable[str]) -> pa.LargeStringArray | None:
+def text_array(ids: Iterable[str]) -> pa.LargeStringArray | None:
     """``ids`` as one Arrow ``large_string`` array without nulls, or None when they are not text."""
     if not isinstance(ids, pa.Array | pa.ChunkedArray | pd.Series | pd.Index | np.ndarray):
         return None
@@ -195,13 +197,16 @@ class BatchedRows:
             return table if columns is None else table.select(list(columns))
 
 
-def arrow_scores(scores: pd.DataFrame, order: np.ndarray | None = None) -> pa.Table:
+def arrow_scores(
+    scores: pd.DataFrame, order: np.ndarray | None = None, table: pa.Table | None = None
+) -> pa.Table:
     """The score table as Arrow, with fixed types for columns that may be all-missing.
 
     ``order``: the rows at these positions (what ``scores.iloc[order]`` gives),
-    taken from the Arrow table rather than copying the frame first.
+    taken from the Arrow table rather than copying the frame first. ``table``:
+    ``scores`` converted already (``serving.scoring.arrow_tables.without_index``).
     """
-    table = _from_pandas(scores.reset_index(drop=True))
+    table = _from_pandas(scores.reset_index(drop=True)) if table is None else table
     if order is not None:
         table = table.take(pa.array(order))
     for i, name in enumerate(table.column_names):
@@ -225,11 +230,38 @@ def _rows(order: np.ndarray | None, n: int) -> np.ndarray | slice:
 
 
 def dictionary_column(column: pa.ChunkedArray) -> pa.ChunkedArray:
-    """``column`` dictionary-encoded with the narrowest index type its distinct values fit."""
-    encoded = pc.dictionary_encode(column.combine_chunks())
+    """``column`` dictionary-encoded with the narrowest index type its distinct values fit.
+
+    A column holding one value in every row (or none), as a scoring run's model
+    versions and feature sets do, is encoded without hashing each row: the same array.
+    """
+    values = column.combine_chunks()
+    constant = _constant_dictionary(values)
+    if constant is not None:
+        return pa.chunked_array([constant])
+    encoded = pc.dictionary_encode(values)
     size = len(encoded.dictionary)
     index = pa.int8() if size < 2**7 else pa.int16() if size < 2**15 else pa.int32()
     return pa.chunked_array([encoded.cast(pa.dictionary(index, pa.string()))])
+
+
+def _constant_dictionary(values: pa.Array) -> pa.DictionaryArray | None:
+    """``values`` (strings) dictionary-encoded when every row holds one value or is missing.
+
+    What :func:`dictionary_column` would make (``int8`` indices, zero in missing rows),
+    or None for any other column.
+    """
+    n = len(values)
+    if n == 0 or 0 < values.null_count < n:
+        return None
+    if values.null_count == n:
+        indices = pa.array(np.zeros(n, np.int8), mask=np.ones(n, bool))
+        return pa.DictionaryArray.from_arrays(indices, pa.array([], pa.string()))
+    bounds = pc.min_max(values)
+    if bounds["min"] != bounds["max"]:
+        return None
+    dictionary = pa.array([bounds["min"].as_py()], pa.string())
+    return pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int8)), dictionary)
 
 
 def arrow_features(features: pd.DataFrame) -> pa.Table:
@@ -262,8 +294,8 @@ def _write_batches(path: Path, tables: Iterable[pa.Table], metadata: dict[bytes,
             pending.append(table.replace_schema_metadata(schema.metadata))
             buffered = pa.concat_tables(pending).combine_chunks()
             full = len(buffered) // BATCH_ROWS * BATCH_ROWS
-            for start in range(0, full, BATCH_ROWS):
-                writer.write_batch(buffered.slice(start, BATCH_ROWS).to_batches()[0])
+            if full:  # one chunk per column: batches of exactly BATCH_ROWS, in one call
+                writer.write_table(buffered.slice(0, full), max_chunksize=BATCH_ROWS)
             rows += full
             pending = [buffered.slice(full)]
         if writer is None:
@@ -278,12 +310,27 @@ def _write_batches(path: Path, tables: Iterable[pa.Table], metadata: dict[bytes,
     return rows
 
 
+@dataclass(frozen=True)
+class LookupTables:
+    """The score table and its features converted to Arrow already (in the frames' order).
+
+    What ``arrow_features`` and the conversion in :func:`arrow_scores` would give
+    (``serving.scoring.arrow_tables.without_index``): the writer converts each frame
+    once for its Parquet file and its lookup file.
+    """
+
+    scores: pa.Table
+    features: pa.Table | None = None
+
+
 def write_lookup_files(
     folder: Path,
     scores: pd.DataFrame,
     features: pd.DataFrame | None,
     as_of: dt.date,
     reference: dict[str, float] | None = None,
+    *,
+    tables: LookupTables | None = None,
 ) -> None:
     """Write the lookup files of one version into ``folder`` (being filled, not yet published).
 
@@ -293,33 +340,45 @@ def write_lookup_files(
     (:mod:`serving.scoring.record_file`) are written from the same rows. Rows
     already in id order (as the scoring frame comes) and features listing the
     same customers in the same order are written without copying or re-indexing
-    either frame.
+    either frame. ``tables``: the frames converted to Arrow already.
     """
     from serving.scoring.reasons import feature_reference
 
     folder = Path(folder)
     index, order = IdIndex.from_ids(scores["customer_id"])
     np.save(folder / IDS_FILE, index.ids)
-    table = arrow_scores(scores, order)
-    write_score_file(folder, table)
-    write_record_file(folder, table, as_of)
-    del table
-    if features is None:
-        return
-    reference = feature_reference(features) if reference is None else reference
-    write_feature_file(
-        folder, [aligned_features(features, scores["customer_id"], order)], reference
-    )
+    # The record file (DuckDB) and the feature file (Arrow IPC) release the GIL: each is
+    # written on a thread while this one writes the score file.
+    with ThreadPoolExecutor(2) as pool:
+        jobs = []
+        if features is not None:
+            reference = feature_reference(features) if reference is None else reference
+            converted = None if tables is None else tables.features
+            aligned = aligned_features(features, scores["customer_id"], order, converted)
+            jobs.append(pool.submit(write_feature_file, folder, [aligned], reference))
+            del aligned
+        table = arrow_scores(scores, order, None if tables is None else tables.scores)
+        jobs.append(pool.submit(write_record_file, folder, table, as_of))
+        write_score_file(folder, table)
+        del table
+        for job in jobs:
+            job.result()
 
 
 def aligned_features(
-    features: pd.DataFrame, customer_ids: pd.Series, order: np.ndarray | None
+    features: pd.DataFrame,
+    customer_ids: pd.Series,
+    order: np.ndarray | None,
+    table: pa.Table | None = None,
 ) -> pa.Table:
-    """``features`` as Arrow, one row per score row in id order (missing customers: nulls)."""
-    ids = _text_array(customer_ids)
-    own = _text_array(features.index)
+    """``features`` as Arrow, one row per score row in id order (missing customers: nulls).
+
+    ``table``: :func:`arrow_features` of ``features``, when the caller has it.
+    """
+    ids = text_array(customer_ids)
+    own = text_array(features.index)
     if ids is not None and own is not None and ids.equals(own):
-        table = arrow_features(features)
+        table = arrow_features(features) if table is None else table
         return table if order is None else table.take(pa.array(order))
     aligned = features.copy()
     aligned.index = aligned.index.astype(str)

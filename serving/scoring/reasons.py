@@ -45,8 +45,8 @@ def feature_reference(features: pd.DataFrame, *, threads: int | None = None) -> 
         if values.dtype != np.float64:
             return values.median()
         array = values.to_numpy()
-        known = array[~np.isnan(array)]
-        return np.median(known) if len(known) else np.nan
+        known = array[~np.isnan(array)]  # a copy: the median may reorder it in place
+        return np.median(known, overwrite_input=True) if len(known) else np.nan
 
     workers = min(default_threads() if threads is None else threads, max(len(numeric), 1))
     if workers <= 1 or len(features) < _PARALLEL_ROWS:
@@ -135,9 +135,21 @@ def reason_column(target: str) -> str:
 
 
 def top_scored(scores: pd.Series, n: int) -> pd.Index:
-    """The index of the ``n`` highest non-missing scores (ties broken by index order)."""
+    """The index of the ``n`` highest non-missing scores (ties broken by index order).
+
+    Only the candidates (scores at least the ``n``-th highest) are sorted: the
+    same rows in the same order as sorting every score, for a fraction of the time.
+    """
     valid = scores.dropna()
     if n <= 0 or valid.empty:
         return valid.index[:0]
-    order = np.lexsort((np.arange(len(valid)), -valid.to_numpy()))
+    values = valid.to_numpy()
+    if n < len(values):
+        cut = np.partition(values, len(values) - n)[len(values) - n]  # the n-th highest
+        above = np.flatnonzero(values > cut)
+        tied = np.flatnonzero(values == cut)[: n - len(above)]  # the first of those equal to it
+        rows = np.concatenate([above, tied])
+    else:
+        rows = np.arange(len(values))
+    order = rows[np.lexsort((rows, -values[rows]))]
     return valid.index[order[:n]]

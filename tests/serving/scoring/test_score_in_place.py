@@ -140,3 +140,26 @@ def test_only_a_simulated_or_validated_folder_without_a_mapping_is_read_in_place
     assert not _is_canonical_folder(None, None)
     (tmp_path / "transactions.parquet").write_bytes((folder / "transactions.parquet").read_bytes())
     assert not _is_canonical_folder(tmp_path, None)  # a user's folder is validated first
+
+
+def test_the_forests_warmed_during_the_feature_query_score_the_same(
+    models, folder, memory_score_dir, tmp_path, monkeypatch
+):
+    from features.training_table import scoring_status
+    from serving.scoring import table
+
+    warmed = []
+    monkeypatch.setattr(table, "FOREST_MIN_ROWS", 1)  # a batch this small counts as large
+    real = table.warm_forests
+    monkeypatch.setattr(
+        table, "warm_forests", lambda m, **kw: (warmed.append((m, kw)), real(m, **kw))
+    )
+    con = connect_parquet(folder)
+    tables = outline(con)
+    status = scoring_status(con, AS_OF, tables=tables, summary=models.value is not None)
+    config = ServingConfig(score_dir=tmp_path / "warmed")
+    score_customers(tables, AS_OF, models, config, scored_at=SCORED_AT, con=con, status=status)
+    assert warmed == [(models, {"kernel": False}), (models, {})]  # forests, then the kernel
+    pd.testing.assert_frame_equal(
+        store.read_scores(tmp_path / "warmed", AS_OF), store.read_scores(memory_score_dir, AS_OF)
+    )

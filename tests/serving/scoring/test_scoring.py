@@ -191,6 +191,20 @@ def test_top_scored_skips_missing_and_breaks_ties_by_order():
     assert top_scored(scores, 0).tolist() == []
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_top_scored_equals_sorting_every_score(seed):
+    """Only candidates are sorted: the same rows, in the same order, ties and signed zeros too."""
+    rng = np.random.default_rng(seed)
+    values = rng.choice([0.0, -0.0, 0.25, 0.5, 0.75, np.inf, -np.inf, np.nan], 5_000)
+    distinct = rng.random(5_000) < 0.4
+    values[distinct] = rng.random(distinct.sum())  # ties among a few values, the rest distinct
+    scores = pd.Series(values, index=rng.permutation(10_000)[:5_000])
+    valid = scores.dropna()
+    for n in (1, 7, 999, 1_000, 3_000, len(valid), len(valid) + 5):
+        expected = valid.index[np.lexsort((np.arange(len(valid)), -valid.to_numpy()))][:n]
+        assert top_scored(scores, n).tolist() == expected.tolist()
+
+
 # -------------------------------------------------------------- posted rows
 
 
@@ -335,6 +349,11 @@ def test_store_refuses_duplicate_customers(tmp_path):
     doubled = pd.concat([table, table.head(1)])
     with pytest.raises(ValueError, match="duplicate customer_id"):
         store.write_score_table(doubled, features, tmp_path, dt.date(2024, 1, 31))
+    in_order = doubled.sort_values("customer_id", kind="stable")  # the repeat next to itself
+    with pytest.raises(ValueError, match="duplicate customer_id"):
+        store.write_score_table(in_order, features, tmp_path, dt.date(2024, 1, 31))
+    assert not store._strictly_increasing(in_order["customer_id"])
+    assert store._strictly_increasing(in_order["customer_id"].drop_duplicates())
 
 
 def test_a_failed_write_leaves_the_previous_version(tmp_path):
