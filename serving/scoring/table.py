@@ -24,10 +24,10 @@ from dataclasses import dataclass
 import duckdb
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
 from features.feature_sets import FeatureSet
 from features.inputs.schema import ShopTables
+from features.scoring_frame import FrameAhead
 from serving.config import SCORE_COLUMNS, TARGETS, ServingConfig
 from serving.scoring import store
 from serving.scoring.forest import default_threads, warm
@@ -245,7 +245,7 @@ def score_customers(
     *,
     scored_at: dt.datetime | None = None,
     con: duckdb.DuckDBPyConnection | None = None,
-    status: pa.Table | None = None,
+    status: FrameAhead | None = None,
 ) -> store.ScoreTableVersion:
     """Build features as of ``as_of``, score everyone and write the versioned score table.
 
@@ -254,19 +254,20 @@ def score_customers(
     the version, so lists made from it leave them out. With ``con`` the tables
     are the contract views registered on it (``features.engines.duckdb_engine.connect_parquet``:
     read in place) and ``tables`` their outline (``features.engines.duckdb_engine.outline``:
-    columns, no rows). ``status``: the customers' status on ``con`` when the caller ran
-    the query already (``features.training_table.scoring_status``, with the summary
-    when there is a value champion).
+    columns, no rows). ``status``: the scoring frame of every feature with the customers'
+    status when the caller built it already, while the models loaded
+    (``features.training_table.scoring_status``, with the summary when there is a value
+    champion).
     """
     from features.training_table import build_scoring_frame, build_scoring_frame_from
 
     config = config or ServingConfig()
     feature_set = scoring_feature_set(models)
     value = models.value is not None
-    # The forests are made on a thread while the feature query runs (DuckDB releases the
-    # GIL), the compiled kernel loaded while the medians are taken: CPU that no longer waits
-    # in line. The kernel (~100 MiB) loads after the query, whose peak is the command's.
-    large = status is not None and status.num_rows >= FOREST_MIN_ROWS
+    # The forests are made on a thread while the scoring frame is taken (DuckDB releases the
+    # GIL when a model's feature is queried), the compiled kernel loaded while the medians are
+    # taken: CPU that no longer waits in line. The kernel (~100 MiB) loads after the query.
+    large = status is not None and len(status.frame) >= FOREST_MIN_ROWS
     warming = ThreadPoolExecutor(1, thread_name_prefix="winback-forests") if large else None
     made = warming.submit(warm_forests, models, kernel=False) if warming is not None else None
     # The status query gives the value champion's purchase summary in the same scan.
