@@ -194,6 +194,8 @@ def _scoring_frame(
     features = features.drop(columns=[d.name for d in parts if d.name not in requested])
     if status is None:  # an order's lines on two dates: the line query gives the status
         return _with_status(features, tables, as_of, label_config, con, feature_set, summary)
+    if not summary:  # its parts can be among the requested features
+        status = {name: v for name, v in status.items() if name not in SUMMARY_COLUMNS}
     frame = features.droplevel("cutoff")
     frame = pd.concat([frame, pd.DataFrame(status, index=frame.index)], axis=1)
     frame.attrs = _scoring_attrs(features.attrs, as_of, feature_set)
