@@ -47,7 +47,7 @@ STAGES = (
     ("features.engines.duckdb_engine", "connect_parquet"),
     ("features.engines.duckdb_engine", "outline"),
     ("features.build", "build_feature_table_from"),
-    ("features.scoring_frame", "scoring_status"),
+    ("features.scoring_frame", "scoring_frame_ahead"),
     ("features.scoring_frame", "_from_ahead"),
     ("features.status_features", "status_from_features"),
     ("features.scoring_frame", "_with_status"),

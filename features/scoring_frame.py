@@ -45,7 +45,7 @@ from features.tiers import TierConfig, as_dates
 class FrameAhead:
     """A scoring frame of every feature the shop's tables give, built before the models are known.
 
-    ``winback score`` builds it while the models load (:func:`scoring_status`);
+    ``winback score`` builds it while the models load (:func:`scoring_frame_ahead`);
     :func:`build_scoring_frame_from` then takes the models' features from it.
     ``custom``: the user-defined features it was built with.
     """
@@ -90,7 +90,7 @@ def build_scoring_frame_from(
     tables: ShopTables | None = None,
     label_config: LabelConfig = LabelConfig(),
     summary: bool = False,
-    status: FrameAhead | None = None,
+    ahead: FrameAhead | None = None,
 ) -> pd.DataFrame:
     """:func:`build_scoring_frame` from contract views already registered on ``con``.
 
@@ -100,18 +100,18 @@ def build_scoring_frame_from(
     of ``con`` (``features.engines.duckdb_engine.outline``; made when not given):
     only its columns are read. With ``summary`` the frame also gets the purchase
     summary (``features.labels.SUMMARY_COLUMNS``) when DuckDB can give it; the
-    caller checks for the columns. ``status``: what :func:`scoring_status`
+    caller checks for the columns. ``ahead``: what :func:`scoring_frame_ahead`
     returned for the same date and options, when the caller ran it already;
     only the features it lacks are queried.
     """
     dates = one_date(as_of)
-    if status is not None:
-        return _from_ahead(status, con, dates[0], feature_set)
+    if ahead is not None:
+        return _from_ahead(ahead, con, dates[0], feature_set)
     tables = outline(con) if tables is None else tables
     return _scoring_frame(con, tables, dates[0], label_config, feature_set, summary)
 
 
-def scoring_status(
+def scoring_frame_ahead(
     con: Engine,
     as_of: dt.date | str,
     *,
@@ -123,7 +123,7 @@ def scoring_status(
 
     It needs no model, so a caller can build it while something else runs
     beside it (``winback score`` loads the models meanwhile), and hand it to
-    :func:`build_scoring_frame_from` as ``status``. The user-defined features
+    :func:`build_scoring_frame_from` as ``ahead``. The user-defined features
     active in this context are among its features.
     """
     if not isinstance(con, duckdb.DuckDBPyConnection):

@@ -30,7 +30,7 @@ from features.scoring_frame import (  # noqa: F401
     build_scoring_frame_from,
     join_scoring_frame,
     one_date,
-    scoring_status,
+    scoring_frame_ahead,
 )
 from features.targets import TARGETS as TARGET_TABLE
 from features.tiers import as_dates

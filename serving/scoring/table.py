@@ -245,7 +245,7 @@ def score_customers(
     *,
     scored_at: dt.datetime | None = None,
     con: duckdb.DuckDBPyConnection | None = None,
-    status: FrameAhead | None = None,
+    ahead: FrameAhead | None = None,
 ) -> store.ScoreTableVersion:
     """Build features as of ``as_of``, score everyone and write the versioned score table.
 
@@ -254,9 +254,9 @@ def score_customers(
     the version, so lists made from it leave them out. With ``con`` the tables
     are the contract views registered on it (``features.engines.duckdb_engine.connect_parquet``:
     read in place) and ``tables`` their outline (``features.engines.duckdb_engine.outline``:
-    columns, no rows). ``status``: the scoring frame of every feature with the customers'
+    columns, no rows). ``ahead``: the scoring frame of every feature with the customers'
     status when the caller built it already, while the models loaded
-    (``features.training_table.scoring_status``, with the summary when there is a value
+    (``features.training_table.scoring_frame_ahead``, with the summary when there is a value
     champion).
     """
     from features.training_table import build_scoring_frame, build_scoring_frame_from
@@ -267,7 +267,7 @@ def score_customers(
     # The forests are made on a thread while the scoring frame is taken (DuckDB releases the
     # GIL when a model's feature is queried), the compiled kernel loaded while the medians are
     # taken: CPU that no longer waits in line. The kernel (~100 MiB) loads after the query.
-    large = status is not None and len(status.frame) >= FOREST_MIN_ROWS
+    large = ahead is not None and len(ahead.frame) >= FOREST_MIN_ROWS
     warming = ThreadPoolExecutor(1, thread_name_prefix="winback-forests") if large else None
     made = warming.submit(warm_forests, models, kernel=False) if warming is not None else None
     # The status query gives the value champion's purchase summary in the same scan.
@@ -275,9 +275,9 @@ def score_customers(
         frame = build_scoring_frame(tables, as_of, feature_set, summary=value)
     else:
         frame = build_scoring_frame_from(
-            con, as_of, feature_set, tables=tables, summary=value, status=status
+            con, as_of, feature_set, tables=tables, summary=value, ahead=ahead
         )
-        status = None  # in the frame now: not held through the scoring and the write
+        ahead = None  # in the frame now: not held through the scoring and the write
     warmed = warming.submit(warm_forests, models) if warming is not None else None
     if value and not set(SUMMARY_COLUMNS) <= set(frame.columns):
         frame = with_summary(frame, tables, as_of, con=con)

@@ -195,13 +195,13 @@ def _score_in_place(data: Path, as_of: str | None, load, config):
 
     ``load()`` starts loading the served models on a thread (their future): the
     scoring frame of every feature the tables give, with the customers' status
-    and purchase summary (``features.training_table.scoring_status``), is built
+    and purchase summary (``features.training_table.scoring_frame_ahead``), is built
     while they load, and the models take their features from it. They start
     after ``outline``, whose small queries waited for the GIL the imports held
     (0.6 -> 1.9 s). Returns the version, the date and the models.
     """
     from features.engines.duckdb_engine import connect_parquet, outline
-    from features.training_table import scoring_status
+    from features.training_table import scoring_frame_ahead
     from serving.scoring.table import score_customers
 
     con = connect_parquet(data, memory_limit=IN_PLACE_MEMORY_LIMIT)
@@ -213,12 +213,12 @@ def _score_in_place(data: Path, as_of: str | None, load, config):
         loading = load()
         # In a list handed over by pop(): score_customers then holds the only reference, and
         # the features no model reads (~8 MB each at a million customers) go with it.
-        status = [scoring_status(con, date, tables=tables, summary=True)]
+        ahead = [scoring_frame_ahead(con, date, tables=tables, summary=True)]
     except BaseException:
         _loaded(loading or load())  # a missing model is reported first, as before
         raise
     models = _loaded(loading)
-    version = score_customers(tables, date, models, config, con=con, status=status.pop())
+    version = score_customers(tables, date, models, config, con=con, ahead=ahead.pop())
     return version, date, models
 
 

@@ -111,19 +111,19 @@ def test_a_frame_built_beforehand_gives_the_same_score_table(
 ):
     """``winback score`` builds every feature while the models load and hands them over;
     a model's feature that is not among them is queried then."""
-    from features.training_table import scoring_status
+    from features.training_table import scoring_frame_ahead
 
     con = connect_parquet(folder)
     tables = outline(con)
-    status = scoring_status(con, AS_OF, tables=tables, summary=True)
-    assert status is not None and len(status.frame) > 200
-    assert {"frequency", "monetary_value", "is_active"} <= set(status.frame.columns)
+    ahead = scoring_frame_ahead(con, AS_OF, tables=tables, summary=True)
+    assert ahead is not None and len(ahead.frame) > 200
+    assert {"frequency", "monetary_value", "is_active"} <= set(ahead.frame.columns)
     if custom:
         models = _with_custom_churn(shop, models)
-        assert "big_spend_60d" not in status.frame.columns
+        assert "big_spend_60d" not in ahead.frame.columns
     given, queried = tmp_path / "given", tmp_path / "queried"
     score_customers(tables, AS_OF, models, ServingConfig(score_dir=given),
-                    scored_at=SCORED_AT, con=con, status=status)  # fmt: skip
+                    scored_at=SCORED_AT, con=con, ahead=ahead)  # fmt: skip
     score_customers(tables, AS_OF, models, ServingConfig(score_dir=queried),
                     scored_at=SCORED_AT, con=con)  # fmt: skip
     pd.testing.assert_frame_equal(
@@ -145,7 +145,7 @@ def test_only_a_simulated_or_validated_folder_without_a_mapping_is_read_in_place
 def test_the_forests_warmed_during_the_feature_query_score_the_same(
     models, folder, memory_score_dir, tmp_path, monkeypatch
 ):
-    from features.training_table import scoring_status
+    from features.training_table import scoring_frame_ahead
     from serving.scoring import table
 
     warmed = []
@@ -156,9 +156,9 @@ def test_the_forests_warmed_during_the_feature_query_score_the_same(
     )
     con = connect_parquet(folder)
     tables = outline(con)
-    status = scoring_status(con, AS_OF, tables=tables, summary=models.value is not None)
+    ahead = scoring_frame_ahead(con, AS_OF, tables=tables, summary=models.value is not None)
     config = ServingConfig(score_dir=tmp_path / "warmed")
-    score_customers(tables, AS_OF, models, config, scored_at=SCORED_AT, con=con, status=status)
+    score_customers(tables, AS_OF, models, config, scored_at=SCORED_AT, con=con, ahead=ahead)
     assert warmed == [(models, {"kernel": False}), (models, {})]  # forests, then the kernel
     pd.testing.assert_frame_equal(
         store.read_scores(tmp_path / "warmed", AS_OF), store.read_scores(memory_score_dir, AS_OF)
