@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import pandas as pd
@@ -95,18 +96,20 @@ class ForgetStores:
             if path.is_file() and not any(_within(path, root) for root in roots)
         ]
 
+    @cached_property
+    def _written(self) -> frozenset[Path]:
+        return frozenset(path.resolve() for path in self.written)
+
     def is_input(self, path: Path) -> bool:
         """Whether ``path`` is the shop's input data (a configured source or a simulated shop).
 
         A file winback wrote (``written``) is never input, even inside a configured source.
         """
-        if path.resolve() in {p.resolve() for p in self.written}:
-            return False
         resolved = path.resolve()
-        for source in self.input_data:
-            source = source.resolve()
-            if resolved == source or source in resolved.parents:
-                return True
+        if resolved in self._written:
+            return False
+        if any(_within(resolved, source) for source in self.input_data):
+            return True
         return any((parent / SIMULATED_SHOP_MARKER).is_file() for parent in path.parents)
 
 
