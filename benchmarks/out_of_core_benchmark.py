@@ -15,13 +15,19 @@ against the literal date, grouped by ``customer_id`` alone) that
 
 Unless ``--no-keys``, the parts then get the integer ``customer_key``/``order_key``
 columns and ``customer_keys.parquet`` of ``features.inputs.keys`` (as ``winback data
-simulate`` writes a shop; timed apart, once), and the build groups by them.
+simulate`` writes a shop; timed apart, once), and the build groups by them; then
+the purchase-order table ``purchase_orders.parquet`` of ``features.inputs.order_table``
+(made part by part: the parts' customers never overlap, and their keys are
+consecutive ranges), which the build reads instead of grouping the lines.
 
 Run (heavy: ~10 GB of disk, tens of minutes on 2 cores)::
 
     df -h /work
     uv run --frozen python benchmarks/out_of_core_benchmark.py --data /work/bench-data/winback-100m
     uv run --frozen python benchmarks/out_of_core_benchmark.py --chunks 1 --customers 100000  # quick
+
+``--prepare-only --keep`` writes the data and stops, so the build can be timed
+later on a quiet machine.
 
 The data is deleted afterwards unless ``--keep``.
 """
@@ -182,6 +188,50 @@ def key_parts(data: Path) -> float:
     return time.perf_counter() - started
 
 
+def order_parts(data: Path) -> float | None:
+    """Write ``purchase_orders.parquet`` for the keyed parts, as ``write_tables`` writes it.
+
+    Each part's orders are made on their own (``features.inputs.order_table.order_table``):
+    the chunks' customers never overlap and ``customer_key`` numbers the sorted
+    ids, so the parts hold consecutive key ranges and their order tables,
+    appended in key order, are the whole shop's, sorted as one. The file
+    carries the total line count. Returns the seconds it took, ``None`` when a
+    part's orders span two days (no table is written).
+    """
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from features.inputs.keys import CUSTOMER_KEY, KEYS_FILE, LINES_METADATA, ORDERS_FILE
+    from features.inputs.order_table import order_table
+
+    started = time.perf_counter()
+    ids = pq.read_table(data / KEYS_FILE, columns=["customer_id"]).column(0)
+    parts = sorted(
+        _parts(data)["transactions"],
+        key=lambda f: pc.min(pq.read_table(f, columns=[CUSTOMER_KEY]).column(0)).as_py(),
+    )
+    lines = sum(pq.ParquetFile(f).metadata.num_rows for f in parts)
+    tmp = data / f".{ORDERS_FILE}.tmp"
+    writer = None
+    try:
+        for part in parts:
+            orders = order_table(pq.read_table(part), ids)
+            if orders is None:
+                return None
+            metadata = {**orders.schema.metadata, LINES_METADATA: str(lines).encode()}
+            orders = orders.replace_schema_metadata(metadata)
+            if writer is None:
+                writer = pq.ParquetWriter(tmp, orders.schema)
+            writer.write_table(orders, row_group_size=1_000_000)
+    finally:
+        if writer is not None:
+            writer.close()
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, data / ORDERS_FILE)
+    return time.perf_counter() - started
+
+
 def _child(args: list[str]) -> dict:
     """Run this script's worker in a fresh process (its own peak RSS) and read its JSON line."""
     result = subprocess.run(
@@ -264,6 +314,27 @@ def generate(data: Path, chunks: int, customers: int, seeds: int | None = None) 
     return lines
 
 
+def _with_order_table(data: Path) -> None:
+    """Write the purchase-order table unless the one on disk belongs to these parts."""
+    import duckdb
+
+    from features.engines.duckdb_engine import connect_parquet, has_order_table, table_columns
+
+    con = connect_parquet(data, duckdb.connect())
+    try:
+        present = has_order_table(con, table_columns(con))
+    finally:
+        con.close()
+    if present:
+        print("the purchase-order table belongs to these parts already", flush=True)
+        return
+    seconds = order_parts(data)
+    if seconds is None:
+        print("no purchase-order table: an order's lines span two days", flush=True)
+    else:
+        print(f"wrote the purchase-order table in {seconds:.0f} s (once)", flush=True)
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "_chunk":
         data, chunk, customers = Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
@@ -296,6 +367,9 @@ def main() -> None:
         action="store_true",
         help="leave out the integer keys (features.inputs.keys): the build groups by string ids",
     )
+    parser.add_argument(
+        "--prepare-only", action="store_true", help="write the data (and keys) and stop"
+    )
     args = parser.parse_args()
 
     print(
@@ -315,6 +389,10 @@ def main() -> None:
             print("the parts carry one key set already", flush=True)
         else:
             print(f"assigned the integer keys in {key_parts(args.data):.0f} s (once)", flush=True)
+        _with_order_table(args.data)
+    if args.prepare_only:
+        print(f"prepared {args.data}; not built (--prepare-only)")
+        return
     on_disk = sum(f.stat().st_size for f in args.data.rglob("*.parquet")) / 1e9
     spill = args.data / "duckdb-spill"
     spill.mkdir(exist_ok=True)
