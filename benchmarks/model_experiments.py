@@ -11,14 +11,18 @@ once (the pipeline's ``prepare``), then every candidate is fitted per origin
 (``fit_origin``) and scored with the baselines (``score_origin``,
 ``evaluate``): mean ROC-AUC, log loss and ECE over origins, and the smallest
 ROC-AUC difference to a baseline with its paired bootstrap interval. Nothing is
-logged to MLflow. Prints a table; asserts nothing.
+logged to MLflow. Prints one line per candidate as it finishes and the table at
+the end; the library's notes (features omitted for an absent column, revenue
+standing in for margin) once each, not once per candidate. Asserts nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -56,6 +60,42 @@ CANDIDATES: dict[str, dict] = {
     # VIP only: the feature set before the net value features (vip_features_v4).
     "vip_features_v3": {"feature_set": "vip_features_v3"},
 }
+
+
+class _Once(logging.Filter):
+    """Pass each message once: every candidate prepares the same tables and notes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message in self.seen:
+            return False
+        self.seen.add(message)
+        return True
+
+
+def print_notes_once() -> None:
+    """Route the libraries' warnings and log notes to stderr, each message once."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("note: %(message)s"))
+    handler.addFilter(_Once())
+    warnings.formatwarning = lambda message, *_args, **_kw: str(message)
+    logging.captureWarnings(True)
+    for name in ("features", "training", "py.warnings"):
+        logger = logging.getLogger(name)
+        logger.addHandler(handler)
+        logger.propagate = False
+
+
+def _progress(row: dict) -> str:
+    return (
+        f"{row['data']} {row['target']} {row['candidate']}: ROC-AUC {row['roc_auc']:.4f}, "
+        f"vs {row['weakest_vs']} {row['delta']:+.4f} [{row['ci_low']:+.4f}, {row['ci_high']:+.4f}], "
+        f"{row['cpu_s']:.1f} CPU s"
+    )
 
 
 def datasets(args) -> dict[str, tuple]:
@@ -121,7 +161,7 @@ def run(args) -> pd.DataFrame:
                         "cpu_s": time.process_time() - started,
                     }
                 )
-                print(pd.DataFrame(rows[-1:]).to_string(index=False, header=len(rows) == 1))
+                print(_progress(rows[-1]), flush=True)
     return pd.DataFrame(rows)
 
 
@@ -135,6 +175,7 @@ def main() -> None:
     parser.add_argument("--candidates", nargs="+", default=list(CANDIDATES))
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
+    print_notes_once()
     frame = run(args)
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(frame.round(4).to_string(index=False))
