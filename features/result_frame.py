@@ -133,7 +133,7 @@ def _keyed_rows(keys: pa.Table, ids: pa.ChunkedArray) -> tuple[pd.MultiIndex, np
         codes = [np.zeros(len(key), dtype="int8"), np.arange(len(key))]
     else:
         cutoff_codes = pc.index_in(cutoffs, value_set=cutoff_level).to_numpy()
-        order = _sorting(cutoff_codes * (int(key.max()) + 1) + key)
+        order = _sorting(cutoff_codes.astype("int64") * (int(key.max()) + 1) + key)
         if order is not None:
             key, cutoff_codes = key.take(order), cutoff_codes.take(order)
         customer_keys = np.unique(key)
