@@ -23,8 +23,9 @@ from features.engines.duckdb_engine import MEMORY_LIMIT_VARIABLE
 from features.inputs.keys import CUSTOMER_KEY, KEYS_TABLE
 from features.relations import KEYS
 
-#: Threads converting the result's columns (:func:`frame_from_arrow`).
+#: Threads converting the result's columns (:func:`frame_from_arrow`), from this many rows.
 _CONVERTING_THREADS = 2
+_THREADED_ROWS = 50_000
 
 
 def _categorical(column: pa.ChunkedArray, order: np.ndarray | None = None) -> pd.Categorical:
@@ -175,8 +176,11 @@ def frame_from_arrow(
         values = column.cast(pa.float64()).to_numpy()
         return values if order is None else values.take(order)
 
-    with ThreadPoolExecutor(_CONVERTING_THREADS) as pool:
-        converted = list(pool.map(convert, range(len(definitions))))
+    if len(index) < _THREADED_ROWS:  # a request's few rows: no threads to start
+        converted = [convert(at) for at in range(len(definitions))]
+    else:
+        with ThreadPoolExecutor(_CONVERTING_THREADS) as pool:
+            converted = list(pool.map(convert, range(len(definitions))))
     data = {d.name: values for d, values in zip(definitions, converted, strict=True)}
     return pd.DataFrame(data, index=index, copy=False)
 

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import sqlglot
 
+from features import result_frame
 from features.build import build_feature_table, build_feature_table_from, feature_query
 from features.definitions import resolve
 from features.engines.duckdb_engine import MEMORY_LIMIT_VARIABLE, connect, table_columns
@@ -93,9 +94,14 @@ def _keyed_result(shop, cutoffs, *, sort: bool):
     return con.sql(sql).to_arrow_table(), definitions, ids_by_key(con)
 
 
+@pytest.mark.parametrize("threaded", [False, True], ids=["one thread", "threads"])
 @pytest.mark.parametrize("cutoffs", [CUTOFFS[1:], CUTOFFS], ids=["one cutoff", "two cutoffs"])
-def test_rows_sorted_after_the_fetch_give_the_frame_of_rows_sorted_in_the_query(cutoffs):
+def test_rows_sorted_after_the_fetch_give_the_frame_of_rows_sorted_in_the_query(
+    cutoffs, threaded, monkeypatch
+):
     """Keyed rows in any order become the canonical frame, value for value."""
+    if threaded:  # the columns of a large result are converted on threads
+        monkeypatch.setattr(result_frame, "_THREADED_ROWS", 0)
     shop = random_shop(customers=150, seed=5)
     ordered, definitions, ids = _keyed_result(shop, cutoffs, sort=True)
     expected = frame_from_arrow(ordered, definitions, ids)
