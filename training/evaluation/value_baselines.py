@@ -156,11 +156,13 @@ def btyd_features(
     out = pd.DataFrame(0.0, index=summary.index, columns=list(BTYD_FEATURES))
     if known.any():
         r = summary[known]
-        purchases = bgnbd.expected_purchases(horizon_days, r["frequency"], r["recency"], r["T"])
+        # as arrays: NumPy would probe a Series for attributes, making pandas hash its index
+        rfm = [r[c].to_numpy(dtype=float) for c in ("frequency", "recency", "T")]
+        purchases = bgnbd.expected_purchases(horizon_days, *rfm)
         m = r["monetary_value"].to_numpy(dtype=float)
         spend = gamma_gamma.expected_spend(np.where(m > 0, r["frequency"].to_numpy() + 1, 0.0), m)
         out.loc[known, "btyd_expected_purchases"] = purchases
-        out.loc[known, "btyd_p_alive"] = bgnbd.p_alive(r["frequency"], r["recency"], r["T"])
+        out.loc[known, "btyd_p_alive"] = bgnbd.p_alive(*rfm)
         out.loc[known, "btyd_expected_spend"] = spend
         out.loc[known, "btyd_expected_value"] = purchases * spend
     return out
