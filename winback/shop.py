@@ -25,6 +25,81 @@ def without_erased(tables: ShopTables) -> ShopTables:
     return drop_erased(tables, ErasureRegistry.default())[0]
 
 
+def is_canonical_folder(data: Path | None, mapping: str | None) -> bool:
+    """A folder of canonical Parquet tables, valid as written (``winback data simulate``,
+    ``winback data validate --write-tables``): commands read it in place."""
+    from features.inputs.table_files import is_validated_folder, table_file
+
+    if data is None or mapping is not None:
+        return False
+    data = Path(data)
+    simulated = (data / "simulation.json").is_file() and (
+        data / table_file("transactions")
+    ).is_file()
+    return simulated or is_validated_folder(data)
+
+
+def erased_ids(con: Any) -> list[str]:
+    """The ids on ``con``'s contract views (owners and references) that ``winback forget`` erased."""
+    from features.engines.duckdb_engine import table_columns
+    from features.erasure import REFERENCE_COLUMNS, ErasureRegistry
+
+    registry = ErasureRegistry.default()
+    if not registry.has_erasures():
+        return []
+    selects = [
+        f'SELECT "{column}" AS customer_id FROM {name}'
+        for name, columns in table_columns(con).items()
+        for column in ("customer_id", *REFERENCE_COLUMNS.get(name, ()))
+        if column in columns
+    ]
+    ids = con.sql(
+        f"SELECT DISTINCT customer_id FROM ({' UNION ALL '.join(selects)})"
+        " WHERE customer_id IS NOT NULL"
+    ).fetchnumpy()["customer_id"]
+    return registry.erased_among([str(i) for i in ids])
+
+
+def connect_folder(data: str | Path, *, memory_limit: str | None = None) -> Any:
+    """A DuckDB connection reading a canonical folder's tables in place, erased customers left out.
+
+    The counterpart of :func:`load_tables` for such a folder (:func:`is_canonical_folder`):
+    the same rows, with the integer keys and the order table the files carry, and no
+    pandas copy of them (``features.engines.duckdb_engine.connect_parquet``).
+    """
+    from features.engines.duckdb_engine import connect_parquet
+
+    con = connect_parquet(data, memory_limit=memory_limit)
+    con.execute("SET enable_progress_bar = false")
+    erased = erased_ids(con)
+    return connect_parquet(data, con, exclude=erased) if erased else con
+
+
+def _resolved(data: str | Path | None, mapping: str | None, config: Any) -> tuple:
+    """``(data, mapping, config)``: ``--data`` and ``--mapping``, else winback.toml's [data]."""
+    if config is None:
+        from winback.config import load_config
+
+        config = load_config()
+    if data is None and config.data.path is not None:
+        data, mapping = config.data.path, mapping or config.data.mapping
+    return data, mapping, config
+
+
+def in_place_connection(
+    data: str | Path | None = None, mapping: str | None = None, *, config: Any = None
+) -> Any:
+    """:func:`connect_folder` on the data :func:`load_tables` reads, when a canonical folder; else None.
+
+    Commands build their training tables and features on it: the same rows as
+    the loaded tables, read in place with the files' integer keys and order table.
+    """
+    data, mapping, _ = _resolved(data, mapping, config)
+    if data is None or not is_canonical_folder(Path(data), mapping):
+        return None
+    return connect_folder(data)
+
+
 def load_tables(
     data: str | Path | None = None,
     mapping: str | None = None,
@@ -41,12 +116,7 @@ def load_tables(
     ``winback data simulate --process bgnbd``, and ``None`` for a user's data. A
     folder written by ``winback data validate --write-tables`` is read as it is.
     """
-    if config is None:
-        from winback.config import load_config
-
-        config = load_config()
-    if data is None and config.data.path is not None:
-        data, mapping = config.data.path, mapping or config.data.mapping
+    data, mapping, config = _resolved(data, mapping, config)
     if data is None:
         from features.simulation import simulate_shop
 

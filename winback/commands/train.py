@@ -179,7 +179,7 @@ def _train(console, request: TrainRequest, train_config, sections) -> None:
         return
 
     from training.pipeline import train_target
-    from winback.shop import load_tables
+    from winback.shop import in_place_connection, load_tables
 
     def progress(message: str) -> None:
         console.print(f"[cyan]›[/cyan] {message}")
@@ -190,7 +190,8 @@ def _train(console, request: TrainRequest, train_config, sections) -> None:
         progress("loading data" if data else "simulating the demo shop")
         tables, truth = load_tables(data, mapping, config=sections)
         print_unavailable_features(console, tables, verbose=verbose)
-        result = train_target(tables, train_config, truth=truth, progress=progress)
+        con = in_place_connection(data, mapping, config=sections)
+        result = train_target(tables, train_config, truth=truth, progress=progress, con=con)
     except UnsupportedTargetError as exc:
         reason = str(exc).splitlines()[0]
         console.print(f"[red]the data cannot support the {target} target: {reason}[/red]")

@@ -1,0 +1,112 @@
+"""Training on a folder of canonical tables read in place: the same tables, metrics and erasures."""
+
+from __future__ import annotations
+
+import shutil
+
+import pandas as pd
+
+from features.engines.duckdb_engine import has_customer_keys, has_order_table, table_columns
+from features.erasure import ErasureRegistry
+from features.inputs.keys import ORDERS_FILE
+from features.inputs.table_files import write_validated
+from features.training_table import build_training_table, monthly_cutoffs
+from training.evaluation.bgnbd import rfm_summary_at_cutoffs
+from winback.shop import connect_folder, in_place_connection, load_tables
+
+
+def _same_tables(folder, targets=("churn", "reactivation"), count=3):
+    """Assert the training tables and RFM summaries of ``folder`` match on both paths."""
+    tables, _ = load_tables(folder)
+    cutoffs = monthly_cutoffs(tables, 90, count=count)
+    con = connect_folder(folder)
+    for target in targets:
+        expected = build_training_table(tables, target, cutoffs)
+        in_place = build_training_table(tables, target, cutoffs, con=con)
+        pd.testing.assert_frame_equal(in_place, expected, check_exact=True)
+        assert in_place.attrs == expected.attrs
+    pd.testing.assert_frame_equal(
+        rfm_summary_at_cutoffs(tables, cutoffs, con=con),
+        rfm_summary_at_cutoffs(tables, cutoffs),
+        check_exact=True,
+    )
+    return tables, con
+
+
+def test_a_simulated_folder_gives_the_training_table_of_its_loaded_tables(small_shop_dir):
+    _, con = _same_tables(small_shop_dir)
+    assert has_order_table(con, table_columns(con))  # the keyed query path with its orders
+
+
+def test_a_folder_without_the_order_table_gives_the_same_table(small_shop_dir, tmp_path):
+    folder = tmp_path / "shop"
+    shutil.copytree(small_shop_dir, folder)
+    (folder / ORDERS_FILE).unlink()
+    _, con = _same_tables(folder, targets=("churn",), count=2)
+    assert has_customer_keys(con, table_columns(con))
+    assert not has_order_table(con, table_columns(con))
+
+
+def test_a_validated_folder_gives_the_same_table(small_shop, tmp_path):
+    folder = tmp_path / "validated"
+    write_validated(small_shop.tables, folder, {})
+    _, con = _same_tables(folder, targets=("vip",), count=2)
+    assert has_order_table(con, table_columns(con))
+
+
+def test_only_canonical_folders_are_read_in_place(small_shop_dir, tmp_path):
+    assert in_place_connection(small_shop_dir) is not None
+    assert in_place_connection(small_shop_dir, "online-retail") is None  # a mapping: raw data
+    assert in_place_connection(tmp_path) is None  # a user's folder is validated first
+
+
+def test_erased_customers_stay_out_of_the_folder_read_in_place(small_shop, small_shop_dir):
+    referrals = small_shop.tables.referrals
+    referred = set(referrals["referred_customer_id"].dropna().astype(str))
+    buyers = small_shop.tables.transactions["customer_id"].astype(str)
+    gone = next(c for c in buyers if c in referred)  # a buyer someone else referred
+    registry = ErasureRegistry.default()
+    with registry.locked():
+        registry.record([gone])
+    tables, con = _same_tables(small_shop_dir, targets=("churn",), count=2)
+    for name, columns in table_columns(con).items():
+        for column in {"customer_id", "referred_customer_id"} & set(columns):
+            found = con.execute(f"SELECT count(*) FROM {name} WHERE {column} = ?", [gone])
+            assert found.fetchone() == (0,), (name, column)
+    orders = con.execute("SELECT count(*) FROM purchase_orders WHERE customer_id = ?", [gone])
+    assert orders.fetchone() == (0,)
+    # the referral itself stays, its referred customer blanked, as in the loaded tables
+    blanked = con.execute("SELECT count(*) FROM referrals WHERE referred_customer_id IS NULL")
+    assert blanked.fetchone()[0] == int(tables.referrals["referred_customer_id"].isna().sum())
+    assert (con.execute("SELECT count(*) FROM transactions").fetchone()[0]) == len(
+        tables.transactions
+    )
+
+
+def test_train_gives_the_same_metrics_on_the_folder_read_in_place(
+    small_shop_dir, tmp_path, monkeypatch
+):
+    from training.config import LightGBMParams, TrainConfig
+    from training.pipeline import train_target
+    from training.tracking.runs import TrackingConfig
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    tables, truth = load_tables(small_shop_dir)
+    results = []
+    for name, con in (("pandas", None), ("in_place", connect_folder(small_shop_dir))):
+        config = TrainConfig(
+            horizon_days=60,
+            cutoff_count=7,
+            lightgbm=LightGBMParams(n_estimators=30, learning_rate=0.1, min_child_samples=20),
+            early_stopping_rounds=10,
+            num_threads=1,
+            bgnbd_feature_experiment=False,
+            report=False,
+            tracking=TrackingConfig(root=str(tmp_path / name)),
+        )
+        results.append(train_target(tables, config, truth=truth, con=con))
+    pandas_run, in_place_run = results
+    assert in_place_run.metrics == pandas_run.metrics
+    assert in_place_run.fingerprint == pandas_run.fingerprint
+    pd.testing.assert_frame_equal(in_place_run.comparison, pandas_run.comparison, check_exact=True)
