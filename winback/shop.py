@@ -77,11 +77,13 @@ def connect_folder(data: str | Path, *, memory_limit: str | None = None) -> Any:
 
 def _resolved(data: str | Path | None, mapping: str | None, config: Any) -> tuple:
     """``(data, mapping, config)``: ``--data`` and ``--mapping``, else winback.toml's [data]."""
+    if data is not None:
+        return data, mapping, config
     if config is None:
         from winback.config import load_config
 
         config = load_config()
-    if data is None and config.data.path is not None:
+    if config.data.path is not None:
         data, mapping = config.data.path, mapping or config.data.mapping
     return data, mapping, config
 

@@ -110,3 +110,23 @@ def test_train_gives_the_same_metrics_on_the_folder_read_in_place(
     assert in_place_run.metrics == pandas_run.metrics
     assert in_place_run.fingerprint == pandas_run.fingerprint
     pd.testing.assert_frame_equal(in_place_run.comparison, pandas_run.comparison, check_exact=True)
+
+
+def test_features_table_reads_a_validated_folder_as_written(small_shop, tmp_path):
+    """Not validated again: the folder's quarantine files beside the tables stay out."""
+    from typer.testing import CliRunner
+
+    from winback.commands.features import app
+
+    folder = tmp_path / "validated"
+    write_validated(small_shop.tables, folder, {})
+    quarantined = small_shop.tables.transactions.head(50)
+    quarantined.to_parquet(folder / "transactions.quarantine.parquet")
+    out = tmp_path / "churn.parquet"
+    args = ["table", "--data", str(folder), "--out", str(out), "--cutoffs", "every:60,count:2"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    tables, _ = load_tables(folder)
+    expected = build_training_table(tables, "churn", monthly_cutoffs(tables, 90, 60, count=2))
+    written = pd.read_parquet(out).set_index(["cutoff", "customer_id"])
+    pd.testing.assert_frame_equal(written, expected, check_exact=True, check_index_type=False)
