@@ -357,6 +357,7 @@ def train_target(
     truth: Any = None,
     progress: Progress | None = None,
     con: Any = None,
+    fingerprinted: Any = None,
 ) -> TrainResult:
     """Train, evaluate over the test origins, record and gate one model for ``config.target``.
 
@@ -373,7 +374,11 @@ def train_target(
         Called with a short message before each step (e.g. to print it).
     con
         A DuckDB connection where ``tables`` are registered, to build the training
-        table on (see :func:`prepare`); the rest of the run reads ``tables``.
+        table on (see :func:`prepare`); ``tables`` may then be their outline
+        (``features.engines.duckdb_engine.outline``) when ``fingerprinted`` is given.
+    fingerprinted
+        What the data fingerprint hashes instead of ``tables``: the
+        ``training.tracking.fingerprint.ParquetFolder`` they were read from.
 
     Raises
     ------
@@ -385,4 +390,6 @@ def train_target(
     say = progress or (lambda message: None)
     say("building the training table")
     prepared = prepare(tables, config, con=con)
-    return run_and_record(tables, config, prepared, truth=truth, say=say)
+    return run_and_record(
+        tables, config, prepared, truth=truth, say=say, fingerprinted=fingerprinted
+    )

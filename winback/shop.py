@@ -7,6 +7,7 @@ train``, ``winback score`` and ``winback demo`` all see the same default shop.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -67,12 +68,69 @@ def connect_folder(data: str | Path, *, memory_limit: str | None = None) -> Any:
     the same rows, with the integer keys and the order table the files carry, and no
     pandas copy of them (``features.engines.duckdb_engine.connect_parquet``).
     """
+    return _connect(data, memory_limit)[0]
+
+
+def _connect(data: str | Path, memory_limit: str | None = None) -> tuple[Any, list[str]]:
+    """:func:`connect_folder`'s connection and the erased ids it leaves out."""
     from features.engines.duckdb_engine import connect_parquet
 
     con = connect_parquet(data, memory_limit=memory_limit)
     con.execute("SET enable_progress_bar = false")
     erased = erased_ids(con)
-    return connect_parquet(data, con, exclude=erased) if erased else con
+    return (connect_parquet(data, con, exclude=erased) if erased else con), erased
+
+
+@dataclass(frozen=True)
+class InPlaceShop:
+    """A canonical folder read in place: what ``winback train`` needs, with no copy of the rows.
+
+    ``con`` (:func:`connect_folder`) holds the tables; ``tables`` is their outline
+    (columns, first and last line: ``features.engines.duckdb_engine.outline``), for
+    the cutoffs and the SQL generators, never for values; ``truth`` the simulator's
+    ground truth (with the outline as its ``tables``: the oracle reads the truth
+    only), ``None`` for validated data; ``fingerprinted`` the folder as the data
+    fingerprint hashes it (``training.tracking.fingerprint.ParquetFolder``).
+    """
+
+    con: Any
+    tables: ShopTables
+    truth: Any
+    fingerprinted: Any
+
+
+def open_in_place(
+    data: str | Path | None = None, mapping: str | None = None, *, config: Any = None
+) -> InPlaceShop | None:
+    """The shop :func:`load_tables` reads, read in place when a canonical folder; else None."""
+    import json
+
+    from features.engines.duckdb_engine import outline
+    from features.inputs.table_files import VALIDATED_MARKER
+    from training.tracking.fingerprint import ParquetFolder
+
+    data, mapping, _ = _resolved(data, mapping, config)
+    if data is None or not is_canonical_folder(Path(data), mapping):
+        return None
+    data = Path(data)
+    con, erased = _connect(data)
+    simulated = (data / "simulation.json").is_file()
+    marker = json.loads((data / ("simulation.json" if simulated else VALIDATED_MARKER)).read_text())
+    # as read_shop and read_validated name the source
+    source = marker.get("source", "") if simulated else str(marker.get("source", data))
+    tables = outline(con, source=source)
+    truth = _simulated_truth(data, tables) if simulated else None
+    return InPlaceShop(con, tables, truth, ParquetFolder(data, tuple(erased)))
+
+
+def _simulated_truth(data: Path, tables: ShopTables) -> Any:
+    """The :class:`features.simulation.SimulatedShop` of a folder, ``tables`` standing for its tables."""
+    from features.simulation import SimulatedShop
+    from features.simulation.files import read_truth
+
+    truth, contact_truth = read_truth(data)
+    config = truth.attrs["simulation_config"]
+    return SimulatedShop(tables=tables, truth=truth, contact_truth=contact_truth, config=config)
 
 
 def _resolved(data: str | Path | None, mapping: str | None, config: Any) -> tuple:
