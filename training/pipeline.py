@@ -133,8 +133,13 @@ def table_feature_set(table: pd.DataFrame, requested: FeatureSet | None, target:
     return infer_feature_set(table.drop(columns=outcome), name=f"{target}_all_features")
 
 
-def prepare(tables: ShopTables, config: TrainConfig) -> Prepared:
+def prepare(tables: ShopTables, config: TrainConfig, *, con: Any = None) -> Prepared:
     """Training table, feature set and test origins of one target.
+
+    ``con``: a DuckDB connection where ``tables`` are registered (e.g.
+    ``winback.shop.connect_folder``, which reads a folder's keyed files in place);
+    the training table and the RFM summaries are built on it. A new connection
+    on ``tables`` by default.
 
     Raises :class:`UnsupportedTargetError` (one line, saying why) when the
     data cannot support the target: no population, one class only, or too few
@@ -152,7 +157,7 @@ def prepare(tables: ShopTables, config: TrainConfig) -> Prepared:
         raise UnsupportedTargetError(str(exc)) from None
     requested = resolve_feature_set(config)
     table = build_training_table(
-        tables, target, cutoffs, feature_set=requested, label_config=label_config(config)
+        tables, target, cutoffs, feature_set=requested, label_config=label_config(config), con=con
     )
     if table.empty:
         raise UnsupportedTargetError(
@@ -180,7 +185,7 @@ def prepare(tables: ShopTables, config: TrainConfig) -> Prepared:
         cutoffs=cutoffs,
         origins=origins,
         label=label,
-        rfm=rfm_summary_at_cutoffs(tables, cutoffs),
+        rfm=rfm_summary_at_cutoffs(tables, cutoffs, con=con),
     )
 
 
@@ -351,6 +356,8 @@ def train_target(
     *,
     truth: Any = None,
     progress: Progress | None = None,
+    con: Any = None,
+    fingerprinted: Any = None,
 ) -> TrainResult:
     """Train, evaluate over the test origins, record and gate one model for ``config.target``.
 
@@ -365,6 +372,13 @@ def train_target(
         score the oracle (true churn hazard); None for real data.
     progress
         Called with a short message before each step (e.g. to print it).
+    con
+        A DuckDB connection where ``tables`` are registered, to build the training
+        table on (see :func:`prepare`); ``tables`` may then be their outline
+        (``features.engines.duckdb_engine.outline``) when ``fingerprinted`` is given.
+    fingerprinted
+        What the data fingerprint hashes instead of ``tables``: the
+        ``training.tracking.fingerprint.ParquetFolder`` they were read from.
 
     Raises
     ------
@@ -375,5 +389,7 @@ def train_target(
 
     say = progress or (lambda message: None)
     say("building the training table")
-    prepared = prepare(tables, config)
-    return run_and_record(tables, config, prepared, truth=truth, say=say)
+    prepared = prepare(tables, config, con=con)
+    return run_and_record(
+        tables, config, prepared, truth=truth, say=say, fingerprinted=fingerprinted
+    )

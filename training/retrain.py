@@ -218,8 +218,13 @@ def retrain_target(
     force: bool = False,
     truth: Any = None,
     progress: Progress | None = None,
+    con: Any = None,
 ) -> TargetOutcome:
-    """Retrain one target on the newest cutoffs unless it is up to date; gate the result."""
+    """Retrain one target on the newest cutoffs unless it is up to date; gate the result.
+
+    ``con``: a DuckDB connection where ``tables`` are registered, to build the
+    training table on (``training.pipeline.train_target``).
+    """
     from training.pipeline import train_target
     from training.tracking.fingerprint import data_fingerprint
 
@@ -242,7 +247,7 @@ def retrain_target(
                 version=version,
             )
     say(f"{config.target}: training on cutoffs {cutoffs[0]} .. {test_cutoff}")
-    result = train_target(tables, config, truth=truth, progress=say)
+    result = train_target(tables, config, truth=truth, progress=say, con=con)
     metric = config.gate_metric
     champion_value = (result.champion_metrics or {}).get(metric)
     status = "promoted" if result.gate_promoted else "kept"
@@ -265,6 +270,7 @@ def retrain(
     *,
     truth: Any = None,
     progress: Progress | None = None,
+    con: Any = None,
 ) -> RetrainReport:
     """Retrain every configured target (the caller holds the lock); failures are reported.
 
@@ -287,7 +293,7 @@ def retrain(
         target_config = config.for_target(target)
         try:
             outcome = retrain_target(
-                tables, target_config, force=config.force, truth=truth, progress=progress
+                tables, target_config, force=config.force, truth=truth, progress=progress, con=con
             )
         except Exception as exc:  # one target's failure must not stop the others
             outcome = TargetOutcome(
@@ -302,6 +308,7 @@ def run_retrain(
     config: RetrainConfig | Callable[[], RetrainConfig],
     *,
     progress: Progress | None = None,
+    connect: Callable[[], Any] | None = None,
 ) -> tuple[int, RetrainReport | None, str]:
     """The whole job with its exit code: lock, load, retrain.
 
@@ -312,6 +319,9 @@ def run_retrain(
     config
         The retrain config, or a function building it (its ``ValueError`` /
         ``ConfigError`` becomes exit code 2).
+    connect
+        Returns a DuckDB connection where the loaded tables are registered (or
+        None), to build the training tables on; called after ``load``.
 
     Returns
     -------
@@ -331,9 +341,10 @@ def run_retrain(
                 tables, truth = load()
                 for target in config.targets:
                     newest_cutoffs(tables, config.for_target(target))
+                con = connect() if connect is not None else None
             except (ConfigError, ValueError, FileNotFoundError, KeyError) as exc:
                 return EXIT_BAD_INPUT, None, f"bad input: {exc}"
-            report = retrain(tables, config, truth=truth, progress=progress)
+            report = retrain(tables, config, truth=truth, progress=progress, con=con)
     except RetrainLocked as exc:
         return EXIT_LOCKED, None, str(exc)
     except Exception as exc:

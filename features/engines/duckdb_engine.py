@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from features.engines.base import Engine
+from features.erasure import REFERENCE_COLUMNS
 from features.inputs.keys import (
     CUSTOMER_KEY,
     DIGEST_METADATA,
@@ -60,11 +61,36 @@ def _column_sql(table: str, column: str, kind: str) -> str:
     return f'"{column}"'
 
 
-def _create_view(con: duckdb.DuckDBPyConnection, name: str, source: str) -> None:
-    """``CREATE TEMP VIEW name`` over ``source`` (a relation's SQL) with the column rules above."""
+#: The temporary table of customer ids :func:`connect_parquet` leaves out (``exclude``).
+EXCLUDED_TABLE = "_winback_excluded"
+
+
+def _kept_sql(column: str) -> str:
+    """A predicate: ``column`` holds no excluded customer (missing ids are never excluded)."""
+    return f'("{column}" IS NULL OR "{column}" NOT IN (SELECT customer_id FROM {EXCLUDED_TABLE}))'
+
+
+def _create_view(
+    con: duckdb.DuckDBPyConnection, name: str, source: str, *, excluding: bool = False
+) -> None:
+    """``CREATE TEMP VIEW name`` over ``source`` (a relation's SQL) with the column rules above.
+
+    ``excluding``: rows of the customers in :data:`EXCLUDED_TABLE` are left out, and
+    references to them in other customers' rows (``features.erasure.REFERENCE_COLUMNS``)
+    blanked, as ``features.erasure.drop_erased`` does to frames.
+    """
     described = con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()
-    select = ", ".join(_column_sql(name, column, str(kind)) for column, kind, *_ in described)
-    con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT {select} FROM {source}")
+    references = REFERENCE_COLUMNS.get(name, ()) if excluding else ()
+    select = ", ".join(
+        f'CASE WHEN {_kept_sql(column)} THEN "{column}" END AS "{column}"'
+        if column in references
+        else _column_sql(name, column, str(kind))
+        for column, kind, *_ in described
+    )
+    where = ""
+    if excluding and any(column == "customer_id" for column, *_ in described):
+        where = f" WHERE {_kept_sql('customer_id')}"
+    con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT {select} FROM {source}{where}")
 
 
 def register_arrow(con: duckdb.DuckDBPyConnection, name: str, table: object) -> None:
@@ -243,7 +269,12 @@ def _register_keys(
 
 
 def _register_orders(
-    con: duckdb.DuckDBPyConnection, directory: Path, digest: bytes | None, lines: list[Path]
+    con: duckdb.DuckDBPyConnection,
+    directory: Path,
+    digest: bytes | None,
+    lines: list[Path],
+    *,
+    excluding: bool,
 ) -> None:
     """Register the order table ``purchase_orders`` when it belongs to the keyed tables.
 
@@ -264,7 +295,7 @@ def _register_orders(
     ):
         return
     quoted = str(orders).replace("'", "''")
-    _create_view(con, ORDERS_TABLE, f"read_parquet('{quoted}')")
+    _create_view(con, ORDERS_TABLE, f"read_parquet('{quoted}')", excluding=excluding)
 
 
 def connect_parquet(
@@ -273,6 +304,7 @@ def connect_parquet(
     *,
     threads: int | None = None,
     memory_limit: str | None = None,
+    exclude: Collection[str] = (),
 ) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with contract views reading Parquet files in place.
 
@@ -293,6 +325,12 @@ def connect_parquet(
         Folder holding the Parquet files (at least ``transactions``).
     con, threads, memory_limit
         As in :func:`connect`.
+    exclude
+        Customer ids whose rows every view leaves out (and whose id in another
+        customer's row it blanks), e.g. those ``winback forget`` erased since the
+        files were written; ``features.erasure.drop_erased`` does the same to frames.
+        ``customer_keys`` keeps them: it maps every key to its id by position, and
+        the rows left hold none of their keys.
     """
     directory = Path(directory)
     con = _configured(con, threads=threads, memory_limit=memory_limit)
@@ -301,6 +339,7 @@ def connect_parquet(
             f"no transactions.parquet (or transactions/*.parquet) in {directory}: "
             "write the canonical transactions table there first"
         )
+    excluding = _register_excluded(con, exclude)
     files: list[Path] = []
     lines: list[Path] = []
     for name in SCHEMAS:
@@ -311,9 +350,24 @@ def connect_parquet(
         files += table_files
         lines += table_files if name == "transactions" else []
         quoted = source.replace("'", "''")
-        _create_view(con, name, f"read_parquet('{quoted}')")
-    _register_orders(con, directory, _register_keys(con, directory, files), lines)
+        _create_view(con, name, f"read_parquet('{quoted}')", excluding=excluding)
+    digest = _register_keys(con, directory, files)
+    _register_orders(con, directory, digest, lines, excluding=excluding)
     return con
+
+
+def _register_excluded(con: duckdb.DuckDBPyConnection, exclude: Collection[str]) -> bool:
+    """Hold ``exclude`` in :data:`EXCLUDED_TABLE` (dropped when empty); whether any id is."""
+    ids = sorted({str(i) for i in exclude})
+    con.execute(f"DROP TABLE IF EXISTS {EXCLUDED_TABLE}")
+    if not ids:
+        return False
+    con.register("_winback_exclude", pa.table({"customer_id": pa.array(ids, pa.string())}))
+    try:
+        con.execute(f"CREATE TEMP TABLE {EXCLUDED_TABLE} AS SELECT * FROM _winback_exclude")
+    finally:
+        con.unregister("_winback_exclude")
+    return True
 
 
 def outline(con: Engine, source: str = "") -> ShopTables:

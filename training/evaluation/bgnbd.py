@@ -340,14 +340,16 @@ def rfm_summary_at_cutoffs(
 ) -> pd.DataFrame:
     """:func:`rfm_summary` at several cutoffs, indexed by (``cutoff``, ``customer_id``).
 
-    The ``cutoff`` level holds naive midnight timestamps of the cutoff days.
+    The ``cutoff`` level holds naive midnight timestamps of the cutoff days. ``con``:
+    a DuckDB connection where ``tables`` are registered (``tables`` may then be their
+    outline, ``features.engines.duckdb_engine.outline``); a new one by default.
     """
     days = sorted({_cutoff_date(c) for c in cutoffs})
     if not days:
         raise ValueError("rfm_summary_at_cutoffs needs at least one cutoff")
     if "customer_id" not in tables.transactions or "ordered_at" not in tables.transactions:
         raise ValueError("transactions need 'customer_id' and 'ordered_at' columns for RFM")
-    con = connect(tables, con)
+    con = connect(tables) if con is None else con
     is_purchase = (
         "NOT coalesce(t.is_return, false)" if "is_return" in tables.transactions else "true"
     )

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import date, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
-from features.inputs.schema import ShopTables
+from features.erasure_files import erase_rows
+from features.inputs.keys import KEY_COLUMNS
+from features.inputs.schema import SCHEMAS, ShopTables
+from features.inputs.table_files import table_file
 
 _ROW_MIX = np.uint64(0x100000001B3)  # FNV-1a 64-bit prime: mixes column hashes per row
 
@@ -106,12 +112,68 @@ def _frame_digest(frame: pd.DataFrame) -> tuple[int, int]:
     return first, second
 
 
+@dataclass(frozen=True)
+class ParquetFolder:
+    """A folder of canonical Parquet tables as ``winback.shop.load_tables`` reads it.
+
+    Its ``<table>.parquet`` files without the integer key columns, less the rows of
+    the ``erased`` customers (references to them blanked). :func:`data_fingerprint`
+    hashes it a row group at a time, so the tables are never all in memory.
+    """
+
+    directory: Path
+    erased: tuple[str, ...] = ()
+
+
+def _row_groups(path: Path, erased: tuple[str, ...]) -> Iterator[pd.DataFrame]:
+    """The file's rows as ``pd.read_parquet`` gives them, one frame per row group."""
+    try:  # read_parquet's own Arrow -> pandas conversion (dtypes, time zones)
+        from pandas.io._util import arrow_table_to_pandas
+    except ImportError:  # pragma: no cover - another pandas: the file at once
+        parts = [pd.read_parquet(path)]
+    else:
+        file = pq.ParquetFile(path)
+        groups = range(file.num_row_groups) if file.num_row_groups > 1 else ()
+        parts = (arrow_table_to_pandas(file.read_row_group(i)) for i in groups)
+        parts = parts if groups else [arrow_table_to_pandas(file.read())]
+    for frame in parts:
+        frame = frame.drop(columns=list(KEY_COLUMNS), errors="ignore")
+        yield erase_rows(frame, erased)[0] if erased else frame
+
+
+def _file_header(path: Path, erased: tuple[str, ...]) -> dict[str, Any]:
+    """:func:`data_fingerprint`'s header of one table file, summed over its row groups.
+
+    The sums of the row hashes add up (mod 2**64) over any split of the rows; a
+    file whose row groups convert to different dtypes (an integer column with
+    nulls in some) is read whole, as the loaded frame is.
+    """
+    rows, first, second, columns = 0, 0, 0, None
+    for frame in _row_groups(path, erased):
+        dtypes = sorted((str(c), str(frame[c].dtype)) for c in frame.columns)
+        if columns is not None and dtypes != columns:
+            frame = pd.read_parquet(path).drop(columns=list(KEY_COLUMNS), errors="ignore")
+            frame = erase_rows(frame, erased)[0] if erased else frame
+            return _header(frame)
+        columns = dtypes
+        a, b = _frame_digest(frame)
+        rows, first, second = rows + len(frame), (first + a) % 2**64, (second + b) % 2**64
+    return {"rows": rows, "columns": columns, "sums": [first, second]}
+
+
+def _header(frame: pd.DataFrame) -> dict[str, Any]:
+    """Row count, sorted (column, dtype) pairs and the two row-hash sums of one table."""
+    columns = sorted((str(c), str(frame[c].dtype)) for c in frame.columns)
+    first, second = _frame_digest(frame)
+    return {"rows": len(frame), "columns": columns, "sums": [first, second]}
+
+
 def _cutoff_text(cutoff: Any) -> str:
     return pd.Timestamp(cutoff).strftime("%Y-%m-%d")
 
 
 def data_fingerprint(
-    tables: ShopTables | Mapping[str, pd.DataFrame] | pd.DataFrame,
+    tables: ShopTables | Mapping[str, pd.DataFrame] | pd.DataFrame | ParquetFolder,
     cutoffs: Iterable[date | datetime | str | pd.Timestamp] = (),
 ) -> str:
     """A stable hex hash of the input tables' content and the cutoffs.
@@ -125,7 +187,8 @@ def data_fingerprint(
     Parameters
     ----------
     tables
-        The canonical shop tables, a mapping of name to frame, or one frame.
+        The canonical shop tables, a mapping of name to frame, one frame, or a
+        :class:`ParquetFolder` (the same fingerprint as its tables loaded).
     cutoffs
         The cutoff dates the training table is built at.
 
@@ -134,19 +197,27 @@ def data_fingerprint(
     str
         32 hex characters.
     """
+    digest = hashlib.blake2b(digest_size=16)
+    for name, header in _headers(tables):
+        digest.update(json.dumps({"table": name, **header}, sort_keys=True).encode())
+    cutoff_texts = sorted({_cutoff_text(c) for c in cutoffs})
+    digest.update(json.dumps({"cutoffs": cutoff_texts}).encode())
+    return digest.hexdigest()
+
+
+def _headers(tables: Any) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Each table's name and header, by name."""
+    if isinstance(tables, ParquetFolder):
+        directory = Path(tables.directory)
+        names = [n for n in SCHEMAS if (directory / table_file(n)).exists()]
+        for name in sorted(names):
+            yield name, _file_header(directory / table_file(name), tuple(tables.erased))
+        return
     if isinstance(tables, ShopTables):
         frames = tables.present()
     elif isinstance(tables, pd.DataFrame):
         frames = {"table": tables}
     else:
         frames = dict(tables)
-    digest = hashlib.blake2b(digest_size=16)
     for name in sorted(frames):
-        frame = frames[name]
-        columns = sorted((str(c), str(frame[c].dtype)) for c in frame.columns)
-        first, second = _frame_digest(frame)
-        header = {"table": name, "rows": len(frame), "columns": columns, "sums": [first, second]}
-        digest.update(json.dumps(header, sort_keys=True).encode())
-    cutoff_texts = sorted({_cutoff_text(c) for c in cutoffs})
-    digest.update(json.dumps({"cutoffs": cutoff_texts}).encode())
-    return digest.hexdigest()
+        yield name, _header(frames[name])

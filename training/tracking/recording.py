@@ -71,9 +71,18 @@ def record_evaluation(evaluation: Evaluation, validation: dict[str, float]) -> N
 
 
 def run_and_record(
-    tables: ShopTables, config: TrainConfig, prepared: Prepared, *, truth: Any, say: Progress
+    tables: ShopTables,
+    config: TrainConfig,
+    prepared: Prepared,
+    *,
+    truth: Any,
+    say: Progress,
+    fingerprinted: Any = None,
 ) -> TrainResult:
-    """Fit, evaluate, record and gate inside one MLflow run (see the module docstring)."""
+    """Fit, evaluate, record and gate inside one MLflow run (see the module docstring).
+
+    ``fingerprinted``: what the data fingerprint hashes, ``tables`` by default.
+    """
     import mlflow
 
     from training.tracking import runs
@@ -87,7 +96,8 @@ def run_and_record(
     )
     run_name = f"{target}-{newest.test_cutoff.date().isoformat()}"
     with runs.start_training_run(target, tracking_settings, run_name=run_name) as run:
-        fingerprint = _log_inputs(tables, config, prepared)
+        data = tables if fingerprinted is None else fingerprinted
+        fingerprint = _log_inputs(data, config, prepared)
         best_params: dict[str, Any] = {}
         tuned = tune_params(prepared, config, tracking_settings.optuna_storage(target), fingerprint)
         if tuned is not None:
@@ -143,7 +153,7 @@ def _validation_metrics(y, p, config: TrainConfig) -> dict[str, float]:
     )
 
 
-def _log_inputs(tables: ShopTables, config: TrainConfig, prepared: Prepared) -> str:
+def _log_inputs(tables: Any, config: TrainConfig, prepared: Prepared) -> str:
     """Config, feature set, data fingerprint and the origins' splits; returns the fingerprint."""
     import mlflow
 

@@ -34,7 +34,7 @@ from features.feature_sets import FeatureSet
 from features.inputs.schema import ShopTables
 from features.redaction import redact_credentials
 from features.targets import TARGET_NAMES
-from training.tracking.fingerprint import _cutoff_text, data_fingerprint
+from training.tracking.fingerprint import ParquetFolder, _cutoff_text, data_fingerprint
 
 if TYPE_CHECKING:  # pragma: no cover
     import mlflow
@@ -348,7 +348,7 @@ def log_feature_set(feature_set: FeatureSet) -> None:
 
 
 def log_data_fingerprint(
-    tables: ShopTables | Mapping[str, pd.DataFrame] | pd.DataFrame,
+    tables: ShopTables | Mapping[str, pd.DataFrame] | pd.DataFrame | ParquetFolder,
     cutoffs: Iterable[Any],
 ) -> str:
     """Record the data fingerprint (tag + param) and the cutoffs; return the fingerprint."""

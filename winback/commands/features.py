@@ -164,12 +164,31 @@ def _load(path: Path, mapping: str | None, err: Console):
             f"[yellow]{quarantined:,} row(s) quarantined[/]; "
             f"see them with `winback data validate {path}`"
         )
-    if "margin_amount" not in validation.tables.transactions.columns:
+    _note_margin(validation.tables, err)
+    return validation.tables
+
+
+def _note_margin(tables, err: Console) -> None:
+    """A note when the transactions have no margin (tiers and future_margin then use revenue)."""
+    if "margin_amount" not in tables.transactions.columns:
         err.print(
             "[yellow]no margin_amount column[/]: tiers and future_margin use revenue "
             "(amount) instead; map a margin column to rank customers by margin"
         )
-    return validation.tables
+
+
+def _load_duckdb(path: Path, mapping: str | None, err: Console):
+    """``(tables, connection)``: a canonical folder read in place (its outline and a
+    connection, ``winback.shop.in_place_connection``), else the loaded tables and None."""
+    from features.engines.duckdb_engine import outline
+    from winback.shop import in_place_connection
+
+    connection = in_place_connection(path, mapping)
+    if connection is None:
+        return _load(path, mapping, err), None
+    tables = outline(connection, source=str(path))
+    _note_margin(tables, err)
+    return tables, connection
 
 
 def _summary(title: str, rows: dict[str, str]) -> Table:
@@ -251,7 +270,7 @@ def build(
                 connection = spark_connection(data, mapping, spark_master, err)
                 tables, on = outline(connection, source="spark"), " on Spark"
             else:
-                tables, connection, on = _load(data, mapping, err), None, ""
+                (tables, connection), on = _load_duckdb(data, mapping, err), ""
             cutoff = day if day is not None else data_dates(tables)[1]
             progress.update(step, description=f"Building features as of {cutoff}{on}")
             frame = build_scoring_frame(tables, cutoff, chosen, con=connection)
@@ -319,7 +338,7 @@ def table(
                 connection = spark_connection(data, mapping, spark_master, err)
                 tables = outline(connection, source="spark")
             else:
-                tables, connection = _load(data, mapping, err), None
+                tables, connection = _load_duckdb(data, mapping, err)
             if "dates" in spec:
                 dates = spec["dates"]
             else:

@@ -214,8 +214,13 @@ def retrain(
     def load():
         return _tables(data, mapping)
 
+    def connect():
+        from winback.shop import in_place_connection
+
+        return in_place_connection(data, mapping)
+
     code, report, message = run_retrain(
-        load, build, progress=lambda m: typer.echo(f"› {m}", err=True)
+        load, build, progress=lambda m: typer.echo(f"› {m}", err=True), connect=connect
     )
     if report is not None:
         for line in describe(report.outcomes):

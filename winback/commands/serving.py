@@ -178,16 +178,10 @@ IN_PLACE_MEMORY_LIMIT = "1280MB"
 
 
 def _is_canonical_folder(data: Path | None, mapping: str | None) -> bool:
-    """A folder of canonical Parquet tables, valid as written (``winback data simulate``,
-    ``winback data validate --write-tables``): scored in place."""
-    from features.inputs.table_files import is_validated_folder, table_file
+    """A folder of canonical Parquet tables (``winback.shop.is_canonical_folder``): scored in place."""
+    from winback.shop import is_canonical_folder
 
-    if data is None or mapping is not None:
-        return False
-    simulated = (data / "simulation.json").is_file() and (
-        data / table_file("transactions")
-    ).is_file()
-    return simulated or is_validated_folder(data)
+    return is_canonical_folder(data, mapping)
 
 
 def _score_in_place(data: Path, as_of: str | None, load, config):

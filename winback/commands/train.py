@@ -179,7 +179,7 @@ def _train(console, request: TrainRequest, train_config, sections) -> None:
         return
 
     from training.pipeline import train_target
-    from winback.shop import load_tables
+    from winback.shop import load_tables, open_in_place
 
     def progress(message: str) -> None:
         console.print(f"[cyan]›[/cyan] {message}")
@@ -188,9 +188,15 @@ def _train(console, request: TrainRequest, train_config, sections) -> None:
 
     try:
         progress("loading data" if data else "simulating the demo shop")
-        tables, truth = load_tables(data, mapping, config=sections)
+        shop = open_in_place(data, mapping, config=sections)
+        if shop is None:
+            tables, truth = load_tables(data, mapping, config=sections)
+            in_place = {}
+        else:  # no pandas copy of the rows
+            tables, truth = shop.tables, shop.truth
+            in_place = {"con": shop.con, "fingerprinted": shop.fingerprinted}
         print_unavailable_features(console, tables, verbose=verbose)
-        result = train_target(tables, train_config, truth=truth, progress=progress)
+        result = train_target(tables, train_config, truth=truth, progress=progress, **in_place)
     except UnsupportedTargetError as exc:
         reason = str(exc).splitlines()[0]
         console.print(f"[red]the data cannot support the {target} target: {reason}[/red]")
