@@ -193,9 +193,16 @@ def _kill(forking: subprocess.Popen, run: int, point: str, delay: float = 0.0) -
     its first version); returns its exit code."""
     forking.stdin.write(f"{run} {point}\n")
     forking.stdin.flush()
-    pid = int(forking.stdout.readline().split()[1])
+    pid, wrote = None, []
+    while pid is None or (point == "outside" and not wrote):  # the two lines in either order
+        words = forking.stdout.readline().split()
+        assert words, forking.stderr.read()
+        if words[0] == "pid":
+            pid = int(words[1])
+        else:
+            wrote.append(words)
     if point == "outside":
-        assert forking.stdout.readline().split() == ["wrote", str(run)]
+        assert wrote[0] == ["wrote", str(run)]
         time.sleep(delay)
         os.kill(pid, signal.SIGKILL)
     while not (line := forking.stdout.readline()).startswith("exit"):
