@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 
 import pandas as pd
 import pytest
@@ -19,6 +20,7 @@ from typer.testing import CliRunner
 from features.erasure import ENV_ERASURE_DIR
 from features.erasure_files import files_under, mentions
 from tests.cli.test_demo import TINY
+from tests.training import test_tracking as shared
 from winback.cli import app
 
 pytestmark = pytest.mark.slow
@@ -26,6 +28,9 @@ pytestmark = pytest.mark.slow
 #: test_demo's tiny settings at the 3,000 customers of the issue's check.
 SMALL = TINY.replace("customers = 700", "customers = 3000")
 assert "customers = 3000" in SMALL
+
+# An empty MLflow store (schema migrated once per session): migrating a new one takes seconds.
+empty_tracking_db = shared.empty_tracking_db
 
 
 def _served_lookup(home):
@@ -47,9 +52,11 @@ def _input_data(path) -> bool:
     return any((parent / "simulation.json").is_file() for parent in path.parents)
 
 
-def test_forget_after_demo_leaves_the_customer_nowhere(tmp_path, monkeypatch):
+def test_forget_after_demo_leaves_the_customer_nowhere(tmp_path, monkeypatch, empty_tracking_db):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv(ENV_ERASURE_DIR)  # the default: winback_output/erasure of the working dir
+    (tmp_path / "mlruns").mkdir()
+    shutil.copy(empty_tracking_db, tmp_path / "mlruns" / "mlflow.db")
     (tmp_path / "winback.toml").write_text(SMALL)
     runner = CliRunner()
     result = runner.invoke(app, ["demo", "--customers", "3000"])

@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 from typer.testing import CliRunner
 
+from tests.training import test_tracking as shared
 from winback.cli import app
+
+# An empty MLflow store (schema migrated once per session): migrating a new one takes seconds.
+empty_tracking_db = shared.empty_tracking_db
 
 runner = CliRunner()
 
 
 @pytest.mark.slow
-def test_value_training_registers_a_champion(small_shop_dir, tmp_path, monkeypatch):
+def test_value_training_registers_a_champion(
+    small_shop_dir, tmp_path, monkeypatch, empty_tracking_db
+):
     import mlflow
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    (tmp_path / "mlruns").mkdir()
+    shutil.copy(empty_tracking_db, tmp_path / "mlruns" / "mlflow.db")
     config = tmp_path / "winback.toml"
     config.write_text("[train]\nnum_threads = 1\n[value]\ntest_origins = 2\ntrain_cutoffs = 6\n")
     args = ["train", "--target", "value", "--data", str(small_shop_dir), "--config", str(config)]

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
+
+from tests.training import test_tracking as shared
+
+# An empty MLflow store (schema migrated once per session): migrating a new one takes seconds.
+empty_tracking_db = shared.empty_tracking_db
 
 CONFIG = """
 [train]
@@ -32,7 +38,7 @@ fill = 0
 
 @pytest.mark.slow
 def test_winback_train_picks_up_a_custom_feature_and_scoring_rebuilds_it(
-    small_shop, small_shop_dir, tmp_path, monkeypatch
+    small_shop, small_shop_dir, tmp_path, monkeypatch, empty_tracking_db
 ):
     import mlflow
 
@@ -45,6 +51,8 @@ def test_winback_train_picks_up_a_custom_feature_and_scoring_rebuilds_it(
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    (tmp_path / "mlruns").mkdir()
+    shutil.copy(empty_tracking_db, tmp_path / "mlruns" / "mlflow.db")
     (tmp_path / "winback.toml").write_text(CONFIG)
     result = CliRunner().invoke(app, ["train", "--target", "churn", "--data", str(small_shop_dir)])
     assert result.exit_code == 0, result.output

@@ -3,6 +3,8 @@
 BentoML registers its Prometheus metrics once per process, so one in-process
 ASGI app must serve every HTTP test module: the ``client`` fixture is defined
 here, once, not re-exported from a test module (which would make a second app).
+Likewise one real ``bentoml serve`` of the shared home (``served``) answers the
+smoke and the contract tests: starting one takes 20-25 s on a loaded machine.
 """
 
 from __future__ import annotations
@@ -18,6 +20,15 @@ from tests.serving.api.test_service_http import API_KEY, shared_serving_home
 @pytest.fixture(scope="session")
 def serving_home(tmp_path_factory) -> Path:
     return shared_serving_home(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def served(serving_home):
+    """The URL of a real ``bentoml serve`` of the shared home, for the whole session."""
+    from tests.serving.api.test_serve_smoke import running_service
+
+    with running_service(serving_home, "serve") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from features.config_file import ConfigError
+from tests.training import test_tracking as shared
 from training.config import TrainConfig, label_config, load_train_config
 
 # ---------------------------------------------------------------- config
@@ -108,6 +110,9 @@ def test_config_is_frozen():
 
 # ---------------------------------------------------------------- end to end
 
+# An empty MLflow store (schema migrated once per session): migrating a new one takes seconds.
+empty_tracking_db = shared.empty_tracking_db
+
 
 @pytest.fixture(scope="module")
 def small_shop():
@@ -157,7 +162,9 @@ def test_bgnbd_feature_joins_on_cutoff_and_customer(small_shop):
 
 
 @pytest.mark.slow
-def test_end_to_end_runs_record_gate_and_reproduce(small_shop, tmp_path, monkeypatch):
+def test_end_to_end_runs_record_gate_and_reproduce(
+    small_shop, tmp_path, monkeypatch, empty_tracking_db
+):
     import mlflow
 
     from training.tracking import model_registry
@@ -167,6 +174,8 @@ def test_end_to_end_runs_record_gate_and_reproduce(small_shop, tmp_path, monkeyp
     from training.pipeline import train_target
 
     root = tmp_path / "mlruns"
+    root.mkdir()
+    shutil.copy(empty_tracking_db, root / "mlflow.db")
     steps: list[str] = []
     weak = small_config(
         root,

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import multiprocessing
+import shutil
 from pathlib import Path
 
 import pytest
 
+from tests.training import test_tracking as shared
 from training.retrain import (
     EXIT_BAD_INPUT,
     EXIT_LOCKED,
@@ -19,6 +21,9 @@ from training.retrain import (
 )
 
 SHOP_DAYS = (dt.date(2024, 6, 1), dt.date(2025, 12, 31))
+
+# An empty MLflow store (schema migrated once per session): migrating a new one takes seconds.
+empty_tracking_db = shared.empty_tracking_db
 
 
 def tiny_config(root: Path, **overrides) -> RetrainConfig:
@@ -118,11 +123,13 @@ def test_cli_maps_a_held_lock_to_exit_3(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_two_retrains_at_once_one_runs_the_other_exits_3(tmp_path, monkeypatch):
+def test_two_retrains_at_once_one_runs_the_other_exits_3(tmp_path, monkeypatch, empty_tracking_db):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     shop_dir = tiny_shop_dir(tmp_path / "shop")
     root = tmp_path / "mlruns"
+    root.mkdir()
+    shutil.copy(empty_tracking_db, root / "mlflow.db")
     context = multiprocessing.get_context("spawn")
     barrier, results = context.Barrier(2), context.Queue()
     processes = [

@@ -335,6 +335,11 @@ def test_encode_and_decode_model_input_round_trip():
 @pytest.fixture(scope="session")
 def empty_tracking_db(tmp_path_factory) -> Path:
     """An MLflow SQLite store with its schema created once (migrations take seconds)."""
+    return migrated_tracking_db(tmp_path_factory)
+
+
+def migrated_tracking_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's empty MLflow SQLite store, its schema created on the first call."""
     from mlflow import MlflowClient
 
     folder = tmp_path_factory.getbasetemp() / "mlflow-template"

@@ -107,18 +107,9 @@ def fuzz(schema) -> tuple[collections.Counter, list[str]]:
     return counts, sorted(set(failures))
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    """A real ``bentoml serve`` of the shared home: schemathesis' own ASGI client would start a
-    second lifespan of the in-process app the other HTTP tests share."""
-    from tests.serving.api.test_serve_smoke import running_service
-    from tests.serving.api.test_service_http import shared_serving_home
-
-    with running_service(shared_serving_home(tmp_path_factory), "serve") as url:
-        yield url
-
-
 def test_the_service_holds_its_contract_under_fuzzing(served) -> None:
+    # ``served`` is a real ``bentoml serve`` (tests/serving/conftest.py): schemathesis' own
+    # ASGI client would start a second lifespan of the in-process app the other tests share.
     # The stateful phase (chains of calls) runs in benchmarks/api_fuzz.py, not in the suite.
     config = schemathesis_config(EXAMPLES, extra="\n[phases.stateful]\nenabled = false\n")
     schema = schemathesis.openapi.from_url(f"{served}/docs.json", config=config, headers=AUTH)

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.serving.api.test_service_http import API_KEY, shared_serving_home
+from tests.serving.api.test_service_http import API_KEY
 
 STARTUP_TIMEOUT_S = 180  # generous: 8 processes may share 2 cores in CI
 
@@ -92,20 +92,15 @@ def running_service(
         log.close()
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    with running_service(shared_serving_home(tmp_path_factory), "serve") as url:
-        yield url
-
-
-def test_real_server_answers_with_a_key_and_refuses_without(server, tmp_path_factory):
+def test_real_server_answers_with_a_key_and_refuses_without(served, serving_home):
+    """``served``: the session's real ``bentoml serve`` of ``serving_home`` (conftest)."""
     import pandas as pd
 
-    home = shared_serving_home(tmp_path_factory)
+    home = serving_home
     scores = next((home / "winback_output" / "scores").glob("v-*/scores.parquet"))
     customer_id = pd.read_parquet(scores)["customer_id"].iloc[0]
     auth = {"Authorization": f"Bearer {API_KEY}"}
-    with httpx.Client(base_url=server, timeout=30) as client:
+    with httpx.Client(base_url=served, timeout=30) as client:
         assert client.get("/healthz").status_code == 200
         assert client.post("/scores", json={"customer_ids": [customer_id]}).status_code == 401
         ok = client.post("/scores", json={"customer_ids": [customer_id, "NOPE"]}, headers=auth)

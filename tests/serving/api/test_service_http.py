@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ import pytest
 from features.feature_sets import FeatureSet
 from serving.config import ServingConfig
 from serving.scoring.store import read_scores
+from tests.training.test_tracking import migrated_tracking_db
 
 API_KEY = "test-key-0123456789"
 AS_OF = dt.date(2024, 3, 31)
@@ -134,7 +136,9 @@ def shared_serving_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One serving home per test session, shared by the HTTP and the smoke tests."""
     home = tmp_path_factory.getbasetemp() / "winback-serving-home"
     if not (home / ".ready").exists():
-        home.mkdir(parents=True, exist_ok=True)
+        (home / "mlruns").mkdir(parents=True, exist_ok=True)
+        # an empty store whose schema is migrated already: migrating one takes seconds
+        shutil.copy(migrated_tracking_db(tmp_path_factory), home / "mlruns" / "mlflow.db")
         make_serving_home(home)
         (home / ".ready").touch()
     return home

@@ -205,12 +205,18 @@ def test_rows_with_extra_keys_in_some_rows_name_them_and_the_gaps():
 # ---------------------------------------------------- typed columns, no frame
 
 
-@settings(max_examples=40, deadline=None)
-@given(st.lists(ROW, min_size=1, max_size=30))
-def test_typed_columns_score_exactly_like_the_frame(rows):
+@pytest.fixture(scope="module")
+def small_model() -> WinbackClassifier:
+    """A small model fitted once for every generated example (the rows vary, not the model)."""
     X, y = _training_frame(600, 5)
     model = WinbackClassifier(FS, n_estimators=10, num_leaves=5, min_child_samples=10)
-    model.fit(X.iloc[:400], y[:400], eval_set=(X.iloc[400:], y[400:]))
+    return model.fit(X.iloc[:400], y[:400], eval_set=(X.iloc[400:], y[400:]))
+
+
+@settings(max_examples=40, deadline=None)
+@given(rows=st.lists(ROW, min_size=1, max_size=30))
+def test_typed_columns_score_exactly_like_the_frame(small_model, rows):
+    model = small_model
     models = ServedModels({"churn": ServedModel("churn", model, "winback-churn", "1")})
     columns = rows_to_columns(FS, rows=rows)
     frame = rows_to_frame(FS, rows=rows)
