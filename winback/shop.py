@@ -109,10 +109,9 @@ def open_in_place(
     from features.inputs.table_files import VALIDATED_MARKER
     from training.tracking.fingerprint import ParquetFolder
 
-    data, mapping, _ = _resolved(data, mapping, config)
-    if data is None or not is_canonical_folder(Path(data), mapping):
+    data = _canonical_folder(data, mapping, config)
+    if data is None:
         return None
-    data = Path(data)
     con, erased = _connect(data)
     simulated = (data / "simulation.json").is_file()
     marker = json.loads((data / ("simulation.json" if simulated else VALIDATED_MARKER)).read_text())
@@ -146,6 +145,12 @@ def _resolved(data: str | Path | None, mapping: str | None, config: Any) -> tupl
     return data, mapping, config
 
 
+def _canonical_folder(data: str | Path | None, mapping: str | None, config: Any) -> Path | None:
+    """The folder :func:`load_tables` would read (``--data``, else winback.toml's), if canonical."""
+    data, mapping, _ = _resolved(data, mapping, config)
+    return Path(data) if data is not None and is_canonical_folder(Path(data), mapping) else None
+
+
 def in_place_connection(
     data: str | Path | None = None, mapping: str | None = None, *, config: Any = None
 ) -> Any:
@@ -154,10 +159,8 @@ def in_place_connection(
     Commands build their training tables and features on it: the same rows as
     the loaded tables, read in place with the files' integer keys and order table.
     """
-    data, mapping, _ = _resolved(data, mapping, config)
-    if data is None or not is_canonical_folder(Path(data), mapping):
-        return None
-    return connect_folder(data)
+    data = _canonical_folder(data, mapping, config)
+    return None if data is None else connect_folder(data)
 
 
 def load_tables(

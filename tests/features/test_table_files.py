@@ -22,8 +22,7 @@ from features.inputs.table_files import (
     write_validated,
 )
 from winback.commands.data import validate
-from winback.commands.serving import _is_canonical_folder
-from winback.shop import load_tables
+from winback.shop import is_canonical_folder, load_tables
 
 
 def _rows(frame: pd.DataFrame) -> pd.DataFrame:
@@ -57,8 +56,8 @@ def test_validate_writes_the_accepted_rows_that_later_commands_read_as_they_are(
         str(csv_shop), "--out", str(out), "--write-tables", "--now", "2026-01-01"
     )
     assert result.exit_code == 0, result.output
-    assert is_validated_folder(out) and _is_canonical_folder(out, None)
-    assert not _is_canonical_folder(out, "online-retail")  # a mapping means raw data
+    assert is_validated_folder(out) and is_canonical_folder(out, None)
+    assert not is_canonical_folder(out, "online-retail")  # a mapping means raw data
     expected = load_shop(csv_shop, now=pd.Timestamp("2026-01-01", tz="UTC")).tables
     tables, truth = load_tables(out)
     assert truth is None

@@ -137,11 +137,12 @@ def _score_locked(config, data, mapping, as_of, engine, spark_master) -> None:
 
     from serving.scoring.models import load_served_models
     from serving.scoring.table import score_customers
+    from winback.shop import is_canonical_folder
 
     started = time.perf_counter()
     with ThreadPoolExecutor(1, thread_name_prefix="winback-models") as pool:
         load = functools.partial(pool.submit, load_served_models, config)
-        if engine != "spark" and _is_canonical_folder(data, mapping):
+        if engine != "spark" and is_canonical_folder(data, mapping):
             version, date, models = _score_in_place(data, as_of, load, config)
         elif engine == "spark":
             models = _loaded(load())
@@ -175,13 +176,6 @@ def _loaded(loading):
 #: summed in 8-byte integers it completes at 1280MB, keyed or not; the command then
 #: peaks at 1.8-2.0 GiB keyed (2.2-2.4 GiB at 1536MB, with the models loaded first).
 IN_PLACE_MEMORY_LIMIT = "1280MB"
-
-
-def _is_canonical_folder(data: Path | None, mapping: str | None) -> bool:
-    """A folder of canonical Parquet tables (``winback.shop.is_canonical_folder``): scored in place."""
-    from winback.shop import is_canonical_folder
-
-    return is_canonical_folder(data, mapping)
 
 
 def _score_in_place(data: Path, as_of: str | None, load, config):

@@ -22,7 +22,7 @@ from serving.scoring.models import ServedModels
 from serving.scoring.table import score_customers
 from serving.scoring.value import ServedValueModel
 from tests.serving.scoring.conftest import AS_OF, SCORED_AT
-from winback.commands.serving import _is_canonical_folder
+from winback.shop import is_canonical_folder
 
 
 @pytest.fixture(scope="module")
@@ -135,11 +135,11 @@ def test_a_frame_built_beforehand_gives_the_same_score_table(
 
 
 def test_only_a_simulated_or_validated_folder_without_a_mapping_is_read_in_place(folder, tmp_path):
-    assert _is_canonical_folder(folder, None)
-    assert not _is_canonical_folder(folder, "online-retail")
-    assert not _is_canonical_folder(None, None)
+    assert is_canonical_folder(folder, None)
+    assert not is_canonical_folder(folder, "online-retail")
+    assert not is_canonical_folder(None, None)
     (tmp_path / "transactions.parquet").write_bytes((folder / "transactions.parquet").read_bytes())
-    assert not _is_canonical_folder(tmp_path, None)  # a user's folder is validated first
+    assert not is_canonical_folder(tmp_path, None)  # a user's folder is validated first
 
 
 def test_the_forests_warmed_during_the_feature_query_score_the_same(
