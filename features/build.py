@@ -26,6 +26,7 @@ import pandas as pd
 from features.custom.windowed import windowed_sql
 from features.definitions import RELATIONS, FeatureDefinition, dependency, resolve
 from features.engines.base import Engine
+from features.engines.category_sums import register_category_sums, unregister_category_sums
 from features.engines.duckdb_engine import (
     connect,
     has_customer_keys,
@@ -56,24 +57,38 @@ from features.result_frame import (
 logger = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Sources:
+    """Tables derived from the lines that a keyed query reads instead of grouping the lines.
+
+    ``order_table``: the order rows and their gaps from the registered ``purchase_orders``
+    (``features.inputs.order_table``). ``category_sums``: the two groupings of the
+    ``customer_categories`` relation from the tables ``features.engines.category_sums``
+    registers (one cutoff only). Either way the values are the same.
+    """
+
+    order_table: bool = False
+    category_sums: bool = False
+
+
 def _relation_ctes(
     by_relation: dict[str, list[FeatureDefinition]],
     tx: Collection[str],
     shape: Shape,
-    order_table: str | None = None,
+    sources: Sources = Sources(),
 ) -> list[tuple[str, str]]:
     """The ``rel_<name>`` CTEs of the relations the definitions use, in dependency order.
 
     The ``order_days`` definitions join the ``orders`` ones (one grouping over the
-    order rows with their gaps); ``by_relation`` is updated to say so. With
-    ``order_table`` the order rows, gaps included, are read from that table.
+    order rows with their gaps); ``by_relation`` is updated to say so. ``sources``
+    says which groupings are read from derived tables instead.
     """
     ctes: list[tuple[str, str]] = []
     on_orders = [d.expression for d in by_relation["orders"] + by_relation["order_days"]]
     gaps = bool(by_relation["order_days"])
     by_relation["orders"] += by_relation.pop("order_days")
-    if order_table is not None:
-        sql = orders_sql(tx, shape, on_orders, order_table=order_table, gaps=gaps)
+    if sources.order_table:
+        sql = orders_sql(tx, shape, on_orders, order_table=ORDERS_TABLE, gaps=gaps)
         ctes.append(("rel_orders", sql))
     elif gaps:
         ctes += [
@@ -87,7 +102,7 @@ def _relation_ctes(
     if by_relation["returned_lines"]:
         ctes.append(("rel_returned_lines", returned_lines_sql(tx, shape)))
     if by_relation["customer_categories"]:
-        ctes += category_sql(tx, shape)
+        ctes += category_sql(tx, shape, sums=sources.category_sums)
     if by_relation["customer_products"]:
         ctes.append(("rel_customer_products", product_sql(tx, shape)))
     for table in EVENT_TABLES:
@@ -103,7 +118,7 @@ def feature_query(
     cutoff: date | None = None,
     keyed: bool = False,
     by_key: bool = False,
-    order_table: bool = False,
+    sources: Sources = Sources(),
     sort: bool = True,
 ) -> str:
     """The SQL text computing ``definitions`` for every cutoff in the ``cutoffs`` relation.
@@ -127,11 +142,11 @@ def feature_query(
     by_key
         With ``keyed``: return ``customer_key`` in place of ``customer_id`` (sorted
         the same way); the build looks the ids up by key after the fetch.
-    order_table
-        With ``keyed``: read the order rows and their gaps from the registered
-        ``purchase_orders`` table (``features.inputs.order_table``) instead of
-        grouping the lines (same values and columns). See
-        ``features.engines.duckdb_engine.has_order_table``.
+    sources
+        With ``keyed``: the derived tables registered on the connection to read
+        instead of grouping the lines (:class:`Sources`; same values and
+        columns). See ``features.engines.duckdb_engine.has_order_table`` and
+        ``features.engines.category_sums``.
     sort
         Sort the rows; only with ``by_key`` may it be ``False``: the fetch then
         sorts them by key (``features.result_frame.frame_from_arrow``).
@@ -157,12 +172,12 @@ def feature_query(
                 chosen.add(dep)
                 by_relation[dependency(dep).relation].insert(0, dependency(dep))
 
-    if order_table and not keyed:
-        raise ValueError("the order table is keyed: pass keyed=True with order_table=True")
+    if (sources.order_table or sources.category_sums) and not keyed:
+        raise ValueError("derived tables are keyed: pass keyed=True with sources")
     if not (sort or by_key):
         raise ValueError("only rows by key can be sorted after the fetch: pass by_key=True")
     shape = Shape(cutoff, keyed=keyed)
-    ctes = _relation_ctes(by_relation, tx, shape, ORDERS_TABLE if order_table else None)
+    ctes = _relation_ctes(by_relation, tx, shape, sources)
     aggregates = _aggregates(by_relation, shape)
     # Windowed aggregates (user-defined features among them) bring their own CTEs and joins.
     extra = windowed_sql(by_relation["windowed"], columns, shape)  # type: ignore[arg-type]
@@ -388,17 +403,24 @@ def build_feature_table_from(
     con.executemany("INSERT INTO cutoffs VALUES (?)", [(d,) for d in dates])
     single = dates[0] if len(dates) == 1 else None
     keyed = has_customer_keys(con, columns)
-    orders = has_order_table(con, columns)
+    sources = Sources(
+        order_table=has_order_table(con, columns),
+        category_sums=keyed and register_category_sums(con, definitions, single, columns),
+    )
     sql = feature_query(
         definitions,
         columns,
         cutoff=single,
         keyed=keyed,
         by_key=keyed,
-        order_table=orders,
+        sources=sources,
         sort=sort_in_query or not keyed,
     )
-    out = _fetch(con, sql, definitions, by_key=keyed)
+    try:
+        out = _fetch(con, sql, definitions, by_key=keyed)
+    finally:
+        if sources.category_sums:
+            unregister_category_sums(con)  # type: ignore[arg-type]
     out.attrs["omitted_features"] = list(notes)
     return out
 

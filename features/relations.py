@@ -331,7 +331,15 @@ def order_gaps_sql(shape: Shape) -> str:
     )
 
 
-def category_sql(tx_columns: Collection[str], shape: Shape) -> list[tuple[str, str]]:
+#: Tables registered in place of the relation's two groupings of the lines (see
+#: ``features.engines.category_sums``): (customer, category) and category sums.
+CATEGORY_SPEND_TABLE = "_winback_category_spend"
+CATEGORY_TOTALS_TABLE = "_winback_category_totals"
+
+
+def category_sql(
+    tx_columns: Collection[str], shape: Shape, *, sums: bool = False
+) -> list[tuple[str, str]]:
     """The ``customer_categories`` relation and the CTEs it needs, in order.
 
     One row per (customer, category) with ``category_amount``, the exact sum as
@@ -341,6 +349,9 @@ def category_sql(tx_columns: Collection[str], shape: Shape) -> list[tuple[str, s
     get a scan of their own rather than a second reader of the (customer,
     category) grouping: a relation read twice is materialised, and that grouping
     has millions of rows. Their sums are ``BIGINT`` (exact in DuckDB at any size).
+    With ``sums`` (one cutoff) both groupings are read from the tables
+    :data:`CATEGORY_SPEND_TABLE` and :data:`CATEGORY_TOTALS_TABLE`, with the same
+    columns and values, registered by ``features.engines.category_sums``.
     """
     margin = "margin_amount" in tx_columns
     purchased = f" AND NOT {is_return(tx_columns, 't')}" if "is_return" in tx_columns else ""
@@ -352,6 +363,10 @@ def category_sql(tx_columns: Collection[str], shape: Shape) -> list[tuple[str, s
         f"SELECT {keys}, t.category, SUM({money_e4('t.amount')}) AS category_amount_e4\n"
         f"  {scan}\n  GROUP BY {keys}, t.category"
     )
+    if sums:
+        if not (shape.single and shape.keyed):
+            raise ValueError("the category sums are of one cutoff, by customer key")
+        spend = f"SELECT * FROM {CATEGORY_SPEND_TABLE}"
     amount = f"CAST(p.category_amount_e4 / {MONEY_SCALE} AS DECIMAL(18, 4)) AS category_amount"
     p_keys = ", ".join("p." + k for k in shape.keys)
     if not margin:
@@ -369,6 +384,24 @@ def category_sql(tx_columns: Collection[str], shape: Shape) -> list[tuple[str, s
         f" SUM(CAST({money_e4('t.margin_amount')} AS BIGINT)) AS category_margin_e4\n"
         f"  {scan}\n  GROUP BY {cutoff_key}t.category"
     )
+    if sums:
+        totals = f"SELECT * FROM {CATEGORY_TOTALS_TABLE}"
+    rates, on = _high_margin_sql(shape)
+    joined = (
+        f"SELECT {p_keys}, p.category, {amount}, m.high_margin\n"
+        f"  FROM rel_category_spend AS p JOIN rel_category_margin AS m ON {on}"
+    )
+    return [
+        ("rel_category_totals", totals),
+        ("rel_category_margin", rates),
+        ("rel_category_spend", spend),
+        ("rel_customer_categories", joined),
+    ]
+
+
+def _high_margin_sql(shape: Shape) -> tuple[str, str]:
+    """The ``rel_category_margin`` SQL (each category's ``high_margin`` flag at each cutoff,
+    from ``rel_category_totals``) and the condition joining it to the (customer, category) rows."""
     rate = (
         f"(CAST(SUM(category_margin_e4) AS DOUBLE) / {MONEY_SCALE})"
         f" / NULLIF(CAST(SUM(category_amount_e4) AS DOUBLE) / {MONEY_SCALE}, 0) AS rate"
@@ -392,16 +425,7 @@ def category_sql(tx_columns: Collection[str], shape: Shape) -> list[tuple[str, s
             "        FROM rel_category_totals GROUP BY cutoff) AS s ON s.cutoff = r.cutoff"
         )
         on = "m.cutoff = p.cutoff AND m.category = p.category"
-    joined = (
-        f"SELECT {p_keys}, p.category, {amount}, m.high_margin\n"
-        f"  FROM rel_category_spend AS p JOIN rel_category_margin AS m ON {on}"
-    )
-    return [
-        ("rel_category_totals", totals),
-        ("rel_category_margin", rates),
-        ("rel_category_spend", spend),
-        ("rel_customer_categories", joined),
-    ]
+    return rates, on
 
 
 #: The windows of the ``customer_products`` relation: every row is a product bought in

@@ -110,6 +110,9 @@ def _as_naive_utc(frame: pd.DataFrame) -> pd.DataFrame:
 
 #: DuckDB variable holding the ``memory_limit`` winback set on a connection, as given.
 MEMORY_LIMIT_VARIABLE = "winback_memory_limit"
+#: DuckDB variable holding the ``transactions`` files of a keyed Parquet connection whose
+#: views leave no rows out (``features.engines.category_sums`` reads them); else empty.
+LINES_FILES_VARIABLE = "winback_transactions_files"
 
 
 def _configured(
@@ -124,6 +127,7 @@ def _configured(
     """
     con = con if con is not None else duckdb.connect()
     con.execute("SET allocator_background_threads = true")
+    con.execute(f"SET VARIABLE {LINES_FILES_VARIABLE} = []::VARCHAR[]")  # set by connect_parquet
     if threads is not None:
         con.execute(f"SET threads = {int(threads)}")
     if memory_limit is not None:
@@ -353,6 +357,11 @@ def connect_parquet(
         _create_view(con, name, f"read_parquet('{quoted}')", excluding=excluding)
     digest = _register_keys(con, directory, files)
     _register_orders(con, directory, digest, lines, excluding=excluding)
+    keyed_lines = digest is not None and not excluding
+    con.execute(
+        f"SET VARIABLE {LINES_FILES_VARIABLE} = ?::VARCHAR[]",
+        [[str(f) for f in lines] if keyed_lines else []],
+    )
     return con
 
 

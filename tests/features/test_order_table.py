@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 import sqlglot
 
-from features.build import build_feature_table_from, feature_query
+from features.build import Sources, build_feature_table_from, feature_query
 from features.definitions import resolve
 from features.engines.duckdb_engine import (
     connect,
@@ -204,13 +204,15 @@ def test_the_build_reads_no_line_into_orders_and_the_query_transpiles_to_spark(t
     columns = table_columns(con)
     definitions, _ = resolve(None, columns)
     for cutoff in (None, CUTOFFS[0]):
-        sql = feature_query(definitions, columns, cutoff=cutoff, keyed=True, order_table=True)
+        sql = feature_query(
+            definitions, columns, cutoff=cutoff, keyed=True, sources=Sources(order_table=True)
+        )
         assert f"FROM {ORDERS_TABLE} AS o" in sql and "LAG(" not in sql
         assert "t.order_key" not in sql  # no grouping of lines into orders
         spark = sqlglot.transpile(sql, read="duckdb", write="spark")
         sqlglot.parse_one(spark[0], read="spark")
     with pytest.raises(ValueError, match="keyed"):
-        feature_query(definitions, columns, order_table=True)
+        feature_query(definitions, columns, sources=Sources(order_table=True))
 
 
 def test_a_rewritten_order_table_or_lines_fall_back_to_the_lines(tmp_path):

@@ -1,0 +1,365 @@
+"""The category sums of one cutoff, taken from keyed Parquet lines with NumPy instead of SQL.
+
+The ``customer_categories`` relation (``features.relations.category_sql``) starts from
+two groupings of the purchase lines with a category: by (customer, category)
+(``rel_category_spend``: about 6M groups at a million customers, the largest hash
+table of the feature query and a third of its CPU time) and by category
+(``rel_category_totals``, for the shop-wide margin rates). Files written with keys are
+clustered by customer (``features.inputs.keys.clustered``), so a row group's
+(customer, category) pairs index a small dense array: the sums are ``bincount``\\ s,
+one row group at a time, and a customer whose lines run into the next row group is
+carried over to it. The two tables are registered on the connection under the
+relations' names and the rest of ``category_sql`` (rates, flags, decimals) reads them
+as before.
+
+Same values as the SQL, to the bit: money becomes the integer of ten-thousandths the
+contract view's ``DECIMAL(18, 4)`` holds (half away from zero, as DuckDB casts) and
+is summed as ``DOUBLE`` like :func:`features.relations.money_e4` sums (exact below
+2^53), the category totals as exact integers like its ``BIGINT`` sums. Anything this
+reader does not handle the way the view does (files not clustered, not keyed or with
+rows left out, unusual column types, nulls where the contract has none, money beyond
+2^51 ten-thousandths) gives ``None``, and the build groups in SQL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import sys
+from collections.abc import Collection, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from features.definitions import FeatureDefinition, dependency
+from features.engines.base import Engine
+from features.engines.duckdb_engine import LINES_FILES_VARIABLE
+from features.inputs.keys import CUSTOMER_KEY
+from features.relations import CATEGORY_SPEND_TABLE as SPEND_TABLE
+from features.relations import CATEGORY_TOTALS_TABLE as TOTALS_TABLE
+
+#: Largest dense (customer, category) array of a row group; beyond it the pairs are sorted.
+_DENSE_CELLS = 1 << 24
+#: Money beyond this many ten-thousandths is left to SQL (``money_e4`` is exact below 2^51).
+_MONEY_LIMIT = 2.0**51
+#: Split of a ten-thousandths integer into high and low parts whose ``bincount`` is exact.
+_LOW = 2.0**26
+#: Rows per record batch of the spend table (DuckDB scans batches in parallel).
+_BATCH_ROWS = 1 << 20
+_UNITS = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
+
+
+@dataclass(frozen=True)
+class _GroupSums:
+    """One row group's sums, with category codes into its own ``dictionary``.
+
+    ``key``, ``code``, ``amount``: one row per (customer, category) pair, sorted by
+    key. ``lines``, ``amount_total``, ``margin_total``, ``margins``: by code, the kept
+    lines, their exact amount and margin sums, and the lines with a margin.
+    """
+
+    first: int
+    last: int
+    dictionary: list[str]
+    key: np.ndarray
+    code: np.ndarray
+    amount: np.ndarray
+    lines: np.ndarray
+    amount_total: list[int]
+    margin_total: list[int]
+    margins: np.ndarray
+
+
+class _Unsupported(Exception):
+    """The lines hold something only the SQL path reads as the view does."""
+
+
+def transactions_files(con: duckdb.DuckDBPyConnection) -> list[Path]:
+    """The files of the keyed ``transactions`` view, or none (not keyed, rows left out)."""
+    files = con.execute(f"SELECT getvariable('{LINES_FILES_VARIABLE}')").fetchall()[0][0]
+    return [Path(f) for f in files or []]
+
+
+def register_category_sums(
+    con: Engine,
+    definitions: Sequence[FeatureDefinition],
+    cutoff: date | None,
+    columns: Mapping[str, Collection[str]],
+) -> bool:
+    """Register the two sums of ``cutoff`` on a keyed DuckDB ``con``; whether it did.
+
+    Only for one cutoff, when a definition (or one it depends on) reads
+    ``customer_categories``, and when the files can be read as the view reads them.
+    """
+    if cutoff is None or not isinstance(con, duckdb.DuckDBPyConnection):
+        return False
+    relations = {d.relation for d in definitions}
+    relations |= {dependency(n).relation for d in definitions for n in d.depends_on}
+    files = transactions_files(con)
+    tx = columns.get("transactions", ())
+    if "customer_categories" not in relations or not files or "category" not in tx:
+        return False
+    threads = int(con.execute("SELECT current_setting('threads')").fetchall()[0][0])
+    sums = category_sums(
+        files, cutoff, margin="margin_amount" in tx, returns="is_return" in tx, threads=threads
+    )
+    if sums is None:
+        return False
+    spend, totals = sums
+    con.register(SPEND_TABLE, spend)
+    if totals is not None:
+        con.register(TOTALS_TABLE, totals)
+    return True
+
+
+def unregister_category_sums(con: duckdb.DuckDBPyConnection) -> None:
+    """Drop the tables :func:`register_category_sums` registered (their memory with them)."""
+    for name in (SPEND_TABLE, TOTALS_TABLE):
+        with contextlib.suppress(duckdb.Error):
+            con.unregister(name)
+
+
+def category_sums(
+    files: Sequence[Path], cutoff: date, *, margin: bool, returns: bool, threads: int = 1
+) -> tuple[pa.Table, pa.Table | None] | None:
+    """``rel_category_spend`` and (with ``margin``) ``rel_category_totals`` of ``cutoff``.
+
+    Spend: ``customer_key``, ``category``, ``category_amount_e4`` (``DOUBLE``), one row
+    per (customer, category) with a purchase line on or before the cutoff. Totals:
+    ``category``, ``category_amount_e4``, ``category_margin_e4`` (``BIGINT``; null when
+    no line of the category has a margin). Row groups are read on ``threads`` threads;
+    the result does not depend on it. ``None`` when the lines cannot be read so.
+    """
+    columns = [CUSTOMER_KEY, "category", "ordered_at", "amount"]
+    columns += ["margin_amount"] if margin else []
+    columns += ["is_return"] if returns else []
+    groups = [(f, g) for f in files for g in range(pq.ParquetFile(f).metadata.num_row_groups)]
+
+    def read(group: tuple[Path, int]) -> _GroupSums:
+        return _row_group_sums(group[0], group[1], columns, cutoff)
+
+    try:
+        with ThreadPoolExecutor(max(1, threads)) as pool:
+            parts = [p for p in pool.map(read, groups) if p.first >= 0]
+        _check_clustered(parts)
+        dictionary = list(dict.fromkeys(v for p in parts for v in p.dictionary))
+        totals = _totals_table(parts, dictionary) if margin else None
+    except _Unsupported:
+        return None
+    spend = _spend_table(parts, dictionary)
+    del parts
+    _release_freed_memory()
+    return spend, totals
+
+
+def _release_freed_memory() -> None:
+    """Hand the memory the row groups used back to the system before the feature query runs.
+
+    pyarrow's allocator keeps freed buffers, and so do the C library's per-thread heaps
+    (NumPy's arrays of a row group): about 300 MB at a million customers that the
+    query's own memory would come on top of.
+    """
+    pa.default_memory_pool().release_unused()
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):  # not glibc
+            ctypes.CDLL(None).malloc_trim(0)
+
+
+def _check_clustered(parts: Sequence[_GroupSums]) -> None:
+    """Each row group starts at or after the customer the one before ends with."""
+    for before, after in zip(parts, parts[1:], strict=False):
+        if after.first < before.last:
+            raise _Unsupported("lines not clustered by customer")
+
+
+def _row_group_sums(path: Path, group: int, columns: list[str], cutoff: date) -> _GroupSums:
+    """The sums of one row group's purchase lines with a category on or before ``cutoff``."""
+    table = pq.ParquetFile(path, read_dictionary=["category"]).read_row_group(group, columns)
+    key = table.column(CUSTOMER_KEY)
+    if not pa.types.is_integer(key.type) or key.null_count:
+        raise _Unsupported("customer keys that are not integers")
+    keys = key.to_numpy().astype(np.int64, copy=False)
+    if len(keys) > 1 and np.any(keys[1:] < keys[:-1]):
+        raise _Unsupported("lines not clustered by customer")
+    keep = _kept(table, cutoff)
+    category = table.column("category").combine_chunks()
+    dictionary = category.dictionary.to_pylist()
+    code = category.indices.fill_null(0).to_numpy(zero_copy_only=False)[keep].astype(np.int64)
+    mask = pa.array(keep)
+    amount = _e4(table.column("amount").filter(mask))
+    n = len(dictionary)
+    margin_total, margins = [0] * n, np.zeros(n, np.int64)
+    if "margin_amount" in table.column_names:
+        margin = _e4(table.column("margin_amount").filter(mask), nulls=True)
+        present = ~np.isnan(margin)
+        margins = np.bincount(code[present], minlength=n)
+        margin_total = _exact_sums(code[present], margin[present], n)
+    pairs = _pair_sums(keys[keep], code, amount, n)
+    ends = (int(keys[0]), int(keys[-1])) if len(keys) else (-1, -1)
+    lines = np.bincount(code, minlength=n)
+    totals = (lines, _exact_sums(code, amount, n), margin_total, margins)
+    return _GroupSums(*ends, dictionary, *pairs, *totals)
+
+
+def _kept(table: pa.Table, cutoff: date) -> np.ndarray:
+    """Which lines the relation keeps: purchases with a category on or before the cutoff."""
+    at = table.column("ordered_at")
+    if not pa.types.is_timestamp(at.type):
+        raise _Unsupported("ordered_at that is not a timestamp")
+    ticks = at.cast(pa.int64()).fill_null(0).to_numpy(zero_copy_only=False)
+    keep = ticks < _limit(cutoff, at.type.unit)
+    if at.null_count:
+        keep &= at.is_valid().to_numpy(zero_copy_only=False)
+    category = table.column("category")
+    if not pa.types.is_dictionary(category.type) or not pa.types.is_string(
+        category.type.value_type
+    ):
+        raise _Unsupported("category that is not a string")
+    keep &= category.is_valid().to_numpy(zero_copy_only=False)
+    if "is_return" in table.column_names:
+        keep &= ~table.column("is_return").fill_null(False).to_numpy(zero_copy_only=False)
+    return keep
+
+
+def _exact_sums(code: np.ndarray, value: np.ndarray, n: int) -> list[int]:
+    """Exact integer sums of ``value`` (integers below 2^51) by ``code``.
+
+    ``bincount`` adds doubles: exact while every partial sum stays below 2^53. When the
+    values could pass it, they are split into a high part (multiples of 2^26) and a
+    low one whose sums stay below it (row groups of fewer than 2^26 lines).
+    """
+    if not len(value):
+        return [0] * n
+    if float(np.abs(value).max()) * len(value) < 2.0**53:
+        return [int(v) for v in np.bincount(code, weights=value, minlength=n)]
+    if len(code) >= 2**26:
+        raise _Unsupported("a row group of 2^26 lines or more")
+    high = np.floor(value / _LOW)
+    low = value - high * _LOW
+    high_sums = np.bincount(code, weights=high, minlength=n)
+    low_sums = np.bincount(code, weights=low, minlength=n)
+    return [int(h) * int(_LOW) + int(lo) for h, lo in zip(high_sums, low_sums, strict=True)]
+
+
+def _e4(values: pa.ChunkedArray | pa.Array, *, nulls: bool = False) -> np.ndarray:
+    """Money as the integer of ten-thousandths the view's ``DECIMAL(18, 4)`` holds, as doubles.
+
+    DuckDB casts a double to a decimal by scaling it and rounding half away from
+    zero; ``nulls`` allows missing values (NaN here; a stored NaN the view refuses).
+    """
+    if not pa.types.is_floating(values.type) or (values.null_count and not nulls):
+        raise _Unsupported("money that is not a double, or missing")
+    scaled = values.to_numpy(zero_copy_only=False).astype(np.float64, copy=False) * 10_000.0
+    floor = np.floor(scaled)
+    rest = scaled - floor
+    out = floor + ((rest > 0.5) | ((rest == 0.5) & (scaled > 0)))
+    missing = np.isnan(out)
+    if int(missing.sum()) != values.null_count:
+        raise _Unsupported("money that is NaN or infinite")
+    if not np.all(np.abs(out[~missing]) < _MONEY_LIMIT):
+        raise _Unsupported("money beyond 2^51 ten-thousandths")
+    return out
+
+
+def _limit(cutoff: date, unit: str) -> int:
+    """The first instant after the cutoff day, in ``unit`` since the epoch (UTC)."""
+    start = datetime.combine(cutoff, time(), tzinfo=UTC)
+    return (int(start.timestamp()) + 86_400) * _UNITS[unit]
+
+
+def _pair_sums(
+    key: np.ndarray, code: np.ndarray, amount: np.ndarray, categories: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(customer_key, code, sum)`` of each (customer, category) pair of lines sorted by key."""
+    if not len(key):
+        empty = np.empty(0, np.int64)
+        return empty, empty, np.empty(0, np.float64)
+    first = int(key[0])
+    cell = (key - first) * categories + code
+    cells = (int(key[-1]) - first + 1) * categories
+    if cells <= _DENSE_CELLS:
+        present = np.flatnonzero(np.bincount(cell, minlength=cells))
+        sums = np.bincount(cell, weights=amount, minlength=cells)[present]
+    else:
+        present, inverse = np.unique(cell, return_inverse=True)
+        sums = np.bincount(inverse, weights=amount, minlength=len(present))
+    return present // categories + first, present % categories, sums
+
+
+def _global_pairs(
+    parts: Sequence[_GroupSums], dictionary: list[str]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every row group's pairs with codes into ``dictionary``; a pair split by a row-group
+    boundary (its customer's lines run on) is summed into one row."""
+    codes = {v: i for i, v in enumerate(dictionary)}
+    key = np.concatenate([p.key for p in parts])
+    code = np.concatenate(
+        [np.array([codes[v] for v in p.dictionary], np.int64)[p.code] for p in parts]
+    )
+    amount = np.concatenate([p.amount for p in parts])
+    shared = sorted({b.first for a, b in zip(parts, parts[1:], strict=False) if b.first == a.last})
+    if not shared:
+        return key, code, amount
+    pieces, start = [], 0
+    for customer in shared:
+        lo = int(np.searchsorted(key, customer, "left"))
+        hi = int(np.searchsorted(key, customer, "right"))
+        pair_codes, inverse = np.unique(code[lo:hi], return_inverse=True)
+        sums = np.bincount(inverse, weights=amount[lo:hi], minlength=len(pair_codes))
+        pieces.append((key[start:lo], code[start:lo], amount[start:lo]))
+        pieces.append((np.full(len(pair_codes), customer, np.int64), pair_codes, sums))
+        start = hi
+    pieces.append((key[start:], code[start:], amount[start:]))
+    return tuple(np.concatenate([p[i] for p in pieces]) for i in range(3))  # type: ignore[return-value]
+
+
+def _spend_table(parts: Sequence[_GroupSums], dictionary: list[str]) -> pa.Table:
+    """``rel_category_spend`` as an Arrow table (categories dictionary-encoded)."""
+    key, code, amount = (
+        _global_pairs(parts, dictionary)
+        if parts
+        else (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0))
+    )
+    table = pa.table(
+        {
+            CUSTOMER_KEY: pa.array(key, pa.int64()),
+            "category": pa.DictionaryArray.from_arrays(
+                pa.array(code.astype(np.int32)), pa.array(dictionary, pa.string())
+            ),
+            "category_amount_e4": pa.array(amount, pa.float64()),
+        }
+    )
+    return pa.Table.from_batches(table.to_batches(max_chunksize=_BATCH_ROWS))
+
+
+def _totals_table(parts: Sequence[_GroupSums], dictionary: list[str]) -> pa.Table:
+    """``rel_category_totals``: exact sums of every category with a kept line."""
+    n = len(dictionary)
+    lines, margins = np.zeros(n, np.int64), np.zeros(n, np.int64)
+    amount, margin = [0] * n, [0] * n
+    codes = {v: i for i, v in enumerate(dictionary)}
+    for p in parts:
+        for local, value in enumerate(p.dictionary):
+            c = codes[value]
+            lines[c] += p.lines[local]
+            margins[c] += p.margins[local]
+            amount[c] += p.amount_total[local]
+            margin[c] += p.margin_total[local]
+    used = [c for c in range(n) if lines[c]]
+    if any(abs(amount[c]) >= 2**63 or abs(margin[c]) >= 2**63 for c in used):
+        raise _Unsupported("a category total beyond BIGINT")
+    return pa.table(
+        {
+            "category": pa.array([dictionary[c] for c in used], pa.string()),
+            "category_amount_e4": pa.array([amount[c] for c in used], pa.int64()),
+            "category_margin_e4": pa.array(
+                [margin[c] if margins[c] else None for c in used], pa.int64()
+            ),
+        }
+    )

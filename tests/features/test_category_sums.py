@@ -1,0 +1,193 @@
+"""The category sums taken with NumPy from keyed Parquet lines give the SQL's frame, to the bit.
+
+``features.engines.category_sums`` reads the lines of a keyed, clustered folder one
+row group at a time and registers the two groupings the ``customer_categories``
+relation starts from; the build must give exactly the frame it gives when DuckDB
+groups the lines, and fall back to SQL whenever the files are not as it expects.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import features.build as build
+import features.engines.category_sums as category_sums
+from features.build import build_feature_table_from
+from features.engines.duckdb_engine import connect_parquet
+from features.inputs.table_files import write_tables
+from features.simulation import SimulationConfig, simulate_shop
+from tests.features.reference_features import random_shop
+
+CATEGORY_FEATURES = [
+    "category_count",
+    "top_category_spend_share",
+    "category_concentration_share",
+    "high_margin_spend_share",
+]
+
+
+def _builds(
+    folder: Path, cutoffs: list[date], monkeypatch: pytest.MonkeyPatch, **connect: object
+) -> tuple[pd.DataFrame, pd.DataFrame, list[bool]]:
+    """The frame with the category sums (when taken), the frame of the SQL, and whether
+    each build registered the sums."""
+    taken: list[bool] = []
+    register = category_sums.register_category_sums
+
+    def spy(*args: object) -> bool:
+        taken.append(register(*args))  # type: ignore[arg-type]
+        return taken[-1]
+
+    monkeypatch.setattr(build, "register_category_sums", spy)
+    fast = build_feature_table_from(connect_parquet(folder, threads=2, **connect), cutoffs)
+    monkeypatch.setattr(build, "register_category_sums", lambda *args: False)
+    sql = build_feature_table_from(connect_parquet(folder, threads=2, **connect), cutoffs)
+    return fast, sql, taken
+
+
+def _rewrite(path: Path, table: pa.Table, **options: object) -> None:
+    """Write ``table`` over ``path`` keeping its metadata (the key set's digest)."""
+    pq.write_table(table, path, **options)
+
+
+@pytest.mark.parametrize("cutoff", [date(2023, 6, 30), date(2024, 6, 17), date(2030, 1, 1)])
+def test_the_sums_give_the_frame_of_the_sql_on_a_random_shop(tmp_path, monkeypatch, cutoff):
+    write_tables(random_shop(customers=150, seed=21).present(), tmp_path)
+    fast, sql, taken = _builds(tmp_path, [cutoff], monkeypatch)
+    assert taken == [True]
+    assert fast["category_count"].gt(1).sum() > 20
+    pd.testing.assert_frame_equal(fast, sql, check_exact=True)
+
+
+def test_the_sums_give_the_frame_of_the_sql_on_a_simulated_shop(tmp_path, monkeypatch):
+    write_tables(simulate_shop(SimulationConfig(customers=500, seed=3)).tables.present(), tmp_path)
+    fast, sql, taken = _builds(tmp_path, [date(2025, 6, 30)], monkeypatch)
+    assert taken == [True] and fast["high_margin_spend_share"].notna().sum() > 100
+    pd.testing.assert_frame_equal(fast, sql, check_exact=True)
+
+
+def _hand_lines() -> pd.DataFrame:
+    """Lines at the edges: day boundaries, money ties, missing values, a large spender."""
+    rows = [
+        # customer, order, time (UTC), amount, return, margin, category
+        ("a", "o1", "2024-03-31 23:59:59.999999", 10.00005, False, 2.0, "toys"),
+        ("a", "o2", "2024-04-01 00:00:00", 99.0, False, 50.0, "toys"),  # the day after
+        ("a", "o1", "2024-03-31 10:00", 0.00005, False, None, "books"),
+        ("a", "o3", "2024-03-02 10:00", 7.5, True, 1.0, "books"),  # a return
+        ("a", "o3", "2024-03-02 10:00", 2.00015, False, -1.0, None),  # no category
+        ("b", "o4", "2024-01-01 00:00", 0.0, False, 0.0, "garden"),  # zero spend
+        ("b", "o5", "2024-02-01 08:00", 3.99995, False, None, "nomargin"),
+        ("c", "o6", "2023-12-31 12:00", 90_000_000.1234, False, -5_000_000.0, "toys"),
+        ("c", "o7", "2024-01-02 12:00", 12_345_678.5678, False, 1.5, "books"),
+        ("d", "o8", "2024-02-02 12:00", 1.0, True, 0.5, "toys"),  # returns only
+        ("e", "o9", "2024-02-03 12:00", 4.0, False, 0.5, None),  # purchases, no category
+    ]
+    frame = pd.DataFrame(
+        rows,
+        columns=[
+            "customer_id",
+            "order_id",
+            "ordered_at",
+            "amount",
+            "is_return",
+            "margin_amount",
+            "category",
+        ],
+    )
+    frame["ordered_at"] = pd.to_datetime(frame["ordered_at"], utc=True, format="ISO8601").astype(
+        "datetime64[us, UTC]"
+    )
+    return frame
+
+
+def test_lines_at_the_edges_give_the_frame_of_the_sql(tmp_path, monkeypatch):
+    write_tables({"transactions": _hand_lines()}, tmp_path)
+    for cutoff in (date(2024, 3, 31), date(2024, 1, 1), date(2023, 12, 31)):
+        fast, sql, taken = _builds(tmp_path, [cutoff], monkeypatch)
+        assert taken == [True]
+        pd.testing.assert_frame_equal(fast, sql, check_exact=True)
+    fast, _, _ = _builds(tmp_path, [date(2024, 3, 31)], monkeypatch)
+    assert fast.loc[(pd.Timestamp("2024-03-31"), "a"), "category_count"] == 2  # not o2, not o3
+    assert fast.loc[(pd.Timestamp("2024-03-31"), "e"), "category_count"] == 0
+    assert np.isnan(fast.loc[(pd.Timestamp("2024-03-31"), "e"), "top_category_spend_share"])
+
+
+def test_customers_across_row_groups_and_files_give_the_frame_of_the_sql(tmp_path, monkeypatch):
+    write_tables(random_shop(customers=60, seed=5).present(), tmp_path)
+    lines = pq.read_table(tmp_path / "transactions.parquet")
+    _rewrite(tmp_path / "transactions.parquet", lines, row_group_size=7)  # customers split
+    cutoff = [date(2024, 6, 17)]
+    fast, sql, taken = _builds(tmp_path, cutoff, monkeypatch)
+    assert taken == [True]
+    pd.testing.assert_frame_equal(fast, sql, check_exact=True)
+    # the same lines as two files, the second starting inside a customer
+    (tmp_path / "transactions.parquet").unlink()
+    (tmp_path / "transactions").mkdir()
+    half = lines.num_rows // 2 + 1
+    _rewrite(tmp_path / "transactions" / "part-0.parquet", lines.slice(0, half))
+    _rewrite(tmp_path / "transactions" / "part-1.parquet", lines.slice(half), row_group_size=5)
+    (tmp_path / "purchase_orders.parquet").unlink()  # it counts the lines of one file
+    parts, sql_parts, taken = _builds(tmp_path, cutoff, monkeypatch)
+    assert taken == [True]
+    pd.testing.assert_frame_equal(parts, sql_parts, check_exact=True)
+    pd.testing.assert_frame_equal(parts[CATEGORY_FEATURES], fast[CATEGORY_FEATURES])
+
+
+def test_pairs_beyond_the_dense_array_are_sorted_to_the_same_sums(tmp_path, monkeypatch):
+    write_tables(random_shop(customers=80, seed=8).present(), tmp_path)
+    monkeypatch.setattr(category_sums, "_DENSE_CELLS", 3)
+    fast, sql, taken = _builds(tmp_path, [date(2024, 6, 17)], monkeypatch)
+    assert taken == [True]
+    pd.testing.assert_frame_equal(fast, sql, check_exact=True)
+
+
+def test_the_sums_do_not_depend_on_the_threads(tmp_path):
+    write_tables(random_shop(customers=80, seed=9).present(), tmp_path)
+    lines = pq.read_table(tmp_path / "transactions.parquet")
+    _rewrite(tmp_path / "transactions.parquet", lines, row_group_size=11)
+    files = [tmp_path / "transactions.parquet"]
+    one = category_sums.category_sums(files, date(2024, 6, 17), margin=True, returns=True)
+    two = category_sums.category_sums(
+        files, date(2024, 6, 17), margin=True, returns=True, threads=2
+    )
+    assert one is not None and two is not None
+    assert one[0].equals(two[0]) and one[1] is not None and one[1].equals(two[1])
+
+
+def test_files_the_sums_cannot_read_as_the_view_does_fall_back_to_sql(tmp_path, monkeypatch):
+    shop = random_shop(customers=60, seed=13)
+    write_tables(shop.present(), tmp_path)
+    path = tmp_path / "transactions.parquet"
+    lines = pq.read_table(path)
+    cutoff = [date(2024, 6, 17)]
+    # rows out of customer order, the metadata (and so the keys) kept
+    shuffled = lines.take(np.random.default_rng(0).permutation(lines.num_rows))
+    _rewrite(path, shuffled)
+    fast, sql, taken = _builds(tmp_path, cutoff, monkeypatch)
+    assert taken == [False]
+    pd.testing.assert_frame_equal(fast, sql, check_exact=True)
+    # a NaN amount: the view refuses to cast it, so must the build
+    amounts = lines.column("amount").to_numpy().copy()
+    amounts[3] = np.nan
+    _rewrite(path, lines.set_column(lines.schema.get_field_index("amount"), "amount", [amounts]))
+    assert category_sums.category_sums([path], cutoff[0], margin=True, returns=True) is None
+    _rewrite(path, lines)
+    # customers left out of every view (erased since written): the files are not read
+    erased = str(shop.transactions["customer_id"].iloc[0])
+    fast, sql, taken = _builds(tmp_path, cutoff, monkeypatch, exclude=[erased])
+    assert taken == [False] and erased not in fast.index.get_level_values("customer_id")
+    pd.testing.assert_frame_equal(fast, sql, check_exact=True)
+
+
+def test_many_cutoffs_group_in_sql(tmp_path, monkeypatch):
+    write_tables(random_shop(customers=40, seed=14).present(), tmp_path)
+    fast, sql, taken = _builds(tmp_path, [date(2023, 6, 30), date(2024, 6, 17)], monkeypatch)
+    assert taken == [False]
+    pd.testing.assert_frame_equal(fast, sql, check_exact=True)
