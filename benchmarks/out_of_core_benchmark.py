@@ -88,9 +88,9 @@ def build_features_duckdb(
     """Every feature as of the last data day, from Parquet to Parquet, under ``memory_limit``."""
     import datetime as dt
 
-    from features.build import feature_query
     from features.definitions import resolve
     from features.engines.duckdb_engine import connect_parquet, has_customer_keys, table_columns
+    from features.query import feature_query
 
     started, cpu = time.perf_counter(), time.process_time()
     con = connect_parquet(data, threads=threads, memory_limit=memory_limit)

@@ -55,7 +55,6 @@ def _children_hwm_gib(pid: int) -> float:
 
 def build_features_spark(data: Path, out: Path, driver_memory: str) -> dict[str, object]:
     """Every feature as of the last data day on Spark local[2], from Parquet to Parquet."""
-    from features.build import feature_query
     from features.definitions import resolve
     from features.engines.duckdb_engine import table_columns
     from features.engines.spark_engine import (
@@ -64,6 +63,7 @@ def build_features_spark(data: Path, out: Path, driver_memory: str) -> dict[str,
         spark_session,
         to_spark_sql,
     )
+    from features.query import feature_query
 
     started = time.perf_counter()
     spark = spark_session(SparkConfig(shuffle_partitions=8, driver_memory=driver_memory))

@@ -381,7 +381,7 @@ def latest_feature_set(target: str) -> FeatureSet:
 
 
 def _with_active_custom(feature_set: FeatureSet) -> FeatureSet:
-    from features.custom.spec import active_custom_features
+    from features.custom.active import active_custom_features
 
     return feature_set.with_custom(active_custom_features())
 

@@ -31,8 +31,8 @@ def empty_tables(*names: str) -> ShopTables:
 
 def dry_run(definition: WindowedFeature) -> None:
     """Raise ``ValueError`` when the feature's query fails or does not give a number."""
-    from features.build import feature_query
     from features.engines.duckdb_engine import connect, table_columns
+    from features.query import feature_query
 
     con = connect(empty_tables(definition.table), duckdb.connect())
     try:

@@ -22,14 +22,12 @@ appended to the feature-set name a model records.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import json
 import math
 import re
-from collections.abc import Iterator, Sequence
-from contextvars import ContextVar
+from collections.abc import Sequence
 from dataclasses import asdict
 
 import sqlglot
@@ -248,26 +246,3 @@ def definition_from_dict(data: dict) -> WindowedFeature:
     """The definition :func:`definition_as_dict` wrote."""
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
     return WindowedFeature(**values)
-
-
-_ACTIVE: ContextVar[tuple[WindowedFeature, ...]] = ContextVar("winback_custom", default=())
-
-
-def active_custom_features() -> tuple[WindowedFeature, ...]:
-    """The user-defined features in force (:func:`use_custom_features`); none by default."""
-    return _ACTIVE.get()
-
-
-@contextlib.contextmanager
-def use_custom_features(definitions: Sequence[WindowedFeature]) -> Iterator[None]:
-    """Within the block, feature sets and builds include ``definitions``.
-
-    The command line wraps a command in it with the entries of ``winback.toml``,
-    so training, ``features build`` and the demo pick them up without each
-    stage reading the file.
-    """
-    token = _ACTIVE.set(tuple(definitions))
-    try:
-        yield
-    finally:
-        _ACTIVE.reset(token)

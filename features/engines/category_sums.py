@@ -50,8 +50,6 @@ _DENSE_CELLS = 1 << 24
 _MONEY_LIMIT = 2.0**51
 #: Split of a ten-thousandths integer into high and low parts whose ``bincount`` is exact.
 _LOW = 2.0**26
-#: Rows per record batch of the spend table (DuckDB scans batches in parallel).
-_BATCH_ROWS = 1 << 20
 _UNITS = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
 
 
@@ -109,8 +107,11 @@ def register_category_sums(
     sums = category_sums(
         files, cutoff, margin="margin_amount" in tx, returns="is_return" in tx, threads=threads
     )
-    if sums is None:
-        return False
+    return sums is not None and register_sums(con, sums)
+
+
+def register_sums(con: duckdb.DuckDBPyConnection, sums: tuple[pa.Table, pa.Table | None]) -> bool:
+    """Register sums :func:`category_sums` took under the relations' table names."""
     spend, totals = sums
     con.register(SPEND_TABLE, spend)
     if totals is not None:
@@ -152,8 +153,7 @@ def category_sums(
         totals = _totals_table(parts, dictionary) if margin else None
     except _Unsupported:
         return None
-    spend = _spend_table(parts, dictionary)
-    del parts
+    spend = _spend_table(parts, dictionary)  # empties parts
     _release_freed_memory()
     return spend, totals
 
@@ -292,50 +292,55 @@ def _pair_sums(
     return present // categories + first, present % categories, sums
 
 
-def _global_pairs(
-    parts: Sequence[_GroupSums], dictionary: list[str]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Every row group's pairs with codes into ``dictionary``; a pair split by a row-group
-    boundary (its customer's lines run on) is summed into one row."""
+def _spend_table(parts: list[_GroupSums], dictionary: list[str]) -> pa.Table:
+    """``rel_category_spend`` as an Arrow table, one batch per row group (categories
+    dictionary-encoded); ``parts`` is emptied as its row groups are taken.
+
+    A customer whose lines run from one row group into the next has rows in both: they
+    are summed into one row per category. No array of all the pairs is made: the
+    batches are slices of the row groups' own arrays.
+    """
+    values = pa.array(dictionary, pa.string())
     codes = {v: i for i, v in enumerate(dictionary)}
-    key = np.concatenate([p.key for p in parts])
-    code = np.concatenate(
-        [np.array([codes[v] for v in p.dictionary], np.int64)[p.code] for p in parts]
-    )
-    amount = np.concatenate([p.amount for p in parts])
-    shared = sorted({b.first for a, b in zip(parts, parts[1:], strict=False) if b.first == a.last})
-    if not shared:
-        return key, code, amount
-    pieces, start = [], 0
-    for customer in shared:
-        lo = int(np.searchsorted(key, customer, "left"))
-        hi = int(np.searchsorted(key, customer, "right"))
-        pair_codes, inverse = np.unique(code[lo:hi], return_inverse=True)
-        sums = np.bincount(inverse, weights=amount[lo:hi], minlength=len(pair_codes))
-        pieces.append((key[start:lo], code[start:lo], amount[start:lo]))
-        pieces.append((np.full(len(pair_codes), customer, np.int64), pair_codes, sums))
-        start = hi
-    pieces.append((key[start:], code[start:], amount[start:]))
-    return tuple(np.concatenate([p[i] for p in pieces]) for i in range(3))  # type: ignore[return-value]
+    shared = {b.first for a, b in zip(parts, parts[1:], strict=False) if b.first == a.last}
+    held: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
+    batches = []
+    parts.reverse()
+    while parts:
+        part = parts.pop()
+        code = np.array([codes[v] for v in part.dictionary], np.int32)[part.code]
+        lo, hi = 0, len(part.key)
+        if part.first in shared:
+            lo = int(np.searchsorted(part.key, part.first, "right"))
+            held.setdefault(part.first, []).append((code[:lo], part.amount[:lo]))
+        if part.last in shared and part.last != part.first:
+            hi = max(lo, int(np.searchsorted(part.key, part.last, "left")))
+            held.setdefault(part.last, []).append((code[hi:], part.amount[hi:]))
+        if hi > lo:
+            batches.append(_batch(part.key[lo:hi], code[lo:hi], part.amount[lo:hi], values))
+    for customer, pieces in held.items():
+        merged, inverse = np.unique(np.concatenate([c for c, _ in pieces]), return_inverse=True)
+        amounts = np.concatenate([a for _, a in pieces])
+        sums = np.bincount(inverse, weights=amounts, minlength=len(merged))
+        batches.append(_batch(np.full(len(merged), customer, np.int64), merged, sums, values))
+    return pa.Table.from_batches(batches, schema=_SPEND_SCHEMA)
 
 
-def _spend_table(parts: Sequence[_GroupSums], dictionary: list[str]) -> pa.Table:
-    """``rel_category_spend`` as an Arrow table (categories dictionary-encoded)."""
-    key, code, amount = (
-        _global_pairs(parts, dictionary)
-        if parts
-        else (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0))
-    )
-    table = pa.table(
-        {
-            CUSTOMER_KEY: pa.array(key, pa.int64()),
-            "category": pa.DictionaryArray.from_arrays(
-                pa.array(code.astype(np.int32)), pa.array(dictionary, pa.string())
-            ),
-            "category_amount_e4": pa.array(amount, pa.float64()),
-        }
-    )
-    return pa.Table.from_batches(table.to_batches(max_chunksize=_BATCH_ROWS))
+#: The columns of ``rel_category_spend`` as :func:`_spend_table` makes them.
+_SPEND_SCHEMA = pa.schema(
+    [
+        (CUSTOMER_KEY, pa.int64()),
+        ("category", pa.dictionary(pa.int32(), pa.string())),
+        ("category_amount_e4", pa.float64()),
+    ]
+)
+
+
+def _batch(
+    key: np.ndarray, code: np.ndarray, amount: np.ndarray, values: pa.Array
+) -> pa.RecordBatch:
+    category = pa.DictionaryArray.from_arrays(pa.array(code.astype(np.int32, copy=False)), values)
+    return pa.record_batch([pa.array(key), category, pa.array(amount)], schema=_SPEND_SCHEMA)
 
 
 def _totals_table(parts: Sequence[_GroupSums], dictionary: list[str]) -> pa.Table:

@@ -1,6 +1,6 @@
 """Run the same feature and label SQL on Apache Spark.
 
-The features (``features.build.feature_query``), statuses, tiers' trailing
+The features (``features.query.feature_query``), statuses, tiers' trailing
 values and labels (``features.labels``, ``features.tiers``) are DuckDB-dialect
 SQL over contract views (``transactions``, ``customers``, ...) and a
 ``cutoffs`` relation. This module runs that *same text* on a Spark session,

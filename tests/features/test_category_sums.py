@@ -17,14 +17,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-import features.build as build
 import features.engines.category_sums as category_sums
+import features.late_features as late_features
 from features.build import build_feature_table_from
 from features.engines.duckdb_engine import connect_parquet
 from features.inputs.table_files import write_tables
 from features.simulation import SimulationConfig, simulate_shop
 from tests.features.reference_features import random_shop
 
+#: The function itself (a test may build several times, each time replacing it).
+_CATEGORY_SUMS = category_sums.category_sums
 CATEGORY_FEATURES = [
     "category_count",
     "top_category_spend_share",
@@ -35,21 +37,34 @@ CATEGORY_FEATURES = [
 
 def _builds(
     folder: Path, cutoffs: list[date], monkeypatch: pytest.MonkeyPatch, **connect: object
-) -> tuple[pd.DataFrame, pd.DataFrame, list[bool]]:
-    """The frame with the category sums (when taken), the frame of the SQL, and whether
-    each build registered the sums."""
+) -> tuple[list[pd.DataFrame], list[bool]]:
+    """The frames of the default build (with one cutoff: two queries, the category sums
+    taken beside the first), of one sorted query with the sums, and of the SQL alone;
+    and, for each time the sums were tried, whether they were taken."""
     taken: list[bool] = []
-    register = category_sums.register_category_sums
+    real = _CATEGORY_SUMS
 
-    def spy(*args: object) -> bool:
-        taken.append(register(*args))  # type: ignore[arg-type]
-        return taken[-1]
+    def spy(*args: object, **options: object) -> object:
+        sums = real(*args, **options)  # type: ignore[arg-type]
+        taken.append(sums is not None)
+        return sums
 
-    monkeypatch.setattr(build, "register_category_sums", spy)
-    fast = build_feature_table_from(connect_parquet(folder, threads=2, **connect), cutoffs)
-    monkeypatch.setattr(build, "register_category_sums", lambda *args: False)
-    sql = build_feature_table_from(connect_parquet(folder, threads=2, **connect), cutoffs)
-    return fast, sql, taken
+    def build(**options: object) -> pd.DataFrame:
+        con = connect_parquet(folder, threads=2, **connect)  # type: ignore[arg-type]
+        return build_feature_table_from(con, cutoffs, **options)  # type: ignore[arg-type]
+
+    for module in (category_sums, late_features):
+        monkeypatch.setattr(module, "category_sums", spy)
+    frames = [build(), build(sort_in_query=True)]
+    for module in (category_sums, late_features):
+        monkeypatch.setattr(module, "category_sums", lambda *args, **options: None)
+    frames.append(build(sort_in_query=True))
+    return frames, taken
+
+
+def _same(frames: list[pd.DataFrame]) -> None:
+    for frame in frames[1:]:
+        pd.testing.assert_frame_equal(frames[0], frame, check_exact=True)
 
 
 def _rewrite(path: Path, table: pa.Table, **options: object) -> None:
@@ -60,17 +75,17 @@ def _rewrite(path: Path, table: pa.Table, **options: object) -> None:
 @pytest.mark.parametrize("cutoff", [date(2023, 6, 30), date(2024, 6, 17), date(2030, 1, 1)])
 def test_the_sums_give_the_frame_of_the_sql_on_a_random_shop(tmp_path, monkeypatch, cutoff):
     write_tables(random_shop(customers=150, seed=21).present(), tmp_path)
-    fast, sql, taken = _builds(tmp_path, [cutoff], monkeypatch)
-    assert taken == [True]
-    assert fast["category_count"].gt(1).sum() > 20
-    pd.testing.assert_frame_equal(fast, sql, check_exact=True)
+    frames, taken = _builds(tmp_path, [cutoff], monkeypatch)
+    assert taken == [True, True]
+    assert frames[0]["category_count"].gt(1).sum() > 20
+    _same(frames)
 
 
 def test_the_sums_give_the_frame_of_the_sql_on_a_simulated_shop(tmp_path, monkeypatch):
     write_tables(simulate_shop(SimulationConfig(customers=500, seed=3)).tables.present(), tmp_path)
-    fast, sql, taken = _builds(tmp_path, [date(2025, 6, 30)], monkeypatch)
-    assert taken == [True] and fast["high_margin_spend_share"].notna().sum() > 100
-    pd.testing.assert_frame_equal(fast, sql, check_exact=True)
+    frames, taken = _builds(tmp_path, [date(2025, 6, 30)], monkeypatch)
+    assert taken == [True, True] and frames[0]["high_margin_spend_share"].notna().sum() > 100
+    _same(frames)
 
 
 def _hand_lines() -> pd.DataFrame:
@@ -110,10 +125,10 @@ def _hand_lines() -> pd.DataFrame:
 def test_lines_at_the_edges_give_the_frame_of_the_sql(tmp_path, monkeypatch):
     write_tables({"transactions": _hand_lines()}, tmp_path)
     for cutoff in (date(2024, 3, 31), date(2024, 1, 1), date(2023, 12, 31)):
-        fast, sql, taken = _builds(tmp_path, [cutoff], monkeypatch)
-        assert taken == [True]
-        pd.testing.assert_frame_equal(fast, sql, check_exact=True)
-    fast, _, _ = _builds(tmp_path, [date(2024, 3, 31)], monkeypatch)
+        frames, taken = _builds(tmp_path, [cutoff], monkeypatch)
+        assert taken == [True, True]
+        _same(frames)
+    fast = _builds(tmp_path, [date(2024, 3, 31)], monkeypatch)[0][0]
     assert fast.loc[(pd.Timestamp("2024-03-31"), "a"), "category_count"] == 2  # not o2, not o3
     assert fast.loc[(pd.Timestamp("2024-03-31"), "e"), "category_count"] == 0
     assert np.isnan(fast.loc[(pd.Timestamp("2024-03-31"), "e"), "top_category_spend_share"])
@@ -124,9 +139,9 @@ def test_customers_across_row_groups_and_files_give_the_frame_of_the_sql(tmp_pat
     lines = pq.read_table(tmp_path / "transactions.parquet")
     _rewrite(tmp_path / "transactions.parquet", lines, row_group_size=7)  # customers split
     cutoff = [date(2024, 6, 17)]
-    fast, sql, taken = _builds(tmp_path, cutoff, monkeypatch)
-    assert taken == [True]
-    pd.testing.assert_frame_equal(fast, sql, check_exact=True)
+    frames, taken = _builds(tmp_path, cutoff, monkeypatch)
+    assert taken == [True, True]
+    _same(frames)
     # the same lines as two files, the second starting inside a customer
     (tmp_path / "transactions.parquet").unlink()
     (tmp_path / "transactions").mkdir()
@@ -134,18 +149,18 @@ def test_customers_across_row_groups_and_files_give_the_frame_of_the_sql(tmp_pat
     _rewrite(tmp_path / "transactions" / "part-0.parquet", lines.slice(0, half))
     _rewrite(tmp_path / "transactions" / "part-1.parquet", lines.slice(half), row_group_size=5)
     (tmp_path / "purchase_orders.parquet").unlink()  # it counts the lines of one file
-    parts, sql_parts, taken = _builds(tmp_path, cutoff, monkeypatch)
-    assert taken == [True]
-    pd.testing.assert_frame_equal(parts, sql_parts, check_exact=True)
-    pd.testing.assert_frame_equal(parts[CATEGORY_FEATURES], fast[CATEGORY_FEATURES])
+    parts, taken = _builds(tmp_path, cutoff, monkeypatch)
+    assert taken == [True, True]
+    _same(parts)
+    pd.testing.assert_frame_equal(parts[0][CATEGORY_FEATURES], frames[0][CATEGORY_FEATURES])
 
 
 def test_pairs_beyond_the_dense_array_are_sorted_to_the_same_sums(tmp_path, monkeypatch):
     write_tables(random_shop(customers=80, seed=8).present(), tmp_path)
     monkeypatch.setattr(category_sums, "_DENSE_CELLS", 3)
-    fast, sql, taken = _builds(tmp_path, [date(2024, 6, 17)], monkeypatch)
-    assert taken == [True]
-    pd.testing.assert_frame_equal(fast, sql, check_exact=True)
+    frames, taken = _builds(tmp_path, [date(2024, 6, 17)], monkeypatch)
+    assert taken == [True, True]
+    _same(frames)
 
 
 def test_the_sums_do_not_depend_on_the_threads(tmp_path):
@@ -170,9 +185,9 @@ def test_files_the_sums_cannot_read_as_the_view_does_fall_back_to_sql(tmp_path, 
     # rows out of customer order, the metadata (and so the keys) kept
     shuffled = lines.take(np.random.default_rng(0).permutation(lines.num_rows))
     _rewrite(path, shuffled)
-    fast, sql, taken = _builds(tmp_path, cutoff, monkeypatch)
-    assert taken == [False]
-    pd.testing.assert_frame_equal(fast, sql, check_exact=True)
+    frames, taken = _builds(tmp_path, cutoff, monkeypatch)
+    assert taken == [False, False]
+    _same(frames)
     # a NaN amount: the view refuses to cast it, so must the build
     amounts = lines.column("amount").to_numpy().copy()
     amounts[3] = np.nan
@@ -181,13 +196,13 @@ def test_files_the_sums_cannot_read_as_the_view_does_fall_back_to_sql(tmp_path, 
     _rewrite(path, lines)
     # customers left out of every view (erased since written): the files are not read
     erased = str(shop.transactions["customer_id"].iloc[0])
-    fast, sql, taken = _builds(tmp_path, cutoff, monkeypatch, exclude=[erased])
-    assert taken == [False] and erased not in fast.index.get_level_values("customer_id")
-    pd.testing.assert_frame_equal(fast, sql, check_exact=True)
+    frames, taken = _builds(tmp_path, cutoff, monkeypatch, exclude=[erased])
+    assert taken == [] and erased not in frames[0].index.get_level_values("customer_id")
+    _same(frames)
 
 
 def test_many_cutoffs_group_in_sql(tmp_path, monkeypatch):
     write_tables(random_shop(customers=40, seed=14).present(), tmp_path)
-    fast, sql, taken = _builds(tmp_path, [date(2023, 6, 30), date(2024, 6, 17)], monkeypatch)
-    assert taken == [False]
-    pd.testing.assert_frame_equal(fast, sql, check_exact=True)
+    frames, taken = _builds(tmp_path, [date(2023, 6, 30), date(2024, 6, 17)], monkeypatch)
+    assert taken == []
+    _same(frames)

@@ -10,13 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from features.build import build_features
+from features.custom.active import active_custom_features, use_custom_features
 from features.custom.leakage import check_leakage
-from features.custom.spec import (
-    CustomFeature,
-    active_custom_features,
-    custom_definitions,
-    use_custom_features,
-)
+from features.custom.spec import CustomFeature, custom_definitions
 from features.feature_sets import (
     CHURN_FEATURES_V3,
     FeatureSet,

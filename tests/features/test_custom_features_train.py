@@ -43,7 +43,7 @@ def test_winback_train_picks_up_a_custom_feature_and_scoring_rebuilds_it(
     import mlflow
 
     from features.build import build_features
-    from features.custom.spec import use_custom_features
+    from features.custom.active import use_custom_features
     from features.training_table import build_scoring_frame
     from training.tracking import model_registry
     from winback.cli import app

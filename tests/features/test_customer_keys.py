@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 import sqlglot
 
-from features.build import build_feature_table_from, feature_query
+from features.build import build_feature_table_from
 from features.definitions import resolve
 from features.engines.duckdb_engine import (
     connect,
@@ -33,6 +33,7 @@ from features.inputs.keys import (
     with_keys,
 )
 from features.inputs.schema import SCHEMAS
+from features.query import feature_query
 from features.result_frame import ids_by_key
 from features.simulation import write_shop
 from tests.features.reference_features import random_shop

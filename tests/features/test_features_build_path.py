@@ -11,9 +11,10 @@ import pytest
 import sqlglot
 
 from features import result_frame
-from features.build import build_feature_table, build_feature_table_from, feature_query
+from features.build import build_feature_table, build_feature_table_from
 from features.definitions import resolve
 from features.engines.duckdb_engine import MEMORY_LIMIT_VARIABLE, connect, table_columns
+from features.query import feature_query
 from features.result_frame import (
     canonical_frame,
     frame_from_arrow,

@@ -8,12 +8,7 @@ import pandas as pd
 import pytest
 import sqlglot
 
-from features.build import (
-    build_feature_table,
-    build_feature_table_from,
-    build_features,
-    feature_query,
-)
+from features.build import build_feature_table, build_feature_table_from, build_features
 from features.definitions import RELATIONS, feature_names, get_feature, registry, resolve
 from features.engines.duckdb_engine import connect_parquet
 from features.feature_sets import (
@@ -25,6 +20,7 @@ from features.feature_sets import (
     get_feature_set,
 )
 from features.inputs.schema import SCHEMAS, ShopTables
+from features.query import feature_query
 from tests.features.reference_features import random_shop
 
 CUTOFF = date(2023, 6, 30)

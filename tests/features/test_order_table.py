@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 import sqlglot
 
-from features.build import Sources, build_feature_table_from, feature_query
+from features.build import build_feature_table_from
 from features.definitions import resolve
 from features.engines.duckdb_engine import (
     connect,
@@ -39,6 +39,7 @@ from features.inputs.keys import (
 from features.inputs.order_table import order_table
 from features.inputs.schema import ShopTables
 from features.inputs.table_files import arrow_table, write_tables
+from features.query import Sources, feature_query
 from features.relations import order_table_columns
 from features.simulation import SimulationConfig, simulate_shop
 from tests.features.reference_features import random_shop

@@ -222,7 +222,7 @@ def with_custom_features(command):
 
     @functools.wraps(command)
     def run(*args, **kwargs):
-        from features.custom.spec import use_custom_features
+        from features.custom.active import use_custom_features
         from winback.commands.features_check import configured_custom_features
 
         custom = configured_custom_features(kwargs.get("config"), Console(stderr=True))
