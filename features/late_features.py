@@ -111,6 +111,7 @@ def build_in_two_stages(
             sources=Sources(order_table=order_table), sort=False,
         )  # fmt: skip
         first = con.sql(sql).to_arrow_table()
+        release_cached_memory(con)  # what DuckDB kept of the first query: not under the second
         taken = sums.result() if sums is not None else None
     try:
         con.register(POPULATION_TABLE, first.select([CUSTOMER_KEY, *plan.inputs]))
