@@ -89,8 +89,13 @@ def build_features_duckdb(
     import datetime as dt
 
     from features.definitions import resolve
-    from features.engines.duckdb_engine import connect_parquet, has_customer_keys, table_columns
-    from features.query import feature_query
+    from features.engines.duckdb_engine import (
+        connect_parquet,
+        has_customer_keys,
+        has_order_table,
+        table_columns,
+    )
+    from features.query import Sources, feature_query
 
     started, cpu = time.perf_counter(), time.process_time()
     con = connect_parquet(data, threads=threads, memory_limit=memory_limit)
@@ -101,7 +106,10 @@ def build_features_duckdb(
     columns = table_columns(con)
     definitions, notes = resolve(None, columns)
     keyed = has_customer_keys(con, columns)
-    sql = feature_query(definitions, columns, cutoff=cutoff, keyed=keyed)
+    orders = has_order_table(con, columns)  # read as the build reads it (features.build)
+    sql = feature_query(
+        definitions, columns, cutoff=cutoff, keyed=keyed, sources=Sources(order_table=orders)
+    )
     quoted = str(out).replace("'", "''")
     con.execute(f"COPY ({sql}) TO '{quoted}' (FORMAT parquet)")
     rows = con.execute(f"SELECT count(*) FROM read_parquet('{quoted}')").fetchall()[0][0]
@@ -114,6 +122,7 @@ def build_features_duckdb(
         "memory_limit": memory_limit,
         "threads": threads,
         "keyed": keyed,
+        "order_table": orders,
         "seconds": round(time.perf_counter() - started, 1),
         "cpu_seconds": round(time.process_time() - cpu, 1),
         "peak_rss_gib": round(peak_rss_gib(), 2),
