@@ -180,10 +180,8 @@ def _scoring_frame(
     On DuckDB the query computes the status parts too (``features.status_features``);
     when they cannot give the status, or on another engine, :func:`_with_status` does.
     The rows are sorted after the fetch (``sort_in_query=False`` of
-    ``features.build.build_feature_table_from``): the frame is on the critical
-    path of ``winback score``, whose memory budget (2.5 GB at a million
-    customers, peaking below 2 GiB) has room for the ~180 MiB that costs,
-    unlike a feature build's.
+    ``features.build.build_feature_table_from``, the default for one cutoff): the
+    window and category features come from a second query (``features.late_features``).
     """
     parts = None
     if isinstance(con, duckdb.DuckDBPyConnection):
