@@ -256,14 +256,19 @@ def _e4(values: pa.ChunkedArray | pa.Array, *, nulls: bool = False) -> np.ndarra
     if not pa.types.is_floating(values.type) or (values.null_count and not nulls):
         raise _Unsupported("money that is not a double, or missing")
     scaled = values.to_numpy(zero_copy_only=False).astype(np.float64, copy=False) * 10_000.0
-    floor = np.floor(scaled)
-    rest = scaled - floor
-    out = floor + ((rest > 0.5) | ((rest == 0.5) & (scaled > 0)))
-    missing = np.isnan(out)
-    if int(missing.sum()) != values.null_count:
-        raise _Unsupported("money that is NaN or infinite")
-    if not np.all(np.abs(out[~missing]) < _MONEY_LIMIT):
-        raise _Unsupported("money beyond 2^51 ten-thousandths")
+    out = np.rint(scaled)  # to even; only exact halves differ from DuckDB's rounding
+    with np.errstate(invalid="ignore"):  # infinite money: refused below
+        halves = np.flatnonzero(np.abs(scaled - out) == 0.5)
+    out[halves] = np.trunc(scaled[halves]) + np.sign(scaled[halves])
+    if values.null_count:
+        missing = np.isnan(out)
+        if int(missing.sum()) != values.null_count:
+            raise _Unsupported("money that is NaN or infinite")
+        largest = np.abs(out[~missing]).max(initial=0.0)
+    else:
+        largest = np.abs(out).max(initial=0.0)  # NaN or infinite: not below the limit
+    if not largest < _MONEY_LIMIT:
+        raise _Unsupported("money beyond 2^51 ten-thousandths, NaN or infinite")
     return out
 
 
