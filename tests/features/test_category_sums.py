@@ -103,6 +103,16 @@ def _hand_lines() -> pd.DataFrame:
         ("c", "o7", "2024-01-02 12:00", 12_345_678.5678, False, 1.5, "books"),
         ("d", "o8", "2024-02-02 12:00", 1.0, True, 0.5, "toys"),  # returns only
         ("e", "o9", "2024-02-03 12:00", 4.0, False, 0.5, None),  # purchases, no category
+        ("b", "o5", "2024-03-31 23:59:59.999999", 2.5, True, None, "garden"),  # no margin
+        ("b", "o5", "2024-04-01 00:00", 1.0, True, 0.1, "garden"),  # returned the day after
+        ("e", "o9", "2023-06-03 12:00", 1.5, True, -0.25, None),  # an old return
+        # returns at each window's edge before 2024-03-31 (ages 89, 90, 274, 275, 364, 365)
+        ("a", "r1", "2024-01-02 08:00", 1.25, True, 0.5, "toys"),
+        ("a", "r2", "2024-01-01 08:00", 2.25, True, None, "toys"),
+        ("a", "r3", "2023-07-01 08:00", 3.25, True, 1.5, "books"),
+        ("a", "r4", "2023-06-30 08:00", 4.25, True, -0.5, "books"),
+        ("a", "r5", "2023-04-02 08:00", 5.25, True, None, None),
+        ("a", "r6", "2023-04-01 08:00", 6.25, True, 2.5, None),
     ]
     frame = pd.DataFrame(
         rows,
