@@ -143,7 +143,9 @@ def build_feature_table_from(
     if keyed and single is not None and not sort and isinstance(con, duckdb.DuckDBPyConnection):
         out = build_in_two_stages(con, definitions, columns, single, order_table=order_table)
     if out is None:
-        out = _one_query(con, definitions, columns, single, keyed=keyed, sort=sort)
+        out = _one_query(
+            con, definitions, columns, single, keyed=keyed, order_table=order_table, sort=sort
+        )
     out.attrs["omitted_features"] = list(notes)
     return out
 
@@ -155,11 +157,12 @@ def _one_query(
     cutoff: date | None,
     *,
     keyed: bool,
+    order_table: bool,
     sort: bool,
 ) -> pd.DataFrame:
     """The frame of ``definitions`` from one query (sorted in it unless keyed and not ``sort``)."""
     sources = Sources(
-        order_table=has_order_table(con, columns),
+        order_table=order_table,
         category_sums=keyed and register_category_sums(con, definitions, cutoff, columns),
     )
     sql = feature_query(

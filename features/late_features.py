@@ -115,7 +115,9 @@ def build_in_two_stages(
         taken = sums.result() if sums is not None else None
     try:
         con.register(POPULATION_TABLE, first.select([CUSTOMER_KEY, *plan.inputs]))
-        registered = taken is not None and register_sums(con, taken)
+        registered = taken is not None
+        if taken is not None:
+            register_sums(con, taken)
         sql = feature_query(
             plan.late, columns, cutoff=cutoff, keyed=True, by_key=True, sort=False,
             sources=Sources(category_sums=registered, population=POPULATION_TABLE),

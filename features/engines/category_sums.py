@@ -107,16 +107,18 @@ def register_category_sums(
     sums = category_sums(
         files, cutoff, margin="margin_amount" in tx, returns="is_return" in tx, threads=threads
     )
-    return sums is not None and register_sums(con, sums)
+    if sums is None:
+        return False
+    register_sums(con, sums)
+    return True
 
 
-def register_sums(con: duckdb.DuckDBPyConnection, sums: tuple[pa.Table, pa.Table | None]) -> bool:
+def register_sums(con: duckdb.DuckDBPyConnection, sums: tuple[pa.Table, pa.Table | None]) -> None:
     """Register sums :func:`category_sums` took under the relations' table names."""
     spend, totals = sums
     con.register(SPEND_TABLE, spend)
     if totals is not None:
         con.register(TOTALS_TABLE, totals)
-    return True
 
 
 def unregister_category_sums(con: duckdb.DuckDBPyConnection) -> None:
