@@ -60,12 +60,11 @@ def write_shop(
     """
     import numpy as np
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     from features.inputs.keys import KEYS_TABLE, ORDERS_TABLE, clustered, with_keys
     from features.inputs.order_table import order_table
     from features.inputs.schema import SCHEMAS
-    from features.inputs.table_files import table_file
+    from features.inputs.table_files import table_file, write_parquet
 
     rng = np.random.default_rng(seed)
     directory.mkdir(parents=True, exist_ok=True)
@@ -135,7 +134,7 @@ def write_shop(
             tables = {**tables, ORDERS_TABLE: orders, KEYS_TABLE: tables.pop(KEYS_TABLE)}
         print(f"made the purchase-order table in {time.perf_counter() - t0:.1f} s (once)")
     for name, table in tables.items():
-        pq.write_table(table, directory / table_file(name))
+        write_parquet(table, directory / table_file(name))
 
 
 PEAK = """

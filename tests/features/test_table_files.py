@@ -6,6 +6,8 @@ from datetime import date
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import typer
 from typer.testing import CliRunner
@@ -16,9 +18,11 @@ from features.erasure import ENV_ERASURE_DIR, ErasureRegistry
 from features.inputs.schema import ShopTables
 from features.inputs.sources import load_shop
 from features.inputs.table_files import (
+    ROW_GROUP_ROWS,
     VALIDATED_MARKER,
     is_validated_folder,
     read_validated,
+    write_parquet,
     write_validated,
 )
 from winback.commands.data import validate
@@ -121,3 +125,11 @@ def test_customers_erased_after_validation_are_left_out(small_shop, tmp_path, mo
     for frame in tables.present().values():
         if "customer_id" in frame.columns:
             assert gone not in set(frame["customer_id"].astype("string"))
+
+
+def test_written_files_are_in_row_groups_of_the_set_size(tmp_path):
+    """Tables are written in row groups a scan can share between cores."""
+    path = write_parquet(pa.table({"x": range(ROW_GROUP_ROWS * 2 + 1)}), tmp_path / "t.parquet")
+    sizes = [g.num_rows for g in map(pq.ParquetFile(path).metadata.row_group, range(3))]
+    assert sizes == [ROW_GROUP_ROWS, ROW_GROUP_ROWS, 1]
+    assert pq.ParquetFile(path).metadata.num_row_groups == 3
