@@ -8,19 +8,20 @@ feature out of its first query and computes them from that query's result:
   270 MB at a million customers), and the result is collected on top of it; from the
   first query's rows they read the few columns they need;
 * the category features, when their sums are taken with NumPy
-  (``features.engines.category_sums``): the sums are taken on another thread while
-  the first query runs (both release the GIL), not before it.
+  (``features.engines.category_sums``).
 
-The first query returns the other features and the inputs the late ones read; the
-second reads those rows as its population (``Sources.population``) with the category
-sums, and returns the late features by key, which are joined to the first result by
-key. Same values: the same SQL over the same numbers.
+That pass over the lines comes first, on DuckDB's threads, and also keeps the returned
+lines, which the first query then reads from a small table instead of scanning every
+line again (``Sources.returned_lines``). The first query returns the other features and
+the inputs the late ones read; the second reads those rows as its population
+(``Sources.population``) with the category sums, and returns the late features by key,
+which are joined to the first result by key. Same values: the same SQL over the same
+numbers.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -32,6 +33,7 @@ import pyarrow as pa
 
 from features.definitions import FeatureDefinition, dependency
 from features.engines.category_sums import (
+    LineSums,
     category_sums,
     register_sums,
     transactions_files,
@@ -104,23 +106,21 @@ def build_in_two_stages(
     if plan is None:
         return None
     ids = ids_by_key(con)
-    with ThreadPoolExecutor(1) as pool:
-        sums = _sums_beside(pool, files, cutoff, tx) if _reads_categories(plan) else None
+    taken = _line_sums(con, files, cutoff, tx) if _reads_categories(plan) else None
+    returned = taken is not None and taken.returned is not None
+    try:
+        if taken is not None:
+            register_sums(con, taken, returned=returned)
         sql = feature_query(
-            plan.first, columns, cutoff=cutoff, keyed=True, by_key=True,
-            sources=Sources(order_table=order_table), sort=False,
+            plan.first, columns, cutoff=cutoff, keyed=True, by_key=True, sort=False,
+            sources=Sources(order_table=order_table, returned_lines=returned),
         )  # fmt: skip
         first = con.sql(sql).to_arrow_table()
         release_cached_memory(con)  # what DuckDB kept of the first query: not under the second
-        taken = sums.result() if sums is not None else None
-    try:
         con.register(POPULATION_TABLE, first.select([CUSTOMER_KEY, *plan.inputs]))
-        registered = taken is not None
-        if taken is not None:
-            register_sums(con, taken)
         sql = feature_query(
             plan.late, columns, cutoff=cutoff, keyed=True, by_key=True, sort=False,
-            sources=Sources(category_sums=registered, population=POPULATION_TABLE),
+            sources=Sources(category_sums=taken is not None, population=POPULATION_TABLE),
         )  # fmt: skip
         second = con.sql(sql).to_arrow_table()
     finally:
@@ -136,18 +136,18 @@ def _reads_categories(plan: Stages) -> bool:
     return any(d.relation == "customer_categories" for d in plan.late)
 
 
-def _sums_beside(
-    pool: ThreadPoolExecutor, files: Sequence[Path], cutoff: date, tx: Collection[str]
-) -> Future:
-    """The category sums, taken on ``pool``'s thread while the first query runs (one thread:
-    DuckDB's use the cores)."""
-    return pool.submit(
-        category_sums,
+def _line_sums(
+    con: duckdb.DuckDBPyConnection, files: Sequence[Path], cutoff: date, tx: Collection[str]
+) -> LineSums | None:
+    """The category sums and returned lines of ``cutoff``, taken before the first query on
+    as many threads as DuckDB's (``None`` when the lines cannot be read so)."""
+    threads = int(con.execute("SELECT current_setting('threads')").fetchall()[0][0])
+    return category_sums(
         files,
         cutoff,
         margin="margin_amount" in tx,
         returns="is_return" in tx,
-        threads=1,
+        threads=threads,
     )
 
 

@@ -20,6 +20,7 @@ from features.definitions import RELATIONS, FeatureDefinition, dependency
 from features.inputs.keys import CUSTOMER_KEY, KEYS_TABLE, ORDERS_TABLE
 from features.relations import (
     EVENT_TABLES,
+    RETURNED_LINES_TABLE,
     Shape,
     category_sql,
     event_sql,
@@ -42,11 +43,14 @@ class Sources:
     registered table of the population's rows (keys and the features a first query
     computed, ``features.late_features``) standing in for the orders relation: what the
     definitions read that they do not compute themselves is read from its columns.
+    ``returned_lines``: the ``returned_lines`` rows from the table
+    ``features.engines.category_sums`` registers (one cutoff only).
     """
 
     order_table: bool = False
     category_sums: bool = False
     population: str | None = None
+    returned_lines: bool = False
 
 
 def _relation_ctes(
@@ -80,7 +84,8 @@ def _relation_ctes(
     if by_relation["lines"]:
         ctes.append(("rel_lines", lines_sql(tx, shape)))
     if by_relation["returned_lines"]:
-        ctes.append(("rel_returned_lines", returned_lines_sql(tx, shape)))
+        table = RETURNED_LINES_TABLE if sources.returned_lines else None
+        ctes.append(("rel_returned_lines", returned_lines_sql(tx, shape, table=table)))
     if by_relation["customer_categories"]:
         ctes += category_sql(tx, shape, sums=sources.category_sums)
     if by_relation["customer_products"]:
@@ -141,7 +146,8 @@ def feature_query(
         turns into Spark SQL.
     """
     tx = columns["transactions"]
-    if (sources.order_table or sources.category_sums or sources.population) and not keyed:
+    derived = sources.order_table or sources.category_sums or sources.returned_lines
+    if (derived or sources.population) and not keyed:
         raise ValueError("derived tables are keyed: pass keyed=True with sources")
     by_relation = _by_relation(definitions, sources.population is not None)
     if not (sort or by_key):

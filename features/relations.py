@@ -296,17 +296,35 @@ def order_table_sql(
     )
 
 
-def returned_lines_sql(tx_columns: Collection[str], shape: Shape) -> str:
+#: A table of the returned lines of one cutoff (``features.engines.category_sums``), read
+#: in place of the ``transactions`` view by :func:`returned_lines_sql`.
+RETURNED_LINES_TABLE = "_winback_returned_lines"
+
+
+def returned_lines_sql(
+    tx_columns: Collection[str], shape: Shape, *, table: str | None = None
+) -> str:
     """The returned lines on or before the cutoff (relation ``returned_lines``).
 
     A narrow scan with the ``is_return`` filter pushed into it: the purchase
     lines' sums come through the orders, so only the returns are read again.
     With ``margin_amount`` the rows carry it; without ``is_return`` there are none.
     Money in ten-thousandths (``amount_e4``, ``margin_e4``; :func:`money_e4`).
+    With ``table`` (one cutoff, keyed) the rows are read from that registered table of
+    the returned lines (:data:`RETURNED_LINES_TABLE`: ``customer_key``, ``ordered_at``,
+    ``amount_e4``, ``margin_e4``), whose money is in ten-thousandths already.
     """
     margin = (
         f", {money_e4('t.margin_amount')} AS margin_e4" if "margin_amount" in tx_columns else ""
     )
+    if table is not None:
+        if not (shape.single and shape.keyed):
+            raise ValueError("the returned lines' table is of one cutoff, by customer key")
+        margin = ", t.margin_e4" if margin else ""
+        return (
+            f"SELECT {shape.select_keys('t')}, {shape.age_days('t.ordered_at')} AS age_days,"
+            f" t.amount_e4{margin}\n  {shape.events(table, 't', 'ordered_at')}"
+        )
     return (
         f"SELECT {shape.select_keys('t')}, {shape.age_days('t.ordered_at')} AS age_days,"
         f" {money_e4('t.amount')} AS amount_e4{margin}\n"

@@ -19,6 +19,11 @@ is summed as ``DOUBLE`` like :func:`features.relations.money_e4` sums (exact bel
 reader does not handle the way the view does (files not clustered, not keyed or with
 rows left out, unusual column types, nulls where the contract has none, money beyond
 2^51 ten-thousandths) gives ``None``, and the build groups in SQL.
+
+The same pass keeps the returned lines on or before the cutoff (the ``returned_lines``
+relation's rows, ``features.relations.returned_lines_sql``): a table of their customer,
+time and money in ten-thousandths that the feature query reads in place of a second
+scan of every line.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from features.engines.duckdb_engine import LINES_FILES_VARIABLE
 from features.inputs.keys import CUSTOMER_KEY
 from features.relations import CATEGORY_SPEND_TABLE as SPEND_TABLE
 from features.relations import CATEGORY_TOTALS_TABLE as TOTALS_TABLE
+from features.relations import RETURNED_LINES_TABLE as RETURNED_TABLE
 
 #: Largest dense (customer, category) array of a row group; beyond it the pairs are sorted.
 _DENSE_CELLS = 1 << 24
@@ -60,6 +66,7 @@ class _GroupSums:
     ``key``, ``code``, ``amount``: one row per (customer, category) pair, sorted by
     key. ``lines``, ``amount_total``, ``margin_total``, ``margins``: by code, the kept
     lines, their exact amount and margin sums, and the lines with a margin.
+    ``returned``: the returned lines' rows (with an ``is_return`` column).
     """
 
     first: int
@@ -72,6 +79,18 @@ class _GroupSums:
     amount_total: list[int]
     margin_total: list[int]
     margins: np.ndarray
+    returned: pa.RecordBatch | None
+
+
+@dataclass(frozen=True)
+class LineSums:
+    """One cutoff's tables from the lines: the two groupings of ``customer_categories``
+    (``spend``; ``totals`` with margins) and the ``returned_lines`` rows (``returned``,
+    when the lines say which are returns)."""
+
+    spend: pa.Table
+    totals: pa.Table | None
+    returned: pa.Table | None
 
 
 class _Unsupported(Exception):
@@ -109,35 +128,41 @@ def register_category_sums(
     )
     if sums is None:
         return False
-    register_sums(con, sums)
+    register_sums(con, sums, returned=False)
     return True
 
 
-def register_sums(con: duckdb.DuckDBPyConnection, sums: tuple[pa.Table, pa.Table | None]) -> None:
-    """Register sums :func:`category_sums` took under the relations' table names."""
-    spend, totals = sums
-    con.register(SPEND_TABLE, spend)
-    if totals is not None:
-        con.register(TOTALS_TABLE, totals)
+def register_sums(con: duckdb.DuckDBPyConnection, sums: LineSums, *, returned: bool) -> None:
+    """Register what :func:`category_sums` took under the relations' table names (the
+    returned lines too when ``returned`` and taken)."""
+    con.register(SPEND_TABLE, sums.spend)
+    if sums.totals is not None:
+        con.register(TOTALS_TABLE, sums.totals)
+    if returned and sums.returned is not None:
+        con.register(RETURNED_TABLE, sums.returned)
 
 
 def unregister_category_sums(con: duckdb.DuckDBPyConnection) -> None:
-    """Drop the tables :func:`register_category_sums` registered (their memory with them)."""
-    for name in (SPEND_TABLE, TOTALS_TABLE):
+    """Drop the tables :func:`register_sums` registered (their memory with them)."""
+    for name in (SPEND_TABLE, TOTALS_TABLE, RETURNED_TABLE):
         with contextlib.suppress(duckdb.Error):
             con.unregister(name)
 
 
 def category_sums(
     files: Sequence[Path], cutoff: date, *, margin: bool, returns: bool, threads: int = 1
-) -> tuple[pa.Table, pa.Table | None] | None:
-    """``rel_category_spend`` and (with ``margin``) ``rel_category_totals`` of ``cutoff``.
+) -> LineSums | None:
+    """``rel_category_spend``, (with ``margin``) ``rel_category_totals`` and (with
+    ``returns``) the returned lines of ``cutoff``.
 
     Spend: ``customer_key``, ``category``, ``category_amount_e4`` (``DOUBLE``), one row
     per (customer, category) with a purchase line on or before the cutoff. Totals:
     ``category``, ``category_amount_e4``, ``category_margin_e4`` (``BIGINT``; null when
-    no line of the category has a margin). Row groups are read on ``threads`` threads;
-    the result does not depend on it. ``None`` when the lines cannot be read so.
+    no line of the category has a margin). Returned lines: ``customer_key``,
+    ``ordered_at`` (the view's naive UTC timestamp), ``amount_e4`` and with ``margin``
+    ``margin_e4`` (``DOUBLE``, :func:`features.relations.money_e4`'s values, null for a
+    missing margin). Row groups are read on ``threads`` threads; the result does not
+    depend on it. ``None`` when the lines cannot be read so.
     """
     columns = [CUSTOMER_KEY, "category", "ordered_at", "amount"]
     columns += ["margin_amount"] if margin else []
@@ -155,9 +180,10 @@ def category_sums(
         totals = _totals_table(parts, dictionary) if margin else None
     except _Unsupported:
         return None
+    returned = _returned_table(parts, margin) if returns else None
     spend = _spend_table(parts, dictionary)  # empties parts
     _release_freed_memory()
-    return spend, totals
+    return LineSums(spend, totals, returned)
 
 
 def _release_freed_memory() -> None:
@@ -189,7 +215,7 @@ def _row_group_sums(path: Path, group: int, columns: list[str], cutoff: date) ->
     keys = key.to_numpy().astype(np.int64, copy=False)
     if len(keys) > 1 and np.any(keys[1:] < keys[:-1]):
         raise _Unsupported("lines not clustered by customer")
-    keep = _kept(table, cutoff)
+    keep, returned = _kept(table, cutoff)
     category = table.column("category").combine_chunks()
     dictionary = category.dictionary.to_pylist()
     code = category.indices.fill_null(0).to_numpy(zero_copy_only=False)[keep].astype(np.int64)
@@ -206,27 +232,63 @@ def _row_group_sums(path: Path, group: int, columns: list[str], cutoff: date) ->
     ends = (int(keys[0]), int(keys[-1])) if len(keys) else (-1, -1)
     lines = np.bincount(code, minlength=n)
     totals = (lines, _exact_sums(code, amount, n), margin_total, margins)
-    return _GroupSums(*ends, dictionary, *pairs, *totals)
+    back = None if returned is None else _returned_rows(table, keys, returned)
+    return _GroupSums(*ends, dictionary, *pairs, *totals, back)
 
 
-def _kept(table: pa.Table, cutoff: date) -> np.ndarray:
-    """Which lines the relation keeps: purchases with a category on or before the cutoff."""
+def _kept(table: pa.Table, cutoff: date) -> tuple[np.ndarray, np.ndarray | None]:
+    """Which lines the relations keep: purchases with a category on or before the cutoff
+    (``customer_categories``) and, with an ``is_return`` column, the returns on or before
+    it (``returned_lines``)."""
     at = table.column("ordered_at")
     if not pa.types.is_timestamp(at.type):
         raise _Unsupported("ordered_at that is not a timestamp")
     ticks = at.cast(pa.int64()).fill_null(0).to_numpy(zero_copy_only=False)
-    keep = ticks < _limit(cutoff, at.type.unit)
+    before = ticks < _limit(cutoff, at.type.unit)
     if at.null_count:
-        keep &= at.is_valid().to_numpy(zero_copy_only=False)
+        before &= at.is_valid().to_numpy(zero_copy_only=False)
     category = table.column("category")
     if not pa.types.is_dictionary(category.type) or not pa.types.is_string(
         category.type.value_type
     ):
         raise _Unsupported("category that is not a string")
-    keep &= category.is_valid().to_numpy(zero_copy_only=False)
-    if "is_return" in table.column_names:
-        keep &= ~table.column("is_return").fill_null(False).to_numpy(zero_copy_only=False)
-    return keep
+    keep = before & category.is_valid().to_numpy(zero_copy_only=False)
+    if "is_return" not in table.column_names:
+        return keep, None
+    is_return = table.column("is_return").fill_null(False).to_numpy(zero_copy_only=False)
+    return keep & ~is_return, before & is_return
+
+
+def _returned_rows(table: pa.Table, keys: np.ndarray, returned: np.ndarray) -> pa.RecordBatch:
+    """The ``returned`` lines of a row group as the ``returned_lines`` relation reads them."""
+    rows = np.flatnonzero(returned)
+    at = table.column("ordered_at")
+    unit = at.type.unit
+    ticks = at.cast(pa.int64()).to_numpy(zero_copy_only=False)[rows]
+    if unit == "ns":  # the view keeps microseconds: only whole ones are read the same
+        if np.any(ticks % 1_000):
+            raise _Unsupported("returns timed to the nanosecond")
+        micros = ticks // 1_000
+    else:
+        micros = ticks * (1_000_000 // _UNITS[unit])
+    chosen = pa.array(rows)
+    columns = {
+        CUSTOMER_KEY: pa.array(keys[rows]),
+        "ordered_at": pa.array(micros, pa.timestamp("us")),
+        "amount_e4": pa.array(_e4(table.column("amount").take(chosen))),
+    }
+    if "margin_amount" in table.column_names:
+        margin = _e4(table.column("margin_amount").take(chosen), nulls=True)
+        columns["margin_e4"] = pa.array(margin, mask=np.isnan(margin))
+    return pa.record_batch(columns)
+
+
+def _returned_table(parts: Sequence[_GroupSums], margin: bool) -> pa.Table:
+    """The returned lines of every row group, in one table (empty when there are none)."""
+    batches = [p.returned for p in parts if p.returned is not None]
+    fields = [(CUSTOMER_KEY, pa.int64()), ("ordered_at", pa.timestamp("us"))]
+    fields += [("amount_e4", pa.float64())] + ([("margin_e4", pa.float64())] if margin else [])
+    return pa.Table.from_batches(batches, schema=pa.schema(fields))
 
 
 def _exact_sums(code: np.ndarray, value: np.ndarray, n: int) -> list[int]:

@@ -39,7 +39,7 @@ def _builds(
     folder: Path, cutoffs: list[date], monkeypatch: pytest.MonkeyPatch, **connect: object
 ) -> tuple[list[pd.DataFrame], list[bool]]:
     """The frames of the default build (with one cutoff: two queries, the category sums
-    taken beside the first), of one sorted query with the sums, and of the SQL alone;
+    taken before the first), of one sorted query with the sums, and of the SQL alone;
     and, for each time the sums were tried, whether they were taken."""
     taken: list[bool] = []
     real = _CATEGORY_SUMS
@@ -113,6 +113,9 @@ def _hand_lines() -> pd.DataFrame:
         ("a", "r4", "2023-06-30 08:00", 4.25, True, -0.5, "books"),
         ("a", "r5", "2023-04-02 08:00", 5.25, True, None, None),
         ("a", "r6", "2023-04-01 08:00", 6.25, True, 2.5, None),
+        # returns at midnight, the first instant of the window's last day (ages 274, 364)
+        ("b", "r7", "2023-07-01 00:00", 0.75, True, 0.25, "toys"),
+        ("b", "r8", "2023-04-02 00:00", 1.75, True, None, None),
     ]
     frame = pd.DataFrame(
         rows,
@@ -183,7 +186,10 @@ def test_the_sums_do_not_depend_on_the_threads(tmp_path):
         files, date(2024, 6, 17), margin=True, returns=True, threads=2
     )
     assert one is not None and two is not None
-    assert one[0].equals(two[0]) and one[1] is not None and one[1].equals(two[1])
+    assert one.spend.equals(two.spend)
+    assert one.totals is not None and one.totals.equals(two.totals)
+    assert one.returned is not None and one.returned.num_rows > 10
+    assert one.returned.equals(two.returned)
 
 
 def test_files_the_sums_cannot_read_as_the_view_does_fall_back_to_sql(tmp_path, monkeypatch):
