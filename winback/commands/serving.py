@@ -188,12 +188,14 @@ def _score_in_place(data: Path, as_of: str | None, load, config):
     after ``outline``, whose small queries waited for the GIL the imports held
     (0.6 -> 1.9 s). Returns the version, the date and the models.
     """
-    from features.engines.duckdb_engine import connect_parquet, outline
+    from features.engines.duckdb_engine import outline
     from features.training_table import scoring_frame_ahead
     from serving.scoring.table import score_customers
+    from winback.shop import connect_folder
 
-    con = connect_parquet(data, memory_limit=IN_PLACE_MEMORY_LIMIT)
-    con.execute("SET enable_progress_bar = false")
+    # customers erased since the folder was written are left out of every view, so they
+    # weigh in no other customer's shop-relative feature either
+    con = connect_folder(data, memory_limit=IN_PLACE_MEMORY_LIMIT)
     loading = None
     try:
         tables = outline(con, source=str(data))
