@@ -13,7 +13,9 @@ churn) with the mean over the test origins of ROC-AUC, PR-AUC, log loss, Brier
 and ECE, and for each baseline the ROC-AUC difference model − baseline with
 its paired bootstrap 95% interval. A target the data cannot support is listed
 as skipped with the reason. CPU time is printed next to wall time because the
-machine may be shared. Prints figures, asserts nothing. (The win-back list's
+machine may be shared. Prints figures, asserts nothing; warnings and log
+records (MLflow's, the omitted features') go to ``model_quality.log`` in the
+working directory, as a ``winback`` command keeps them. (The win-back list's
 top-decile measurement is ``benchmarks/lists_evaluation.py``.)
 """
 
@@ -31,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from training.config import TrainConfig  # noqa: E402
 from training.pipeline import UnsupportedTargetError, train_target  # noqa: E402
+from winback.terminal import third_party_to_file  # noqa: E402
 
 TARGETS = ("churn", "vip", "reactivation")
 METRICS = ("roc_auc", "pr_auc", "log_loss", "brier", "ece")
@@ -95,9 +98,11 @@ def main() -> None:
     args = parser.parse_args()
     cpu, wall = time.process_time(), time.perf_counter()
     rows = []
-    with tempfile.TemporaryDirectory() as store:
+    log = Path("model_quality.log").resolve()
+    with tempfile.TemporaryDirectory() as store, third_party_to_file(log):
         for name, tables, truth in datasets(args):
             rows += dataset_rows(name, tables, truth, args.targets, Path(store))
+    print(f"warnings and log records: {log}")
     table = pd.DataFrame(rows).set_index(["data", "target", "scorer"])
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print("\nmean over test origins; ΔAUC = model − baseline, paired bootstrap 95% interval")
