@@ -126,10 +126,14 @@ def synthetic_home_unless_given(
     """``home``, or a synthetic one built in a temporary folder (returned to clean up later)."""
     if home is not None:
         return home, None
+    from winback.terminal import log_file, third_party_to_file
+
     tmp = tempfile.TemporaryDirectory(prefix=prefix)
     started = time.perf_counter()
-    build_home(Path(tmp.name), customers, scored_up_to, trees)
-    print(f"built synthetic home in {time.perf_counter() - started:.0f} s: {tmp.name}")
+    log = log_file(tmp.name, "serving_benchmark")  # MLflow's notices while the models are logged
+    with third_party_to_file(log):
+        build_home(Path(tmp.name), customers, scored_up_to, trees)
+    print(f"built synthetic home in {time.perf_counter() - started:.0f} s: {tmp.name} (log: {log})")
     return Path(tmp.name), tmp
 
 
