@@ -23,13 +23,13 @@ import pandas as pd
 
 from features.definitions import FeatureDefinition, resolve
 from features.engines.base import Engine
-from features.engines.category_sums import register_category_sums, unregister_category_sums
 from features.engines.duckdb_engine import (
     connect,
     has_customer_keys,
     has_order_table,
     table_columns,
 )
+from features.engines.line_sums import register_category_sums, unregister_line_sums
 from features.feature_sets import FeatureSet
 from features.inputs.schema import SCHEMAS, ShopTables
 from features.late_features import build_in_two_stages
@@ -178,7 +178,7 @@ def _one_query(
         return _fetch(con, sql, definitions, by_key=keyed)
     finally:
         if sources.category_sums:
-            unregister_category_sums(con)  # type: ignore[arg-type]
+            unregister_line_sums(con)  # type: ignore[arg-type]
 
 
 def build_feature_table(

@@ -8,7 +8,7 @@ feature out of its first query and computes them from that query's result:
   270 MB at a million customers), and the result is collected on top of it; from the
   first query's rows they read the few columns they need;
 * the category features, when their sums are taken with NumPy
-  (``features.engines.category_sums``).
+  (``features.engines.line_sums``).
 
 That pass over the lines comes first, on DuckDB's threads, and also keeps the returned
 lines, which the first query then reads from a small table instead of scanning every
@@ -32,12 +32,12 @@ import pandas as pd
 import pyarrow as pa
 
 from features.definitions import FeatureDefinition, dependency
-from features.engines.category_sums import (
+from features.engines.line_sums import (
     LineSums,
-    category_sums,
-    register_sums,
+    line_sums,
+    register_line_sums,
     transactions_files,
-    unregister_category_sums,
+    unregister_line_sums,
 )
 from features.inputs.keys import CUSTOMER_KEY
 from features.query import Sources, feature_query, is_window_feature
@@ -110,7 +110,7 @@ def build_in_two_stages(
     returned = taken is not None and taken.returned is not None
     try:
         if taken is not None:
-            register_sums(con, taken, returned=returned)
+            register_line_sums(con, taken, returned=returned)
         sql = feature_query(
             plan.first, columns, cutoff=cutoff, keyed=True, by_key=True, sort=False,
             sources=Sources(order_table=order_table, returned_lines=returned),
@@ -125,7 +125,7 @@ def build_in_two_stages(
         second = con.sql(sql).to_arrow_table()
     finally:
         con.unregister(POPULATION_TABLE)
-        unregister_category_sums(con)
+        unregister_line_sums(con)
     release_cached_memory(con)
     results = {"first": first, "second": second}
     del first, second, taken  # the conversion releases each column once converted
@@ -142,7 +142,7 @@ def _line_sums(
     """The category sums and returned lines of ``cutoff``, taken before the first query on
     as many threads as DuckDB's (``None`` when the lines cannot be read so)."""
     threads = int(con.execute("SELECT current_setting('threads')").fetchall()[0][0])
-    return category_sums(
+    return line_sums(
         files,
         cutoff,
         margin="margin_amount" in tx,

@@ -38,13 +38,13 @@ class Sources:
 
     ``order_table``: the order rows and their gaps from the registered ``purchase_orders``
     (``features.inputs.order_table``). ``category_sums``: the two groupings of the
-    ``customer_categories`` relation from the tables ``features.engines.category_sums``
+    ``customer_categories`` relation from the tables ``features.engines.line_sums``
     registers (one cutoff only). Either way the values are the same. ``population``: a
     registered table of the population's rows (keys and the features a first query
     computed, ``features.late_features``) standing in for the orders relation: what the
     definitions read that they do not compute themselves is read from its columns.
     ``returned_lines``: the ``returned_lines`` rows from the table
-    ``features.engines.category_sums`` registers (one cutoff only).
+    ``features.engines.line_sums`` registers (one cutoff only).
     """
 
     order_table: bool = False
@@ -131,7 +131,7 @@ def feature_query(
         With ``keyed``: the derived tables registered on the connection to read
         instead of grouping the lines (:class:`Sources`; same values and
         columns). See ``features.engines.duckdb_engine.has_order_table`` and
-        ``features.engines.category_sums``.
+        ``features.engines.line_sums``.
     sort
         Sort the rows; only with ``by_key`` may it be ``False``: the fetch then
         sorts them by key (``features.result_frame.frame_from_arrow``).

@@ -296,7 +296,7 @@ def order_table_sql(
     )
 
 
-#: A table of the returned lines of one cutoff (``features.engines.category_sums``), read
+#: A table of the returned lines of one cutoff (``features.engines.line_sums``), read
 #: in place of the ``transactions`` view by :func:`returned_lines_sql`.
 RETURNED_LINES_TABLE = "_winback_returned_lines"
 
@@ -350,7 +350,7 @@ def order_gaps_sql(shape: Shape) -> str:
 
 
 #: Tables registered in place of the relation's two groupings of the lines (see
-#: ``features.engines.category_sums``): (customer, category) and category sums.
+#: ``features.engines.line_sums``): (customer, category) and category sums.
 CATEGORY_SPEND_TABLE = "_winback_category_spend"
 CATEGORY_TOTALS_TABLE = "_winback_category_totals"
 
@@ -369,7 +369,7 @@ def category_sql(
     has millions of rows. Their sums are ``BIGINT`` (exact in DuckDB at any size).
     With ``sums`` (one cutoff) both groupings are read from the tables
     :data:`CATEGORY_SPEND_TABLE` and :data:`CATEGORY_TOTALS_TABLE`, with the same
-    columns and values, registered by ``features.engines.category_sums``.
+    columns and values, registered by ``features.engines.line_sums``.
     """
     margin = "margin_amount" in tx_columns
     purchased = f" AND NOT {is_return(tx_columns, 't')}" if "is_return" in tx_columns else ""

@@ -111,7 +111,7 @@ def _as_naive_utc(frame: pd.DataFrame) -> pd.DataFrame:
 #: DuckDB variable holding the ``memory_limit`` winback set on a connection, as given.
 MEMORY_LIMIT_VARIABLE = "winback_memory_limit"
 #: DuckDB variable holding the ``transactions`` files of a keyed Parquet connection whose
-#: views leave no rows out (``features.engines.category_sums`` reads them); else empty.
+#: views leave no rows out (``features.engines.line_sums`` reads them); else empty.
 LINES_FILES_VARIABLE = "winback_transactions_files"
 
 

@@ -42,7 +42,7 @@ from features.publish import publish_file, publish_text
 #: The file marking a folder of validated tables (written last).
 VALIDATED_MARKER = "validated.json"
 #: Rows per Parquet row group of the files written here. DuckDB and the category sums
-#: (``features.engines.category_sums``) read a row group per task: with pyarrow's 1Mi rows
+#: (``features.engines.line_sums``) read a row group per task: with pyarrow's 1Mi rows
 #: a million customers' purchase orders were 3 tasks and their customers 1, so one of two
 #: cores sat idle at the end of each scan.
 ROW_GROUP_ROWS = 262_144

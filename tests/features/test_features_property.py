@@ -145,7 +145,7 @@ def test_events_after_the_cutoff_never_change_a_feature_read_from_the_order_tabl
     """The same from a keyed folder with its purchase-order table, as ``write_tables`` writes it.
 
     One cutoff from a keyed folder also takes the category sums with NumPy
-    (``features.engines.category_sums``) instead of grouping the lines in SQL.
+    (``features.engines.line_sums``) instead of grouping the lines in SQL.
 
     The table is written when every order's purchase lines fall on one day; an edit
     that adds a late line to an earlier order of the same customer leaves it out,

@@ -1,6 +1,6 @@
-"""The category sums taken with NumPy from keyed Parquet lines give the SQL's frame, to the bit.
+"""The lines' sums taken with NumPy from keyed Parquet lines give the SQL's frame, to the bit.
 
-``features.engines.category_sums`` reads the lines of a keyed, clustered folder one
+``features.engines.line_sums`` reads the lines of a keyed, clustered folder one
 row group at a time and registers the two groupings the ``customer_categories``
 relation starts from; the build must give exactly the frame it gives when DuckDB
 groups the lines, and fall back to SQL whenever the files are not as it expects.
@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-import features.engines.category_sums as category_sums
+import features.engines.line_sums as line_sums
 import features.late_features as late_features
 from features.build import build_feature_table_from
 from features.engines.duckdb_engine import connect_parquet
@@ -26,7 +26,7 @@ from features.simulation import SimulationConfig, simulate_shop
 from tests.features.reference_features import random_shop
 
 #: The function itself (a test may build several times, each time replacing it).
-_CATEGORY_SUMS = category_sums.category_sums
+_LINE_SUMS = line_sums.line_sums
 CATEGORY_FEATURES = [
     "category_count",
     "top_category_spend_share",
@@ -42,7 +42,7 @@ def _builds(
     taken before the first), of one sorted query with the sums, and of the SQL alone;
     and, for each time the sums were tried, whether they were taken."""
     taken: list[bool] = []
-    real = _CATEGORY_SUMS
+    real = _LINE_SUMS
 
     def spy(*args: object, **options: object) -> object:
         sums = real(*args, **options)  # type: ignore[arg-type]
@@ -53,11 +53,11 @@ def _builds(
         con = connect_parquet(folder, threads=2, **connect)  # type: ignore[arg-type]
         return build_feature_table_from(con, cutoffs, **options)  # type: ignore[arg-type]
 
-    for module in (category_sums, late_features):
-        monkeypatch.setattr(module, "category_sums", spy)
+    for module in (line_sums, late_features):
+        monkeypatch.setattr(module, "line_sums", spy)
     frames = [build(), build(sort_in_query=True)]
-    for module in (category_sums, late_features):
-        monkeypatch.setattr(module, "category_sums", lambda *args, **options: None)
+    for module in (line_sums, late_features):
+        monkeypatch.setattr(module, "line_sums", lambda *args, **options: None)
     frames.append(build(sort_in_query=True))
     return frames, taken
 
@@ -170,7 +170,7 @@ def test_customers_across_row_groups_and_files_give_the_frame_of_the_sql(tmp_pat
 
 def test_pairs_beyond_the_dense_array_are_sorted_to_the_same_sums(tmp_path, monkeypatch):
     write_tables(random_shop(customers=80, seed=8).present(), tmp_path)
-    monkeypatch.setattr(category_sums, "_DENSE_CELLS", 3)
+    monkeypatch.setattr(line_sums, "_DENSE_CELLS", 3)
     frames, taken = _builds(tmp_path, [date(2024, 6, 17)], monkeypatch)
     assert taken == [True, True]
     _same(frames)
@@ -181,10 +181,8 @@ def test_the_sums_do_not_depend_on_the_threads(tmp_path):
     lines = pq.read_table(tmp_path / "transactions.parquet")
     _rewrite(tmp_path / "transactions.parquet", lines, row_group_size=11)
     files = [tmp_path / "transactions.parquet"]
-    one = category_sums.category_sums(files, date(2024, 6, 17), margin=True, returns=True)
-    two = category_sums.category_sums(
-        files, date(2024, 6, 17), margin=True, returns=True, threads=2
-    )
+    one = line_sums.line_sums(files, date(2024, 6, 17), margin=True, returns=True)
+    two = line_sums.line_sums(files, date(2024, 6, 17), margin=True, returns=True, threads=2)
     assert one is not None and two is not None
     assert one.spend.equals(two.spend)
     assert one.totals is not None and one.totals.equals(two.totals)
@@ -208,7 +206,7 @@ def test_files_the_sums_cannot_read_as_the_view_does_fall_back_to_sql(tmp_path, 
     amounts = lines.column("amount").to_numpy().copy()
     amounts[3] = np.nan
     _rewrite(path, lines.set_column(lines.schema.get_field_index("amount"), "amount", [amounts]))
-    assert category_sums.category_sums([path], cutoff[0], margin=True, returns=True) is None
+    assert line_sums.line_sums([path], cutoff[0], margin=True, returns=True) is None
     _rewrite(path, lines)
     # customers left out of every view (erased since written): the files are not read
     erased = str(shop.transactions["customer_id"].iloc[0])

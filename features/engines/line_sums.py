@@ -1,4 +1,7 @@
-"""The category sums of one cutoff, taken from keyed Parquet lines with NumPy instead of SQL.
+"""One cutoff's sums of the lines, taken from keyed Parquet lines with NumPy in one pass.
+
+Two relations start from the lines themselves, and a pass over a row group at a time
+gives both without SQL: the category sums and the returned lines.
 
 The ``customer_categories`` relation (``features.relations.category_sql``) starts from
 two groupings of the purchase lines with a category: by (customer, category)
@@ -20,7 +23,7 @@ reader does not handle the way the view does (files not clustered, not keyed or 
 rows left out, unusual column types, nulls where the contract has none, money beyond
 2^51 ten-thousandths) gives ``None``, and the build groups in SQL.
 
-The same pass keeps the returned lines on or before the cutoff (the ``returned_lines``
+The pass also keeps the returned lines on or before the cutoff (the ``returned_lines``
 relation's rows, ``features.relations.returned_lines_sql``): a table of their customer,
 time and money in ten-thousandths that the feature query reads in place of a second
 scan of every line.
@@ -123,17 +126,17 @@ def register_category_sums(
     if "customer_categories" not in relations or not files or "category" not in tx:
         return False
     threads = int(con.execute("SELECT current_setting('threads')").fetchall()[0][0])
-    sums = category_sums(
+    sums = line_sums(
         files, cutoff, margin="margin_amount" in tx, returns="is_return" in tx, threads=threads
     )
     if sums is None:
         return False
-    register_sums(con, sums, returned=False)
+    register_line_sums(con, sums, returned=False)
     return True
 
 
-def register_sums(con: duckdb.DuckDBPyConnection, sums: LineSums, *, returned: bool) -> None:
-    """Register what :func:`category_sums` took under the relations' table names (the
+def register_line_sums(con: duckdb.DuckDBPyConnection, sums: LineSums, *, returned: bool) -> None:
+    """Register what :func:`line_sums` took under the relations' table names (the
     returned lines too when ``returned`` and taken)."""
     con.register(SPEND_TABLE, sums.spend)
     if sums.totals is not None:
@@ -142,14 +145,14 @@ def register_sums(con: duckdb.DuckDBPyConnection, sums: LineSums, *, returned: b
         con.register(RETURNED_TABLE, sums.returned)
 
 
-def unregister_category_sums(con: duckdb.DuckDBPyConnection) -> None:
-    """Drop the tables :func:`register_sums` registered (their memory with them)."""
+def unregister_line_sums(con: duckdb.DuckDBPyConnection) -> None:
+    """Drop the tables :func:`register_line_sums` registered (their memory with them)."""
     for name in (SPEND_TABLE, TOTALS_TABLE, RETURNED_TABLE):
         with contextlib.suppress(duckdb.Error):
             con.unregister(name)
 
 
-def category_sums(
+def line_sums(
     files: Sequence[Path], cutoff: date, *, margin: bool, returns: bool, threads: int = 1
 ) -> LineSums | None:
     """``rel_category_spend``, (with ``margin``) ``rel_category_totals`` and (with
