@@ -29,7 +29,7 @@ from features.engines.duckdb_engine import (
     has_order_table,
     table_columns,
 )
-from features.engines.line_sums import register_category_sums, unregister_line_sums
+from features.engines.line_sums import register_line_sums_for, unregister_line_sums
 from features.feature_sets import FeatureSet
 from features.inputs.schema import SCHEMAS, ShopTables
 from features.late_features import build_in_two_stages
@@ -161,10 +161,10 @@ def _one_query(
     sort: bool,
 ) -> pd.DataFrame:
     """The frame of ``definitions`` from one query (sorted in it unless keyed and not ``sort``)."""
-    sources = Sources(
-        order_table=order_table,
-        category_sums=keyed and register_category_sums(con, definitions, cutoff, columns),
+    categories, returned = (
+        register_line_sums_for(con, definitions, cutoff, columns) if keyed else (False, False)
     )
+    sources = Sources(order_table=order_table, category_sums=categories, returned_lines=returned)
     sql = feature_query(
         definitions,
         columns,

@@ -24,7 +24,6 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
-from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -33,8 +32,7 @@ import pyarrow as pa
 
 from features.definitions import FeatureDefinition, dependency
 from features.engines.line_sums import (
-    LineSums,
-    line_sums,
+    line_sums_on,
     register_line_sums,
     transactions_files,
     unregister_line_sums,
@@ -106,11 +104,10 @@ def build_in_two_stages(
     if plan is None:
         return None
     ids = ids_by_key(con)
-    taken = _line_sums(con, files, cutoff, tx) if _reads_categories(plan) else None
-    returned = taken is not None and taken.returned is not None
+    # the lines' pass, before the first query and on DuckDB's threads
+    taken = line_sums_on(con, files, cutoff, tx) if _reads_categories(plan) else None
     try:
-        if taken is not None:
-            register_line_sums(con, taken, returned=returned)
+        returned = taken is not None and register_line_sums(con, taken)
         sql = feature_query(
             plan.first, columns, cutoff=cutoff, keyed=True, by_key=True, sort=False,
             sources=Sources(order_table=order_table, returned_lines=returned),
@@ -134,21 +131,6 @@ def build_in_two_stages(
 
 def _reads_categories(plan: Stages) -> bool:
     return any(d.relation == "customer_categories" for d in plan.late)
-
-
-def _line_sums(
-    con: duckdb.DuckDBPyConnection, files: Sequence[Path], cutoff: date, tx: Collection[str]
-) -> LineSums | None:
-    """The category sums and returned lines of ``cutoff``, taken before the first query on
-    as many threads as DuckDB's (``None`` when the lines cannot be read so)."""
-    threads = int(con.execute("SELECT current_setting('threads')").fetchall()[0][0])
-    return line_sums(
-        files,
-        cutoff,
-        margin="margin_amount" in tx,
-        returns="is_return" in tx,
-        threads=threads,
-    )
 
 
 def _joined_by_key(results: dict[str, pa.Table], late: Sequence[FeatureDefinition]) -> pa.Table:

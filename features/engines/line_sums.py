@@ -69,7 +69,7 @@ class _GroupSums:
     ``key``, ``code``, ``amount``: one row per (customer, category) pair, sorted by
     key. ``lines``, ``amount_total``, ``margin_total``, ``margins``: by code, the kept
     lines, their exact amount and margin sums, and the lines with a margin.
-    ``returned``: the returned lines' rows (with an ``is_return`` column).
+    ``returned``: the returned lines' rows (when the lines have an ``is_return`` column).
     """
 
     first: int
@@ -106,43 +106,51 @@ def transactions_files(con: duckdb.DuckDBPyConnection) -> list[Path]:
     return [Path(f) for f in files or []]
 
 
-def register_category_sums(
+def register_line_sums_for(
     con: Engine,
     definitions: Sequence[FeatureDefinition],
     cutoff: date | None,
     columns: Mapping[str, Collection[str]],
-) -> bool:
-    """Register the two sums of ``cutoff`` on a keyed DuckDB ``con``; whether it did.
+) -> tuple[bool, bool]:
+    """Take and register the line sums of ``cutoff`` for one query of ``definitions`` on a
+    keyed DuckDB ``con``: whether the category sums were, and whether the returned lines.
 
     Only for one cutoff, when a definition (or one it depends on) reads
     ``customer_categories``, and when the files can be read as the view reads them.
     """
     if cutoff is None or not isinstance(con, duckdb.DuckDBPyConnection):
-        return False
+        return False, False
     relations = {d.relation for d in definitions}
     relations |= {dependency(n).relation for d in definitions for n in d.depends_on}
     files = transactions_files(con)
     tx = columns.get("transactions", ())
     if "customer_categories" not in relations or not files or "category" not in tx:
-        return False
+        return False, False
+    sums = line_sums_on(con, files, cutoff, tx)
+    if sums is None:
+        return False, False
+    return True, register_line_sums(con, sums)
+
+
+def line_sums_on(
+    con: duckdb.DuckDBPyConnection, files: Sequence[Path], cutoff: date, tx: Collection[str]
+) -> LineSums | None:
+    """:func:`line_sums` of the ``transactions`` columns ``tx``, on as many threads as ``con``'s."""
     threads = int(con.execute("SELECT current_setting('threads')").fetchall()[0][0])
-    sums = line_sums(
+    return line_sums(
         files, cutoff, margin="margin_amount" in tx, returns="is_return" in tx, threads=threads
     )
-    if sums is None:
-        return False
-    register_line_sums(con, sums, returned=False)
-    return True
 
 
-def register_line_sums(con: duckdb.DuckDBPyConnection, sums: LineSums, *, returned: bool) -> None:
-    """Register what :func:`line_sums` took under the relations' table names (the
-    returned lines too when ``returned`` and taken)."""
+def register_line_sums(con: duckdb.DuckDBPyConnection, sums: LineSums) -> bool:
+    """Register what :func:`line_sums` took under the relations' table names; whether that
+    includes the returned lines."""
     con.register(SPEND_TABLE, sums.spend)
     if sums.totals is not None:
         con.register(TOTALS_TABLE, sums.totals)
-    if returned and sums.returned is not None:
+    if sums.returned is not None:
         con.register(RETURNED_TABLE, sums.returned)
+    return sums.returned is not None
 
 
 def unregister_line_sums(con: duckdb.DuckDBPyConnection) -> None:
@@ -210,7 +218,8 @@ def _check_clustered(parts: Sequence[_GroupSums]) -> None:
 
 
 def _row_group_sums(path: Path, group: int, columns: list[str], cutoff: date) -> _GroupSums:
-    """The sums of one row group's purchase lines with a category on or before ``cutoff``."""
+    """One row group's sums of its purchase lines with a category on or before ``cutoff``,
+    and its returned lines on or before it."""
     table = pq.ParquetFile(path, read_dictionary=["category"]).read_row_group(group, columns)
     key = table.column(CUSTOMER_KEY)
     if not pa.types.is_integer(key.type) or key.null_count:
@@ -265,16 +274,16 @@ def _kept(table: pa.Table, cutoff: date) -> tuple[np.ndarray, np.ndarray | None]
 def _returned_rows(table: pa.Table, keys: np.ndarray, returned: np.ndarray) -> pa.RecordBatch:
     """The ``returned`` lines of a row group as the ``returned_lines`` relation reads them."""
     rows = np.flatnonzero(returned)
-    at = table.column("ordered_at")
+    chosen = pa.array(rows)
+    at = table.column("ordered_at").take(chosen)
     unit = at.type.unit
-    ticks = at.cast(pa.int64()).to_numpy(zero_copy_only=False)[rows]
+    ticks = at.cast(pa.int64()).to_numpy(zero_copy_only=False)
     if unit == "ns":  # the view keeps microseconds: only whole ones are read the same
         if np.any(ticks % 1_000):
             raise _Unsupported("returns timed to the nanosecond")
         micros = ticks // 1_000
     else:
         micros = ticks * (1_000_000 // _UNITS[unit])
-    chosen = pa.array(rows)
     columns = {
         CUSTOMER_KEY: pa.array(keys[rows]),
         "ordered_at": pa.array(micros, pa.timestamp("us")),

@@ -18,7 +18,6 @@ import pyarrow.parquet as pq
 import pytest
 
 import features.engines.line_sums as line_sums
-import features.late_features as late_features
 from features.build import build_feature_table_from
 from features.engines.duckdb_engine import connect_parquet
 from features.inputs.table_files import write_tables
@@ -53,11 +52,9 @@ def _builds(
         con = connect_parquet(folder, threads=2, **connect)  # type: ignore[arg-type]
         return build_feature_table_from(con, cutoffs, **options)  # type: ignore[arg-type]
 
-    for module in (line_sums, late_features):
-        monkeypatch.setattr(module, "line_sums", spy)
+    monkeypatch.setattr(line_sums, "line_sums", spy)
     frames = [build(), build(sort_in_query=True)]
-    for module in (line_sums, late_features):
-        monkeypatch.setattr(module, "line_sums", lambda *args, **options: None)
+    monkeypatch.setattr(line_sums, "line_sums", lambda *args, **options: None)
     frames.append(build(sort_in_query=True))
     return frames, taken
 
